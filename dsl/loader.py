@@ -1,0 +1,165 @@
+"""Load a policy file (YAML or text DSL) into the typed model, with every problem as a Diagnostic."""
+
+from __future__ import annotations
+
+import types
+import typing
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from .diagnostics import Diagnostics, PolicyError, suggest
+from .model import Policy
+from .source import Located
+
+TEXT_SUFFIXES = (".collect",)
+
+
+def read_source(path: str | Path, diags: Diagnostics, text: str | None = None) -> Located | None:
+    """Parse a file into a Located document, choosing the front end by its suffix."""
+    path = Path(path)
+    name = str(path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            diags.error("file-unreadable", f"cannot read the policy file: {exc}")
+            return None
+    if path.suffix in TEXT_SUFFIXES:
+        from .text import load_text
+
+        return load_text(text, name, diags)
+    from .yamlload import load_yaml
+
+    return load_yaml(text, name, diags)
+
+
+def validate(located: Located, diags: Diagnostics) -> Policy | None:
+    """Validate located data against the model; pydantic errors become positioned diagnostics."""
+    if not isinstance(located.data, dict):
+        diags.error("not-a-mapping", "a policy file is a mapping of keys (policy:, timezone:, stages: ...)",
+                    located.span(()))
+        return None
+    try:
+        return Policy.model_validate(located.data)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            _report(error, located, diags)
+        return None
+
+
+def _report(error: dict, located: Located, diags: Diagnostics) -> None:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        _unknown_key(loc, located, diags)
+        return
+    # pydantic appends the union tag or "[key]" to the location; positions live on the real path
+    path = _data_path(loc, located.data)
+    prefer_key = "[key]" in loc
+    span = located.span(path, prefer_key=prefer_key)
+    message = error["msg"].removeprefix("Value error, ")
+    if kind == "missing":
+        field = loc[-1]
+        parent = _data_path(loc[:-1], located.data)
+        where = "/".join(str(p) for p in parent) or "the policy"
+        diags.error("missing-key", f"'{field}' is required in {where}", located.span(parent))
+        return
+    if kind == "literal_error":
+        message = f"'{error.get('input')}' is not allowed here; expected {error['ctx']['expected']}"
+    elif kind.endswith("_type") or kind.endswith("_parsing"):
+        message = f"wrong type: {message.lower()} (got {type(error.get('input')).__name__} {error.get('input')!r})"
+    hint = None
+    if kind == "literal_error":
+        options = [o.strip(" '") for o in error["ctx"]["expected"].replace(" or ", ",").split(",")]
+        hint = suggest(str(error.get("input")), options)
+    diags.error(_code(kind), message, span, hint)
+
+
+def _data_path(loc: tuple, data) -> tuple:
+    """Drop the parts pydantic adds to a location (union tags, "[key]") that are not in the data."""
+    path = []
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            continue
+        path.append(part)
+    return tuple(path)
+
+
+def _code(kind: str) -> str:
+    return {"value_error": "bad-value", "literal_error": "bad-choice", "greater_than": "bad-value",
+            "too_short": "bad-value", "template": "bad-template"}.get(kind, "wrong-type")
+
+
+def _unknown_key(loc: tuple, located: Located, diags: Diagnostics) -> None:
+    key = loc[-1]
+    parent_model = _model_at(loc[:-1])
+    allowed = _allowed_keys(parent_model) if parent_model else []
+    parent = _data_path(loc[:-1], located.data)
+    where = "at the top level" if not parent else f"in {'/'.join(str(p) for p in parent)}"
+    diags.error("unknown-key", f"unknown key '{key}' {where}", located.span(parent + (key,), prefer_key=True),
+                suggest(str(key), allowed))
+
+
+def _allowed_keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """Follow the model's annotations along a pydantic location to the model that owns its last key."""
+    from .model import Policy
+
+    annotation = Policy
+    for part in loc:
+        annotation = _step_into(annotation, part)
+        if annotation is None:
+            return None
+    annotation = _unwrap(annotation)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _unwrap(annotation):
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _step_into(annotation, part):
+    annotation = _unwrap(annotation)
+    origin = typing.get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, field in annotation.model_fields.items():
+            if part in (name, field.alias):
+                return field.annotation
+        return None
+    if origin is dict:
+        return typing.get_args(annotation)[1]
+    if origin is list:
+        return typing.get_args(annotation)[0]
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):  # a union tag names the member that was tried
+            if any(getattr(meta, "tag", None) == part for meta in getattr(arg, "__metadata__", ())):
+                return _unwrap(arg)
+        members = [a for a in map(_unwrap, typing.get_args(annotation)) if a is not type(None)]
+        return _step_into(members[0], part) if len(members) == 1 else None
+    return None
+
+
+def load_policy(path: str | Path, text: str | None = None) -> tuple[Policy | None, Located | None, Diagnostics]:
+    """Read and validate a policy. Returns the model (None on errors), its positions and the diagnostics."""
+    diags = Diagnostics()
+    located = read_source(path, diags, text)
+    if located is None or diags.errors:
+        return None, located, diags
+    return validate(located, diags), located, diags
+
+
+def load_policy_or_raise(path: str | Path) -> tuple[Policy, Located]:
+    policy, located, diags = load_policy(path)
+    if policy is None:
+        raise PolicyError(diags.sorted())
+    return policy, located

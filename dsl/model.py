@@ -1,0 +1,287 @@
+"""The typed policy model (pydantic, frozen, unknown keys forbidden).
+
+Validators normalise the literal syntaxes (durations, times, triggers, day ranges) so that two
+spellings of the same policy (`7d` / `1w`, YAML / text DSL) give the same model and the same plan.
+Expressions and templates stay text here; the compiler checks them against the field schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from typing import Annotated, Literal, Union
+
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag,
+                      field_validator, model_validator)
+
+from . import timeparse
+
+BUILTIN_CHANNELS = ("email", "sms", "whatsapp", "voice", "letter", "webhook", "agent")
+EVENT_TYPES = ("promise_broken", "promise_made", "promise_kept", "payment_partial", "payment_received",
+               "dispute_opened", "dispute_resolved")
+FIELD_TYPES = ("str", "int", "float", "decimal", "bool", "date", "datetime")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _duration(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError("expected a duration such as 7d, 12h, 30m or 2w")
+    return timeparse.format_duration(timeparse.parse_duration(str(value)))
+
+
+def _trigger(value) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a trigger such as due-5d, due+1d 10:00 or event+1d")
+    return str(timeparse.parse_trigger(value))
+
+
+def _identifier(value) -> str:
+    if not isinstance(value, str) or not _IDENT.match(value):
+        raise ValueError(f"'{value}' is not a valid name: use letters, digits, '_' and '-', starting with a letter")
+    return value
+
+
+def _one_or_many(value):
+    return [value] if isinstance(value, str) else value
+
+
+Duration = Annotated[str, BeforeValidator(_duration)]
+TriggerText = Annotated[str, BeforeValidator(_trigger)]
+Name = Annotated[str, BeforeValidator(_identifier)]
+Expr = Annotated[str, Field(min_length=1)]
+
+
+class Calendar(Model):
+    country: str | None = None
+    subdivision: str | None = None
+    extra_holidays: list[dt.date] = []
+    weekend: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = ["sat", "sun"]
+
+    @field_validator("extra_holidays", mode="before")
+    @classmethod
+    def _dates(cls, value):
+        return [dt.date.fromisoformat(v) if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
+
+    @field_validator("extra_holidays")
+    @classmethod
+    def _sorted(cls, value):
+        return sorted(set(value))
+
+
+class Cap(Model):
+    channel: str = "any"
+    max: int = Field(gt=0)
+    per: Duration
+    cooldown_after_conversation: Duration | None = None
+
+
+class Escalation(Model):
+    queue: Name
+    priority: Expr | None = None
+
+
+class Step(Model):
+    id: Name
+    at: TriggerText
+    for_: Expr | None = Field(None, alias="for")
+    if_: Expr | None = Field(None, alias="if")
+    send: Annotated[list[str], BeforeValidator(_one_or_many)] | None = None
+    template: Name | None = None
+    escalate: Escalation | None = None
+    webhook: Name | None = None
+    stop: bool = False
+    on_exhausted: Escalation | None = None
+
+    @field_validator("on_exhausted", mode="before")
+    @classmethod
+    def _exhausted(cls, value):
+        if value == "escalate":  # shorthand: a task in the default queue
+            return {"queue": "collections"}
+        if isinstance(value, dict) and set(value) == {"escalate"}:
+            return value["escalate"]
+        return value
+
+    @model_validator(mode="after")
+    def _one_action(self):
+        actions = [name for name in ("send", "escalate", "webhook") if getattr(self, name)]
+        actions += ["stop"] if self.stop else []
+        if len(actions) != 1:
+            found = ", ".join(actions) or "none"
+            raise ValueError(f"a step does exactly one of send, escalate, webhook, stop (found: {found})")
+        if self.send is not None and not self.send:
+            raise ValueError("send needs at least one channel")
+        if self.send and not self.template:
+            raise ValueError("a send step needs a template")
+        if self.template and not self.send:
+            raise ValueError("only a send step takes a template")
+        if self.on_exhausted and not self.send:
+            raise ValueError("on_exhausted applies to send steps only")
+        return self
+
+    @property
+    def action(self) -> str:
+        return "send" if self.send else "escalate" if self.escalate else "webhook" if self.webhook else "stop"
+
+    @property
+    def trigger(self) -> timeparse.Trigger:
+        return timeparse.parse_trigger(self.at)
+
+
+class Stage(Model):
+    when: Expr
+    steps: list[Step] = []
+
+
+class EmailTemplate(Model):
+    subject: str
+    body: str
+    html: str | None = None
+
+
+class WhatsAppTemplate(Model):
+    template_name: str
+    language: str
+    params: list[str] = []
+
+
+class BodyTemplate(Model):
+    body: str
+
+
+def _template_kind(value) -> str | None:
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dict):
+        if {"template_name", "language", "params"} & set(value):
+            return "whatsapp"
+        return "body" if set(value) == {"body"} else "email"
+    return None
+
+
+# Dispatch on the shape, so that a wrong template gets one clear error instead of one per union member.
+ChannelTemplate = Annotated[
+    Union[
+        Annotated[str, Tag("text")],
+        Annotated[EmailTemplate, Tag("email")],
+        Annotated[WhatsAppTemplate, Tag("whatsapp")],
+        Annotated[BodyTemplate, Tag("body")],
+    ],
+    Discriminator(_template_kind, custom_error_type="template", custom_error_message=(
+        "a template is text, { subject, body } for email, or { template_name, language, params } for WhatsApp")),
+]
+
+
+class Experiment(Model):
+    unit: Literal["customer", "invoice"] = "customer"
+    variants: dict[Name, int]
+
+    @field_validator("variants")
+    @classmethod
+    def _percentages(cls, value):
+        if any(v < 0 for v in value.values()):
+            raise ValueError("variant percentages cannot be negative")
+        if sum(value.values()) != 100:
+            raise ValueError(f"variant percentages must add up to 100 (they add up to {sum(value.values())})")
+        return value
+
+
+def _day_spec(value) -> str:
+    return ",".join(timeparse.parse_days(str(value)))
+
+
+def _time_ranges(value) -> list[list[int]]:
+    if value in ("closed", None, ""):
+        return []
+    if not isinstance(value, str):
+        raise ValueError('expected hours such as "08:00-19:00" (or several: "08:00-12:00, 14:00-18:00")')
+    return [list(r) for r in timeparse.parse_time_ranges(value)]
+
+
+def _per_day(spec: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
+    """{'mon,tue': ranges} -> {'mon': ranges, 'tue': ranges}; a day given twice is an error."""
+    days: dict[str, list[list[int]]] = {}
+    for day_spec, ranges in spec.items():
+        for day in day_spec.split(","):
+            if day in days:
+                raise ValueError(f"'{day}' appears twice in this window")
+            days[day] = ranges
+    return {d: days[d] for d in timeparse.DAYS if d in days}
+
+
+ChannelWindow = Annotated[
+    dict[Annotated[str, BeforeValidator(_day_spec)], Annotated[list[list[int]], BeforeValidator(_time_ranges)]],
+    AfterValidator(_per_day),
+]
+
+
+class Windows(Model):
+    """Per channel: days -> hours, normalised to {day: [[start, end], ...]} in minutes after midnight."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, ChannelWindow]
+    holidays: Literal["closed", "open"] = "closed"
+
+    def channels(self) -> dict[str, dict[str, list[list[int]]]]:
+        return dict(self.model_extra or {})
+
+
+class Policy(Model):
+    policy: Name
+    description: str = ""
+    timezone: str
+    currency: str = "USD"
+    calendar: Calendar = Calendar()
+    fields: dict[str, Literal["str", "int", "float", "decimal", "bool", "date", "datetime"]] = {}
+    compliance: Literal["auto"] | list[str] = []
+    windows: Windows = Windows()
+    caps: list[Cap] = []
+    on_cap: Literal["defer", "skip"] = "defer"
+    segments: dict[Name, Expr] = {}
+    group_by: Literal["customer", "invoice"] = "customer"
+    catch_up: Literal["latest", "all", "none"] = "latest"
+    max_lateness: Duration = "3d"
+    templates: dict[Name, dict[str, ChannelTemplate]] = {}
+    templates_dir: str | None = None
+    stages: dict[Name, Stage]
+    events: dict[Literal[EVENT_TYPES], list[Step]] = {}  # type: ignore[valid-type]
+    pause_when: list[Literal["promise_active", "disputed"]] = ["promise_active", "disputed"]
+    stop_when: list[Literal["paid", "written_off"]] = ["paid", "written_off"]
+    experiments: dict[Name, Experiment] = {}
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value):
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"'{value}' is not an IANA time zone (e.g. America/Lima)") from None
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value):
+        if not re.fullmatch(r"[A-Z]{3}", value):
+            raise ValueError(f"'{value}' is not an ISO 4217 currency code (e.g. PEN, USD)")
+        return value
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(cls, value):
+        for name in value:
+            if not re.fullmatch(r"(customer|invoice)\.[a-z_][a-z0-9_]*", name):
+                raise ValueError(f"custom field '{name}' must be named customer.<name> or invoice.<name> (lowercase)")
+        return value
+
+    def all_steps(self):
+        """(path, stage or event name, step) for every step, in file order."""
+        for stage_name, stage in self.stages.items():
+            for i, step in enumerate(stage.steps):
+                yield ("stages", stage_name, "steps", i), stage_name, step
+        for event, steps in self.events.items():
+            for i, step in enumerate(steps):
+                yield ("events", event, i), event, step
