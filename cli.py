@@ -1,0 +1,195 @@
+"""The `collect` command line: parse arguments, call the engine, render. Nothing else lives here.
+
+Exit codes (SPEC 6): 0 ok, 1 the input is wrong (policy errors, bad CSV), 2 usage error,
+3 a runtime or provider failure. Heavy modules are imported inside the commands so that
+`collect --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="collect",
+    help="Collections policy-as-code: validate, compile, simulate and run dunning policies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+PolicyArg = Annotated[Path, typer.Argument(help="Policy file (.yaml, .yml or .collect).", show_default=False)]
+FormatOpt = Annotated[Format, typer.Option("--format", help="Diagnostics as compiler-style text or JSON.")]
+
+
+def _report(results: list, fmt: Format) -> int:
+    """Print diagnostics of compiled files (stderr for text, stdout for JSON); the exit code they imply."""
+    from .dsl.diagnostics import diagnostics_json
+
+    diagnostics = [d for r in results for d in r.diagnostics.sorted()]
+    if fmt is Format.json:
+        typer.echo(diagnostics_json(diagnostics))
+    else:
+        for diag in diagnostics:
+            typer.echo(diag.render(), err=True)
+    return EXIT_INPUT if any(d.severity == "error" for d in diagnostics) else EXIT_OK
+
+
+def _compile(policy: Path, fmt: Format = Format.text):
+    """Compile one policy or exit 1 with its diagnostics."""
+    from .engine.compiler import compile_policy
+
+    result = compile_policy(policy)
+    if result.plan is None:
+        raise typer.Exit(_report([result], fmt))
+    if fmt is Format.text:
+        _report([result], fmt)  # warnings
+    return result
+
+
+@app.command()
+def validate(policies: Annotated[list[Path], typer.Argument(help="One or more policy files.")],
+             format: FormatOpt = Format.text,
+             quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")] = False) -> None:
+    """Load, type-check and compile policies; print every error and warning."""
+    from .engine.compiler import compile_policy
+
+    results = [compile_policy(p) for p in policies]
+    code = _report(results, format)
+    if format is Format.text and not quiet:
+        for path, result in zip(policies, results):
+            if result.plan is not None:
+                warnings = len(result.diagnostics.warnings)
+                typer.echo(f"{path}: ok, {sum(1 for _ in result.plan.steps())} steps, plan {result.plan.plan_hash[:12]}"
+                           + (f", {warnings} warning(s)" if warnings else ""), err=True)
+    raise typer.Exit(code)
+
+
+@app.command("compile")
+def compile_cmd(policy: PolicyArg,
+                output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the plan here.")] = None,
+                format: FormatOpt = Format.text) -> None:
+    """Print the canonical plan JSON (with plan_hash)."""
+    result = _compile(policy, format)
+    text = result.plan.to_json() + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from .engine.files import write_atomic
+
+    write_atomic(output, text)
+
+
+@app.command()
+def plan(policy: PolicyArg, format: FormatOpt = Format.text) -> None:
+    """Show the plan as tables: stages, steps, channels, windows, caps."""
+    result = _compile(policy, format)
+    from . import views
+
+    views.show_plan(result.plan)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the policy format (for editor completion)."""
+    import json
+
+    from .dsl.model import Policy
+
+    typer.echo(json.dumps(Policy.model_json_schema(), indent=2, sort_keys=True))
+
+
+@app.command()
+def init(directory: Annotated[Path, typer.Argument(help="Where to create the project.")] = Path("."),
+         force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False) -> None:
+    """Create a working starter project: policy, channels.yaml, a sample portfolio, README."""
+    from .engine.scaffold import StarterExists, write_starter
+
+    try:
+        written = write_starter(directory, force=force)
+    except StarterExists as exc:
+        typer.echo(f"error: {exc} (use --force to overwrite)", err=True)
+        raise typer.Exit(EXIT_INPUT)
+    for path in written:
+        typer.echo(f"created {path}")
+    typer.echo(f"next: collect validate {directory / 'policy.yaml'}")
+
+
+@app.command()
+def simulate(
+    policy: PolicyArg,
+    portfolio: Annotated[Path, typer.Option(help="Invoices CSV (SPEC section 7).")],
+    customers: Annotated[Optional[Path], typer.Option(help="Customers CSV, keyed by customer_id.")] = None,
+    payments: Annotated[Optional[Path], typer.Option(help="Payments CSV (used by --behavior historic).")] = None,
+    promises: Annotated[Optional[Path], typer.Option(help="Promises to pay CSV.")] = None,
+    disputes: Annotated[Optional[Path], typer.Option(help="Disputes CSV.")] = None,
+    map: Annotated[Optional[Path], typer.Option("--map", help="Column map YAML for ERP exports.")] = None,
+    start: Annotated[Optional[str], typer.Option(help="First day, YYYY-MM-DD (default: today).")] = None,
+    days: Annotated[int, typer.Option(min=1, max=3660, help="Horizon in days.")] = 30,
+    behavior: Annotated[str, typer.Option(help="none | historic | a behavior model YAML.")] = "none",
+    seed: Annotated[int, typer.Option(help="Seed of the behavior model.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Write the contacts here (.csv or .jsonl).")] = None,
+    compare: Annotated[Optional[Path], typer.Option(help="A second policy to compare with.")] = None,
+    channels: Annotated[Optional[Path], typer.Option(help="channels.yaml, for message costs.")] = None,
+    tick: Annotated[int, typer.Option(help="Minutes between ticks (as cron runs `collect run`).")] = 60,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary or progress.")] = False,
+    format: FormatOpt = Format.text,
+) -> None:
+    """Dry run over a horizon: what would be sent, when, and what it does to the KPIs."""
+    import datetime as dt
+
+    from .engine import simrun
+    from .engine.portfolio import CsvError
+
+    if out is not None and out.suffix not in (".csv", ".jsonl"):
+        typer.echo(f"error: --out must end in .csv or .jsonl (got {out.name})", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    if behavior not in ("none", "historic") and not Path(behavior).is_file():
+        typer.echo(f"error: --behavior is none, historic or a behavior model file; {behavior} is none of these",
+                   err=True)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        first_day = dt.date.fromisoformat(start) if start else dt.date.today()
+    except ValueError:
+        typer.echo(f"error: --start {start!r} is not a date (YYYY-MM-DD)", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    plans = [_compile(policy, format).plan] + ([_compile(compare, format).plan] if compare else [])
+    try:
+        book = simrun.load_portfolio(plans[0], portfolio, customers=customers, payments=payments,
+                                     promises=promises, disputes=disputes, colmap=map)
+    except CsvError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(EXIT_INPUT)
+    costs = simrun.load_costs(channels) if channels else None
+    from . import views
+
+    results = []
+    for plan in plans:
+        with views.progress(first_day, days, quiet) as tick_cb:
+            results.append(simrun.run_simulation(plan, book, start=first_day, days=days, behavior=behavior,
+                                                 seed=seed, tick_minutes=tick, progress=tick_cb))
+    if out is not None:
+        from .engine.files import write_atomic
+
+        write_atomic(out, simrun.contacts_text(results[0], out.suffix[1:]))
+    if not quiet:
+        summaries = [simrun.summarize(r, costs, kpis=behavior != "none") for r in results]
+        names = [str(policy)] + ([str(compare)] if compare else [])
+        views.show_simulation(names, results, summaries)
+
+
+def main() -> None:
+    app()

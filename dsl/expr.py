@@ -1,0 +1,188 @@
+"""Expressions (SPEC section 3): parse with positions, type-check, fold constants, compile to closures.
+
+    parse(text) -> Node                       syntax errors raise ExprError(code="expr-syntax")
+    analyze(text, schema, segments, experiments, expect) -> Checked   never raises; errors in .errors
+    compile_expr(node, segment_fns) -> fn(ctx) -> value
+
+Semantics, chosen so that a rule never crashes at run time:
+- a comparison (==, !=, <, in, between ...) with a null operand is false; `is null` tests for null;
+- arithmetic with a null operand is null, and so is a division by zero;
+- `and`, `or`, `not` treat anything that is not `true` as false (so `not (x > 1)` is true when x is null);
+- numbers are exact decimals; `date - date` is a number of days, `date ± 7d` a date.
+The evaluation context is a mapping: "invoice.amount" -> value, "variant:tone" -> the unit's variant,
+"today" -> the local date (for days_since).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+from .diagnostics import suggest
+from .timeparse import parse_duration
+
+NUMBER_TYPES = {"int": "number", "float": "number", "decimal": "number"}
+FUNCTIONS = {"variant": 1, "segment": 1, "days_since": 1, "lower": 1}
+NOT_CONSTANT = object()
+
+
+class ExprError(Exception):
+    def __init__(self, code: str, message: str, offset: int = 0, length: int = 1, hint: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.offset, self.length, self.hint = code, message, offset, length, hint
+
+
+@dataclass(frozen=True)
+class Node:
+    kind: str  # literal, field, name, call, list, and, or, not, compare, in, not_in, between, is_null, ...
+    offset: int
+    length: int
+    value: Any = None  # literal value, field/segment/function name, operator
+    args: tuple["Node", ...] = ()
+
+
+@dataclass
+class Checked:
+    type: str = "any"
+    errors: list[ExprError] = field(default_factory=list)
+    fields: set[str] = field(default_factory=set)
+    segments: set[str] = field(default_factory=set)
+    experiments: set[str] = field(default_factory=set)
+    constant: Any = NOT_CONSTANT
+    canonical: str = ""
+    node: Node | None = None
+
+
+def is_constant(checked: Checked) -> bool:
+    return checked.constant is not NOT_CONSTANT
+
+
+# -- parsing ------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _parser():
+    from lark import Lark
+
+    grammar = (Path(__file__).parent / "expr.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+_TOKEN_WORDS = {"COMPARE": "a comparison", "ADD": "'+' or '-'", "MUL": "'*' or '/'", "NAME": "a name",
+                "NUMBER": "a number", "STRING": "a string", "DATE": "a date", "DURATION": "a duration",
+                "RPAR": "')'", "LPAR": "'('", "RSQB": "']'", "LSQB": "'['", "COMMA": "','", "DOT": "'.'",
+                "$END": "the end of the expression"}
+
+
+def _describe(expected) -> str:
+    words = sorted({_TOKEN_WORDS.get(t, t.lower() if not t.startswith("__") else "") for t in expected} - {""})
+    value_words = {"a name", "a number", "a string", "a date", "a duration", "'('", "'['"}
+    if value_words & set(words):
+        return "a value (a field, number, string, date, duration or '(')"
+    return ", ".join(words[:6]) or "something else"
+
+
+def parse(text: str) -> Node:
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+    if not text.strip():
+        raise ExprError("expr-syntax", "the expression is empty", 0, 1)
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedToken as exc:
+        if exc.token.type == "$END":
+            raise ExprError("expr-syntax", f"the expression ends too early: expected {_describe(exc.expected)}",
+                            len(text.rstrip()), 1) from None
+        raise ExprError("expr-syntax", f"unexpected '{exc.token}': expected {_describe(exc.expected)}",
+                        exc.token.start_pos or 0, max(len(str(exc.token)), 1)) from None
+    except UnexpectedCharacters as exc:
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        message = "unterminated string" if char in "\"'" else f"unexpected character '{char}'"
+        raise ExprError("expr-syntax", message, exc.pos_in_stream, 1) from None
+    except UnexpectedEOF:
+        raise ExprError("expr-syntax", "the expression ends too early", len(text), 1) from None
+    except UnexpectedInput as exc:  # pragma: no cover - other lark input errors
+        raise ExprError("expr-syntax", str(exc).splitlines()[0], getattr(exc, "pos_in_stream", 0) or 0) from None
+    return _build(tree, text)
+
+
+def _span(item) -> tuple[int, int]:
+    if hasattr(item, "start_pos"):  # a Token
+        return item.start_pos, len(item)
+    meta = item.meta
+    return meta.start_pos, meta.end_pos - meta.start_pos
+
+
+def _build(item, text: str) -> Node:
+    from lark import Token
+
+    if isinstance(item, Token):
+        raise AssertionError(f"unexpected token {item!r}")
+    off, length = _span(item)
+    kind, ch = item.data, item.children
+    if kind in ("number", "string", "date", "duration", "true", "false", "null"):
+        return Node("literal", off, length, _literal(kind, ch[0] if ch else None, off))
+    if kind == "field":
+        return Node("field", off, length, ".".join(str(t) for t in ch))
+    if kind == "name":
+        return Node("name", off, length, str(ch[0]))
+    if kind == "call":
+        return Node("call", off, length, str(ch[0]), tuple(_build(c, text) for c in ch[1:] if c is not None))
+    if kind == "list":
+        return Node("list", off, length, None, tuple(_build(c, text) for c in ch if c is not None))
+    if kind in ("compare", "arith"):
+        return Node(kind, off, length, str(ch[1]), (_build(ch[0], text), _build(ch[2], text)))
+    names = {"or_op": "or", "and_op": "and", "not_op": "not", "in_op": "in", "not_in_op": "not_in",
+             "between": "between", "is_null": "is_null", "is_not_null": "is_not_null", "neg": "neg"}
+    return Node(names[kind], off, length, None, tuple(_build(c, text) for c in ch))
+
+
+def _literal(kind: str, token, offset: int):
+    if kind == "number":
+        return Decimal(str(token))
+    if kind == "string":
+        raw = str(token)[1:-1]
+        return raw.encode("utf-8").decode("unicode_escape") if "\\" in raw else raw
+    if kind == "date":
+        try:
+            return dt.date.fromisoformat(str(token))
+        except ValueError:
+            raise ExprError("expr-syntax", f"'{token}' is not a valid date", offset, len(token)) from None
+    if kind == "duration":
+        return dt.timedelta(minutes=parse_duration(str(token)))
+    return {"true": True, "false": False, "null": None}[kind]
+
+
+# -- checking -----------------------------------------------------------------------------------
+
+def analyze(text: str, schema: dict[str, str], segments: set[str], experiments: dict[str, set[str]],
+            expect: str = "bool") -> Checked:
+    """Parse and type-check one expression; never raises (problems are in `.errors`)."""
+    try:
+        node = parse(text)
+    except ExprError as err:
+        return Checked(errors=[err], canonical=text.strip())
+    except RecursionError:
+        return Checked(errors=[ExprError("expr-syntax", "the expression is nested too deeply")], canonical=text)
+    from .exprcheck import Checker
+
+    return Checker(schema, segments, experiments).run(node, expect)
+
+
+def compile_expr(node: Node, segment_fns: dict[str, Callable]) -> Callable[[Any], Any]:
+    from .exprcompile import compile_node
+
+    return compile_node(node, segment_fns)
+
+
+def to_number(value):
+    """Exact arithmetic: floats from CSV columns become decimals by their shortest repr."""
+    if isinstance(value, float):
+        try:
+            return Decimal(repr(value))
+        except InvalidOperation:
+            return None
+    return value

@@ -1,0 +1,329 @@
+"""Type checking, constant folding and canonical text of expressions (see dsl/expr.py for semantics)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+from .diagnostics import suggest
+from .expr import FUNCTIONS, NOT_CONSTANT, NUMBER_TYPES, Checked, ExprError, Node
+from .timeparse import format_duration
+
+# binding strength, loosest first; an operand binding looser than its operator needs parentheses
+LEVEL = {"or": 1, "and": 2, "not": 3, "compare": 4, "in": 4, "not_in": 4, "between": 4, "is_null": 4,
+         "is_not_null": 4, "arith+": 5, "arith-": 5, "arith*": 6, "arith/": 6, "neg": 7}
+ORDERED = {"number", "date", "datetime", "str", "duration"}
+DYNAMIC_CALLS = {"variant", "segment", "days_since"}
+
+
+class Checker:
+    def __init__(self, schema: dict[str, str], segments: set[str], experiments: dict[str, set[str]]):
+        self.schema = {k: NUMBER_TYPES.get(v, v) for k, v in schema.items()}
+        self.segments, self.experiments = segments, experiments
+        self.out = Checked()
+
+    def run(self, node: Node, expect: str) -> Checked:
+        out = self.out
+        out.node = node
+        out.type = self.type_of(node)
+        if out.type not in ("any", expect) and not (out.type == "null" and expect == "number"):
+            wanted = {"bool": "a condition must be true or false", "number": "a priority must be a number"}[expect]
+            self.error("type-error", f"{wanted}; this expression is {_article(out.type)}", node)
+        folded = self.fold(node)
+        if folded.kind == "literal" and not out.errors:
+            out.constant = folded.value
+        out.canonical = render(folded)
+        return out
+
+    def error(self, code: str, message: str, node: Node, hint: str | None = None) -> None:
+        self.out.errors.append(ExprError(code, message, node.offset, node.length, hint))
+
+    # -- types ----------------------------------------------------------------------------------
+
+    def type_of(self, node: Node) -> str:
+        method = getattr(self, f"_t_{node.kind}", None)
+        return method(node) if method else self._t_operator(node)
+
+    def _t_literal(self, node: Node) -> str:
+        return _value_type(node.value)
+
+    def _t_field(self, node: Node) -> str:
+        if node.value in self.schema:
+            self.out.fields.add(node.value)
+            return self.schema[node.value]
+        self.error("unknown-field", f"unknown field '{node.value}'", node, suggest(node.value, self.schema)
+                   or "declare custom columns under fields:, e.g. fields: { customer.tier: str }")
+        return "any"
+
+    def _t_name(self, node: Node) -> str:
+        if node.value in self.segments:
+            self.out.segments.add(node.value)
+            return "bool"
+        fields = [f for f in self.schema if f.split(".", 1)[1] == node.value]
+        hint = suggest(node.value, self.segments) or (f"did you mean '{fields[0]}'?" if fields else None)
+        self.error("unknown-segment", f"unknown segment '{node.value}'", node, hint)
+        return "any"
+
+    def _t_list(self, node: Node) -> str:
+        for item in node.args:
+            self.type_of(item)
+        return "list"
+
+    def _t_call(self, node: Node) -> str:
+        name = node.value
+        if name not in FUNCTIONS:
+            self.error("unknown-function", f"unknown function '{name}'", node,
+                       suggest(name, FUNCTIONS) or f"functions: {', '.join(FUNCTIONS)}")
+            return "any"
+        if len(node.args) != FUNCTIONS[name]:
+            self.error("bad-arguments", f"{name}() takes exactly one argument", node)
+            return "any"
+        arg = node.args[0]
+        if name in ("variant", "segment"):
+            if arg.kind != "literal" or not isinstance(arg.value, str):
+                self.error("bad-arguments", f'{name}() takes a quoted name, e.g. {name}("x")', arg)
+                return "any"
+            if name == "segment":
+                return self._t_name(Node("name", arg.offset, arg.length, arg.value))
+            if arg.value not in self.experiments:
+                self.error("unknown-experiment", f"unknown experiment '{arg.value}'", arg,
+                           suggest(arg.value, self.experiments))
+                return "any"
+            self.out.experiments.add(arg.value)
+            return "str"
+        kind = self.type_of(arg)
+        wanted = ("date", "datetime") if name == "days_since" else ("str",)
+        if kind not in (*wanted, "any", "null"):
+            self.error("bad-arguments", f"{name}() needs {_article(wanted[0])}, not {_article(kind)}", arg)
+        return "number" if name == "days_since" else "str"
+
+    def _t_operator(self, node: Node) -> str:
+        kinds = [self.type_of(a) if a.kind != "list" else "list" for a in node.args]
+        if node.kind == "list":
+            return "list"
+        rule = getattr(self, f"_op_{node.kind}")
+        return rule(node, kinds)
+
+    def _op_and(self, node, kinds):
+        return self._logic(node, kinds)
+
+    _op_or = _op_and
+
+    def _op_not(self, node, kinds):
+        return self._logic(node, kinds)
+
+    def _logic(self, node: Node, kinds: list[str]) -> str:
+        word = {"and": "'and'", "or": "'or'", "not": "'not'"}[node.kind]
+        for arg, kind in zip(node.args, kinds):
+            if kind not in ("bool", "any", "null"):
+                self.error("type-error", f"{word} needs true/false on each side; {_show(arg)} is {_article(kind)}", arg)
+        return "bool"
+
+    def _op_compare(self, node: Node, kinds: list[str]) -> str:
+        a, b = kinds
+        left, right = node.args
+        if "any" in kinds or "null" in kinds:
+            return "bool"
+        if not _comparable(a, b):
+            self.error("type-error", f"cannot compare {_show(left)} ({a}) with {_show(right)} ({b})", node)
+        elif node.value not in ("==", "!=") and a not in ORDERED:
+            self.error("type-error", f"'{node.value}' needs numbers, dates or text; {_show(left)} is {_article(a)}", node)
+        self._check_variant_literal(left, right)
+        self._check_variant_literal(right, left)
+        return "bool"
+
+    def _check_variant_literal(self, call: Node, literal: Node) -> None:
+        if call.kind != "call" or call.value != "variant" or literal.kind != "literal":
+            return
+        exp = call.args[0].value if call.args else None
+        variants = self.experiments.get(exp)
+        if variants is not None and literal.value not in variants:
+            self.error("unknown-variant", f"experiment '{exp}' has no variant '{literal.value}'", literal,
+                       suggest(str(literal.value), variants) or f"variants: {', '.join(sorted(variants))}")
+
+    def _op_in(self, node: Node, kinds: list[str]) -> str:
+        left, items = node.args
+        kind = kinds[0]
+        for item in items.args:
+            item_kind = self.type_of(item)
+            if kind != "any" and item_kind not in ("any", "null") and not _comparable(kind, item_kind):
+                self.error("type-error", f"{_show(item)} ({item_kind}) cannot be in a list compared with "
+                           f"{_show(left)} ({kind})", item)
+            self._check_variant_literal(left, item)
+        return "bool"
+
+    _op_not_in = _op_in
+
+    def _op_between(self, node: Node, kinds: list[str]) -> str:
+        value = kinds[0]
+        for bound, kind in zip(node.args[1:], kinds[1:]):
+            if "any" in (value, kind) or "null" in (value, kind):
+                continue
+            if value not in ("number", "date", "datetime", "duration") or not _comparable(value, kind):
+                self.error("type-error", f"between needs numbers or dates; {_show(node.args[0])} ({value}) "
+                           f"and {_show(bound)} ({kind}) do not fit", bound)
+        return "bool"
+
+    def _op_is_null(self, node, kinds):
+        return "bool"
+
+    _op_is_not_null = _op_is_null
+
+    def _op_neg(self, node: Node, kinds: list[str]) -> str:
+        if kinds[0] not in ("number", "duration", "any", "null"):
+            self.error("type-error", f"cannot negate {_article(kinds[0])}", node)
+            return "any"
+        return kinds[0] if kinds[0] != "null" else "number"
+
+    def _op_arith(self, node: Node, kinds: list[str]) -> str:
+        a, b = kinds
+        op = node.value
+        if "any" in kinds:
+            return "any"
+        a = "number" if a == "null" else a
+        b = "number" if b == "null" else b
+        result = _arith_type(op, a, b)
+        if result is None:
+            self.error("type-error", f"cannot compute {_article(a)} {op} {_article(b)} "
+                       f"({_show(node.args[0])} {op} {_show(node.args[1])})", node)
+            return "any"
+        return result
+
+    # -- folding --------------------------------------------------------------------------------
+
+    def fold(self, node: Node) -> Node:
+        """Replace every constant sub-expression by its value (only when the expression type-checks)."""
+        if node.kind in ("literal", "field", "name") or self.out.errors:
+            return node
+        args = tuple(self.fold(a) if a.kind != "list" else Node("list", a.offset, a.length, None,
+                                                                   tuple(self.fold(x) for x in a.args))
+                     for a in node.args)
+        node = Node(node.kind, node.offset, node.length, node.value, args)
+        if node.kind == "call" and node.value in DYNAMIC_CALLS:
+            return node
+        if all(_is_const(a) for a in args):
+            from .exprcompile import compile_node
+
+            try:
+                value = compile_node(node, {})({})
+            except Exception:  # noqa: BLE001 - a constant that cannot be computed stays as written
+                return node
+            if node.kind != "list":
+                return Node("literal", node.offset, node.length, value)
+        return node
+
+
+def _is_const(node: Node) -> bool:
+    return node.kind == "literal" or (node.kind == "list" and all(_is_const(a) for a in node.args))
+
+
+def _value_type(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float, Decimal)):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, dt.datetime):
+        return "datetime"
+    if isinstance(value, dt.date):
+        return "date"
+    if isinstance(value, dt.timedelta):
+        return "duration"
+    return "any"
+
+
+def _comparable(a: str, b: str) -> bool:
+    dates = {"date", "datetime"}
+    return a == b or (a in dates and b in dates)
+
+
+def _arith_type(op: str, a: str, b: str) -> str | None:
+    if a == b == "number":
+        return "number"
+    if op in "+-" and a in ("date", "datetime") and b == "duration":
+        return a
+    if op == "+" and a == "duration" and b in ("date", "datetime"):
+        return b
+    if op == "-" and a in ("date", "datetime") and b in ("date", "datetime"):
+        return "number"
+    if op in "+-" and a == b == "duration":
+        return "duration"
+    if op in "*/" and a == "duration" and b == "number":
+        return "duration"
+    return None
+
+
+def _article(kind: str) -> str:
+    words = {"number": "a number", "str": "text", "bool": "true/false", "date": "a date", "datetime": "a date-time",
+             "duration": "a duration", "null": "null", "list": "a list", "any": "unknown"}
+    return words.get(kind, kind)
+
+
+def _show(node: Node) -> str:
+    return render(node)
+
+
+# -- canonical text -----------------------------------------------------------------------------
+
+def render(node: Node) -> str:
+    return _render(node)[0]
+
+
+def literal_text(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f")
+        return text
+    if isinstance(value, (int, float)):
+        return literal_text(Decimal(repr(value)))
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dt.timedelta):
+        return format_duration(int(value.total_seconds() // 60))
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _render(node: Node) -> tuple[str, int]:
+    kind = node.kind
+    if kind == "literal":
+        text = literal_text(node.value)
+        return (text, 7 if text.startswith("-") else 9)
+    if kind in ("field", "name"):
+        return node.value, 9
+    if kind == "call":
+        return f"{node.value}({', '.join(render(a) for a in node.args)})", 9
+    if kind == "list":
+        return f"[{', '.join(render(a) for a in node.args)}]", 9
+    level = LEVEL[f"arith{node.value}" if kind == "arith" else kind]
+    args = node.args
+
+    def sub(child: Node, minimum: int) -> str:
+        text, child_level = _render(child)
+        return f"({text})" if child_level < minimum else text
+
+    if kind in ("and", "or"):
+        return f" {kind} ".join((sub(args[0], level), sub(args[1], level + 1))), level
+    if kind == "not":
+        return f"not {sub(args[0], level)}", level
+    if kind == "neg":
+        return f"-{sub(args[0], level)}", level
+    if kind == "arith":
+        return f"{sub(args[0], level)} {node.value} {sub(args[1], level + 1)}", level
+    if kind == "compare":
+        return f"{sub(args[0], 5)} {node.value} {sub(args[1], 5)}", level
+    if kind in ("in", "not_in"):
+        word = "in" if kind == "in" else "not in"
+        return f"{sub(args[0], 5)} {word} {render(args[1])}", level
+    if kind == "between":
+        return f"{sub(args[0], 5)} between {sub(args[1], 5)} and {sub(args[2], 5)}", level
+    word = "is null" if kind == "is_null" else "is not null"
+    return f"{sub(args[0], 5)} {word}", level

@@ -1,0 +1,185 @@
+"""Expressions compiled to nested closures: built once per plan, then called millions of times.
+
+Null-safety lives here (see dsl/expr.py): comparisons with null are false, arithmetic with null is null,
+logic treats anything but `true` as false. No evaluation raises: type mismatches that the checker could
+not see (a CSV column holding text where a number was declared) also give false / null.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import operator
+from decimal import Decimal, DivisionByZero, InvalidOperation
+from typing import Any, Callable
+
+from .expr import Node, to_number
+
+Fn = Callable[[Any], Any]
+COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+           ">=": operator.ge}
+
+
+def compile_node(node: Node, segments: dict[str, Fn]) -> Fn:
+    return _COMPILERS[node.kind](node, segments)
+
+
+def _literal(node: Node, segments) -> Fn:
+    value = node.value
+    return lambda ctx: value
+
+
+def _field(node: Node, segments) -> Fn:
+    name = node.value
+    return lambda ctx: ctx.get(name)
+
+
+def _name(node: Node, segments) -> Fn:
+    name = node.value
+    # looked up at call time: segments are compiled in dependency order into the same dict
+    return lambda ctx: segments[name](ctx) is True
+
+
+def _call(node: Node, segments) -> Fn:
+    name = node.value
+    if name == "segment":
+        return _name(Node("name", node.offset, node.length, node.args[0].value), segments)
+    if name == "variant":
+        key = f"variant:{node.args[0].value}"
+        return lambda ctx: ctx.get(key)
+    arg = compile_node(node.args[0], segments)
+    if name == "lower":
+        return lambda ctx: v.lower() if isinstance(v := arg(ctx), str) else None
+
+    def days_since(ctx):
+        value, today = arg(ctx), ctx.get("today")
+        if not isinstance(value, dt.date) or not isinstance(today, dt.date):
+            return None
+        if isinstance(value, dt.datetime):
+            value = value.date()
+        return Decimal((today - value).days)
+    return days_since
+
+
+def _list(node: Node, segments) -> Fn:
+    items = [compile_node(a, segments) for a in node.args]
+    return lambda ctx: [f(ctx) for f in items]
+
+
+def _and(node: Node, segments) -> Fn:
+    a, b = (compile_node(x, segments) for x in node.args)
+    return lambda ctx: a(ctx) is True and b(ctx) is True
+
+
+def _or(node: Node, segments) -> Fn:
+    a, b = (compile_node(x, segments) for x in node.args)
+    return lambda ctx: a(ctx) is True or b(ctx) is True
+
+
+def _not(node: Node, segments) -> Fn:
+    a = compile_node(node.args[0], segments)
+    return lambda ctx: a(ctx) is not True
+
+
+def _safe_compare(op, x, y) -> bool:
+    if x is None or y is None:
+        return False
+    if type(x) is not type(y):
+        x, y = _align(x, y)
+    try:
+        return op(x, y)
+    except TypeError:
+        return False
+
+
+def _align(x, y):
+    """Make mixed values comparable: float vs Decimal, date vs datetime (compared by local date)."""
+    if isinstance(x, float) or isinstance(y, float):
+        return to_number(x), to_number(y)
+    if isinstance(x, dt.datetime) and not isinstance(y, dt.datetime) and isinstance(y, dt.date):
+        return x.date(), y
+    if isinstance(y, dt.datetime) and not isinstance(x, dt.datetime) and isinstance(x, dt.date):
+        return x, y.date()
+    return x, y
+
+
+def _compare(node: Node, segments) -> Fn:
+    a, b = (compile_node(x, segments) for x in node.args)
+    op = COMPARE[node.value]
+    return lambda ctx: _safe_compare(op, a(ctx), b(ctx))
+
+
+def _in(node: Node, segments) -> Fn:
+    a = compile_node(node.args[0], segments)
+    items = [compile_node(x, segments) for x in node.args[1].args]
+
+    def contains(ctx):
+        value = a(ctx)
+        return value is not None and any(_safe_compare(operator.eq, value, f(ctx)) for f in items)
+    return contains
+
+
+def _not_in(node: Node, segments) -> Fn:
+    a = compile_node(node.args[0], segments)
+    contains = _in(node, segments)
+    return lambda ctx: a(ctx) is not None and not contains(ctx)
+
+
+def _between(node: Node, segments) -> Fn:
+    a, lo, hi = (compile_node(x, segments) for x in node.args)
+
+    def between(ctx):
+        value = a(ctx)
+        return _safe_compare(operator.ge, value, lo(ctx)) and _safe_compare(operator.le, value, hi(ctx))
+    return between
+
+
+def _is_null(node: Node, segments) -> Fn:
+    a = compile_node(node.args[0], segments)
+    return lambda ctx: a(ctx) is None
+
+
+def _is_not_null(node: Node, segments) -> Fn:
+    a = compile_node(node.args[0], segments)
+    return lambda ctx: a(ctx) is not None
+
+
+def _neg(node: Node, segments) -> Fn:
+    a = compile_node(node.args[0], segments)
+
+    def neg(ctx):
+        value = to_number(a(ctx))
+        try:
+            return None if value is None else -value
+        except TypeError:
+            return None
+    return neg
+
+
+def _arithmetic(op: str, x, y):
+    if x is None or y is None:
+        return None
+    x, y = to_number(x), to_number(y)
+    if isinstance(x, dt.timedelta) and isinstance(y, Decimal):
+        y = float(y)  # durations scale by plain numbers
+    try:
+        if op == "+":
+            return x + y
+        if op == "-":
+            result = x - y
+            return Decimal(result.days) if isinstance(result, dt.timedelta) and isinstance(x, dt.date) else result
+        if op == "*":
+            return x * y
+        return x / y
+    except (TypeError, ZeroDivisionError, DivisionByZero, InvalidOperation, OverflowError, ValueError):
+        return None
+
+
+def _arith(node: Node, segments) -> Fn:
+    a, b = (compile_node(x, segments) for x in node.args)
+    op = node.value
+    return lambda ctx: _arithmetic(op, a(ctx), b(ctx))
+
+
+_COMPILERS = {"literal": _literal, "field": _field, "name": _name, "call": _call, "list": _list, "and": _and,
+              "or": _or, "not": _not, "compare": _compare, "in": _in, "not_in": _not_in, "between": _between,
+              "is_null": _is_null, "is_not_null": _is_not_null, "neg": _neg, "arith": _arith}

@@ -1,0 +1,52 @@
+"""The field schema that expressions and templates are checked against.
+
+Built-in fields come from the portfolio (CSV columns or the store) or are derived by the decision
+core at the moment of a decision (`invoice.days_past_due`, `customer.open_balance`, ...). A policy adds
+its own columns with `fields:`; they are typed so that `customer.risk_score < 0.3` is checked at
+compile time and read with the right conversion from CSV.
+"""
+
+from __future__ import annotations
+
+# name -> type; types are the names of FIELD_TYPES in dsl.model
+BUILTIN_FIELDS: dict[str, str] = {
+    "invoice.id": "str",
+    "invoice.number": "str",
+    "invoice.customer_id": "str",
+    "invoice.amount": "decimal",
+    "invoice.balance": "decimal",
+    "invoice.currency": "str",
+    "invoice.issue_date": "date",
+    "invoice.due_date": "date",
+    "invoice.status": "str",  # open | paid | disputed | written_off
+    "invoice.days_past_due": "int",  # today - due_date, in the customer's local calendar
+    "invoice.days_to_due": "int",  # due_date - today
+    "customer.id": "str",
+    "customer.name": "str",
+    "customer.email": "str",
+    "customer.phone": "str",
+    "customer.whatsapp": "str",
+    "customer.timezone": "str",
+    "customer.country": "str",
+    "customer.language": "str",
+    "customer.do_not_contact": "bool",
+    "customer.open_balance": "decimal",
+    "customer.open_invoices": "int",
+    "customer.broken_promises_12m": "int",
+    "customer.late_payments_12m": "int",
+    "contacts.last_channel": "str",
+    "contacts.count_7d": "int",
+    "promise.active": "bool",
+    "promise.amount": "decimal",
+    "promise.date": "date",
+}
+
+NAMESPACES = ("invoice", "customer", "contacts", "promise")
+
+
+def schema_for(custom: dict[str, str] | None = None) -> dict[str, str]:
+    """The built-in fields plus a policy's `fields:` (a custom field may not redefine a built-in one)."""
+    schema = dict(BUILTIN_FIELDS)
+    for name, kind in (custom or {}).items():
+        schema.setdefault(name, kind)
+    return schema

@@ -1,0 +1,1 @@
+"""The engine: compiler, plan, decision core, simulator and their helpers."""

@@ -1,0 +1,109 @@
+"""Behavior models for `collect simulate --behavior FILE`: how customers respond to contacts.
+
+A model is a small YAML file (documented in docs/simulate.md):
+
+    pay_probability: 0.05          # chance that one sent contact leads to a payment
+    by_channel: { whatsapp: 0.12, voice: 0.15, sms: 0.06, email: 0.04, letter: 0.08 }   # replaces it per channel
+    by_stage:   { preventive: 1.2, late: 0.5 }   # multipliers by stage (or event type)
+    by_segment: { risky: 0.5 }                  # multipliers when the customer's invoice is in the segment
+    delay_days: [1, 5]             # the payment arrives this many days after the contact (uniform)
+    partial_share: 0.2             # share of payments that are partial
+    partial_fraction: 0.5          # a partial payment pays this fraction of the balance
+
+Randomness is seeded per (seed, customer, step, invoice), not by processing order, so a run is
+deterministic for a given `--seed` and one customer's luck does not depend on the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import random
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .state import PAID_EPSILON, PaymentInfo, balance_at
+
+SENDING = ("email", "sms", "whatsapp", "voice", "letter")
+
+
+class BehaviorError(Exception):
+    pass
+
+
+class BehaviorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    pay_probability: float = Field(0.05, ge=0, le=1)
+    by_channel: dict[str, float] = {}
+    by_stage: dict[str, float] = {}
+    by_segment: dict[str, float] = {}
+    delay_days: tuple[int, int] = (1, 5)
+    partial_share: float = Field(0.0, ge=0, le=1)
+    partial_fraction: float = Field(0.5, gt=0, lt=1)
+
+
+class BehaviorModel:
+    def __init__(self, spec: BehaviorSpec, seed: int):
+        self.spec, self.seed = spec, seed
+
+    @classmethod
+    def load(cls, path: str | Path, seed: int) -> "BehaviorModel":
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            return cls(BehaviorSpec.model_validate(data), seed)
+        except (OSError, yaml.YAMLError) as exc:
+            raise BehaviorError(f"{path}: cannot read the behavior model: {exc}") from None
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise BehaviorError(f"{path}: {problems}") from None
+
+    def _rng(self, *parts: str) -> random.Random:
+        digest = hashlib.sha256("|".join((str(self.seed), *parts)).encode()).digest()
+        return random.Random(int.from_bytes(digest[:8], "big"))
+
+    def probability(self, rt, decision, ctx_segments: set[str]) -> float:
+        spec = self.spec
+        p = spec.by_channel.get(decision.channel, spec.pay_probability)
+        p *= spec.by_stage.get(decision.stage, 1.0)
+        for segment in ctx_segments:
+            p *= spec.by_segment.get(segment, 1.0)
+        return min(max(p, 0.0), 1.0)
+
+    def react(self, rt, state, decisions, now: dt.datetime) -> list[PaymentInfo]:
+        """Payments caused by the contacts just sent (one draw per invoice of each sent message)."""
+        payments = []
+        for d in decisions:
+            if d.status != "sent" or d.channel not in SENDING:
+                continue
+            for invoice_id in d.invoice_ids:
+                payment = self._draw(rt, state, d, invoice_id, now)
+                if payment is not None:
+                    payments.append(payment)
+        return payments
+
+    def _draw(self, rt, state, d, invoice_id: str, now: dt.datetime) -> PaymentInfo | None:
+        invoice = state.invoices[invoice_id]
+        balance = balance_at(state, invoice, now) - sum(
+            (p.amount for p in state.payments if p.invoice_id == invoice_id and p.at > now), Decimal(0))
+        if balance <= PAID_EPSILON:
+            return None
+        rng = self._rng(state.customer.id, d.step, invoice_id, d.contact_key)
+        segments = self._segments(rt, state, invoice, now) if self.spec.by_segment else set()
+        if rng.random() >= self.probability(rt, d, segments):
+            return None
+        low, high = self.spec.delay_days
+        at = now + dt.timedelta(days=rng.randint(low, high))
+        amount = balance
+        if rng.random() < self.spec.partial_share:
+            amount = (balance * Decimal(str(self.spec.partial_fraction))).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        return PaymentInfo(f"sim-{d.step}-{invoice_id}-{at:%Y%m%d%H}", invoice_id, amount, at)
+
+    def _segments(self, rt, state, invoice, now) -> set[str]:
+        from .events import customer_facts, invoice_context
+
+        ctx = invoice_context(rt, state, invoice, customer_facts(rt, state, now), now)
+        return {name for name, fn in rt.segments.items() if fn(ctx) is True}

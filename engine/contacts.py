@@ -1,0 +1,56 @@
+"""Can this customer be reached on this channel? Addresses, consent and opt-outs (SPEC 4.5, 4.6).
+
+Phones must be valid numbers (E.164 after parsing with the customer's country as the region hint),
+emails valid addresses (syntax only: no DNS lookups inside the decision core). Results are cached by
+value because a simulation asks the same question for the same customer many times.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .state import CustomerInfo
+
+# channel -> customer attributes that can carry its address, in order of preference
+ADDRESS_FIELDS = {"email": ("email",), "sms": ("phone",), "voice": ("phone",), "whatsapp": ("whatsapp", "phone")}
+
+
+def address_problem(customer: CustomerInfo, channel: str) -> str | None:
+    """None when the channel can be used for this customer, else the reason it cannot."""
+    if channel in customer.optouts:
+        return "opted out"
+    if customer.consents is not None and channel in ADDRESS_FIELDS and channel not in customer.consents:
+        return "no consent"
+    fields = ADDRESS_FIELDS.get(channel)
+    if fields is None:  # letter (postal address kept by the ERP), webhook, agent, plugins
+        return None
+    values = [getattr(customer, f) for f in fields if getattr(customer, f)]
+    if not values:
+        return "no address"
+    check = valid_email if channel == "email" else lambda v: e164(v, customer.country) is not None
+    return None if any(check(v) for v in values) else "invalid address"
+
+
+@lru_cache(maxsize=200_000)
+def e164(number: str, country: str | None = None) -> str | None:
+    """The number in E.164 form, or None when it is not a valid phone number."""
+    import phonenumbers
+
+    try:
+        parsed = phonenumbers.parse(number, (country or "").upper() or None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+@lru_cache(maxsize=200_000)
+def valid_email(address: str) -> bool:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True

@@ -1,0 +1,353 @@
+"""The decision core (SPEC 4): for one customer at one moment, what happens now and when to look again.
+
+Pure: no I/O, no clock. `decide(rt, state, now)` returns the decisions to carry out at `now` and the
+next moment something can become due. The shells (simulate, run, explain) call it and then `apply` the
+decisions to their state; a dry run therefore predicts production exactly.
+
+Order of the rules, per invoice: stop (paid, written off, a `stop` step) -> stage (first `when` that
+holds) -> pause (promise active, disputed) -> due steps -> catch-up -> `for`/`if` -> holdout ->
+do-not-contact -> channel choice (address, consent, opt-out) -> window/holiday -> caps.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from .contacts import address_problem
+from .events import customer_facts, future_moments, invoice_context, occurrences, promise_active
+from .runtime import Runtime, StepRt
+from .state import PAID_EPSILON, CustomerState, InvoiceInfo, SentContact, balance_at
+
+HOLDOUT = "holdout"  # a variant with this name gets no sends (it measures what doing nothing yields)
+
+
+@dataclass(frozen=True)
+class Decision:
+    at: dt.datetime  # aware, in the customer's time zone
+    customer_id: str
+    invoice_ids: tuple[str, ...]
+    stage: str  # stage name or event type
+    step: str
+    channel: str
+    template: str | None
+    status: str  # sent | deferred | skipped | failed | escalated
+    reason: str = ""
+    keys: tuple[str, ...] = ()  # the step instances this decision settles (one per invoice)
+    contact_key: str = ""  # unique key of the contact (exactly once)
+    fallbacks: tuple[str, ...] = ()  # channels still to try if the adapter fails permanently
+    queue: str | None = None
+    priority: float | None = None
+    webhook: str | None = None
+
+
+@dataclass
+class Outcome:
+    decisions: list[Decision] = field(default_factory=list)
+    wake: dt.datetime | None = None  # the next moment a decision may be due (None: never)
+    silent: list[str] = field(default_factory=list)  # step instances closed because they do not apply
+
+    def wake_at(self, moment: dt.datetime | None) -> None:
+        if moment is not None and (self.wake is None or moment < self.wake):
+            self.wake = moment
+
+
+@dataclass
+class Ready:
+    """A step instance due now for one invoice."""
+
+    step: StepRt
+    invoice: InvoiceInfo
+    key: str
+    trigger: dt.datetime
+    ctx: dict
+
+
+class Decider:
+    """One decide() call: the customer, the moment and what was decided so far in this call."""
+
+    def __init__(self, rt: Runtime, state: CustomerState, now: dt.datetime):
+        self.rt, self.state = rt, state
+        self.tz = ZoneInfo(state.customer.timezone or rt.timezone)
+        self.now = now.astimezone(self.tz)
+        self.today = self.now.date()
+        self.out = Outcome()
+        self.sent = list(state.sent)  # grows with this call's sends, so caps see them
+        self.facts = customer_facts(rt, state, self.now)
+
+    # -- per invoice ---------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        ready: list[Ready] = []
+        for invoice in self.state.invoices.values():
+            for moment in future_moments(self.state, invoice, self.now):
+                self.out.wake_at(moment)
+            if self._stopped(invoice):
+                continue
+            ctx = self._context(invoice)
+            ready += self._stage_steps(invoice, ctx)
+            ready += self._event_steps(invoice, ctx)
+        for group in self._groups(ready):
+            self._act(group)
+        return self.out
+
+    def _stopped(self, invoice: InvoiceInfo) -> bool:
+        if invoice.id in self.state.stopped:
+            return True
+        if "written_off" in self.rt.stop_when and invoice.status == "written_off":
+            return True
+        paid = invoice.status == "paid" or balance_at(self.state, invoice, self.now) <= PAID_EPSILON
+        if paid and "paid" in self.rt.stop_when:
+            return True
+        return False
+
+    def _context(self, invoice: InvoiceInfo) -> dict:
+        return invoice_context(self.rt, self.state, invoice, self.facts, self.now)
+
+    def _stage_steps(self, invoice: InvoiceInfo, ctx: dict) -> list[Ready]:
+        stage = next((s for s in self.rt.stages if s.when(ctx) is True), None)
+        self._wake_on_future_steps(invoice)
+        if stage is None or self._paused(invoice, ctx):
+            return []
+        due = []
+        for step in stage.steps:
+            key = f"{step.id}|{invoice.id}"
+            if key in self.state.done:
+                continue
+            trigger = self._trigger(step, invoice.due_date)
+            if trigger <= self.now:
+                due.append(Ready(step, invoice, key, trigger, ctx))
+        return self._catch_up(due)
+
+    def _wake_on_future_steps(self, invoice: InvoiceInfo) -> None:
+        """The next trigger of any stage's step: the invoice may have changed stage by then."""
+        for stage in self.rt.stages:
+            for step in stage.steps:
+                if f"{step.id}|{invoice.id}" in self.state.done:
+                    continue
+                trigger = self._trigger(step, invoice.due_date)
+                if trigger > self.now:
+                    self.out.wake_at(trigger)
+
+    def _paused(self, invoice: InvoiceInfo, ctx: dict) -> bool:
+        if "disputed" in self.rt.pause_when and ctx.get("invoice.status") == "disputed":
+            return True
+        if "promise_active" in self.rt.pause_when:
+            promise = promise_active(self.state, invoice, self.now)
+            if promise is not None:
+                # the cadence resumes the day after the promised date if the promise is not kept
+                resume = dt.datetime.combine(promise.promised_date + dt.timedelta(days=1), dt.time(), self.tz)
+                self.out.wake_at(resume)
+                return True
+        return False
+
+    def _trigger(self, step: StepRt, anchor: dt.date) -> dt.datetime:
+        date = anchor + dt.timedelta(days=step.days)
+        channel = step.channels[0] if step.channels else None
+        return self.rt.calendar.trigger_instant(date, step.time, channel, self.tz)
+
+    def _catch_up(self, due: list[Ready]) -> list[Ready]:
+        """SPEC 4.3, applied to steps seen due for the first time; conditions first, so that
+        `latest` means the latest step that applies to this invoice."""
+        due.sort(key=lambda r: (r.trigger, r.step.id))
+        fresh = [r for r in due if r.key not in self.state.pending]
+        applicable = []
+        for r in fresh:
+            if r.step.condition is not None and r.step.condition(r.ctx) is not True:
+                self._settle(r, "skipped", "condition", emit=False)
+            else:
+                applicable.append(r)
+        waiting = [r for r in due if r.key in self.state.pending]
+        if self.rt.catch_up == "latest":
+            candidates = sorted(waiting + applicable, key=lambda r: (r.trigger, r.step.id))
+            for r in candidates[:-1]:
+                self._settle(r, "skipped", "superseded")
+            return candidates[-1:]
+        if self.rt.catch_up == "none":
+            late = [r for r in applicable if (self.now - r.trigger).total_seconds() > self.rt.max_lateness_s]
+            for r in late:
+                self._settle(r, "skipped", "missed")
+            applicable = [r for r in applicable if r not in late]
+        return waiting + applicable
+
+    def _event_steps(self, invoice: InvoiceInfo, ctx: dict) -> list[Ready]:
+        ready = []
+        for occ in occurrences(self.rt, self.state, invoice, self.now):
+            for step in self.rt.events.get(occ.event, ()):
+                key = f"{step.id}|{invoice.id}|{occ.id}"
+                if key in self.state.done:
+                    continue
+                trigger = self._trigger(step, occ.promised_date if step.anchor == "promise" else occ.date)
+                if trigger > self.now:
+                    self.out.wake_at(trigger)
+                    continue
+                r = Ready(step, invoice, key, trigger, ctx)
+                if self._event_applies(r):
+                    ready.append(r)
+        return ready
+
+    def _event_applies(self, r: Ready) -> bool:
+        """Each event step fires once per occurrence; only `catch_up: none` drops a late one."""
+        if r.key in self.state.pending:
+            return True
+        if self.rt.catch_up == "none" and (self.now - r.trigger).total_seconds() > self.rt.max_lateness_s:
+            self._settle(r, "skipped", "missed")
+            return False
+        if r.step.condition is not None and r.step.condition(r.ctx) is not True:
+            self._settle(r, "skipped", "condition", emit=False)
+            return False
+        return True
+
+    # -- per message -----------------------------------------------------------------------------
+
+    def _groups(self, ready: list[Ready]) -> list[list[Ready]]:
+        """group_by customer: one message per step for all the invoices due now (SPEC 2, group_by)."""
+        if self.rt.group_by != "customer":
+            return [[r] for r in ready]
+        groups: dict[str, list[Ready]] = {}
+        for r in sorted(ready, key=lambda r: (r.trigger, r.invoice.due_date, r.invoice.id)):
+            groups.setdefault(r.step.id, []).append(r)
+        return list(groups.values())
+
+    def _act(self, group: list[Ready]) -> None:
+        step = group[0].step
+        if step.action == "send":
+            self._send(group)
+        elif step.action == "escalate":
+            self._escalate(group, step.queue, "")
+        elif step.action == "webhook":
+            self._emit(group, "webhook", "sent", "", webhook=step.webhook)
+        else:  # stop: nothing more for these invoices
+            self._emit(group, "", "skipped", "stopped by step")
+
+    def _send(self, group: list[Ready]) -> None:
+        step, customer = group[0].step, self.state.customer
+        if any(self.rt.variant(name, self._unit(name, group[0])) == HOLDOUT for name in self.rt.experiments):
+            return self._emit(group, "", "skipped", "holdout")
+        if customer.do_not_contact:
+            return self._emit(group, "", "skipped", "do_not_contact")
+        problems = []
+        for i, channel in enumerate(step.channels):
+            problem = address_problem(customer, channel)
+            if problem is None:
+                problem = self._try_channel(group, channel, step.channels[i + 1:])
+                if problem is None:
+                    return
+            problems.append(f"{channel}: {problem}")
+        if all(p.split(": ", 1)[1].startswith("cap:") for p in problems):
+            return self._emit(group, step.channels[-1], "skipped", "; ".join(problems))  # on_cap: skip
+        self._emit(group, step.channels[-1], "failed", "; ".join(problems))
+        if step.on_exhausted:
+            self._escalate(group, step.queue, "channels exhausted")
+
+    def _try_channel(self, group: list[Ready], channel: str, fallbacks: tuple[str, ...]) -> str | None:
+        """Send on `channel` now, or defer; returns a reason to fall back (cap with on_cap: skip)."""
+        slot = self.rt.calendar.next_slot(channel, self.now, self.tz)
+        if slot is None:
+            return "no window"
+        if slot.at > self.now:
+            self._defer(group, channel, slot.reason or "window", slot.at)
+            return None
+        blocked, until = self._cap_block(channel)
+        if blocked:
+            if self.rt.on_cap == "skip":
+                return f"cap:{blocked}"
+            self._defer(group, channel, f"cap:{blocked}", until)
+            return None
+        self._emit(group, channel, "sent", self._deferred_reason(group), fallbacks=fallbacks)
+        self.sent.append(SentContact(self.now, channel))
+        return None
+
+    def _deferred_reason(self, group: list[Ready]) -> str:
+        return next((self.state.pending[r.key] for r in group if r.key in self.state.pending), "")
+
+    def _cap_block(self, channel: str) -> tuple[str | None, dt.datetime | None]:
+        """The first cap that blocks a send now, and when every blocking cap frees up."""
+        blocked, until = None, None
+        for cap in self.rt.caps:
+            if not cap.counts(channel):
+                continue
+            free = None
+            window = [c.at for c in self.sent if cap.counts(c.channel)
+                      and (self.now - c.at).total_seconds() < cap.per_s]
+            if len(window) >= cap.max:
+                free = sorted(window)[len(window) - cap.max] + dt.timedelta(seconds=cap.per_s)
+            if cap.cooldown_s:
+                talks = [c.at for c in self.state.conversations if c.at <= self.now and cap.counts(c.channel)
+                         and (self.now - c.at).total_seconds() < cap.cooldown_s]
+                if talks:
+                    end = max(talks) + dt.timedelta(seconds=cap.cooldown_s)
+                    free = max(free, end) if free else end
+            if free is not None:
+                blocked = blocked or cap.rule
+                until = max(until, free) if until else free
+        return blocked, until
+
+    def _defer(self, group: list[Ready], channel: str, reason: str, until: dt.datetime | None) -> None:
+        new = [r for r in group if r.key not in self.state.pending]
+        if new:
+            self._emit(new, channel, "deferred", reason)
+        self.out.wake_at(until)
+
+    def _escalate(self, group: list[Ready], queue: str | None, reason: str) -> None:
+        step = group[0].step
+        priorities = [_number(step.priority(r.ctx)) for r in group] if step.priority else []
+        priority = max((p for p in priorities if p is not None), default=None)
+        # an on_exhausted task settles nothing: the failed decision before it did
+        self._emit(group, "agent", "escalated", reason, queue=queue, priority=priority, settle=not reason)
+
+    def _unit(self, experiment: str, r: Ready) -> str:
+        unit = self.rt.experiment_units[experiment]
+        return r.invoice.id if unit == "invoice" else self.state.customer.id
+
+    def _emit(self, group: list[Ready], channel: str, status: str, reason: str, *, settle: bool = True,
+              **extra) -> None:
+        step = group[0].step
+        keys = tuple(r.key for r in group)
+        self.out.decisions.append(Decision(
+            at=self.now, customer_id=self.state.customer.id, invoice_ids=tuple(r.invoice.id for r in group),
+            stage=step.owner, step=step.id, channel=channel, template=step.template, status=status,
+            reason=reason, keys=keys if settle else (), contact_key=self._contact_key(group, status), **extra))
+
+    def _contact_key(self, group: list[Ready], status: str) -> str:
+        ids = ",".join(sorted(r.invoice.id for r in group))
+        return f"{self.rt.plan_hash[:12]}|{group[0].step.id}|{ids}|{status}"
+
+    def _settle(self, r: Ready, status: str, reason: str, emit: bool = True) -> None:
+        """Close a step instance without a contact: as a row (superseded, missed), or silently when the
+        step does not apply to this invoice (its condition is false), which is not a contact attempt."""
+        if emit:
+            self._emit([r], "", status, reason)
+        else:
+            self.out.silent.append(r.key)
+
+
+def _number(value) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def decide(rt: Runtime, state: CustomerState, now: dt.datetime) -> Outcome:
+    """Everything due for this customer at `now` (aware), and the next moment to look again."""
+    return Decider(rt, state, now).run()
+
+
+def apply(state: CustomerState, outcome: Outcome) -> None:
+    """Record an outcome in the state (the simulator does this in memory, `run` in the store)."""
+    for key in outcome.silent:
+        state.done[key] = "not applicable"
+    for d in outcome.decisions:
+        if d.status == "deferred":
+            for key in d.keys:
+                state.pending.setdefault(key, d.reason)
+            continue
+        for key in d.keys:
+            state.done[key] = d.status
+            state.pending.pop(key, None)
+        if d.status == "sent" and d.channel not in ("", "webhook", "agent"):
+            state.sent.append(SentContact(d.at, d.channel))
+        if d.status == "skipped" and d.reason == "stopped by step":
+            state.stopped.update(d.invoice_ids)

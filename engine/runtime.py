@@ -1,0 +1,133 @@
+"""A Plan made executable: compiled expressions, the contact calendar, caps and steps, built once.
+
+Everything here is derived from the plan JSON alone, so `run`, `simulate` and `explain` execute exactly
+what `collect compile` printed (a plan file could be executed without the policy source).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Callable
+
+from ..dsl import expr
+from .plan import Plan
+
+Predicate = Callable[[dict], object]
+CUSTOMER_CHANNELS = ("email", "sms", "whatsapp", "voice", "letter")  # contacts that count against caps
+
+
+@dataclass(frozen=True)
+class StepRt:
+    id: str
+    owner: str  # stage name or event type
+    action: str  # send | escalate | webhook | stop
+    anchor: str  # due | event | promise
+    days: int
+    time: int | None  # minutes after local midnight
+    channels: tuple[str, ...]
+    template: str | None
+    condition: Predicate | None  # `for` and `if` together
+    queue: str | None  # escalate (or on_exhausted) queue
+    priority: Predicate | None
+    webhook: str | None
+    on_exhausted: bool
+
+
+@dataclass(frozen=True)
+class CapRt:
+    rule: str  # e.g. "sms-1-per-1d": reported as the reason cap:<rule>
+    channel: str  # a channel or "any"
+    max: int
+    per_s: int
+    cooldown_s: int | None
+
+    def counts(self, channel: str) -> bool:
+        return self.channel == channel or (self.channel == "any" and channel in CUSTOMER_CHANNELS)
+
+
+@dataclass(frozen=True)
+class StageRt:
+    name: str
+    when: Predicate
+    steps: tuple[StepRt, ...]
+
+
+class Runtime:
+    """The executable form of a plan (immutable after construction)."""
+
+    def __init__(self, plan: Plan):
+        from .calendar import ContactCalendar
+
+        self.plan = plan
+        self.plan_hash = plan.plan_hash
+        doc = plan.doc
+        self.timezone = doc["timezone"]
+        self.currency = doc["currency"]
+        self.group_by = doc["group_by"]
+        self.catch_up = doc["catch_up"]
+        self.max_lateness_s = doc["max_lateness_minutes"] * 60
+        self.on_cap = doc["on_cap"]
+        self.pause_when = frozenset(doc["pause_when"])
+        self.stop_when = frozenset(doc["stop_when"])
+        self.fields_used: set[str] = set()
+        self.segments: dict[str, Predicate] = {}
+        for segment in doc["segments"]:  # in dependency order
+            self.segments[segment["name"]] = self._compile(segment["expr"])
+        self.stages = tuple(StageRt(s["name"], self._compile(s["when"]), tuple(map(self._step, s["steps"])))
+                            for s in doc["stages"])
+        self.events = {event: tuple(map(self._step, steps)) for event, steps in doc["events"].items()}
+        self.caps = tuple(CapRt(c["rule"], c["channel"], c["max"], c["per_minutes"] * 60,
+                                c["cooldown_minutes"] * 60 if c["cooldown_minutes"] else None)
+                          for c in doc["caps"])
+        self.experiments = {name: sorted(e["variants"].items()) for name, e in doc["experiments"].items()}
+        self.experiment_units = {name: e["unit"] for name, e in doc["experiments"].items()}
+        cal = doc["calendar"]
+        self.calendar = ContactCalendar(
+            windows={ch: {d: [tuple(r) for r in rs] for d, rs in days.items()}
+                     for ch, days in doc["windows"]["channels"].items()},
+            holidays_open=doc["windows"]["holidays"] == "open",
+            country=cal["country"], subdivision=cal["subdivision"],
+            extra_holidays=[_date(d) for d in cal["extra_holidays"]], weekend=cal["weekend"])
+
+    def _compile(self, text: str | None) -> Predicate | None:
+        if text is None:
+            return None
+        node = expr.parse(text)
+        self.fields_used |= _fields_of(text)
+        return expr.compile_expr(node, self.segments)
+
+    def _step(self, s: dict) -> StepRt:
+        conditions = [self._compile(c) for c in (s["for"], s["if"]) if c]
+        condition = conditions[0] if len(conditions) == 1 else (
+            (lambda ctx, a=conditions[0], b=conditions[1]: a(ctx) is True and b(ctx) is True) if conditions else None)
+        escalation = s["escalate"] or s["on_exhausted"]
+        return StepRt(
+            id=s["id"], owner=s["owner"], action=s["action"], anchor=s["trigger"]["anchor"],
+            days=s["trigger"]["days"], time=s["trigger"]["time_minutes"], channels=tuple(s["channels"]),
+            template=s["template"], condition=condition, queue=escalation["queue"] if escalation else None,
+            priority=self._compile(escalation["priority"]) if escalation else None,
+            webhook=s["webhook"], on_exhausted=s["on_exhausted"] is not None)
+
+    def variant(self, experiment: str, unit_id: str) -> str:
+        """Stable assignment: the same unit always lands in the same bucket (sha256, not Python's hash)."""
+        digest = hashlib.sha256(f"{experiment}:{unit_id}".encode()).digest()
+        bucket = int.from_bytes(digest[:8], "big") % 100
+        for name, percent in self.experiments[experiment]:
+            if bucket < percent:
+                return name
+            bucket -= percent
+        return self.experiments[experiment][-1][0]
+
+
+def _date(value):
+    import datetime as dt
+
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+
+
+def _fields_of(text: str) -> set[str]:
+    """Field names an expression reads (so the core builds only the context values that are used)."""
+    import re
+
+    return set(re.findall(r"\b(?:invoice|customer|contacts|promise)\.[a-z_][a-z0-9_]*", text))

@@ -1,0 +1,97 @@
+"""What the decision core knows about one customer: invoices, money events, contacts so far.
+
+The shells own this state: the simulator keeps it in memory, `collect run` loads it from the store.
+Facts carry their time; the core only looks at facts at or before its `now`, so a state may hold the
+future (a simulation's historic payments) without leaking it into a decision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+PAID_EPSILON = Decimal("0.005")  # SPEC 4.6: a balance at or below this is paid
+
+
+@dataclass(slots=True)
+class CustomerInfo:
+    id: str
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    whatsapp: str | None = None
+    timezone: str | None = None
+    country: str | None = None
+    language: str | None = None
+    do_not_contact: bool = False
+    optouts: frozenset[str] = frozenset()
+    consents: frozenset[str] | None = None  # None: no consent records kept, every channel allowed
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class InvoiceInfo:
+    id: str
+    customer_id: str
+    amount: Decimal
+    balance: Decimal  # at the portfolio snapshot, before the payments listed in the state
+    due_date: dt.date
+    number: str | None = None
+    currency: str | None = None
+    issue_date: dt.date | None = None
+    status: str = "open"  # open | paid | disputed | written_off
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PaymentInfo:
+    payment_id: str
+    invoice_id: str
+    amount: Decimal
+    at: dt.datetime  # aware
+
+
+@dataclass(slots=True)
+class PromiseInfo:
+    id: str
+    amount: Decimal
+    promised_date: dt.date
+    made_at: dt.datetime  # aware
+    invoice_id: str | None = None  # None: the promise covers all the customer's invoices
+
+
+@dataclass(slots=True)
+class DisputeInfo:
+    id: str
+    invoice_id: str
+    opened_at: dt.datetime
+    resolved_at: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class SentContact:
+    at: dt.datetime
+    channel: str
+
+
+@dataclass
+class CustomerState:
+    customer: CustomerInfo
+    invoices: dict[str, InvoiceInfo] = field(default_factory=dict)
+    payments: list[PaymentInfo] = field(default_factory=list)  # sorted by time
+    promises: list[PromiseInfo] = field(default_factory=list)
+    disputes: list[DisputeInfo] = field(default_factory=list)
+    conversations: list[SentContact] = field(default_factory=list)  # provider `conversation` events
+    sent: list[SentContact] = field(default_factory=list)  # contacts actually sent, sorted by time
+    done: dict[str, str] = field(default_factory=dict)  # step instance key -> final status
+    pending: dict[str, str] = field(default_factory=dict)  # step instance key -> deferral reason
+    stopped: set[str] = field(default_factory=set)  # invoices a `stop` step ended
+
+
+def paid_by(state: CustomerState, invoice_id: str, now: dt.datetime) -> Decimal:
+    return sum((p.amount for p in state.payments if p.invoice_id == invoice_id and p.at <= now), Decimal(0))
+
+
+def balance_at(state: CustomerState, invoice: InvoiceInfo, now: dt.datetime) -> Decimal:
+    return invoice.balance - paid_by(state, invoice.id, now)

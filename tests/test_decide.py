@@ -1,0 +1,265 @@
+"""The decision core, rule by rule (SPEC section 4), through short simulations."""
+
+import datetime as dt
+from decimal import Decimal
+from textwrap import dedent
+from zoneinfo import ZoneInfo
+
+from coretools import customer, invoice, rows, run, runtime
+
+from collect.engine.state import DisputeInfo, PaymentInfo, PromiseInfo
+
+LIMA = ZoneInfo("America/Lima")
+
+PREVENTIVE = """
+stages:
+  preventive:
+    when: invoice.days_past_due <= 0
+    steps:
+      - { id: pre-5, at: due-5d, send: email, template: m }
+      - { id: pre-1, at: due-1d 10:00, send: [whatsapp, sms, email], template: m }
+  early:
+    when: invoice.days_past_due between 1 and 30
+    steps:
+      - { id: od-1, at: due+1d, send: email, template: m }
+      - { id: od-3, at: due+3d, send: sms, template: m }
+      - { id: od-7, at: due+7d, send: email, template: m }
+"""
+
+
+def test_steps_fire_at_trigger_in_customer_local_time(tmp_path):
+    rt = runtime(PREVENTIVE, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-20")  # a Friday
+    result = run(rt, [c], "2026-11-10", 20)
+    assert rows(result, None) == [
+        ("2026-11-15 00:00", "pre-5", "email", ("F1",), "window"),  # due-5d is a Sunday: no window
+        ("2026-11-16 08:00", "pre-5", "email", ("F1",), "window"),
+        ("2026-11-19 10:00", "pre-1", "whatsapp", ("F1",), ""),  # WhatsApp on the phone number
+        ("2026-11-21 09:00", "od-1", "email", ("F1",), ""),  # Saturday: the window opens at 09:00
+        ("2026-11-23 08:00", "od-3", "sms", ("F1",), ""),
+        ("2026-11-27 08:00", "od-7", "email", ("F1",), ""),
+    ]
+
+
+def test_window_and_weekend_defer(tmp_path):
+    rt = runtime("""
+    stages:
+      early:
+        when: invoice.days_past_due >= 1
+        steps:
+          - { id: od-1, at: due+1d, send: email, template: m }
+    """, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-21")  # Saturday; due+1d is Sunday (closed), so Monday 08:00
+    result = run(rt, [c], "2026-11-20", 5)
+    assert rows(result, "deferred") == [("2026-11-22 00:00", "od-1", "email", ("F1",), "window")]
+    assert rows(result) == [("2026-11-23 08:00", "od-1", "email", ("F1",), "window")]
+
+
+def test_holiday_defers_with_reason(tmp_path):
+    rt = runtime("""
+    calendar: { country: PE }
+    stages:
+      s:
+        when: invoice.days_past_due >= 0
+        steps:
+          - { id: due, at: due, send: email, template: m }
+    """, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-07-28")  # Fiestas Patrias (a Tuesday); the 29th is a holiday too
+    result = run(rt, [c], "2026-07-27", 5)
+    assert [r[4] for r in rows(result, "deferred")] == ["holiday"]
+    assert rows(result)[0][:2] == ("2026-07-30 08:00", "due")
+
+
+def test_cap_defers_and_records_the_rule(tmp_path):
+    rt = runtime("""
+    caps:
+      - { channel: sms, max: 1, per: 1d }
+    stages:
+      s:
+        when: invoice.days_past_due >= 0
+        steps:
+          - { id: a, at: due 08:00, send: sms, template: m }
+          - { id: b, at: due 10:00, send: sms, template: m }
+    group_by: invoice
+    catch_up: all
+    """, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-23")
+    result = run(rt, [c], "2026-11-22", 3)
+    assert rows(result, "deferred") == [("2026-11-23 10:00", "b", "sms", ("F1",), "cap:sms-1-per-1d")]
+    sent = rows(result)
+    assert [(r[0], r[1]) for r in sent] == [("2026-11-23 08:00", "a"), ("2026-11-24 08:00", "b")]
+
+
+def test_on_cap_skip_falls_back_then_skips(tmp_path):
+    rt = runtime("""
+    caps:
+      - { channel: any, max: 1, per: 7d }
+    on_cap: skip
+    stages:
+      s:
+        when: invoice.days_past_due >= 0
+        steps:
+          - { id: a, at: due, send: email, template: m }
+          - { id: b, at: due+1d, send: [sms, email], template: m }
+    """, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-23")
+    result = run(rt, [c], "2026-11-22", 4)
+    assert [r[1] for r in rows(result)] == ["a"]
+    skipped = rows(result, "skipped")
+    assert skipped[0][1] == "b" and "cap:any-1-per-1w" in skipped[0][4]
+
+
+def test_catch_up_latest_supersedes_older_steps(tmp_path):
+    rt = runtime(PREVENTIVE, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-01")  # 20 days past due when first seen
+    result = run(rt, [c], "2026-11-21", 2)
+    assert [(r[1], r[4]) for r in rows(result, "skipped")] == [("od-1", "superseded"), ("od-3", "superseded")]
+    assert [r[1] for r in rows(result)] == ["od-7"]
+
+
+def test_catch_up_none_skips_missed_steps(tmp_path):
+    rt = runtime(PREVENTIVE + "\ncatch_up: none\nmax_lateness: 2d\n", tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-17")  # od-1 (18th) is 3+ days old on the 21st, od-3 (20th) is not
+    result = run(rt, [c], "2026-11-21", 1)
+    assert [(r[1], r[4]) for r in rows(result, "skipped")] == [("od-1", "missed")]
+    assert [r[1] for r in rows(result)] == ["od-3"]
+
+
+def test_each_step_at_most_once_per_invoice(tmp_path):
+    rt = runtime(PREVENTIVE, tmp_path)
+    c = customer()
+    for i in range(5):
+        invoice(c, f"F{i}", f"2026-11-{10 + i * 3:02d}")
+    result = run(rt, [c], "2026-11-01", 60, tick_s=900)
+    settled = [(step_key) for d in result.decisions if d.status != "deferred" for step_key in d.keys]
+    assert len(settled) == len(set(settled))
+
+
+def test_do_not_contact_is_absolute(tmp_path):
+    rt = runtime(PREVENTIVE, tmp_path)
+    c = customer(do_not_contact=True)
+    invoice(c, "F1", "2026-11-20")
+    result = run(rt, [c], "2026-11-10", 30)
+    assert rows(result) == []
+    assert {r[4] for r in rows(result, "skipped")} == {"do_not_contact"}
+
+
+def test_fallback_on_missing_invalid_and_opted_out_addresses(tmp_path):
+    rt = runtime("""
+    stages:
+      s:
+        when: invoice.days_past_due >= 0
+        steps:
+          - { id: a, at: due, send: [whatsapp, sms, email], template: m, on_exhausted: escalate }
+    """, tmp_path)
+    reachable = customer("c1", phone="12", optouts=frozenset({"email"}), whatsapp=None)  # invalid phone
+    nobody = customer("c2", phone=None, email="not-an-email")
+    email_only = customer("c3", phone="+51 987 654 321", optouts=frozenset({"whatsapp", "sms"}))
+    for c in (reachable, nobody, email_only):
+        invoice(c, f"F-{c.customer.id}", "2026-11-23")
+    result = run(rt, [reachable, nobody, email_only], "2026-11-23", 1)
+    outcomes = {(d.customer_id, d.status, d.channel) for d in result.decisions}
+    assert ("c3", "sent", "email") in outcomes
+    assert ("c1", "failed", "email") in outcomes and ("c1", "escalated", "agent") in outcomes
+    failed = next(d for d in result.decisions if d.customer_id == "c2" and d.status == "failed")
+    assert "whatsapp: no address" in failed.reason and "email: invalid address" in failed.reason
+
+
+def test_group_by_customer_sends_one_message(tmp_path):
+    rt = runtime(PREVENTIVE, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-20")
+    invoice(c, "F2", "2026-11-20")
+    invoice(c, "F3", "2026-11-24")
+    result = run(rt, [c], "2026-11-14", 3)  # pre-5 falls on Sunday the 15th
+    assert rows(result) == [("2026-11-16 08:00", "pre-5", "email", ("F1", "F2"), "window")]
+
+
+def test_paid_invoice_stops_the_cadence(tmp_path):
+    rt = runtime(PREVENTIVE, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-20")
+    c.payments.append(PaymentInfo("p1", "F1", Decimal("999.996"), dt.datetime(2026, 11, 20, 15, tzinfo=LIMA)))
+    result = run(rt, [c], "2026-11-10", 30)  # 0.004 left is paid (SPEC 4.6)
+    assert [r[1] for r in rows(result)] == ["pre-5", "pre-1"]
+
+
+def test_partial_payment_keeps_the_cadence_and_fires_its_event(tmp_path):
+    rt = runtime(PREVENTIVE + dedent("""
+    events:
+      payment_partial: [ { id: thanks, at: event, send: email, template: m } ]
+    """), tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-16")
+    c.payments.append(PaymentInfo("p1", "F1", Decimal("400"), dt.datetime(2026, 11, 18, 12, tzinfo=LIMA)))
+    result = run(rt, [c], "2026-11-17", 10)
+    steps = [r[1] for r in rows(result)]
+    assert steps == ["od-1", "thanks", "od-3", "od-7"]
+
+
+def test_promise_pauses_then_broken_promise_event(tmp_path):
+    rt = runtime(PREVENTIVE + dedent("""
+    events:
+      promise_broken: [ { id: pb, at: event, send: sms, template: m } ]
+      promise_made: [ { id: pm, at: promise-1d, send: email, template: m } ]
+    """), tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-16")
+    c.promises.append(PromiseInfo("pr1", Decimal("1000"), dt.date(2026, 11, 24),
+                                  dt.datetime(2026, 11, 17, 9, tzinfo=LIMA), "F1"))
+    result = run(rt, [c], "2026-11-17", 14)
+    sent = [(r[0][:10], r[1]) for r in rows(result)]
+    # od-1 on the 17th fires before the promise is made at 09:00? The promise is made at 09:00,
+    # od-1 fires at 08:00; od-3 (19th) and od-7 (23rd) wait; the promise breaks on the 25th.
+    assert sent[0] == ("2026-11-17", "od-1")
+    assert ("2026-11-23", "pm") in sent
+    assert ("2026-11-25", "pb") in sent
+    assert not any(step in ("od-3",) and day < "2026-11-25" for day, step in sent)
+
+
+def test_dispute_pauses_the_cadence(tmp_path):
+    rt = runtime(PREVENTIVE, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-16")
+    c.disputes.append(DisputeInfo("d1", "F1", dt.datetime(2026, 11, 16, 12, tzinfo=LIMA)))
+    result = run(rt, [c], "2026-11-17", 20)
+    assert rows(result) == []
+
+
+def test_holdout_gets_no_sends_and_assignment_is_stable(tmp_path):
+    rt = runtime(PREVENTIVE + dedent("""
+    experiments:
+      tone: { unit: customer, variants: { soft: 50, holdout: 50 } }
+    """), tmp_path)
+    assignments = {f"c{i}": rt.variant("tone", f"c{i}") for i in range(200)}
+    assert assignments == {f"c{i}": rt.variant("tone", f"c{i}") for i in range(200)}
+    assert 60 < sum(v == "holdout" for v in assignments.values()) < 140
+    held = next(cid for cid, v in assignments.items() if v == "holdout")
+    c = customer(held)
+    invoice(c, "F1", "2026-11-20")
+    result = run(rt, [c], "2026-11-10", 20)
+    assert rows(result) == [] and {r[4] for r in rows(result, "skipped")} == {"holdout"}
+
+
+def test_escalation_priority_expression(tmp_path):
+    rt = runtime("""
+    fields: { customer.risk_score: float }
+    stages:
+      s:
+        when: invoice.days_past_due >= 0
+        steps:
+          - { id: e, at: due+15d, escalate: { queue: key-accounts, priority: "invoice.balance * (1 - customer.risk_score)" } }
+    """, tmp_path)
+    c = customer()
+    c.customer.attrs["risk_score"] = 0.25
+    invoice(c, "F1", "2026-11-01", "2000")
+    result = run(rt, [c], "2026-11-16", 2)
+    task = next(d for d in result.decisions if d.status == "escalated")
+    assert (task.queue, task.priority, task.channel) == ("key-accounts", 1500.0, "agent")

@@ -1,0 +1,185 @@
+"""Rich renderings for the command line (tables of a plan, summaries). Presentation only."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from .dsl.timeparse import DAYS, format_duration, format_time
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _ranges(ranges) -> str:
+    return ", ".join(f"{format_time(a)}-{format_time(b)}" for a, b in ranges) or "closed"
+
+
+def _trigger(t) -> str:
+    text = t["anchor"] + (f"{t['days']:+d}d" if t["days"] else "")
+    return text + (f" {format_time(t['time_minutes'])}" if t["time_minutes"] is not None else "")
+
+
+def _action(step) -> str:
+    if step["action"] == "send":
+        text = " > ".join(step["channels"]) + f"  [{step['template']}]"
+        if step["on_exhausted"]:
+            text += f"  else escalate {step['on_exhausted']['queue']}"
+        return text
+    if step["action"] == "escalate":
+        esc = step["escalate"]
+        return f"escalate {esc['queue']}" + (f" (priority {esc['priority']})" if esc["priority"] else "")
+    if step["action"] == "webhook":
+        return f"webhook {step['webhook']}"
+    return "stop"
+
+
+def _condition(step) -> str:
+    return " and ".join(f"({c})" if " or " in c else c for c in (step["for"], step["if"]) if c) or ""
+
+
+def steps_table(plan) -> Table:
+    table = Table(title="Steps", title_justify="left")
+    for column in ("stage / event", "when", "step", "at", "condition", "action"):
+        table.add_column(column)
+    for stage in plan["stages"]:
+        for i, step in enumerate(stage["steps"]):
+            table.add_row(stage["name"] if i == 0 else "", stage["when"] if i == 0 else "", step["id"],
+                          _trigger(step["trigger"]), _condition(step), _action(step))
+        if not stage["steps"]:
+            table.add_row(stage["name"], stage["when"], "-", "", "", "(no steps)")
+    for event, steps in sorted(plan["events"].items()):
+        for i, step in enumerate(steps):
+            table.add_row(f"on {event}" if i == 0 else "", "", step["id"], _trigger(step["trigger"]),
+                          _condition(step), _action(step))
+    return table
+
+
+def windows_table(plan) -> Table:
+    windows = plan["windows"]
+    table = Table(title=f"Contact windows (customer's local time; holidays {windows['holidays']})",
+                  title_justify="left")
+    table.add_column("channel")
+    for day in DAYS:
+        table.add_column(day)
+    for channel, days in sorted(windows["channels"].items()):
+        table.add_row(channel, *(_ranges(days.get(day, ())) for day in DAYS))
+    return table
+
+
+def caps_table(plan) -> Table:
+    table = Table(title=f"Caps (on_cap: {plan['on_cap']})", title_justify="left")
+    for column in ("channel", "max", "per", "cooldown after conversation"):
+        table.add_column(column)
+    for cap in plan["caps"]:
+        cooldown = cap["cooldown_minutes"]
+        table.add_row(cap["channel"], str(cap["max"]), format_duration(cap["per_minutes"]),
+                      format_duration(cooldown) if cooldown else "")
+    return table
+
+
+def segments_table(plan) -> Table:
+    table = Table(title="Segments", title_justify="left")
+    table.add_column("segment")
+    table.add_column("expression")
+    for segment in plan["segments"]:
+        table.add_row(segment["name"], segment["expr"])
+    for name, exp in sorted(plan["experiments"].items()):
+        variants = ", ".join(f"{v} {p}%" for v, p in exp["variants"].items())
+        table.add_row(f"experiment {name}", f"per {exp['unit']}: {variants}")
+    return table
+
+
+def show_plan(plan) -> None:
+    console = _console()
+    compliance = plan["compliance"]
+    console.print(f"[bold]{plan['policy']}[/bold]  {plan['description']}")
+    console.print(f"plan {plan.plan_hash}  time zone {plan['timezone']}  currency {plan['currency']}  "
+                  f"group_by {plan['group_by']}  catch_up {plan['catch_up']}  "
+                  f"compliance {compliance if isinstance(compliance, str) else ', '.join(compliance) or 'none'}")
+    for table in (steps_table(plan), windows_table(plan), caps_table(plan), segments_table(plan)):
+        console.print(table)
+
+
+class progress:
+    """A progress bar over the simulated days (silent when quiet or when stderr is not a terminal)."""
+
+    def __init__(self, start, days: int, quiet: bool):
+        self.start, self.days, self.quiet = start, days, quiet
+        self.bar = None
+
+    def __enter__(self):
+        import datetime as dt
+
+        if self.quiet:
+            return None
+        from rich.progress import Progress
+
+        self.bar = Progress(console=Console(stderr=True), transient=True)
+        self.bar.start()
+        task = self.bar.add_task("simulating", total=self.days)
+        origin = dt.datetime.combine(self.start, dt.time()).date()
+
+        def tick(now):
+            self.bar.update(task, completed=min(self.days, (now.date() - origin).days))
+        return tick
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
+
+
+def _counter_table(title: str, names: list[str], counters: list, total: bool = True) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("")
+    for name in names:
+        table.add_column(name, justify="right")
+    if len(names) == 2:
+        table.add_column("difference", justify="right")
+    keys = sorted(set().union(*counters))
+    for key in keys:
+        values = [c.get(key, 0) for c in counters]
+        row = [str(key), *map(str, values)]
+        if len(values) == 2:
+            row.append(f"{values[1] - values[0]:+d}")
+        table.add_row(*row)
+    if total and keys:
+        sums = [sum(c.values()) for c in counters]
+        row = ["total", *map(str, sums)] + ([f"{sums[1] - sums[0]:+d}"] if len(sums) == 2 else [])
+        table.add_row(*row, style="bold")
+    return table
+
+
+def show_simulation(names, results, summaries) -> None:
+    console = _console()
+    for name, result in zip(names, results):
+        console.print(f"[bold]{name}[/bold]  plan {result.plan_hash[:12]}  "
+                      f"{result.start:%Y-%m-%d} .. {result.end:%Y-%m-%d}")
+    short = [f"policy {i + 1}" if len(names) > 1 else "contacts" for i in range(len(names))]
+    console.print(_counter_table("Sent per channel", short, [s.sent_by_channel for s in summaries]))
+    console.print(_counter_table("Sent per step", short, [s.sent_by_step for s in summaries]))
+    console.print(_counter_table("Sent per week", short, [s.sent_by_week for s in summaries]))
+    console.print(_counter_table("Outcomes", short, [s.status for s in summaries]))
+    console.print(_counter_table("Deferrals by reason", short, [s.deferrals for s in summaries]))
+    console.print(_counter_table("Skipped by reason", short, [s.skipped for s in summaries]))
+    console.print(_counter_table("Agent tasks by queue", short, [s.tasks_by_queue for s in summaries]))
+    if any(s.cost for s in summaries):
+        console.print("Message cost: " + "  ".join(f"{n} {s.cost:.2f}" for n, s in zip(short, summaries)))
+    if summaries[0].kpis:
+        table = Table(title="Projected KPIs over the horizon", title_justify="left")
+        table.add_column("")
+        for n in short:
+            table.add_column(n, justify="right")
+        for key in summaries[0].kpis:
+            table.add_row(key, *(_kpi(s.kpis[key], key) for s in summaries))
+        console.print(table)
+
+
+def _kpi(value, key: str) -> str:
+    if key == "recovery_rate":
+        return f"{value * 100:.1f}%"
+    if key == "dso_days":
+        return f"{value:.1f}"
+    return f"{value:,.2f}"
