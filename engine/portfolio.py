@@ -1,0 +1,301 @@
+"""Portfolio CSV files (SPEC section 7): invoices, customers, payments, promises, disputes.
+
+Everything is validated before anything is returned: every bad row of every file is collected as
+`FILE:ROW: column COL: reason` (ROW counts the header as row 1) and raised together as CsvError, so a
+bad file never yields a half-loaded portfolio. `--map` (ColumnMap) reads ERP exports as they come:
+other column names, a delimiter, a strptime date format, decimal and thousands separators.
+
+Customer columns may come on the invoice rows or from a customers CSV keyed by customer_id; where both
+give a value, the customers CSV wins. Unknown extra columns are kept as text attributes.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from pathlib import Path
+
+from ..dsl.diagnostics import suggest
+
+STATUSES = ("open", "paid", "disputed", "written_off")
+OPTOUT_CHANNELS = ("email", "sms", "whatsapp", "voice", "letter")
+CUSTOMER_COLUMNS = ("customer_name", "email", "phone", "whatsapp", "timezone", "country", "language",
+                    "do_not_contact", *(f"optout_{c}" for c in OPTOUT_CHANNELS))
+INVOICE_COLUMNS = ("invoice_id", "customer_id", "amount", "due_date", "number", "currency", "issue_date", "balance",
+                   "status")
+MAP_KEYS = ("columns", "delimiter", "date_format", "decimal", "thousands")
+TRUE, FALSE = {"true", "1", "yes", "y"}, {"false", "0", "no", "n", ""}
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    row: int
+    column: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f" column {self.column}:" if self.column else ""
+        return f"{self.file}:{self.row}:{where} {self.reason}"
+
+
+class CsvError(Exception):
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(map(str, problems)))
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    id: str
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    whatsapp: str | None = None
+    timezone: str | None = None
+    country: str | None = None
+    language: str | None = None
+    do_not_contact: bool = False
+    optouts: frozenset = frozenset()
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    id: str
+    customer_id: str
+    amount: Decimal
+    balance: Decimal
+    due_date: dt.date
+    number: str | None = None
+    currency: str | None = None
+    issue_date: dt.date | None = None
+    status: str = "open"
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    payment_id: str
+    invoice_id: str
+    amount: Decimal
+    paid_at: dt.date | dt.datetime  # naive: the customer's local time
+    currency: str | None = None
+    method: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Promise:
+    invoice_id: str | None
+    customer_id: str | None
+    amount: Decimal
+    promised_date: dt.date
+    made_at: dt.date | dt.datetime | None = None
+    channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dispute:
+    invoice_id: str
+    opened_at: dt.date | dt.datetime
+    reason: str | None = None
+    resolved_at: dt.date | dt.datetime | None = None
+
+
+@dataclass
+class Portfolio:
+    customers: dict[str, Customer] = field(default_factory=dict)
+    invoices: dict[str, Invoice] = field(default_factory=dict)
+    payments: list[Payment] = field(default_factory=list)
+    promises: list[Promise] = field(default_factory=list)
+    disputes: list[Dispute] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    columns: dict[str, str] = field(default_factory=dict)  # canonical name -> header in the file
+    delimiter: str | None = None
+    date_format: str | None = None
+    decimal: str = "."
+    thousands: str = ""
+
+
+def load_map(path: str | Path) -> ColumnMap:
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise CsvError([Problem(str(path), 1, None, f"cannot read the column map: {exc}")]) from None
+    problems = []
+    if not isinstance(data, dict):
+        raise CsvError([Problem(str(path), 1, None, "a column map is a mapping (columns:, delimiter:, ...)")])
+    for key in data:
+        if key not in MAP_KEYS:
+            hint = suggest(str(key), MAP_KEYS)
+            problems.append(Problem(str(path), 1, None, f"unknown key '{key}'" + (f" ({hint})" if hint else "")))
+    columns = data.get("columns") or {}
+    if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+        problems.append(Problem(str(path), 1, None, "columns maps canonical names to the file's headers"))
+    if problems:
+        raise CsvError(problems)
+    return ColumnMap({str(k): v for k, v in columns.items()}, data.get("delimiter"), data.get("date_format"),
+                     str(data.get("decimal", ".")), str(data.get("thousands", "")))
+
+
+# -- cell parsing -----------------------------------------------------------------------------------
+
+class Cells:
+    """Typed access to one row, recording every problem instead of stopping at the first."""
+
+    def __init__(self, reader: "Table", row: list[str], number: int):
+        self.t, self.row, self.number = reader, row, number
+
+    def raw(self, name: str) -> str | None:
+        index = self.t.index.get(name)
+        if index is None or index >= len(self.row):
+            return None
+        value = self.row[index].strip()
+        return value or None
+
+    def problem(self, name: str, reason: str) -> None:
+        self.t.problems.append(Problem(self.t.file, self.number, self.t.header_of(name), reason))
+
+    def text(self, name: str, required: bool = False) -> str | None:
+        value = self.raw(name)
+        if value is None and required:
+            self.problem(name, "a value is required")
+        return value
+
+    def decimal(self, name: str, required: bool = False, negative: bool = False) -> Decimal | None:
+        value = self.text(name, required)
+        if value is None:
+            return None
+        cmap = self.t.cmap
+        cleaned = value.replace(cmap.thousands, "") if cmap.thousands else value
+        cleaned = cleaned.replace(cmap.decimal, ".") if cmap.decimal != "." else cleaned
+        try:
+            number = Decimal(cleaned)
+            if not number.is_finite():
+                raise InvalidOperation
+        except InvalidOperation:
+            extra = "; use --map decimal: ','" if "," in value and cmap.decimal == "." else ""
+            self.problem(name, f"'{value}' is not a number (decimal separator '{cmap.decimal}'{extra})")
+            return None
+        if number < 0 and not negative:
+            self.problem(name, f"amount cannot be negative ({value})")
+            return None
+        return number
+
+    def date(self, name: str, required: bool = False, with_time: bool = False):
+        value = self.text(name, required)
+        if value is None:
+            return None
+        fmt = self.t.cmap.date_format
+        try:
+            if fmt:
+                parsed = dt.datetime.strptime(value, fmt)
+                return parsed if with_time and (parsed.hour or parsed.minute) else parsed.date()
+            if with_time and ("T" in value or " " in value):
+                return dt.datetime.fromisoformat(value).replace(tzinfo=None)
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            self.problem(name, f"'{value}' is not a date (expected {fmt or 'YYYY-MM-DD'})")
+            return None
+
+    def boolean(self, name: str) -> bool:
+        value = (self.raw(name) or "").lower()
+        if value in TRUE:
+            return True
+        if value not in FALSE:
+            self.problem(name, f"'{self.raw(name)}' is not a boolean (true/false, 1/0, yes/no)")
+        return False
+
+    def typed(self, name: str, kind: str):
+        if kind in ("decimal", "float", "int"):
+            number = self.decimal(name, negative=True)
+            if number is None:
+                return None
+            if kind == "int":
+                if number != number.to_integral_value():
+                    self.problem(name, f"'{self.raw(name)}' is not a whole number")
+                    return None
+                return int(number)
+            return float(number) if kind == "float" else number
+        if kind == "bool":
+            return self.boolean(name) if self.raw(name) is not None else None
+        if kind in ("date", "datetime"):
+            return self.date(name, with_time=kind == "datetime")
+        return self.text(name)
+
+
+class Table:
+    """One CSV file: its header, the column map applied, and the problems found."""
+
+    def __init__(self, path: Path, cmap: ColumnMap, problems: list[Problem]):
+        self.file, self.cmap, self.problems = str(path), cmap, problems
+        self.rows: list[list[str]] = []
+        self.index: dict[str, int] = {}
+        self.headers: list[str] = []
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(self.file, 1, None, f"cannot read the file: {exc}"))
+            return
+        lines = text.splitlines()
+        if not lines:
+            problems.append(Problem(self.file, 1, None, "the file is empty"))
+            return
+        delimiter = cmap.delimiter or _sniff(lines[0])
+        rows = list(csv.reader(lines, delimiter=delimiter))
+        self.headers = [h.strip() for h in rows[0]]
+        source_of = {v: k for k, v in cmap.columns.items()}
+        self.index = {source_of.get(h, h): i for i, h in enumerate(self.headers)}
+        self.rows = rows[1:]
+
+    def header_of(self, name: str) -> str:
+        index = self.index.get(name)
+        return self.headers[index] if index is not None else self.cmap.columns.get(name, name)
+
+    def require(self, *names: str) -> bool:
+        missing = [n for n in names if n not in self.index]
+        for name in missing:
+            hint = suggest(self.cmap.columns.get(name, name), self.headers)
+            self.problems.append(Problem(self.file, 1, self.cmap.columns.get(name, name),
+                                         "required column is missing" + (f" ({hint})" if hint else "")))
+        return not missing
+
+    def __iter__(self):
+        for number, row in enumerate(self.rows, start=2):
+            if any(cell.strip() for cell in row):
+                yield Cells(self, row, number)
+
+
+def _sniff(header: str) -> str:
+    try:
+        return csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+@lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+# -- files ------------------------------------------------------------------------------------------
+
+def read_portfolio(portfolio_csv, customers_csv=None, payments_csv=None, promises_csv=None, disputes_csv=None, *,
+                   fields: dict[str, str], default_timezone: str, default_currency: str,
+                   colmap: ColumnMap | None = None) -> Portfolio:
+    """Read and validate every file; raise CsvError with all problems, else return the portfolio."""
+    from .portfolio_rows import read_all
+
+    return read_all(portfolio_csv, customers_csv, payments_csv, promises_csv, disputes_csv, fields=fields,
+                     default_timezone=default_timezone, default_currency=default_currency,
+                     colmap=colmap or ColumnMap())

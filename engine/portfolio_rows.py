@@ -1,0 +1,166 @@
+"""Row readers for each portfolio file (see engine/portfolio.py for the rules and data classes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..dsl.diagnostics import suggest
+from .portfolio import (CUSTOMER_COLUMNS, INVOICE_COLUMNS, OPTOUT_CHANNELS, STATUSES, Cells, ColumnMap, CsvError,
+                        Customer, Dispute, Invoice, Payment, Portfolio, Problem, Promise, Table, _zones)
+
+CUSTOMER_FIELDS = {"customer_name": "name", "email": "email", "phone": "phone", "whatsapp": "whatsapp",
+                   "timezone": "timezone", "country": "country", "language": "language"}
+
+
+def read_all(portfolio_csv, customers_csv, payments_csv, promises_csv, disputes_csv, *, fields: dict[str, str],
+             default_timezone: str, default_currency: str, colmap: ColumnMap) -> Portfolio:
+    problems: list[Problem] = []
+    custom = {ns: {k.split(".", 1)[1]: v for k, v in fields.items() if k.startswith(ns + ".")}
+              for ns in ("customer", "invoice")}
+    book = Portfolio()
+    customer_values: dict[str, dict] = {}
+    invoices = Table(Path(portfolio_csv), colmap, problems)
+    if invoices.rows is not None and invoices.headers and invoices.require("invoice_id", "customer_id", "amount",
+                                                                             "due_date"):
+        _invoices(invoices, book, customer_values, custom, default_currency)
+    if customers_csv is not None:
+        table = Table(Path(customers_csv), colmap, problems)
+        if table.headers and table.require("customer_id"):
+            _customers(table, customer_values, custom)
+    for cid, values in customer_values.items():
+        book.customers[cid] = Customer(cid, **values)
+    if payments_csv is not None:
+        _payments(Table(Path(payments_csv), colmap, problems), book)
+    if promises_csv is not None:
+        _promises(Table(Path(promises_csv), colmap, problems), book)
+    if disputes_csv is not None:
+        _disputes(Table(Path(disputes_csv), colmap, problems), book)
+    if problems:
+        raise CsvError(problems)
+    return book
+
+
+def _customer_from(cells: Cells, custom: dict) -> dict:
+    values = {attr: cells.text(col) for col, attr in CUSTOMER_FIELDS.items() if col in cells.t.index}
+    if values.get("timezone") and values["timezone"] not in _zones():
+        hint = suggest(values["timezone"], _zones())
+        cells.problem("timezone", f"unknown time zone '{values['timezone']}'" + (f" ({hint})" if hint else ""))
+        values["timezone"] = None
+    if "do_not_contact" in cells.t.index:
+        values["do_not_contact"] = cells.boolean("do_not_contact")
+    optouts = {c for c in OPTOUT_CHANNELS if f"optout_{c}" in cells.t.index and cells.boolean(f"optout_{c}")}
+    if any(f"optout_{c}" in cells.t.index for c in OPTOUT_CHANNELS):
+        values["optouts"] = frozenset(optouts)
+    attrs = {name: cells.typed(name, kind) for name, kind in custom["customer"].items() if name in cells.t.index}
+    values["attrs"] = attrs
+    return values
+
+
+def _merge(existing: dict, new: dict, cells: Cells, override: bool) -> None:
+    """Fill a customer's values; two different values from invoice rows are a conflict."""
+    for key, value in new.items():
+        if key == "attrs":
+            _merge(existing.setdefault("attrs", {}), value, cells, override)
+            continue
+        old = existing.get(key)
+        if value is None or value == old:
+            continue
+        if old not in (None, frozenset()) and not override:
+            column = next((c for c, a in CUSTOMER_FIELDS.items() if a == key), key)
+            cells.problem(column, f"customer {cells.raw('customer_id')} already has {key} '{old}' from an earlier "
+                          f"row; this row says '{value}'")
+            continue
+        existing[key] = value
+
+
+def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, currency: str) -> None:
+    first_row: dict[str, int] = {}
+    for cells in table:
+        iid, cid = cells.text("invoice_id", True), cells.text("customer_id", True)
+        amount = cells.decimal("amount", True)
+        balance = cells.decimal("balance")
+        due, issued = cells.date("due_date", True), cells.date("issue_date")
+        status = (cells.text("status") or "open").lower()
+        if status not in STATUSES:
+            cells.problem("status", f"unknown status '{status}' (expected {', '.join(STATUSES)})")
+        if due and issued and due < issued:
+            cells.problem("due_date", f"due date {due} is before the issue date {issued}")
+        if iid in first_row:
+            cells.problem("invoice_id", f"duplicate invoice id '{iid}' (first seen on row {first_row[iid]})")
+            continue
+        if cid:
+            _merge(customers.setdefault(cid, {"attrs": {}}), _customer_from(cells, custom), cells, override=False)
+        known = set(INVOICE_COLUMNS) | set(CUSTOMER_COLUMNS) | set(custom["customer"])
+        attrs = {name: cells.typed(name, kind) for name, kind in custom["invoice"].items() if name in table.index}
+        attrs.update({name: cells.raw(name) for name in table.index if name not in known and name not in attrs})
+        if iid is None or cid is None or amount is None or due is None:
+            continue
+        first_row[iid] = cells.number
+        book.invoices[iid] = Invoice(iid, cid, amount, amount if balance is None else balance, due,
+                                     cells.text("number"), cells.text("currency") or currency, issued, status, attrs)
+
+
+def _customers(table: Table, customers: dict, custom: dict) -> None:
+    seen: dict[str, int] = {}
+    for cells in table:
+        cid = cells.text("customer_id", True)
+        if cid is None:
+            continue
+        if cid in seen:
+            cells.problem("customer_id", f"duplicate customer id '{cid}' (first seen on row {seen[cid]})")
+            continue
+        seen[cid] = cells.number
+        known = set(CUSTOMER_COLUMNS) | {"customer_id"} | set(custom["customer"])
+        values = _customer_from(cells, custom)
+        values["attrs"].update({n: cells.raw(n) for n in table.index if n not in known})
+        _merge(customers.setdefault(cid, {"attrs": {}}), values, cells, override=True)
+
+
+def _known_invoice(cells: Cells, book: Portfolio, required: bool = True) -> str | None:
+    iid = cells.text("invoice_id", required)
+    if iid is not None and iid not in book.invoices:
+        cells.problem("invoice_id", f"unknown invoice '{iid}' (not in the portfolio)")
+        return None
+    return iid
+
+
+def _payments(table: Table, book: Portfolio) -> None:
+    if not table.headers or not table.require("invoice_id", "amount", "paid_at"):
+        return
+    seen = set()
+    for cells in table:
+        iid, amount = _known_invoice(cells, book), cells.decimal("amount", True)
+        paid_at = cells.date("paid_at", True, with_time=True)
+        pid = cells.text("payment_id") or f"{Path(table.file).name}:{cells.number}"
+        if pid in seen:  # the same payment twice in one file counts once (SPEC 7: idempotent by id)
+            continue
+        seen.add(pid)
+        if iid and amount is not None and paid_at is not None:
+            book.payments.append(Payment(pid, iid, amount, paid_at, cells.text("currency"), cells.text("method")))
+
+
+def _promises(table: Table, book: Portfolio) -> None:
+    if not table.headers or not table.require("amount", "promised_date"):
+        return
+    for cells in table:
+        iid = _known_invoice(cells, book, required=False)
+        cid = cells.text("customer_id")
+        if iid is None and cid is None and cells.raw("invoice_id") is None:
+            cells.problem("invoice_id", "a promise needs an invoice_id or a customer_id")
+        if cid is not None and cid not in book.customers:
+            cells.problem("customer_id", f"unknown customer '{cid}'")
+            cid = None
+        amount, promised = cells.decimal("amount", True), cells.date("promised_date", True)
+        made = cells.date("made_at", with_time=True)
+        if (iid or cid) and amount is not None and promised is not None:
+            book.promises.append(Promise(iid, cid, amount, promised, made, cells.text("channel")))
+
+
+def _disputes(table: Table, book: Portfolio) -> None:
+    if not table.headers or not table.require("invoice_id", "opened_at"):
+        return
+    for cells in table:
+        iid = _known_invoice(cells, book)
+        opened, resolved = cells.date("opened_at", True, with_time=True), cells.date("resolved_at", with_time=True)
+        if iid and opened is not None:
+            book.disputes.append(Dispute(iid, opened, cells.text("reason"), resolved))
