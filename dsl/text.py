@@ -183,6 +183,8 @@ class _Builder:
         self.located.keys.setdefault(("windows", channel), self.span(channel_token))
         self.located.values.setdefault(("windows", channel), self.span(node))
         for day_hours in days:
+            if hasattr(day_hours, "type"):  # `window email closed`: a channel that never opens
+                continue
             day, hours = day_hours.children
             self.put(spec, ("windows", channel), str(day), str(hours), hours, day)
 

@@ -81,7 +81,7 @@ def dump_text(policy: Policy) -> str:
     out += [f"field {name}: {kind}" for name, kind in policy.fields.items()]
     if policy.compliance:
         out.append(f"compliance {policy.compliance if isinstance(policy.compliance, str) else ', '.join(policy.compliance)}")
-    out += [f"window {channel} {_days(spec)}" for channel, spec in policy.windows.channels().items() if spec]
+    out += [f"window {channel} {_days(spec) or 'closed'}" for channel, spec in policy.windows.channels().items()]
     out.append(f"holidays {policy.windows.holidays}")
     for cap in policy.caps:
         line = f"cap {cap.channel} {cap.max} per {cap.per}"
@@ -104,3 +104,14 @@ def dump_text(policy: Policy) -> str:
         out += [f"on {event} {{", *(f"  {_step(s)}" for s in steps), "}"]
     out += [f"pause_when {', '.join(policy.pause_when) or 'none'}", f"stop_when {', '.join(policy.stop_when) or 'none'}"]
     return "\n".join(line for line in out if line) + "\n"
+
+
+def dump_data(policy: Policy) -> dict:
+    """The model as YAML-shaped data (what a policy file would say), for `yaml.safe_dump`."""
+    data = policy.model_dump(mode="json", by_alias=True, exclude_defaults=True, warnings=False)
+    windows = {ch: {day: _hours(ranges) for day, ranges in spec.items()} for ch, spec in policy.windows.channels().items()}
+    if windows or policy.windows.holidays != "closed":
+        data["windows"] = {**windows, "holidays": policy.windows.holidays}
+    data["templates"] = {name: {ch: t if isinstance(t, str) else t.model_dump(exclude_none=True)
+                                for ch, t in chs.items()} for name, chs in policy.templates.items()}
+    return data
