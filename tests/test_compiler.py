@@ -1,0 +1,160 @@
+"""Compiler passes, static checks, the plan, and the commands built on them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from collect.cli import app
+from collect.engine.compiler import compile_policy
+from collect.engine.plan import Plan
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*/policy.*"))
+runner = CliRunner()
+
+HEAD = """
+policy: t
+timezone: America/Lima
+windows:
+  default: { mon-fri: "08:00-19:00" }
+templates:
+  m:
+    email: { subject: s, body: b }
+    sms: "x"
+"""
+
+
+def compile_text(tmp_path, body: str):
+    path = tmp_path / "p.yaml"
+    path.write_text(HEAD + body, encoding="utf-8")
+    return compile_policy(path)
+
+
+def codes(result):
+    return sorted(d.code for d in result.diagnostics.items)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_examples_compile(path):
+    result = compile_policy(path)
+    assert result.plan is not None, [d.render() for d in result.diagnostics.items]
+    assert {d.code for d in result.diagnostics.items} <= {"compliance-not-enforced"}
+
+
+def test_plan_is_canonical_immutable_and_hash_checked():
+    plan = compile_policy(ROOT / "examples/pe-b2b/policy.yaml").plan
+    text = plan.to_json(indent=None)
+    assert text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert plan["schema_version"] == 1
+    with pytest.raises(TypeError):
+        plan.doc["policy"] = "x"
+    assert Plan.from_json(plan.to_json()).plan_hash == plan.plan_hash
+    tampered = json.loads(plan.to_json())
+    tampered["currency"] = "USD"
+    with pytest.raises(ValueError, match="does not match"):
+        Plan.from_json(json.dumps(tampered))
+
+
+def test_spelling_does_not_change_the_hash(tmp_path):
+    a = compile_text(tmp_path, "stages:\n  s:\n    when: invoice.days_past_due>=1\n    steps:\n"
+                               "      - { id: a, at: due+7d, send: email, template: m }\n"
+                               "caps: [ { channel: any, max: 2, per: 7d } ]\n")
+    b = compile_text(tmp_path, "stages:\n  s:\n    when: 'invoice.days_past_due >= 1'\n    steps:\n"
+                               "      - { id: a, at: due + 7d, send: [email], template: m }\n"
+                               "caps: [ { channel: any, max: 2, per: 1w } ]\n")
+    assert a.plan.plan_hash == b.plan.plan_hash
+
+
+@pytest.mark.parametrize("body, expected", [
+    # a step whose day lies outside its stage / inside an earlier stage
+    ("stages:\n  s:\n    when: invoice.days_past_due > 5\n    steps:\n      - { id: a, at: due+1d, send: email, template: m }\n",
+     ["step-outside-stage"]),
+    ("stages:\n  a:\n    when: invoice.days_past_due >= 0\n    steps: []\n  b:\n    when: invoice.days_past_due > 3\n"
+     "    steps:\n      - { id: x, at: due+4d, send: email, template: m }\n", ["step-shadowed"]),
+    # two steps with the same trigger and channel
+    ("stages:\n  s:\n    when: invoice.days_past_due > 0\n    steps:\n      - { id: a, at: due+1d, send: email, template: m }\n"
+     "      - { id: b, at: due+1d, send: [sms, email], template: m }\n", ["double-send"]),
+    # a cadence that exceeds a cap by itself
+    ("caps: [ { channel: sms, max: 1, per: 7d } ]\nstages:\n  s:\n    when: invoice.days_past_due > 0\n    steps:\n"
+     "      - { id: a, at: due+1d, send: sms, template: m }\n      - { id: b, at: due+3d, send: sms, template: m }\n",
+     ["cadence-exceeds-cap"]),
+    # a segment that is always false
+    ("segments: { never: 1 > 2 }\nstages:\n  s:\n    when: invoice.days_past_due > 0\n    steps: []\n", ["never-true"]),
+    # alternatives of an experiment on the same day do not add up against a cap
+    ("experiments: { e: { variants: { x: 50, y: 50 } } }\ncaps: [ { channel: sms, max: 1, per: 1d } ]\nstages:\n  s:\n"
+     "    when: invoice.days_past_due > 0\n    steps:\n"
+     "      - { id: a, at: due+1d, if: variant(\"e\") == \"x\", send: sms, template: m }\n"
+     "      - { id: b, at: due+1d, if: variant(\"e\") == \"y\", send: sms, template: m }\n", []),
+])
+def test_static_checks(tmp_path, body, expected):
+    assert codes(compile_text(tmp_path, body)) == expected
+
+
+def test_window_that_never_opens(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(HEAD.replace('default: { mon-fri: "08:00-19:00" }', "email: { mon: closed }")
+                    + "stages:\n  s:\n    when: invoice.days_past_due > 0\n    steps:\n"
+                      "      - { id: a, at: due+1d, send: [sms, email], template: m }\n")
+    result = compile_policy(path)
+    assert [(d.code, d.span.line) for d in result.diagnostics.items] == [("window-never-opens", 14)] * 2
+
+
+def test_cadence_warning_names_steps_count_and_limit(tmp_path):
+    result = compile_text(tmp_path, "caps: [ { channel: sms, max: 1, per: 7d } ]\nstages:\n  s:\n"
+                                    "    when: invoice.days_past_due > 0\n    steps:\n"
+                                    "      - { id: a, at: due+1d, send: sms, template: m }\n"
+                                    "      - { id: b, at: due+3d, send: sms, template: m }\n")
+    (warning,) = result.diagnostics.items
+    assert "steps a, b send 2 messages on sms within 1w" in warning.message and "allows 1" in warning.message
+
+
+def test_missing_template_body_and_anchor_errors(tmp_path):
+    result = compile_text(tmp_path, "stages:\n  s:\n    when: invoice.days_past_due > 0\n    steps:\n"
+                                    "      - { id: a, at: due+1d, send: [whatsapp], template: m }\n"
+                                    "      - { id: b, at: event+1d, send: email, template: m }\n"
+                                    "events:\n  promise_broken: [ { id: c, at: promise+1d, send: email, template: m } ]\n"
+                                    "  payment_partial: [ { id: d, at: promise+1d, send: email, template: m } ]\n")
+    assert codes(result) == ["bad-anchor", "bad-anchor", "missing-template-body"]
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+def test_validate_exit_codes_and_json(tmp_path):
+    good, bad = ROOT / "examples/pe-b2b/policy.yaml", ROOT / "tests/golden/keys.yaml"
+    assert runner.invoke(app, ["validate", str(good)]).exit_code == 0
+    result = runner.invoke(app, ["validate", str(good), str(bad)])
+    assert result.exit_code == 1 and "keys.yaml:" in result.output and "[unknown-key]" in result.output
+    result = runner.invoke(app, ["validate", "--format", "json", str(bad)])
+    items = json.loads(result.stdout)
+    assert result.exit_code == 1 and {i["code"] for i in items} >= {"unknown-key", "missing-key"}
+    assert all({"file", "line", "col"} <= set(i["span"]) for i in items)
+    assert runner.invoke(app, ["validate", "--bogus"]).exit_code == 2
+
+
+def test_compile_writes_the_plan_and_plan_shows_tables(tmp_path):
+    out = tmp_path / "plan.json"
+    assert runner.invoke(app, ["compile", str(ROOT / "examples/us-consumer/policy.collect"), "-o", str(out)]).exit_code == 0
+    assert json.loads(out.read_text())["plan_hash"] == compile_policy(ROOT / "examples/us-consumer/policy.yaml").plan.plan_hash
+    shown = runner.invoke(app, ["plan", str(ROOT / "examples/us-consumer/policy.yaml")])
+    assert shown.exit_code == 0 and "e-21" in shown.output and "Contact windows" in shown.output
+
+
+def test_schema_is_json_schema():
+    schema = json.loads(runner.invoke(app, ["schema"]).stdout)
+    assert schema["title"] == "Policy" and "stages" in schema["required"]
+
+
+def test_init_writes_a_project_that_validates(tmp_path):
+    assert runner.invoke(app, ["init", str(tmp_path / "p")]).exit_code == 0
+    assert compile_policy(tmp_path / "p/policy.yaml").plan is not None
+    again = runner.invoke(app, ["init", str(tmp_path / "p")])
+    assert again.exit_code == 1 and "would overwrite" in again.output
+
+
+def test_python_dash_m_collect_works():
+    proc = subprocess.run([sys.executable, "-m", "collect", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "validate" in proc.stdout

@@ -1,0 +1,103 @@
+"""Templates: compile-time checks against the schema, the sandbox, money and date formatting."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from babel.numbers import parse_decimal
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collect.dsl.fields import schema_for
+from collect.dsl.model import EmailTemplate, WhatsAppTemplate
+from collect.engine.templates import (TemplateDirError, TemplateRenderError, check_template, load_templates_dir,
+                                      make_context, render, render_channel)
+
+SCHEMA = schema_for({"customer.tier": "str"})
+
+
+def ctx(language="es", country="PE", currency="PEN", **customer):
+    invoices = [{"number": "F1", "balance": Decimal("1234.5"), "due_date": dt.date(2026, 11, 20)},
+                {"number": "F2", "balance": Decimal("10"), "due_date": dt.date(2026, 11, 25)}]
+    return make_context({"name": "ACME", "language": language, "country": country, **customer}, invoices,
+                        pay_link="https://pay/x", today=dt.date(2026, 11, 22), currency=currency, schema=SCHEMA)
+
+
+@pytest.mark.parametrize("source, code, line, col", [
+    ("Hola {{ customer.nmae }}", "unknown-attribute", 1, 17),
+    ("{{ foo }}", "unknown-variable", 1, 4),
+    ("a\n{% for i in invoices %}{{ i.nmber }}{% endfor %}", "unknown-attribute", 2, 28),
+    ("{{ customer.__class__ }}", "unsafe-template", 1, 13),
+    ("{{ ''.__class__.__mro__ }}", "unsafe-template", 1, 17),
+    ("{{ invoice.balance | mony }}", "unknown-filter", 1, 22),
+    ("line\n{% if %}", "template-syntax", 2, 1),
+])
+def test_compile_time_errors(source, code, line, col):
+    issues = check_template(source, SCHEMA)
+    assert (issues[0].code, issues[0].line, issues[0].col) == (code, line, col), issues
+
+
+def test_hints_and_valid_templates():
+    assert check_template("{{ customer.nmae }}", SCHEMA)[0].hint == "did you mean 'name'?"
+    ok = ("{% set n = invoices | length %}{% for i in invoices %}{{ i.number }} {{ loop.index }}{% endfor %}"
+          "{{ customer.tier }} {{ n }} {{ total_balance | money }} {{ today | date('short') }} {{ pay_link }}")
+    assert check_template(ok, SCHEMA) == []
+
+
+def test_sandbox_blocks_internals_at_render_time_too():
+    with pytest.raises(TemplateRenderError, match="sandbox"):
+        render("{{ ''.__class__.__mro__ }}", ctx())
+    with pytest.raises(TemplateRenderError):
+        render("{{ customer.nope.x }}", ctx())  # strict: an undefined value is an error, not ''
+
+
+@pytest.mark.parametrize("language, country, currency, expected", [
+    ("es", "PE", "PEN", "S/ 1,234.50"),
+    ("en", "US", "USD", "$1,234.50"),
+    ("es", "CO", "COP", "$1.234,50"),
+])
+def test_money_is_currency_and_locale_aware(language, country, currency, expected):
+    text = render("{{ invoice.balance | money }}", ctx(language, country, currency))
+    assert text.replace("\xa0", " ") == expected
+
+
+def test_money_with_explicit_currency_and_dates():
+    assert render('{{ total_balance | money("USD", "en_US") }}', ctx()) == "$1,244.50"
+    assert render("{{ invoice.due_date | date }}", ctx()) == "20 nov. 2026"
+    assert render("{{ invoice.due_date | date('long') }}", ctx("en", "US")) == "November 20, 2026"
+
+
+def test_each_template_kind_renders():
+    context = ctx()
+    email = render_channel(EmailTemplate(subject="F {{ invoice.number }}", body="{{ invoices | length }} facturas",
+                                         html="<b>{{ customer.name }}</b>"), context)
+    assert (email.subject, email.body, email.html) == ("F F1", "2 facturas", "<b>ACME</b>")
+    whatsapp = render_channel(WhatsAppTemplate(template_name="x", language="es", params=["{{ customer.name }}"]),
+                              context)
+    assert whatsapp.params == ("ACME",)
+    assert render_channel("{% for i in invoices %}{{ i.number }};{% endfor %}", context).body == "F1;F2;"
+
+
+def test_templates_dir(tmp_path):
+    (tmp_path / "aviso.email.j2").write_text("Subject: Hola {{ customer.name }}\n\nCuerpo", encoding="utf-8")
+    (tmp_path / "aviso.sms.j2").write_text("SMS {{ pay_link }}", encoding="utf-8")
+    assert load_templates_dir(tmp_path) == {"aviso": {"email": {"subject": "Hola {{ customer.name }}", "body": "Cuerpo"},
+                                                      "sms": "SMS {{ pay_link }}"}}
+    (tmp_path / "x.fax.j2").write_text("x")
+    with pytest.raises(TemplateDirError, match="unknown channel 'fax'"):
+        load_templates_dir(tmp_path)
+    (tmp_path / "x.fax.j2").unlink()
+    (tmp_path / "y.email.j2").write_text("no subject")
+    with pytest.raises(TemplateDirError, match="Subject"):
+        load_templates_dir(tmp_path)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=30), st.decimals(min_value=0, max_value=10**9, places=4, allow_nan=False))
+def test_random_names_and_amounts_render(name, amount):
+    context = ctx()
+    context["customer"]["name"] = name
+    context["invoice"]["balance"] = amount
+    assert render("{{ customer.name }}", context) == name
+    text = render('{{ invoice.balance | money("USD", "en_US") }}', context)
+    assert parse_decimal(text.lstrip("$"), locale="en_US") == amount.quantize(Decimal("0.01"))
