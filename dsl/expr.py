@@ -68,7 +68,7 @@ def _parser():
     from lark import Lark
 
     grammar = (Path(__file__).parent / "expr.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False, cache=_cache_file("expr"))
 
 
 _TOKEN_WORDS = {"COMPARE": "a comparison", "ADD": "'+' or '-'", "MUL": "'*' or '/'", "NAME": "a name",
@@ -85,6 +85,21 @@ def _describe(expected) -> str:
     return ", ".join(words[:6]) or "something else"
 
 
+def _cache_file(name: str) -> str | bool:
+    """Where lark keeps its compiled parse tables between runs (it checks the grammar's hash itself),
+    so that a command does not rebuild them at every start."""
+    import os
+    import tempfile
+
+    folder = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    try:
+        os.makedirs(os.path.join(folder, "collect"), exist_ok=True)
+        return os.path.join(folder, "collect", f"{name}.lark.cache")
+    except OSError:
+        return os.path.join(tempfile.gettempdir(), f"collect-{name}.lark.cache")
+
+
+@lru_cache(maxsize=4096)
 def parse(text: str) -> Node:
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 

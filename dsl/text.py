@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .diagnostics import Diagnostics, Span
+from .expr import _cache_file
 from .source import Located
 
 TOP_LISTS = {"pause_when", "stop_when", "compliance"}
@@ -28,7 +29,7 @@ def _parser():
     from lark import Lark
 
     grammar = (Path(__file__).parent / "policy.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", propagate_positions=True)
+    return Lark(grammar, parser="lalr", propagate_positions=True, cache=_cache_file("policy"))
 
 
 def _expected(names) -> str:

@@ -199,3 +199,14 @@ def test_load_policy_picks_the_text_front_end_by_suffix(tmp_path):
     path.write_text(HEAD + "stage s when invoice.days_past_due >= 0 {\n  a at due send email with t\n}\n")
     policy, _, diags = load_policy(path)
     assert policy is not None and policy.stages["s"].steps[0].send == ["email"], diags.items
+
+
+def test_every_text_snippet_of_the_language_doc_parses():
+    import re
+
+    doc = (Path(__file__).resolve().parent.parent / "docs/language.md").read_text(encoding="utf-8")
+    snippets = re.findall(r"```text\n(.*?)```", doc, re.S)
+    assert len(snippets) >= 7
+    for snippet in snippets:
+        diags = Diagnostics()
+        assert load_text(snippet, "doc", diags) is not None and not diags.items, (snippet, diags.items)
