@@ -3,25 +3,30 @@
 `load_text` turns the lark tree of dsl/policy.lark into exactly the dict the YAML loader would produce
 for the same policy, so validation, compilation and their diagnostics are shared. Unknown settings
 and block items flow into the data as keys, so they are reported as `unknown-key` with a suggestion.
-`dump_text` prints a Policy model back as a .collect file that loads to an equal model.
+Syntax errors are reported one per broken statement, in words rather than grammar token names.
+`dump_text` (dsl/textdump.py) prints a Policy model back as
+a .collect file that loads to an equal model.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .diagnostics import Diagnostics, Span
+from .diagnostics import Diagnostics, Span, suggest
 from .expr import _cache_file
 from .source import Located
 
-TOP_LISTS = {"pause_when", "stop_when", "compliance"}
+TOP_LISTS = {"pause_when", "stop_when", "compliance"}  # always lists, even with one value
 BLOCK_LISTS = {"extra_holidays", "weekend", "params"}
-_WORDS = {"WORD": "a name or value", "STRING": "a quoted string", "TIME": "a time (HH:MM)", "HOURS": "hours (08:00-19:00)",
-          "DAYS": "days (mon-fri)", "CLOSED": "closed", "EXPR_EOL": "an expression", "EXPR_BRACE": "an expression",
-          "EXPR_COND": "an expression", "_NL": "the end of the line", "$END": "the end of the file",
-          "LBRACE": "'{'", "RBRACE": "'}'", "COMMA": "','", "COLON": "':'", "EQUAL": "'='"}
+STATEMENTS = ("policy", "calendar", "field", "window", "cap", "segment", "template", "experiment", "stage", "on")
+SETTINGS = ("description", "timezone", "currency", "compliance", "holidays", "on_cap", "group_by", "catch_up",
+            "max_lateness", "templates_dir", "pause_when", "stop_when")
+_YAML_NAMES = {"events": "on", "event": "on", "windows": "window", "caps": "cap", "fields": "field",
+               "segments": "segment", "templates": "template", "stages": "stage", "experiments": "experiment"}
 
 
 @lru_cache(maxsize=1)
@@ -32,41 +37,226 @@ def _parser():
     return Lark(grammar, parser="lalr", propagate_positions=True, cache=_cache_file("policy"))
 
 
-def _expected(names) -> str:
-    words = sorted({_WORDS.get(n, n.lower().strip("_")) for n in names})
-    return ", ".join(words[:8])
-
-
 def load_text(text: str, file: str, diags: Diagnostics) -> Located | None:
-    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+    """Parse a .collect file. Returns None (with `syntax` diagnostics) when it cannot be parsed."""
+    from lark.exceptions import LarkError
 
+    text = text.removeprefix("\ufeff")  # an editor's byte order mark is invisible: columns stay right
     if not text.strip():
         diags.error("empty-policy", "the policy file is empty", Span(file, 1, 1))
         return None
     try:
         tree = _parser().parse(text if text.endswith("\n") else text + "\n")
-    except UnexpectedToken as exc:
-        token = {"$END": "end of the file", "_NL": "end of the line"}.get(exc.token.type, f"'{exc.token}'")
-        diags.error("syntax", f"unexpected {token.strip()}: expected {_expected(exc.expected)}",
-                    Span(file, exc.line if exc.line > 0 else 1, exc.column if exc.column > 0 else 1))
-        return None
-    except UnexpectedCharacters as exc:
-        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
-        message = "unterminated string" if char == '"' else f"unexpected character '{char}'"
-        allowed = _expected(exc.allowed) if exc.allowed else ""
-        diags.error("syntax", message + (f": expected {allowed}" if allowed else ""), Span(file, exc.line, exc.column))
-        return None
-    except UnexpectedEOF as exc:
-        diags.error("syntax", f"the file ends too early: expected {_expected(exc.expected)}", Span(file, 1, 1))
-        return None
-    except RecursionError:
-        diags.error("syntax", "the file is nested too deeply", Span(file, 1, 1))
+    except (LarkError, RecursionError):
+        _report_syntax(text, file, diags)
         return None
     builder = _Builder(file, diags)
     for statement in tree.children:
         builder.statement(statement)
     return builder.located
 
+
+# -- syntax errors --------------------------------------------------------------------------------
+# On a failed parse, each top-level statement is parsed on its own, and each step of a stage or `on`
+# block too, so that every broken statement is reported (not only the first) and a mistake in one
+# cannot hide, or cause, errors in the next.
+
+# Known mistakes (lark's match_examples): the parser state at an error picks the message to show.
+MISTAKES = {
+    "this looks like YAML; in a .collect file a setting is written without ':' (timezone America/Lima), "
+    "or rename the file to .yaml": ["timezone: UTC\n", "policy: x\n", "stages:\n"],
+    "a step starts with its id and its trigger: ID at due+1d ...": [
+        "stage s when x {\n  send email with t\n}\n", "on promise_made {\n  a send email with t\n}\n"],
+    "a step needs an action: send CHANNELS with TEMPLATE, escalate to QUEUE, webhook NAME or stop": [
+        "stage s when x {\n  a at due\n}\n", "stage s when x {\n  a at due 10:00\n}\n",
+        "stage s when x {\n  a at due if x\n}\n", "stage s when x {\n  a at due for x if x\n}\n",
+        "stage s when x {\n  a at due:\n}\n", "stage s when x {\n  a at due if x:\n}\n"],
+    "name the template after the channels: send email, sms with TEMPLATE": [
+        "stage s when x {\n  a at due send sms\n}\n", "stage s when x {\n  a at due send sms t\n}\n"],
+    "write escalate to QUEUE (optionally followed by priority EXPRESSION)": [
+        "stage s when x {\n  a at due escalate q\n}\n"],
+    "a stage needs a condition and a block: stage NAME when EXPRESSION {": [
+        "stage s {\n", "stage s\n", "stage s when x\n"],
+    "a segment is written segment NAME = EXPRESSION": ["segment a b\n", "segment a\n"],
+    "a window lists days and their hours: window CHANNEL mon-fri 08:00-19:00, sat 09:00-13:00 (or closed)": [
+        "window default 08:00-19:00\n", "window default mon-fri\n", "window default\n", "window default mon-fri 8\n",
+        "window default mon-fri 08:00-19:00 sat 09:00-13:00\n"],
+    "a cap is written cap CHANNEL MAX per DURATION, e.g. cap sms 1 per 1d": [
+        "cap sms 1 1d\n", "cap sms 1\n", "cap 1 per 1d\n", "cap sms\n"],
+    "a template is a string or a { ... } block: template NAME CHANNEL \"text\"": [
+        "template t sms\n", "template t sms x\n", "template t\n"],
+    "a field is declared as field customer.NAME: TYPE": ["field customer.x\n", "field customer.x: \n"],
+    "an experiment is written experiment NAME per customer { VARIANT PERCENT; ... }": [
+        "experiment e\n", "experiment e per customer\n"],
+    "event steps go in a block: on EVENT { ID at event+1d send ... }": ["on promise_made\n", "on\n"],
+    "a block item is written NAME VALUE (or NAME VALUE, VALUE)": ["calendar { weekend }\n", "calendar { 1 }\n"],
+}
+_STATEMENT_START = "a statement (policy, timezone, calendar, field, window, cap, segment, template, stage, on, ...)"
+_ACTION = {"SEND", "ESCALATE", "WEBHOOK", "STOP"}
+_WORDS = {"WORD": "a name or value", "STRING": "a quoted string", "TIME": "a time (10:00)",
+          "HOURS": "hours (08:00-19:00)", "DAYS": "days (mon-fri)", "EXPR_EOL": "an expression",
+          "EXPR_BRACE": "an expression", "EXPR_COND": "an expression", "_NL": "the end of the line",
+          "$END": "the end of the file"}
+_THING = re.compile(r'"""|"|\'|[A-Za-z0-9_+\-/.]+|\S')  # what an analyst sees as one "thing" at an error
+_FIRST_WORD = re.compile(r"\s*([A-Za-z_][\w-]*)(?!\s*:)")
+_SCAN = re.compile(r'"""(?:(?!""").)*(?:"""|\Z)|"(?:\\.|[^"\\\n])*"?|#[^\n]*|[{}\n]', re.S)
+
+
+@dataclass(frozen=True)
+class _Problem:
+    line: int  # inside the statement, from 1
+    col: int
+    message: str
+    hint: str | None = None
+
+
+def _report_syntax(text: str, file: str, diags: Diagnostics) -> None:
+    found = 0
+    for first_line, chunk, structural in _statements(text):
+        problems = [structural] if structural else _block_problems(chunk)
+        for problem in problems:
+            diags.error("syntax", problem.message, Span(file, first_line + problem.line, problem.col), problem.hint)
+            found += 1
+    if not found:  # cannot happen if the split is right; never leave a failed parse unexplained
+        diags.error("syntax", "the file cannot be read as a policy", Span(file, 1, 1))
+
+
+def _statements(text: str):
+    """Yield (lines before it, its text, a structural problem or None) for each top-level statement.
+    A statement ends at a new line outside braces and triple-quoted strings."""
+    opened: list[int] = []  # positions of the '{' not yet closed
+    start = 0
+    for match in _SCAN.finditer(text):
+        token, pos = match.group(), match.start()
+        if token.startswith('"""') and (len(token) < 6 or not token.endswith('"""')):
+            yield _lines(text, start), text[start:], _problem_at(
+                text, pos, start, 'the """ string that starts here is never closed', 'end it with """')
+            return
+        if token == "{":
+            opened.append(pos)
+        elif token == "}" and opened:
+            opened.pop()
+        elif token == "\n" and not opened:
+            yield _lines(text, start), text[start:match.end()], None
+            start = match.end()
+    if opened:
+        yield _lines(text, start), text[start:], _problem_at(text, opened[0], start, "this '{' is never closed",
+                                                             "add the matching '}'")
+    elif text[start:].strip():
+        yield _lines(text, start), text[start:] + "\n", None
+
+
+def _lines(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos)
+
+
+def _problem_at(text: str, pos: int, start: int, message: str, hint: str) -> _Problem:
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return _Problem(text.count("\n", start, pos) + 1, col, message, hint)
+
+
+def _block_problems(chunk: str) -> list[_Problem]:
+    """The problems of one statement; for a block of steps, one per broken step line."""
+    first = _problem(chunk)
+    if first is None or not re.match(r"\s*(stage|on)\b", chunk) or chunk.count("\n") < 3:
+        return [first] if first else []
+    problems = [first] if first.line == 1 else []
+    for number, line in enumerate(chunk.split("\n")[1:], start=2):
+        if line.strip() in ("", "}") or line.strip().startswith("#"):
+            continue
+        step = _problem(f"on promise_made {{\n{line}\n}}\n")  # a step line parsed on its own
+        if step is not None and step.line == 2:
+            problems.append(_Problem(number, step.col, step.message, step.hint))
+    return problems or [first]
+
+
+def _problem(chunk: str) -> _Problem | None:
+    """The first syntax error of one statement, in words, or None if it parses."""
+    from lark.exceptions import UnexpectedCharacters, UnexpectedInput
+
+    try:
+        _parser().parse(chunk)
+        return None
+    except RecursionError:
+        return _Problem(1, 1, "this statement is nested too deeply")
+    except UnexpectedInput as exc:
+        line, col = max(exc.line, 1), max(exc.column, 1)
+        lines = chunk.split("\n")
+        thing = _thing(exc, lines[line - 1] if line <= len(lines) else "", col)
+        if isinstance(exc, UnexpectedCharacters) and thing == '"':
+            return _Problem(line, col, "this string is not closed on its line", 'text over several lines goes in """ ... """')
+        unknown = _unknown_statement(chunk)
+        if unknown:
+            return unknown
+        expected = getattr(exc, "accepts", None) or getattr(exc, "expected", None) or exc.allowed or set()
+        message = f"unexpected {_name(thing)}: " + (_known_mistake(exc) or f"expected {_expected(expected)}")
+        return _Problem(line, col, message, _keyword_hint(thing, expected))
+
+
+def _thing(exc, line_text: str, col: int) -> str:
+    """What the analyst wrote at the error: a word, a quote or a character; '' for the end of the line."""
+    token = getattr(exc, "token", None)
+    if token is not None and token.type == "$END":
+        return ""
+    if token is not None and token.type == "_NL":
+        return ";" if str(token).startswith(";") else ""
+    match = _THING.match(line_text, col - 1)
+    return match.group() if match else ""
+
+
+def _name(thing: str) -> str:
+    return f"'{thing}'" if thing else "end of the line"
+
+
+def _unknown_statement(chunk: str) -> _Problem | None:
+    """A statement that starts with a word the language does not know (a typo, or a YAML key)."""
+    match = _FIRST_WORD.match(chunk)
+    if not match or match.group(1) in STATEMENTS + SETTINGS:
+        return None
+    word = match.group(1)
+    hint = (f"write one '{_YAML_NAMES[word]}' line per entry" if word in _YAML_NAMES
+            else suggest(word, STATEMENTS + SETTINGS) or "see docs/language.md for the statements")
+    line = chunk.count("\n", 0, match.start(1)) + 1
+    col = match.start(1) - (chunk.rfind("\n", 0, match.start(1)) + 1) + 1
+    return _Problem(line, col, f"'{word}' is not a statement of the policy language", hint)
+
+
+def _known_mistake(exc) -> str | None:
+    if getattr(exc, "state", None) is None:
+        return None
+    return exc.match_examples(_parser().parse, MISTAKES, use_accepts=True)
+
+
+def _expected(names) -> str:
+    names = set(names)
+    if {"POLICY", "STAGE"} <= names:
+        return _STATEMENT_START
+    words = []
+    if _ACTION <= names:
+        names -= _ACTION
+        words.append("an action (send, escalate, webhook or stop)")
+    words += [_WORDS.get(name) or _keyword(name) or name.lower() for name in sorted(names)]
+    return ", ".join(dict.fromkeys(words)) or "something else"
+
+
+def _keyword(name: str) -> str | None:
+    """The text of a keyword or punctuation terminal, quoted: 'send', '{'."""
+    from lark.lexer import PatternStr
+
+    try:
+        pattern = _parser().get_terminal(name).pattern
+    except KeyError:
+        return None
+    return f"'{pattern.value}'" if isinstance(pattern, PatternStr) else None
+
+
+def _keyword_hint(thing: str, expected) -> str | None:
+    """'did you mean' for a misspelt keyword (sned -> send, wiht -> with)."""
+    keywords = [k[1:-1] for k in map(_keyword, expected) if k and k[1:-1].isalpha()]
+    return suggest(thing, keywords) if thing and keywords else None
+
+
+# -- building the data ----------------------------------------------------------------------------
 
 class _Builder:
     def __init__(self, file: str, diags: Diagnostics):
@@ -83,7 +273,7 @@ class _Builder:
         return Span(self.file, meta.line, meta.column, meta.end_line, meta.end_column)
 
     def value(self, token):
-        """A token's value: strings unquoted, everything else as written."""
+        """A token's value: strings unquoted, expressions without surrounding blanks, the rest as written."""
         text = str(token)
         if token.type == "STRING":
             if text.startswith('"""'):
@@ -91,9 +281,10 @@ class _Builder:
             try:
                 return json.loads(text)
             except json.JSONDecodeError:
-                self.diags.error("syntax", "invalid escape in string (use \\\\, \\\" or \\n)", self.span(token))
+                self.diags.error("syntax", "invalid escape in a string (use \\\\, \\\", \\n, \\t or \\uXXXX)",
+                                 self.span(token), 'or write the text in """ ... """, which keeps \\ as is')
                 return text[1:-1]
-        if token.type in ("EXPR_EOL", "EXPR_BRACE", "EXPR_COND"):
+        if token.type.startswith("EXPR_"):
             return text.strip()
         return text
 
@@ -101,27 +292,41 @@ class _Builder:
         """Set container[key] with its positions; a key given twice is an error, as in YAML."""
         full = path + (key,)
         if key in container:
-            self.diags.error("duplicate-key", f"duplicate key '{key}'", self.span(key_where or where),
+            self.diags.error("duplicate-key", f"'{key}' is given twice", self.span(key_where or where),
                              "a key may appear once; the second one would silently replace the first")
             return
         container[key] = value
         self.located.keys[full] = self.span(key_where or where)
-        self.located.values[full] = self.span(where)
-        if hasattr(where, "type"):
-            self.located.text_offset[full] = _text_offset(where)
+        self.mark(full, where)
 
     def mark(self, path: tuple, where) -> None:
         self.located.values[path] = self.span(where)
         if hasattr(where, "type"):
             self.located.text_offset[path] = _text_offset(where)
 
+    def put_list(self, container: dict, path: tuple, key: str, tokens: list, key_where) -> None:
+        values = [] if [str(t) for t in tokens] == ["none"] else [self.value(t) for t in tokens]
+        self.put(container, path, key, values, tokens[0], key_where)
+        if values:
+            for i, token in enumerate(tokens):
+                self.mark(path + (key, i), token)
+
     def section(self, key: str, node) -> dict:
+        """A top-level mapping that several statements add to (fields, windows, segments ...)."""
         section = self.data.setdefault(key, {})
         if not isinstance(section, dict):
-            return {}
+            return {}  # e.g. `windows x` given as a setting first: already reported by validation
         self.located.keys.setdefault((key,), self.span(node))
         self.located.values.setdefault((key,), self.span(node))
         return section
+
+    def entry(self, section: str, name_token, node) -> tuple[dict, tuple]:
+        """The mapping of one named entry in a section (a template or a window), created on first use."""
+        name = str(name_token)
+        target = self.section(section, node).setdefault(name, {})
+        self.located.keys.setdefault((section, name), self.span(name_token))
+        self.located.values.setdefault((section, name), self.span(node))
+        return (target if isinstance(target, dict) else {}), (section, name)
 
     # -- statements -----------------------------------------------------------------------------
 
@@ -137,19 +342,21 @@ class _Builder:
     def _setting(self, node) -> None:
         key_token, *values = node.children
         key = str(key_token)
-        parsed = [self.value(v) for v in values]
-        if key == "holidays":
-            section = self.section("windows", node)
-            self.put(section, ("windows",), "holidays", parsed[0] if len(parsed) == 1 else parsed, values[0], key_token)
+        if values and not hasattr(values[0], "type"):  # `key { ... }`: a mapping
+            block: dict = {}
+            self.put(self.data, (), key, block, values[0], key_token)
+            self._block_into(block, (key,), values[0])
             return
-        listed = key in TOP_LISTS and not (key == "compliance" and parsed == ["auto"])
-        value = parsed if listed or len(parsed) > 1 else parsed[0]
-        if listed and parsed == ["none"]:
-            value = []  # an explicitly empty list
-        self.put(self.data, (), key, value, values[0], key_token)
-        if isinstance(value, list):
-            for i, token in enumerate(values):
-                self.mark((key, i), token)
+        if key == "holidays":
+            self.put(self.section("windows", node), ("windows",), key, self._one_or_many(values), values[0], key_token)
+        elif key in TOP_LISTS and [str(v) for v in values] != ["auto"]:
+            self.put_list(self.data, (), key, values, key_token)
+        else:
+            self.put(self.data, (), key, self._one_or_many(values), values[0], key_token)
+
+    def _one_or_many(self, tokens: list):
+        parsed = [self.value(t) for t in tokens]
+        return parsed[0] if len(parsed) == 1 else parsed
 
     def _calendar(self, node) -> None:
         calendar = self.section("calendar", node)
@@ -163,46 +370,40 @@ class _Builder:
         for item in block.children:
             key_token, *values = item.children
             key = str(key_token)
-            parsed = [self.value(v) for v in values]
-            value = parsed if key in BLOCK_LISTS or len(parsed) > 1 else parsed[0]
-            if key in BLOCK_LISTS and parsed == ["none"]:
-                value = []
-            self.put(target, path, key, value, values[0], key_token)
-            if isinstance(value, list):
-                for i, token in enumerate(values):
-                    self.mark(path + (key, i), token)
+            if key in BLOCK_LISTS:
+                self.put_list(target, path, key, values, key_token)
+            else:
+                self.put(target, path, key, self._one_or_many(values), values[0], key_token)
 
     def _field(self, node) -> None:
         name, kind = node.children
         self.put(self.section("fields", node), ("fields",), str(name), str(kind), kind, name)
 
     def _window(self, node) -> None:
-        channel_token, *days = node.children
-        windows = self.section("windows", node)
-        channel = str(channel_token)
-        spec = windows.setdefault(channel, {})
-        self.located.keys.setdefault(("windows", channel), self.span(channel_token))
-        self.located.values.setdefault(("windows", channel), self.span(node))
+        channel, *days = node.children
+        spec, path = self.entry("windows", channel, node)
         for day_hours in days:
             if hasattr(day_hours, "type"):  # `window email closed`: a channel that never opens
                 continue
             day, hours = day_hours.children
-            self.put(spec, ("windows", channel), str(day), str(hours), hours, day)
+            self.put(spec, path, str(day), str(hours), hours, day)
 
     def _cap(self, node) -> None:
         channel, maximum, per, *cooldown = node.children
         caps = self.data.setdefault("caps", [])
-        index = len(caps)
+        if not isinstance(caps, list):
+            return
+        path = ("caps", len(caps))
         self.located.keys.setdefault(("caps",), self.span(node))
         cap: dict = {}
         caps.append(cap)
-        self.located.values[("caps", index)] = self.span(node)
-        self.put(cap, ("caps", index), "channel", str(channel), channel)
-        self.put(cap, ("caps", index), "max", _int(str(maximum)), maximum)
-        self.put(cap, ("caps", index), "per", str(per), per)
+        self.located.values[path] = self.span(node)
+        self.put(cap, path, "channel", str(channel), channel)
+        self.put(cap, path, "max", _int(str(maximum)), maximum)
+        self.put(cap, path, "per", str(per), per)
         if cooldown:
             token = cooldown[0].children[0]
-            self.put(cap, ("caps", index), "cooldown_after_conversation", str(token), token, cooldown[0])
+            self.put(cap, path, "cooldown_after_conversation", str(token), token, cooldown[0])
 
     def _segment(self, node) -> None:
         name, expr = node.children
@@ -210,11 +411,7 @@ class _Builder:
 
     def _template(self, node) -> None:
         name, channel, body = node.children
-        templates = self.section("templates", node)
-        entry = templates.setdefault(str(name), {})
-        self.located.keys.setdefault(("templates", str(name)), self.span(name))
-        self.located.values.setdefault(("templates", str(name)), self.span(node))
-        path = ("templates", str(name))
+        entry, path = self.entry("templates", name, node)
         if hasattr(body, "type"):
             self.put(entry, path, str(channel), self.value(body), body, channel)
             return
@@ -247,10 +444,11 @@ class _Builder:
     def _event(self, node) -> None:
         name, *steps = node.children
         events = self.section("events", node)
-        self.put(events, ("events",), str(name), [], node, name)
+        if str(name) in events:  # the second `on X { }` of the same event
+            self.put(events, ("events",), str(name), [], node, name)
+            return
         path = ("events", str(name))
-        if isinstance(events.get(str(name)), list) and not events[str(name)]:
-            events[str(name)] = [self._step(step, path + (i,)) for i, step in enumerate(steps)]
+        self.put(events, ("events",), str(name), [self._step(s, path + (i,)) for i, s in enumerate(steps)], node, name)
 
     def _step(self, node, path: tuple) -> dict:
         step: dict = {}
@@ -258,7 +456,7 @@ class _Builder:
         step_id, trigger, *rest = node.children
         self.put(step, path, "id", str(step_id), step_id)
         at = str(trigger)
-        if rest and hasattr(rest[0], "type") and rest[0].type == "TIME":
+        if rest and hasattr(rest[0], "type"):  # the TIME of `at due+1d 10:00`
             at = f"{at} {rest.pop(0)}"
         self.put(step, path, "at", at, trigger)
         for part in rest:
@@ -303,8 +501,8 @@ class _Builder:
 
 
 def _text_offset(token) -> int:
-    """Where the text of a value starts inside its token: after the quotes, or the leading blanks of an
-    expression (expression tokens run from the keyword before them)."""
+    """Where the text of a value starts inside its token: after the quotes, or after the blanks that
+    an expression token takes from the keyword before it."""
     text = str(token)
     if token.type == "STRING":
         return 3 if text.startswith('"""') else 1
@@ -312,7 +510,7 @@ def _text_offset(token) -> int:
 
 
 def _int(text: str):
-    return int(text) if text.isdigit() else text
+    return int(text) if text.isascii() and text.isdigit() else text
 
 
 from .textdump import dump_text  # noqa: E402  (printing lives in its own module)

@@ -74,23 +74,50 @@ class Decider:
         self.today = self.now.date()
         self.out = Outcome()
         self.sent = list(state.sent)  # grows with this call's sends, so caps see them
-        self.facts = customer_facts(rt, state, self.now)
+        self._facts: dict | None = None  # customer-level context, built when first needed
 
     # -- per invoice ---------------------------------------------------------------------------
 
     def run(self) -> Outcome:
         ready: list[Ready] = []
+        with_facts = self._invoices_with_events()
         for invoice in self.state.invoices.values():
             for moment in future_moments(self.state, invoice, self.now):
                 self.out.wake_at(moment)
             if self._stopped(invoice):
                 continue
+            due = self._due_stage_steps(invoice)
+            if not due and invoice.id not in with_facts:
+                continue  # nothing can happen to this invoice now: no context to build
             ctx = self._context(invoice)
-            ready += self._stage_steps(invoice, ctx)
+            ready += self._stage_steps(invoice, ctx, due)
             ready += self._event_steps(invoice, ctx)
         for group in self._groups(ready):
             self._act(group)
         return self.out
+
+    def _invoices_with_events(self) -> set[str] | frozenset:
+        """Invoices that some event step may concern (any payment, promise or dispute)."""
+        if not self.rt.events:
+            return frozenset()
+        state = self.state
+        if any(p.invoice_id is None for p in state.promises):
+            return set(state.invoices)
+        return ({p.invoice_id for p in state.payments} | {p.invoice_id for p in state.promises}
+                | {d.invoice_id for d in state.disputes})
+
+    def _due_stage_steps(self, invoice: InvoiceInfo) -> list[tuple[dt.datetime, StepRt]]:
+        """Steps of any stage due by now and not done; also wakes at the next future one."""
+        due = []
+        done = self.state.done
+        for trigger, step in self.rt.stage_triggers(invoice.due_date, self.tz):
+            if f"{step.id}|{invoice.id}" in done:
+                continue
+            if trigger > self.now:
+                self.out.wake_at(trigger)  # sorted: the first future trigger is the next one
+                break
+            due.append((trigger, step))
+        return due
 
     def _stopped(self, invoice: InvoiceInfo) -> bool:
         if invoice.id in self.state.stopped:
@@ -105,30 +132,19 @@ class Decider:
     def _context(self, invoice: InvoiceInfo) -> dict:
         return invoice_context(self.rt, self.state, invoice, self.facts, self.now)
 
-    def _stage_steps(self, invoice: InvoiceInfo, ctx: dict) -> list[Ready]:
-        stage = next((s for s in self.rt.stages if s.when(ctx) is True), None)
-        self._wake_on_future_steps(invoice)
-        if stage is None or self._paused(invoice, ctx):
-            return []
-        due = []
-        for step in stage.steps:
-            key = f"{step.id}|{invoice.id}"
-            if key in self.state.done:
-                continue
-            trigger = self._trigger(step, invoice.due_date)
-            if trigger <= self.now:
-                due.append(Ready(step, invoice, key, trigger, ctx))
-        return self._catch_up(due)
+    @property
+    def facts(self) -> dict:
+        if self._facts is None:
+            self._facts = customer_facts(self.rt, self.state, self.now)
+        return self._facts
 
-    def _wake_on_future_steps(self, invoice: InvoiceInfo) -> None:
-        """The next trigger of any stage's step: the invoice may have changed stage by then."""
-        for stage in self.rt.stages:
-            for step in stage.steps:
-                if f"{step.id}|{invoice.id}" in self.state.done:
-                    continue
-                trigger = self._trigger(step, invoice.due_date)
-                if trigger > self.now:
-                    self.out.wake_at(trigger)
+    def _stage_steps(self, invoice: InvoiceInfo, ctx: dict, due_steps) -> list[Ready]:
+        stage = next((s for s in self.rt.stages if s.when(ctx) is True), None)
+        if stage is None or not due_steps or self._paused(invoice, ctx):
+            return []
+        due = [Ready(step, invoice, f"{step.id}|{invoice.id}", trigger, ctx)
+               for trigger, step in due_steps if step.owner == stage.name]
+        return self._catch_up(due)
 
     def _paused(self, invoice: InvoiceInfo, ctx: dict) -> bool:
         if "disputed" in self.rt.pause_when and ctx.get("invoice.status") == "disputed":
@@ -143,9 +159,7 @@ class Decider:
         return False
 
     def _trigger(self, step: StepRt, anchor: dt.date) -> dt.datetime:
-        date = anchor + dt.timedelta(days=step.days)
-        channel = step.channels[0] if step.channels else None
-        return self.rt.calendar.trigger_instant(date, step.time, channel, self.tz)
+        return self.rt.step_trigger(step, anchor, self.tz)
 
     def _catch_up(self, due: list[Ready]) -> list[Ready]:
         """SPEC 4.3, applied to steps seen due for the first time; conditions first, so that

@@ -88,6 +88,8 @@ def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, curr
         if iid in first_row:
             cells.problem("invoice_id", f"duplicate invoice id '{iid}' (first seen on row {first_row[iid]})")
             continue
+        if iid is not None:
+            first_row[iid] = cells.number  # even when the row has other problems
         if cid:
             _merge(customers.setdefault(cid, {"attrs": {}}), _customer_from(cells, custom), cells, override=False)
         known = set(INVOICE_COLUMNS) | set(CUSTOMER_COLUMNS) | set(custom["customer"])
@@ -95,7 +97,6 @@ def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, curr
         attrs.update({name: cells.raw(name) for name in table.index if name not in known and name not in attrs})
         if iid is None or cid is None or amount is None or due is None:
             continue
-        first_row[iid] = cells.number
         book.invoices[iid] = Invoice(iid, cid, amount, amount if balance is None else balance, due,
                                      cells.text("number"), cells.text("currency") or currency, issued, status, attrs)
 

@@ -71,6 +71,7 @@ class Runtime:
         self.pause_when = frozenset(doc["pause_when"])
         self.stop_when = frozenset(doc["stop_when"])
         self.fields_used: set[str] = set()
+        self._triggers: dict = {}
         self.segments: dict[str, Predicate] = {}
         for segment in doc["segments"]:  # in dependency order
             self.segments[segment["name"]] = self._compile(segment["expr"])
@@ -108,6 +109,24 @@ class Runtime:
             template=s["template"], condition=condition, queue=escalation["queue"] if escalation else None,
             priority=self._compile(escalation["priority"]) if escalation else None,
             webhook=s["webhook"], on_exhausted=s["on_exhausted"] is not None)
+
+    def stage_triggers(self, due_date, tz) -> tuple:
+        """(trigger instant, step) of every stage step for a due date in a zone, sorted by time.
+
+        Invoices share due dates and zones, so this is computed once per pair, not per invoice."""
+        key = (due_date, tz.key)
+        found = self._triggers.get(key)
+        if found is None:
+            found = tuple(sorted(((self.step_trigger(step, due_date, tz), step)
+                                  for stage in self.stages for step in stage.steps), key=lambda t: (t[0], t[1].id)))
+            self._triggers[key] = found
+        return found
+
+    def step_trigger(self, step: StepRt, anchor, tz):
+        import datetime as dt
+
+        channel = step.channels[0] if step.channels else None
+        return self.calendar.trigger_instant(anchor + dt.timedelta(days=step.days), step.time, channel, tz)
 
     def variant(self, experiment: str, unit_id: str) -> str:
         """Stable assignment: the same unit always lands in the same bucket (sha256, not Python's hash)."""

@@ -1,0 +1,217 @@
+"""Simulation invariants (hypothesis), the real IBM sample with historic payments, and the command."""
+
+import csv
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from coretools import customer, invoice, run, runtime
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from collect.cli import app
+from collect.engine.compiler import compile_policy
+from collect.engine.portfolio import load_map
+from collect.engine.runtime import CUSTOMER_CHANNELS
+from collect.engine.simrun import contacts_text, load_portfolio, run_simulation
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL = ROOT.parent / "shared" / "data" / "real" / "WA_Fn-UseC_-Accounts-Receivable.csv"
+runner = CliRunner()
+
+POLICY = """
+calendar: {{ country: {country} }}
+caps:
+  - {{ channel: any, max: {any_max}, per: 7d }}
+  - {{ channel: sms, max: 1, per: 1d }}
+on_cap: {on_cap}
+catch_up: {catch_up}
+group_by: {group_by}
+stages:
+  pre:
+    when: invoice.days_past_due <= 0
+    steps:
+      - {{ id: p5, at: due-5d, send: email, template: m }}
+      - {{ id: p1, at: due-1d 10:00, send: [whatsapp, sms, email], template: m }}
+  early:
+    when: invoice.days_past_due between 1 and 30
+    steps:
+      - {{ id: e1, at: due+1d, send: [sms, email], template: m }}
+      - {{ id: e2, at: due+2d 18:30, send: [sms, email], template: m }}
+      - {{ id: e3, at: due+3d, send: email, template: m }}
+      - {{ id: e9, at: due+9d, escalate: {{ queue: agents }} }}
+  late:
+    when: invoice.days_past_due > 30
+    steps:
+      - {{ id: l31, at: due+31d, send: [email, sms], template: m }}
+"""
+
+ZONES = ["America/Lima", "America/New_York", "Europe/Madrid", "America/Santiago", "Asia/Kolkata"]
+
+
+@st.composite
+def scenario(draw):
+    options = dict(country=draw(st.sampled_from(["PE", "US", "ES"])), any_max=draw(st.integers(1, 4)),
+                   on_cap=draw(st.sampled_from(["defer", "skip"])), catch_up=draw(st.sampled_from(["latest", "all", "none"])),
+                   group_by=draw(st.sampled_from(["customer", "invoice"])))
+    people = []
+    for i in range(draw(st.integers(1, 4))):
+        state = customer(f"c{i}", timezone=draw(st.sampled_from(ZONES)), do_not_contact=draw(st.booleans()) and i == 0,
+                         phone=draw(st.sampled_from(["+51987654321", None, "123"])))
+        for j in range(draw(st.integers(1, 3))):
+            due = dt.date(2026, 3, 1) + dt.timedelta(days=draw(st.integers(0, 60)))
+            invoice(state, f"c{i}-f{j}", due.isoformat(), str(draw(st.integers(1, 5000))))
+        people.append(state)
+    return options, people
+
+
+def _windows(rt):
+    return rt.calendar
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(scenario())
+def test_simulation_invariants(tmp_path_factory, case):
+    options, people = case
+    rt = runtime(POLICY.format(**options), tmp_path_factory.mktemp("p"))
+    ids = {p.customer.id: p for p in people}
+    dnc = {p.customer.id for p in people if p.customer.do_not_contact}
+    result = run(rt, people, "2026-02-20", 75)
+    sent = [d for d in result.decisions if d.status == "sent" and d.channel in CUSTOMER_CHANNELS]
+    for d in sent:
+        tz = ZoneInfo(ids[d.customer_id].customer.timezone)
+        # never outside the channel's window in local time, never on a closed holiday
+        assert rt.calendar.is_open(d.channel, d.at, tz), (d.at, d.channel)
+        assert not rt.calendar.is_holiday(d.at.astimezone(tz).date())
+        # do-not-contact is absolute
+        assert d.customer_id not in dnc
+    # no cap is ever exceeded in any rolling window
+    for cap in rt.caps:
+        for cid in ids:
+            times = sorted(d.at for d in sent if d.customer_id == cid and cap.counts(d.channel))
+            for i, start in enumerate(times):
+                inside = [t for t in times[i:] if (t - start).total_seconds() < cap.per_s]
+                assert len(inside) <= cap.max, (cap.rule, cid, inside)
+    # each step at most once per invoice
+    settled = [key for d in result.decisions if d.status != "deferred" for key in d.keys]
+    assert len(settled) == len(set(settled))
+    # determinism: the same input gives the same contacts
+    again = run(rt, _fresh(people), "2026-02-20", 75)
+    assert contacts_text(again, "csv") == contacts_text(result, "csv")
+
+
+def _fresh(people):
+    out = []
+    for p in people:
+        state = customer(p.customer.id, timezone=p.customer.timezone, do_not_contact=p.customer.do_not_contact,
+                         phone=p.customer.phone)
+        for inv in p.invoices.values():
+            invoice(state, inv.id, inv.due_date.isoformat(), str(inv.amount))
+        out.append(state)
+    return out
+
+
+# -- the real sample --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ibm(tmp_path_factory):
+    if not REAL.exists():
+        pytest.skip(f"real data not present at {REAL}")
+    folder = tmp_path_factory.mktemp("ibm")
+    (folder / "map.yaml").write_text("columns: { invoice_id: invoiceNumber, customer_id: customerID, amount: InvoiceAmount,\n"
+                                     "  due_date: DueDate, issue_date: InvoiceDate, paid_at: SettledDate }\n"
+                                     "date_format: '%m/%d/%Y'\n", encoding="utf-8")
+    (folder / "policy.yaml").write_text((ROOT / "examples/us-consumer/policy.yaml").read_text(), encoding="utf-8")
+    return folder
+
+
+def test_historic_payments_stop_contacts_on_the_real_sample(ibm):
+    plan = compile_policy(ibm / "policy.yaml").plan
+    book = load_portfolio(plan, REAL, payments=REAL, colmap=ibm / "map.yaml")
+    assert len(book.invoices) == 2466 and len(book.payments) == 2466
+    settled = {p.invoice_id: p.paid_at for p in book.payments}
+    result = run_simulation(plan, book, start=dt.date(2013, 1, 1), days=180, behavior="historic")
+    sent = [d for d in result.decisions if d.status == "sent"]
+    assert len(sent) > 100  # the sample has no emails or phones: only letters go out, the rest fails
+    for d in sent:
+        for invoice_id in d.invoice_ids:
+            assert d.at.date() <= settled[invoice_id], (d, settled[invoice_id])
+
+
+def test_without_payments_the_cadence_runs_on(ibm):
+    plan = compile_policy(ibm / "policy.yaml").plan
+    book = load_portfolio(plan, REAL, colmap=ibm / "map.yaml")
+    some = dict(list(book.invoices.items())[:300])
+    book.invoices = some
+    historic = run_simulation(plan, book, start=dt.date(2013, 1, 1), days=90, behavior="none")
+    assert {d.step for d in historic.decisions if d.status in ("sent", "failed")} >= {"v-1", "e-5", "e-14"}
+
+
+# -- the command ------------------------------------------------------------------------------------
+
+EXAMPLE = ROOT / "examples" / "pe-b2b"
+
+
+def test_simulate_writes_contacts_and_compares(tmp_path):
+    out = tmp_path / "contacts.jsonl"
+    result = runner.invoke(app, ["simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(EXAMPLE / "portfolio.csv"),
+                                 "--start", "2026-11-15", "--days", "30", "--out", str(out),
+                                 "--compare", str(EXAMPLE / "policy.collect")])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["status"] for r in rows} >= {"sent", "deferred", "skipped"}
+    assert set(rows[0]) == {"at", "customer_id", "invoice_ids", "stage", "step", "channel", "template", "status",
+                            "reason", "plan_hash"}
+    assert "difference" in result.output and "+0" in result.output  # the same policy in two forms
+
+
+def test_bad_rows_are_all_reported_and_nothing_is_written(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("invoice_id,customer_id,amount,due_date,timezone\nA,c1,-3,2026-01-01,America/Lima\n"
+                   "B,c2,10,2026-13-01,Mars/Base\nA,c3,5,2026-01-01,\n", encoding="utf-8")
+    out = tmp_path / "out.csv"
+    result = runner.invoke(app, ["simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(bad), "--out", str(out),
+                                 "--start", "2026-01-01"])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if "bad.csv:" in line]
+    assert lines == [f"{bad}:2: column amount: amount cannot be negative (-3)",
+                     f"{bad}:3: column due_date: '2026-13-01' is not a date (expected YYYY-MM-DD)",
+                     f"{bad}:3: column timezone: unknown time zone 'Mars/Base'",
+                     f"{bad}:4: column invoice_id: duplicate invoice id 'A' (first seen on row 2)"]
+    assert not out.exists()
+
+
+def test_usage_errors_exit_2():
+    base = ["simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(EXAMPLE / "portfolio.csv")]
+    assert runner.invoke(app, base + ["--out", "x.txt"]).exit_code == 2
+    assert runner.invoke(app, base + ["--behavior", "sometimes"]).exit_code == 2
+    assert runner.invoke(app, base + ["--start", "yesterday"]).exit_code == 2
+
+
+def test_behavior_model_is_seeded_and_projects_kpis():
+    plan = compile_policy(EXAMPLE / "policy.yaml").plan
+    book = load_portfolio(plan, EXAMPLE / "portfolio.csv")
+    runs = [run_simulation(plan, book, start=dt.date(2026, 11, 15), days=60, behavior=str(EXAMPLE / "behavior.yaml"),
+                           seed=seed) for seed in (1, 1, 2)]
+    texts = [contacts_text(r, "csv") for r in runs]
+    assert texts[0] == texts[1] and texts[0] != texts[2]
+    from collect.engine.simrun import summarize
+
+    kpis = summarize(runs[0], kpis=True).kpis
+    assert Decimal(0) < kpis["collected"] <= kpis["opening_balance"]
+    assert kpis["closing_balance"] == kpis["opening_balance"] - kpis["collected"]
+
+
+def test_erp_export_through_a_map(tmp_path):
+    erp = tmp_path / "erp.csv"
+    erp.write_text("Factura;RUC;Importe;Vencimiento\nF-1;20100047218;1.234,50;15/11/2026\n", encoding="utf-8")
+    (tmp_path / "map.yaml").write_text("columns: { invoice_id: Factura, customer_id: RUC, amount: Importe, "
+                                       "due_date: Vencimiento }\ndate_format: '%d/%m/%Y'\ndecimal: ','\nthousands: '.'\n")
+    plan = compile_policy(EXAMPLE / "policy.yaml").plan
+    book = load_portfolio(plan, erp, colmap=load_map(tmp_path / "map.yaml") and tmp_path / "map.yaml")
+    (only,) = book.invoices.values()
+    assert (only.amount, only.due_date, only.customer_id) == (Decimal("1234.50"), dt.date(2026, 11, 15), "20100047218")
