@@ -65,16 +65,6 @@ def load_text(text: str, file: str, diags: Diagnostics) -> Located | None:
 MISTAKES = {
     "this looks like YAML; in a .collect file a setting is written without ':' (timezone America/Lima), "
     "or rename the file to .yaml": ["timezone: UTC\n", "policy: x\n", "stages:\n"],
-    "a step starts with its id and its trigger: ID at due+1d ...": [
-        "stage s when x {\n  send email with t\n}\n", "on promise_made {\n  a send email with t\n}\n"],
-    "a step needs an action: send CHANNELS with TEMPLATE, escalate to QUEUE, webhook NAME or stop": [
-        "stage s when x {\n  a at due\n}\n", "stage s when x {\n  a at due 10:00\n}\n",
-        "stage s when x {\n  a at due if x\n}\n", "stage s when x {\n  a at due for x if x\n}\n",
-        "stage s when x {\n  a at due:\n}\n", "stage s when x {\n  a at due if x:\n}\n"],
-    "name the template after the channels: send email, sms with TEMPLATE": [
-        "stage s when x {\n  a at due send sms\n}\n", "stage s when x {\n  a at due send sms t\n}\n"],
-    "write escalate to QUEUE (optionally followed by priority EXPRESSION)": [
-        "stage s when x {\n  a at due escalate q\n}\n"],
     "a stage needs a condition and a block: stage NAME when EXPRESSION {": [
         "stage s {\n", "stage s\n", "stage s when x\n"],
     "a segment is written segment NAME = EXPRESSION": ["segment a b\n", "segment a\n"],
@@ -91,6 +81,16 @@ MISTAKES = {
     "event steps go in a block: on EVENT { ID at event+1d send ... }": ["on promise_made\n", "on\n"],
     "a block item is written NAME VALUE (or NAME VALUE, VALUE)": ["calendar { weekend }\n", "calendar { 1 }\n"],
 }
+# mistakes inside a step, tried in both kinds of step block
+_STEP_MISTAKES = {
+    "a step starts with its id and its trigger: ID at due+1d ...": ["send email with t", "a send email with t"],
+    "a step needs an action: send CHANNELS with TEMPLATE, escalate to QUEUE, webhook NAME or stop": [
+        "a at due", "a at due 10:00", "a at due if x", "a at due for x if x", "a at due:", "a at due if x:"],
+    "name the template after the channels: send email, sms with TEMPLATE": ["a at due send sms", "a at due send sms t"],
+    "write escalate to QUEUE (optionally followed by priority EXPRESSION)": ["a at due escalate q"],
+}
+MISTAKES.update({message: [f"{head} {{\n  {line}\n}}\n" for line in lines for head in ("stage s when x", "on promise_made")]
+                 for message, lines in _STEP_MISTAKES.items()})
 _STATEMENT_START = "a statement (policy, timezone, calendar, field, window, cap, segment, template, stage, on, ...)"
 _ACTION = {"SEND", "ESCALATE", "WEBHOOK", "STOP"}
 _WORDS = {"WORD": "a name or value", "STRING": "a quoted string", "TIME": "a time (10:00)",
@@ -98,7 +98,7 @@ _WORDS = {"WORD": "a name or value", "STRING": "a quoted string", "TIME": "a tim
           "EXPR_BRACE": "an expression", "EXPR_COND": "an expression", "_NL": "the end of the line",
           "$END": "the end of the file"}
 _THING = re.compile(r'"""|"|\'|[A-Za-z0-9_+\-/.]+|\S')  # what an analyst sees as one "thing" at an error
-_FIRST_WORD = re.compile(r"\s*([A-Za-z_][\w-]*)(?!\s*:)")
+_FIRST_WORD = re.compile(r"\s*([A-Za-z_][\w-]*)(?![\w-])(?!\s*:)")
 _SCAN = re.compile(r'"""(?:(?!""").)*(?:"""|\Z)|"(?:\\.|[^"\\\n])*"?|#[^\n]*|[{}\n]', re.S)
 
 
@@ -172,7 +172,7 @@ def _block_problems(chunk: str) -> list[_Problem]:
 
 def _problem(chunk: str) -> _Problem | None:
     """The first syntax error of one statement, in words, or None if it parses."""
-    from lark.exceptions import UnexpectedCharacters, UnexpectedInput
+    from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput
 
     try:
         _parser().parse(chunk)
@@ -191,6 +191,8 @@ def _problem(chunk: str) -> _Problem | None:
         expected = getattr(exc, "accepts", None) or getattr(exc, "expected", None) or exc.allowed or set()
         message = f"unexpected {_name(thing)}: " + (_known_mistake(exc) or f"expected {_expected(expected)}")
         return _Problem(line, col, message, _keyword_hint(thing, expected))
+    except LarkError as exc:  # pragma: no cover - lark raises UnexpectedInput for every input error
+        return _Problem(1, 1, f"this statement cannot be read: {exc}")
 
 
 def _thing(exc, line_text: str, col: int) -> str:

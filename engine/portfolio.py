@@ -208,12 +208,14 @@ class Cells:
             self.problem(name, f"'{value}' is not a date (expected {fmt or 'YYYY-MM-DD'})")
             return None
 
-    def boolean(self, name: str) -> bool:
+    def boolean(self, name: str) -> bool | None:
+        """True/False; None for a bad value (reported), so that it is not merged as a real answer."""
         value = (self.raw(name) or "").lower()
         if value in TRUE:
             return True
         if value not in FALSE:
             self.problem(name, f"'{self.raw(name)}' is not a boolean (true/false, 1/0, yes/no)")
+            return None
         return False
 
     def typed(self, name: str, kind: str):

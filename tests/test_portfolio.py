@@ -1,0 +1,131 @@
+"""Portfolio CSV files: every bad row reported, maps for ERP exports, encodings, typed custom fields."""
+
+import csv
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collect.engine.portfolio import CsvError, load_map, read_portfolio
+
+REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "real" / "WA_Fn-UseC_-Accounts-Receivable.csv"
+FIELDS = {"customer.risk_score": "float", "invoice.region": "str"}
+
+
+def read(path, **kw):
+    return read_portfolio(path, kw.pop("customers", None), kw.pop("payments", None), kw.pop("promises", None),
+                          kw.pop("disputes", None), fields=FIELDS, default_timezone="America/Lima",
+                          default_currency="PEN", colmap=kw.pop("colmap", None))
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(path, **kw):
+    with pytest.raises(CsvError) as info:
+        read(path, **kw)
+    return [str(p).split(":", 1)[1] for p in info.value.problems]
+
+
+def test_every_bad_row_is_reported(tmp_path):
+    path = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date,issue_date,status,risk_score,do_not_contact,email\n"
+                 "A,c1,12;5,2026-01-01,,open,0.1,yes,a@x.pe\n"
+                 "B,c1,10,2026-01-01,2026-02-01,lost,high,maybe,b@x.pe\n"
+                 ",c2,,,,,,,\n")
+    assert problems(path) == [
+        "2: column amount: '12;5' is not a number (decimal separator '.')",
+        "3: column status: unknown status 'lost' (expected open, paid, disputed, written_off)",
+        "3: column due_date: due date 2026-01-01 is before the issue date 2026-02-01",
+        "3: column do_not_contact: 'maybe' is not a boolean (true/false, 1/0, yes/no)",
+        "3: column risk_score: 'high' is not a number (decimal separator '.')",
+        "3: column email: customer c1 already has email 'a@x.pe' from an earlier row; this row says 'b@x.pe'",
+        "4: column invoice_id: a value is required",
+        "4: column amount: a value is required",
+        "4: column due_date: a value is required",
+    ]
+
+
+def test_missing_columns_and_unknown_invoices_in_other_files(tmp_path):
+    assert problems(write(tmp_path, "p.csv", "invoice_id,customer,amount,due_date\nA,c,1,2026-01-01\n")) == [
+        "1: column customer_id: required column is missing (did you mean 'customer'?)"]
+    portfolio = write(tmp_path, "q.csv", "invoice_id,customer_id,amount,due_date\nA,c,1,2026-01-01\n")
+    payments = write(tmp_path, "pay.csv", "invoice_id,amount,paid_at\nZ,1,2026-01-02\nA,x,2026-01-02\n")
+    assert problems(portfolio, payments=payments) == ["2: column invoice_id: unknown invoice 'Z' (not in the portfolio)",
+                                                      "3: column amount: 'x' is not a number (decimal separator '.')"]
+
+
+def test_typed_fields_customers_file_wins_and_extra_columns_are_kept(tmp_path):
+    portfolio = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date,region,risk_score,customer_name,erp_ref\n"
+                      "A,c1,100.50,2026-01-01,north,0.2,Old Name,R-1\n")
+    customers = write(tmp_path, "c.csv", "customer_id,customer_name,timezone,optout_sms,risk_score\nc1,ACME,America/Bogota,1,0.9\n")
+    book = read(portfolio, customers=customers)
+    inv, cust = book.invoices["A"], book.customers["c1"]
+    assert (inv.amount, inv.balance, inv.currency, inv.attrs) == (Decimal("100.50"), Decimal("100.50"), "PEN",
+                                                                  {"region": "north", "erp_ref": "R-1"})
+    assert (cust.name, cust.timezone, cust.optouts, cust.attrs["risk_score"]) == ("ACME", "America/Bogota",
+                                                                                  frozenset({"sms"}), 0.9)
+
+
+def test_erp_export_bom_crlf_semicolons_and_decimal_commas(tmp_path):
+    path = tmp_path / "erp.csv"
+    path.write_bytes("\ufeffFactura;RUC;Importe;Vencimiento\r\nF-1;2010;1.234,50;15/11/2026\r\n".encode("utf-8"))
+    cmap = load_map(write(tmp_path, "m.yaml", "columns: { invoice_id: Factura, customer_id: RUC, amount: Importe, "
+                                              "due_date: Vencimiento }\ndate_format: '%d/%m/%Y'\ndecimal: ','\nthousands: '.'\n"))
+    (inv,) = read(path, colmap=cmap).invoices.values()
+    assert (inv.id, inv.amount, inv.due_date) == ("F-1", Decimal("1234.50"), dt.date(2026, 11, 15))
+    with pytest.raises(CsvError, match="unknown key 'colums'"):
+        load_map(write(tmp_path, "bad.yaml", "colums: {}\n"))
+
+
+def test_the_real_ibm_sample(tmp_path):
+    if not REAL.exists():
+        pytest.skip(f"real data not present at {REAL}")
+    cmap = load_map(write(tmp_path, "m.yaml", "columns: { invoice_id: invoiceNumber, customer_id: customerID, "
+                          "amount: InvoiceAmount, due_date: DueDate, issue_date: InvoiceDate, country: countryCode, "
+                          "paid_at: SettledDate }\ndate_format: '%m/%d/%Y'\n"))
+    book = read(REAL, payments=REAL, colmap=cmap)
+    assert len(book.invoices) == 2466 and len(book.customers) == 100
+    first = book.invoices["0000611365"]
+    assert (first.amount, first.due_date, first.issue_date) == (Decimal("55.94"), dt.date(2013, 2, 1), dt.date(2013, 1, 2))
+    assert all(p.amount == book.invoices[p.invoice_id].amount for p in book.payments)
+
+
+ROW = st.fixed_dictionaries({
+    "invoice_id": st.from_regex(r"[A-Z]{1,3}-[0-9]{1,6}", fullmatch=True),
+    "amount": st.decimals(min_value=0, max_value=10**7, places=2, allow_nan=False),
+    "due_date": st.dates(min_value=dt.date(2000, 1, 1), max_value=dt.date(2040, 1, 1)),
+    "customer_name": st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=20).map(str.strip),
+})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(ROW, min_size=1, max_size=20, unique_by=lambda r: r["invoice_id"]))
+def test_random_valid_rows_round_trip(tmp_path, rows):
+    path = tmp_path / "p.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["invoice_id", "customer_id", "amount", "due_date", "customer_name"])
+        for i, r in enumerate(rows):
+            writer.writerow([r["invoice_id"], f"c{i}", r["amount"], r["due_date"].isoformat(), r["customer_name"]])
+    book = read(path)
+    for i, r in enumerate(rows):
+        inv = book.invoices[r["invoice_id"]]
+        assert (inv.amount, inv.due_date) == (r["amount"], r["due_date"])
+        assert book.customers[f"c{i}"].name == (r["customer_name"] or None)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=300))
+def test_garbage_only_ever_raises_csv_errors(tmp_path, text):
+    path = tmp_path / "g.csv"
+    path.write_text("invoice_id,customer_id,amount,due_date\n" + text, encoding="utf-8", errors="replace")
+    try:
+        read(path)
+    except CsvError:
+        pass
