@@ -108,12 +108,15 @@ class _Problem:
     col: int
     message: str
     hint: str | None = None
+    at_end: bool = False  # found at the end of the statement: a missing '}' explains it better
 
 
 def _report_syntax(text: str, file: str, diags: Diagnostics) -> None:
     found = 0
     for first_line, chunk, structural in _statements(text):
-        problems = [structural] if structural else _block_problems(chunk)
+        problems = [p for p in _block_problems(chunk) if not (structural and p.at_end)]
+        if structural:  # an unclosed string hides the rest; an unclosed '{' may follow real mistakes
+            problems = [structural] if structural.message.startswith('the """') else problems + [structural]
         for problem in problems:
             diags.error("syntax", problem.message, Span(file, first_line + problem.line, problem.col), problem.hint)
             found += 1
@@ -190,7 +193,8 @@ def _problem(chunk: str) -> _Problem | None:
             return unknown
         expected = getattr(exc, "accepts", None) or getattr(exc, "expected", None) or exc.allowed or set()
         message = f"unexpected {_name(thing)}: " + (_known_mistake(exc) or f"expected {_expected(expected)}")
-        return _Problem(line, col, message, _keyword_hint(thing, expected))
+        at_end = getattr(getattr(exc, "token", None), "type", "") == "$END"
+        return _Problem(line, col, message, _keyword_hint(thing, expected), at_end)
     except LarkError as exc:  # pragma: no cover - lark raises UnexpectedInput for every input error
         return _Problem(1, 1, f"this statement cannot be read: {exc}")
 

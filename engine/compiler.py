@@ -62,6 +62,8 @@ def compile_policy(path: str | Path, text: str | None = None) -> CompileResult:
     """Load, check and compile one policy file. `plan` is None when there is any error."""
     policy, located, diags = load_policy(path, text)
     if policy is None:
+        if located is not None and isinstance(located.data, dict):
+            _raw_expressions(located, diags)
         return CompileResult(None, None, diags)
     comp = Compilation(policy, located, diags, Path(path).parent, schema_for(policy.fields), known_channels())
     for run_pass in (_templates_pass, _names_pass, _segments_pass, _expressions_pass):
@@ -296,6 +298,47 @@ def _expressions_pass(comp: Compilation) -> None:
         for key, escalation in (("escalate", step.escalate), ("on_exhausted", step.on_exhausted)):
             if escalation and escalation.priority:
                 analyze_at(comp, path + (key, "priority"), escalation.priority, "number")
+
+
+def _raw_expressions(located: Located, diags: Diagnostics) -> None:
+    """When the file does not fit the model, still check the expressions it has, so that one run reports
+    expression mistakes along with the structural ones (best effort over the raw data)."""
+    from ..dsl import expr
+
+    data = located.data
+    custom = data.get("fields") if isinstance(data.get("fields"), dict) else {}
+    schema = schema_for({k: v for k, v in custom.items() if isinstance(k, str) and isinstance(v, str)})
+    segments = set(data["segments"]) if isinstance(data.get("segments"), dict) else set()
+    experiments = {name: set(e["variants"]) for name, e in (data.get("experiments") or {}).items()
+                   if isinstance(e, dict) and isinstance(e.get("variants"), dict)} if isinstance(
+        data.get("experiments"), dict) else {}
+    for path, text, expect in _raw_expression_paths(data):
+        if not isinstance(text, str) or not text.strip():
+            continue
+        for err in expr.analyze(text, schema, segments, experiments, expect).errors:
+            diags.error(err.code, err.message, located.expr_span(path, err.offset, err.length), err.hint)
+
+
+def _raw_expression_paths(data: dict):
+    for name, text in (data.get("segments") or {}).items() if isinstance(data.get("segments"), dict) else ():
+        yield ("segments", name), text, "bool"
+    stages = data.get("stages") if isinstance(data.get("stages"), dict) else {}
+    steps = []
+    for name, stage in stages.items():
+        if isinstance(stage, dict):
+            yield ("stages", name, "when"), stage.get("when"), "bool"
+            steps += [(("stages", name, "steps", i), s) for i, s in enumerate(stage.get("steps") or [])]
+    events = data.get("events") if isinstance(data.get("events"), dict) else {}
+    for name, items in events.items():
+        steps += [(("events", name, i), s) for i, s in enumerate(items or [])] if isinstance(items, list) else []
+    for path, step in steps:
+        if not isinstance(step, dict):
+            continue
+        for key in ("for", "if"):
+            yield path + (key,), step.get(key), "bool"
+        for key in ("escalate", "on_exhausted"):
+            if isinstance(step.get(key), dict):
+                yield path + (key, "priority"), step[key].get("priority"), "number"
 
 
 # -- plan ---------------------------------------------------------------------------------------

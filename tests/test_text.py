@@ -210,3 +210,219 @@ def test_every_text_snippet_of_the_language_doc_parses():
     for snippet in snippets:
         diags = Diagnostics()
         assert load_text(snippet, "doc", diags) is not None and not diags.items, (snippet, diags.items)
+
+
+# -- the readable forms: ':' before the action, conditions in any order, blocks on one line ------------
+
+BRIEF = '''
+policy b2b-pe "Preventive + early collections, B2B Peru"
+timezone America/Lima
+currency PEN
+calendar PE { extra_holidays 2026-12-24  weekend sat, sun }
+field customer.risk_score: float
+window default mon-fri 08:00-19:00, sat 09:00-13:00
+window email mon-sun 07:00-21:00
+cap any 7 per 7d
+cap voice 3 per 7d cooldown after conversation 7d
+segment high_value = invoice.amount >= 20000
+segment low_risk = customer.risk_score < 0.3 and not high_value
+template friendly email {
+  subject "Factura {{ invoice.number }} vence el {{ invoice.due_date | date }}"
+  body """Hola {{ customer.name }}, ..."""
+}
+stage early when invoice.days_past_due between 1 and 30 {
+  od-1 at due+1d: send email with friendly
+  od-7 at due+7d 10:00 if not low_risk for high_value: send email with friendly
+  od-15 at due+15d if invoice.amount > 1000: escalate to key-accounts priority invoice.balance * (1 - customer.risk_score)
+}
+on promise_broken { pb at event+1d: send whatsapp, email with friendly }
+'''
+
+# the same policy in YAML, written in the shape the text form produces (lists where the text has lists)
+BRIEF_YAML = '''
+policy: b2b-pe
+description: Preventive + early collections, B2B Peru
+timezone: America/Lima
+currency: PEN
+calendar: { country: PE, extra_holidays: ["2026-12-24"], weekend: [sat, sun] }
+fields: { customer.risk_score: float }
+windows:
+  default: { mon-fri: "08:00-19:00", sat: "09:00-13:00" }
+  email: { mon-sun: "07:00-21:00" }
+caps:
+  - { channel: any, max: 7, per: 7d }
+  - { channel: voice, max: 3, per: 7d, cooldown_after_conversation: 7d }
+segments:
+  high_value: invoice.amount >= 20000
+  low_risk: customer.risk_score < 0.3 and not high_value
+templates:
+  friendly:
+    email: { subject: "Factura {{ invoice.number }} vence el {{ invoice.due_date | date }}",
+             body: "Hola {{ customer.name }}, ..." }
+stages:
+  early:
+    when: invoice.days_past_due between 1 and 30
+    steps:
+      - { id: od-1, at: due+1d, send: [email], template: friendly }
+      - { id: od-7, at: due+7d 10:00, if: not low_risk, for: high_value, send: [email], template: friendly }
+      - { id: od-15, at: due+15d, if: invoice.amount > 1000,
+          escalate: { queue: key-accounts, priority: invoice.balance * (1 - customer.risk_score) } }
+events:
+  promise_broken: [ { id: pb, at: event+1d, send: [whatsapp, email], template: friendly } ]
+'''
+
+
+def test_text_gives_exactly_the_data_yaml_gives():
+    diags = Diagnostics()
+    from_text = load_text(BRIEF, "p.collect", diags).data
+    from_yaml = load_yaml(BRIEF_YAML, "p.yaml", diags).data
+    assert not diags.items
+    assert from_text == from_yaml
+
+
+def test_colon_and_condition_order_are_only_spelling():
+    plain = "policy x\ntimezone UTC\nstage s when true {\n  a at due+1d for x > 1 if y send sms with t\n}\n"
+    fancy = "policy x\ntimezone UTC\nstage s when true {\n  a at due+1d if y for x > 1: send sms with t\n}\n"
+    one, two = (load_text(t, "p.collect", Diagnostics()).data for t in (plain, fancy))
+    assert one == two and one["stages"]["s"]["steps"][0]["for"] == "x > 1"
+
+
+def test_expression_ends_at_its_terminator_but_not_inside_strings():
+    text = ('policy x\nsegment s = lower(customer.name) in ["stop; now", "a # b", \'if: x\']  # note\n'
+            'stage s when customer.tier == "{gold}" {\n'
+            '  a at due if customer.tier == "send: x" or contacts.last_channel == "stop" send sms with t\n}\n')
+    data = load_text(text, "p.collect", Diagnostics()).data
+    assert data["segments"]["s"] == 'lower(customer.name) in ["stop; now", "a # b", \'if: x\']'
+    assert data["stages"]["s"]["when"] == 'customer.tier == "{gold}"'
+    assert data["stages"]["s"]["steps"][0]["if"] == 'customer.tier == "send: x" or contacts.last_channel == "stop"'
+
+
+def test_a_field_named_like_a_keyword_does_not_end_an_expression():
+    text = "policy x\nstage s when true {\n  a at due if customer.stop_flag and invoice.send_count > 1 stop\n}\n"
+    step = load_text(text, "p.collect", Diagnostics()).data["stages"]["s"]["steps"][0]
+    assert step == {"id": "a", "at": "due", "if": "customer.stop_flag and invoice.send_count > 1", "stop": True}
+
+
+def test_special_values_none_auto_closed_and_byte_order_mark():
+    text = "\ufeffpolicy x\ncompliance auto\npause_when none\ncalendar { weekend none }\nwindow sms closed\n"
+    diags = Diagnostics()
+    located = load_text(text, "p.collect", diags)
+    assert not diags.items
+    assert located.data == {"policy": "x", "compliance": "auto", "pause_when": [], "calendar": {"weekend": []},
+                            "windows": {"sms": {}}}
+    assert located.keys[("policy",)].col == 1
+
+
+# -- positions, through the real loader ----------------------------------------------------------------
+
+def _load(tmp_path, text: str):
+    path = tmp_path / "p.collect"
+    path.write_text(text, encoding="utf-8")
+    _, _, diags = load_policy(path)
+    return diags.items
+
+
+def test_unknown_key_in_a_block_points_at_the_key_with_a_suggestion(tmp_path):
+    items = _load(tmp_path, HEAD + 'template u email { subjet "s"; body "b" }\ncalendar PE { wekend sat }\n'
+                  "stage s when true {\n}\n")
+    found = {(d.code, d.span.line, d.span.col, d.hint) for d in items}
+    assert ("unknown-key", 5, 20, "did you mean 'subject'?") in found
+    assert ("unknown-key", 6, 15, "did you mean 'weekend'?") in found
+
+
+def test_bad_trigger_and_duration_point_at_the_value(tmp_path):
+    items = _load(tmp_path, HEAD + "max_lateness 3x\nstage s when true {\n  a at due+1w: stop\n}\n")
+    assert {(d.code, d.span.line, d.span.col) for d in items} == {("bad-value", 5, 14), ("bad-value", 7, 8)}
+
+
+def test_expression_errors_point_at_their_column_in_when_for_if_and_priority(tmp_path):
+    text = HEAD + ("stage s when invoice.days_past_due >= 0 and invoice.amout > 1 {\n"
+                   "  a at due for customer.nme == \"x\": send email with t\n"
+                   "  b at due+1d: escalate to q priority invoice.balance * invoice.rsk\n"
+                   "}\n")
+    found = _diag(tmp_path, text)
+    assert {("unknown-field", 5, 45), ("unknown-field", 6, 16), ("unknown-field", 7, 57)} <= found
+
+
+def test_template_error_in_a_triple_quoted_body_points_at_its_line(tmp_path):
+    text = HEAD.replace('template t email { subject "s"; body "b" }',
+                        'template t email {\n  subject "s"\n  body """Hola\n{{ customer.nmae }}"""\n}') + (
+        "stage s when invoice.days_past_due >= 0 {\n  a at due send email with t\n}\n")
+    assert {(code, line) for code, line, _ in _diag(tmp_path, text)} == {("unknown-attribute", 7)}
+
+
+# -- syntax errors -------------------------------------------------------------------------------------
+
+def _syntax(text: str) -> list[tuple[int, int, str, str]]:
+    diags = Diagnostics()
+    assert load_text(text, "p.collect", diags) is None
+    assert {d.code for d in diags.items} == {"syntax"}
+    return [(d.span.line, d.span.col, d.message, d.hint or "") for d in diags.items]
+
+
+def test_every_broken_statement_and_step_is_reported_once():
+    text = ("policy x\n"
+            "segmnt a = b\n"
+            "stage s when x {\n"
+            "  a at due+1d send email\n"
+            "  b at due+2d: stop\n"
+            "  c at due+3d escalate q\n"
+            "}\n"
+            "cap sms 1 1d\n"
+            "timezone UTC\n")
+    assert [(line, col) for line, col, _, _ in _syntax(text)] == [(2, 1), (4, 25), (6, 24), (8, 11)]
+
+
+def test_known_mistakes_get_their_own_message():
+    from collect.dsl.text import MISTAKES
+
+    for message, examples in MISTAKES.items():
+        for example in examples:
+            problem = _syntax(example)[0]
+            assert message in problem[2], (example, problem)
+
+
+def test_misspelt_keywords_and_statements_get_a_suggestion():
+    assert _syntax("policy x\nstage s when x {\n  a at due sned email with t\n}\n")[0][3] == "did you mean 'send'?"
+    assert _syntax("stage s when x {\n  a at due send email wiht t\n}\n")[0][3] == "did you mean 'with'?"
+    line, col, message, hint = _syntax("policy x\nsegmnt a = b\n")[0]
+    assert (line, col, hint) == (2, 1, "did you mean 'segment'?") and "'segmnt'" in message
+    assert "one 'segment' line per entry" in _syntax("segments a = b\n")[0][3]
+
+
+def test_yaml_in_a_collect_file_is_recognised():
+    problems = _syntax("policy: x\ntimezone: UTC\n")
+    assert [(line, col) for line, col, _, _ in problems] == [(1, 7), (2, 9)]
+    assert all("looks like YAML" in message for _, _, message, _ in problems)
+
+
+def test_unclosed_things_are_reported_where_they_open():
+    assert _syntax('policy x\ntemplate t email {\n  subject "s"\n') == [
+        (2, 18, "this '{' is never closed", "add the matching '}'")]
+    (problem,) = _syntax('policy x\ntemplate t sms """Hola\n\n')
+    assert problem[:2] == (2, 16) and "never closed" in problem[2]
+    (problem,) = _syntax('policy x\ntemplate t sms "Hola\n')
+    assert problem[:2] == (2, 16) and "not closed on its line" in problem[2]
+
+
+def test_messages_speak_words_not_token_names():
+    messages = [m for _, _, m, _ in _syntax("policy x\n}\nwindow sms mon-fri 08:00-19:00 @\nfield a b c\n")]
+    assert len(messages) == 3
+    for message in messages:
+        assert not any(name in message for name in ("WORD", "_NL", "EXPR", "RBRACE", "$END", "Token"))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policies(), st.data())
+def test_damaged_policies_give_positioned_diagnostics_never_exceptions(data, draw):
+    text = dump_text(Policy.model_validate(data))
+    start = draw.draw(st.integers(0, len(text) - 1))
+    damaged = text[:start] + draw.draw(st.sampled_from(["", "{", "}", '"', '"""', ":", "\n", "sned ", "#"])) + text[
+        start + draw.draw(st.integers(0, 5)):]
+    diags = Diagnostics()
+    located = load_text(damaged, "p.collect", diags)
+    if located is None:
+        lines = damaged.count("\n") + 1
+        assert diags.errors and all(1 <= d.span.line <= lines and d.span.col >= 1 for d in diags.errors)
+    else:
+        validate(located, diags)
