@@ -191,5 +191,127 @@ def simulate(
         views.show_simulation(names, results, summaries)
 
 
+DbOpt = Annotated[Optional[str], typer.Option("--db", help="Store URL (default: $COLLECT_DB, else sqlite:///collect.db).")]
+
+
+class Kind(str, Enum):
+    customers = "customers"
+    invoices = "invoices"
+    payments = "payments"
+    promises = "promises"
+    disputes = "disputes"
+    events = "events"
+
+
+def _store(db: str | None):
+    from .engine.store import connect
+
+    return connect(db)
+
+
+@app.command("import")
+def import_cmd(kind: Annotated[Kind, typer.Argument(help="What the file holds.")],
+               csv_file: Annotated[Path, typer.Argument(metavar="CSV", help="The file (SPEC section 7).")],
+               map: Annotated[Optional[Path], typer.Option("--map", help="Column map YAML.")] = None,
+               db: DbOpt = None,
+               policy: Annotated[Optional[Path], typer.Option(help="Type custom columns by this policy's fields:.")] = None,
+               timezone: Annotated[str, typer.Option(help="Zone of dates without one, for customers without a zone.")] = "UTC",
+               currency: Annotated[str, typer.Option(help="Currency of invoices without one.")] = "USD") -> None:
+    """Import a CSV into the store: all rows or nothing; upserts customers and invoices."""
+    from .engine.portfolio import ColumnMap, CsvError, load_map
+    from .engine.storeio import import_file
+
+    fields = dict(_compile(policy).plan["fields"]) if policy else {}
+    try:
+        colmap = load_map(map) if map else ColumnMap()
+        count = import_file(_store(db), kind.value, csv_file, fields=fields, colmap=colmap, default_tz=timezone,
+                            default_currency=currency)
+    except CsvError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        typer.echo(f"nothing imported: {len(exc.problems)} problem(s)", err=True)
+        raise typer.Exit(EXIT_INPUT)
+    typer.echo(f"imported {count} {kind.value} from {csv_file}")
+
+
+def _parse_now(now: str | None):
+    import datetime as dt
+
+    if now is None:
+        return dt.datetime.now(dt.timezone.utc)
+    try:
+        moment = dt.datetime.fromisoformat(now)
+    except ValueError:
+        typer.echo(f"error: --now {now!r} is not an ISO date-time (2026-11-23T09:00:00+00:00)", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+@app.command()
+def run(policy: PolicyArg, db: DbOpt = None,
+        channels: Annotated[Optional[Path], typer.Option(help="channels.yaml (default: every channel to outbox/<channel>.jsonl).")] = None,
+        now: Annotated[Optional[str], typer.Option(help="The tick's moment, ISO 8601 (default: now; UTC if no offset).")] = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and print; write and send nothing.")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary (for cron).")] = False) -> None:
+    """One tick: everything due up to now, exactly once. For cron."""
+    from .engine.channels import ChannelsError, load_channels
+    from .engine.runner import Runner
+
+    plan = _compile(policy).plan
+    moment = _parse_now(now)
+    try:
+        adapters = load_channels(channels)
+    except ChannelsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_INPUT)
+    summary = Runner(_store(db), plan, adapters).tick(moment, dry_run=dry_run)
+    if not quiet:
+        from . import views
+
+        views.show_tick(summary, dry_run)
+    for failure in summary.provider_failures:
+        typer.echo(f"provider failure: {failure}", err=True)
+    if summary.provider_failures:
+        raise typer.Exit(EXIT_RUNTIME)
+
+
+@app.command()
+def history(db: DbOpt = None,
+            out: Annotated[Optional[Path], typer.Option(help="Write to a .csv or .jsonl file (default: CSV on stdout).")] = None,
+            since: Annotated[Optional[str], typer.Option(help="Only contacts from this date (YYYY-MM-DD).")] = None) -> None:
+    """Every contact attempt made, in the contacts schema (SPEC section 7): the audit log."""
+    import datetime as dt
+
+    from .engine.history import history_text
+
+    try:
+        first = dt.date.fromisoformat(since) if since else None
+    except ValueError:
+        typer.echo(f"error: --since {since!r} is not a date", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    fmt = "jsonl" if out is not None and out.suffix == ".jsonl" else "csv"
+    text = history_text(_store(db), first, fmt)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    from .engine.files import write_atomic
+
+    write_atomic(out, text)
+
+
+db_app = typer.Typer(help="Store maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt = None) -> None:
+    """Apply pending schema migrations (they are also applied automatically when the store opens)."""
+    from .engine.store import connect, current_version, migrate
+
+    engine = connect(db, upgrade=False)
+    applied = migrate(engine)
+    typer.echo(f"schema version {current_version(engine)}" + (f" (applied {applied})" if applied else " (up to date)"))
+
+
 def main() -> None:
     app()

@@ -183,3 +183,21 @@ def _kpi(value, key: str) -> str:
     if key == "dso_days":
         return f"{value:.1f}"
     return f"{value:,.2f}"
+
+
+def show_tick(summary, dry_run: bool) -> None:
+    console = _console()
+    title = "Tick (dry run: nothing written or sent)" if dry_run else "Tick"
+    table = Table(title=title, title_justify="left")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    table.add_row("customers decided", str(summary.customers))
+    for status, count in sorted(summary.statuses.items()):
+        table.add_row(status, str(count))
+    for channel, count in sorted(summary.by_channel.items()):
+        table.add_row(f"delivered by {channel}", str(count))
+    console.print(table)
+    if dry_run:
+        for d in summary.decisions:
+            console.print(f"{d.at.isoformat(timespec='minutes')}  {d.customer_id}  {';'.join(d.invoice_ids)}  "
+                          f"{d.step}  {d.channel or '-'}  {d.status}  {d.reason}")

@@ -3,9 +3,9 @@
 `load_text` turns the lark tree of dsl/policy.lark into exactly the dict the YAML loader would produce
 for the same policy, so validation, compilation and their diagnostics are shared. Unknown settings
 and block items flow into the data as keys, so they are reported as `unknown-key` with a suggestion.
-Syntax errors are reported one per broken statement, in words rather than grammar token names.
-`dump_text` (dsl/textdump.py) prints a Policy model back as
-a .collect file that loads to an equal model.
+Syntax errors are reported for every broken statement and step, in words rather than grammar token
+names. `dump_text` (dsl/textdump.py) prints a Policy model back as a .collect file that loads to an
+equal model.
 """
 
 from __future__ import annotations
@@ -61,10 +61,11 @@ def load_text(text: str, file: str, diags: Diagnostics) -> Located | None:
 # block too, so that every broken statement is reported (not only the first) and a mistake in one
 # cannot hide, or cause, errors in the next.
 
-# Known mistakes (lark's match_examples): the parser state at an error picks the message to show.
+# Known mistakes: the parser state at an error picks the message to show (as lark's match_examples does).
+YAML_HINT = ("this looks like YAML; in a .collect file a setting is written without ':' (timezone America/Lima), "
+             "or rename the file to .yaml")
 MISTAKES = {
-    "this looks like YAML; in a .collect file a setting is written without ':' (timezone America/Lima), "
-    "or rename the file to .yaml": ["timezone: UTC\n", "policy: x\n", "stages:\n"],
+    YAML_HINT: ["timezone: UTC\n", "policy: x\n", "stages:\n"],
     "a stage needs a condition and a block: stage NAME when EXPRESSION {": [
         "stage s {\n", "stage s\n", "stage s when x\n"],
     "a segment is written segment NAME = EXPRESSION": ["segment a b\n", "segment a\n"],
@@ -89,7 +90,8 @@ _STEP_MISTAKES = {
     "name the template after the channels: send email, sms with TEMPLATE": ["a at due send sms", "a at due send sms t"],
     "write escalate to QUEUE (optionally followed by priority EXPRESSION)": ["a at due escalate q"],
 }
-MISTAKES.update({message: [f"{head} {{\n  {line}\n}}\n" for line in lines for head in ("stage s when x", "on promise_made")]
+MISTAKES.update({message: [f"{head} {{\n  {line}\n}}\n" for line in lines
+                           for head in ("stage s when x", "on promise_made")]
                  for message, lines in _STEP_MISTAKES.items()})
 _STATEMENT_START = "a statement (policy, timezone, calendar, field, window, cap, segment, template, stage, on, ...)"
 _ACTION = {"SEND", "ESCALATE", "WEBHOOK", "STOP"}
@@ -112,15 +114,21 @@ class _Problem:
 
 
 def _report_syntax(text: str, file: str, diags: Diagnostics) -> None:
-    found = 0
+    seen: set[tuple[int, int]] = set()
+    read_well = False  # whether a statement before was fine: then a YAML-looking line is a slip, not a YAML file
     for first_line, chunk, structural in _statements(text):
         problems = [p for p in _block_problems(chunk) if not (structural and p.at_end)]
+        read_well = read_well or (not problems and not structural and bool(_FIRST_WORD.match(chunk)))
         if structural:  # an unclosed string hides the rest; an unclosed '{' may follow real mistakes
             problems = [structural] if structural.message.startswith('the """') else problems + [structural]
         for problem in problems:
-            diags.error("syntax", problem.message, Span(file, first_line + problem.line, problem.col), problem.hint)
-            found += 1
-    if not found:  # cannot happen if the split is right; never leave a failed parse unexplained
+            span = Span(file, first_line + problem.line, problem.col)
+            if (span.line, span.col) not in seen:
+                seen.add((span.line, span.col))
+                diags.error("syntax", problem.message, span, problem.hint)
+            if not read_well and problem.message.endswith(YAML_HINT):
+                return  # a YAML file with the wrong suffix: one error says it all
+    if not seen:  # cannot happen if the split is right; never leave a failed parse unexplained
         diags.error("syntax", "the file cannot be read as a policy", Span(file, 1, 1))
 
 
@@ -128,11 +136,11 @@ def _statements(text: str):
     """Yield (lines before it, its text, a structural problem or None) for each top-level statement.
     A statement ends at a new line outside braces and triple-quoted strings."""
     opened: list[int] = []  # positions of the '{' not yet closed
-    start = 0
+    start = lines_before = 0
     for match in _SCAN.finditer(text):
         token, pos = match.group(), match.start()
         if token.startswith('"""') and (len(token) < 6 or not token.endswith('"""')):
-            yield _lines(text, start), text[start:], _problem_at(
+            yield lines_before, text[start:], _problem_at(
                 text, pos, start, 'the """ string that starts here is never closed', 'end it with """')
             return
         if token == "{":
@@ -140,17 +148,14 @@ def _statements(text: str):
         elif token == "}" and opened:
             opened.pop()
         elif token == "\n" and not opened:
-            yield _lines(text, start), text[start:match.end()], None
-            start = match.end()
+            chunk = text[start:match.end()]
+            yield lines_before, chunk, None
+            start, lines_before = match.end(), lines_before + chunk.count("\n")
     if opened:
-        yield _lines(text, start), text[start:], _problem_at(text, opened[0], start, "this '{' is never closed",
-                                                             "add the matching '}'")
+        yield lines_before, text[start:], _problem_at(text, opened[0], start, "this '{' is never closed",
+                                                      "add the matching '}'")
     elif text[start:].strip():
-        yield _lines(text, start), text[start:] + "\n", None
-
-
-def _lines(text: str, pos: int) -> int:
-    return text.count("\n", 0, pos)
+        yield lines_before, text[start:] + "\n", None
 
 
 def _problem_at(text: str, pos: int, start: int, message: str, hint: str) -> _Problem:
@@ -187,7 +192,8 @@ def _problem(chunk: str) -> _Problem | None:
         lines = chunk.split("\n")
         thing = _thing(exc, lines[line - 1] if line <= len(lines) else "", col)
         if isinstance(exc, UnexpectedCharacters) and thing == '"':
-            return _Problem(line, col, "this string is not closed on its line", 'text over several lines goes in """ ... """')
+            return _Problem(line, col, "this string is not closed on its line",
+                            'text over several lines goes in """ ... """')
         unknown = _unknown_statement(chunk)
         if unknown:
             return unknown
@@ -228,13 +234,34 @@ def _unknown_statement(chunk: str) -> _Problem | None:
 
 
 def _known_mistake(exc) -> str | None:
-    if getattr(exc, "state", None) is None:
-        return None
-    return exc.match_examples(_parser().parse, MISTAKES, use_accepts=True)
+    """The MISTAKES message whose example fails in the same parser state (what lark's match_examples
+    does, with the examples parsed once instead of at every error)."""
+    return _mistake_table().get(_state(exc)) if getattr(exc, "state", None) is not None else None
+
+
+@lru_cache(maxsize=1)
+def _mistake_table() -> dict:
+    from lark.exceptions import UnexpectedInput
+
+    table: dict = {}
+    for message, examples in MISTAKES.items():
+        for example in examples:
+            try:
+                _parser().parse(example)
+            except UnexpectedInput as exc:
+                table.setdefault(_state(exc), message)
+    return table
+
+
+def _state(exc) -> tuple:
+    stack = getattr(exc.state, "state_stack", None) or [exc.state]
+    return len(stack), stack[-1] if stack else None, frozenset(getattr(exc, "accepts", None) or ())
 
 
 def _expected(names) -> str:
     names = set(names)
+    if "_NL" in names:  # the end of the line or of the file: the same to whoever reads the message
+        names.discard("$END")
     if {"POLICY", "STAGE"} <= names:
         return _STATEMENT_START
     words = []
@@ -285,7 +312,7 @@ class _Builder:
             if text.startswith('"""'):
                 return text[3:-3]
             try:
-                return json.loads(text)
+                return json.loads(text, strict=False)  # strict would refuse a tab typed as is
             except json.JSONDecodeError:
                 self.diags.error("syntax", "invalid escape in a string (use \\\\, \\\", \\n, \\t or \\uXXXX)",
                                  self.span(token), 'or write the text in """ ... """, which keeps \\ as is')

@@ -165,3 +165,35 @@ def _disputes(table: Table, book: Portfolio) -> None:
         opened, resolved = cells.date("opened_at", True, with_time=True), cells.date("resolved_at", with_time=True)
         if iid and opened is not None:
             book.disputes.append(Dispute(iid, opened, cells.text("reason"), resolved))
+
+
+class _Known(dict):
+    """Stands in for the store's invoices/customers when checking references in a single file."""
+
+    def __init__(self, ids):
+        super().__init__((i, None) for i in ids)
+
+
+def read_one(kind: str, path, *, fields: dict[str, str], colmap: ColumnMap, known_invoices=(), known_customers=()):
+    """One file of one kind (for `collect import`): customers, payments, promises or disputes.
+
+    References are checked against the ids already in the store. Raises CsvError with every problem."""
+    problems: list[Problem] = []
+    table = Table(Path(path), colmap, problems)
+    book = Portfolio()
+    book.invoices, book.customers = _Known(known_invoices), _Known(known_customers)
+    result = None
+    if table.headers:
+        if kind == "customers":
+            values: dict[str, dict] = {}
+            custom = {ns: {k.split(".", 1)[1]: v for k, v in fields.items() if k.startswith(ns + ".")}
+                      for ns in ("customer", "invoice")}
+            if table.require("customer_id"):
+                _customers(table, values, custom)
+            result = {cid: Customer(cid, **v) for cid, v in values.items()}
+        else:
+            {"payments": _payments, "promises": _promises, "disputes": _disputes}[kind](table, book)
+            result = {"payments": book.payments, "promises": book.promises, "disputes": book.disputes}[kind]
+    if problems:
+        raise CsvError(problems)
+    return result

@@ -1,5 +1,6 @@
 """The text DSL: same model as YAML, positions in diagnostics, printing round trips, robustness."""
 
+import re
 from pathlib import Path
 
 import yaml
@@ -313,6 +314,13 @@ def test_special_values_none_auto_closed_and_byte_order_mark():
     assert located.keys[("policy",)].col == 1
 
 
+def test_a_list_in_a_block_may_continue_after_a_comma():
+    text = 'template t whatsapp {\n  template_name x; language es\n  params "{{ customer.name }}",\n    "b"\n}\n'
+    data = load_text(text, "p.collect", Diagnostics()).data
+    assert data["templates"]["t"]["whatsapp"] == {"template_name": "x", "language": "es",
+                                                  "params": ["{{ customer.name }}", "b"]}
+
+
 # -- positions, through the real loader ----------------------------------------------------------------
 
 def _load(tmp_path, text: str):
@@ -390,10 +398,10 @@ def test_misspelt_keywords_and_statements_get_a_suggestion():
     assert "one 'segment' line per entry" in _syntax("segments a = b\n")[0][3]
 
 
-def test_yaml_in_a_collect_file_is_recognised():
-    problems = _syntax("policy: x\ntimezone: UTC\n")
-    assert [(line, col) for line, col, _, _ in problems] == [(1, 7), (2, 9)]
-    assert all("looks like YAML" in message for _, _, message, _ in problems)
+def test_yaml_in_a_collect_file_is_recognised_once():
+    (problem,) = _syntax("policy: x\ntimezone: UTC\nstages:\n  s: { when: true }\n")
+    assert problem[:2] == (1, 7) and "looks like YAML" in problem[2]
+    assert [line for line, *_ in _syntax("policy x\ntimezone: UTC\ncurrency: PEN\n")] == [2, 3]
 
 
 def test_unclosed_things_are_reported_where_they_open():
@@ -406,10 +414,13 @@ def test_unclosed_things_are_reported_where_they_open():
 
 
 def test_messages_speak_words_not_token_names():
-    messages = [m for _, _, m, _ in _syntax("policy x\n}\nwindow sms mon-fri 08:00-19:00 @\nfield a b c\n")]
-    assert len(messages) == 3
+    text = "policy x\n}\nwindow sms mon-fri 08:00-19:00 @\nfield a b c\nstage s {\n}\n"
+    problems = _syntax(text)
+    assert [(line, col) for line, col, _, _ in problems] == [(2, 1), (3, 32), (4, 11), (5, 9)]
+    messages = [message for _, _, message, _ in problems]
     for message in messages:
-        assert not any(name in message for name in ("WORD", "_NL", "EXPR", "RBRACE", "$END", "Token"))
+        assert not re.search(r"\b(WORD|_NL|EXPR_\w+|RBRACE|LBRACE|COMMA|\$END|Token)\b", message), message
+    assert messages[2] == "unexpected 'c': expected the end of the line"
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -426,3 +437,26 @@ def test_damaged_policies_give_positioned_diagnostics_never_exceptions(data, dra
         assert diags.errors and all(1 <= d.span.line <= lines and d.span.col >= 1 for d in diags.errors)
     else:
         validate(located, diags)
+
+
+def test_every_yaml_snippet_of_the_language_doc_loads():
+    import re
+
+    doc = (Path(__file__).resolve().parent.parent / "docs/language.md").read_text(encoding="utf-8")
+    snippets = re.findall(r"```yaml\n(.*?)```", doc, re.S)
+    assert len(snippets) >= 12
+    for snippet in snippets:
+        diags = Diagnostics()
+        assert load_yaml(snippet, "doc", diags) is not None and not diags.items, (snippet, diags.items)
+
+
+def test_the_first_policy_of_the_language_doc_compiles_to_one_plan_in_both_forms(tmp_path):
+    import re
+
+    doc = (Path(__file__).resolve().parent.parent / "docs/language.md").read_text(encoding="utf-8")
+    yaml_text, text = re.search(r"```yaml\n(.*?)```\n```text\n(.*?)```", doc, re.S).groups()
+    (tmp_path / "p.yaml").write_text(yaml_text, encoding="utf-8")
+    (tmp_path / "p.collect").write_text(text, encoding="utf-8")
+    results = [compile_policy(tmp_path / name) for name in ("p.yaml", "p.collect")]
+    assert all(r.plan is not None and not r.diagnostics.items for r in results)
+    assert results[0].plan.plan_hash == results[1].plan.plan_hash

@@ -1,0 +1,1 @@
+"""Channel adapters: the Channel protocol, the registry (entry points `collect.channels`), built-ins."""

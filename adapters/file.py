@@ -1,0 +1,48 @@
+"""The built-in `file` adapter: one JSON line per message in outbox/<channel>.jsonl.
+
+It makes a first `collect run` work with no provider account, and it is idempotent: a message whose key
+is already in the file (a tick that crashed after writing but before recording the outcome) is not
+written again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from .base import DeliveryResult, Message
+
+
+class FileChannel:
+    name = "file"
+
+    def __init__(self, channel: str, path: str | Path | None = None, **_settings):
+        self.path = Path(path) if path else Path("outbox") / f"{channel}.jsonl"
+        self._keys: set[str] | None = None
+
+    def _known(self) -> set[str]:
+        if self._keys is None:
+            self._keys = set()
+            if self.path.exists():
+                with self.path.open(encoding="utf-8") as handle:
+                    for line in handle:
+                        try:
+                            self._keys.add(json.loads(line)["key"])
+                        except (ValueError, KeyError):
+                            continue  # a torn last line from a crash: the message is sent again
+        return self._keys
+
+    def send(self, message: Message) -> DeliveryResult:
+        if message.key in self._known():
+            return DeliveryResult("sent", provider_id=message.key)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({**asdict(message), "invoice_ids": list(message.invoice_ids),
+                           "params": list(message.params)}, ensure_ascii=False, default=str)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._keys.add(message.key)
+        return DeliveryResult("sent", provider_id=message.key)

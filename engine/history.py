@@ -1,0 +1,36 @@
+"""`collect history`: the contacts table in the contacts-file schema of SPEC section 7."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from . import store as s
+from .simrun import CONTACT_COLUMNS
+
+
+def history_rows(engine, since: dt.date | None = None):
+    query = select(s.contacts).order_by(s.contacts.c.at, s.contacts.c.id)
+    if since is not None:
+        query = query.where(s.contacts.c.at >= dt.datetime.combine(since, dt.time(), dt.timezone.utc))
+    with engine.connect() as conn:
+        for r in conn.execute(query):
+            yield {"at": r.at.astimezone(ZoneInfo(r.tz)).isoformat(timespec="seconds"), "customer_id": r.customer_id,
+                   "invoice_ids": r.invoice_ids, "stage": r.stage or "", "step": r.step or "", "channel": r.channel or "",
+                   "template": r.template or "", "status": r.status, "reason": r.reason or "", "plan_hash": r.plan_hash}
+
+
+def history_text(engine, since: dt.date | None, fmt: str) -> str:
+    rows = list(history_rows(engine, since))
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CONTACT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

@@ -1,0 +1,60 @@
+"""A decision made concrete: the rendered message for its channel, addressed to the customer."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from ..adapters.base import Message
+from ..dsl.fields import schema_for
+from .contacts import e164
+from .state import balance_at
+from .templates import make_context, render_channel
+
+
+def _template_object(doc: dict):
+    """The plan's template entry in the shape render_channel takes."""
+    if doc["kind"] == "text":
+        return doc["body"] if "subject" not in doc else {"subject": doc["subject"], "body": doc["body"]}
+    if doc["kind"] == "whatsapp":
+        return SimpleNamespace(template_name=doc["template_name"], language=doc["language"], params=doc.get("params", []))
+    return {"subject": doc.get("subject"), "body": doc["body"], **({"html": doc["html"]} if doc.get("html") else {})}
+
+
+def recipient(customer, channel: str) -> str | None:
+    if channel == "email":
+        return customer.email
+    if channel in ("sms", "voice"):
+        return e164(customer.phone, customer.country) if customer.phone else None
+    if channel == "whatsapp":
+        number = customer.whatsapp or customer.phone
+        return e164(number, customer.country) if number else None
+    return None
+
+
+def build_message(rt, plan, decision, state, pay_link: str) -> Message:
+    c = state.customer
+    schema = schema_for(dict(plan["fields"]))
+    invoices = []
+    for invoice_id in decision.invoice_ids:
+        inv = state.invoices[invoice_id]
+        invoices.append({"id": inv.id, "number": inv.number or inv.id, "customer_id": inv.customer_id,
+                         "amount": inv.amount, "balance": balance_at(state, inv, decision.at), "currency": inv.currency,
+                         "issue_date": inv.issue_date, "due_date": inv.due_date, "status": inv.status,
+                         "days_past_due": (decision.at.date() - inv.due_date).days, **inv.attrs})
+    customer = {"id": c.id, "name": c.name, "email": c.email, "phone": c.phone, "whatsapp": c.whatsapp,
+                "timezone": c.timezone, "country": c.country, "language": c.language, **c.attrs}
+    promise = next((p for p in reversed(state.promises) if p.invoice_id in (None, *decision.invoice_ids)), None)
+    context = make_context(customer, invoices, pay_link=pay_link.format(customer_id=c.id), today=decision.at.date(),
+                           currency=(invoices[0]["currency"] if invoices else None) or rt.currency, schema=schema,
+                           promise={"amount": promise.amount, "date": promise.promised_date, "active": True} if promise else None)
+    subject = body = html = None
+    params: tuple = ()
+    if decision.template:
+        doc = plan["templates"][decision.template][decision.channel]
+        rendered = render_channel(_template_object(dict(doc)), context)
+        subject, body, html, params = rendered.subject, rendered.body, rendered.html, rendered.params
+    return Message(key=decision.contact_key, channel=decision.channel, customer_id=c.id,
+                   invoice_ids=tuple(decision.invoice_ids), recipient=recipient(c, decision.channel), subject=subject,
+                   body=body or "", html=html, params=params, template=decision.template,
+                   metadata={"step": decision.step, "stage": decision.stage, "plan_hash": rt.plan_hash,
+                             "webhook": decision.webhook})

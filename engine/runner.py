@@ -1,0 +1,216 @@
+"""`collect run`: one tick of production, exactly once, on the decision core of the simulator.
+
+A tick claims the customers whose `next_action_at` has come (NULL: never decided, e.g. just imported),
+in batches. For each batch, in ONE transaction: the core decides, and the decisions are written —
+contact rows with unique keys (sends as `sending`), the step memory, agent tasks, the next action
+time. Only after that commit are the adapters called, with the contact key as idempotency key, and
+the outcome recorded. A crash between the two leaves `sending` rows, which the next tick delivers
+again through the (idempotent) adapter: nothing lost, nothing twice.
+
+Concurrency: on SQLite every batch runs in a BEGIN IMMEDIATE transaction, so overlapping ticks take
+turns and the second finds the customers already moved forward. On PostgreSQL batches are claimed with
+FOR UPDATE SKIP LOCKED, so several workers share one portfolio; the recovery of `sending` rows runs
+under a transaction-level advisory lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import event, or_, select, text, update
+from sqlalchemy.engine import Connection, Engine
+
+from . import store as s
+from .decide import Decision, Outcome, decide
+from .runtime import Runtime
+from .storeio import _insert_new, _upsert, load_states
+
+NEVER = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)  # next_action_at of a customer with nothing ahead
+ADVISORY_KEY = 7_240_113  # pg_advisory lock id of the recovery phase
+
+
+@dataclass
+class TickSummary:
+    customers: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    by_channel: Counter = field(default_factory=Counter)
+    provider_failures: list[str] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+
+
+def sqlite_immediate(engine: Engine) -> None:
+    """Make every SQLite transaction BEGIN IMMEDIATE: the write lock is taken before reading, so two
+    ticks cannot decide the same customer from the same snapshot."""
+    if engine.dialect.name != "sqlite" or getattr(engine, "_collect_immediate", False):
+        return
+
+    @event.listens_for(engine, "connect")
+    def _no_autobegin(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine._collect_immediate = True  # type: ignore[attr-defined]
+
+
+class Runner:
+    def __init__(self, engine: Engine, plan, channels, *, batch: int = 500, pay_link: str | None = None):
+        sqlite_immediate(engine)
+        self.engine, self.plan, self.channels = engine, plan, channels
+        self.rt = Runtime(plan)
+        self.batch = batch
+        self.pay_link = pay_link or "https://pay.example.com/c/{customer_id}"
+
+    # -- the tick -----------------------------------------------------------------------------------
+
+    def tick(self, now: dt.datetime, dry_run: bool = False) -> TickSummary:
+        summary = TickSummary()
+        if dry_run:
+            return self._dry_run(now, summary)
+        started = dt.datetime.now(dt.timezone.utc)
+        with self.engine.begin() as conn:
+            tick_id = conn.execute(s.ticks.insert().values(now=now, started_at=started, plan_hash=self.rt.plan_hash)
+                                   ).inserted_primary_key[0]
+        self._recover(summary)
+        while True:
+            with self.engine.begin() as conn:
+                ids = self._claim(conn, now)
+                if not ids:
+                    break
+                sends = self._decide_and_record(conn, ids, now, summary)
+            self._deliver(sends, summary)
+        with self.engine.begin() as conn:
+            conn.execute(update(s.ticks).where(s.ticks.c.id == tick_id).values(
+                finished_at=dt.datetime.now(dt.timezone.utc), customers=summary.customers,
+                decisions=sum(summary.statuses.values()), sent=summary.statuses["sent"],
+                failed=summary.statuses["failed"]))
+        return summary
+
+    def _claim(self, conn: Connection, now: dt.datetime) -> list[str]:
+        due = or_(s.customers.c.next_action_at.is_(None), s.customers.c.next_action_at <= now)
+        query = select(s.customers.c.id).where(due).order_by(s.customers.c.id).limit(self.batch)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        return [r.id for r in conn.execute(query)]
+
+    def _decide_and_record(self, conn: Connection, ids: list[str], now: dt.datetime, summary: TickSummary) -> list:
+        states = load_states(conn, ids, dict(self.plan["fields"]))
+        sends = []
+        for cid in ids:
+            state = states[cid]
+            outcome = decide(self.rt, state, now)
+            sends += self._record(conn, state, outcome, now)
+            wake = outcome.wake if outcome.wake is not None else NEVER
+            conn.execute(update(s.customers).where(s.customers.c.id == cid).values(
+                next_action_at=max(wake, now + dt.timedelta(seconds=1))))
+            summary.customers += 1
+            for d in outcome.decisions:
+                summary.statuses[d.status] += 1
+                summary.decisions.append(d)
+        return sends
+
+    def _record(self, conn: Connection, state, outcome: Outcome, now: dt.datetime) -> list:
+        """Write the decisions (the same bookkeeping as decide.apply, in the store); returns the sends."""
+        tz = state.customer.timezone or self.rt.timezone
+        updated = dt.datetime.now(dt.timezone.utc)
+        rows, step_rows, sends = [], [], []
+        for key in outcome.silent:
+            step_rows.append({"key": key, "customer_id": state.customer.id, "state": "done", "status": "not applicable"})
+        for d in outcome.decisions:
+            to_deliver = d.status == "sent" and d.channel not in ("", "agent")
+            rows.append({"key": d.contact_key, "policy": self.plan["policy"], "plan_hash": self.rt.plan_hash,
+                         "customer_id": d.customer_id, "invoice_ids": ";".join(d.invoice_ids), "stage": d.stage,
+                         "step": d.step, "channel": d.channel, "template": d.template,
+                         "status": "sending" if to_deliver else d.status, "reason": d.reason, "attempts": 0,
+                         "at": d.at, "tz": tz, "fallbacks": list(d.fallbacks), "queue": d.queue,
+                         "priority": None if d.priority is None else str(d.priority), "webhook": d.webhook,
+                         "updated_at": updated})
+            for key in d.keys:
+                state_name = "pending" if d.status == "deferred" else "done"
+                step_rows.append({"key": key, "customer_id": d.customer_id, "state": state_name,
+                                  "status": d.reason if d.status == "deferred" else d.status})
+            if d.status == "escalated":
+                _insert_new(conn, s.agent_tasks, [{"contact_key": d.contact_key, "queue": d.queue or "collections",
+                                                   "priority": None if d.priority is None else str(d.priority),
+                                                   "customer_id": d.customer_id, "invoice_ids": ";".join(d.invoice_ids),
+                                                   "step": d.step, "reason": d.reason, "created_at": now,
+                                                   "status": "open"}], ["contact_key"])
+            if d.status == "skipped" and d.reason == "stopped by step":
+                _insert_new(conn, s.stopped, [{"invoice_id": i, "customer_id": d.customer_id} for i in d.invoice_ids],
+                            ["invoice_id"])
+            if to_deliver:
+                sends.append((d, state))
+        _insert_new(conn, s.contacts, rows, ["key"])
+        # pending keys never overwrite a settled one (a deferral is recorded once, before its send)
+        pending = [r for r in step_rows if r["state"] == "pending"]
+        _insert_new(conn, s.steps, pending, ["key"])
+        _upsert(conn, s.steps, [r for r in step_rows if r["state"] == "done"], ["key"])
+        return sends
+
+    # -- delivery -----------------------------------------------------------------------------------
+
+    def _deliver(self, sends: list, summary: TickSummary) -> None:
+        from .messages import build_message
+
+        for decision, state in sends:
+            message = build_message(self.rt, self.plan, decision, state, self.pay_link)
+            self._send_one(message, decision.channel, summary)
+
+    def _send_one(self, message, channel: str, summary: TickSummary) -> None:
+        adapter = self.channels(channel)
+        try:
+            result = adapter.send(message)
+            status = "sent" if result.status == "sent" else "failed"
+            reason = "" if status == "sent" else f"{result.status}: {result.error_code or ''} {result.error or ''}".strip()
+            provider_id = result.provider_id
+        except Exception as exc:  # noqa: BLE001 - a broken provider must not stop the tick for the others
+            status, reason, provider_id = "failed", f"adapter error: {exc}", None
+        if status == "failed":
+            summary.provider_failures.append(f"{message.key}: {reason}")
+            summary.statuses["sent"] -= 1
+            summary.statuses["failed"] += 1
+        else:
+            summary.by_channel[channel] += 1
+        with self.engine.begin() as conn:
+            conn.execute(update(s.contacts).where(s.contacts.c.key == message.key).values(
+                status=status, reason=reason, provider_id=provider_id, attempts=s.contacts.c.attempts + 1,
+                updated_at=dt.datetime.now(dt.timezone.utc)))
+
+    def _recover(self, summary: TickSummary) -> None:
+        """Deliver `sending` rows left by a tick that stopped between its commit and the provider call."""
+        from .messages import build_message
+
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql" and not conn.execute(
+                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": ADVISORY_KEY}).scalar():
+                return  # another worker is recovering
+            rows = list(conn.execute(select(s.contacts).where(s.contacts.c.status == "sending")))
+            states = load_states(conn, sorted({r.customer_id for r in rows}), dict(self.plan["fields"])) if rows else {}
+        for row in rows:
+            decision = Decision(row.at.astimezone(ZoneInfo(row.tz)), row.customer_id, tuple(row.invoice_ids.split(";")),
+                                row.stage, row.step, row.channel, row.template, "sent", row.reason or "",
+                                contact_key=row.key)
+            message = build_message(self.rt, self.plan, decision, states[row.customer_id], self.pay_link)
+            summary.statuses["sent"] += 1
+            self._send_one(message, row.channel, summary)
+
+    def _dry_run(self, now: dt.datetime, summary: TickSummary) -> TickSummary:
+        """Decide for every due customer and report, writing and sending nothing."""
+        with self.engine.connect() as conn:
+            due = or_(s.customers.c.next_action_at.is_(None), s.customers.c.next_action_at <= now)
+            ids = [r.id for r in conn.execute(select(s.customers.c.id).where(due).order_by(s.customers.c.id))]
+            for start in range(0, len(ids), self.batch):
+                states = load_states(conn, ids[start:start + self.batch], dict(self.plan["fields"]))
+                for cid in ids[start:start + self.batch]:
+                    outcome = decide(self.rt, states[cid], now)
+                    summary.customers += 1
+                    for d in outcome.decisions:
+                        summary.statuses[d.status] += 1
+                        summary.decisions.append(d)
+            conn.rollback()
+        return summary

@@ -1,0 +1,244 @@
+"""Moving data in and out of the store: imports (all or nothing, upserts) and customer states.
+
+Every import marks the customers it touches as due (`next_action_at = NULL`), so the next tick decides
+them again with the new facts (a changed due date, a payment, a promise).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection, Engine
+
+from . import store as s
+from .portfolio import ColumnMap, CsvError, Problem, Table
+from .state import (CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, PaymentInfo, PromiseInfo, SentContact)
+
+KINDS = ("customers", "invoices", "payments", "promises", "disputes", "events")
+EVENT_TYPES = ("delivered", "read", "clicked", "replied", "bounced", "failed", "opted_out", "conversation")
+UTC = dt.timezone.utc
+
+
+def _upsert(conn: Connection, table, rows: list[dict], keys: list[str]) -> None:
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table)
+    columns = [c for c in rows[0] if c not in keys]
+    statement = statement.on_conflict_do_update(index_elements=keys, set_={c: statement.excluded[c] for c in columns})
+    conn.execute(statement, rows)
+
+
+def _insert_new(conn: Connection, table, rows: list[dict], keys: list[str]) -> None:
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    conn.execute(insert(table).on_conflict_do_nothing(index_elements=keys), rows)
+
+
+def _customer_row(c) -> dict:
+    return {"id": c.id, "name": c.name, "email": c.email, "phone": c.phone, "whatsapp": c.whatsapp,
+            "timezone": c.timezone, "country": c.country, "language": c.language,
+            "do_not_contact": bool(c.do_not_contact), "optouts": sorted(c.optouts), "attrs": _jsonable(c.attrs),
+            "next_action_at": None}
+
+
+def _jsonable(attrs: dict) -> dict:
+    return {k: (v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else str(v) if not isinstance(
+        v, (int, float, bool, str, type(None))) else v) for k, v in attrs.items()}
+
+
+def _merge_customers(conn: Connection, found: dict) -> None:
+    """Upsert customers keeping stored values where the file gave none."""
+    existing = {r.id: r._mapping for r in conn.execute(select(s.customers).where(s.customers.c.id.in_(list(found))))}
+    rows = []
+    for cid, customer in found.items():
+        row = _customer_row(customer)
+        old = existing.get(cid)
+        if old is not None:
+            row = {k: (v if v not in (None, [], {}) else old[k]) for k, v in row.items()}
+            row["attrs"] = {**(old["attrs"] or {}), **row["attrs"]}
+            row["next_action_at"] = None
+        rows.append(row)
+    for chunk in _chunks(rows):
+        _upsert(conn, s.customers, chunk, ["id"])
+
+
+def _chunks(rows: list, size: int = 5000):
+    for i in range(0, len(rows), size):
+        yield rows[i:i + size]
+
+
+def _zone_of(conn: Connection, default_tz: str):
+    zones = {r.id: r.timezone for r in conn.execute(select(s.customers.c.id, s.customers.c.timezone))}
+    owners = {r.id: r.customer_id for r in conn.execute(select(s.invoices.c.id, s.invoices.c.customer_id))}
+
+    def zone(invoice_id=None, customer_id=None) -> ZoneInfo:
+        cid = customer_id or owners.get(invoice_id)
+        return ZoneInfo(zones.get(cid) or default_tz)
+    return zone, owners
+
+
+def _aware(value, tz: ZoneInfo) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=tz)
+    return dt.datetime.combine(value, dt.time(), tz)
+
+
+def import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str], colmap: ColumnMap,
+                default_tz: str = "UTC", default_currency: str = "USD") -> int:
+    """Validate the whole file, then write it in one transaction; returns the number of rows imported."""
+    from .portfolio import read_portfolio
+    from .portfolio_rows import read_one
+
+    with engine.begin() as conn:
+        zone, owners = _zone_of(conn, default_tz)
+        known_customers = {r.id for r in conn.execute(select(s.customers.c.id))}
+        if kind == "invoices":
+            book = read_portfolio(path, fields=fields, default_timezone=default_tz, default_currency=default_currency,
+                                  colmap=colmap)
+            _merge_customers(conn, book.customers)
+            rows = [{"id": i.id, "customer_id": i.customer_id, "number": i.number, "amount": i.amount,
+                     "balance": i.balance, "currency": i.currency, "issue_date": i.issue_date, "due_date": i.due_date,
+                     "status": i.status, "attrs": _jsonable(i.attrs)} for i in book.invoices.values()]
+            for chunk in _chunks(rows):
+                _upsert(conn, s.invoices, chunk, ["id"])
+            return len(rows)
+        if kind == "events":
+            return _import_events(conn, path, colmap, zone)
+        found = read_one(kind, path, fields=fields, colmap=colmap, known_invoices=set(owners),
+                         known_customers=known_customers)
+        if kind == "customers":
+            _merge_customers(conn, found)
+            return len(found)
+        touched = set()
+        if kind == "payments":
+            rows = [{"payment_id": p.payment_id, "invoice_id": p.invoice_id, "amount": p.amount,
+                     "paid_at": _aware(p.paid_at, zone(p.invoice_id)), "currency": p.currency, "method": p.method}
+                    for p in found]
+            _insert_new(conn, s.payments, rows, ["payment_id"])  # a payment seen before is ignored
+            touched = {owners[p.invoice_id] for p in found}
+        elif kind == "promises":
+            rows = [{"invoice_id": p.invoice_id, "customer_id": p.customer_id or owners.get(p.invoice_id),
+                     "amount": p.amount, "promised_date": p.promised_date, "channel": p.channel,
+                     "made_at": _aware(p.made_at or p.promised_date, zone(p.invoice_id, p.customer_id))} for p in found]
+            conn.execute(s.promises.insert(), rows) if rows else None
+            touched = {r["customer_id"] for r in rows}
+        elif kind == "disputes":
+            rows = [{"invoice_id": d.invoice_id, "opened_at": _aware(d.opened_at, zone(d.invoice_id)), "reason": d.reason,
+                     "resolved_at": _aware(d.resolved_at, zone(d.invoice_id)) if d.resolved_at else None} for d in found]
+            conn.execute(s.disputes.insert(), rows) if rows else None
+            touched = {owners[d.invoice_id] for d in found}
+        _mark_due(conn, touched)
+        return len(found)
+
+
+def _mark_due(conn: Connection, customer_ids) -> None:
+    ids = list(customer_ids)
+    for chunk in _chunks(ids):
+        conn.execute(update(s.customers).where(s.customers.c.id.in_(chunk)).values(next_action_at=None))
+
+
+def _import_events(conn: Connection, path: Path, colmap: ColumnMap, zone) -> int:
+    """Provider reports: stored; `opted_out` also records the channel opt-out on the customer."""
+    problems: list[Problem] = []
+    table = Table(Path(path), colmap, problems)
+    contact_owner = {r.key: r.customer_id for r in conn.execute(select(s.contacts.c.key, s.contacts.c.customer_id))}
+    rows = []
+    if table.headers and table.require("at", "channel", "type"):
+        for cells in table:
+            kind, channel = (cells.text("type", True) or "").lower(), cells.text("channel", True)
+            contact_id, cid = cells.text("contact_id"), cells.text("customer_id")
+            cid = cid or contact_owner.get(contact_id)
+            if kind and kind not in EVENT_TYPES:
+                cells.problem("type", f"unknown event type '{kind}' (expected {', '.join(EVENT_TYPES)})")
+            if cid is None:
+                cells.problem("contact_id", "an event needs a known contact_id or a customer_id")
+            at = cells.date("at", True, with_time=True)
+            if at is not None and cid and kind in EVENT_TYPES:
+                rows.append({"at": _aware(at, zone(customer_id=cid)), "channel": channel, "type": kind,
+                             "contact_id": contact_id, "customer_id": cid})
+    if problems:
+        raise CsvError(problems)
+    if rows:
+        conn.execute(s.provider_events.insert(), rows)
+    for row in rows:
+        if row["type"] == "opted_out":
+            current = conn.execute(select(s.customers.c.optouts).where(s.customers.c.id == row["customer_id"])).scalar()
+            conn.execute(update(s.customers).where(s.customers.c.id == row["customer_id"])
+                         .values(optouts=sorted(set(current or []) | {row["channel"]})))
+    _mark_due(conn, {r["customer_id"] for r in rows})
+    return len(rows)
+
+
+# -- states for the decision core ---------------------------------------------------------------------
+
+def _typed(attrs: dict, kinds: dict[str, str]) -> dict:
+    """Custom fields are stored as JSON; give them the types the policy declares."""
+    from decimal import Decimal, InvalidOperation
+
+    out = dict(attrs)
+    for name, kind in kinds.items():
+        value = out.get(name)
+        if value is None or not isinstance(value, str):
+            continue
+        try:
+            if kind in ("float", "decimal", "int"):
+                number = Decimal(value)
+                out[name] = float(number) if kind == "float" else int(number) if kind == "int" else number
+            elif kind == "bool":
+                out[name] = value.lower() in ("true", "1", "yes", "y")
+            elif kind == "date":
+                out[name] = dt.date.fromisoformat(value[:10])
+            elif kind == "datetime":
+                out[name] = dt.datetime.fromisoformat(value)
+        except (InvalidOperation, ValueError):
+            out[name] = None  # not of the declared type: null, so comparisons with it are false
+    return out
+
+
+def load_states(conn: Connection, ids: list[str], fields: dict[str, str] | None = None) -> dict[str, CustomerState]:
+    """The decision core's view of these customers, read in a few queries (custom fields typed)."""
+    kinds = {ns: {k.split(".", 1)[1]: v for k, v in (fields or {}).items() if k.startswith(ns + ".")}
+             for ns in ("customer", "invoice")}
+    states: dict[str, CustomerState] = {}
+    for r in conn.execute(select(s.customers).where(s.customers.c.id.in_(ids))):
+        states[r.id] = CustomerState(CustomerInfo(r.id, r.name, r.email, r.phone, r.whatsapp, r.timezone, r.country,
+                                                  r.language, bool(r.do_not_contact), frozenset(r.optouts or []), None,
+                                                  _typed(r.attrs or {}, kinds["customer"])))
+    for r in conn.execute(select(s.invoices).where(s.invoices.c.customer_id.in_(ids))):
+        states[r.customer_id].invoices[r.id] = InvoiceInfo(r.id, r.customer_id, r.amount, r.balance, r.due_date,
+                                                           r.number, r.currency, r.issue_date, r.status,
+                                                           _typed(r.attrs or {}, kinds["invoice"]))
+    owner = {iid: cid for cid, st in states.items() for iid in st.invoices}
+    for r in conn.execute(select(s.payments).where(s.payments.c.invoice_id.in_(list(owner))).order_by(s.payments.c.paid_at)):
+        states[owner[r.invoice_id]].payments.append(PaymentInfo(r.payment_id, r.invoice_id, r.amount, r.paid_at))
+    for r in conn.execute(select(s.promises).where(s.promises.c.customer_id.in_(ids)).order_by(s.promises.c.id)):
+        states[r.customer_id].promises.append(PromiseInfo(f"promise-{r.id}", r.amount, r.promised_date, r.made_at,
+                                                          r.invoice_id))
+    for r in conn.execute(select(s.disputes).where(s.disputes.c.invoice_id.in_(list(owner))).order_by(s.disputes.c.id)):
+        states[owner[r.invoice_id]].disputes.append(DisputeInfo(f"dispute-{r.id}", r.invoice_id, r.opened_at,
+                                                                r.resolved_at))
+    for r in conn.execute(select(s.provider_events).where(s.provider_events.c.customer_id.in_(ids),
+                                                          s.provider_events.c.type == "conversation")):
+        states[r.customer_id].conversations.append(SentContact(r.at, r.channel))
+    for r in conn.execute(select(s.contacts.c.customer_id, s.contacts.c.at, s.contacts.c.channel)
+                          .where(s.contacts.c.customer_id.in_(ids), s.contacts.c.status.in_(("sent", "sending")))
+                          .order_by(s.contacts.c.at, s.contacts.c.id)):
+        if r.channel not in ("", "webhook", "agent"):
+            states[r.customer_id].sent.append(SentContact(r.at, r.channel))
+    for r in conn.execute(select(s.steps).where(s.steps.c.customer_id.in_(ids))):
+        target = states[r.customer_id].done if r.state == "done" else states[r.customer_id].pending
+        target[r.key] = r.status
+    for r in conn.execute(select(s.stopped).where(s.stopped.c.customer_id.in_(ids))):
+        states[r.customer_id].stopped.add(r.invoice_id)
+    return states

@@ -1,0 +1,214 @@
+"""The store and `collect run` on SQLite and PostgreSQL: imports, exactly once, crashes, parallel ticks,
+and run == simulate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from collect.cli import app
+from collect.engine import store as s
+from collect.engine.channels import Channels
+from collect.engine.compiler import compile_policy
+from collect.engine.portfolio import ColumnMap, CsvError
+from collect.engine.runner import Runner
+from collect.engine.simrun import load_portfolio, run_simulation
+from collect.engine.storeio import import_file
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "pe-b2b"
+UTC = dt.timezone.utc
+runner = CliRunner()
+
+
+@pytest.fixture
+def plan():
+    return compile_policy(EXAMPLE / "policy.yaml").plan
+
+
+def load_example(url: str, plan) -> None:
+    engine = s.connect(url)
+    import_file(engine, "invoices", EXAMPLE / "portfolio.csv", fields=dict(plan["fields"]), colmap=ColumnMap(),
+                default_tz="America/Lima", default_currency="PEN")
+
+
+def outbox_keys(folder: Path) -> Counter:
+    keys = Counter()
+    for path in (folder / "outbox").glob("*.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            keys[json.loads(line)["key"]] += 1
+    return keys
+
+
+def file_channels(folder: Path) -> Channels:
+    """Every channel to <folder>/outbox/<channel>.jsonl."""
+    names = ("email", "sms", "whatsapp", "voice", "letter", "webhook", "agent")
+    return Channels({n: {"adapter": "file", "path": str(folder / "outbox" / f"{n}.jsonl")} for n in names})
+
+
+def ticks(url, plan, start: dt.datetime, hours: int, folder: Path):
+    run = Runner(s.connect(url), plan, file_channels(folder))
+    for hour in range(hours):
+        run.tick(start + dt.timedelta(hours=hour))
+    return run
+
+
+def test_import_is_all_or_nothing_and_payments_are_idempotent(db_url, tmp_path, plan):
+    load_example(db_url, plan)
+    engine = s.connect(db_url)
+    bad = tmp_path / "pay.csv"
+    bad.write_text("payment_id,invoice_id,amount,paid_at\nP1,F001-00001,10,2026-11-20\nP2,NOPE,5,2026-11-20\n")
+    with pytest.raises(CsvError) as info:
+        import_file(engine, "payments", bad, fields={}, colmap=ColumnMap())
+    assert [str(p) for p in info.value.problems] == [f"{bad}:3: column invoice_id: unknown invoice 'NOPE' (not in the portfolio)"]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(s.payments)).scalar() == 0
+    good = tmp_path / "good.csv"
+    good.write_text("payment_id,invoice_id,amount,paid_at\nP1,F001-00001,10,2026-11-20\n")
+    for _ in range(2):
+        import_file(engine, "payments", good, fields={}, colmap=ColumnMap())
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(s.payments)).scalar() == 1
+
+
+def test_reimport_upserts_a_changed_due_date(db_url, tmp_path, plan):
+    load_example(db_url, plan)
+    engine = s.connect(db_url)
+    changed = tmp_path / "p.csv"
+    changed.write_text("invoice_id,customer_id,amount,due_date\nF001-00001,C001,778.77,2027-01-15\n")
+    import_file(engine, "invoices", changed, fields={}, colmap=ColumnMap())
+    with engine.connect() as conn:
+        row = conn.execute(select(s.invoices).where(s.invoices.c.id == "F001-00001")).one()
+        customer = conn.execute(select(s.customers).where(s.customers.c.id == "C001")).one()
+    assert row.due_date == dt.date(2027, 1, 15) and customer.name == "Inversiones Andinas S.A.C."
+
+
+def test_a_repeated_tick_sends_nothing_new(db_url, tmp_path, plan):
+    load_example(db_url, plan)
+    now = dt.datetime(2026, 11, 16, 14, tzinfo=UTC)
+    run = ticks(db_url, plan, now, 1, tmp_path)
+    first = outbox_keys(tmp_path)
+    assert first and max(first.values()) == 1
+    again = run.tick(now)
+    assert again.statuses == Counter() and outbox_keys(tmp_path) == first
+
+
+def test_run_every_hour_equals_simulate(db_url, tmp_path, plan):
+    load_example(db_url, plan)
+    start = dt.date(2026, 11, 16)
+    begin = dt.datetime.combine(start, dt.time(), dt.timezone(dt.timedelta(hours=-5)))  # Lima midnight
+    ticks(db_url, plan, begin, 24 * 14, tmp_path)
+    with s.connect(db_url).connect() as conn:
+        ran = sorted((r.customer_id, r.step, r.channel, r.at.astimezone(begin.tzinfo).date().isoformat())
+                     for r in conn.execute(select(s.contacts).where(s.contacts.c.status == "sent")))
+    book = load_portfolio(plan, EXAMPLE / "portfolio.csv")
+    simulated = run_simulation(plan, book, start=start, days=14)
+    expected = sorted((d.customer_id, d.step, d.channel, d.at.date().isoformat())
+                      for d in simulated.decisions if d.status == "sent")
+    assert len(expected) > 20 and ran == expected
+
+
+def test_payment_stops_and_dispute_pauses_in_the_store(db_url, tmp_path, plan):
+    load_example(db_url, plan)
+    engine = s.connect(db_url)
+    (tmp_path / "pay.csv").write_text("payment_id,invoice_id,amount,paid_at\nP1,F001-00017,10585.48,2026-11-10\n")
+    (tmp_path / "disp.csv").write_text("invoice_id,opened_at\nF001-00014,2026-11-01\n")
+    import_file(engine, "payments", tmp_path / "pay.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    import_file(engine, "disputes", tmp_path / "disp.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    ticks(db_url, plan, dt.datetime(2026, 11, 16, 5, tzinfo=UTC), 24 * 10, tmp_path)
+    with engine.connect() as conn:
+        touched = {i for r in conn.execute(select(s.contacts.c.invoice_ids).where(s.contacts.c.status == "sent"))
+                   for i in r.invoice_ids.split(";")}
+    assert "F001-00017" not in touched and "F001-00014" not in touched and touched
+
+
+CRASHING_TICK = textwrap.dedent("""
+    import datetime as dt, os, signal, sys
+    from collect.engine import store as s
+    from collect.engine.channels import Channels
+    from collect.engine.compiler import compile_policy
+    from collect.engine.runner import Runner
+    from collect.adapters.file import FileChannel
+
+    count = 0
+    class Dying(FileChannel):
+        def send(self, message):
+            global count
+            count += 1
+            if count == int(sys.argv[3]):
+                if sys.argv[4] == "after":
+                    super().send(message)
+                os.kill(os.getpid(), signal.SIGKILL)   # kill -9 in the middle of the tick
+            return super().send(message)
+
+    channels = Channels()
+    channels.classes["file"] = Dying  # writes to ./outbox (the test runs it in its own folder)
+    plan = compile_policy(sys.argv[1]).plan
+    Runner(s.connect(sys.argv[2]), plan, channels, batch=3).tick(dt.datetime(2026, 11, 16, 14, tzinfo=dt.timezone.utc))
+""")
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_kill_9_mid_tick_loses_nothing_and_duplicates_nothing(db_url, tmp_path, plan, when):
+    load_example(db_url, plan)
+    script = tmp_path / "crash.py"
+    script.write_text(CRASHING_TICK)
+    proc = subprocess.run([sys.executable, str(script), str(EXAMPLE / "policy.yaml"), db_url, "3", when],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    ticks(db_url, plan, dt.datetime(2026, 11, 16, 14, tzinfo=UTC), 1, tmp_path)
+    keys = outbox_keys(tmp_path)
+    with s.connect(db_url).connect() as conn:
+        rows = list(conn.execute(select(s.contacts.c.key, s.contacts.c.status).where(s.contacts.c.channel != "")))
+    sent = {r.key for r in rows if r.status == "sent"}
+    assert max(keys.values()) == 1 and set(keys) == sent and not [r for r in rows if r.status == "sending"]
+
+    # a clean run from scratch makes exactly the same contacts
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    other = f"sqlite:///{clean / 'c.db'}"
+    load_example(other, plan)
+    ticks(other, plan, dt.datetime(2026, 11, 16, 14, tzinfo=UTC), 1, clean)
+    assert set(outbox_keys(clean)) == set(keys)
+
+
+def test_parallel_ticks_from_several_processes(db_url, tmp_path, plan):
+    load_example(db_url, plan)
+    command = [sys.executable, "-m", "collect", "run", str(EXAMPLE / "policy.yaml"), "--db", db_url,
+               "--now", "2026-11-16T14:00:00+00:00", "--quiet"]
+    procs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    assert all(p.wait(timeout=120) == 0 for p in procs), [p.stderr.read() for p in procs]
+    keys = outbox_keys(tmp_path)
+    assert keys and max(keys.values()) == 1
+    with s.connect(db_url).connect() as conn:
+        statuses = Counter(r.status for r in conn.execute(select(s.contacts.c.status)))
+    assert statuses["sent"] == len(keys) and statuses["sending"] == 0
+
+
+def test_cli_import_run_history(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    result = runner.invoke(app, ["import", "invoices", str(EXAMPLE / "portfolio.csv"), "--db", db,
+                                 "--policy", str(EXAMPLE / "policy.yaml"), "--timezone", "America/Lima"])
+    assert result.exit_code == 0 and "imported 43 invoices" in result.output
+    dry = runner.invoke(app, ["run", str(EXAMPLE / "policy.yaml"), "--db", db, "--now", "2026-11-16T14:00:00", "--dry-run"])
+    assert dry.exit_code == 0 and "dry run" in dry.output and not (tmp_path / "outbox").exists()
+    assert runner.invoke(app, ["run", str(EXAMPLE / "policy.yaml"), "--db", db, "--now", "2026-11-16T14:00:00"]).exit_code == 0
+    out = tmp_path / "h.jsonl"
+    assert runner.invoke(app, ["history", "--db", db, "--out", str(out)]).exit_code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and {r["status"] for r in rows} >= {"sent", "skipped"}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("invoice_id,customer_id,amount,due_date\nX,c,-1,2026-01-01\n")
+    result = runner.invoke(app, ["import", "invoices", str(bad), "--db", db])
+    assert result.exit_code == 1 and "nothing imported" in result.output
+    assert runner.invoke(app, ["db", "upgrade", "--db", db]).output.startswith("schema version 1")
