@@ -9,13 +9,18 @@ again through the (idempotent) adapter: nothing lost, nothing twice.
 
 Concurrency: on SQLite every batch runs in a BEGIN IMMEDIATE transaction, so overlapping ticks take
 turns and the second finds the customers already moved forward. On PostgreSQL batches are claimed with
-FOR UPDATE SKIP LOCKED, so several workers share one portfolio; the recovery of `sending` rows runs
-under a transaction-level advisory lock.
+FOR UPDATE SKIP LOCKED, so several workers share one portfolio. Recovery:
+a `sending` row belongs to the tick that wrote it; another tick delivers it only when that tick is
+dead (PostgreSQL: its session advisory lock is free; SQLite: its process is gone), taking it over with
+an atomic UPDATE, so a slow tick and a recovering one never both deliver a message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
@@ -29,7 +34,7 @@ from .runtime import Runtime
 from .storeio import _insert_new, _upsert, load_states
 
 NEVER = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)  # next_action_at of a customer with nothing ahead
-ADVISORY_KEY = 7_240_113  # pg_advisory lock id of the recovery phase
+ADVISORY_KEY = 7_240_113  # first half of the advisory lock id (tick id second) held by a live tick
 
 
 @dataclass
@@ -74,16 +79,19 @@ class Runner:
             return self._dry_run(now, summary)
         started = dt.datetime.now(dt.timezone.utc)
         with self.engine.begin() as conn:
-            tick_id = conn.execute(s.ticks.insert().values(now=now, started_at=started, plan_hash=self.rt.plan_hash)
-                                   ).inserted_primary_key[0]
-        self._recover(summary)
-        while True:
-            with self.engine.begin() as conn:
-                ids = self._claim(conn, now)
-                if not ids:
-                    break
-                sends = self._decide_and_record(conn, ids, now, summary)
-            self._deliver(sends, summary)
+            tick_id = conn.execute(s.ticks.insert().values(
+                now=now, started_at=started, plan_hash=self.rt.plan_hash, host=socket.gethostname(),
+                pid=os.getpid())).inserted_primary_key[0]
+        self.tick_id = tick_id
+        with self._alive(tick_id):
+            self._recover(summary)
+            while True:
+                with self.engine.begin() as conn:
+                    ids = self._claim(conn, now)
+                    if not ids:
+                        break
+                    sends = self._decide_and_record(conn, ids, now, summary)
+                self._deliver(sends, summary)
         with self.engine.begin() as conn:
             conn.execute(update(s.ticks).where(s.ticks.c.id == tick_id).values(
                 finished_at=dt.datetime.now(dt.timezone.utc), customers=summary.customers,
@@ -129,7 +137,7 @@ class Runner:
                          "status": "sending" if to_deliver else d.status, "reason": d.reason, "attempts": 0,
                          "at": d.at, "tz": tz, "fallbacks": list(d.fallbacks), "queue": d.queue,
                          "priority": None if d.priority is None else str(d.priority), "webhook": d.webhook,
-                         "updated_at": updated})
+                         "tick_id": self.tick_id, "updated_at": updated})
             for key in d.keys:
                 state_name = "pending" if d.status == "deferred" else "done"
                 step_rows.append({"key": key, "customer_id": d.customer_id, "state": state_name,
@@ -181,17 +189,69 @@ class Runner:
                 status=status, reason=reason, provider_id=provider_id, attempts=s.contacts.c.attempts + 1,
                 updated_at=dt.datetime.now(dt.timezone.utc)))
 
+    @contextlib.contextmanager
+    def _alive(self, tick_id: int):
+        """While this tick runs, others can tell it is alive: on PostgreSQL it holds a session advisory
+        lock named by its id; on SQLite (one machine) its host and pid are in the ticks table."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:a, :b)"), {"a": ADVISORY_KEY, "b": tick_id})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": ADVISORY_KEY, "b": tick_id})
+                conn.commit()
+
+    def _dead(self, conn: Connection, tick_id: int | None) -> bool:
+        """Is the tick that owns a `sending` row gone (finished, crashed, killed)?"""
+        if tick_id is None:
+            return True
+        row = conn.execute(select(s.ticks).where(s.ticks.c.id == tick_id)).first()
+        if row is None or row.finished_at is not None:
+            return True
+        if conn.dialect.name == "postgresql":
+            got = conn.execute(text("SELECT pg_try_advisory_xact_lock(:a, :b)"), {"a": ADVISORY_KEY, "b": tick_id}).scalar()
+            return bool(got)
+        if row.host != socket.gethostname():
+            return False  # another machine: cannot tell, leave it to that machine's next tick
+        try:
+            os.kill(row.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
     def _recover(self, summary: TickSummary) -> None:
-        """Deliver `sending` rows left by a tick that stopped between its commit and the provider call."""
+        """Deliver `sending` rows left by a tick that died between its commit and the provider call.
+
+        A row is taken over by moving its tick_id from the dead tick to this one in one UPDATE, so two
+        recovering ticks never deliver the same row."""
         from .messages import build_message
 
+        mine = []
         with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql" and not conn.execute(
-                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": ADVISORY_KEY}).scalar():
-                return  # another worker is recovering
             rows = list(conn.execute(select(s.contacts).where(s.contacts.c.status == "sending")))
-            states = load_states(conn, sorted({r.customer_id for r in rows}), dict(self.plan["fields"])) if rows else {}
+            owners = {r.tick_id for r in rows}
+            dead = {t for t in owners if t != self.tick_id and self._dead(conn, t)}
         for row in rows:
+            if row.tick_id not in dead:
+                continue
+            with self.engine.begin() as conn:
+                took = conn.execute(update(s.contacts).where(s.contacts.c.key == row.key, s.contacts.c.status == "sending",
+                                                             s.contacts.c.tick_id.is_(None) if row.tick_id is None
+                                                             else s.contacts.c.tick_id == row.tick_id)
+                                    .values(tick_id=self.tick_id)).rowcount
+            if took:
+                mine.append(row)
+        if not mine:
+            return
+        with self.engine.connect() as conn:
+            states = load_states(conn, sorted({r.customer_id for r in mine}), dict(self.plan["fields"]))
+        for row in mine:
             decision = Decision(row.at.astimezone(ZoneInfo(row.tz)), row.customer_id, tuple(row.invoice_ids.split(";")),
                                 row.stage, row.step, row.channel, row.template, "sent", row.reason or "",
                                 contact_key=row.key)

@@ -124,6 +124,7 @@ contacts = Table(
     Column("tz", String(64), nullable=False),  # the customer's zone, to show `at` in local time
     Column("fallbacks", JSON, nullable=False, default=list),
     Column("queue", String(100)), Column("priority", Text), Column("webhook", String(100)),
+    Column("tick_id", Integer),  # the tick that owns a `sending` row while it delivers it
     Column("updated_at", UtcDateTime, nullable=False),
 )
 Index("ix_contacts_status", contacts.c.status)
@@ -155,6 +156,7 @@ ticks = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("now", UtcDateTime, nullable=False), Column("started_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime), Column("plan_hash", String(64), nullable=False),
+    Column("host", String(255)), Column("pid", Integer),  # to tell a live tick from a crashed one
     Column("customers", Integer, default=0), Column("decisions", Integer, default=0),
     Column("sent", Integer, default=0), Column("failed", Integer, default=0),
 )
