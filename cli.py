@@ -299,6 +299,123 @@ def history(db: DbOpt = None,
     write_atomic(out, text)
 
 
+@app.command()
+def explain(policy: PolicyArg, invoice: Annotated[str, typer.Option("--invoice", help="The invoice id.")],
+            db: DbOpt = None,
+            now: Annotated[Optional[str], typer.Option(help="The moment to explain at (default: now).")] = None) -> None:
+    """For one invoice: each step, when it fired, or why not."""
+    from .engine.explain import ExplainError
+    from .engine.explain import explain as explain_invoice
+
+    plan = _compile(policy).plan
+    try:
+        header, lines = explain_invoice(_store(db), plan, invoice, _parse_now(now))
+    except ExplainError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_INPUT)
+    from . import views
+
+    views.show_explain(header, lines)
+
+
+@app.command()
+def tasks(db: DbOpt = None, queue: Annotated[Optional[str], typer.Option(help="Only this queue.")] = None,
+          format: FormatOpt = Format.text) -> None:
+    """The agent work queue, highest priority first."""
+    from .engine.report import tasks as open_tasks
+
+    rows = open_tasks(_store(db), queue)
+    if format is Format.json:
+        import json
+
+        typer.echo(json.dumps(rows, default=str, indent=2))
+        return
+    from . import views
+
+    views.show_tasks(rows)
+
+
+class ReportFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@app.command()
+def report(db: DbOpt = None, format: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.table,
+           date: Annotated[Optional[str], typer.Option(help="As of this date (default: today).")] = None) -> None:
+    """KPIs from the store: aging buckets, DSO, contacts per channel, deferrals, agent tasks."""
+    import datetime as dt
+    import json
+
+    from .engine.report import report as build
+
+    try:
+        today = dt.date.fromisoformat(date) if date else dt.date.today()
+    except ValueError:
+        typer.echo(f"error: --date {date!r} is not a date", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    data = build(_store(db), today)
+    if format is ReportFormat.json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+    elif format is ReportFormat.csv:
+        typer.echo("section,key,value")
+        for section in ("aging", "deferrals", "tasks_by_queue"):
+            for key, value in data[section].items():
+                typer.echo(f"{section},{key},{value}")
+        for channel, counts in data["contacts"].items():
+            for status, value in counts.items():
+                typer.echo(f"contacts,{channel}:{status},{value}")
+        typer.echo(f"kpi,receivables,{data['receivables']}\nkpi,dso_days,{data['dso_days']}")
+    else:
+        from . import views
+
+        views.show_report(data)
+
+
+@app.command()
+def serve(policy: PolicyArg, db: DbOpt = None,
+          channels: Annotated[Optional[Path], typer.Option(help="channels.yaml.")] = None,
+          every: Annotated[Optional[str], typer.Option(help="Interval between ticks: 30s, 15m, 1h.")] = None,
+          cron: Annotated[Optional[str], typer.Option(help="A crontab expression instead, e.g. '0 * * * *'.")] = None,
+          quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False) -> None:
+    """Run the tick on a schedule (APScheduler) until stopped; one tick at a time, misfires coalesced."""
+    from .engine.channels import ChannelsError, load_channels
+    from .engine.runner import Runner
+    from .engine.serve import parse_every
+    from .engine.serve import serve as run_forever
+
+    if every and cron:
+        typer.echo("error: give --every or --cron, not both", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        if every:
+            parse_every(every)
+        if cron:
+            from apscheduler.triggers.cron import CronTrigger
+
+            CronTrigger.from_crontab(cron)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    plan = _compile(policy).plan
+    try:
+        worker = Runner(_store(db), plan, load_channels(channels))
+    except ChannelsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_INPUT)
+
+    def tick(now):
+        summary = worker.tick(now)
+        if not quiet:
+            typer.echo(f"{now.isoformat(timespec='seconds')}: {summary.customers} customers, "
+                       f"{dict(summary.statuses)}", err=True)
+        for failure in summary.provider_failures:
+            typer.echo(f"provider failure: {failure}", err=True)
+
+    run_forever(tick, every=every, cron=cron, log=lambda m: typer.echo(m, err=True))
+
+
 db_app = typer.Typer(help="Store maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

@@ -201,3 +201,47 @@ def show_tick(summary, dry_run: bool) -> None:
         for d in summary.decisions:
             console.print(f"{d.at.isoformat(timespec='minutes')}  {d.customer_id}  {';'.join(d.invoice_ids)}  "
                           f"{d.step}  {d.channel or '-'}  {d.status}  {d.reason}")
+
+
+def show_explain(header: dict, lines) -> None:
+    console = _console()
+    console.print("  ".join(f"{k} [bold]{v}[/bold]" for k, v in header.items()))
+    table = Table(title="Steps", title_justify="left")
+    for column in ("stage / event", "step", "state", "when", "why"):
+        table.add_column(column)
+    for line in lines:
+        table.add_row(line.owner, line.step, line.state, line.when, line.why)
+    console.print(table)
+
+
+def show_tasks(rows) -> None:
+    table = Table(title=f"Agent tasks ({len(rows)} open)", title_justify="left")
+    for column in ("priority", "queue", "customer", "invoices", "step", "reason", "created"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(str(r["priority"] or ""), r["queue"], r["customer_id"], r["invoice_ids"], r["step"] or "",
+                      r["reason"] or "", r["created_at"].isoformat(timespec="minutes"))
+    _console().print(table)
+
+
+def show_report(data: dict) -> None:
+    console = _console()
+    console.print(f"Report as of {data['date']}: receivables {data['receivables']}, DSO {data['dso_days']} days")
+    aging = Table(title="Aging (open balance)", title_justify="left")
+    for bucket in data["aging"]:
+        aging.add_column(bucket, justify="right")
+    aging.add_row(*data["aging"].values())
+    console.print(aging)
+    contacts = Table(title="Contacts per channel", title_justify="left")
+    for column in ("channel", "sent", "failed", "in delivery"):
+        contacts.add_column(column, justify="right")
+    for channel, counts in data["contacts"].items():
+        contacts.add_row(channel, str(counts.get("sent", 0)), str(counts.get("failed", 0)), str(counts.get("sending", 0)))
+    console.print(contacts)
+    for title, section in (("Deferrals by reason", "deferrals"), ("Agent tasks by queue", "tasks_by_queue")):
+        table = Table(title=title, title_justify="left")
+        table.add_column("")
+        table.add_column("count", justify="right")
+        for key, value in sorted(data[section].items()):
+            table.add_row(key, str(value))
+        console.print(table)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,50 @@ def test_cli_import_run_history(tmp_path, monkeypatch):
     result = runner.invoke(app, ["import", "invoices", str(bad), "--db", db])
     assert result.exit_code == 1 and "nothing imported" in result.output
     assert runner.invoke(app, ["db", "upgrade", "--db", db]).output.startswith("schema version 1")
+
+
+def test_explain_tasks_report(tmp_path):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    plan = compile_policy(EXAMPLE / "policy.yaml").plan
+    load_example(db, plan)
+    ticks(db, plan, dt.datetime(2026, 11, 16, 14, tzinfo=UTC), 1, tmp_path)
+    from collect.engine.explain import explain
+    from collect.engine.report import report, tasks
+
+    header, lines = explain(s.connect(db), plan, "F001-00001", dt.datetime(2026, 11, 16, 14, tzinfo=UTC))
+    states = {line.step: (line.state, line.why) for line in lines}
+    assert header["stage"] == "temprana" and header["days_past_due"] == 19
+    assert states["tem-1"] == ("skipped", "superseded")
+    assert states["tem-15"][0] == "escalated" and "cuentas-clave" in states["tem-15"][1]
+    assert states["pre-7"][0] == "not due" and states["tem-21"][0] == "scheduled"
+    queue = tasks(s.connect(db))
+    assert queue and [float(t["priority"]) for t in queue] == sorted((float(t["priority"]) for t in queue), reverse=True)
+    data = report(s.connect(db), dt.date(2026, 11, 16))
+    assert sum(Decimal(v) for v in data["aging"].values()) == Decimal(data["receivables"]) > 0
+    assert data["contacts"]["email"]["sent"] >= 1 and data["tasks_by_queue"]["cuentas-clave"] == len(queue)
+    result = runner.invoke(app, ["explain", str(EXAMPLE / "policy.yaml"), "--db", db, "--invoice", "NOPE"])
+    assert result.exit_code == 1 and "no invoice 'NOPE'" in result.output
+
+
+def test_serve_ticks_on_schedule_and_stops_cleanly_on_sigterm(tmp_path):
+    import signal
+    import time
+
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    load_example(db, compile_policy(EXAMPLE / "policy.yaml").plan)
+    proc = subprocess.Popen([sys.executable, "-m", "collect", "serve", str(EXAMPLE / "policy.yaml"), "--db", db,
+                             "--every", "1s"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    engine = s.connect(db)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.execute(select(func.count()).select_from(s.ticks)).scalar() >= 3:
+                break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopping after the current tick" in err
+    with engine.connect() as conn:
+        rows = list(conn.execute(select(s.ticks)))
+    assert len(rows) >= 3 and all(r.finished_at is not None for r in rows)  # no tick cut in the middle
