@@ -63,6 +63,31 @@ def sqlite_immediate(engine: Engine) -> None:
     engine._collect_immediate = True  # type: ignore[attr-defined]
 
 
+@dataclass
+class _Batch:
+    """Rows decided for one batch of customers, written together."""
+
+    contacts: list = field(default_factory=list)
+    done: list = field(default_factory=list)
+    pending: list = field(default_factory=list)
+    tasks: list = field(default_factory=list)
+    stopped: list = field(default_factory=list)
+    wakes: list = field(default_factory=list)
+    sends: list = field(default_factory=list)
+
+    def write(self, conn: Connection) -> None:
+        from sqlalchemy import bindparam
+
+        _insert_new(conn, s.contacts, self.contacts, ["key"])
+        _insert_new(conn, s.steps, self.pending, ["key"])  # a deferral never overwrites a settled step
+        _upsert(conn, s.steps, self.done, ["key"])
+        _insert_new(conn, s.agent_tasks, self.tasks, ["contact_key"])
+        _insert_new(conn, s.stopped, self.stopped, ["invoice_id"])
+        if self.wakes:
+            conn.execute(update(s.customers).where(s.customers.c.id == bindparam("cid"))
+                         .values(next_action_at=bindparam("wake")), self.wakes)
+
+
 class Runner:
     def __init__(self, engine: Engine, plan, channels, *, batch: int = 500, pay_link: str | None = None):
         sqlite_immediate(engine)
@@ -107,69 +132,63 @@ class Runner:
         return [r.id for r in conn.execute(query)]
 
     def _decide_and_record(self, conn: Connection, ids: list[str], now: dt.datetime, summary: TickSummary) -> list:
+        """Decide for a batch of customers and write everything in the caller's transaction, a few
+        statements per batch (not per customer)."""
         states = load_states(conn, ids, dict(self.plan["fields"]))
-        sends = []
+        batch = _Batch()
         for cid in ids:
             state = states[cid]
             outcome = decide(self.rt, state, now)
-            sends += self._record(conn, state, outcome, now)
+            self._record(batch, state, outcome, now)
             wake = outcome.wake if outcome.wake is not None else NEVER
-            conn.execute(update(s.customers).where(s.customers.c.id == cid).values(
-                next_action_at=max(wake, now + dt.timedelta(seconds=1))))
+            batch.wakes.append({"cid": cid, "wake": max(wake, now + dt.timedelta(seconds=1))})
             summary.customers += 1
             for d in outcome.decisions:
                 summary.statuses[d.status] += 1
                 summary.decisions.append(d)
-        return sends
+        batch.write(conn)
+        return batch.sends
 
-    def _record(self, conn: Connection, state, outcome: Outcome, now: dt.datetime) -> list:
-        """Write the decisions (the same bookkeeping as decide.apply, in the store); returns the sends."""
+    def _record(self, batch: "_Batch", state, outcome: Outcome, now: dt.datetime) -> None:
+        """The same bookkeeping as decide.apply, as rows for the store."""
         tz = state.customer.timezone or self.rt.timezone
         updated = dt.datetime.now(dt.timezone.utc)
-        rows, step_rows, sends = [], [], []
         for key in outcome.silent:
-            step_rows.append({"key": key, "customer_id": state.customer.id, "state": "done", "status": "not applicable"})
+            batch.done.append({"key": key, "customer_id": state.customer.id, "state": "done", "status": "not applicable"})
         for d in outcome.decisions:
             to_deliver = d.status == "sent" and d.channel not in ("", "agent")
-            rows.append({"key": d.contact_key, "policy": self.plan["policy"], "plan_hash": self.rt.plan_hash,
-                         "customer_id": d.customer_id, "invoice_ids": ";".join(d.invoice_ids), "stage": d.stage,
-                         "step": d.step, "channel": d.channel, "template": d.template,
-                         "status": "sending" if to_deliver else d.status, "reason": d.reason, "attempts": 0,
-                         "at": d.at, "tz": tz, "fallbacks": list(d.fallbacks), "queue": d.queue,
-                         "priority": None if d.priority is None else str(d.priority), "webhook": d.webhook,
-                         "tick_id": self.tick_id, "updated_at": updated})
+            priority = None if d.priority is None else str(d.priority)
+            batch.contacts.append({
+                "key": d.contact_key, "policy": self.plan["policy"], "plan_hash": self.rt.plan_hash,
+                "customer_id": d.customer_id, "invoice_ids": ";".join(d.invoice_ids), "stage": d.stage, "step": d.step,
+                "channel": d.channel, "template": d.template, "status": "sending" if to_deliver else d.status,
+                "reason": d.reason, "attempts": 0, "at": d.at, "tz": tz, "fallbacks": list(d.fallbacks),
+                "queue": d.queue, "priority": priority, "webhook": d.webhook, "tick_id": self.tick_id,
+                "updated_at": updated})
             for key in d.keys:
-                state_name = "pending" if d.status == "deferred" else "done"
-                step_rows.append({"key": key, "customer_id": d.customer_id, "state": state_name,
-                                  "status": d.reason if d.status == "deferred" else d.status})
+                target = batch.pending if d.status == "deferred" else batch.done
+                target.append({"key": key, "customer_id": d.customer_id, "state": "pending" if d.status == "deferred"
+                               else "done", "status": d.reason if d.status == "deferred" else d.status})
             if d.status == "escalated":
-                _insert_new(conn, s.agent_tasks, [{"contact_key": d.contact_key, "queue": d.queue or "collections",
-                                                   "priority": None if d.priority is None else str(d.priority),
-                                                   "customer_id": d.customer_id, "invoice_ids": ";".join(d.invoice_ids),
-                                                   "step": d.step, "reason": d.reason, "created_at": now,
-                                                   "status": "open"}], ["contact_key"])
+                batch.tasks.append({"contact_key": d.contact_key, "queue": d.queue or "collections", "priority": priority,
+                                    "customer_id": d.customer_id, "invoice_ids": ";".join(d.invoice_ids), "step": d.step,
+                                    "reason": d.reason, "created_at": now, "status": "open"})
             if d.status == "skipped" and d.reason == "stopped by step":
-                _insert_new(conn, s.stopped, [{"invoice_id": i, "customer_id": d.customer_id} for i in d.invoice_ids],
-                            ["invoice_id"])
+                batch.stopped += [{"invoice_id": i, "customer_id": d.customer_id} for i in d.invoice_ids]
             if to_deliver:
-                sends.append((d, state))
-        _insert_new(conn, s.contacts, rows, ["key"])
-        # pending keys never overwrite a settled one (a deferral is recorded once, before its send)
-        pending = [r for r in step_rows if r["state"] == "pending"]
-        _insert_new(conn, s.steps, pending, ["key"])
-        _upsert(conn, s.steps, [r for r in step_rows if r["state"] == "done"], ["key"])
-        return sends
+                batch.sends.append((d, state))
 
     # -- delivery -----------------------------------------------------------------------------------
 
     def _deliver(self, sends: list, summary: TickSummary) -> None:
         from .messages import build_message
 
-        for decision, state in sends:
-            message = build_message(self.rt, self.plan, decision, state, self.pay_link)
-            self._send_one(message, decision.channel, summary)
+        outcomes = [self._send_one(build_message(self.rt, self.plan, decision, state, self.pay_link),
+                                   decision.channel, summary) for decision, state in sends]
+        self._record_outcomes(outcomes)
 
-    def _send_one(self, message, channel: str, summary: TickSummary) -> None:
+    def _send_one(self, message, channel: str, summary: TickSummary) -> dict:
+        """Call the adapter; returns the outcome to record (recorded per batch, in one transaction)."""
         adapter = self.channels(channel)
         try:
             result = adapter.send(message)
@@ -184,10 +203,19 @@ class Runner:
             summary.statuses["failed"] += 1
         else:
             summary.by_channel[channel] += 1
+        return {"k": message.key, "status": status, "reason": reason, "provider_id": provider_id}
+
+    def _record_outcomes(self, outcomes: list[dict]) -> None:
+        if not outcomes:
+            return
+        from sqlalchemy import bindparam
+
+        statement = (update(s.contacts).where(s.contacts.c.key == bindparam("k"))
+                     .values(status=bindparam("status"), reason=bindparam("reason"),
+                             provider_id=bindparam("provider_id"), attempts=s.contacts.c.attempts + 1,
+                             updated_at=dt.datetime.now(dt.timezone.utc)))
         with self.engine.begin() as conn:
-            conn.execute(update(s.contacts).where(s.contacts.c.key == message.key).values(
-                status=status, reason=reason, provider_id=provider_id, attempts=s.contacts.c.attempts + 1,
-                updated_at=dt.datetime.now(dt.timezone.utc)))
+            conn.execute(statement, outcomes)
 
     @contextlib.contextmanager
     def _alive(self, tick_id: int):
@@ -257,7 +285,7 @@ class Runner:
                                 contact_key=row.key)
             message = build_message(self.rt, self.plan, decision, states[row.customer_id], self.pay_link)
             summary.statuses["sent"] += 1
-            self._send_one(message, row.channel, summary)
+            self._record_outcomes([self._send_one(message, row.channel, summary)])
 
     def _dry_run(self, now: dt.datetime, summary: TickSummary) -> TickSummary:
         """Decide for every due customer and report, writing and sending nothing."""

@@ -59,7 +59,9 @@ def _jsonable(attrs: dict) -> dict:
 
 def _merge_customers(conn: Connection, found: dict) -> None:
     """Upsert customers keeping stored values where the file gave none."""
-    existing = {r.id: r._mapping for r in conn.execute(select(s.customers).where(s.customers.c.id.in_(list(found))))}
+    existing = {}
+    for chunk in _chunks(list(found), 900):  # SQLite limits the number of bound parameters
+        existing.update({r.id: r._mapping for r in conn.execute(select(s.customers).where(s.customers.c.id.in_(chunk)))})
     rows = []
     for cid, customer in found.items():
         row = _customer_row(customer)
