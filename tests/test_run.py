@@ -11,6 +11,7 @@ import textwrap
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -260,3 +261,44 @@ def test_serve_ticks_on_schedule_and_stops_cleanly_on_sigterm(tmp_path):
     with engine.connect() as conn:
         rows = list(conn.execute(select(s.ticks)))
     assert len(rows) >= 3 and all(r.finished_at is not None for r in rows)  # no tick cut in the middle
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def small_portfolio(draw):
+    lines = ["invoice_id,customer_id,amount,due_date,customer_name,email,phone,timezone,risk_score,tier,sector"]
+    zones = ["America/Lima", "America/Bogota", "America/New_York", "Europe/Madrid"]
+    for c in range(draw(st.integers(1, 4))):
+        zone, phone = draw(st.sampled_from(zones)), draw(st.sampled_from(["+51987654321", ""]))
+        risk, tier = draw(st.sampled_from(["0.1", "0.5", "0.9"])), draw(st.sampled_from(["gold", "bronze"]))
+        for i in range(draw(st.integers(1, 3))):
+            due = dt.date(2026, 11, 10) + dt.timedelta(days=draw(st.integers(0, 25)))
+            amount = draw(st.sampled_from(["500", "1500", "60000"]))
+            lines.append(f"F{c}-{i},C{c},{amount},{due},Cliente {c},c{c}@example.pe,{phone},{zone},{risk},{tier},comercio")
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(small_portfolio(), st.integers(0, 6))
+def test_run_equals_simulate_property(tmp_path_factory, portfolio, offset):
+    """Hourly ticks of `collect run` over a week send what `collect simulate` says (customer, step,
+    channel, local date), for random small portfolios and start days."""
+    folder = tmp_path_factory.mktemp("r")
+    (folder / "p.csv").write_text(portfolio, encoding="utf-8")
+    plan = compile_policy(EXAMPLE / "policy.yaml").plan
+    url = f"sqlite:///{folder / 'c.db'}"
+    import_file(s.connect(url), "invoices", folder / "p.csv", fields=dict(plan["fields"]), colmap=ColumnMap(),
+                default_tz="America/Lima", default_currency="PEN")
+    start = dt.date(2026, 11, 16) + dt.timedelta(days=offset)
+    begin = dt.datetime.combine(start, dt.time(), dt.timezone(dt.timedelta(hours=-5)))
+    ticks(url, plan, begin, 24 * 7, folder)
+    with s.connect(url).connect() as conn:
+        ran = sorted((r.customer_id, r.step, r.channel, r.at.astimezone(ZoneInfo(r.tz)).date())
+                     for r in conn.execute(select(s.contacts).where(s.contacts.c.status == "sent")))
+    simulated = run_simulation(plan, load_portfolio(plan, folder / "p.csv"), start=start, days=7)
+    expected = sorted((d.customer_id, d.step, d.channel, d.at.date()) for d in simulated.decisions if d.status == "sent")
+    assert ran == expected
