@@ -144,6 +144,8 @@ def simulate(
     compare: Annotated[Optional[Path], typer.Option(help="A second policy to compare with.")] = None,
     channels: Annotated[Optional[Path], typer.Option(help="channels.yaml, for message costs.")] = None,
     tick: Annotated[int, typer.Option(help="Minutes between ticks (as cron runs `collect run`).")] = 60,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: one per core for "
+                                                 "large portfolios).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary or progress.")] = False,
     format: FormatOpt = Format.text,
 ) -> None:
@@ -178,17 +180,13 @@ def simulate(
 
     results = []
     for plan in plans:
-        with views.progress(first_day, days, quiet) as tick_cb:
-            results.append(simrun.run_simulation(plan, book, start=first_day, days=days, behavior=behavior,
-                                                 seed=seed, tick_minutes=tick, progress=tick_cb))
-    if out is not None:
-        from .engine.files import write_atomic
-
-        write_atomic(out, simrun.contacts_text(results[0], out.suffix[1:]))
+        with views.progress(f"simulating {plan['policy']}", quiet) as advance:
+            results.append(simrun.stream_simulation(
+                plan, book, start=first_day, days=days, behavior=behavior, seed=seed, tick_minutes=tick,
+                costs=costs, out=out if plan is plans[0] else None, workers=workers, progress=advance))
     if not quiet:
-        summaries = [simrun.summarize(r, costs, kpis=behavior != "none") for r in results]
         names = [str(policy)] + ([str(compare)] if compare else [])
-        views.show_simulation(names, results, summaries)
+        views.show_simulation(names, results, [r.summary for r in results], kpis=behavior != "none")
 
 
 DbOpt = Annotated[Optional[str], typer.Option("--db", help="Store URL (default: $COLLECT_DB, else sqlite:///collect.db).")]

@@ -103,27 +103,24 @@ def show_plan(plan) -> None:
 
 
 class progress:
-    """A progress bar over the simulated days (silent when quiet or when stderr is not a terminal)."""
+    """A progress bar over the portfolio's customers (silent when quiet)."""
 
-    def __init__(self, start, days: int, quiet: bool):
-        self.start, self.days, self.quiet = start, days, quiet
+    def __init__(self, label: str, quiet: bool):
+        self.label, self.quiet = label, quiet
         self.bar = None
 
     def __enter__(self):
-        import datetime as dt
-
         if self.quiet:
             return None
         from rich.progress import Progress
 
         self.bar = Progress(console=Console(stderr=True), transient=True)
         self.bar.start()
-        task = self.bar.add_task("simulating", total=self.days)
-        origin = dt.datetime.combine(self.start, dt.time()).date()
+        task = self.bar.add_task(self.label, total=None)
 
-        def tick(now):
-            self.bar.update(task, completed=min(self.days, (now.date() - origin).days))
-        return tick
+        def advance(done: int, total: int):
+            self.bar.update(task, completed=done, total=total)
+        return advance
 
     def __exit__(self, *exc):
         if self.bar is not None:
@@ -152,7 +149,7 @@ def _counter_table(title: str, names: list[str], counters: list, total: bool = T
     return table
 
 
-def show_simulation(names, results, summaries) -> None:
+def show_simulation(names, results, summaries, kpis: bool = True) -> None:
     console = _console()
     for name, result in zip(names, results):
         console.print(f"[bold]{name}[/bold]  plan {result.plan_hash[:12]}  "
@@ -167,7 +164,7 @@ def show_simulation(names, results, summaries) -> None:
     console.print(_counter_table("Agent tasks by queue", short, [s.tasks_by_queue for s in summaries]))
     if any(s.cost for s in summaries):
         console.print("Message cost: " + "  ".join(f"{n} {s.cost:.2f}" for n, s in zip(short, summaries)))
-    if summaries[0].kpis:
+    if kpis and summaries[0].kpis:
         table = Table(title="Projected KPIs over the horizon", title_justify="left")
         table.add_column("")
         for n in short:

@@ -80,10 +80,15 @@ def _not(node: Node, segments) -> Fn:
     return lambda ctx: a(ctx) is not True
 
 
+_NEEDS_ALIGNING = (float, dt.datetime)
+
+
 def _safe_compare(op, x, y) -> bool:
     if x is None or y is None:
         return False
-    if type(x) is not type(y):
+    # int, Decimal and date compare natively; only floats (exact by their repr) and datetime vs date
+    # need aligning, and this runs for every comparison of every decision
+    if type(x) is not type(y) and (type(x) in _NEEDS_ALIGNING or type(y) in _NEEDS_ALIGNING):
         x, y = _align(x, y)
     try:
         return op(x, y)

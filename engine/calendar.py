@@ -29,6 +29,7 @@ class Slot:
     reason: str | None  # None (at the trigger), "window" or "holiday"
 
 
+@lru_cache(maxsize=65536)  # the same few days and hours recur for every customer of a zone
 def local_instant(date: dt.date, minutes: int, tz: ZoneInfo) -> dt.datetime:
     """Local wall-clock `minutes` after midnight on `date`, as an aware datetime.
 

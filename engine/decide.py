@@ -23,7 +23,7 @@ from .state import PAID_EPSILON, CustomerState, InvoiceInfo, SentContact, balanc
 HOLDOUT = "holdout"  # a variant with this name gets no sends (it measures what doing nothing yields)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     at: dt.datetime  # aware, in the customer's time zone
     customer_id: str
@@ -84,12 +84,12 @@ class Decider:
         for invoice in self.state.invoices.values():
             for moment in future_moments(self.state, invoice, self.now):
                 self.out.wake_at(moment)
-            if self._stopped(invoice):
+            ctx = self._context(invoice)  # lazy: only the values read are computed
+            if self._stopped(invoice, ctx):
                 continue
             due = self._due_stage_steps(invoice)
             if not due and invoice.id not in with_facts:
-                continue  # nothing can happen to this invoice now: no context to build
-            ctx = self._context(invoice)
+                continue  # nothing can happen to this invoice now
             ready += self._stage_steps(invoice, ctx, due)
             ready += self._event_steps(invoice, ctx)
         for group in self._groups(ready):
@@ -106,28 +106,35 @@ class Decider:
         return ({p.invoice_id for p in state.payments} | {p.invoice_id for p in state.promises}
                 | {d.invoice_id for d in state.disputes})
 
-    def _due_stage_steps(self, invoice: InvoiceInfo) -> list[tuple[dt.datetime, StepRt]]:
+    def _due_stage_steps(self, invoice: InvoiceInfo) -> list[tuple[dt.datetime, StepRt, str]]:
         """Steps of any stage due by now and not done; also wakes at the next future one."""
         due = []
         done = self.state.done
-        for trigger, step in self.rt.stage_triggers(invoice.due_date, self.tz):
-            if f"{step.id}|{invoice.id}" in done:
+        for trigger, step, key in self._stage_schedule(invoice):
+            if key in done:
                 continue
             if trigger > self.now:
                 self.out.wake_at(trigger)  # sorted: the first future trigger is the next one
                 break
-            due.append((trigger, step))
+            due.append((trigger, step, key))
         return due
 
-    def _stopped(self, invoice: InvoiceInfo) -> bool:
+    def _stage_schedule(self, invoice: InvoiceInfo) -> tuple:
+        """(trigger, step, step instance key) of the invoice's stage steps, in time order."""
+        memo = self.state.memo
+        found = memo.get(invoice.id)
+        if found is None or found[0] != invoice.due_date:
+            steps = tuple((trigger, step, f"{step.id}|{invoice.id}")
+                          for trigger, step in self.rt.stage_triggers(invoice.due_date, self.tz))
+            found = memo[invoice.id] = (invoice.due_date, steps)
+        return found[1]
+
+    def _stopped(self, invoice: InvoiceInfo, ctx: dict) -> bool:
         if invoice.id in self.state.stopped:
             return True
         if "written_off" in self.rt.stop_when and invoice.status == "written_off":
             return True
-        paid = invoice.status == "paid" or balance_at(self.state, invoice, self.now) <= PAID_EPSILON
-        if paid and "paid" in self.rt.stop_when:
-            return True
-        return False
+        return "paid" in self.rt.stop_when and (invoice.status == "paid" or ctx["invoice.balance"] <= PAID_EPSILON)
 
     def _context(self, invoice: InvoiceInfo) -> dict:
         return invoice_context(self.rt, self.state, invoice, self.facts, self.now)
@@ -142,8 +149,7 @@ class Decider:
         stage = next((s for s in self.rt.stages if s.when(ctx) is True), None)
         if stage is None or not due_steps or self._paused(invoice, ctx):
             return []
-        due = [Ready(step, invoice, f"{step.id}|{invoice.id}", trigger, ctx)
-               for trigger, step in due_steps if step.owner == stage.name]
+        due = [Ready(step, invoice, key, trigger, ctx) for trigger, step, key in due_steps if step.owner == stage.name]
         return self._catch_up(due)
 
     def _paused(self, invoice: InvoiceInfo, ctx: dict) -> bool:
@@ -243,7 +249,7 @@ class Decider:
             return self._emit(group, "", "skipped", "do_not_contact")
         problems = []
         for i, channel in enumerate(step.channels):
-            problem = address_problem(customer, channel)
+            problem = self._reach(channel)
             if problem is None:
                 problem = self._try_channel(group, channel, step.channels[i + 1:])
                 if problem is None:
@@ -254,6 +260,13 @@ class Decider:
         self._emit(group, step.channels[-1], "failed", "; ".join(problems))
         if step.on_exhausted:
             self._escalate(group, step.queue, "channels exhausted")
+
+    def _reach(self, channel: str) -> str | None:
+        """Why the customer cannot be reached on the channel (None: they can); fixed for a state."""
+        memo, key = self.state.memo, ("reach", channel)
+        if key not in memo:
+            memo[key] = address_problem(self.state.customer, channel)
+        return memo[key]
 
     def _try_channel(self, group: list[Ready], channel: str, fallbacks: tuple[str, ...]) -> str | None:
         """Send on `channel` now, or defer; returns a reason to fall back (cap with on_cap: skip)."""
@@ -279,14 +292,14 @@ class Decider:
     def _cap_block(self, channel: str) -> tuple[str | None, dt.datetime | None]:
         """The first cap that blocks a send now, and when every blocking cap frees up."""
         blocked, until = None, None
+        recent = self._recent_sends()
         for cap in self.rt.caps:
             if not cap.counts(channel):
                 continue
             free = None
-            window = [c.at for c in self.sent if cap.counts(c.channel)
-                      and (self.now - c.at).total_seconds() < cap.per_s]
-            if len(window) >= cap.max:
-                free = sorted(window)[len(window) - cap.max] + dt.timedelta(seconds=cap.per_s)
+            window = [at for at, age, sent_on in recent if age < cap.per_s and cap.counts(sent_on)]
+            if len(window) >= cap.max:  # newest first: the max-th newest must leave the window
+                free = window[cap.max - 1] + dt.timedelta(seconds=cap.per_s)
             if cap.cooldown_s:
                 talks = [c.at for c in self.state.conversations if c.at <= self.now and cap.counts(c.channel)
                          and (self.now - c.at).total_seconds() < cap.cooldown_s]
@@ -297,6 +310,17 @@ class Decider:
                 blocked = blocked or cap.rule
                 until = max(until, free) if until else free
         return blocked, until
+
+    def _recent_sends(self) -> list[tuple[dt.datetime, float, str]]:
+        """(when, seconds ago, channel) of the sends inside the longest cap period, newest first."""
+        longest = self.rt.longest_cap_s
+        recent = []
+        for c in reversed(self.sent):  # in time order: stop at the first one too old for every cap
+            age = (self.now - c.at).total_seconds()
+            if age >= longest:
+                break
+            recent.append((c.at, age, c.channel))
+        return recent
 
     def _defer(self, group: list[Ready], channel: str, reason: str, until: dt.datetime | None) -> None:
         new = [r for r in group if r.key not in self.state.pending]

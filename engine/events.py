@@ -66,61 +66,145 @@ def broken(state: CustomerState, promise: PromiseInfo, now: dt.datetime) -> bool
     return now.date() > promise.promised_date and kept_at(state, promise, now, now.tzinfo) is None
 
 
-def customer_facts(rt, state: CustomerState, now: dt.datetime) -> dict:
-    """The customer-level values of an expression context (shared by all the customer's invoices)."""
-    c = state.customer
+class Facts(dict):
+    """The customer-level values of an expression context at one moment, computed on first read.
+
+    A decision reads a handful of fields; building all of them for every invoice at every tick was
+    most of the cost of a simulation. Values are memoised here, so each is computed once per decision."""
+
+    __slots__ = ("rt", "state", "now")
+
+    def __init__(self, rt, state: CustomerState, now: dt.datetime):
+        super().__init__()
+        self.rt, self.state, self.now = rt, state, now
+
+    def __missing__(self, name: str):
+        resolve = _CUSTOMER.get(name)
+        if resolve is not None:
+            value = resolve(self.state, self.now, self.rt)
+        elif name.startswith("customer."):
+            value = self.state.customer.attrs.get(name[9:])
+        elif name.startswith("variant:") and self.rt.experiment_units.get(name[8:]) == "customer":
+            value = self.rt.variant(name[8:], self.state.customer.id)
+        else:
+            value = None
+        self[name] = value
+        return value
+
+    def get(self, name: str, default=None):  # compiled expressions read fields with get()
+        return self[name]
+
+
+class Context(dict):
+    """The expression context of one invoice at one moment: invoice and promise fields, then the
+    customer's shared `Facts`; computed on first read."""
+
+    __slots__ = ("facts", "invoice")
+
+    def __init__(self, facts: Facts, invoice: InvoiceInfo):
+        super().__init__()
+        self.facts, self.invoice = facts, invoice
+
+    def __missing__(self, name: str):
+        resolve = _INVOICE.get(name)
+        facts = self.facts
+        if resolve is not None:
+            value = resolve(self, facts.state, self.invoice, facts.now)
+        elif name.startswith("invoice."):
+            value = self.invoice.attrs.get(name[8:])
+        elif name.startswith("variant:") and facts.rt.experiment_units.get(name[8:]) == "invoice":
+            value = facts.rt.variant(name[8:], self.invoice.id)
+        else:
+            value = facts[name]
+        self[name] = value
+        return value
+
+    def get(self, name: str, default=None):
+        return self[name]
+
+
+def customer_facts(rt, state: CustomerState, now: dt.datetime) -> Facts:
+    return Facts(rt, state, now)
+
+
+def invoice_context(rt, state: CustomerState, invoice: InvoiceInfo, facts: Facts, now: dt.datetime) -> Context:
+    return Context(facts, invoice)
+
+
+def _open_invoices(state: CustomerState, now: dt.datetime) -> list[InvoiceInfo]:
+    return [i for i in state.invoices.values()
+            if i.status not in ("paid", "written_off") and balance_at(state, i, now) > PAID_EPSILON]
+
+
+def _broken_12m(state: CustomerState, now: dt.datetime, rt) -> int:
     today = now.date()
-    open_invoices = [i for i in state.invoices.values()
-                     if i.status not in ("paid", "written_off") and balance_at(state, i, now) > PAID_EPSILON]
+    return sum(1 for p in state.promises if broken(state, p, now) and today - p.promised_date <= dt.timedelta(days=365))
+
+
+def _late_12m(state: CustomerState, now: dt.datetime, rt) -> int:
+    return len({p.invoice_id for p in state.payments if now - YEAR <= p.at <= now and p.invoice_id in state.invoices
+                and _local(p.at, now.tzinfo) > state.invoices[p.invoice_id].due_date})
+
+
+def _last_channel(state: CustomerState, now: dt.datetime, rt):
     recent = [s for s in state.sent if s.at <= now]
-    late = {p.invoice_id for p in state.payments if now - YEAR <= p.at <= now
-            and p.invoice_id in state.invoices and _local(p.at, now.tzinfo) > state.invoices[p.invoice_id].due_date}
-    facts = {
-        "customer.id": c.id, "customer.name": c.name, "customer.email": c.email, "customer.phone": c.phone,
-        "customer.whatsapp": c.whatsapp, "customer.timezone": c.timezone or rt.timezone,
-        "customer.country": c.country, "customer.language": c.language, "customer.do_not_contact": c.do_not_contact,
-        "customer.open_balance": sum((balance_at(state, i, now) for i in open_invoices), Decimal(0)),
-        "customer.open_invoices": len(open_invoices),
-        "customer.broken_promises_12m": sum(1 for p in state.promises if broken(state, p, now)
-                                            and today - p.promised_date <= dt.timedelta(days=365)),
-        "customer.late_payments_12m": len(late),
-        "contacts.last_channel": recent[-1].channel if recent else None,
-        "contacts.count_7d": sum(1 for s in recent if now - s.at < dt.timedelta(days=7)),
-        "today": today,
-    }
-    facts.update({f"customer.{k}": v for k, v in c.attrs.items()})
-    for name, unit in rt.experiment_units.items():
-        if unit == "customer":
-            facts[f"variant:{name}"] = rt.variant(name, c.id)
-    return facts
+    return recent[-1].channel if recent else None
 
 
-def invoice_context(rt, state: CustomerState, invoice: InvoiceInfo, facts: dict, now: dt.datetime) -> dict:
-    """The full expression context for one invoice: customer facts plus invoice and promise fields."""
-    today = now.date()
-    balance = balance_at(state, invoice, now)
+def _customer_attr(name: str):
+    return lambda state, now, rt: getattr(state.customer, name)
+
+
+_CUSTOMER = {
+    **{f"customer.{n}": _customer_attr(n) for n in ("id", "name", "email", "phone", "whatsapp", "country",
+                                                    "language", "do_not_contact")},
+    "customer.timezone": lambda state, now, rt: state.customer.timezone or rt.timezone,
+    "customer.open_balance": lambda state, now, rt: sum((balance_at(state, i, now) for i in _open_invoices(state, now)),
+                                                        Decimal(0)),
+    "customer.open_invoices": lambda state, now, rt: len(_open_invoices(state, now)),
+    "customer.broken_promises_12m": _broken_12m,
+    "customer.late_payments_12m": _late_12m,
+    "contacts.last_channel": _last_channel,
+    "contacts.count_7d": lambda state, now, rt: sum(1 for s in state.sent if s.at <= now
+                                                    and now - s.at < dt.timedelta(days=7)),
+    "today": lambda state, now, rt: now.date(),
+}
+
+
+def _status(ctx: Context, state: CustomerState, invoice: InvoiceInfo, now: dt.datetime) -> str:
     status = invoice.status
     if status == "open" and any(d.invoice_id == invoice.id and d.opened_at <= now
                                 and (d.resolved_at is None or d.resolved_at > now) for d in state.disputes):
         status = "disputed"
-    if balance <= PAID_EPSILON and status != "written_off":
+    if ctx["invoice.balance"] <= PAID_EPSILON and status != "written_off":
         status = "paid"
-    promise = promise_active(state, invoice, now)
-    ctx = dict(facts)
-    ctx.update({
-        "invoice.id": invoice.id, "invoice.number": invoice.number or invoice.id,
-        "invoice.customer_id": invoice.customer_id, "invoice.amount": invoice.amount, "invoice.balance": balance,
-        "invoice.currency": invoice.currency or rt.currency, "invoice.issue_date": invoice.issue_date,
-        "invoice.due_date": invoice.due_date, "invoice.status": status,
-        "invoice.days_past_due": (today - invoice.due_date).days, "invoice.days_to_due": (invoice.due_date - today).days,
-        "promise.active": promise is not None, "promise.amount": promise.amount if promise else None,
-        "promise.date": promise.promised_date if promise else None,
-    })
-    ctx.update({f"invoice.{k}": v for k, v in invoice.attrs.items()})
-    for name, unit in rt.experiment_units.items():
-        if unit == "invoice":
-            ctx[f"variant:{name}"] = rt.variant(name, invoice.id)
-    return ctx
+    return status
+
+
+def _promise_field(attribute: str):
+    def read(ctx: Context, state, invoice, now):
+        promise = ctx["promise"]
+        return None if promise is None else getattr(promise, attribute)
+    return read
+
+
+_INVOICE = {
+    "invoice.id": lambda ctx, state, inv, now: inv.id,
+    "invoice.number": lambda ctx, state, inv, now: inv.number or inv.id,
+    "invoice.customer_id": lambda ctx, state, inv, now: inv.customer_id,
+    "invoice.amount": lambda ctx, state, inv, now: inv.amount,
+    "invoice.balance": lambda ctx, state, inv, now: balance_at(state, inv, now),
+    "invoice.currency": lambda ctx, state, inv, now: inv.currency or ctx.facts.rt.currency,
+    "invoice.issue_date": lambda ctx, state, inv, now: inv.issue_date,
+    "invoice.due_date": lambda ctx, state, inv, now: inv.due_date,
+    "invoice.status": _status,
+    "invoice.days_past_due": lambda ctx, state, inv, now: (now.date() - inv.due_date).days,
+    "invoice.days_to_due": lambda ctx, state, inv, now: (inv.due_date - now.date()).days,
+    "promise": lambda ctx, state, inv, now: promise_active(state, inv, now),
+    "promise.active": lambda ctx, state, inv, now: ctx["promise"] is not None,
+    "promise.amount": _promise_field("amount"),
+    "promise.date": _promise_field("promised_date"),
+}
 
 
 def occurrences(rt, state: CustomerState, invoice: InvoiceInfo, now: dt.datetime) -> list[Occurrence]:

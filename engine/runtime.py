@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 from ..dsl import expr
@@ -81,6 +82,7 @@ class Runtime:
         self.caps = tuple(CapRt(c["rule"], c["channel"], c["max"], c["per_minutes"] * 60,
                                 c["cooldown_minutes"] * 60 if c["cooldown_minutes"] else None)
                           for c in doc["caps"])
+        self.longest_cap_s = max((c.per_s for c in self.caps), default=0)
         self.experiments = {name: sorted(e["variants"].items()) for name, e in doc["experiments"].items()}
         self.experiment_units = {name: e["unit"] for name, e in doc["experiments"].items()}
         cal = doc["calendar"]
@@ -130,13 +132,18 @@ class Runtime:
 
     def variant(self, experiment: str, unit_id: str) -> str:
         """Stable assignment: the same unit always lands in the same bucket (sha256, not Python's hash)."""
-        digest = hashlib.sha256(f"{experiment}:{unit_id}".encode()).digest()
-        bucket = int.from_bytes(digest[:8], "big") % 100
+        bucket = _bucket(experiment, unit_id)
         for name, percent in self.experiments[experiment]:
             if bucket < percent:
                 return name
             bucket -= percent
         return self.experiments[experiment][-1][0]
+
+
+@lru_cache(maxsize=65536)  # asked at every decision of a unit; a simulation runs one unit at a time
+def _bucket(experiment: str, unit_id: str) -> int:
+    digest = hashlib.sha256(f"{experiment}:{unit_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100
 
 
 def _date(value):

@@ -6,11 +6,14 @@ The command line only parses options and renders; this module does the work so t
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
 import json
-from collections import Counter, defaultdict
+import os
+import shutil
+from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from .decide import Decision
 from .runtime import Runtime
-from .simulate import SimResult, simulate, start_moment
+from .simulate import SimResult, ceil_tick, run_customer, simulate, start_moment
 from .state import (PAID_EPSILON, CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, PaymentInfo, PromiseInfo,
                     balance_at)
 
@@ -64,25 +67,46 @@ def states_from_portfolio(portfolio, rt: Runtime, *, historic: bool) -> dict[str
     return states
 
 
-def contact_row(d: Decision, plan_hash: str) -> dict:
-    return {"at": d.at.isoformat(timespec="seconds"), "customer_id": d.customer_id,
-            "invoice_ids": ";".join(d.invoice_ids), "stage": d.stage, "step": d.step, "channel": d.channel,
-            "template": d.template or "", "status": d.status, "reason": d.reason, "plan_hash": plan_hash}
+def contact_row(d: Decision, plan_hash: str) -> list:
+    return [d.at.isoformat(timespec="seconds"), d.customer_id, ";".join(d.invoice_ids), d.stage, d.step, d.channel,
+            d.template or "", d.status, d.reason, plan_hash]
+
+
+class ContactWriter:
+    """Contacts rows (SPEC section 7) to an open text file, as CSV (without its header) or JSON lines."""
+
+    def __init__(self, handle, fmt: str, plan_hash: str):
+        self.plan_hash = plan_hash
+        self.rows = 0
+        if fmt == "jsonl":
+            self._write = lambda row: handle.write(json.dumps(dict(zip(CONTACT_COLUMNS, row)), ensure_ascii=False) + "\n")
+        else:
+            self._write = csv.writer(handle, lineterminator="\n").writerow
+
+    def write(self, decisions) -> None:
+        for d in decisions:
+            self._write(contact_row(d, self.plan_hash))
+        self.rows += len(decisions)
+
+
+def _header(fmt: str) -> str:
+    return "" if fmt == "jsonl" else ",".join(CONTACT_COLUMNS) + "\n"
 
 
 def contacts_text(result: SimResult, fmt: str) -> str:
-    rows = [contact_row(d, result.plan_hash) for d in result.decisions]
-    if fmt == "jsonl":
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CONTACT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
+    out.write(_header(fmt))
+    ContactWriter(out, fmt, result.plan_hash).write(result.decisions)
     return out.getvalue()
+
+
+MONEY = ("opening_balance", "closing_balance", "collected", "invoiced")
 
 
 @dataclass
 class Summary:
+    """What a simulation did, added up customer by customer (so that it needs no list of decisions)."""
+
     sent_by_channel: Counter = field(default_factory=Counter)
     sent_by_step: Counter = field(default_factory=Counter)
     sent_by_week: Counter = field(default_factory=Counter)
@@ -91,68 +115,196 @@ class Summary:
     skipped: Counter = field(default_factory=Counter)
     tasks_by_queue: Counter = field(default_factory=Counter)
     cost: Decimal = Decimal(0)
+    money: Counter = field(default_factory=Counter)  # the sums behind the KPIs
     kpis: dict = field(default_factory=dict)
 
+    def add(self, decisions, costs: dict | None = None) -> None:
+        for d in decisions:
+            self.status[d.status] += 1
+            if d.status == "sent":
+                self.sent_by_channel[d.channel] += 1
+                self.sent_by_step[d.step] += 1
+                year, week, _ = d.at.isocalendar()
+                self.sent_by_week[f"{year}-W{week:02d}"] += 1
+                if costs:
+                    self.cost += costs.get(d.channel, Decimal(0))
+            elif d.status == "deferred":
+                self.deferrals[d.reason.split(":")[0] if d.reason.startswith("compliance") else d.reason] += 1
+            elif d.status == "skipped":
+                self.skipped[d.reason] += 1
+            elif d.status == "escalated":
+                self.tasks_by_queue[d.queue or "?"] += 1
 
-def summarize(result: SimResult, costs: dict[str, float] | None = None, kpis: bool = False) -> Summary:
-    s = Summary()
-    for d in result.decisions:
-        s.status[d.status] += 1
-        if d.status == "sent":
-            s.sent_by_channel[d.channel] += 1
-            s.sent_by_step[d.step] += 1
-            year, week, _ = d.at.isocalendar()
-            s.sent_by_week[f"{year}-W{week:02d}"] += 1
-            s.cost += Decimal(str((costs or {}).get(d.channel, 0)))
-        elif d.status == "deferred":
-            s.deferrals[d.reason.split(":")[0] if d.reason.startswith("compliance") else d.reason] += 1
-        elif d.status == "skipped":
-            s.skipped[d.reason] += 1
-        elif d.status == "escalated":
-            s.tasks_by_queue[d.queue or "?"] += 1
-    if kpis:
-        s.kpis = portfolio_kpis(result)
-    return s
-
-
-def portfolio_kpis(result: SimResult) -> dict:
-    """Projected KPIs over the horizon (formulas in docs/simulate.md)."""
-    start, end = result.start, result.end
-    opening = closing = invoiced = collected = Decimal(0)
-    for state in result.states.values():
+    def add_money(self, state: CustomerState, start: dt.datetime, end: dt.datetime) -> None:
+        """The customer's share of the KPI sums, from its state at the end of the horizon."""
         for inv in state.invoices.values():
             if inv.status in ("paid", "written_off"):
                 continue
-            invoiced += inv.amount
-            opening += max(balance_at(state, inv, start), Decimal(0))
-            closing += max(balance_at(state, inv, end), Decimal(0))
-        collected += sum((p.amount for p in state.payments if start <= p.at < end), Decimal(0))
-    days = (end - start).days or 1
-    return {
-        "opening_balance": opening, "closing_balance": closing, "collected": collected,
-        "recovery_rate": (collected / opening) if opening > PAID_EPSILON else Decimal(0),
-        "dso_days": (closing / invoiced * days) if invoiced else Decimal(0),
-    }
+            self.money["invoiced"] += inv.amount
+            self.money["opening_balance"] += max(balance_at(state, inv, start), Decimal(0))
+            self.money["closing_balance"] += max(balance_at(state, inv, end), Decimal(0))
+        self.money["collected"] += sum((p.amount for p in state.payments if start <= p.at < end), Decimal(0))
+
+    def merge(self, other: "Summary") -> None:
+        for name in ("sent_by_channel", "sent_by_step", "sent_by_week", "status", "deferrals", "skipped",
+                     "tasks_by_queue", "money"):
+            getattr(self, name).update(getattr(other, name))
+        self.cost += other.cost
+
+    def finish(self, days: int) -> None:
+        """Projected KPIs over the horizon (formulas in docs/simulate.md)."""
+        m = {k: self.money.get(k, Decimal(0)) for k in MONEY}
+        self.kpis = {
+            "opening_balance": m["opening_balance"], "closing_balance": m["closing_balance"],
+            "collected": m["collected"],
+            "recovery_rate": m["collected"] / m["opening_balance"] if m["opening_balance"] > PAID_EPSILON else Decimal(0),
+            "dso_days": m["closing_balance"] / m["invoiced"] * (days or 1) if m["invoiced"] else Decimal(0),
+        }
+
+
+def summarize(result: SimResult, costs: dict | None = None, kpis: bool = False) -> Summary:
+    """The summary of an in-memory simulation (the streamed one adds up the same way as it goes)."""
+    s = Summary()
+    s.add(result.decisions, _decimal_costs(costs))
+    if kpis:
+        for state in result.states.values():
+            s.add_money(state, result.start, result.end)
+        s.finish((result.end - result.start).days)
+    return s
+
+
+def _decimal_costs(costs: dict | None) -> dict | None:
+    return {k: Decimal(str(v)) for k, v in costs.items()} if costs else None
 
 
 def run_simulation(plan, portfolio, *, start: dt.date, days: int, behavior: str = "none", seed: int = 0,
                    tick_minutes: int = 60, progress=None) -> SimResult:
+    """The whole simulation in memory, every decision kept: for tests and small portfolios."""
+    rt, states, model = _prepare(plan, portfolio, behavior, seed)
+    return simulate(rt, states, start_moment(start, rt.timezone), days, tick_s=tick_minutes * 60,
+                    behavior=model, progress=progress)
+
+
+def _prepare(plan, portfolio, behavior: str, seed: int):
     from .behavior import BehaviorModel
 
     rt = Runtime(plan)
     states = states_from_portfolio(portfolio, rt, historic=behavior == "historic")
     model = None if behavior in ("none", "historic") else BehaviorModel.load(behavior, seed)
-    return simulate(rt, states, start_moment(start, rt.timezone), days, tick_s=tick_minutes * 60,
-                    behavior=model, progress=progress)
+    return rt, states, model
 
 
-def per_day(result: SimResult) -> dict[str, Counter]:
-    """Sent contacts per local day and channel (for the compare view)."""
-    days: dict[str, Counter] = defaultdict(Counter)
-    for d in result.decisions:
-        if d.status == "sent":
-            days[d.at.date().isoformat()][d.channel] += 1
-    return days
+# -- the streamed simulation of the command: parallel, constant memory per customer -----------------
+
+@dataclass
+class Streamed:
+    plan_hash: str
+    start: dt.datetime
+    end: dt.datetime
+    summary: Summary
+    rows: int
+
+
+@dataclass
+class _Job:
+    """Everything a worker needs; set before the workers fork, so nothing is pickled but the results."""
+
+    rt: Runtime
+    states: dict
+    ids: list
+    start: dt.datetime
+    first: dt.datetime
+    end: dt.datetime
+    tick_s: int
+    behavior: object
+    costs: dict | None
+    fmt: str | None
+    folder: str | None
+
+
+_JOB: _Job | None = None
+CHUNK = 2000  # customers per unit of work: progress granularity, and what a worker holds at a time
+
+
+def _run_chunk(index: int) -> tuple[Summary, str | None, int]:
+    job = _JOB
+    summary, part, rows = Summary(), None, 0
+    handle = None
+    if job.folder is not None:
+        part = str(Path(job.folder) / f"part-{index:06d}")
+        handle = open(part, "w", encoding="utf-8", newline="")
+    try:
+        writer = ContactWriter(handle, job.fmt, job.rt.plan_hash) if handle else None
+        for cid in job.ids[index * CHUNK:(index + 1) * CHUNK]:
+            state = job.states[cid]
+            decisions = run_customer(job.rt, state, job.first, job.end, job.tick_s, job.behavior)
+            summary.add(decisions, job.costs)
+            summary.add_money(state, job.start, job.end)
+            if writer is not None:
+                writer.write(decisions)
+                rows = writer.rows
+            state.memo.clear()
+    finally:
+        if handle is not None:
+            handle.close()
+    return summary, part, rows
+
+
+def stream_simulation(plan, portfolio, *, start: dt.date, days: int, behavior: str = "none", seed: int = 0,
+                      tick_minutes: int = 60, costs: dict | None = None, out: Path | None = None,
+                      workers: int | None = None, progress=None) -> Streamed:
+    """`collect simulate`: every customer's horizon, in parallel worker processes where the machine has
+    several cores; the contacts go straight to `out` (grouped by customer, in time order), written whole
+    or not at all, and the summary is added up as customers finish."""
+    global _JOB
+    import tempfile
+
+    from .files import replace_atomic
+
+    rt, states, model = _prepare(plan, portfolio, behavior, seed)
+    begin = start_moment(start, rt.timezone)
+    end = begin + dt.timedelta(days=days)
+    fmt = out.suffix[1:] if out is not None else None
+    with tempfile.TemporaryDirectory(prefix=".collect-sim-", dir=out.parent if out else None) as folder:
+        _JOB = _Job(rt, states, sorted(states), begin, ceil_tick(begin, tick_minutes * 60), end, tick_minutes * 60, model,
+                    _decimal_costs(costs), fmt, folder if out is not None else None)
+        try:
+            chunks = range(-(-len(states) // CHUNK))
+            total, rows = Summary(), 0
+            target = Path(folder) / "contacts"
+            with open(target, "w", encoding="utf-8", newline="") as merged, _pool(workers, len(states)) as pool:
+                merged.write(_header(fmt) if fmt else "")
+                for done, (summary, part, count) in enumerate(pool(_run_chunk, chunks), start=1):
+                    total.merge(summary)
+                    rows += count
+                    if part is not None:
+                        with open(part, encoding="utf-8", newline="") as piece:
+                            shutil.copyfileobj(piece, merged)
+                        os.unlink(part)
+                    if progress is not None:
+                        progress(min(done * CHUNK, len(states)), len(states))
+        finally:
+            _JOB = None
+        total.finish(days)
+        if out is not None:
+            replace_atomic(target, out)
+    return Streamed(rt.plan_hash, begin, end, total, rows)
+
+
+@contextlib.contextmanager
+def _pool(workers: int | None, customers: int):
+    """An ordered map over worker processes (fork: they inherit the job), or in this process when
+    one worker is enough or the platform cannot fork."""
+    import multiprocessing
+
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 1 + customers // (4 * CHUNK))
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield map
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield lambda fn, items: pool.imap(fn, items)
+
 
 def load_portfolio(plan, portfolio: Path, *, customers=None, payments=None, promises=None, disputes=None,
                    colmap=None):

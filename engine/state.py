@@ -28,6 +28,7 @@ class CustomerInfo:
     optouts: frozenset[str] = frozenset()
     consents: frozenset[str] | None = None  # None: no consent records kept, every channel allowed
     attrs: dict = field(default_factory=dict)
+    legal_status: str | None = None  # e.g. sued, insolvent: states in which some laws stop all contact
 
 
 @dataclass(slots=True)
@@ -73,6 +74,7 @@ class DisputeInfo:
 class SentContact:
     at: dt.datetime
     channel: str
+    invoice_ids: tuple[str, ...] = ()  # the debts it was about (empty: all of the customer's)
 
 
 @dataclass
@@ -87,9 +89,14 @@ class CustomerState:
     done: dict[str, str] = field(default_factory=dict)  # step instance key -> final status
     pending: dict[str, str] = field(default_factory=dict)  # step instance key -> deferral reason
     stopped: set[str] = field(default_factory=set)  # invoices a `stop` step ended
+    # values derived from the parts of the state that do not change while it is alive (step keys,
+    # reachability of a channel); a shell that changes those parts must clear it
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def paid_by(state: CustomerState, invoice_id: str, now: dt.datetime) -> Decimal:
+    if not state.payments:
+        return Decimal(0)
     return sum((p.amount for p in state.payments if p.invoice_id == invoice_id and p.at <= now), Decimal(0))
 
 
