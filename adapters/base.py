@@ -1,14 +1,27 @@
-"""The channel adapter interface (SPEC 6; provider adapters come with issue 5).
+"""The channel adapter interface (SPEC 6): `Message` in, `DeliveryResult` out, one attempt per call.
 
 A channel receives a rendered `Message` carrying the contact's unique key as its idempotency key and
-returns a `DeliveryResult`. Adapters register by name through the entry point group `collect.channels`;
-the built-in ones are registered the same way in pyproject.toml.
+returns a `DeliveryResult`. `send` makes exactly one attempt and never sleeps: the runner decides when
+to try again (from `status == "transient"` and `retry_after`) and when to fall back to the next
+channel (`"permanent"`). Adapters register by name through the entry point group `collect.channels`
+(see registry.py); the built-in ones are registered the same way in pyproject.toml.
+
+This module imports nothing from the rest of collect, so a third-party channel can depend on it alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
+import datetime as dt
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, ClassVar, Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, SecretStr
+
+# Settings whose values are secrets wherever they appear (also nested, e.g. webhook headers).
+SECRET_KEYS = frozenset({"password", "token", "auth_token", "secret", "api_key", "headers"})
+MASK = "***"
 
 
 @dataclass(frozen=True)
@@ -21,32 +34,158 @@ class Message:
     subject: str | None = None
     body: str = ""
     html: str | None = None
-    params: tuple[str, ...] = ()
-    template: str | None = None
-    metadata: dict = field(default_factory=dict)
+    params: tuple[str, ...] = ()  # rendered template parameters, in order ({{1}}, {{2}}, ...)
+    template: str | None = None  # the policy's template name (for the record)
+    metadata: dict = field(default_factory=dict)  # step, stage, plan_hash, webhook; last_inbound_at, now
+    language: str | None = None  # the customer's language: "es", "es-PE", "en_US"
+    template_name: str | None = None  # provider-side template (WhatsApp): absent means free text
+    template_language: str | None = None  # the provider template's language code, e.g. "es" or "es_MX"
+
+
+Status = Literal["sent", "transient", "permanent"]
 
 
 @dataclass(frozen=True)
 class DeliveryResult:
-    status: str  # sent | transient | permanent
+    status: Status  # sent | transient (try again later) | permanent (fall back, never retry)
     provider_id: str | None = None
-    error_code: str | None = None
-    error: str | None = None
+    error_code: str | None = None  # the provider's code ("21211", "131047", "550") or ours ("network")
+    error: str | None = None  # for people; never carries a secret
+    retry_after: float | None = None  # seconds the provider asked us to wait (HTTP Retry-After)
+    opted_out: bool = False  # the provider says the recipient unsubscribed from this sender
+
+    @classmethod
+    def sent(cls, provider_id: str | None) -> "DeliveryResult":
+        return cls("sent", provider_id=provider_id)
+
+    @classmethod
+    def transient(cls, code: str, error: str, retry_after: float | None = None) -> "DeliveryResult":
+        return cls("transient", error_code=code, error=error, retry_after=retry_after)
+
+    @classmethod
+    def permanent(cls, code: str, error: str, opted_out: bool = False) -> "DeliveryResult":
+        return cls("permanent", error_code=code, error=error, opted_out=opted_out)
 
 
+@runtime_checkable
 class Channel(Protocol):
-    name: str
+    name: str  # the adapter's registered name (smtp, twilio, ...)
+    supports_html: bool  # sends message.html as such
+    supports_templates: bool  # sends message.template_name as a provider template
+    free_text: bool  # may send message.body without a provider template
 
     def send(self, message: Message) -> DeliveryResult: ...
 
 
-def registry() -> dict[str, type]:
-    """Adapter classes by name: built-ins and installed plugins (entry point group collect.channels)."""
-    from importlib.metadata import entry_points
+# -- settings -------------------------------------------------------------------------------------
 
-    from .file import FileChannel
+_SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
-    found: dict[str, type] = {"file": FileChannel}
-    for ep in entry_points(group="collect.channels"):
-        found.setdefault(ep.name, ep.load())
-    return found
+
+def seconds(value) -> float:
+    """A duration in seconds from 30, 2.5, "30s", "500ms", "5m", "1h" or "1d"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 10s or 2m")
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _SECONDS.match(str(value))
+    if not match:
+        raise ValueError(f"'{value}' is not a duration; write 10s, 500ms, 2m or 1h")
+    return float(match.group(1)) * _UNIT[match.group(2) or "s"]
+
+
+Seconds = Annotated[float, BeforeValidator(seconds)]
+
+
+def http_url(value: str) -> str:
+    """An http(s) URL with a host; a typo here would otherwise look like a network failure forever."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(http_url)]
+
+
+class Settings(BaseModel):
+    """Base of each adapter's channels.yaml settings: unknown keys are errors, secrets are SecretStr
+    (so repr() and model_dump() show `**********`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, hide_input_in_errors=True)
+
+
+class Adapter:
+    """Optional base for channel classes: validated settings, a safe repr, close().
+
+    Subclasses set `name`, the capability flags and `Settings`; the constructor takes the channel name
+    (email, sms, ...) and the channel's settings from channels.yaml, ${ENV} references already expanded.
+    """
+
+    name: ClassVar[str] = ""
+    supports_html: ClassVar[bool] = False
+    supports_templates: ClassVar[bool] = False
+    free_text: ClassVar[bool] = True
+    Settings: ClassVar[type[Settings]] = Settings
+
+    def __init__(self, channel: str, **settings):
+        self.channel = channel
+        self.settings = self.Settings(**settings)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} channel={self.channel!r}>"
+
+    def secrets(self) -> list[str]:
+        """The secret values in this adapter's settings, to keep them out of error strings."""
+        return [s.get_secret_value() for s in _secret_leaves(self.settings) if s.get_secret_value()]
+
+    def scrub(self, text: str) -> str:
+        return redact(text, self.secrets())
+
+    def close(self) -> None:
+        """Release connections; the adapter must not be used afterwards."""
+
+
+def _secret_leaves(value):
+    if isinstance(value, SecretStr):
+        yield value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _secret_leaves(getattr(value, name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _secret_leaves(item)
+
+
+def redact(text: str, secrets) -> str:
+    """`text` with every secret replaced by ***, longest first so that a secret containing another is
+    masked whole."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
+
+
+# -- helpers shared by adapters -------------------------------------------------------------------
+
+def message_dict(message: Message) -> dict:
+    """The message as JSON-ready data (file lines, webhook bodies)."""
+    data = asdict(message)
+    data["invoice_ids"] = list(message.invoice_ids)
+    data["params"] = list(message.params)
+    return data
+
+
+def moment(value) -> dt.datetime | None:
+    """An aware datetime from a datetime or an ISO 8601 string (naive ones are taken as UTC)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if not isinstance(value, dt.datetime):
+        raise ValueError(f"not a date-time: {value!r}")
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)

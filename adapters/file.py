@@ -8,16 +8,25 @@ written again.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
-from .base import DeliveryResult, Message
+from .base import Adapter, DeliveryResult, Message, Settings, message_dict
 
 
-class FileChannel:
+class FileSettings(Settings):
+    path: str | None = None  # default: outbox/<channel>.jsonl in the working directory
+
+
+class FileChannel(Adapter):
     name = "file"
+    supports_html = True
+    supports_templates = True  # the line keeps template_name and params as they are
+    free_text = True
+    Settings = FileSettings
 
-    def __init__(self, channel: str, path: str | Path | None = None, **_settings):
+    def __init__(self, channel: str, **settings):
+        super().__init__(channel, **settings)
+        path = self.settings.path
         self.path = Path(path) if path else Path("outbox") / f"{channel}.jsonl"
         self._keys: set[str] | None = None
 
@@ -35,13 +44,12 @@ class FileChannel:
 
     def send(self, message: Message) -> DeliveryResult:
         if message.key in self._known():
-            return DeliveryResult("sent", provider_id=message.key)
+            return DeliveryResult.sent(message.key)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({**asdict(message), "invoice_ids": list(message.invoice_ids),
-                           "params": list(message.params)}, ensure_ascii=False, default=str)
+        line = json.dumps(message_dict(message), ensure_ascii=False, default=str)
         # no fsync per message: a line lost in a crash leaves its contact `sending`, and the next tick
         # writes it again (the key check above keeps a line that did survive from being doubled)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
         self._keys.add(message.key)
-        return DeliveryResult("sent", provider_id=message.key)
+        return DeliveryResult.sent(message.key)

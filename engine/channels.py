@@ -1,67 +1,315 @@
 """Which adapter delivers each channel: channels.yaml, or the built-in `file` adapter for everything.
 
-Only adapters that exist can be configured: an adapter name that is not registered (built-in or via the
-`collect.channels` entry point group) is an error naming the ones available, never a silent fallback.
+Everything in channels.yaml is checked when it is loaded, and every problem is reported with its place
+(FILE:LINE:COL), not only the first: unknown adapters (naming the ones installed), unknown or missing
+settings (from each adapter's settings model), `${ENV}` references to unset variables (naming the
+variable, never a value), `retry:` and `costs:`.
+
+Secrets stay out of output: `Channels.redact(text)` masks every value that came from an `${ENV}`
+reference and every value of a secret-named setting (password, token, auth_token, secret, headers);
+adapters scrub their own error strings, and neither Channels nor an adapter shows a secret in repr().
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Callable
+
+from pydantic import BaseModel, ValidationError
+
+from ..adapters.base import SECRET_KEYS, DeliveryResult, Message, redact, seconds
+from ..adapters.registry import discover
+from ..dsl.diagnostics import Diagnostic, Diagnostics, Span, suggest
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+TOP_KEYS = ("channels", "retry", "costs")
+RETRY_KEYS = ("attempts", "backoff")
+# An ${ENV} value this short is not masked unless its setting is secret-named: masking "25" or "true"
+# everywhere would garble output without protecting anything.
+MIN_MASKED = 4
+
+Where = Callable[[tuple, bool], "Span | None"]  # (path, prefer the key's place) -> place in the file
 
 
 class ChannelsError(Exception):
-    pass
+    """channels.yaml is wrong; carries every problem found, each with its place when known."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        far = Span("", 10**9, 0)
+        self.diagnostics = sorted(diagnostics, key=lambda d: ((d.span or far).line, (d.span or far).col))
+        super().__init__("\n".join(_render(d) for d in self.diagnostics))
 
 
-def _expand(value, where: str):
-    if isinstance(value, str):
-        def env(match):
-            name = match.group(1)
-            if name not in os.environ:
-                raise ChannelsError(f"{where}: environment variable {name} is not set")
-            return os.environ[name]
-        return _ENV.sub(env, value)
-    return value
+def _render(d: Diagnostic) -> str:
+    where = f"{d.span.file}:{d.span.line}:{d.span.col}: " if d.span else ""
+    return f"{where}{d.message}" + (f" ({d.hint})" if d.hint else "")
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How the runner retries transient failures: `attempts` tries in all (the first included), waiting
+    `backoff` seconds before the second and doubling the wait for each further one."""
+
+    attempts: int = 3
+    backoff: float = 30.0
+
+    def delay(self, failed_attempts: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after the n-th failed attempt; never less than the provider asked for."""
+        return max(self.backoff * 2 ** max(failed_attempts - 1, 0), retry_after or 0.0)
+
+
+def _dotted(path: tuple) -> str:
+    return ".".join(str(p) for p in path)
+
+
+class _Unconfigured:
+    """A channel that channels.yaml does not map: every send fails permanently (so the runner falls
+    back to the next channel) instead of going somewhere nobody configured."""
+
+    name = "unconfigured"
+    supports_html = supports_templates = free_text = False
+
+    def __init__(self, channel: str, configured: list[str]):
+        self.channel, self.configured = channel, configured
+
+    def send(self, message: Message) -> DeliveryResult:
+        return DeliveryResult.permanent("channel_not_configured", f"channel '{self.channel}' is not in "
+                                        f"channels.yaml (configured: {', '.join(self.configured)})")
+
+    def __repr__(self) -> str:
+        return f"<unconfigured channel={self.channel!r}>"
 
 
 class Channels:
-    """channel name -> adapter instance, created on first use."""
+    """channel name -> adapter instance; with `retry` and `costs` from channels.yaml.
 
-    def __init__(self, config: dict[str, dict] | None = None):
-        from ..adapters.base import registry
+    Without a configuration every channel goes to the `file` adapter (a first run needs no provider
+    account). With one, a channel it does not name gets an adapter that fails permanently.
+    """
 
-        self.config = config or {}
-        self.classes = registry()
+    def __init__(self, config: dict[str, dict] | None = None, *, retry: Retry | None = None,
+                 costs: dict[str, Decimal] | None = None, where: Where | None = None):
+        self.config = {str(name): settings for name, settings in (config or {}).items()}  # as written
+        self.retry = retry or Retry()
+        self.costs = dict(costs or {})
+        self.classes, self._broken = discover()
         self.instances: dict[str, object] = {}
-        for channel, settings in self.config.items():
-            name = settings.get("adapter")
-            if name not in self.classes:
-                raise ChannelsError(f"channels.{channel}: unknown adapter '{name}' (available: "
-                                    f"{', '.join(sorted(self.classes))})")
+        self._secrets: set[str] = set()
+        self._where = where or (lambda path, key=False: None)
+        diags = Diagnostics()
+        prepared = {name: self._prepare(name, settings, diags) for name, settings in self.config.items()}
+        if diags:
+            raise ChannelsError(diags.items)
+        try:
+            for name, found in prepared.items():
+                self.instances[name] = self._create(name, *found)
+        except ChannelsError:
+            self.close()  # the adapters made so far hold connections nobody will use
+            raise
 
     def __call__(self, channel: str):
         if channel not in self.instances:
-            settings = dict(self.config.get(channel) or {"adapter": "file"})
-            cls = self.classes[settings.pop("adapter")]
-            settings = {k: _expand(v, f"channels.{channel}.{k}") for k, v in settings.items()}
-            self.instances[channel] = cls(channel, **settings)
+            self.instances[channel] = (_Unconfigured(channel, sorted(self.config)) if self.config
+                                       else self.classes["file"](channel))
         return self.instances[channel]
 
+    def __repr__(self) -> str:
+        mapped = ", ".join(f"{c}={getattr(a, 'name', type(a).__name__)}" for c, a in self.instances.items())
+        return f"<Channels {mapped}>"
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret of this configuration replaced by ***."""
+        return redact(str(text), self._secrets)
+
+    def unconfigured(self, channels) -> list[str]:
+        """Which of these channels a configuration leaves unmapped (none without a configuration)."""
+        return [c for c in channels if self.config and c not in self.config]
+
+    def close(self) -> None:
+        for adapter in self.instances.values():
+            getattr(adapter, "close", lambda: None)()
+
+    # -- checking one channel -----------------------------------------------------------------------
+
+    def _error(self, diags: Diagnostics, code: str, path: tuple, message: str, hint: str | None = None,
+               key: bool = False) -> None:
+        diags.error(code, f"{_dotted(('channels', *path))}: {message}", self._where(("channels", *path), key), hint)
+
+    def _prepare(self, channel: str, settings, diags: Diagnostics):
+        if not isinstance(settings, dict):
+            return self._error(diags, "channels-not-mapping", (channel,), "expected a mapping such as "
+                               "{adapter: smtp, host: ...}")
+        cls = self._adapter(channel, settings.get("adapter"), diags)
+        before = len(diags.items)
+        values = self._expand({k: v for k, v in settings.items() if k != "adapter"}, (channel,), diags)
+        if cls is None:
+            return None
+        self._collect_secrets(values, getattr(cls, "secret_settings", ()))
+        model = getattr(cls, "Settings", None)
+        # a missing variable would also fail validation: say it once, as the variable
+        if len(diags.items) == before and isinstance(model, type) and issubclass(model, BaseModel):
+            self._validate(model, values, channel, settings["adapter"], diags)
+        return cls, values
+
+    def _adapter(self, channel: str, name, diags: Diagnostics):
+        if name is None:
+            self._error(diags, "channels-no-adapter", (channel,), "no `adapter`",
+                        f"available: {', '.join(sorted(self.classes))}")
+            return None
+        if not isinstance(name, str):
+            name = str(name)  # e.g. `adapter: [smtp]`: reported as an unknown name below
+        if name in self.classes:
+            return self.classes[name]
+        if name in self._broken:
+            self._error(diags, "channels-broken-adapter", (channel, "adapter"), self._broken[name])
+            return None
+        hint = suggest(name, self.classes)
+        self._error(diags, "channels-unknown-adapter", (channel, "adapter"), f"unknown adapter '{name}' "
+                    f"(available: {', '.join(sorted(self.classes))})", hint)
+        return None
+
+    def _expand(self, value, path: tuple, diags: Diagnostics):
+        """${VAR} references replaced by the environment's values, which become secrets to mask."""
+        if isinstance(value, dict):
+            return {k: self._expand(v, path + (k,), diags) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._expand(v, path + (i,), diags) for i, v in enumerate(value)]
+        if not isinstance(value, str):
+            return value
+
+        def env(match):
+            name = match.group(1)
+            found = os.environ.get(name)
+            if not found:
+                state = "is not set" if found is None else "is empty"
+                self._error(diags, "channels-env-unset", path, f"environment variable {name} {state}")
+                return ""
+            if len(found) >= MIN_MASKED:
+                self._secrets.add(found)
+            return found
+
+        return _ENV.sub(env, value)
+
+    def _collect_secrets(self, value, extra: tuple = (), secret: bool = False) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                self._collect_secrets(item, extra, secret or key in SECRET_KEYS or key in extra)
+        elif isinstance(value, list):
+            for item in value:
+                self._collect_secrets(item, extra, secret)
+        elif secret and value not in (None, ""):
+            self._secrets.add(str(value))
+
+    def _validate(self, model: type[BaseModel], values: dict, channel: str, adapter: str, diags) -> None:
+        try:
+            model.model_validate(values)
+        except ValidationError as exc:
+            allowed = [f.alias or name for name, f in model.model_fields.items()]
+            for error in exc.errors(include_input=False, include_url=False):
+                self._setting_error(error, channel, adapter, allowed, diags)
+
+    def _setting_error(self, error: dict, channel: str, adapter: str, allowed: list[str], diags) -> None:
+        path = (channel, *error["loc"])
+        if error["type"] == "extra_forbidden":
+            hint = suggest(str(error["loc"][-1]), allowed) or f"{adapter} settings: {', '.join(allowed)}"
+            self._error(diags, "channels-unknown-setting", path, f"unknown setting for the {adapter} adapter", hint,
+                        key=True)
+        elif error["type"] == "missing":
+            self._error(diags, "channels-missing-setting", path, f"the {adapter} adapter needs this setting")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            self._error(diags, "channels-bad-setting", path, message)
+
+    def _create(self, channel: str, cls: type, values: dict):
+        try:
+            return cls(channel, **values)
+        except Exception as exc:  # noqa: BLE001 - a plugin may raise anything; say which channel and why
+            raise ChannelsError([Diagnostic("channels-adapter-init", "error", f"channels.{channel}: the "
+                                            f"adapter cannot start: {type(exc).__name__}: {self.redact(str(exc))}",
+                                            self._where(("channels", channel), True))]) from None
+
+
+# -- channels.yaml ----------------------------------------------------------------------------------
 
 def load_channels(path: str | Path | None) -> Channels:
     if path is None:
         return Channels()
-    import yaml
+    from ..dsl.yamlload import load_yaml
 
+    file = str(path)
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ChannelsError(f"{path}: cannot read: {exc}") from None
-    channels = data.get("channels") if isinstance(data, dict) else None
-    if not isinstance(channels, dict):
-        raise ChannelsError(f"{path}: expected a `channels:` mapping of channel -> {{adapter: ...}}")
-    return Channels({str(k): dict(v or {}) for k, v in channels.items()})
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ChannelsError([Diagnostic("channels-read", "error", f"cannot read: {exc.strerror or exc}",
+                                        Span(file, 1, 1))]) from None
+    diags = Diagnostics()
+    located = load_yaml(text, file, diags) if text.strip() else None
+    if diags:
+        raise ChannelsError(diags.items)
+    data = located.data if located else None
+    if not isinstance(data, dict) or not isinstance(data.get("channels"), dict):
+        raise ChannelsError([Diagnostic("channels-not-mapping", "error", "expected a `channels:` mapping of "
+                                        "channel -> {adapter: ...}", Span(file, 1, 1))])
+    for key in data:
+        if key not in TOP_KEYS:
+            diags.error("channels-unknown-key", f"unknown key '{key}'", located.span((key,), prefer_key=True),
+                        suggest(str(key), TOP_KEYS) or f"keys: {', '.join(TOP_KEYS)}")
+    retry = _retry(data.get("retry"), located, diags)
+    costs = _costs(data.get("costs"), located, diags)
+    try:
+        channels = Channels(data["channels"], retry=retry, costs=costs, where=located.span)
+    except ChannelsError as exc:
+        raise ChannelsError(diags.items + exc.diagnostics) from None
+    if diags:
+        channels.close()
+        raise ChannelsError(diags.items)
+    return channels
+
+
+def _retry(value, located, diags: Diagnostics) -> Retry:
+    if value is None:
+        return Retry()
+    if not isinstance(value, dict):
+        diags.error("channels-bad-retry", "retry: expected {attempts: 3, backoff: 30s}", located.span(("retry",)))
+        return Retry()
+    for key in value:
+        if key not in RETRY_KEYS:
+            diags.error("channels-bad-retry", f"retry.{key}: unknown key", located.span(("retry", key), True),
+                        suggest(str(key), RETRY_KEYS) or f"keys: {', '.join(RETRY_KEYS)}")
+    attempts = value.get("attempts", Retry.attempts)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        diags.error("channels-bad-retry", "retry.attempts: expected a whole number of tries, 1 or more",
+                    located.span(("retry", "attempts")))
+        attempts = Retry.attempts
+    try:
+        backoff = seconds(value.get("backoff", Retry.backoff))
+    except ValueError as exc:
+        diags.error("channels-bad-retry", f"retry.backoff: {exc}", located.span(("retry", "backoff")))
+        backoff = Retry.backoff
+    return Retry(attempts, backoff)
+
+
+def _costs(value, located, diags: Diagnostics) -> dict[str, Decimal]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        diags.error("channels-bad-cost", "costs: expected a mapping of channel -> cost per message",
+                    located.span(("costs",)))
+        return {}
+    costs = {}
+    for channel, amount in value.items():
+        try:
+            if isinstance(amount, bool):
+                raise InvalidOperation
+            cost = Decimal(str(amount))
+            if not cost.is_finite() or cost < 0:
+                raise InvalidOperation
+            costs[str(channel)] = cost
+        except InvalidOperation:
+            diags.error("channels-bad-cost", f"costs.{channel}: expected a cost of 0 or more, such as 0.045",
+                        located.span(("costs", channel)))
+    return costs

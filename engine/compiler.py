@@ -30,7 +30,10 @@ def known_channels() -> tuple[str, ...]:
     """Built-in channels plus those registered by installed packages (entry point group collect.channels)."""
     from importlib.metadata import entry_points
 
-    plugins = sorted(ep.name for ep in entry_points(group="collect.channels"))
+    from ..adapters.registry import BUILTIN_ADAPTERS
+
+    # collect's own adapters (smtp, twilio ...) are ways to deliver a channel, not channels
+    plugins = sorted(ep.name for ep in entry_points(group="collect.channels") if ep.name not in BUILTIN_ADAPTERS)
     return tuple(dict.fromkeys([*BUILTIN_CHANNELS, *plugins]))
 
 

@@ -1,0 +1,267 @@
+"""channels.yaml: the registry, settings checked per adapter with their place in the file, ${ENV}
+references, retry and costs, and secrets kept out of every string that leaves the process."""
+
+from __future__ import annotations
+
+import textwrap
+from decimal import Decimal
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+from providers import TWILIO_SID, TWILIO_TOKEN, ProviderServer
+
+from collect.adapters.base import Message
+from collect.adapters.file import FileChannel
+from collect.adapters.registry import BUILTIN_ADAPTERS, UnknownAdapter, load_adapter, registry
+from collect.adapters.smtp import SmtpChannel
+from collect.engine import channels as channels_module
+from collect.engine.channels import Channels, ChannelsError, Retry, load_channels
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC_EXAMPLE = """\
+channels:
+  email:    { adapter: smtp, host: smtp.example.com, port: 587, starttls: true,
+              from: "Cobranzas <cobranzas@example.com>", username: "${SMTP_USER}", password: "${SMTP_PASSWORD}" }
+  sms:      { adapter: twilio, account_sid: "${TWILIO_ACCOUNT_SID}", auth_token: "${TWILIO_AUTH_TOKEN}",
+              from: "+15005550006", base_url: "https://api.twilio.com" }
+  whatsapp: { adapter: whatsapp_cloud, phone_number_id: "${WA_PHONE_ID}", token: "${WA_TOKEN}",
+              base_url: "https://graph.facebook.com/v21.0" }
+  voice:    { adapter: twilio_voice, account_sid: "${TWILIO_ACCOUNT_SID}", auth_token: "${TWILIO_AUTH_TOKEN}",
+              from: "+15005550006" }
+  letter:   { adapter: file, path: outbox/letters.jsonl }
+  webhook:  { adapter: webhook, url: "https://erp.example.com/hooks/collect", secret: "${WEBHOOK_SECRET}" }
+  agent:    { adapter: webhook, url: "https://crm.example.com/hooks/tasks", secret: "${CRM_SECRET}" }
+retry: { attempts: 3, backoff: 30s }
+costs: { email: 0.001, sms: 0.045, whatsapp: 0.03, voice: 0.20, letter: 1.50 }
+"""
+ENV = {"SMTP_USER": "billing-mailer", "SMTP_PASSWORD": "pw-7d1c0ffee", "TWILIO_ACCOUNT_SID": TWILIO_SID,
+       "TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "WA_PHONE_ID": "106540352242922", "WA_TOKEN": "EAAwatoken",
+       "WEBHOOK_SECRET": "whsec-erp-4242", "CRM_SECRET": "whsec-crm-4343"}
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    return ENV
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "channels.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def problems(tmp_path, text: str) -> list[tuple[str, int, str]]:
+    with pytest.raises(ChannelsError) as caught:
+        load_channels(write(tmp_path, text))
+    return [(d.code, d.span.line if d.span else 0, d.message) for d in caught.value.diagnostics]
+
+
+def message(channel="email") -> Message:
+    return Message(key="k1", channel=channel, customer_id="C001", invoice_ids=("F1",), recipient="ana@example.com",
+                   body="hola")
+
+
+# -- registry ---------------------------------------------------------------------------------------
+
+def test_builtins_are_registered_through_the_entry_point_group():
+    declared = {ep.name: ep.value for ep in entry_points(group="collect.channels")}
+    assert set(BUILTIN_ADAPTERS) <= set(declared)
+    assert all(declared[name].startswith("collect.adapters.") for name in BUILTIN_ADAPTERS)
+    assert registry()["smtp"] is SmtpChannel and load_adapter("file") is FileChannel
+
+
+def test_unknown_adapter_names_the_available_ones():
+    with pytest.raises(UnknownAdapter) as caught:
+        load_adapter("sendgrid")
+    assert "available: " in str(caught.value) and "smtp" in caught.value.available
+
+
+# -- loading ----------------------------------------------------------------------------------------
+
+def test_the_spec_example_loads_with_env_references(tmp_path, env):
+    channels = load_channels(write(tmp_path, SPEC_EXAMPLE))
+    assert {c: type(channels(c)).__name__ for c in ("email", "sms", "whatsapp", "voice", "letter", "agent")} == {
+        "email": "SmtpChannel", "sms": "TwilioChannel", "whatsapp": "WhatsAppCloudChannel",
+        "voice": "TwilioVoiceChannel", "letter": "FileChannel", "agent": "WebhookChannel"}
+    assert channels("email").settings.password.get_secret_value() == "pw-7d1c0ffee"
+    assert channels("email").settings.username == "billing-mailer"
+    assert channels("sms").settings.account_sid == TWILIO_SID
+    assert channels.retry == Retry(attempts=3, backoff=30.0)
+    assert channels.costs == {"email": Decimal("0.001"), "sms": Decimal("0.045"), "whatsapp": Decimal("0.03"),
+                              "voice": Decimal("0.20"), "letter": Decimal("1.50")}
+    channels.close()
+
+
+def test_the_starter_channels_yaml_loads():
+    channels = load_channels(ROOT / "engine" / "starter" / "channels.yaml")
+    assert isinstance(channels("letter"), FileChannel) and str(channels("letter").path) == "outbox/letters.jsonl"
+
+
+def test_unset_variable_is_named_with_its_place_and_no_value_leaks(tmp_path, env, monkeypatch):
+    monkeypatch.delenv("WA_TOKEN")
+    monkeypatch.setenv("SMTP_PASSWORD", "")
+    found = problems(tmp_path, SPEC_EXAMPLE)
+    assert ("channels-env-unset", 3, "channels.email.password: environment variable SMTP_PASSWORD is empty") in found
+    assert ("channels-env-unset", 6, "channels.whatsapp.token: environment variable WA_TOKEN is not set") in found
+    assert len(found) == 2
+    with pytest.raises(ChannelsError) as caught:
+        load_channels(write(tmp_path, SPEC_EXAMPLE))
+    assert not any(value in str(caught.value) for value in ENV.values())
+
+
+def test_every_problem_is_reported_with_file_line_and_column(tmp_path):
+    found = problems(tmp_path, """\
+        channels:
+          email: { adapter: smtp, hots: mail.example.com, from: billing@example.com }
+          sms:   { adapter: twilo, account_sid: AC1 }
+          voice: { from: "+1" }
+          fax:   just a string
+        retry: { attempts: 0, backof: 10s }
+        costs: { sms: -1, email: cheap }
+        colour: blue
+        """)
+    codes = [(code, line) for code, line, _ in found]
+    assert codes == [("channels-missing-setting", 2), ("channels-unknown-setting", 2), ("channels-unknown-adapter", 3),
+                     ("channels-no-adapter", 4), ("channels-not-mapping", 5), ("channels-bad-retry", 6),
+                     ("channels-bad-retry", 6), ("channels-bad-cost", 7), ("channels-bad-cost", 7),
+                     ("channels-unknown-key", 8)]
+    with pytest.raises(ChannelsError) as caught:
+        load_channels(write(tmp_path, "channels:\n  sms: { adapter: twilo }\n"))
+    text = str(caught.value)
+    assert text.startswith(f"{tmp_path / 'channels.yaml'}:2:19: channels.sms.adapter: unknown adapter 'twilo'")
+    assert "available: file, smtp, twilio, twilio_voice, webhook, whatsapp_cloud" in text
+    assert "did you mean 'twilio'?" in text
+
+
+def test_unknown_setting_suggests_and_lists_the_adapter_settings(tmp_path):
+    [(code, line, text)] = problems(tmp_path, """\
+        channels:
+          sms: { adapter: twilio, account_sid: AC1, auth_token: t, from: "+1", status_callbak: "https://x" }
+        """)
+    assert (code, line) == ("channels-unknown-setting", 2) and text.endswith("status_callbak: unknown setting for "
+                                                                            "the twilio adapter")
+    [(code, _, text)] = problems(tmp_path, "channels:\n  sms: { adapter: twilio, account_sid: AC1, auth_token: t }\n")
+    assert code == "channels-bad-setting" and "give `from` or `messaging_service_sid`" in text
+
+
+def test_bad_values_are_reported_without_echoing_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("SMTP_PORT", "not-a-port-secret")
+    found = problems(tmp_path, """\
+        channels:
+          email: { adapter: smtp, host: h, port: "${SMTP_PORT}", from: a@example.com, timeout: soon }
+        """)
+    assert {code for code, _, _ in found} == {"channels-bad-setting"}
+    assert all("not-a-port-secret" not in text for _, _, text in found)
+    assert any("timeout" in text and "duration" in text for _, _, text in found)
+
+
+def test_a_url_typo_is_a_setting_error_not_a_network_failure_later(tmp_path):
+    [(code, line, text)] = problems(tmp_path, "channels:\n  webhook: { adapter: webhook, url: erp.example.com/hook,"
+                                              " secret: s }\n")
+    assert (code, line) == ("channels-bad-setting", 2) and text == ("channels.webhook.url: expected an http:// or "
+                                                                    "https:// URL")
+
+
+def test_empty_or_shapeless_files(tmp_path):
+    assert problems(tmp_path, "")[0][0] == "channels-not-mapping"
+    assert problems(tmp_path, "channels: [email]\n")[0][0] == "channels-not-mapping"
+    assert problems(tmp_path, "channels: {email: {adapter: file}\n")[0][0] == "yaml-syntax"
+    with pytest.raises(ChannelsError, match="cannot read"):
+        load_channels(tmp_path / "missing.yaml")
+
+
+def test_retry_and_costs(tmp_path):
+    channels = load_channels(write(tmp_path, "channels: {}\nretry: { attempts: 5, backoff: 2m }\n"))
+    assert channels.retry == Retry(5, 120.0) and channels.costs == {}
+    assert load_channels(write(tmp_path, "channels: {}\n")).retry == Retry(3, 30.0)
+    assert Retry(3, 30.0).delay(1) == 30.0 and Retry(3, 30.0).delay(3) == 120.0
+    assert Retry(3, 30.0).delay(1, retry_after=90.0) == 90.0
+
+
+# -- which adapter --------------------------------------------------------------------------------
+
+def test_without_configuration_every_channel_goes_to_the_file_adapter(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    channels = load_channels(None)
+    assert channels("sms").send(message("sms")).status == "sent"
+    assert (tmp_path / "outbox" / "sms.jsonl").exists() and channels("sms") is channels("sms")
+
+
+def test_a_channel_the_configuration_does_not_map_fails_permanently(tmp_path):
+    channels = Channels({"email": {"adapter": "file", "path": str(tmp_path / "e.jsonl")}})
+    result = channels("sms").send(message("sms"))
+    assert (result.status, result.error_code) == ("permanent", "channel_not_configured")
+    assert "configured: email" in result.error and channels.unconfigured(["email", "sms"]) == ["sms"]
+    assert Channels().unconfigured(["sms"]) == []
+
+
+def test_file_lines_carry_the_new_message_fields(tmp_path):
+    import json
+
+    adapter = FileChannel("whatsapp", path=str(tmp_path / "w.jsonl"))
+    adapter.send(Message(key="k", channel="whatsapp", customer_id="C1", invoice_ids=("F1",), recipient="+51",
+                         params=("Ana",), template_name="recordatorio_pago", template_language="es", language="es"))
+    line = json.loads((tmp_path / "w.jsonl").read_text())
+    assert (line["template_name"], line["template_language"], line["params"]) == ("recordatorio_pago", "es", ["Ana"])
+
+
+# -- secrets ----------------------------------------------------------------------------------------
+
+def test_redact_masks_env_values_and_secret_named_settings(tmp_path, env):
+    channels = load_channels(write(tmp_path, SPEC_EXAMPLE.replace(
+        "letter:   { adapter: file, path: outbox/letters.jsonl }",
+        'letter:   { adapter: webhook, url: "https://print.example.com/x", secret: literal-secret-9,'
+        ' headers: { X-Api-Key: "key-in-file-31" } }')))
+    leaked = " | ".join([*ENV.values(), "literal-secret-9", "key-in-file-31"])
+    masked = channels.redact(f"POST failed: {leaked}")
+    assert masked == "POST failed: " + " | ".join(["***"] * (len(ENV) + 2))
+    assert channels.redact("port 587, host smtp.example.com") == "port 587, host smtp.example.com"
+    secrets = ("pw-7d1c0ffee", TWILIO_TOKEN, "EAAwatoken", "whsec-erp-4242", "whsec-crm-4343", "literal-secret-9",
+               "key-in-file-31")
+    for text in (repr(channels), *(repr(channels(c)) for c in channels.config),
+                 *(repr(channels(c).settings) for c in channels.config)):
+        assert not any(secret in text for secret in secrets), text
+    channels.close()
+
+
+def test_short_env_values_are_not_masked_everywhere(tmp_path, monkeypatch):
+    monkeypatch.setenv("SMTP_PORT", "25")
+    channels = load_channels(write(tmp_path, 'channels:\n  email: { adapter: smtp, host: h, port: "${SMTP_PORT}",'
+                                             ' starttls: false, from: a@example.com }\n'))
+    assert channels("email").settings.port == 25 and channels.redact("1250.00") == "1250.00"
+
+
+def test_a_provider_error_carries_no_secret(tmp_path, monkeypatch):
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", TWILIO_SID)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "a-wrong-token-5150")
+    with ProviderServer() as server:
+        channels = load_channels(write(tmp_path, f"""\
+            channels:
+              sms: {{ adapter: twilio, account_sid: "${{TWILIO_ACCOUNT_SID}}", auth_token: "${{TWILIO_AUTH_TOKEN}}",
+                     from: "+15005550006", base_url: "{server.url}" }}
+            """))
+        result = channels("sms").send(message("sms"))
+        channels.close()
+    assert result.status == "permanent" and "a-wrong-token-5150" not in repr(result)
+    assert TWILIO_SID not in channels.redact(repr(result))
+
+
+def test_an_adapter_that_cannot_start_is_reported_redacted(tmp_path, monkeypatch):
+    class Picky:
+        name = "picky"
+
+        def __init__(self, channel, **settings):
+            raise RuntimeError(f"cannot log in with {settings['api_key']}")
+
+    real = channels_module.discover
+    monkeypatch.setattr(channels_module, "discover", lambda: ({**real()[0], "picky": Picky}, {"gone": "no module"}))
+    monkeypatch.setenv("PICKY_KEY", "picky-key-8080")
+    with pytest.raises(ChannelsError) as caught:
+        load_channels(write(tmp_path, 'channels:\n  sms: { adapter: picky, api_key: "${PICKY_KEY}" }\n'))
+    assert caught.value.diagnostics[0].code == "channels-adapter-init"
+    assert "cannot log in with ***" in str(caught.value) and "picky-key-8080" not in str(caught.value)
+    [(code, _, text)] = problems(tmp_path, "channels:\n  sms: { adapter: gone }\n")
+    assert code == "channels-broken-adapter" and "no module" in text
