@@ -425,7 +425,8 @@ def db_upgrade(db: DbOpt = None) -> None:
 
     engine = connect(db, upgrade=False)
     applied = migrate(engine)
-    typer.echo(f"schema version {current_version(engine)}" + (f" (applied {applied})" if applied else " (up to date)"))
+    typer.echo(f"schema revision {current_version(engine)}"
+               + (f" (applied {', '.join(applied)})" if applied else " (up to date)"))
 
 
 def main() -> None:

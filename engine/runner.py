@@ -46,23 +46,6 @@ class TickSummary:
     decisions: list[Decision] = field(default_factory=list)
 
 
-def sqlite_immediate(engine: Engine) -> None:
-    """Make every SQLite transaction BEGIN IMMEDIATE: the write lock is taken before reading, so two
-    ticks cannot decide the same customer from the same snapshot."""
-    if engine.dialect.name != "sqlite" or getattr(engine, "_collect_immediate", False):
-        return
-
-    @event.listens_for(engine, "connect")
-    def _no_autobegin(dbapi_conn, _record):
-        dbapi_conn.isolation_level = None
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    engine._collect_immediate = True  # type: ignore[attr-defined]
-
-
 @dataclass
 class _Batch:
     """Rows decided for one batch of customers, written together."""
@@ -90,7 +73,7 @@ class _Batch:
 
 class Runner:
     def __init__(self, engine: Engine, plan, channels, *, batch: int = 500, pay_link: str | None = None):
-        sqlite_immediate(engine)
+        s.immediate(engine)
         self.engine, self.plan, self.channels = engine, plan, channels
         self.rt = Runtime(plan)
         self.batch = batch

@@ -1,9 +1,10 @@
 """The invoice store: SQLAlchemy 2 tables, connection, and versioned schema migrations.
 
 SQLite by default (a file, WAL journal), PostgreSQL by URL. Times are stored in UTC; amounts as exact
-decimal text (SQLite has no exact decimal type). Migrations are an ordered list of functions, each
-applied once in its own transaction and recorded in `schema_version` (applied automatically when the
-store opens, or by `collect db upgrade`).
+decimal text (SQLite has no exact decimal type). The tables below are the live shape the code queries;
+the schema itself is made by Alembic revisions (engine/migrations/versions, frozen once applied),
+applied automatically when the store opens or by `collect db upgrade`, under a lock so that two
+processes opening a new store at once do not both migrate it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import json
 import os
 from decimal import Decimal
 
+from pathlib import Path
+
 from sqlalchemy import (JSON, Boolean, Column, Date, DateTime, Index, Integer, MetaData, String, Table, Text,
-                        TypeDecorator, create_engine, event, text)
+                        TypeDecorator, create_engine, event, inspect, text)
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 DEFAULT_URL = "sqlite:///collect.db"
 UTC = dt.timezone.utc
@@ -65,6 +69,8 @@ customers = Table(
     Column("optouts", JSON, nullable=False, default=list),
     Column("attrs", JSON, nullable=False, default=dict),
     Column("next_action_at", UtcDateTime),  # NULL: never decided yet, so due now
+    Column("consents", JSON),  # channels the customer explicitly agreed to; NULL: no records kept
+    Column("legal_status", String(32)),  # sued, insolvent ...: some laws stop all contact then
 )
 Index("ix_customers_next_action", customers.c.next_action_at)
 
@@ -107,6 +113,7 @@ provider_events = Table(
     Column("at", UtcDateTime, nullable=False), Column("channel", String(32), nullable=False),
     Column("type", String(32), nullable=False), Column("contact_id", String(300)),
     Column("customer_id", String(100), index=True),
+    Column("detail", Text),  # a reply's text, a bounce's reason
 )
 
 # The outbox and audit log: one row per contact attempt outcome, unique by key (exactly once).
@@ -126,6 +133,11 @@ contacts = Table(
     Column("queue", String(100)), Column("priority", Text), Column("webhook", String(100)),
     Column("tick_id", Integer),  # the tick that owns a `sending` row while it delivers it
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("next_attempt_at", UtcDateTime),  # a transient failure is retried from then
+    Column("error_code", String(64)),  # the provider's code of the last failure
+    Column("cost", Money),  # channels.yaml `costs` of a delivered message
+    Column("delivery", String(16)),  # the provider's last report: delivered, read, bounced ...
+    Column("delivery_at", UtcDateTime),
 )
 Index("ix_contacts_status", contacts.c.status)
 
@@ -136,6 +148,7 @@ steps = Table(
     Column("customer_id", String(100), nullable=False, index=True),
     Column("state", String(16), nullable=False),  # done | pending
     Column("status", Text, nullable=False),  # the final status, or the deferral reason
+    Column("failed", JSON),  # channels that failed for good for this step: the fallback goes on
 )
 
 stopped = Table("stopped", metadata, Column("invoice_id", String(100), primary_key=True),
@@ -160,18 +173,6 @@ ticks = Table(
     Column("customers", Integer, default=0), Column("decisions", Integer, default=0),
     Column("sent", Integer, default=0), Column("failed", Integer, default=0),
 )
-
-schema_version = Table("schema_version", metadata, Column("version", Integer, primary_key=True),
-                       Column("applied_at", UtcDateTime, nullable=False))
-
-
-def _v1(conn) -> None:
-    """The initial schema."""
-    metadata.create_all(conn, tables=[t for t in metadata.sorted_tables if t.name != "schema_version"])
-
-
-MIGRATIONS = [_v1]  # append, never edit: each function moves the schema one version forward
-
 
 def url_from(option: str | None) -> str:
     return option or os.environ.get("COLLECT_DB") or DEFAULT_URL
@@ -198,24 +199,80 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cursor.close()
 
 
-def current_version(engine: Engine) -> int:
+MIGRATIONS = Path(__file__).with_name("migrations")
+LEGACY_V1 = "0001"  # stores made before Alembic recorded `schema_version` 1: the same tables as 0001
+MIGRATION_LOCK = 7_240_112  # PostgreSQL advisory lock held while migrating
+
+
+def _alembic_config(conn):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    return config
+
+
+def current_version(engine: Engine) -> str | None:
+    """The store's schema revision (None: an empty store)."""
+    from alembic.migration import MigrationContext
+
     with engine.connect() as conn:
-        schema_version.create(conn, checkfirst=True)
-        conn.commit()
-        row = conn.execute(text("SELECT max(version) FROM schema_version")).scalar()
-    return row or 0
+        return MigrationContext.configure(conn).get_current_revision()
 
 
-def migrate(engine: Engine) -> list[int]:
-    """Apply the migrations not yet applied, each in its own transaction. Returns the versions applied."""
-    applied = []
-    version = current_version(engine)
-    for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
-        with engine.begin() as conn:
-            migration(conn)
-            conn.execute(schema_version.insert().values(version=number, applied_at=dt.datetime.now(UTC)))
-        applied.append(number)
-    return applied
+def head_version() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def migrate(engine: Engine) -> list[str]:
+    """Bring the schema to the newest revision; returns the revisions applied (oldest first).
+
+    The whole upgrade is one transaction under a lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an
+    advisory lock), so concurrent first opens of a store wait for one another instead of colliding."""
+    from alembic import command
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = head_version()
+    if current_version(engine) == head:
+        return []  # the common case, without taking a write lock
+    if engine.dialect.name == "sqlite":  # an engine of its own: the caller's reads stay unlocked
+        engine = create_engine(engine.url, poolclass=NullPool)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        immediate(engine)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+        config = _alembic_config(conn)
+        before = MigrationContext.configure(conn).get_current_revision()
+        if before is None and inspect(conn).has_table("schema_version"):
+            command.stamp(config, LEGACY_V1)
+            conn.execute(text("DROP TABLE schema_version"))  # Alembic's version table replaces it
+            before = LEGACY_V1
+        command.upgrade(config, "head")
+    script = ScriptDirectory(str(MIGRATIONS))
+    return [r.revision for r in reversed(list(script.iterate_revisions(head, before or "base")))
+            if r.revision != before]
+
+
+def immediate(engine: Engine) -> None:
+    """Make every SQLite transaction of this engine BEGIN IMMEDIATE: the write lock is taken before
+    reading, so two processes cannot decide (or migrate) from the same snapshot."""
+    if engine.dialect.name != "sqlite" or getattr(engine, "_collect_immediate", False):
+        return
+
+    @event.listens_for(engine, "connect")
+    def _no_autobegin(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine._collect_immediate = True  # type: ignore[attr-defined]
 
 
 def dumps(value) -> str:

@@ -213,7 +213,7 @@ def test_cli_import_run_history(tmp_path, monkeypatch):
     bad.write_text("invoice_id,customer_id,amount,due_date\nX,c,-1,2026-01-01\n")
     result = runner.invoke(app, ["import", "invoices", str(bad), "--db", db])
     assert result.exit_code == 1 and "nothing imported" in result.output
-    assert runner.invoke(app, ["db", "upgrade", "--db", db]).output.startswith("schema version 1")
+    assert runner.invoke(app, ["db", "upgrade", "--db", db]).output.startswith("schema revision")
 
 
 def test_explain_tasks_report(tmp_path):
