@@ -262,7 +262,10 @@ def run(policy: PolicyArg, db: DbOpt = None,
     except ChannelsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_INPUT)
-    summary = Runner(_store(db), plan, adapters).tick(moment, dry_run=dry_run)
+    try:
+        summary = Runner(_store(db), plan, adapters).tick(moment, dry_run=dry_run)
+    finally:
+        adapters.close()
     if not quiet:
         from . import views
 

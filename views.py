@@ -193,6 +193,9 @@ def show_tick(summary, dry_run: bool) -> None:
         table.add_row(status, str(count))
     for channel, count in sorted(summary.by_channel.items()):
         table.add_row(f"delivered by {channel}", str(count))
+    for outcome, count in sorted(summary.delivery.items()):
+        if outcome != "sent":
+            table.add_row(f"provider {outcome}", str(count))
     console.print(table)
     if dry_run:
         for d in summary.decisions:

@@ -91,7 +91,7 @@ class BehaviorModel:
             (p.amount for p in state.payments if p.invoice_id == invoice_id and p.at > now), Decimal(0))
         if balance <= PAID_EPSILON:
             return None
-        rng = self._rng(state.customer.id, d.step, invoice_id, d.contact_key)
+        rng = self._rng(state.customer.id, d.step, invoice_id, *d.keys)  # the step instances: stable ids
         segments = self._segments(rt, state, invoice, now) if self.spec.by_segment else set()
         if rng.random() >= self.probability(rt, d, segments):
             return None

@@ -24,11 +24,24 @@ def address_problem(customer: CustomerInfo, channel: str) -> str | None:
     fields = ADDRESS_FIELDS.get(channel)
     if fields is None:  # letter (postal address kept by the ERP), webhook, agent, plugins
         return None
-    values = [getattr(customer, f) for f in fields if getattr(customer, f)]
-    if not values:
+    if not any(getattr(customer, f) for f in fields):
         return "no address"
-    check = valid_email if channel == "email" else lambda v: e164(v, customer.country) is not None
-    return None if any(check(v) for v in values) else "invalid address"
+    return None if address(customer, channel) else "invalid address"
+
+
+def address(customer: CustomerInfo, channel: str) -> str | None:
+    """The customer's first valid address for the channel (phones in E.164), in order of preference;
+    the message goes where the decision found the customer reachable."""
+    for name in ADDRESS_FIELDS.get(channel, ()):
+        value = getattr(customer, name)
+        if not value:
+            continue
+        if channel == "email":
+            if valid_email(value):
+                return value
+        elif (number := e164(value, customer.country)) is not None:
+            return number
+    return None
 
 
 @lru_cache(maxsize=200_000)

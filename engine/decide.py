@@ -12,6 +12,7 @@ do-not-contact -> channel choice (address, consent, opt-out) -> window/holiday -
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -249,7 +250,7 @@ class Decider:
             return self._emit(group, "", "skipped", "do_not_contact")
         problems = []
         for i, channel in enumerate(step.channels):
-            problem = self._reach(channel)
+            problem = self._failed_before(group, channel) or self._reach(channel)
             if problem is None:
                 problem = self._try_channel(group, channel, step.channels[i + 1:])
                 if problem is None:
@@ -260,6 +261,11 @@ class Decider:
         self._emit(group, step.channels[-1], "failed", "; ".join(problems))
         if step.on_exhausted:
             self._escalate(group, step.queue, "channels exhausted")
+
+    def _failed_before(self, group: list[Ready], channel: str) -> str | None:
+        """The provider refused this step's message on the channel (or it bounced): fall back."""
+        failed = self.state.failed
+        return next((failed[r.key][channel] for r in group if channel in failed.get(r.key, ())), None)
 
     def _reach(self, channel: str) -> str | None:
         """Why the customer cannot be reached on the channel (None: they can); fixed for a state."""
@@ -283,7 +289,7 @@ class Decider:
             self._defer(group, channel, f"cap:{blocked}", until)
             return None
         self._emit(group, channel, "sent", self._deferred_reason(group), fallbacks=fallbacks)
-        self.sent.append(SentContact(self.now, channel))
+        self.sent.append(SentContact(self.now, channel, tuple(r.invoice.id for r in group)))
         return None
 
     def _deferred_reason(self, group: list[Ready]) -> str:
@@ -346,11 +352,15 @@ class Decider:
         self.out.decisions.append(Decision(
             at=self.now, customer_id=self.state.customer.id, invoice_ids=tuple(r.invoice.id for r in group),
             stage=step.owner, step=step.id, channel=channel, template=step.template, status=status,
-            reason=reason, keys=keys if settle else (), contact_key=self._contact_key(group, status), **extra))
+            reason=reason, keys=keys if settle else (), contact_key=self._contact_key(group, status, channel), **extra))
 
-    def _contact_key(self, group: list[Ready], status: str) -> str:
-        ids = ",".join(sorted(r.invoice.id for r in group))
-        return f"{self.rt.plan_hash[:12]}|{group[0].step.id}|{ids}|{status}"
+    def _contact_key(self, group: list[Ready], status: str, channel: str) -> str:
+        """Unique per step instances, outcome and channel: a fallback's send is a contact of its own,
+        and each occurrence of an event step is another contact."""
+        key = f"{self.rt.plan_hash[:12]}|{','.join(sorted(r.key for r in group))}|{status}|{channel}"
+        if len(key) > 300:  # a group of many invoices: the column holds 400 characters
+            key = f"{self.rt.plan_hash[:12]}|{group[0].step.id}|{hashlib.sha256(key.encode()).hexdigest()}"
+        return key
 
     def _settle(self, r: Ready, status: str, reason: str, emit: bool = True) -> None:
         """Close a step instance without a contact: as a row (superseded, missed), or silently when the
@@ -386,6 +396,6 @@ def apply(state: CustomerState, outcome: Outcome) -> None:
             state.done[key] = d.status
             state.pending.pop(key, None)
         if d.status == "sent" and d.channel not in ("", "webhook", "agent"):
-            state.sent.append(SentContact(d.at, d.channel))
+            state.sent.append(SentContact(d.at, d.channel, d.invoice_ids))
         if d.status == "skipped" and d.reason == "stopped by step":
             state.stopped.update(d.invoice_ids)

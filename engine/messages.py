@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from ..adapters.base import Message
 from ..dsl.fields import schema_for
-from .contacts import e164
+from .contacts import address
 from .state import balance_at
 from .templates import make_context, render_channel
 
@@ -21,14 +21,7 @@ def _template_object(doc: dict):
 
 
 def recipient(customer, channel: str) -> str | None:
-    if channel == "email":
-        return customer.email
-    if channel in ("sms", "voice"):
-        return e164(customer.phone, customer.country) if customer.phone else None
-    if channel == "whatsapp":
-        number = customer.whatsapp or customer.phone
-        return e164(number, customer.country) if number else None
-    return None
+    return address(customer, channel)
 
 
 def build_message(rt, plan, decision, state, pay_link: str) -> Message:
@@ -47,14 +40,19 @@ def build_message(rt, plan, decision, state, pay_link: str) -> Message:
     context = make_context(customer, invoices, pay_link=pay_link.format(customer_id=c.id), today=decision.at.date(),
                            currency=(invoices[0]["currency"] if invoices else None) or rt.currency, schema=schema,
                            promise={"amount": promise.amount, "date": promise.promised_date, "active": True} if promise else None)
-    subject = body = html = None
+    subject = body = html = template_name = template_language = None
     params: tuple = ()
     if decision.template:
         doc = plan["templates"][decision.template][decision.channel]
         rendered = render_channel(_template_object(dict(doc)), context)
         subject, body, html, params = rendered.subject, rendered.body, rendered.html, rendered.params
+        if doc["kind"] == "whatsapp":  # a provider-approved template, sent by name with its parameters
+            template_name, template_language = doc["template_name"], doc["language"]
+    replies = [r.at for r in state.replies if r.channel == decision.channel and r.at <= decision.at]
     return Message(key=decision.contact_key, channel=decision.channel, customer_id=c.id,
                    invoice_ids=tuple(decision.invoice_ids), recipient=recipient(c, decision.channel), subject=subject,
-                   body=body or "", html=html, params=params, template=decision.template,
+                   body=body or "", html=html, params=params, template=decision.template, language=c.language,
+                   template_name=template_name, template_language=template_language,
                    metadata={"step": decision.step, "stage": decision.stage, "plan_hash": rt.plan_hash,
-                             "webhook": decision.webhook})
+                             "webhook": decision.webhook, "now": decision.at,
+                             "last_inbound_at": max(replies, default=None)})

@@ -132,12 +132,20 @@ def _payments(table: Table, book: Portfolio) -> None:
     for cells in table:
         iid, amount = _known_invoice(cells, book), cells.decimal("amount", True)
         paid_at = cells.date("paid_at", True, with_time=True)
-        pid = cells.text("payment_id") or f"{Path(table.file).name}:{cells.number}"
+        # without a payment_id, the payment is named by what it is, so the same line in tomorrow's
+        # export (whatever the file's name or the line's place) is recognised and not counted twice
+        pid = cells.text("payment_id") or _content_id(iid, amount, paid_at)
         if pid in seen:  # the same payment twice in one file counts once (SPEC 7: idempotent by id)
             continue
         seen.add(pid)
         if iid and amount is not None and paid_at is not None:
             book.payments.append(Payment(pid, iid, amount, paid_at, cells.text("currency"), cells.text("method")))
+
+
+def _content_id(*parts) -> str:
+    import hashlib
+
+    return "auto-" + hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:20]
 
 
 def _promises(table: Table, book: Portfolio) -> None:

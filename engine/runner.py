@@ -4,8 +4,9 @@ A tick claims the customers whose `next_action_at` has come (NULL: never decided
 in batches. For each batch, in ONE transaction: the core decides, and the decisions are written —
 contact rows with unique keys (sends as `sending`), the step memory, agent tasks, the next action
 time. Only after that commit are the adapters called, with the contact key as idempotency key, and
-the outcome recorded. A crash between the two leaves `sending` rows, which the next tick delivers
-again through the (idempotent) adapter: nothing lost, nothing twice.
+the outcome recorded (engine/delivery.py: retries across ticks, fallback to the next channel through
+the decision core). A crash between the two leaves `sending` rows, which the next tick delivers again
+through the (idempotent) adapter: nothing lost, nothing twice.
 
 Concurrency: on SQLite every batch runs in a BEGIN IMMEDIATE transaction, so overlapping ticks take
 turns and the second finds the customers already moved forward. On PostgreSQL batches are claimed with
@@ -25,11 +26,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import event, or_, select, text, update
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from . import store as s
 from .decide import Decision, Outcome, decide
+from .delivery import Delivery, deliver_all, record
 from .runtime import Runtime
 from .storeio import _insert_new, _upsert, load_states
 
@@ -43,6 +45,7 @@ class TickSummary:
     statuses: Counter = field(default_factory=Counter)
     by_channel: Counter = field(default_factory=Counter)
     provider_failures: list[str] = field(default_factory=list)
+    delivery: Counter = field(default_factory=Counter)  # outcomes of the provider calls: sent, retry, failed ...
     decisions: list[Decision] = field(default_factory=list)
 
 
@@ -92,14 +95,14 @@ class Runner:
                 pid=os.getpid())).inserted_primary_key[0]
         self.tick_id = tick_id
         with self._alive(tick_id):
-            self._recover(summary)
+            self._recover(now, summary)
             while True:
                 with self.engine.begin() as conn:
                     ids = self._claim(conn, now)
                     if not ids:
                         break
                     sends = self._decide_and_record(conn, ids, now, summary)
-                self._deliver(sends, summary)
+                self._deliver(sends, summary, now)
         with self.engine.begin() as conn:
             conn.execute(update(s.ticks).where(s.ticks.c.id == tick_id).values(
                 finished_at=dt.datetime.now(dt.timezone.utc), customers=summary.customers,
@@ -147,7 +150,7 @@ class Runner:
                 "channel": d.channel, "template": d.template, "status": "sending" if to_deliver else d.status,
                 "reason": d.reason, "attempts": 0, "at": d.at, "tz": tz, "fallbacks": list(d.fallbacks),
                 "queue": d.queue, "priority": priority, "webhook": d.webhook, "tick_id": self.tick_id,
-                "updated_at": updated})
+                "updated_at": updated, "steps": list(d.keys)})
             for key in d.keys:
                 target = batch.pending if d.status == "deferred" else batch.done
                 target.append({"key": key, "customer_id": d.customer_id, "state": "pending" if d.status == "deferred"
@@ -159,46 +162,27 @@ class Runner:
             if d.status == "skipped" and d.reason == "stopped by step":
                 batch.stopped += [{"invoice_id": i, "customer_id": d.customer_id} for i in d.invoice_ids]
             if to_deliver:
-                batch.sends.append((d, state))
+                batch.sends.append(self._delivery(d.contact_key, d.channel, d.customer_id, d.keys, 0, d, state))
 
     # -- delivery -----------------------------------------------------------------------------------
 
-    def _deliver(self, sends: list, summary: TickSummary) -> None:
+    def _deliver(self, deliveries: list[Delivery], summary: TickSummary, now: dt.datetime) -> None:
+        results = deliver_all(deliveries, self.channels)
+        with self.engine.begin() as conn:
+            record(conn, results, self.channels, now)
+        for r in results:
+            if r.status == "sent":
+                summary.by_channel[r.delivery.channel] += 1
+            else:
+                summary.provider_failures.append(f"{r.delivery.key}: {r.reason}")
+            summary.delivery[r.status] += 1
+
+    def _delivery(self, key: str, channel: str, customer_id: str, steps, attempts: int, decision: Decision,
+                  state) -> Delivery:
         from .messages import build_message
 
-        outcomes = [self._send_one(build_message(self.rt, self.plan, decision, state, self.pay_link),
-                                   decision.channel, summary) for decision, state in sends]
-        self._record_outcomes(outcomes)
-
-    def _send_one(self, message, channel: str, summary: TickSummary) -> dict:
-        """Call the adapter; returns the outcome to record (recorded per batch, in one transaction)."""
-        adapter = self.channels(channel)
-        try:
-            result = adapter.send(message)
-            status = "sent" if result.status == "sent" else "failed"
-            reason = "" if status == "sent" else f"{result.status}: {result.error_code or ''} {result.error or ''}".strip()
-            provider_id = result.provider_id
-        except Exception as exc:  # noqa: BLE001 - a broken provider must not stop the tick for the others
-            status, reason, provider_id = "failed", f"adapter error: {exc}", None
-        if status == "failed":
-            summary.provider_failures.append(f"{message.key}: {reason}")
-            summary.statuses["sent"] -= 1
-            summary.statuses["failed"] += 1
-        else:
-            summary.by_channel[channel] += 1
-        return {"k": message.key, "status": status, "reason": reason, "provider_id": provider_id}
-
-    def _record_outcomes(self, outcomes: list[dict]) -> None:
-        if not outcomes:
-            return
-        from sqlalchemy import bindparam
-
-        statement = (update(s.contacts).where(s.contacts.c.key == bindparam("k"))
-                     .values(status=bindparam("status"), reason=bindparam("reason"),
-                             provider_id=bindparam("provider_id"), attempts=s.contacts.c.attempts + 1,
-                             updated_at=dt.datetime.now(dt.timezone.utc)))
-        with self.engine.begin() as conn:
-            conn.execute(statement, outcomes)
+        return Delivery(key, channel, customer_id, tuple(steps), attempts,
+                        lambda: build_message(self.rt, self.plan, decision, state, self.pay_link))
 
     @contextlib.contextmanager
     def _alive(self, tick_id: int):
@@ -236,39 +220,32 @@ class Runner:
             return False
         return False
 
-    def _recover(self, summary: TickSummary) -> None:
-        """Deliver `sending` rows left by a tick that died between its commit and the provider call.
+    def _recover(self, now: dt.datetime, summary: TickSummary) -> None:
+        """Deliver the `sending` rows nobody is delivering: left by a tick that died between its commit
+        and the provider call, or waiting for a retry whose time has come.
 
-        A row is taken over by moving its tick_id from the dead tick to this one in one UPDATE, so two
-        recovering ticks never deliver the same row."""
-        from .messages import build_message
-
-        mine = []
+        Rows are taken over by moving their tick_id to this tick in one UPDATE ... RETURNING, so two
+        ticks never deliver the same row."""
+        due = or_(s.contacts.c.next_attempt_at.is_(None), s.contacts.c.next_attempt_at <= now)
         with self.engine.begin() as conn:
-            rows = list(conn.execute(select(s.contacts).where(s.contacts.c.status == "sending")))
-            owners = {r.tick_id for r in rows}
-            dead = {t for t in owners if t != self.tick_id and self._dead(conn, t)}
-        for row in rows:
-            if row.tick_id not in dead:
-                continue
-            with self.engine.begin() as conn:
-                took = conn.execute(update(s.contacts).where(s.contacts.c.key == row.key, s.contacts.c.status == "sending",
-                                                             s.contacts.c.tick_id.is_(None) if row.tick_id is None
-                                                             else s.contacts.c.tick_id == row.tick_id)
-                                    .values(tick_id=self.tick_id)).rowcount
-            if took:
-                mine.append(row)
-        if not mine:
+            owners = {r.tick_id for r in conn.execute(select(s.contacts.c.tick_id).distinct()
+                                                       .where(s.contacts.c.status == "sending", due))}
+            dead = [t for t in owners if t is not None and t != self.tick_id and self._dead(conn, t)]
+            free = or_(s.contacts.c.tick_id.is_(None), s.contacts.c.tick_id.in_(dead))
+            keys = [r.key for r in conn.execute(update(s.contacts).where(s.contacts.c.status == "sending", due, free)
+                                                .values(tick_id=self.tick_id).returning(s.contacts.c.key))]
+            rows = list(conn.execute(select(s.contacts).where(s.contacts.c.key.in_(keys)))) if keys else []
+        if not rows:
             return
         with self.engine.connect() as conn:
-            states = load_states(conn, sorted({r.customer_id for r in mine}), dict(self.plan["fields"]))
-        for row in mine:
+            states = load_states(conn, sorted({r.customer_id for r in rows}), dict(self.plan["fields"]))
+        deliveries = []
+        for row in rows:
             decision = Decision(row.at.astimezone(ZoneInfo(row.tz)), row.customer_id, tuple(row.invoice_ids.split(";")),
-                                row.stage, row.step, row.channel, row.template, "sent", row.reason or "",
-                                contact_key=row.key)
-            message = build_message(self.rt, self.plan, decision, states[row.customer_id], self.pay_link)
-            summary.statuses["sent"] += 1
-            self._record_outcomes([self._send_one(message, row.channel, summary)])
+                                row.stage, row.step, row.channel, row.template, "sent", "", contact_key=row.key)
+            deliveries.append(self._delivery(row.key, row.channel, row.customer_id, row.steps or (), row.attempts,
+                                             decision, states[row.customer_id]))
+        self._deliver(deliveries, summary, now)
 
     def _dry_run(self, now: dt.datetime, summary: TickSummary) -> TickSummary:
         """Decide for every due customer and report, writing and sending nothing."""

@@ -85,9 +85,13 @@ class CustomerState:
     promises: list[PromiseInfo] = field(default_factory=list)
     disputes: list[DisputeInfo] = field(default_factory=list)
     conversations: list[SentContact] = field(default_factory=list)  # provider `conversation` events
+    replies: list[SentContact] = field(default_factory=list)  # messages the customer sent us (`replied`)
     sent: list[SentContact] = field(default_factory=list)  # contacts actually sent, sorted by time
     done: dict[str, str] = field(default_factory=dict)  # step instance key -> final status
     pending: dict[str, str] = field(default_factory=dict)  # step instance key -> deferral reason
+    # step instance key -> {channel: why}: channels whose provider refused the message for good (or
+    # that bounced); the step falls back to its next channel
+    failed: dict[str, dict[str, str]] = field(default_factory=dict)
     stopped: set[str] = field(default_factory=set)  # invoices a `stop` step ended
     # values derived from the parts of the state that do not change while it is alive (step keys,
     # reachability of a channel); a shell that changes those parts must clear it

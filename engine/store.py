@@ -138,6 +138,7 @@ contacts = Table(
     Column("cost", Money),  # channels.yaml `costs` of a delivered message
     Column("delivery", String(16)),  # the provider's last report: delivered, read, bounced ...
     Column("delivery_at", UtcDateTime),
+    Column("steps", JSON),  # the step instances it settles: reopened when the delivery fails for good
 )
 Index("ix_contacts_status", contacts.c.status)
 

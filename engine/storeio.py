@@ -22,7 +22,8 @@ EVENT_TYPES = ("delivered", "read", "clicked", "replied", "bounced", "failed", "
 UTC = dt.timezone.utc
 
 
-def _upsert(conn: Connection, table, rows: list[dict], keys: list[str]) -> None:
+def _upsert(conn: Connection, table, rows: list[dict], keys: list[str], keep: tuple[str, ...] = ()) -> None:
+    """Insert the rows, or update the existing ones (but for the `keep` columns)."""
     if not rows:
         return
     if conn.dialect.name == "postgresql":
@@ -30,7 +31,7 @@ def _upsert(conn: Connection, table, rows: list[dict], keys: list[str]) -> None:
     else:
         from sqlalchemy.dialects.sqlite import insert
     statement = insert(table)
-    columns = [c for c in rows[0] if c not in keys]
+    columns = [c for c in rows[0] if c not in keys and c not in keep]
     statement = statement.on_conflict_do_update(index_elements=keys, set_={c: statement.excluded[c] for c in columns})
     conn.execute(statement, rows)
 
@@ -106,14 +107,19 @@ def import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str]
         zone, owners = _zone_of(conn, default_tz)
         known_customers = {r.id for r in conn.execute(select(s.customers.c.id))}
         if kind == "invoices":
-            book = read_portfolio(path, fields=fields, default_timezone=default_tz, default_currency=default_currency,
+            book = read_portfolio(path, fields=fields, default_timezone=default_tz, default_currency=None,
                                   colmap=colmap)
             _merge_customers(conn, book.customers)
             rows = [{"id": i.id, "customer_id": i.customer_id, "number": i.number, "amount": i.amount,
                      "balance": i.balance, "currency": i.currency, "issue_date": i.issue_date, "due_date": i.due_date,
                      "status": i.status, "attrs": _jsonable(i.attrs)} for i in book.invoices.values()]
-            for chunk in _chunks(rows):
+            given = [r for r in rows if r["currency"] is not None]
+            # a row without a currency takes the default when new, and keeps the stored one when not
+            unsaid = [{**r, "currency": default_currency} for r in rows if r["currency"] is None]
+            for chunk in _chunks(given):
                 _upsert(conn, s.invoices, chunk, ["id"])
+            for chunk in _chunks(unsaid):
+                _upsert(conn, s.invoices, chunk, ["id"], keep=("currency",))
             return len(rows)
         if kind == "events":
             return _import_events(conn, path, colmap, zone)
@@ -150,36 +156,104 @@ def _mark_due(conn: Connection, customer_ids) -> None:
         conn.execute(update(s.customers).where(s.customers.c.id.in_(chunk)).values(next_action_at=None))
 
 
+STOP_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "optout", "revoke", "baja",
+                        "alto", "parar", "cancelar"})  # carriers' and Twilio's opt-out keywords, and Spanish ones
+DELIVERY_TYPES = ("delivered", "read", "clicked", "replied")
+
+
 def _import_events(conn: Connection, path: Path, colmap: ColumnMap, zone) -> int:
-    """Provider reports: stored; `opted_out` also records the channel opt-out on the customer."""
+    """Provider reports (SPEC 7, events). Each is stored, and acts:
+    delivered/read/clicked/replied update the contact's delivery; a reply that says STOP (or an
+    `opted_out` report) is an opt-out for that channel; bounced/failed fail a sent contact and make its
+    step fall back to the next channel on the next tick; conversations feed the caps' cooldowns.
+    Re-importing the same file adds nothing."""
+    from .compiler import known_channels
+
     problems: list[Problem] = []
     table = Table(Path(path), colmap, problems)
-    contact_owner = {r.key: r.customer_id for r in conn.execute(select(s.contacts.c.key, s.contacts.c.customer_id))}
     rows = []
     if table.headers and table.require("at", "channel", "type"):
-        for cells in table:
-            kind, channel = (cells.text("type", True) or "").lower(), cells.text("channel", True)
-            contact_id, cid = cells.text("contact_id"), cells.text("customer_id")
-            cid = cid or contact_owner.get(contact_id)
-            if kind and kind not in EVENT_TYPES:
-                cells.problem("type", f"unknown event type '{kind}' (expected {', '.join(EVENT_TYPES)})")
-            if cid is None:
-                cells.problem("contact_id", "an event needs a known contact_id or a customer_id")
-            at = cells.date("at", True, with_time=True)
-            if at is not None and cid and kind in EVENT_TYPES:
-                rows.append({"at": _aware(at, zone(customer_id=cid)), "channel": channel, "type": kind,
-                             "contact_id": contact_id, "customer_id": cid})
+        rows = _event_rows(conn, table, set(known_channels()), zone)
     if problems:
         raise CsvError(problems)
+    rows = _new_events(conn, rows)
     if rows:
-        conn.execute(s.provider_events.insert(), rows)
+        conn.execute(s.provider_events.insert(), [{k: v for k, v in r.items() if k != "contact"} for r in rows])
+    now = max((r["at"] for r in rows), default=None)
     for row in rows:
-        if row["type"] == "opted_out":
-            current = conn.execute(select(s.customers.c.optouts).where(s.customers.c.id == row["customer_id"])).scalar()
-            conn.execute(update(s.customers).where(s.customers.c.id == row["customer_id"])
-                         .values(optouts=sorted(set(current or []) | {row["channel"]})))
+        _apply_event(conn, row, now)
     _mark_due(conn, {r["customer_id"] for r in rows})
     return len(rows)
+
+
+def _event_rows(conn: Connection, table: Table, channels: set[str], zone) -> list[dict]:
+    from ..dsl.diagnostics import suggest
+
+    contacts = {}
+    for r in conn.execute(select(s.contacts.c.key, s.contacts.c.provider_id, s.contacts.c.customer_id,
+                                 s.contacts.c.status, s.contacts.c.steps, s.contacts.c.channel)):
+        contacts[r.key] = r
+        if r.provider_id:
+            contacts.setdefault(r.provider_id, r)
+    customers = {r.id for r in conn.execute(select(s.customers.c.id))}
+    rows = []
+    for cells in table:
+        kind, channel = (cells.text("type", True) or "").lower(), cells.text("channel", True)
+        contact_id, cid = cells.text("contact_id"), cells.text("customer_id")
+        contact = contacts.get(contact_id) if contact_id else None
+        if kind and kind not in EVENT_TYPES:
+            cells.problem("type", f"unknown event type '{kind}' (expected {', '.join(EVENT_TYPES)})")
+        if channel and channel not in channels:
+            hint = suggest(channel, channels)
+            cells.problem("channel", f"unknown channel '{channel}'" + (f" ({hint})" if hint else ""))
+        if contact_id and contact is None:
+            cells.problem("contact_id", f"unknown contact '{contact_id}' (neither a contact key nor a provider id)")
+        cid = cid or (contact.customer_id if contact else None)
+        if cid is None and not contact_id:
+            cells.problem("customer_id", "an event needs a contact_id or a customer_id")
+        elif cid is not None and cid not in customers:
+            cells.problem("customer_id", f"unknown customer '{cid}'")
+        at = cells.date("at", True, with_time=True)
+        if at is not None and cid in customers and kind in EVENT_TYPES and channel in channels:
+            rows.append({"at": _aware(at, zone(customer_id=cid)), "channel": channel, "type": kind,
+                         "contact_id": contact.key if contact else None, "customer_id": cid,
+                         "detail": cells.text("detail"), "contact": contact})
+    return rows
+
+
+def _new_events(conn: Connection, rows: list[dict]) -> list[dict]:
+    """The rows not already stored (the same report imported twice counts once)."""
+    def ident(r) -> tuple:
+        return r["at"], r["channel"], r["type"], r["contact_id"], r["customer_id"], r["detail"] or None
+    seen = set()
+    for chunk in _chunks(sorted({r["customer_id"] for r in rows}), 900):
+        seen |= {ident(r._mapping) for r in conn.execute(select(s.provider_events)
+                                                         .where(s.provider_events.c.customer_id.in_(chunk)))}
+    fresh = []
+    for row in rows:
+        if ident(row) not in seen:
+            seen.add(ident(row))
+            fresh.append(row)
+    return fresh
+
+
+def _apply_event(conn: Connection, row: dict, now: dt.datetime) -> None:
+    from .delivery import add_optout, reopen
+
+    kind, contact = row["type"], row["contact"]
+    stop = kind == "replied" and (row["detail"] or "").strip().split(" ")[0].strip(".!").lower() in STOP_WORDS
+    if kind == "opted_out" or stop:
+        add_optout(conn, row["customer_id"], row["channel"])
+    if contact is None:
+        return
+    if kind in DELIVERY_TYPES:
+        conn.execute(update(s.contacts).where(s.contacts.c.key == contact.key).values(delivery=kind,
+                                                                                      delivery_at=row["at"]))
+    elif kind in ("bounced", "failed") and contact.status == "sent":
+        reason = f"{kind}: {row['detail'] or 'reported by the provider'}"
+        conn.execute(update(s.contacts).where(s.contacts.c.key == contact.key).values(
+            status="failed", reason=reason, delivery=kind, delivery_at=row["at"]))
+        reopen(conn, [(contact.customer_id, tuple(contact.steps or ()), contact.channel, reason)], now)
 
 
 # -- states for the decision core ---------------------------------------------------------------------
@@ -214,9 +288,10 @@ def load_states(conn: Connection, ids: list[str], fields: dict[str, str] | None 
              for ns in ("customer", "invoice")}
     states: dict[str, CustomerState] = {}
     for r in conn.execute(select(s.customers).where(s.customers.c.id.in_(ids))):
+        consents = frozenset(r.consents) if r.consents is not None else None
         states[r.id] = CustomerState(CustomerInfo(r.id, r.name, r.email, r.phone, r.whatsapp, r.timezone, r.country,
-                                                  r.language, bool(r.do_not_contact), frozenset(r.optouts or []), None,
-                                                  _typed(r.attrs or {}, kinds["customer"])))
+                                                  r.language, bool(r.do_not_contact), frozenset(r.optouts or []),
+                                                  consents, _typed(r.attrs or {}, kinds["customer"]), r.legal_status))
     for r in conn.execute(select(s.invoices).where(s.invoices.c.customer_id.in_(ids))):
         states[r.customer_id].invoices[r.id] = InvoiceInfo(r.id, r.customer_id, r.amount, r.balance, r.due_date,
                                                            r.number, r.currency, r.issue_date, r.status,
@@ -231,16 +306,20 @@ def load_states(conn: Connection, ids: list[str], fields: dict[str, str] | None 
         states[owner[r.invoice_id]].disputes.append(DisputeInfo(f"dispute-{r.id}", r.invoice_id, r.opened_at,
                                                                 r.resolved_at))
     for r in conn.execute(select(s.provider_events).where(s.provider_events.c.customer_id.in_(ids),
-                                                          s.provider_events.c.type == "conversation")):
-        states[r.customer_id].conversations.append(SentContact(r.at, r.channel))
-    for r in conn.execute(select(s.contacts.c.customer_id, s.contacts.c.at, s.contacts.c.channel)
+                                                          s.provider_events.c.type.in_(("conversation", "replied")))
+                          .order_by(s.provider_events.c.at)):
+        facts = states[r.customer_id].conversations if r.type == "conversation" else states[r.customer_id].replies
+        facts.append(SentContact(r.at, r.channel))
+    for r in conn.execute(select(s.contacts.c.customer_id, s.contacts.c.at, s.contacts.c.channel, s.contacts.c.invoice_ids)
                           .where(s.contacts.c.customer_id.in_(ids), s.contacts.c.status.in_(("sent", "sending")))
                           .order_by(s.contacts.c.at, s.contacts.c.id)):
         if r.channel not in ("", "webhook", "agent"):
-            states[r.customer_id].sent.append(SentContact(r.at, r.channel))
+            states[r.customer_id].sent.append(SentContact(r.at, r.channel, tuple(r.invoice_ids.split(";"))))
     for r in conn.execute(select(s.steps).where(s.steps.c.customer_id.in_(ids))):
-        target = states[r.customer_id].done if r.state == "done" else states[r.customer_id].pending
-        target[r.key] = r.status
+        state = states[r.customer_id]
+        (state.done if r.state == "done" else state.pending)[r.key] = r.status
+        if r.failed:
+            state.failed[r.key] = dict(r.failed)
     for r in conn.execute(select(s.stopped).where(s.stopped.c.customer_id.in_(ids))):
         states[r.customer_id].stopped.add(r.invoice_id)
     return states

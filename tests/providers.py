@@ -44,8 +44,8 @@ TWILIO_MAGIC = {
     "+15005550004": (21610, "Attempt to send to unsubscribed recipient"),
     "+15005550009": (21614, "'To' number is not a valid mobile number"),
 }
-WA_UNDELIVERABLE = "+15550000026"  # answered with 131026
-WA_STOPPED_MARKETING = "+15550000050"  # answered with 131050
+WA_UNDELIVERABLE = "+14155550026"  # answered with 131026
+WA_STOPPED_MARKETING = "+14155550050"  # answered with 131050
 
 
 @dataclass

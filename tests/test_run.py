@@ -302,3 +302,29 @@ def test_run_equals_simulate_property(tmp_path_factory, portfolio, offset):
     simulated = run_simulation(plan, load_portfolio(plan, folder / "p.csv"), start=start, days=7)
     expected = sorted((d.customer_id, d.step, d.channel, d.at.date()) for d in simulated.decisions if d.status == "sent")
     assert ran == expected
+
+
+def test_payments_without_an_id_from_tomorrows_export_are_not_lost(db_url, tmp_path, plan):
+    load_example(db_url, plan)
+    engine = s.connect(db_url)
+    day1 = tmp_path / "pagos.csv"
+    day1.write_text("invoice_id,amount,paid_at\nF001-00001,10,2026-11-20\n")
+    import_file(engine, "payments", day1, fields={}, colmap=ColumnMap())
+    day1.write_text("invoice_id,amount,paid_at\nF001-00001,10,2026-11-20\nF001-00005,500,2026-11-21\n")  # same name
+    import_file(engine, "payments", day1, fields={}, colmap=ColumnMap())
+    with engine.connect() as conn:
+        amounts = sorted(r.amount for r in conn.execute(select(s.payments)))
+    assert amounts == [Decimal("10"), Decimal("500")]
+
+
+def test_reimporting_invoices_without_a_currency_keeps_the_stored_one(db_url, tmp_path, plan):
+    engine = s.connect(db_url)
+    first = tmp_path / "a.csv"
+    first.write_text("invoice_id,customer_id,amount,due_date,currency\nF1,C1,100,2026-12-01,PEN\n")
+    import_file(engine, "invoices", first, fields={}, colmap=ColumnMap(), default_currency="USD")
+    again = tmp_path / "b.csv"
+    again.write_text("invoice_id,customer_id,amount,due_date\nF1,C1,90,2026-12-01\nF2,C1,5,2026-12-02\n")
+    import_file(engine, "invoices", again, fields={}, colmap=ColumnMap(), default_currency="USD")
+    with engine.connect() as conn:
+        found = {r.id: (r.currency, r.amount) for r in conn.execute(select(s.invoices))}
+    assert found == {"F1": ("PEN", Decimal("90")), "F2": ("USD", Decimal("5"))}

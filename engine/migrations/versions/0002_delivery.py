@@ -24,6 +24,7 @@ def upgrade() -> None:
         table.add_column(sa.Column("cost", MONEY))  # channels.yaml `costs`, for the reports
         table.add_column(sa.Column("delivery", sa.String(16)))  # the provider's last report: delivered, read ...
         table.add_column(sa.Column("delivery_at", TIME))
+        table.add_column(sa.Column("steps", sa.JSON))  # the step instances it settles (to reopen on failure)
     with op.batch_alter_table("steps") as table:
         table.add_column(sa.Column("failed", sa.JSON))  # channels that failed for good: the fallback goes on
     with op.batch_alter_table("customers") as table:
@@ -42,5 +43,5 @@ def downgrade() -> None:
     with op.batch_alter_table("steps") as table:
         table.drop_column("failed")
     with op.batch_alter_table("contacts") as table:
-        for column in ("delivery_at", "delivery", "cost", "error_code", "next_attempt_at"):
+        for column in ("steps", "delivery_at", "delivery", "cost", "error_code", "next_attempt_at"):
             table.drop_column(column)

@@ -1,0 +1,154 @@
+"""Handing decided contacts to the channel adapters, and what each outcome does to the store.
+
+A contact arrives here as a `sending` row already committed with the decision (exactly once). Each
+channel's messages are delivered in a thread of their own, one after the other, so a slow or failing
+provider does not hold up the others; after a few transient failures in a row a channel is left alone
+for the rest of the tick (its messages wait for the next one). Outcomes (SPEC 4.5):
+
+- sent: the row becomes `sent`, with the provider's id and the channel's cost;
+- transient (timeouts, 429, 5xx): the row stays `sending`, released to any later tick from
+  `next_attempt_at` (channels.yaml `retry`: backoff doubling, never sooner than Retry-After), until
+  the attempts are used up, which counts as permanent;
+- permanent (invalid number, unsubscribed, bad template, a template that cannot be rendered): the row
+  becomes `failed`, the channel is remembered as failed for the contact's step instances, which are
+  open again, and the customer is due at once: the decision core falls back to the step's next channel
+  (or fails the step and escalates, `on_exhausted`). A provider opt-out also records the opt-out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.engine import Connection
+
+from . import store as s
+
+BREAKER = 3  # transient failures in a row after which a channel is left alone until the next tick
+
+
+@dataclass
+class Delivery:
+    """One message to deliver: its contact row's key, the channel, and how to build the message."""
+
+    key: str
+    channel: str
+    customer_id: str
+    steps: tuple[str, ...]  # the step instances the contact settles
+    attempts: int  # attempts made before this one
+    build: object  # () -> Message; may raise when the template cannot be rendered
+
+
+@dataclass
+class Result:
+    delivery: Delivery
+    status: str  # sent | retry | failed | waiting (not tried: the channel's provider is failing)
+    reason: str = ""
+    provider_id: str | None = None
+    error_code: str | None = None
+    retry_after: float | None = None
+    opted_out: bool = False
+
+
+def deliver_all(deliveries: list[Delivery], channels) -> list[Result]:
+    """Deliver every message, channel by channel in parallel; outcomes in the order given."""
+    by_channel: dict[str, list[Delivery]] = {}
+    for d in deliveries:
+        by_channel.setdefault(d.channel, []).append(d)
+    if not by_channel:
+        return []
+    with ThreadPoolExecutor(max_workers=len(by_channel), thread_name_prefix="deliver") as pool:
+        futures = [pool.submit(_deliver_channel, items, channels) for items in by_channel.values()]
+        done = {r.delivery.key: r for f in futures for r in f.result()}
+    return [done[d.key] for d in deliveries]
+
+
+def _deliver_channel(items: list[Delivery], channels) -> list[Result]:
+    results, failing = [], 0
+    for d in items:
+        if failing >= BREAKER:
+            results.append(Result(d, "waiting", f"not tried: {d.channel} failed {BREAKER} times in a row"))
+            continue
+        result = _attempt(d, channels)
+        failing = failing + 1 if result.status == "retry" else 0
+        results.append(result)
+    return results
+
+
+def _attempt(d: Delivery, channels) -> Result:
+    try:
+        message = d.build()
+    except Exception as exc:  # noqa: BLE001 - the template cannot be rendered: this channel cannot work
+        return Result(d, "failed", channels.redact(f"template: {type(exc).__name__}: {exc}"), error_code="render")
+    try:
+        outcome = channels(d.channel).send(message)
+    except Exception as exc:  # noqa: BLE001 - an adapter bug must not stop the tick for everyone else
+        return Result(d, "retry", channels.redact(f"adapter error: {type(exc).__name__}: {exc}"), error_code="adapter")
+    reason = channels.redact(f"{outcome.error_code or ''} {outcome.error or ''}".strip())
+    if outcome.status == "sent":
+        return Result(d, "sent", provider_id=outcome.provider_id)
+    status = "retry" if outcome.status == "transient" else "failed"
+    return Result(d, status, reason, error_code=outcome.error_code, retry_after=outcome.retry_after,
+                  opted_out=outcome.opted_out)
+
+
+def record(conn: Connection, results: list[Result], channels, now: dt.datetime) -> None:
+    """Write the outcomes in the caller's transaction (a few statements for the whole batch)."""
+    rows = [_row(r, channels, now) for r in results]
+    if not rows:
+        return
+    conn.execute(update(s.contacts).where(s.contacts.c.key == bindparam("k")).values(
+        status=bindparam("status"), reason=bindparam("reason"), provider_id=bindparam("provider_id"),
+        error_code=bindparam("error_code"), attempts=bindparam("attempts"), cost=bindparam("cost"),
+        next_attempt_at=bindparam("next_attempt_at"), tick_id=bindparam("tick"), updated_at=bindparam("updated")),
+        rows)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        reopen(conn, [(r.delivery.customer_id, r.delivery.steps, r.delivery.channel, r.reason) for r in failed], now)
+    for r in results:
+        if r.opted_out:
+            add_optout(conn, r.delivery.customer_id, r.delivery.channel)
+
+
+def _row(r: Result, channels, now: dt.datetime) -> dict:
+    d = r.delivery
+    attempts = d.attempts + (0 if r.status == "waiting" else 1)
+    status, reason, retry_at = r.status, r.reason, None
+    if status == "retry" and attempts >= channels.retry.attempts:
+        status, reason = "failed", f"gave up after {attempts} attempts: {reason}"
+        r.status, r.reason = status, reason  # the caller reopens the step for its fallback
+    if status in ("retry", "waiting"):
+        retry_at = now + dt.timedelta(seconds=channels.retry.delay(max(attempts, 1), r.retry_after))
+        reason = f"retrying from {retry_at:%Y-%m-%d %H:%M} UTC: {reason}"
+    return {"k": d.key, "status": {"retry": "sending", "waiting": "sending"}.get(status, status), "reason": reason,
+            "provider_id": r.provider_id, "error_code": r.error_code, "attempts": attempts,
+            "cost": channels.costs.get(d.channel) if status == "sent" else None, "next_attempt_at": retry_at,
+            "tick": None, "updated": dt.datetime.now(dt.timezone.utc)}
+
+
+def reopen(conn: Connection, failures: list[tuple[str, tuple, str, str]], now: dt.datetime) -> None:
+    """Remember that these channels failed for these step instances, open the steps again and make the
+    customers due now, so the decision core falls back to the next channel."""
+    keys = sorted({k for _, steps, _, _ in failures for k in steps})
+    known = {r.key: r.failed or {} for r in conn.execute(select(s.steps.c.key, s.steps.c.failed)
+                                                          .where(s.steps.c.key.in_(keys)))}
+    rows: dict[str, dict] = {}
+    for customer_id, steps, channel, reason in failures:
+        for key in steps:
+            failed = {**known.get(key, {}), **rows.get(key, {}).get("failed", {}), channel: reason or "failed"}
+            rows[key] = {"key": key, "customer_id": customer_id, "state": "pending", "status": f"failed:{channel}",
+                         "failed": failed}
+    from .storeio import _upsert
+
+    _upsert(conn, s.steps, list(rows.values()), ["key"])
+    customers = sorted({c for c, _, _, _ in failures})
+    conn.execute(update(s.customers).where(s.customers.c.id.in_(customers)).values(next_action_at=now))
+
+
+def add_optout(conn: Connection, customer_id: str, channel: str) -> None:
+    current = conn.execute(select(s.customers.c.optouts).where(s.customers.c.id == customer_id)).scalar()
+    if current is not None and channel not in current:
+        conn.execute(update(s.customers).where(s.customers.c.id == customer_id)
+                     .values(optouts=sorted({*current, channel})))

@@ -1,0 +1,274 @@
+"""What `collect run` does with a provider's answer (SPEC 4.5): fallback to the next channel through the
+decision core, retries across ticks with backoff, opt-outs, a template that cannot be rendered, a
+failing provider that does not hold up the others; and the whole path over real protocols on
+loopback (Twilio, WhatsApp Cloud, SMTP)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import textwrap
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from collect.adapters.base import DeliveryResult
+from collect.cli import app
+from collect.engine import store as s
+from collect.engine.channels import Channels, Retry
+from collect.engine.compiler import compile_policy
+from collect.engine.portfolio import ColumnMap
+from collect.engine.runner import Runner
+from collect.engine.storeio import import_file
+
+UTC = dt.timezone.utc
+MONDAY = dt.datetime(2026, 11, 16, 15, tzinfo=UTC)  # 10:00 in Lima
+
+POLICY = """
+policy: delivery
+timezone: America/Lima
+currency: PEN
+windows:
+  default: { mon-sun: "08:00-20:00" }
+templates:
+  m:
+    email: { subject: "Factura {{ invoice.number }}", body: "Hola {{ customer.name }}" }
+    sms: "Hola {{ customer.name }}: {{ total_balance | money }}"
+    whatsapp: { template_name: recordatorio_pago, language: es, params: ["{{ customer.name }}", "{{ total_balance | money }}"] }
+  broken:
+    sms: "{{ customer.name }} {{ invoice.amount / 0 }}"
+    email: { subject: "s", body: "b" }
+stages:
+  due:
+    when: invoice.days_past_due >= 0
+    steps:
+      - { id: d0, at: due, send: [whatsapp, sms, email], template: m, on_exhausted: escalate }
+"""
+
+
+class Scripted:
+    """A channel whose answers are given in advance, one per send (the last repeats)."""
+
+    def __init__(self, *answers: DeliveryResult):
+        self.answers, self.sent = list(answers), []
+
+    def send(self, message):
+        self.sent.append(message)
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+OK = DeliveryResult.sent("p-1")
+INVALID = DeliveryResult.permanent("21211", "The 'To' number is not a valid phone number.")
+BUSY = DeliveryResult.transient("429", "Too Many Requests", retry_after=120)
+STOP = DeliveryResult.permanent("21610", "Attempt to send to unsubscribed recipient", opted_out=True)
+
+
+@pytest.fixture
+def setup(db_url, tmp_path):
+    def make(policy: str = POLICY, rows: str = "F1,C1,100,2026-11-16,ACME,pagos@acme.pe,+51987654321\n", **answers):
+        path = tmp_path / "policy.yaml"
+        path.write_text(textwrap.dedent(policy), encoding="utf-8")
+        plan = compile_policy(path).plan
+        csv = tmp_path / "p.csv"
+        csv.write_text("invoice_id,customer_id,amount,due_date,customer_name,email,phone\n" + rows, encoding="utf-8")
+        engine = s.connect(db_url)
+        import_file(engine, "invoices", csv, fields={}, colmap=ColumnMap(), default_tz="America/Lima",
+                    default_currency="PEN")
+        channels = Channels(retry=Retry(attempts=3, backoff=60))
+        channels.instances.update({name: Scripted(*answer) for name, answer in answers.items()})
+        return Runner(engine, plan, channels), engine
+    return make
+
+
+def contacts(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(s.contacts).order_by(s.contacts.c.id))
+        return [(r.step, r.channel, r.status, r.attempts) for r in rows]
+
+
+def test_a_permanent_failure_falls_back_to_the_next_channel_in_the_same_tick(setup):
+    run, engine = setup(whatsapp=[INVALID], sms=[OK], email=[OK])
+    summary = run.tick(MONDAY)
+    assert contacts(engine) == [("d0", "whatsapp", "failed", 1), ("d0", "sms", "sent", 1)]
+    assert run.channels("email").sent == [] and summary.provider_failures
+    assert run.tick(MONDAY + dt.timedelta(hours=1)).statuses == {}  # the step is settled: nothing more
+
+
+def test_every_channel_failing_fails_the_step_and_escalates(setup):
+    run, engine = setup(whatsapp=[INVALID], sms=[INVALID], email=[DeliveryResult.permanent("550", "no mailbox")])
+    run.tick(MONDAY)
+    rows = contacts(engine)
+    assert [r[:3] for r in rows] == [("d0", "whatsapp", "failed"), ("d0", "sms", "failed"), ("d0", "email", "failed"),
+                                     ("d0", "email", "failed"), ("d0", "agent", "escalated")]
+    with engine.connect() as conn:
+        task = conn.execute(select(s.agent_tasks)).one()
+    assert task.reason == "channels exhausted" and task.customer_id == "C1"
+
+
+def test_a_transient_failure_is_retried_after_the_backoff_then_falls_back(setup):
+    run, engine = setup(whatsapp=[BUSY], sms=[OK])
+    run.tick(MONDAY)
+    assert contacts(engine) == [("d0", "whatsapp", "sending", 1)]
+    run.tick(MONDAY + dt.timedelta(seconds=90))  # Retry-After asked for 120 s: not yet
+    assert len(run.channels("whatsapp").sent) == 1
+    run.tick(MONDAY + dt.timedelta(minutes=3))  # second attempt, busy again: next wait 120 s (2 x 60)
+    run.tick(MONDAY + dt.timedelta(minutes=6))  # third attempt: attempts used up -> fall back to sms
+    assert contacts(engine) == [("d0", "whatsapp", "failed", 3), ("d0", "sms", "sent", 1)]
+    with engine.connect() as conn:
+        reason = conn.execute(select(s.contacts.c.reason).where(s.contacts.c.channel == "whatsapp")).scalar()
+    assert reason.startswith("gave up after 3 attempts")
+
+
+def test_a_provider_opt_out_is_recorded_and_respected(setup):
+    run, engine = setup(whatsapp=[STOP], sms=[OK])
+    run.tick(MONDAY)
+    with engine.connect() as conn:
+        assert conn.execute(select(s.customers.c.optouts)).scalar() == ["whatsapp"]
+    assert contacts(engine)[-1][:3] == ("d0", "sms", "sent")
+
+
+def test_a_template_that_cannot_be_rendered_fails_that_channel_not_the_tick(setup):
+    policy = POLICY.replace("send: [whatsapp, sms, email], template: m", "send: [sms, email], template: broken")
+    run, engine = setup(policy, sms=[OK], email=[OK])
+    run.tick(MONDAY)
+    with engine.connect() as conn:
+        failed = conn.execute(select(s.contacts).where(s.contacts.c.channel == "sms")).one()
+    assert failed.status == "failed" and failed.error_code == "render" and "DivisionByZero" in failed.reason
+    assert contacts(engine)[-1][:3] == ("d0", "email", "sent") and run.channels("sms").sent == []
+
+
+def test_a_failing_provider_is_left_alone_and_does_not_hold_up_the_others(setup):
+    rows = "".join(f"F{i},C{i},100,2026-11-16,N{i},c{i}@acme.pe,+5198765432{i}\n" for i in range(6))
+    policy = POLICY.replace("send: [whatsapp, sms, email]", "send: whatsapp").replace(
+        "      - { id: d0", "      - { id: e0, at: due, send: email, template: m }\n      - { id: d0") + "catch_up: all\n"
+    run, engine = setup(policy, rows, whatsapp=[BUSY], email=[OK])
+    summary = run.tick(MONDAY)
+    assert len(run.channels("whatsapp").sent) == 3  # then the breaker: the other three wait for a later tick
+    assert len(run.channels("email").sent) == 6 and summary.by_channel["email"] == 6
+    assert summary.delivery == {"sent": 6, "retry": 3, "waiting": 3}
+
+
+def test_over_real_protocols_refused_whatsapp_and_sms_fall_back_to_email(tmp_path, monkeypatch):
+    """WhatsApp Cloud answers 131026 (undeliverable), Twilio 21211 (invalid number): the mail goes out."""
+    from providers import (TWILIO_SID, TWILIO_TOKEN, WA_PHONE_ID, WA_TOKEN, WA_UNDELIVERABLE, ProviderServer,
+                           smtp_server)
+
+    with ProviderServer() as server, smtp_server() as (mail, port):
+        (tmp_path / "policy.yaml").write_text(textwrap.dedent(POLICY), encoding="utf-8")
+        (tmp_path / "p.csv").write_text("invoice_id,customer_id,amount,due_date,customer_name,email,phone,whatsapp\n"
+                                        f"F1,C1,100,2026-11-16,ACME,pagos@acme.pe,+15005550001,{WA_UNDELIVERABLE}\n",
+                                        encoding="utf-8")
+        monkeypatch.setenv("TWILIO_TOKEN", TWILIO_TOKEN)
+        monkeypatch.setenv("WA_TOKEN", WA_TOKEN)
+        (tmp_path / "channels.yaml").write_text(textwrap.dedent(f"""
+            channels:
+              whatsapp: {{ adapter: whatsapp_cloud, phone_number_id: "{WA_PHONE_ID}", token: "${{WA_TOKEN}}",
+                          base_url: "{server.url}/v21.0" }}
+              sms: {{ adapter: twilio, account_sid: "{TWILIO_SID}", auth_token: "${{TWILIO_TOKEN}}",
+                     from: "+15005550006", base_url: "{server.url}" }}
+              email: {{ adapter: smtp, host: 127.0.0.1, port: {port}, starttls: false, from: "Cobranzas <c@example.pe>" }}
+            costs: {{ email: 0.001, sms: 0.045, whatsapp: 0.03 }}
+            """), encoding="utf-8")
+        db = f"sqlite:///{tmp_path / 'c.db'}"
+        monkeypatch.chdir(tmp_path)
+        cli = CliRunner()
+        assert cli.invoke(app, ["import", "invoices", "p.csv", "--db", db, "--timezone", "America/Lima"]).exit_code == 0
+        result = cli.invoke(app, ["run", "policy.yaml", "--db", db, "--channels", "channels.yaml",
+                                  "--now", MONDAY.isoformat()])
+        engine = s.connect(db)
+        with engine.connect() as conn:
+            rows = {r.channel: r for r in conn.execute(select(s.contacts))}
+    assert result.exit_code == 3, result.output  # providers refused two messages
+    assert TWILIO_TOKEN not in result.output and WA_TOKEN not in result.output
+    assert (rows["whatsapp"].status, rows["whatsapp"].error_code) == ("failed", "131026")
+    assert (rows["sms"].status, rows["sms"].error_code) == ("failed", "21211")
+    assert rows["email"].status == "sent" and str(rows["email"].cost) == "0.001"
+    (received,) = mail.mails
+    assert received.rcpt_tos == ["pagos@acme.pe"] and received.message["Subject"] == "Factura F1"
+
+
+def test_secrets_never_reach_history_or_output(tmp_path, monkeypatch):
+    """A provider error that echoes a secret is masked before it is stored or printed."""
+    monkeypatch.setenv("SECRET_TOKEN", "s3cr3t-value-123")
+    channels = Channels({"sms": {"adapter": "file", "path": str(tmp_path / "o.jsonl")}})
+    channels._secrets.add("s3cr3t-value-123")
+    from collect.engine.delivery import Delivery, deliver_all
+
+    class Leaky:
+        def send(self, message):
+            return DeliveryResult.permanent("401", "bad token s3cr3t-value-123")
+
+    channels.instances["sms"] = Leaky()
+    (result,) = deliver_all([Delivery("k", "sms", "C1", ("d0|F1",), 0, lambda: None)], channels)
+    assert "s3cr3t-value-123" not in result.reason and "***" in result.reason
+
+
+def test_example_channels_yaml_costs_are_recorded(setup):
+    run, engine = setup(whatsapp=[OK])
+    run.channels.costs = {"whatsapp": __import__("decimal").Decimal("0.03")}
+    run.tick(MONDAY)
+    with engine.connect() as conn:
+        assert str(conn.execute(select(s.contacts.c.cost)).scalar()) == "0.03"
+
+
+# -- provider reports: collect import events ---------------------------------------------------------
+
+def _events(engine, tmp_path, text: str) -> int:
+    path = tmp_path / "events.csv"
+    path.write_text(text, encoding="utf-8")
+    return import_file(engine, "events", path, fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+
+
+def test_a_bounce_fails_the_contact_and_the_next_tick_falls_back(setup, tmp_path):
+    run, engine = setup(whatsapp=[OK], sms=[OK])
+    run.tick(MONDAY)
+    with engine.connect() as conn:
+        key = conn.execute(select(s.contacts.c.key).where(s.contacts.c.channel == "whatsapp")).scalar()
+    _events(engine, tmp_path, f"at,channel,type,contact_id,detail\n2026-11-16T10:05,whatsapp,bounced,{key},131026\n")
+    run.tick(MONDAY + dt.timedelta(hours=1))
+    assert contacts(engine) == [("d0", "whatsapp", "failed", 1), ("d0", "sms", "sent", 1)]
+
+
+def test_a_stop_reply_is_an_opt_out_for_that_channel(setup, tmp_path):
+    run, engine = setup(whatsapp=[OK])
+    run.tick(MONDAY)
+    _events(engine, tmp_path, "at,channel,type,customer_id,detail\n2026-11-16T10:05,whatsapp,replied,C1,Stop.\n"
+                              "2026-11-16T10:06,sms,replied,C1,stopped paying? no\n")
+    with engine.connect() as conn:
+        assert conn.execute(select(s.customers.c.optouts)).scalar() == ["whatsapp"]
+
+
+def test_delivery_reports_update_the_contact_and_importing_twice_adds_nothing(setup, tmp_path):
+    run, engine = setup(whatsapp=[DeliveryResult.sent("wamid.1")])
+    run.tick(MONDAY)
+    report = "at,channel,type,contact_id\n2026-11-16T10:01,whatsapp,delivered,wamid.1\n2026-11-16T10:09,whatsapp,read,wamid.1\n"
+    assert _events(engine, tmp_path, report) == 2
+    assert _events(engine, tmp_path, report) == 0
+    with engine.connect() as conn:
+        row = conn.execute(select(s.contacts)).one()
+        assert conn.execute(select(s.provider_events)).all().__len__() == 2
+    assert row.delivery == "read" and row.status == "sent"
+
+
+def test_events_with_unknown_channels_customers_or_contacts_are_refused_whole(setup, tmp_path):
+    from collect.engine.portfolio import CsvError
+
+    run, engine = setup(whatsapp=[OK])
+    with pytest.raises(CsvError) as info:
+        _events(engine, tmp_path, "at,channel,type,customer_id,contact_id\n2026-11-16T10:00,fax,read,C1,\n"
+                                  "2026-11-16T10:00,sms,read,C9,\n2026-11-16T10:00,sms,read,,nope\n"
+                                  "2026-11-16T10:00,whatsap,delivered,C1,\n")
+    assert [(p.row, p.column) for p in info.value.problems] == [(2, "channel"), (3, "customer_id"), (4, "contact_id"),
+                                                                 (5, "channel")]
+    assert "did you mean 'whatsapp'" in str(info.value.problems[-1])
+    with engine.connect() as conn:
+        assert conn.execute(select(s.provider_events)).all() == []
+
+
+def test_the_message_carries_the_customers_last_whatsapp_message_for_the_24h_window(setup, tmp_path):
+    run, engine = setup(whatsapp=[OK])
+    _events(engine, tmp_path, "at,channel,type,customer_id,detail\n2026-11-16T08:30,whatsapp,replied,C1,hola\n")
+    run.tick(MONDAY)
+    (message,) = run.channels("whatsapp").sent
+    assert message.metadata["last_inbound_at"] == dt.datetime(2026, 11, 16, 13, 30, tzinfo=UTC)
+    assert (message.template_name, message.template_language, message.params[0]) == ("recordatorio_pago", "es", "ACME")
