@@ -53,35 +53,40 @@ class Result:
 
 
 def deliver_all(deliveries: list[Delivery], channels) -> list[Result]:
-    """Deliver every message, channel by channel in parallel; outcomes in the order given."""
-    by_channel: dict[str, list[Delivery]] = {}
+    """Deliver every message, channel by channel in parallel; outcomes in the order given.
+
+    Messages are rendered here first, in this thread: rendering is CPU work that threads would not
+    speed up, and lazy imports or template caches are not shared between threads while they fill."""
+    done: dict[str, Result] = {}
+    by_channel: dict[str, list] = {}
     for d in deliveries:
-        by_channel.setdefault(d.channel, []).append(d)
-    if not by_channel:
-        return []
-    with ThreadPoolExecutor(max_workers=len(by_channel), thread_name_prefix="deliver") as pool:
-        futures = [pool.submit(_deliver_channel, items, channels) for items in by_channel.values()]
-        done = {r.delivery.key: r for f in futures for r in f.result()}
+        try:
+            message = d.build()
+        except Exception as exc:  # noqa: BLE001 - the template cannot be rendered: this channel cannot work
+            reason = channels.redact(f"template: {type(exc).__name__}: {exc}")
+            done[d.key] = Result(d, "failed", reason, error_code="render")
+            continue
+        by_channel.setdefault(d.channel, []).append((d, message))
+    if by_channel:
+        with ThreadPoolExecutor(max_workers=len(by_channel), thread_name_prefix="deliver") as pool:
+            futures = [pool.submit(_deliver_channel, items, channels) for items in by_channel.values()]
+            done.update({r.delivery.key: r for f in futures for r in f.result()})
     return [done[d.key] for d in deliveries]
 
 
-def _deliver_channel(items: list[Delivery], channels) -> list[Result]:
+def _deliver_channel(items: list, channels) -> list[Result]:
     results, failing = [], 0
-    for d in items:
+    for d, message in items:
         if failing >= BREAKER:
             results.append(Result(d, "waiting", f"not tried: {d.channel} failed {BREAKER} times in a row"))
             continue
-        result = _attempt(d, channels)
+        result = _attempt(d, message, channels)
         failing = failing + 1 if result.status == "retry" else 0
         results.append(result)
     return results
 
 
-def _attempt(d: Delivery, channels) -> Result:
-    try:
-        message = d.build()
-    except Exception as exc:  # noqa: BLE001 - the template cannot be rendered: this channel cannot work
-        return Result(d, "failed", channels.redact(f"template: {type(exc).__name__}: {exc}"), error_code="render")
+def _attempt(d: Delivery, message, channels) -> Result:
     try:
         outcome = channels(d.channel).send(message)
     except Exception as exc:  # noqa: BLE001 - an adapter bug must not stop the tick for everyone else
