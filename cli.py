@@ -106,9 +106,9 @@ def schema() -> None:
     """Print the JSON Schema of the policy format (for editor completion)."""
     import json
 
-    from .dsl.model import Policy
+    from .dsl.model import file_schema
 
-    typer.echo(json.dumps(Policy.model_json_schema(), indent=2, sort_keys=True))
+    typer.echo(json.dumps(file_schema(), indent=2, sort_keys=True))
 
 
 @app.command()

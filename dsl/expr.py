@@ -28,6 +28,7 @@ from .timeparse import parse_duration
 NUMBER_TYPES = {"int": "number", "float": "number", "decimal": "number"}
 FUNCTIONS = {"variant": 1, "segment": 1, "days_since": 1, "lower": 1}
 NOT_CONSTANT = object()
+MAX_DEPTH = 200  # `a and b and ...` nests one level per `and`
 
 
 class ExprError(Exception):
@@ -167,7 +168,10 @@ def _literal(kind: str, token, offset: int):
         except ValueError:
             raise ExprError("expr-syntax", f"'{token}' is not a valid date", offset, len(token)) from None
     if kind == "duration":
-        return dt.timedelta(minutes=parse_duration(str(token)))
+        try:
+            return dt.timedelta(minutes=parse_duration(str(token)))
+        except ValueError as exc:
+            raise ExprError("bad-value", str(exc), offset, len(token)) from None
     return {"true": True, "false": False, "null": None}[kind]
 
 
@@ -176,15 +180,28 @@ def _literal(kind: str, token, offset: int):
 def analyze(text: str, schema: dict[str, str], segments: set[str], experiments: dict[str, set[str]],
             expect: str = "bool") -> Checked:
     """Parse and type-check one expression; never raises (problems are in `.errors`)."""
+    too_deep = Checked(errors=[ExprError("expr-syntax", f"the expression is nested more than {MAX_DEPTH} levels "
+                                                        "deep; split it into segments")], canonical=text.strip())
     try:
         node = parse(text)
+        if _depth(node) > MAX_DEPTH:  # evaluating it later must not run out of stack either
+            return too_deep
+        from .exprcheck import Checker
+
+        return Checker(schema, segments, experiments).run(node, expect)
     except ExprError as err:
         return Checked(errors=[err], canonical=text.strip())
     except RecursionError:
-        return Checked(errors=[ExprError("expr-syntax", "the expression is nested too deeply")], canonical=text)
-    from .exprcheck import Checker
+        return too_deep
 
-    return Checker(schema, segments, experiments).run(node, expect)
+
+def _depth(node: Node) -> int:
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack += [(arg, depth + 1) for arg in node.args]
+    return deepest
 
 
 def compile_expr(node: Node, segment_fns: dict[str, Callable]) -> Callable[[Any], Any]:

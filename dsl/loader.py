@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import types
 import typing
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from .diagnostics import Diagnostics, PolicyError, suggest
+from .diagnostics import Diagnostics, PolicyError, Span, suggest
 from .model import Policy
+from .recovery import replace
 from .source import Located
 
 TEXT_SUFFIXES = (".collect",)
+MAX_ROUNDS = 8  # stand-ins can uncover checks that did not run yet (a model's own rules); a few rounds do
 
 
 def read_source(path: str | Path, diags: Diagnostics, text: str | None = None) -> Located | None:
@@ -23,7 +26,7 @@ def read_source(path: str | Path, diags: Diagnostics, text: str | None = None) -
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            diags.error("file-unreadable", f"cannot read the policy file: {exc}")
+            diags.error("file-unreadable", f"cannot read the policy file: {exc}", Span(name, 1, 1))
             return None
     if path.suffix in TEXT_SUFFIXES:
         from .text import load_text
@@ -34,39 +37,71 @@ def read_source(path: str | Path, diags: Diagnostics, text: str | None = None) -
     return load_yaml(text, name, diags)
 
 
-def validate(located: Located, diags: Diagnostics) -> Policy | None:
-    """Validate located data against the model; pydantic errors become positioned diagnostics."""
+def validate(located: Located, diags: Diagnostics, recover: bool = False) -> Policy | None:
+    """Validate located data against the model; pydantic errors become positioned diagnostics.
+
+    Returns None when the file has errors, unless `recover`: then each value that fails is replaced by
+    a harmless stand-in (its path noted in `located.broken`) and the rest validated again, so that the
+    compiler can still check names, expressions and templates and one run reports every error. Such a
+    model is only good for finding more errors.
+    """
     if not isinstance(located.data, dict):
         diags.error("not-a-mapping", "a policy file is a mapping of keys (policy:, timezone:, stages: ...)",
                     located.span(()))
         return None
-    try:
-        return Policy.model_validate(located.data)
-    except ValidationError as exc:
-        for error in exc.errors(include_url=False):
-            _report(error, located, diags)
-        return None
+    data = located.data
+    reported: set = set()
+    unsure: set = set()  # mappings that had an unknown key removed: their own rules may not hold without it
+    for _ in range(MAX_ROUNDS):
+        try:
+            policy = Policy.model_validate(data)
+            return policy if recover or not reported else None
+        except ValidationError as exc:
+            errors = [e for e in exc.errors(include_url=False) if _key(e) not in reported]
+        reported.update(map(_key, errors))
+        _report_all(errors, located, diags, data, unsure)
+        if not recover or not errors:
+            return None
+        data = copy.deepcopy(data) if data is located.data else data  # stand-ins go into a copy
+        for error in errors:
+            if error["type"] == "extra_forbidden":
+                unsure.add(_data_path(tuple(error["loc"]), data)[:-1])
+            replace(error, data, located)
+    return None
 
 
-def _report(error: dict, located: Located, diags: Diagnostics) -> None:
+def _key(error: dict) -> tuple:
+    return tuple(map(str, error["loc"])), error["type"]
+
+
+def _report_all(errors: list[dict], located: Located, diags: Diagnostics, data, unsure: set) -> None:
+    for error in errors:
+        path = _data_path(tuple(error["loc"]), data)
+        if not located.is_broken(path) and path not in unsure:  # about the file, not about a stand-in
+            _report(error, located, diags, data)
+
+
+def _report(error: dict, located: Located, diags: Diagnostics, data) -> None:
     loc = tuple(error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
-        _unknown_key(loc, located, diags)
+        _unknown_key(loc, located, diags, data)
         return
     # pydantic appends the union tag or "[key]" to the location; positions live on the real path
-    path = _data_path(loc, located.data)
+    path = _data_path(loc, data)
     prefer_key = "[key]" in loc
     span = located.span(path, prefer_key=prefer_key)
     message = error["msg"].removeprefix("Value error, ")
     if kind == "missing":
         field = loc[-1]
-        parent = _data_path(loc[:-1], located.data)
+        parent = _data_path(loc[:-1], data)
         where = "/".join(str(p) for p in parent) or "the policy"
         diags.error("missing-key", f"'{field}' is required in {where}", located.span(parent))
         return
     if kind == "literal_error":
         message = f"'{error.get('input')}' is not allowed here; expected {error['ctx']['expected']}"
+    elif kind in _LIMITS:
+        message = f"{path[-1] if path else 'the value'} " + _LIMITS[kind].format(**error.get("ctx", {}))
     elif kind.endswith("_type") or kind.endswith("_parsing"):
         message = f"wrong type: {message.lower()} (got {type(error.get('input')).__name__} {error.get('input')!r})"
     hint = None
@@ -74,6 +109,10 @@ def _report(error: dict, located: Located, diags: Diagnostics) -> None:
         options = [o.strip(" '") for o in error["ctx"]["expected"].replace(" or ", ",").split(",")]
         hint = suggest(str(error.get("input")), options)
     diags.error(_code(kind), message, span, hint)
+
+
+_LIMITS = {"greater_than": "must be more than {gt}", "less_than_equal": "must be at most {le}",
+           "too_short": "must not be empty", "string_too_short": "must not be empty"}
 
 
 def _data_path(loc: tuple, data) -> tuple:
@@ -91,15 +130,15 @@ def _data_path(loc: tuple, data) -> tuple:
 
 
 def _code(kind: str) -> str:
-    return {"value_error": "bad-value", "literal_error": "bad-choice", "greater_than": "bad-value",
-            "too_short": "bad-value", "template": "bad-template"}.get(kind, "wrong-type")
+    return {"value_error": "bad-value", "literal_error": "bad-choice", "template": "bad-template",
+            **dict.fromkeys(_LIMITS, "bad-value")}.get(kind, "wrong-type")
 
 
-def _unknown_key(loc: tuple, located: Located, diags: Diagnostics) -> None:
+def _unknown_key(loc: tuple, located: Located, diags: Diagnostics, data) -> None:
     key = loc[-1]
     parent_model = _model_at(loc[:-1])
     allowed = _allowed_keys(parent_model) if parent_model else []
-    parent = _data_path(loc[:-1], located.data)
+    parent = _data_path(loc[:-1], data)
     where = "at the top level" if not parent else f"in {'/'.join(str(p) for p in parent)}"
     diags.error("unknown-key", f"unknown key '{key}' {where}", located.span(parent + (key,), prefer_key=True),
                 suggest(str(key), allowed))
@@ -149,13 +188,15 @@ def _step_into(annotation, part):
     return None
 
 
-def load_policy(path: str | Path, text: str | None = None) -> tuple[Policy | None, Located | None, Diagnostics]:
-    """Read and validate a policy. Returns the model (None on errors), its positions and the diagnostics."""
+def load_policy(path: str | Path, text: str | None = None,
+                recover: bool = False) -> tuple[Policy | None, Located | None, Diagnostics]:
+    """Read and validate a policy. Returns the model (None on errors unless `recover`, see validate),
+    its positions and the diagnostics."""
     diags = Diagnostics()
     located = read_source(path, diags, text)
-    if located is None or diags.errors:
+    if located is None or (diags.errors and not recover):
         return None, located, diags
-    return validate(located, diags), located, diags
+    return validate(located, diags, recover), located, diags
 
 
 def load_policy_or_raise(path: str | Path) -> tuple[Policy, Located]:

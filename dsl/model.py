@@ -12,8 +12,8 @@ import re
 import zoneinfo
 from typing import Annotated, Literal, Union
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag,
-                      field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StrictBool,
+                      StrictFloat, StrictInt, StrictStr, Tag, WithJsonSchema, field_validator, model_validator)
 
 from . import timeparse
 
@@ -50,10 +50,41 @@ def _one_or_many(value):
     return [value] if isinstance(value, str) else value
 
 
-Duration = Annotated[str, BeforeValidator(_duration)]
-TriggerText = Annotated[str, BeforeValidator(_trigger)]
-Name = Annotated[str, BeforeValidator(_identifier)]
-Expr = Annotated[str, Field(min_length=1)]
+def _expression(value):
+    """YAML reads `when: true` or `priority: 5` as a boolean or a number: take them as the literal."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return value
+
+
+# The JSON Schema (`collect schema`) describes the file as written, so each literal syntax says what
+# it accepts before normalisation (see file_schema).
+_DAY = "|".join("".join(f"[{c}{c.upper()}]" for c in day) for day in timeparse.DAYS)
+_DAYS_RX = rf"^\s*(?:{_DAY})(?:-(?:{_DAY}))?(?:\s*,\s*(?:{_DAY})(?:-(?:{_DAY}))?)*\s*$"
+_HOURS_RX = r"^\s*\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2}(?:\s*,\s*\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2})*\s*$"
+_NAME_SCHEMA = {"type": "string", "pattern": _IDENT.pattern}
+_EXPR_SCHEMA = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "boolean"}, {"type": "number"}],
+                "description": "an expression (docs/language.md#expressions)"}
+
+Duration = Annotated[str, BeforeValidator(_duration), WithJsonSchema(
+    {"type": "string", "pattern": r"^\s*\d+\s*[mhdw]\s*$", "description": "a duration: 30m, 12h, 7d, 2w"})]
+TriggerText = Annotated[str, BeforeValidator(_trigger), WithJsonSchema(
+    {"type": "string", "pattern": r"^\s*(?:due|event|promise)\s*(?:[+-]\s*\d+\s*d)?\s*(?:\s\d{1,2}:\d{2})?\s*$",
+     "description": "due±Nd, event±Nd or promise±Nd, optionally followed by a local time HH:MM"})]
+Name = Annotated[str, BeforeValidator(_identifier), WithJsonSchema(_NAME_SCHEMA)]
+Expr = Annotated[str, BeforeValidator(_expression), Field(min_length=1), WithJsonSchema(_EXPR_SCHEMA)]
+Channels = Annotated[list[str], BeforeValidator(_one_or_many), WithJsonSchema(
+    {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+     "description": "a channel, or channels tried in order"})]
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"'{text}' is not a date; write YYYY-MM-DD, e.g. 2026-12-24") from None
 
 
 class Calendar(Model):
@@ -65,7 +96,7 @@ class Calendar(Model):
     @field_validator("extra_holidays", mode="before")
     @classmethod
     def _dates(cls, value):
-        return [dt.date.fromisoformat(v) if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
+        return [_date(v) if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
 
     @field_validator("extra_holidays")
     @classmethod
@@ -75,7 +106,7 @@ class Calendar(Model):
 
 class Cap(Model):
     channel: str = "any"
-    max: int = Field(gt=0)
+    max: int = Field(gt=0, le=10_000)
     per: Duration
     cooldown_after_conversation: Duration | None = None
 
@@ -85,17 +116,25 @@ class Escalation(Model):
     priority: Expr | None = None
 
 
+def _exhausted_schema(schema: dict) -> None:
+    """`on_exhausted: escalate`, `{ queue, priority }` or `{ escalate: { queue, priority } }`."""
+    escalation = dict(schema["anyOf"][0])  # the reference to Escalation, as pydantic writes it
+    schema["anyOf"] += [{"const": "escalate"},
+                        {"type": "object", "additionalProperties": False, "required": ["escalate"],
+                         "properties": {"escalate": escalation}}]
+
+
 class Step(Model):
     id: Name
     at: TriggerText
     for_: Expr | None = Field(None, alias="for")
     if_: Expr | None = Field(None, alias="if")
-    send: Annotated[list[str], BeforeValidator(_one_or_many)] | None = None
+    send: Channels | None = None
     template: Name | None = None
     escalate: Escalation | None = None
     webhook: Name | None = None
     stop: bool = False
-    on_exhausted: Escalation | None = None
+    on_exhausted: Escalation | None = Field(None, json_schema_extra=_exhausted_schema)
 
     @field_validator("on_exhausted", mode="before")
     @classmethod
@@ -197,6 +236,8 @@ def _day_spec(value) -> str:
 def _time_ranges(value) -> list[list[int]]:
     if value in ("closed", None, ""):
         return []
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        value = ", ".join(value)  # ["08:00-12:00", "14:00-18:00"] says the same as "08:00-12:00, 14:00-18:00"
     if not isinstance(value, str):
         raise ValueError('expected hours such as "08:00-19:00" (or several: "08:00-12:00, 14:00-18:00")')
     return [list(r) for r in timeparse.parse_time_ranges(value)]
@@ -213,9 +254,14 @@ def _per_day(spec: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
     return {d: days[d] for d in timeparse.DAYS if d in days}
 
 
+_HOURS_SCHEMA = {"anyOf": [{"type": "string", "pattern": _HOURS_RX}, {"enum": ["closed", ""]}, {"type": "null"},
+                          {"type": "array", "items": {"type": "string", "pattern": _HOURS_RX}, "minItems": 1}],
+                 "description": 'hours such as "08:00-19:00" or "08:00-12:00, 14:00-18:00", or closed'}
 ChannelWindow = Annotated[
     dict[Annotated[str, BeforeValidator(_day_spec)], Annotated[list[list[int]], BeforeValidator(_time_ranges)]],
     AfterValidator(_per_day),
+    WithJsonSchema({"type": "object", "propertyNames": {"pattern": _DAYS_RX}, "additionalProperties": _HOURS_SCHEMA,
+                    "description": "days (mon-fri, sat, mon,wed) -> hours"}),
 ]
 
 
@@ -230,14 +276,41 @@ class Windows(Model):
         return dict(self.model_extra or {})
 
 
+# a compliance setting's value, typed as YAML types it (the text DSL reads bare words the same way)
+Setting = Annotated[
+    StrictBool | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictStr,
+    WithJsonSchema({"type": ["string", "number", "boolean"], "description": "a word, a number or a duration"}),
+]
+_FIELD_NAME = re.compile(r"^(customer|invoice)\.[a-z_][a-z0-9_]*$")
+
+
+def _field_name(name: str) -> str:
+    """Checked one by one, so that a bad name does not take the other custom fields with it."""
+    if not _FIELD_NAME.match(name):
+        raise ValueError(f"custom field '{name}' must be named customer.<name> or invoice.<name> (lowercase)")
+    return name
+
+
+# the compliance profiles by name, or `auto`: told apart by shape, so a mistake gets one error, not one per form
+Compliance = Annotated[
+    Union[Annotated[Literal["auto"], Tag("auto")], Annotated[list[str], Tag("list")]],
+    Discriminator(lambda v: "list" if isinstance(v, list) else "auto"),
+]
+_FIELDS_SCHEMA = {"type": "object", "propertyNames": {"pattern": _FIELD_NAME.pattern},
+                  "additionalProperties": {"enum": list(FIELD_TYPES)}}
+
+
 class Policy(Model):
     policy: Name
     description: str = ""
     timezone: str
-    currency: str = "USD"
+    currency: str = Field("USD", json_schema_extra={"pattern": "^[A-Z]{3}$"})
     calendar: Calendar = Calendar()
-    fields: dict[str, Literal["str", "int", "float", "decimal", "bool", "date", "datetime"]] = {}
-    compliance: Literal["auto"] | list[str] = []
+    fields: Annotated[dict[Annotated[str, AfterValidator(_field_name)], Literal[FIELD_TYPES]],  # type: ignore[valid-type]
+                      WithJsonSchema(_FIELDS_SCHEMA)] = {}
+    compliance: Compliance = []
+    # profile -> setting -> value; which profiles and settings exist is the compliance pass's business
+    compliance_settings: dict[Name, dict[Name, Setting]] = {}
     windows: Windows = Windows()
     caps: list[Cap] = []
     on_cap: Literal["defer", "skip"] = "defer"
@@ -269,14 +342,6 @@ class Policy(Model):
             raise ValueError(f"'{value}' is not an ISO 4217 currency code (e.g. PEN, USD)")
         return value
 
-    @field_validator("fields")
-    @classmethod
-    def _field_names(cls, value):
-        for name in value:
-            if not re.fullmatch(r"(customer|invoice)\.[a-z_][a-z0-9_]*", name):
-                raise ValueError(f"custom field '{name}' must be named customer.<name> or invoice.<name> (lowercase)")
-        return value
-
     def all_steps(self):
         """(path, stage or event name, step) for every step, in file order."""
         for stage_name, stage in self.stages.items():
@@ -285,3 +350,10 @@ class Policy(Model):
         for event, steps in self.events.items():
             for i, step in enumerate(steps):
                 yield ("events", event, i), event, step
+
+
+def file_schema() -> dict:
+    """The JSON Schema of a policy file as people write it (for editors: `collect schema`)."""
+    schema = Policy.model_json_schema(mode="validation")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema,
+            "description": "A collect policy (docs/language.md)."}

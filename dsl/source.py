@@ -10,9 +10,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import re
+
 from .diagnostics import Span
 
 Path = tuple
+
+# YAML 1.2 core schema scalars, as both front ends read them: `08:00` is text, `no` is text, `1e5` is text
+BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+INT = re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$")
+FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$")
+
+
+def typed_scalar(text: str):
+    """A bare word read as YAML 1.2 reads a plain scalar: a boolean, a number, or the text itself."""
+    if BOOL.match(text):
+        return text.lower() == "true"
+    if INT.match(text):
+        return int(text.replace("_", ""))
+    return float(text.replace("_", "")) if FLOAT.match(text) else text
 
 
 @dataclass
@@ -23,6 +39,12 @@ class Located:
     keys: dict[Path, Span] = field(default_factory=dict)  # path -> span of the mapping key
     # path -> column offset of the text inside the value (1 for a quoted scalar), for expressions
     text_offset: dict[Path, int] = field(default_factory=dict)
+    # YAML scalars whose value is not a plain copy of one line of the file (folded, literal, multi-line,
+    # escaped): path -> (start, end, style, value), `start`/`end` being character indexes in `source`
+    source: str = ""
+    scalars: dict[Path, tuple[int, int, str, str]] = field(default_factory=dict)
+    # paths whose value failed validation and was replaced so that the other checks could still run
+    broken: set[Path] = field(default_factory=set)
 
     def span(self, path: Path, prefer_key: bool = False) -> Span:
         """The closest known place for `path`: the node itself, else its nearest ancestor."""
@@ -40,5 +62,65 @@ class Located:
 
     def expr_span(self, path: Path, offset: int, length: int = 1) -> Span:
         """The place of character `offset` inside the expression text stored at `path`."""
+        path = tuple(path)
+        if path in self.scalars:
+            line, col = self._traced(path, offset)
+            return Span(self.file, line, col, line, col + max(length, 1))
         base = self.span(path)
-        return base.shifted(self.text_offset.get(tuple(path), 0) + offset, length)
+        return base.shifted(self.text_offset.get(path, 0) + offset, length)
+
+    def _traced(self, path: Path, offset: int) -> tuple[int, int]:
+        start, end, style, value = self.scalars[path]
+        index = source_index(self.source, (start, end), style, value, offset)
+        line = self.source.count("\n", 0, index) + 1
+        return line, index - (self.source.rfind("\n", 0, index) + 1) + 1
+
+    def is_broken(self, path: Path) -> bool:
+        """Whether `path` or a node containing it was replaced after failing validation."""
+        if not self.broken:  # the usual case, asked for every step
+            return False
+        path = tuple(path)
+        return any(path[:n] in self.broken for n in range(len(path) + 1))
+
+    def broken_within(self, path: Path) -> bool:
+        """Whether anything at or below `path` was replaced after failing validation."""
+        if not self.broken:
+            return False
+        path = tuple(path)
+        return self.is_broken(path) or any(b[:len(path)] == path for b in self.broken)
+
+
+def source_index(source: str, where: tuple[int, int], style: str, value: str, offset: int) -> int:
+    """Where character `offset` of a scalar's value is in the source text.
+
+    The value is matched against the source greedily: its characters appear in order, except that
+    folding turns a line break and indentation into one blank, and an escape (`\\n`) stands for one
+    character. Anything that does not match leaves the position at the last character matched.
+    """
+    start, end = where
+    if style in ("|", ">"):
+        i = source.find("\n", start, end) + 1 or start  # the text starts after the `|` / `>` header line
+    else:
+        i = start + (style in ("'", '"'))  # after the opening quote
+    for char in value[:offset]:
+        found = _match(source, i, end, char, style == '"')
+        if found < 0:
+            return max(i - 1, start)
+        i = found + 1
+    if offset >= len(value):
+        return i
+    found = _match(source, i, end, value[offset], style == '"')
+    return found if found >= 0 else max(i - 1, start)
+
+
+def _match(source: str, i: int, end: int, char: str, escapes: bool) -> int:
+    """The index of the next source character that stands for `char`, or -1."""
+    blank = char.isspace()
+    while i < end:
+        here = source[i]
+        if here == char or (blank and here.isspace()):
+            return i
+        if escapes and here == "\\":
+            return i + 1 if char != "\\" else i  # `\n`, `\"`: the escape stands for the character
+        i += 1
+    return -1

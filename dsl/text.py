@@ -18,11 +18,12 @@ from pathlib import Path
 
 from .diagnostics import Diagnostics, Span, suggest
 from .expr import _cache_file
-from .source import Located
+from .source import Located, typed_scalar
 
 TOP_LISTS = {"pause_when", "stop_when", "compliance"}  # always lists, even with one value
 BLOCK_LISTS = {"extra_holidays", "weekend", "params"}
-STATEMENTS = ("policy", "calendar", "field", "window", "cap", "segment", "template", "experiment", "stage", "on")
+STATEMENTS = ("policy", "calendar", "field", "window", "cap", "segment", "template", "experiment", "stage", "on",
+              "compliance_settings")
 SETTINGS = ("description", "timezone", "currency", "compliance", "holidays", "on_cap", "group_by", "catch_up",
             "max_lateness", "templates_dir", "pause_when", "stop_when")
 _YAML_NAMES = {"events": "on", "event": "on", "windows": "window", "caps": "cap", "fields": "field",
@@ -80,6 +81,8 @@ MISTAKES = {
     "an experiment is written experiment NAME per customer { VARIANT PERCENT; ... }": [
         "experiment e\n", "experiment e per customer\n"],
     "event steps go in a block: on EVENT { ID at event+1d send ... }": ["on promise_made\n", "on\n"],
+    "a profile's settings go in a block: compliance_settings PROFILE { SETTING VALUE; ... }": [
+        "compliance_settings p week rolling\n", "compliance_settings p\n", "compliance_settings\n"],
     "a block item is written NAME VALUE (or NAME VALUE, VALUE)": ["calendar { weekend }\n", "calendar { 1 }\n"],
 }
 # mistakes inside a step, tried in both kinds of step block
@@ -451,6 +454,18 @@ class _Builder:
         block: dict = {}
         self.put(entry, path, str(channel), block, body, channel)
         self._block_into(block, path + (str(channel),), body)
+
+    def _compliance_settings(self, node) -> None:
+        """compliance_settings PROFILE { SETTING VALUE ... }: values typed as YAML types them."""
+        profile, block = node.children
+        settings: dict = {}
+        self.put(self.section("compliance_settings", node), ("compliance_settings",), str(profile), settings, node,
+                 profile)
+        path = ("compliance_settings", str(profile))
+        for item in block.children:
+            key, *values = item.children
+            typed = [self.value(v) if v.type == "STRING" else typed_scalar(str(v)) for v in values]
+            self.put(settings, path, str(key), typed[0] if len(typed) == 1 else typed, values[0], key)
 
     def _experiment(self, node) -> None:
         name, *rest = node.children

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 from .model import EmailTemplate, Policy, WhatsAppTemplate
+from .source import typed_scalar
 from .timeparse import DAYS, format_time
+
+_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_+\-/.]*")  # a bare word of dsl/policy.lark
 
 
 def _s(text: str) -> str:
@@ -56,6 +60,18 @@ def _step(step) -> str:
     return text
 
 
+def _setting(value) -> str:
+    """A compliance setting's value, written so that it reads back with the same type."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = repr(value)
+        return text if "." in text else text.replace("e", ".0e")  # 1e-05 -> 1.0e-05: YAML 1.2 floats have a dot
+    if isinstance(value, int) or (_WORD.fullmatch(value) and typed_scalar(value) == value):
+        return str(value)
+    return _s(value)
+
+
 def _template(name: str, channel: str, template) -> list[str]:
     if isinstance(template, str):
         return [f"template {name} {channel} {_s(template)}"]
@@ -81,6 +97,8 @@ def dump_text(policy: Policy) -> str:
     out += [f"field {name}: {kind}" for name, kind in policy.fields.items()]
     if policy.compliance:
         out.append(f"compliance {policy.compliance if isinstance(policy.compliance, str) else ', '.join(policy.compliance)}")
+    for profile, settings in policy.compliance_settings.items():
+        out.append(f"compliance_settings {profile} {{ {'; '.join(f'{k} {_setting(v)}' for k, v in settings.items())} }}")
     out += [f"window {channel} {_days(spec) or 'closed'}" for channel, spec in policy.windows.channels().items()]
     out.append(f"holidays {policy.windows.holidays}")
     for cap in policy.caps:

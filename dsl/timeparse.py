@@ -9,6 +9,9 @@ import re
 from dataclasses import dataclass
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Ten years either way: far beyond any cadence, and far inside what dates and timedeltas can hold,
+# so that no literal in a policy can overflow a date computation at run time.
+MAX_DAYS = 3650
 _UNIT_MINUTES = {"m": 1, "h": 60, "d": 1440, "w": 10080}
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
@@ -20,7 +23,10 @@ def parse_duration(text: str) -> int:
     match = _DURATION.match(str(text))
     if not match:
         raise ValueError(f"'{text}' is not a duration; write a whole number and a unit: 30m, 12h, 7d, 2w")
-    return int(match.group(1)) * _UNIT_MINUTES[match.group(2)]
+    digits = match.group(1)
+    if len(digits) > 9 or int(digits) * _UNIT_MINUTES[match.group(2)] > MAX_DAYS * 1440:
+        raise ValueError(f"'{str(text).strip()}' is too long; durations go up to {MAX_DAYS}d (ten years)")
+    return int(digits) * _UNIT_MINUTES[match.group(2)]
 
 
 def format_duration(minutes: int) -> str:
@@ -100,5 +106,7 @@ def parse_trigger(text: str) -> Trigger:
     if not match:
         raise ValueError(f"'{text}' is not a trigger; write due-5d, due+1d 10:00, event+1d or promise-1d")
     anchor, sign, days, time = match.groups()
+    if len(days or "") > 9 or int(days or 0) > MAX_DAYS:
+        raise ValueError(f"'{text}' is too far from its {anchor} date; offsets go up to ±{MAX_DAYS}d (ten years)")
     offset = int(days or 0) * (-1 if sign == "-" else 1)
     return Trigger(anchor, offset, parse_time(time) if time else None)

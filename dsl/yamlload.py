@@ -1,7 +1,10 @@
 """YAML front end: compose the node tree (which keeps marks) and build plain data plus positions.
 
 We resolve scalars the YAML 1.2 way: `08:00` stays a string (YAML 1.1 would read it as the
-sexagesimal number 480) and only true/false are booleans (`no` and `on` stay strings).
+sexagesimal number 480), only true/false are booleans (`no` and `on` stay strings) and dates stay
+text (the model reads them, and reports `2026-13-01` like any other bad value).
+Anchors and aliases are allowed, but a document that expands to more than MAX_NODES nodes (an alias
+"bomb") or nests deeper than MAX_DEPTH (or refers to itself) is refused before it is built.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import re
 import yaml
 
 from .diagnostics import Diagnostics, Span
-from .source import Located
+from .source import BOOL, FLOAT, INT, Located
 
 try:  # the C loader is several times faster; fall back quietly to the pure one
     _Base = yaml.CSafeLoader
@@ -23,16 +26,25 @@ class _Loader(_Base):
     pass
 
 
+_YAML11 = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp")
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _YAML11]
     for first, resolvers in _Base.yaml_implicit_resolvers.items()
 }
-for _tag, _rx, _first in (
-    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
-    ("tag:yaml.org,2002:int", r"^[-+]?(?:0|[1-9][0-9_]*)$", "-+0123456789"),
-    ("tag:yaml.org,2002:float", r"^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$", "-+0123456789."),
-):
-    _Loader.add_implicit_resolver(_tag, re.compile(_rx), list(_first))
+for _tag, _rx, _first in (("tag:yaml.org,2002:bool", BOOL, "tTfF"), ("tag:yaml.org,2002:int", INT, "-+0123456789"),
+                          ("tag:yaml.org,2002:float", FLOAT, "-+0123456789.")):
+    _Loader.add_implicit_resolver(_tag, _rx, list(_first))
+
+
+MAX_NODES = 200_000  # a 200-step policy has about 2,000
+MAX_DEPTH = 64  # a policy nests about 8 deep
+
+
+_ALIAS = re.compile(r"\*[^\s*]")  # maybe an alias (*name); a false alarm only costs a linear check
+
+
+class _TooBig(Exception):
+    pass
 
 
 def _span(file: str, node: yaml.Node) -> Span:
@@ -53,17 +65,49 @@ def load_yaml(text: str, file: str, diags: Diagnostics) -> Located | None:
     except yaml.YAMLError as exc:
         diags.error("yaml-syntax", f"YAML error: {exc}", Span(file, 1, 1))
         return None
+    except RecursionError:
+        diags.error("yaml-too-large", f"the document nests deeper than {MAX_DEPTH} levels", Span(file, 1, 1))
+        return None
     finally:
         loader.dispose()
-    located = Located(None, file)
     if node is None:
         diags.error("empty-policy", "the policy file is empty", Span(file, 1, 1))
         return None
-    located.data = _build(node, (), located, loader, diags)
+    located = Located(None, file, source=text)
+    try:
+        if _ALIAS.search(text):  # only aliases can make a short text expand to a huge document
+            _expanded_size(node, {}, 0)
+        located.data = _build(node, (), located, loader, diags)
+    except _TooBig as exc:
+        diags.error("yaml-too-large", str(exc), _span(file, node),
+                    "write the values out instead of repeating aliases (*name) or nesting so deep")
+        return None
     return located
 
 
+def _expanded_size(node, memo: dict, depth: int) -> int:
+    """How many nodes the document has once every alias is expanded; raises _TooBig past the limits.
+    Shared nodes are counted once per use but computed once, so a bomb is caught in linear time."""
+    if depth > MAX_DEPTH:
+        raise _TooBig(f"the document nests deeper than {MAX_DEPTH} levels")
+    key = id(node)
+    if key in memo:
+        if memo[key] is None:
+            raise _TooBig("an alias refers to a node that contains it, so the document never ends")
+        return memo[key]
+    memo[key] = None
+    children = node.value if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) else ()
+    parts = [n for pair in children for n in pair] if isinstance(node, yaml.MappingNode) else children
+    size = 1 + sum(_expanded_size(child, memo, depth + 1) for child in parts)
+    if size > MAX_NODES:
+        raise _TooBig(f"the document expands to more than {MAX_NODES:,} values (through aliases)")
+    memo[key] = size
+    return size
+
+
 def _build(node, path, located: Located, loader, diags: Diagnostics):
+    if len(path) > MAX_DEPTH:
+        raise _TooBig(f"the document nests deeper than {MAX_DEPTH} levels")
     located.values[path] = _span(located.file, node)
     if isinstance(node, yaml.MappingNode):
         return _build_mapping(node, path, located, loader, diags)
@@ -72,10 +116,26 @@ def _build(node, path, located: Located, loader, diags: Diagnostics):
     if node.style in ("'", '"'):
         located.text_offset[path] = 1
     try:
-        return loader.construct_object(node, deep=True)
+        value = loader.construct_object(node, deep=True)
     except yaml.constructor.ConstructorError as exc:
         diags.error("yaml-value", f"cannot read this value: {exc.problem}", located.values[path])
         return None
+    except (ValueError, TypeError, OverflowError) as exc:  # an explicit tag on a value that does not fit it
+        diags.error("yaml-value", f"cannot read this value: {exc}", located.values[path])
+        return None
+    if isinstance(value, str):
+        _trace_scalar(node, path, value, located)
+    return value
+
+
+def _trace_scalar(node, path, value: str, located: Located) -> None:
+    """Keep where a scalar is in the source when its text is not a plain copy of it (folded, literal,
+    multi-line or escaped), so that an error inside an expression or template finds its real place."""
+    start, end = node.start_mark.index, node.end_mark.index
+    raw = located.source[start:end]
+    quoted = node.style in ("'", '"')
+    if (raw[1:-1] if quoted else raw) != value:
+        located.scalars[path] = (start, end, node.style or "", value)
 
 
 def _build_mapping(node, path, located: Located, loader, diags: Diagnostics) -> dict:

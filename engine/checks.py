@@ -1,12 +1,15 @@
 """Static checks: things that type-check but cannot do what the analyst meant.
 
-- a condition that is constant false (a segment, `when`, `for` or `if` that never holds);
+- a condition that never holds (a segment, `when`, `for` or `if`): constant false, or contradictory
+  comparisons of one field (`invoice.amount > 10 and invoice.amount < 5`, see dsl/exprrange.py);
 - a step whose day lies outside its stage's `when`, or inside an earlier stage that takes the invoice;
 - a channel whose window never opens;
 - two steps of one stage with the same trigger, channel and condition (a double send);
 - a stage whose own cadence already exceeds a cap (the cap would defer or skip some of its steps).
 Stage membership is decided statically only when `when` depends on nothing but the invoice's age
 (`invoice.days_past_due` / `days_to_due`), which is how stages are written in practice.
+Steps that can never fire are left out of the double-send and cadence checks, and so are steps and caps
+with a value that failed validation (a stand-in, see dsl/recovery.py): neither can fake a warning.
 """
 
 from __future__ import annotations
@@ -19,54 +22,88 @@ AGE_FIELDS = {"invoice.days_past_due", "invoice.days_to_due"}
 
 
 def run_checks(comp) -> None:
-    _never_true(comp)
-    _dead_steps(comp)
+    never = _never_true(comp)
+    dead = _dead_steps(comp, never)
     _never_open_windows(comp)
-    _double_sends(comp)
-    _cadence_vs_caps(comp)
+    _double_sends(comp, dead)
+    _cadence_vs_caps(comp, dead)
 
 
-def _never_true(comp) -> None:
-    from ..dsl.expr import is_constant
+def _never_true(comp) -> set[tuple]:
+    """Warn about each condition that can never hold; their paths."""
+    from ..dsl.expr import is_constant, parse
+    from ..dsl.exprrange import may_hold
 
+    segments = {path[1]: parse(c.canonical) for path, c in comp.exprs.items()
+                if path[0] == "segments" and not c.errors}
+    never = set()
     for path, checked in comp.exprs.items():
-        if checked.errors or checked.type != "bool" or not is_constant(checked) or checked.constant:
+        if checked.errors or checked.type != "bool":
             continue
-        what = {"segments": "segment", "stages": "stage condition"}.get(path[0], "condition")
+        if checked.constant is True if is_constant(checked) else may_hold(parse(checked.canonical), segments):
+            continue
+        never.add(path)
+        what = "segment" if path[0] == "segments" else "stage condition" if path[-1] == "when" else "condition"
         comp.diags.warning("never-true", f"this {what} is always false, so nothing depending on it can happen",
                            comp.span(path))
+    return never
 
 
 def _age_predicate(comp, stage_name: str):
     """`when` of a stage as a function of days past due, or None when it depends on anything else."""
     from ..dsl import expr
 
-    checked = comp.exprs.get(("stages", stage_name, "when"))
+    path = ("stages", stage_name, "when")
+    checked = comp.exprs.get(path)
     if checked is None or checked.errors or checked.segments or not set(checked.fields) <= AGE_FIELDS:
+        return None
+    if comp.broken(path):
         return None
     fn = expr.compile_expr(expr.parse(checked.canonical), {})
     return lambda days: bool(fn({"invoice.days_past_due": days, "invoice.days_to_due": -days}))
 
 
-def _dead_steps(comp) -> None:
+def _dead_steps(comp, never: set[tuple]) -> set[tuple]:
+    """Warn about stage steps whose day puts the invoice outside their stage; the paths of every step
+    that can never fire (or was replaced after failing validation)."""
+    dead = {path for path, _owner, _step in comp.policy.all_steps() if _unreachable(comp, path, never)}
     stages = list(comp.policy.stages.items())
     predicates = {name: _age_predicate(comp, name) for name, _ in stages}
     for index, (name, stage) in enumerate(stages):
-        own = predicates[name]
         for i, step in enumerate(stage.steps):
-            days = step.trigger.days
-            span = comp.span(("stages", name, "steps", i, "at"))
-            if own is not None and not own(days):
-                comp.diags.warning("step-outside-stage", f"step '{step.id}' at {step.at} can never fire: on that "
-                                   f"day the invoice is {days} days past due, outside stage '{name}' "
-                                   f"({stage.when})", span)
+            path = ("stages", name, "steps", i)
+            if comp.broken(path + ("at",)):
                 continue
-            for earlier, _ in stages[:index]:
-                if predicates[earlier] is not None and predicates[earlier](days):
-                    comp.diags.warning("step-shadowed", f"step '{step.id}' at {step.at} can never fire: on that "
-                                       f"day the invoice is in the earlier stage '{earlier}' (the first "
-                                       "matching stage wins)", span)
-                    break
+            reason = _outside(comp, stages[:index + 1], predicates, step, _name(comp, path, step))
+            if reason:
+                dead.add(path)
+                comp.diags.warning(reason[0], reason[1], comp.span(path + ("at",)))
+    return dead
+
+
+def _unreachable(comp, path: tuple, never: set[tuple]) -> bool:
+    """A step whose own condition, or whose stage's, never holds (or that failed validation)."""
+    stage_never = path[0] == "stages" and ("stages", path[1], "when") in never
+    return stage_never or bool({path + ("for",), path + ("if",)} & never) or comp.located.broken_within(path)
+
+
+def _name(comp, path: tuple, step) -> str:
+    """How a message names a step: its id, or its line when the id failed validation (a stand-in)."""
+    return f"the step on line {comp.span(path).line}" if comp.broken(path + ("id",)) else f"step '{step.id}'"
+
+
+def _outside(comp, stages: list, predicates: dict, step, name: str) -> tuple[str, str] | None:
+    """Why `step` of the last of `stages` can never fire by its day, or None."""
+    days = step.trigger.days
+    stage_name, stage = stages[-1]
+    if predicates[stage_name] is not None and not predicates[stage_name](days):
+        return "step-outside-stage", (f"{name} at {step.at} can never fire: on that day the invoice "
+                                      f"is {days} days past due, outside stage '{stage_name}' ({stage.when})")
+    for earlier, _ in stages[:-1]:
+        if predicates[earlier] is not None and predicates[earlier](days):
+            return "step-shadowed", (f"{name} at {step.at} can never fire: on that day the invoice is "
+                                     f"in the earlier stage '{earlier}' (the first matching stage wins)")
+    return None
 
 
 def window_is_open(comp, channel: str) -> bool:
@@ -76,14 +113,18 @@ def window_is_open(comp, channel: str) -> bool:
 
 
 def _never_open_windows(comp) -> None:
+    if comp.located.broken_within(("windows",)):
+        return  # a window that failed validation is not the window the analyst wrote
     reported = set()
     for path, _owner, step in comp.policy.all_steps():
+        if comp.broken(path + ("send",)):
+            continue
         for i, channel in enumerate(step.send or []):
             if channel in reported or window_is_open(comp, channel):
                 continue
             reported.add(channel)
-            comp.diags.error("window-never-opens", f"channel '{channel}' has no contact window, so step "
-                             f"'{step.id}' could never send on it", comp.span(path + ("send", i)),
+            comp.diags.error("window-never-opens", f"channel '{channel}' has no contact window, so "
+                             f"{_name(comp, path, step)} could never send on it", comp.span(path + ("send", i)),
                              f"add windows.{channel} or windows.default")
 
 
@@ -91,11 +132,17 @@ def _condition(comp, path: tuple) -> tuple:
     return tuple(getattr(comp.exprs.get(path + (k,)), "canonical", None) for k in ("for", "if"))
 
 
-def _double_sends(comp) -> None:
+def _live_steps(comp, name: str, stage, dead: set[tuple]):
+    for i, step in enumerate(stage.steps):
+        path = ("stages", name, "steps", i)
+        if path not in dead:
+            yield path, step
+
+
+def _double_sends(comp, dead: set[tuple]) -> None:
     for name, stage in comp.policy.stages.items():
         seen: dict[tuple, str] = {}
-        for i, step in enumerate(stage.steps):
-            path = ("stages", name, "steps", i)
+        for path, step in _live_steps(comp, name, stage, dead):
             for channel in step.send or []:
                 key = (step.at, channel, _condition(comp, path))
                 if key in seen:
@@ -105,17 +152,19 @@ def _double_sends(comp) -> None:
                 seen.setdefault(key, step.id)
 
 
-def _cadence_vs_caps(comp) -> None:
+def _cadence_vs_caps(comp, dead: set[tuple]) -> None:
     """Per stage and cap: the most sends one invoice's own steps put inside any window of the cap's length.
 
     Steps sharing one trigger but with different conditions count once: they are alternatives (an
-    experiment's variants, segments) rather than messages that add up.
+    experiment's variants, segments) rather than messages that add up. Steps that can never fire do not count.
     """
     for ci, cap in enumerate(comp.policy.caps):
+        if comp.located.broken_within(("caps", ci)):
+            continue
         width = max(1, -(-timeparse.parse_duration(cap.per) // (24 * 60)))  # days, rounded up
         for name, stage in comp.policy.stages.items():
             by_trigger: dict[str, list[str]] = defaultdict(list)
-            for step in stage.steps:
+            for _path, step in _live_steps(comp, name, stage, dead):
                 if step.send and cap.channel in ("any", step.send[0]):
                     by_trigger[step.at].append(step.id)
             worst = _densest(by_trigger, width)

@@ -53,6 +53,10 @@ class Compilation:
     def span(self, path, prefer_key: bool = False) -> Span:
         return self.located.span(path, prefer_key)
 
+    def broken(self, path) -> bool:
+        """Whether the value at `path` (or around it) is a stand-in for one that failed validation."""
+        return self.located.is_broken(path)
+
 
 @dataclass
 class CompileResult:
@@ -62,12 +66,15 @@ class CompileResult:
 
 
 def compile_policy(path: str | Path, text: str | None = None) -> CompileResult:
-    """Load, check and compile one policy file. `plan` is None when there is any error."""
-    policy, located, diags = load_policy(path, text)
+    """Load, check and compile one policy file. `plan` is None when there is any error.
+
+    A value that fails validation is replaced by a stand-in (dsl/recovery.py) and the passes still run on
+    the rest, so that one run reports every error of the file; `policy` is then None too.
+    """
+    policy, located, diags = load_policy(path, text, recover=True)
     if policy is None:
-        if located is not None and isinstance(located.data, dict):
-            _raw_expressions(located, diags)
         return CompileResult(None, None, diags)
+    valid = not diags.errors  # else `policy` has stand-ins and only serves to find more errors
     comp = Compilation(policy, located, diags, Path(path).parent, schema_for(policy.fields), known_channels())
     for run_pass in (_templates_pass, _names_pass, _segments_pass, _expressions_pass):
         run_pass(comp)
@@ -75,7 +82,7 @@ def compile_policy(path: str | Path, text: str | None = None) -> CompileResult:
 
     run_checks(comp)
     if diags.errors:
-        return CompileResult(None, policy, diags)
+        return CompileResult(None, policy if valid else None, diags)
     return CompileResult(build_plan(comp), policy, diags)
 
 
@@ -98,15 +105,16 @@ def _names_pass(comp: Compilation) -> None:
             diags.error("duplicate-step-id", f"step id '{step.id}' is already used at line {first.line}",
                         id_span, "every step id must be unique in the policy")
         seen.setdefault(step.id, id_span)
-        _check_anchor(comp, path, owner, step)
-        for i, channel in enumerate(step.send or []):
+        if not comp.broken(path + ("at",)):
+            _check_anchor(comp, path, owner, step)
+        for i, channel in enumerate(step.send or [] if not comp.broken(path + ("send",)) else []):
             _check_channel(comp, channel, path + ("send", i))  # span() falls back to `send`
     for name in policy.windows.channels():
         if name != "default" and name not in comp.channels:
             diags.error("unknown-channel", f"windows for unknown channel '{name}'",
                         comp.span(("windows", name), prefer_key=True), suggest(name, ("default", *comp.channels)))
     for i, cap in enumerate(policy.caps):
-        if cap.channel != "any":
+        if cap.channel != "any" and not comp.broken(("caps", i, "channel")):
             _check_channel(comp, cap.channel, ("caps", i, "channel"))
     if policy.compliance != "auto":
         for i, profile in enumerate(policy.compliance):
@@ -155,10 +163,11 @@ def _templates_pass(comp: Compilation) -> None:
             for key, source in _template_sources(template):
                 path = ("templates", name, channel) + ((key,) if key else ())
                 for issue in check_template(source, comp.schema):
-                    comp.diags.error(issue.code, f"template '{name}' ({channel}): {issue.message}",
-                                     _template_span(comp, path, issue), issue.hint)
+                    report = comp.diags.warning if issue.severity == "warning" else comp.diags.error
+                    report(issue.code, f"template '{name}' ({channel}): {issue.message}",
+                           _template_span(comp, path, source, issue), issue.hint)
     for path, _owner, step in policy.all_steps():
-        if step.send:
+        if step.send and not comp.broken(path + ("template",)):
             _check_step_template(comp, path, step)
 
 
@@ -181,8 +190,9 @@ def _load_templates_dir(comp: Compilation) -> None:
             comp.templates.setdefault(name, {})[channel] = template
             for _key, source in _template_sources(template):
                 for issue in check_template(source, comp.schema):
-                    comp.diags.error(issue.code, f"{directory / f'{name}.{channel}.j2'}:{issue.line}: "
-                                     f"{issue.message}", span, issue.hint)
+                    report = comp.diags.warning if issue.severity == "warning" else comp.diags.error
+                    report(issue.code, f"{directory / f'{name}.{channel}.j2'}:{issue.line}: {issue.message}", span,
+                           issue.hint)
 
 
 def _template_sources(template) -> list[tuple[str | None, str]]:
@@ -198,11 +208,12 @@ def _template_sources(template) -> list[tuple[str | None, str]]:
     return [("body", template.body)]
 
 
-def _template_span(comp: Compilation, path: tuple, issue) -> Span:
+def _template_span(comp: Compilation, path: tuple, source: str, issue) -> Span:
     path = tuple(p for part in path for p in (part if isinstance(part, tuple) else (part,)))
-    if issue.line <= 1:
-        return comp.located.expr_span(path, max(issue.col - 1, 0))
-    base = comp.span(path)
+    if issue.line <= 1 or path in comp.located.scalars:  # on the value's line, or traced in the source
+        lines = source.split("\n")[:issue.line - 1]
+        return comp.located.expr_span(path, sum(len(line) + 1 for line in lines) + max(issue.col - 1, 0))
+    base = comp.span(path)  # a text-DSL """string""": its lines are the file's lines
     return Span(base.file, base.line + issue.line - 1, issue.col)
 
 
@@ -214,8 +225,8 @@ def _check_step_template(comp: Compilation, path: tuple, step) -> None:
         return
     bodies = comp.templates[name]
     for channel in step.send:
-        if channel not in comp.channels:
-            continue  # reported as an unknown channel
+        if channel not in comp.channels or comp.broken(("templates", name, channel)):
+            continue  # reported as an unknown channel, or the body itself failed validation
         if channel not in bodies:
             comp.diags.error("missing-template-body", f"template '{name}' has no body for channel '{channel}'",
                              comp.span(path + ("template",)),
@@ -303,47 +314,6 @@ def _expressions_pass(comp: Compilation) -> None:
                 analyze_at(comp, path + (key, "priority"), escalation.priority, "number")
 
 
-def _raw_expressions(located: Located, diags: Diagnostics) -> None:
-    """When the file does not fit the model, still check the expressions it has, so that one run reports
-    expression mistakes along with the structural ones (best effort over the raw data)."""
-    from ..dsl import expr
-
-    data = located.data
-    custom = data.get("fields") if isinstance(data.get("fields"), dict) else {}
-    schema = schema_for({k: v for k, v in custom.items() if isinstance(k, str) and isinstance(v, str)})
-    segments = set(data["segments"]) if isinstance(data.get("segments"), dict) else set()
-    experiments = {name: set(e["variants"]) for name, e in (data.get("experiments") or {}).items()
-                   if isinstance(e, dict) and isinstance(e.get("variants"), dict)} if isinstance(
-        data.get("experiments"), dict) else {}
-    for path, text, expect in _raw_expression_paths(data):
-        if not isinstance(text, str) or not text.strip():
-            continue
-        for err in expr.analyze(text, schema, segments, experiments, expect).errors:
-            diags.error(err.code, err.message, located.expr_span(path, err.offset, err.length), err.hint)
-
-
-def _raw_expression_paths(data: dict):
-    for name, text in (data.get("segments") or {}).items() if isinstance(data.get("segments"), dict) else ():
-        yield ("segments", name), text, "bool"
-    stages = data.get("stages") if isinstance(data.get("stages"), dict) else {}
-    steps = []
-    for name, stage in stages.items():
-        if isinstance(stage, dict):
-            yield ("stages", name, "when"), stage.get("when"), "bool"
-            steps += [(("stages", name, "steps", i), s) for i, s in enumerate(stage.get("steps") or [])]
-    events = data.get("events") if isinstance(data.get("events"), dict) else {}
-    for name, items in events.items():
-        steps += [(("events", name, i), s) for i, s in enumerate(items or [])] if isinstance(items, list) else []
-    for path, step in steps:
-        if not isinstance(step, dict):
-            continue
-        for key in ("for", "if"):
-            yield path + (key,), step.get(key), "bool"
-        for key in ("escalate", "on_exhausted"):
-            if isinstance(step.get(key), dict):
-                yield path + (key, "priority"), step[key].get("priority"), "number"
-
-
 # -- plan ---------------------------------------------------------------------------------------
 
 def build_plan(comp: Compilation) -> Plan:
@@ -358,6 +328,8 @@ def build_plan(comp: Compilation) -> Plan:
         "calendar": policy.calendar.model_dump(mode="json"),
         "fields": dict(sorted(policy.fields.items())),
         "compliance": policy.compliance if policy.compliance == "auto" else sorted(policy.compliance),
+        "compliance_settings": {profile: dict(sorted(settings.items()))
+                                for profile, settings in sorted(policy.compliance_settings.items())},
         "windows": {"channels": policy.windows.channels(), "holidays": policy.windows.holidays},
         "caps": [_cap_doc(i, cap) for i, cap in enumerate(policy.caps)],
         "on_cap": policy.on_cap,

@@ -3,8 +3,10 @@
 A template sees only: customer, invoice (the first of the message's invoices), invoices, total_balance,
 pay_link, promise, currency, today. Filters: `money` (babel, currency- and locale-aware; locale from
 customer.language + customer.country) and `date` (babel, default format "medium"), plus Jinja's own.
-Anything reaching for Python internals (`_`-names) is rejected when the policy compiles, and the
-sandbox blocks it again when a message renders.
+Anything reaching for Python internals is rejected when the policy compiles (`_` names, the `attr` filter,
+computed subscripts, calls, include/import/extends), and the sandbox blocks it again when a message
+renders. Rendering never fails on null: an absent field prints as "", null-unsafe filters and arithmetic
+give null (as expressions do), and `default` also replaces null.
 
 templates_dir: files named `<name>.<channel>.j2`. An email file starts with a `Subject: ...` line,
 then a blank line, then the body.
@@ -42,6 +44,7 @@ class TemplateIssue:
     line: int
     col: int
     hint: str | None = None
+    severity: str = "error"
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,17 @@ class Rendered:
 
 
 # -- environment ----------------------------------------------------------------------------------
+
+# Jinja's own filters a message may use: they only look at the value they are given. Left out: `attr`
+# (a way around attribute checks), `pprint`/`tojson`/`xmlattr`/`format` (object internals, or errors on
+# decimals), `random` (a message must be reproducible), `groupby`, `safe`, `forceescape`, `urlize`.
+JINJA_FILTERS = ("abs", "batch", "capitalize", "center", "count", "d", "default", "dictsort", "e", "escape",
+                 "filesizeformat", "first", "float", "indent", "int", "items", "join", "last", "length", "list",
+                 "lower", "map", "max", "min", "reject", "rejectattr", "replace", "reverse", "round", "select",
+                 "selectattr", "slice", "sort", "string", "striptags", "sum", "title", "trim", "truncate",
+                 "unique", "upper", "urlencode", "wordcount", "wordwrap")
+_MAX_REPEAT = 10_000  # "x" * n and n ** m stay this small, so a template cannot exhaust memory or time
+
 
 def _locale(ctx) -> str:
     from babel import Locale, UnknownLocaleError
@@ -69,10 +83,66 @@ def _locale(ctx) -> str:
     return "en"
 
 
+def _null_safe(fn):
+    """The filter `fn`, giving None for a None value instead of raising."""
+    import functools
+
+    position = 1 if hasattr(fn, "jinja_pass_arg") else 0  # after the context/environment Jinja passes
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return None if len(args) > position and args[position] is None else fn(*args, **kwargs)
+    return wrapper
+
+
+def _default(value, default_value="", boolean=False):
+    """Jinja's `default`, except that null (an absent field) also takes the default."""
+    from jinja2 import Undefined
+
+    missing = value is None or isinstance(value, Undefined) or (boolean and not value)
+    return default_value if missing else value
+
+
+def _binop(operator: str, left, right):
+    """Arithmetic as in expressions: with null, or dividing by zero, the result is null, never an error."""
+    from jinja2.sandbox import SandboxedEnvironment
+
+    if left is None or right is None:
+        return None
+    if operator in ("*", "**") and _too_big(left, right, operator):
+        return None
+    try:
+        return SandboxedEnvironment.default_binop_table[operator](left, right)
+    except (ArithmeticError, TypeError, ValueError):
+        return None
+
+
+def _too_big(left, right, operator: str) -> bool:
+    """`10 ** 10**9` or `"x" * 10**9` would exhaust time or memory."""
+    if operator == "**":
+        return isinstance(right, (int, float, Decimal)) and abs(right) > 1000
+    sized = (str, list, tuple)
+    count = right if isinstance(left, sized) else left if isinstance(right, sized) else 0
+    return isinstance(count, int) and abs(count) > _MAX_REPEAT
+
+
 @lru_cache(maxsize=1)
 def environment():
     from jinja2 import StrictUndefined, pass_context
     from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class MessageEnvironment(ImmutableSandboxedEnvironment):
+        intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
+        intercepted_unops = frozenset({"-", "+"})
+
+        def call_binop(self, context, operator, left, right):
+            return _binop(operator, left, right)
+
+        def call_unop(self, context, operator, arg):
+            try:
+                return None if arg is None else self.unop_table[operator](arg)
+            except TypeError:
+                return None
 
     @pass_context
     def money(ctx, amount, currency=None, locale=None):
@@ -93,8 +163,11 @@ def environment():
             value = dt.date.fromisoformat(value)
         return format_date(value, format=format, locale=locale or _locale(ctx))
 
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-    env.filters.update(money=money, date=date)
+    env = MessageEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True,
+                             finalize=lambda value: "" if value is None else value)
+    # null in, null out (printed as ""): an absent field neither raises nor prints "None"
+    env.filters = {name: _null_safe(env.filters[name]) for name in JINJA_FILTERS}
+    env.filters.update(money=money, date=date, default=_default, d=_default)
     return env
 
 
@@ -108,88 +181,20 @@ def _column(source: str, line: int, needle: str) -> int:
 
 
 def check_template(source: str, schema: dict[str, str]) -> list[TemplateIssue]:
-    """Every problem of one template: syntax, unknown names, attributes and filters, sandbox escapes."""
+    """Every problem of one template: syntax, unknown names, attributes and filters, sandbox escapes,
+    values of the wrong type for a filter or an operator."""
     from jinja2 import TemplateSyntaxError
 
     env = environment()
     try:
         tree = env.parse(source)
+        from .templatecheck import Walker
+
+        return Walker(source, schema, env).walk(tree)
     except TemplateSyntaxError as exc:
         return [TemplateIssue("template-syntax", f"template syntax: {exc.message}", exc.lineno or 1, 1)]
-    fields = {ns: sorted(k.split(".", 1)[1] for k in schema if k.startswith(ns + ".")) for ns in RECORDS.values()}
-    return _Walker(source, fields, env).walk(tree)
-
-
-class _Walker:
-    def __init__(self, source: str, fields: dict[str, list[str]], env):
-        self.source, self.fields, self.env = source, fields, env
-        self.issues: list[TemplateIssue] = []
-
-    def issue(self, code: str, message: str, node, needle: str, hint: str | None = None) -> None:
-        line = getattr(node, "lineno", 1) or 1
-        self.issues.append(TemplateIssue(code, message, line, _column(self.source, line, needle), hint))
-
-    def walk(self, tree) -> list[TemplateIssue]:
-        self.visit(tree, {name: RECORDS.get(name) for name in VARIABLES})
-        return self.issues
-
-    def visit(self, node, scope: dict) -> None:
-        from jinja2 import nodes
-
-        if isinstance(node, nodes.For):
-            self.visit(node.iter, scope)
-            inner = dict(scope, loop=None)
-            kind = "invoice" if isinstance(node.iter, nodes.Name) and node.iter.name == "invoices" else None
-            for target in _names(node.target):
-                inner[target.name] = kind
-            for child in [*node.body, *node.else_, *([node.test] if node.test else [])]:
-                self.visit(child, inner)
-            return
-        if isinstance(node, nodes.Assign):
-            self.visit(node.node, scope)
-            for target in _names(node.target):
-                scope[target.name] = None
-            return
-        if isinstance(node, nodes.Name) and node.ctx == "load":
-            self._name(node, scope)
-        elif isinstance(node, nodes.Getattr):
-            self._attribute(node, node.attr, scope)
-        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            self._attribute(node, node.arg.value, scope)
-        elif isinstance(node, nodes.Filter) and node.name not in self.env.filters:
-            self.issue("unknown-filter", f"unknown filter '{node.name}'", node, node.name,
-                       suggest(node.name, self.env.filters))
-        for child in node.iter_child_nodes():
-            self.visit(child, scope)
-
-    def _name(self, node, scope: dict) -> None:
-        if node.name.startswith("_"):
-            self.issue("unsafe-template", f"'{node.name}' is not available in templates", node, node.name)
-        elif node.name not in scope:
-            self.issue("unknown-variable", f"unknown variable '{node.name}'", node, node.name,
-                       suggest(node.name, scope) or f"variables: {', '.join(VARIABLES)}")
-
-    def _attribute(self, node, attr: str, scope: dict) -> None:
-        from jinja2 import nodes
-
-        if attr.startswith("_"):
-            self.issue("unsafe-template", f"'{attr}' reaches into Python internals; templates cannot use it",
-                       node, attr)
-            return
-        target = node.node
-        namespace = scope.get(target.name) if isinstance(target, nodes.Name) else None
-        if namespace is None:
-            return
-        known = self.fields[namespace]
-        if attr not in known:
-            self.issue("unknown-attribute", f"{namespace} has no field '{attr}'", node, f".{attr}",
-                       suggest(attr, known))
-
-
-def _names(target) -> list:
-    from jinja2 import nodes
-
-    return [target] if isinstance(target, nodes.Name) else list(target.find_all(nodes.Name))
+    except RecursionError:
+        return [TemplateIssue("template-syntax", "the template is nested too deeply", 1, 1)]
 
 
 # -- rendering --------------------------------------------------------------------------------------
@@ -209,6 +214,8 @@ def render(source: str, context: dict) -> str:
         raise TemplateRenderError(f"the template tried something the sandbox forbids: {exc}") from None
     except TemplateError as exc:
         raise TemplateRenderError(f"the template failed: {exc}") from None
+    except (ArithmeticError, ValueError, TypeError, LookupError) as exc:  # a value the filters cannot format
+        raise TemplateRenderError(f"the template failed: {type(exc).__name__}: {exc}") from None
 
 
 def render_channel(template, context: dict) -> Rendered:

@@ -80,8 +80,8 @@ def policies(draw):
         data["calendar"] = {"country": draw(st.sampled_from(["PE", "US", "CO"])),
                             "extra_holidays": draw(st.lists(st.sampled_from(["2026-12-24", "2026-12-31"]), unique=True)),
                             "weekend": draw(st.lists(st.sampled_from(["sat", "sun", "fri"]), unique=True, min_size=1))}
-    windows = {}
-    for channel in draw(st.lists(st.sampled_from(["default", "email", "sms"]), unique=True)):
+    windows = {"default": {draw(DAY_SPECS): draw(HOURS.filter(lambda h: h != "closed"))}}  # so that plans compile
+    for channel in draw(st.lists(st.sampled_from(["email", "sms"]), unique=True)):
         days = draw(st.lists(DAY_SPECS, unique=True, max_size=1))
         windows[channel] = {d: draw(HOURS) for d in days}
     windows["holidays"] = draw(st.sampled_from(["open", "closed"]))
@@ -103,4 +103,54 @@ def policies(draw):
         data["pause_when"] = draw(st.lists(st.sampled_from(["promise_active", "disputed"]), unique=True))
     if draw(st.booleans()):
         data["compliance"] = draw(st.sampled_from(["auto", ["us-reg-f"], []]))
+    if draw(st.booleans()):
+        data["compliance_settings"] = draw(st.dictionaries(
+            st.sampled_from(["co-ley-2300", "cl-sernac", "us-reg-f"]),
+            st.dictionaries(NAMES, SETTING_VALUES, max_size=3), max_size=2))
+    return data
+
+
+SETTING_VALUES = st.one_of(
+    st.sampled_from(["rolling", "calendar", "2d", "08:00", "two words", "3", "true", "-1", "none", "1e5"]),
+    st.integers(-1000, 10**6), st.booleans(), st.floats(allow_nan=False, allow_infinity=False, width=32), TEXT)
+
+
+# -- damaged policies: valid ones with a few random changes -------------------------------------------
+
+JUNK = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**30, 10**30), st.floats(allow_nan=False, allow_infinity=False),
+    TEXT, NAMES, st.lists(st.integers(0, 9), max_size=2), st.dictionaries(NAMES, st.integers(0, 9), max_size=2),
+    st.sampled_from(["due+99999999999999999999d", "due+1x", "7x", "99999999999w", "25:00", "", "mon-fry", "escalate",
+                     "auto", "closed", "{{ customer.__class__ }}", "{{ x | attr('y') }}", "{% include 'x' %}",
+                     "customer.nmae > 1", "invoice.amount > 10 and invoice.amount < 5", "1 >", "((((", "true"]))
+
+
+def _paths(data, path=()):
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        yield path + (key,)
+        yield from _paths(value, path + (key,))
+
+
+@st.composite
+def damaged(draw, data: dict):
+    """`data` with one to four random changes: a value replaced by junk, a key removed, a key added."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for _ in range(draw(st.integers(1, 4))):
+        paths = list(_paths(data))
+        if not paths:
+            break
+        path = draw(st.sampled_from(paths))
+        parent = data
+        for part in path[:-1]:
+            parent = parent[part]
+        action = draw(st.sampled_from(["replace", "replace", "remove", "add"]))
+        if action == "replace" or not isinstance(parent, dict):
+            parent[path[-1]] = draw(JUNK)
+        elif action == "remove":
+            del parent[path[-1]]
+        else:
+            parent[draw(NAMES)] = draw(JUNK)
     return data

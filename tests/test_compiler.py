@@ -94,6 +94,39 @@ def test_static_checks(tmp_path, body, expected):
     assert codes(compile_text(tmp_path, body)) == expected
 
 
+@pytest.mark.parametrize("unreachable", [
+    "      - { id: c, at: due+40d, send: sms, template: m }\n",  # outside the stage's `when`
+    "      - { id: c, at: due+3d, if: never, send: sms, template: m }\n",  # an always-false segment
+    "      - { id: c, at: due+3d, for: invoice.amount > 10 and invoice.amount < 5, send: sms, template: m }\n",
+])
+def test_cadence_exceeds_cap_ignores_steps_that_can_never_fire(tmp_path, unreachable):
+    result = compile_text(tmp_path, "caps: [ { channel: sms, max: 2, per: 7d } ]\n"
+                                    "segments: { never: invoice.amount > 10 and invoice.amount < 5 }\nstages:\n  s:\n"
+                                    "    when: invoice.days_past_due between 1 and 30\n    steps:\n"
+                                    "      - { id: a, at: due+1d, send: sms, template: m }\n"
+                                    "      - { id: b, at: due+2d, send: sms, template: m }\n" + unreachable)
+    assert "cadence-exceeds-cap" not in codes(result)
+    assert set(codes(result)) <= {"never-true", "step-outside-stage"}
+
+
+@pytest.mark.parametrize("condition, never", [
+    ("invoice.amount > 10 and invoice.amount < 5", True),
+    ("invoice.amount >= 10 and invoice.amount <= 10", False),
+    ("invoice.amount > 10 and invoice.amount <= 10", True),
+    ("invoice.days_past_due between 9 and 3", True),
+    ('customer.country == "PE" and customer.country in ["CO", "MX"]', True),
+    ('customer.country == "PE" and customer.country != "PE"', True),
+    ("customer.email is null and customer.email == \"x\"", True),
+    ("invoice.amount > 10 and (invoice.amount < 5 or customer.open_invoices > 1)", False),
+    ("(invoice.amount > 10 and invoice.amount < 5) or invoice.amount > 100", False),
+    ("invoice.due_date > 2026-02-01 and invoice.due_date < 2026-01-01", True),
+    ("invoice.amount > 10 and not (invoice.amount > 5)", False),  # `not` is not reasoned about: no false alarm
+])
+def test_contradictory_ranges_on_one_field_are_never_true(tmp_path, condition, never):
+    result = compile_text(tmp_path, f"segments: {{ s: '{condition}' }}\nstages: {{}}\n")
+    assert ("never-true" in codes(result)) is never, [d.render() for d in result.diagnostics.items]
+
+
 def test_window_that_never_opens(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text(HEAD.replace('default: { mon-fri: "08:00-19:00" }', "email: { mon: closed }")

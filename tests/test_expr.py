@@ -138,3 +138,13 @@ def test_folding_agrees_with_evaluation_and_canonical_is_idempotent(left, right,
     assert folded.constant is reference  # folding computes the same value at compile time
     partial = analyze(f"invoice.amount > 0 and {text}", SCHEMA, set(), {}, "bool")
     assert analyze(partial.canonical, SCHEMA, set(), {}, "bool").canonical == partial.canonical
+
+
+def test_a_huge_duration_literal_is_an_error_not_an_overflow():
+    (error,) = check("invoice.due_date + 99999999999d > 2026-01-01").errors
+    assert (error.code, error.offset, error.length) == ("bad-value", 19, 12)
+
+
+@pytest.mark.parametrize("text", [" and ".join(["invoice.amount > 1"] * 400), "not " * 400 + "true"])
+def test_a_deeply_nested_expression_is_an_error_not_a_recursion_error(text):
+    assert [e.code for e in check(text).errors] == ["expr-syntax"]

@@ -28,7 +28,7 @@ def ctx(language="es", country="PE", currency="PEN", **customer):
     ("{{ foo }}", "unknown-variable", 1, 4),
     ("a\n{% for i in invoices %}{{ i.nmber }}{% endfor %}", "unknown-attribute", 2, 28),
     ("{{ customer.__class__ }}", "unsafe-template", 1, 13),
-    ("{{ ''.__class__.__mro__ }}", "unsafe-template", 1, 17),
+    ("{{ ''.__class__.__mro__ }}", "unsafe-template", 1, 7),  # issues come in source order
     ("{{ invoice.balance | mony }}", "unknown-filter", 1, 22),
     ("line\n{% if %}", "template-syntax", 2, 1),
 ])
@@ -101,3 +101,72 @@ def test_random_names_and_amounts_render(name, amount):
     assert render("{{ customer.name }}", context) == name
     text = render('{{ invoice.balance | money("USD", "en_US") }}', context)
     assert parse_decimal(text.lstrip("$"), locale="en_US") == amount.quantize(Decimal("0.01"))
+
+
+@pytest.mark.parametrize("source, col", [
+    ("{{ customer|attr('__class__') }}", 13),
+    ("{{ customer['_' ~ '_class__'] }}", 12),
+    ("{{ invoices[loop] }}", 12),
+    ("{% include 'x' %}", 4),
+    ("{% import 'x' as y %}", 4),
+    ("{% from 'x' import y %}", 4),
+    ("{% extends 'x' %}", 4),
+    ("{% macro m() %}x{% endmacro %}", 4),
+    ("{{ invoices.pop() }}", 13),
+    ("{{ customer.name.upper() }}", 18),
+    ("{{ range(10) }}", 4),
+    ("{{ invoices | map('attr', '__class__') | list }}", 15),
+    ("{{ invoices | selectattr('__class__') | list }}", 27),
+    ("{{ invoices | sort(attribute='_x') | list }}", 31),
+    ("{{ invoices | map(attribute=customer.name) | list }}", 15),
+])
+def test_routes_to_python_internals_are_rejected_at_compile_time(source, col):
+    issues = check_template(source, SCHEMA)
+    assert [(i.code, i.line, i.col) for i in issues][:1] == [("unsafe-template", 1, col)], issues
+
+
+@pytest.mark.parametrize("source, code, col", [
+    ("{{ customer.name | round }}", "template-type", 20),
+    ("{{ invoices | money }}", "template-type", 15),
+    ("{{ total_balance | date }}", "template-type", 20),
+    ("{{ invoice.due_date | length }}", "template-type", 23),
+    ("{{ customer.name + 1 }}", "template-type", 18),
+    ("{% if invoice.due_date > 3 %}x{% endif %}", "template-type", 24),
+    ("{{ invoices.pop }}", "unknown-attribute", 13),
+    ("{{ pay_link.x }}", "unknown-attribute", 13),
+    ("{{ customer.name | pprint }}", "unknown-filter", 20),
+    ("{% set x = invoices | first %}{{ x.nmbr }}", "unknown-attribute", 35),
+    ("{{ invoices | map(attribute='nmber') | join }}", "unknown-attribute", 30),
+])
+def test_filters_and_operators_on_the_wrong_kind_are_compile_errors(source, code, col):
+    issues = check_template(source, SCHEMA)
+    assert [(i.code, i.col) for i in issues] == [(code, col)], issues
+
+
+def test_what_templates_may_use_still_passes():
+    ok = ("{{ invoices | sort(attribute='due_date') | map(attribute='number') | join(', ') }} "
+          "{{ invoice.balance | round(2) }} {{ (invoices | first).balance | money }} {{ today.year }} "
+          "{{ invoices[0].number }} {{ invoices[1:] | length }} {{ customer.tier | default('std') | upper }} "
+          "{% with n = invoices | length %}{{ n * 2 }}{% endwith %} {{ invoices | selectattr('balance') | list }}"
+          "{% for i in invoices | reverse %}{{ loop.index }} {{ i.due_date | date('short') }}{% endfor %}"
+          "{% if total_balance > 100 and customer.name %}{{ 'x' ~ customer.name }}{% endif %}"
+          "{% filter upper %}{{ customer.name }}{% endfilter %}")
+    assert check_template(ok, SCHEMA) == []
+
+
+def test_rendering_never_fails_on_null_fields():
+    context = ctx()
+    context["customer"].update(name=None, tier=None)
+    context["invoice"]["balance"] = None
+    source = ("[{{ customer.name }}|{{ customer.name | upper }}|{{ invoice.balance | round }}|"
+              "{{ invoice.balance * 2 }}|{{ -invoice.balance }}|{{ 1 / invoice.balance }}|"
+              "{{ customer.tier | default('std') }}|{{ invoice.balance | money }}]")
+    assert check_template(source, SCHEMA) == []
+    assert render(source, context) == "[||||||std|]"
+    context["invoice"]["balance"] = 0
+    assert render("{{ 1 / invoice.balance }}", context) == ""  # division by zero is null, as in expressions
+    assert [(i.code, i.severity) for i in check_template("{{ 1 / 0 }}", SCHEMA)] == [("division-by-zero", "warning")]
+
+
+def test_rendering_cannot_exhaust_memory_or_time():
+    assert render("{{ 'x' * 100000000 }}{{ 10 ** 100000 }}", ctx()) == ""

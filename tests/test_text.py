@@ -184,6 +184,20 @@ def test_random_policies_survive_yaml_model_text_model(data):
     assert _model(dump_text(policy), load_text, "p.collect") == policy
 
 
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(policies())
+def test_random_policies_keep_their_plan_hash_through_yaml_and_text(data):
+    """YAML -> model -> text DSL -> model: the same plan, not only an equal model."""
+    from_yaml = compile_policy("p.yaml", text=yaml.safe_dump(data, allow_unicode=True))
+    assert from_yaml.policy is not None, [d.render() for d in from_yaml.diagnostics.items]
+    from_text = compile_policy("p.collect", text=dump_text(from_yaml.policy))
+    # the same findings; their order follows the lines, which differ between the two forms
+    assert sorted(d.code for d in from_text.diagnostics.items) == sorted(d.code for d in from_yaml.diagnostics.items)
+    if from_yaml.plan is not None:
+        assert from_text.plan.plan_hash == from_yaml.plan.plan_hash
+        assert from_text.plan["compliance_settings"] == from_yaml.plan["compliance_settings"]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=200) | st.from_regex(r"(policy|stage|window|cap|template|segment)[ a-z{}\n:=\"0-9-]*"))
 def test_random_text_only_ever_gives_diagnostics(text):

@@ -1,0 +1,345 @@
+"""Compile-time check of one message template (engine/templates.py): names, fields, filters, types, and
+no way out of the sandbox.
+
+A template may read its variables and their fields, index lists by number and records by field name,
+apply `money`, `date` and templates.JINJA_FILTERS, and use Jinja's statements (if, for, set, with,
+filter blocks). It may not call anything (methods included), load other templates (include, import, extends), define
+macros, use `_` names or compute a subscript: the sandbox would block those when the message renders,
+and the contact would fail then instead of the policy now. Kinds of values are followed as far as they
+are known, so that a filter or an operator applied to the wrong kind (`customer.name | round`,
+`invoices | money`) is an error at compile time as well.
+"""
+
+from __future__ import annotations
+
+from ..dsl.diagnostics import suggest
+from .templates import RECORDS, VARIABLES, TemplateIssue, _column
+
+ANY = "any"
+KINDS = {"customer": "customer", "invoice": "invoice", "promise": "promise", "invoices": "list:invoice",
+         "total_balance": "number", "pay_link": "str", "currency": "str", "today": "date"}
+FIELD_KINDS = {"int": "number", "float": "number", "decimal": "number"}
+LOOP_ATTRS = ("index", "index0", "revindex", "revindex0", "first", "last", "length", "previtem", "nextitem",
+              "depth", "depth0")
+DATE_ATTRS = ("year", "month", "day")
+# what a filter needs its value to be, by filter name
+NEEDS = {**dict.fromkeys(("round", "abs", "money", "filesizeformat"), "number"), "date": "date",
+         **dict.fromkeys(("dictsort", "items"), "mapping"),
+         **dict.fromkeys(("length", "count", "join", "first", "last", "sum", "sort", "map", "select", "reject",
+                          "selectattr", "rejectattr", "list", "unique", "min", "max", "reverse", "batch", "slice"),
+                         "sequence")}
+ACCEPTS = {"number": {"number"}, "date": {"date", "datetime", "str"}, "mapping": set(RECORDS),
+           "sequence": {"str", "list", "list:invoice", *RECORDS}}
+# what a filter gives, when it does not depend on the value
+GIVES = {**dict.fromkeys(("length", "count", "wordcount", "int", "float", "round", "abs", "sum"), "number"),
+         **dict.fromkeys(("batch", "slice", "map", "dictsort", "items"), "list")}
+SAME = ("sort", "reverse", "unique", "list", "select", "reject", "selectattr", "rejectattr", "default", "d")
+ELEMENT = ("first", "last", "min", "max")
+ATTRIBUTE_KWARG = ("sort", "sum", "unique", "min", "max", "join", "map")
+ORDERING = ("lt", "lteq", "gt", "gteq")
+
+
+class Walker:
+    def __init__(self, source: str, schema: dict[str, str], env):
+        self.source, self.env = source, env
+        self.fields = {ns: {k.split(".", 1)[1]: FIELD_KINDS.get(v, v) for k, v in schema.items()
+                            if k.startswith(ns + ".")} for ns in RECORDS.values()}
+        self.issues: list[TemplateIssue] = []
+
+    def issue(self, code: str, message: str, node, needle: str, hint: str | None = None,
+              severity: str = "error") -> None:
+        line = getattr(node, "lineno", 1) or 1
+        self.issues.append(TemplateIssue(code, message, line, _column(self.source, line, needle), hint, severity))
+
+    def walk(self, tree) -> list[TemplateIssue]:
+        self.statements(tree.body, dict(KINDS))
+        return sorted(self.issues, key=lambda i: (i.line, i.col))
+
+    # -- statements ---------------------------------------------------------------------------------
+
+    def statements(self, body, scope: dict) -> None:
+        for node in body:
+            self.statement(node, scope)
+
+    def statement(self, node, scope: dict) -> None:
+        from jinja2 import nodes
+
+        loading = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from",
+                   nodes.Extends: "extends", nodes.Macro: "macro", nodes.CallBlock: "call"}
+        for kind, word in loading.items():
+            if isinstance(node, kind):
+                self.issue("unsafe-template", f"'{{% {word} %}}' is not available in message templates: a "
+                           "message is one self-contained template", node, word)
+                return
+        handler = getattr(self, f"_stmt_{type(node).__name__.lower()}", None)
+        if handler:
+            handler(node, scope)
+            return
+        for child in node.iter_child_nodes():
+            self.kind(child, scope) if isinstance(child, nodes.Expr) else self.statement(child, scope)
+
+    def _stmt_output(self, node, scope: dict) -> None:
+        from jinja2 import nodes
+
+        for child in node.nodes:
+            if not isinstance(child, nodes.TemplateData):
+                self.kind(child, scope)
+
+    def _stmt_for(self, node, scope: dict) -> None:
+        items = self.kind(node.iter, scope)
+        if items in ("number", "bool", "date", "datetime"):
+            self.issue("template-type", f"cannot loop over {_describe(items)}", node, "for")
+        inner = dict(scope, loop="loop")
+        self.bind(node.target, inner, _element(items))
+        if node.test is not None:
+            self.kind(node.test, inner)
+        self.statements(node.body, inner)
+        self.statements(node.else_, scope)
+
+    def _stmt_assign(self, node, scope: dict) -> None:
+        self.bind(node.target, scope, self.kind(node.node, scope))
+
+    def _stmt_assignblock(self, node, scope: dict) -> None:
+        self.statements(node.body, scope)
+        kind = self.filter(node.filter, "str", scope) if node.filter is not None else "str"
+        self.bind(node.target, scope, kind)
+
+    def _stmt_with(self, node, scope: dict) -> None:
+        inner = dict(scope)
+        for target, value in zip(node.targets, node.values):
+            self.bind(target, inner, self.kind(value, scope))
+        self.statements(node.body, inner)
+
+    def _stmt_filterblock(self, node, scope: dict) -> None:
+        self.statements(node.body, scope)
+        self.filter(node.filter, "str", scope)
+
+    def bind(self, target, scope: dict, kind: str) -> None:
+        from jinja2 import nodes
+
+        if isinstance(target, nodes.Name):
+            scope[target.name] = kind
+        else:  # unpacking: the parts' kinds are unknown
+            for name in target.find_all(nodes.Name):
+                scope[name.name] = ANY
+
+    # -- expressions ----------------------------------------------------------------------------------
+
+    def kind(self, node, scope: dict) -> str:
+        """Check an expression and say what kind of value it gives (ANY when unknown)."""
+        from jinja2 import nodes
+
+        handler = getattr(self, f"_{type(node).__name__.lower()}", None)
+        if handler:
+            return handler(node, scope)
+        if isinstance(node, nodes.BinExpr) and not isinstance(node, (nodes.And, nodes.Or)):
+            return self.arithmetic(node, scope)
+        kinds = [self.kind(child, scope) for child in node.iter_child_nodes()]
+        if isinstance(node, (nodes.And, nodes.Or, nodes.Not)):
+            return "bool"
+        if isinstance(node, nodes.UnaryExpr):  # - and +
+            return self.need_number(node, kinds[0], node.operator)
+        return {nodes.Concat: "str", nodes.List: "list", nodes.Tuple: "list"}.get(type(node), ANY)
+
+    def _const(self, node, scope: dict) -> str:
+        return _kind_of(node.value)
+
+    def _name(self, node, scope: dict) -> str:
+        if node.name.startswith("_"):
+            self.issue("unsafe-template", f"'{node.name}' is not available in templates", node, node.name)
+        elif node.name not in scope:
+            self.issue("unknown-variable", f"unknown variable '{node.name}'", node, node.name,
+                       suggest(node.name, scope) or f"variables: {', '.join(VARIABLES)}")
+        return scope.get(node.name) or ANY
+
+    def _getattr(self, node, scope: dict) -> str:
+        return self.member(node, self.kind(node.node, scope), node.attr)
+
+    def _getitem(self, node, scope: dict) -> str:
+        from jinja2 import nodes
+
+        base = self.kind(node.node, scope)
+        arg = node.arg
+        if isinstance(arg, nodes.Const) and isinstance(arg.value, str):
+            return self.member(node, base, arg.value)
+        if isinstance(arg, nodes.Const) and isinstance(arg.value, int) and base in ("list", "list:invoice", "str", ANY):
+            return _element(base)
+        if isinstance(arg, nodes.Slice) and all(isinstance(p, nodes.Const) or p is None
+                                                for p in (arg.start, arg.stop, arg.step)):
+            return base
+        self.issue("unsafe-template", "a subscript must be a field name or a number written out "
+                   "(customer.name, invoices[0]), not computed", node, "[")
+        return ANY
+
+    def member(self, node, base: str, attr: str, needle: str | None = None) -> str:
+        """The kind of `base.attr`, reporting attributes that do not exist (at `needle` in the source)."""
+        if attr.startswith("_"):
+            self.issue("unsafe-template", f"'{attr}' reaches into Python internals; templates cannot use it",
+                       node, attr)
+            return ANY
+        if base == ANY:
+            return ANY
+        known = self.members(base)
+        if known is None:
+            self.issue("unknown-attribute", f"{_describe(base)} has no attribute '{attr}'", node, attr)
+            return ANY
+        if attr not in known:
+            what = base if base in RECORDS else _describe(base)
+            self.issue("unknown-attribute", f"{what} has no field '{attr}'", node, needle or f".{attr}",
+                       suggest(attr, known))
+        return known.get(attr, ANY)
+
+    def members(self, base: str) -> dict[str, str] | None:
+        if base == "loop":
+            return dict.fromkeys(LOOP_ATTRS, ANY)
+        if base in ("date", "datetime"):
+            return dict.fromkeys(DATE_ATTRS, "number")
+        return self.fields.get(base)
+
+    def _call(self, node, scope: dict) -> str:
+        for arg in [*node.args, *(k.value for k in node.kwargs), node.dyn_args, node.dyn_kwargs]:
+            if arg is not None:
+                self.kind(arg, scope)
+        name = getattr(node.node, "attr", None) or getattr(node.node, "name", None) or "("
+        self.issue("unsafe-template", f"templates cannot call functions or methods ('{name}'); use a filter, "
+                   "e.g. invoices | length", node, name)
+        return ANY
+
+    def _filter(self, node, scope: dict) -> str:
+        return self.filter(node, self.kind(node.node, scope), scope)
+
+    def _test(self, node, scope: dict) -> str:
+        self.kind(node.node, scope)
+        self.arguments(node, scope)
+        if node.name not in self.env.tests:
+            self.issue("unknown-filter", f"unknown test '{node.name}'", node, node.name,
+                       suggest(node.name, self.env.tests))
+        return "bool"
+
+    def _compare(self, node, scope: dict) -> str:
+        left = self.kind(node.expr, scope)
+        for operand in node.ops:
+            right = self.kind(operand.expr, scope)
+            if operand.op in ORDERING and ANY not in (left, right) and not _comparable(left, right):
+                self.issue("template-type", f"cannot compare {_describe(left)} with {_describe(right)}", node,
+                           _OPS.get(operand.op, ""))
+            left = right
+        return "bool"
+
+    def _condexpr(self, node, scope: dict) -> str:
+        kinds = {self.kind(n, scope) for n in (node.expr1, node.expr2) if n is not None}
+        self.kind(node.test, scope)
+        return kinds.pop() if len(kinds) == 1 else ANY
+
+    def arithmetic(self, node, scope: dict) -> str:
+        from jinja2 import nodes
+
+        left, right = self.kind(node.left, scope), self.kind(node.right, scope)
+        op = node.operator
+        if op in ("/", "//") and isinstance(node.right, nodes.Const) and node.right.value == 0:
+            self.issue("division-by-zero", "division by zero: this prints nothing", node, op, severity="warning")
+        if ANY in (left, right) or left == right == "number":
+            return "number" if "str" not in (left, right) else ANY
+        if (op == "+" and left == right == "str") or (op == "%" and left == "str"):
+            return "str"
+        if op == "*" and {left, right} == {"str", "number"}:
+            return "str"
+        if op == "-" and {left, right} <= {"date", "datetime"}:
+            return ANY  # a timedelta
+        self.issue("template-type", f"cannot compute {_describe(left)} {op} {_describe(right)}", node, op)
+        return ANY
+
+    def need_number(self, node, kind: str, op: str) -> str:
+        if kind not in ("number", ANY):
+            self.issue("template-type", f"'{op}' needs a number, not {_describe(kind)}", node, op)
+        return "number"
+
+    # -- filters --------------------------------------------------------------------------------------
+
+    def filter(self, node, value: str, scope: dict) -> str:
+        """Check a filter applied to a value of kind `value`; the kind it gives."""
+        name = node.name
+        self.arguments(node, scope)
+        if name == "attr":
+            self.issue("unsafe-template", "the 'attr' filter reaches around the sandbox's attribute checks; "
+                       "write the field out: customer.name", node, name)
+            return ANY
+        if name not in self.env.filters:
+            self.issue("unknown-filter", f"unknown filter '{name}'", node, name, suggest(name, self.env.filters))
+            return ANY
+        self.names_in_arguments(node, value)
+        need = NEEDS.get(name)
+        if need and value != ANY and value not in ACCEPTS[need]:
+            self.issue("template-type", f"the '{name}' filter needs {_NEED_WORDS[need]}, not {_describe(value)}",
+                       node, name)
+        return _filter_gives(name, value)
+
+    def arguments(self, node, scope: dict) -> None:
+        for arg in [*node.args, *(k.value for k in node.kwargs)]:
+            self.kind(arg, scope)
+        if node.dyn_args is not None or node.dyn_kwargs is not None:
+            self.issue("unsafe-template", "write a filter's arguments out (no *args or **kwargs)", node, "*")
+
+    def names_in_arguments(self, node, value: str) -> None:
+        """Filters that take an attribute, filter or test by name: the name must be written out and safe."""
+        from jinja2 import nodes
+
+        name = node.name
+        named = [k.value for k in node.kwargs if k.key == "attribute" and name in ATTRIBUTE_KWARG]
+        if name in ("selectattr", "rejectattr") and node.args:
+            named.append(node.args[0])
+        for arg in named:
+            if not (isinstance(arg, nodes.Const) and isinstance(arg.value, str)):
+                self.issue("unsafe-template", f"the attribute given to '{name}' must be written out", node, name)
+            elif any(part.startswith("_") for part in arg.value.split(".")):
+                self.issue("unsafe-template", f"'{arg.value}' reaches into Python internals", node, arg.value)
+            elif _element(value) in RECORDS:
+                self.member(arg, _element(value), arg.value.split(".")[0], needle=arg.value)
+        by_name = {"map": self.env.filters, "select": self.env.tests, "reject": self.env.tests}.get(name)
+        if by_name is not None and node.args and not named:
+            first = node.args[0]
+            if not (isinstance(first, nodes.Const) and first.value in by_name and first.value != "map"):
+                self.issue("unsafe-template", f"'{name}' takes the name of a known "
+                           f"{'filter' if name == 'map' else 'test'}, written out", node, name)
+
+
+_OPS = {"lt": "<", "lteq": "<=", "gt": ">", "gteq": ">="}
+_NEED_WORDS = {"number": "a number", "date": "a date", "mapping": "a record", "sequence": "a list or text"}
+
+
+def _filter_gives(name: str, value: str) -> str:
+    if name in GIVES:
+        return GIVES[name]
+    if name in SAME:
+        return value
+    return _element(value) if name in ELEMENT else "str"
+
+
+def _element(kind: str) -> str:
+    return kind.split(":", 1)[1] if kind.startswith("list:") else "str" if kind == "str" else ANY
+
+
+def _kind_of(value) -> str:
+    import datetime as dt
+    from decimal import Decimal
+
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float, Decimal)):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, dt.datetime):
+        return "datetime"
+    return "date" if isinstance(value, dt.date) else ANY
+
+
+def _comparable(a: str, b: str) -> bool:
+    dates = {"date", "datetime"}
+    return a == b or {a, b} <= dates or {a, b} <= {"number", "bool"}
+
+
+def _describe(kind: str) -> str:
+    words = {"number": "a number", "str": "text", "bool": "true/false", "date": "a date", "datetime": "a date-time",
+             "list": "a list", "list:invoice": "the list of invoices", "loop": "the loop", ANY: "a value"}
+    return words.get(kind, f"the {kind} record" if kind in RECORDS else kind)

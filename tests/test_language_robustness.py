@@ -1,0 +1,95 @@
+"""Whatever a policy file holds, validate and compile answer quickly with diagnostics, never an exception,
+and nothing a policy says can overflow a date computation later (run, simulate)."""
+
+import time
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from strategies import damaged, policies
+
+from collect.dsl.text import dump_text
+from collect.engine.compiler import compile_policy
+
+BASE = "policy: p\ntimezone: UTC\nwindows: { default: { mon-fri: '08:00-19:00' } }\n"
+
+
+def _only_diagnostics(name: str, text: str):
+    """Compile `text` as file `name`: every problem a positioned diagnostic, a plan only without errors."""
+    result = compile_policy(name, text=text)
+    lines = text.count("\n") + 1
+    for diag in result.diagnostics.items:
+        assert diag.span is not None and diag.span.file == name, diag
+        assert 1 <= diag.span.line <= lines + 1 and diag.span.col >= 1, (diag, text)
+    assert (result.plan is None) == bool(result.diagnostics.errors)
+    return result
+
+
+def _codes(text: str) -> list[str]:
+    return [d.code for d in compile_policy("p.yaml", text=text).diagnostics.items]
+
+
+def test_an_alias_bomb_is_refused_at_once():
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(9))
+    start = time.perf_counter()
+    assert _codes(BASE + bomb) == ["yaml-too-large"]
+    assert time.perf_counter() - start < 2
+
+
+@pytest.mark.parametrize("text", ["a: &a [*a]\n", "a: " + "[" * 5000 + "]" * 5000 + "\n", "a: " + "[" * 80 + "]" * 80])
+def test_self_reference_and_deep_nesting_are_refused(text):
+    assert _codes(text) == ["yaml-too-large"]
+
+
+def test_aliases_within_the_limits_still_work():
+    text = ("policy: p\ntimezone: UTC\nwindows:\n  default: &w { mon-fri: '08:00-19:00' }\n  sms: *w\n"
+            "templates: { t: { sms: x } }\nstages:\n  s:\n    when: true\n    steps:\n"
+            "      - { id: a, at: due, send: sms, template: t }\n")
+    assert compile_policy("p.yaml", text=text).plan is not None
+
+
+@pytest.mark.parametrize("where, value", [
+    ("step", "at: due+99999999999999999999d"), ("step", "at: due-3651d"), ("step", "at: event+4000d"),
+    ("top", "max_lateness: 3651d"), ("top", "max_lateness: 99999999999999999999w"),
+    ("top", "caps: [ { max: 1, per: 522w } ]"), ("top", "caps: [ { max: 10001, per: 1d } ]"),
+    ("top", "caps: [ { max: 1, per: 1d, cooldown_after_conversation: 87601h } ]"),
+    ("top", "segments: { far: invoice.due_date + 99999999999d > 2026-01-01 }"),
+])
+def test_offsets_durations_and_caps_are_bounded(where, value):
+    step = value if where == "step" else "at: due+1d"
+    text = BASE + (value + "\n" if where == "top" else "") + (
+        f"stages:\n  s:\n    when: true\n    steps:\n      - {{ id: a, {step}, stop: true }}\n")
+    assert _codes(text) == ["bad-value"]
+
+
+def test_the_largest_offset_still_compiles():
+    text = BASE + "stages:\n  s:\n    when: true\n    steps:\n      - { id: a, at: due+3650d, stop: true }\n"
+    assert compile_policy("p.yaml", text=text).plan is not None
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=300) | st.binary(max_size=300).map(lambda b: b.decode("latin-1")),
+       st.sampled_from(["p.yaml", "p.collect"]))
+def test_random_text_through_validate_and_compile_only_gives_diagnostics(text, name):
+    _only_diagnostics(name, text)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data())
+def test_damaged_policies_only_give_positioned_diagnostics(data):
+    """Valid policies with values replaced by junk, keys removed or added: through validate and compile."""
+    policy = data.draw(damaged(data.draw(policies())))
+    _only_diagnostics("p.yaml", yaml.safe_dump(policy, allow_unicode=True))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policies(), st.data())
+def test_damaged_collect_files_only_give_positioned_diagnostics(data, draw):
+    from collect.dsl.model import Policy
+
+    text = dump_text(Policy.model_validate(data))
+    start = draw.draw(st.integers(0, len(text) - 1))
+    junk = draw.draw(st.sampled_from(["", "{", "}", '"', ":", "\n", "sned ", "#", "x", "-1", "99999999999d", "0"]))
+    _only_diagnostics("p.collect", text[:start] + junk + text[start + draw.draw(st.integers(0, 5)):])
