@@ -230,6 +230,15 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(help="What the file holds.")
         typer.echo(f"nothing imported: {len(exc.problems)} problem(s)", err=True)
         raise typer.Exit(EXIT_INPUT)
     typer.echo(f"imported {count} {kind.value} from {csv_file}")
+    if policy is None and kind in (Kind.invoices, Kind.customers):
+        from .engine.portfolio_rows import extra_columns
+
+        extra = extra_columns(csv_file, colmap)
+        if extra:
+            where = "invoice" if kind is Kind.invoices else "customer"
+            typer.echo(f"{csv_file}: warning: columns {', '.join(extra)} were kept as text {where} attributes; "
+                       f"import with --policy POLICY to read the fields it declares (customer.* fields go to "
+                       f"the customer, with their types)", err=True)
 
 
 def _parse_now(now: str | None):

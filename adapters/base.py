@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Annotated, ClassVar, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -173,8 +173,9 @@ def secret(value: SecretStr | None) -> str:
 # -- helpers shared by adapters -------------------------------------------------------------------
 
 def message_dict(message: Message) -> dict:
-    """The message as JSON-ready data (file lines, webhook bodies)."""
-    data = asdict(message)
+    """The message as JSON-ready data (file lines, webhook bodies). Shallow: asdict() deep-copies every
+    value, which cost more than writing the line."""
+    data = {f.name: getattr(message, f.name) for f in fields(message)}
     data["invoice_ids"] = list(message.invoice_ids)
     data["params"] = list(message.params)
     return data

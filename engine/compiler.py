@@ -22,7 +22,6 @@ from ..dsl.model import BUILTIN_CHANNELS, EmailTemplate, Policy, WhatsAppTemplat
 from ..dsl.source import Located
 from .plan import Plan
 
-PROFILES = ("us-reg-f", "co-ley-2300", "mx-condusef", "pe-indecopi", "cl-sernac")
 PROMISE_EVENTS = ("promise_made", "promise_broken", "promise_kept")
 
 
@@ -49,6 +48,7 @@ class Compilation:
     channels: tuple[str, ...] = ()
     templates: dict[str, dict] = field(default_factory=dict)  # name -> channel -> model/str
     exprs: dict[tuple, object] = field(default_factory=dict)  # data path -> expr.Checked
+    compliance: list[dict] = field(default_factory=list)  # the resolved compliance profiles
 
     def span(self, path, prefer_key: bool = False) -> Span:
         return self.located.span(path, prefer_key)
@@ -83,7 +83,11 @@ def compile_policy(path: str | Path, text: str | None = None) -> CompileResult:
     run_checks(comp)
     if diags.errors:
         return CompileResult(None, policy if valid else None, diags)
-    return CompileResult(build_plan(comp), policy, diags)
+    plan = build_plan(comp)
+    from .compliance_pass import check_steps
+
+    check_steps(comp, plan.to_dict(), comp.compliance)
+    return CompileResult(None if diags.errors else plan, policy, diags)
 
 
 def compile_or_raise(path: str | Path) -> tuple[Plan, Policy, Diagnostics]:
@@ -116,17 +120,9 @@ def _names_pass(comp: Compilation) -> None:
     for i, cap in enumerate(policy.caps):
         if cap.channel != "any" and not comp.broken(("caps", i, "channel")):
             _check_channel(comp, cap.channel, ("caps", i, "channel"))
-    if policy.compliance != "auto":
-        for i, profile in enumerate(policy.compliance):
-            span = comp.span(("compliance", i))
-            if profile not in PROFILES:
-                diags.error("unknown-profile", f"unknown compliance profile '{profile}'", span,
-                            suggest(profile, PROFILES))
-    if policy.compliance:
-        # Profiles are checked by name but their rules are not enforced yet: say so loudly, every time.
-        diags.warning("compliance-not-enforced", "compliance profiles are not enforced by this version of "
-                      "collect yet; the policy's own windows and caps are the only contact rules applied",
-                      comp.span(("compliance",), prefer_key=True))
+    from .compliance_pass import resolve_profiles
+
+    comp.compliance = resolve_profiles(comp)
 
 
 def _check_anchor(comp: Compilation, path: tuple, owner: str, step) -> None:
@@ -330,6 +326,7 @@ def build_plan(comp: Compilation) -> Plan:
         "compliance": policy.compliance if policy.compliance == "auto" else sorted(policy.compliance),
         "compliance_settings": {profile: dict(sorted(settings.items()))
                                 for profile, settings in sorted(policy.compliance_settings.items())},
+        "compliance_profiles": comp.compliance,  # the rules themselves: the guard runs from the plan
         "windows": {"channels": policy.windows.channels(), "holidays": policy.windows.holidays},
         "caps": [_cap_doc(i, cap) for i, cap in enumerate(policy.caps)],
         "on_cap": policy.on_cap,

@@ -6,7 +6,8 @@ decisions to their state; a dry run therefore predicts production exactly.
 
 Order of the rules, per invoice: stop (paid, written off, a `stop` step) -> stage (first `when` that
 holds) -> pause (promise active, disputed) -> due steps -> catch-up -> `for`/`if` -> holdout ->
-do-not-contact -> channel choice (address, consent, opt-out) -> window/holiday -> caps.
+do-not-contact -> channel choice (earlier provider failure, address, consent, opt-out) -> window/holiday
+-> caps -> compliance profiles.
 """
 
 from __future__ import annotations
@@ -256,8 +257,9 @@ class Decider:
                 if problem is None:
                     return
             problems.append(f"{channel}: {problem}")
-        if all(p.split(": ", 1)[1].startswith("cap:") for p in problems):
-            return self._emit(group, step.channels[-1], "skipped", "; ".join(problems))  # on_cap: skip
+        if all(p.split(": ", 1)[1].startswith(("cap:", "compliance:")) for p in problems):
+            # held back by caps (on_cap: skip) or by the law (no consent, a stop state): not a failure
+            return self._emit(group, step.channels[-1], "skipped", "; ".join(problems))
         self._emit(group, step.channels[-1], "failed", "; ".join(problems))
         if step.on_exhausted:
             self._escalate(group, step.queue, "channels exhausted")
@@ -288,9 +290,22 @@ class Decider:
                 return f"cap:{blocked}"
             self._defer(group, channel, f"cap:{blocked}", until)
             return None
+        block = self._unlawful(group, channel)
+        if block is not None:
+            if block.until is None:  # not without a change of state (consent, legal status): fall back
+                return block.reason
+            self._defer(group, channel, block.reason, block.until)
+            return None
         self._emit(group, channel, "sent", self._deferred_reason(group), fallbacks=fallbacks)
         self.sent.append(SentContact(self.now, channel, tuple(r.invoice.id for r in group)))
         return None
+
+    def _unlawful(self, group: list[Ready], channel: str):
+        """The compliance guard, after the policy's own rules; no policy can switch it off (SPEC 5)."""
+        if self.rt.guard is None:
+            return None
+        ids = tuple(r.invoice.id for r in group)
+        return self.rt.guard.check(self.state.customer, channel, ids, self.now, self.sent, self.state.conversations)
 
     def _deferred_reason(self, group: list[Ready]) -> str:
         return next((self.state.pending[r.key] for r in group if r.key in self.state.pending), "")

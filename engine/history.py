@@ -13,6 +13,10 @@ from sqlalchemy import select
 from . import store as s
 from .simrun import CONTACT_COLUMNS
 
+# the audit log's own columns after those of the contacts file (SPEC section 7): the key that provider
+# reports refer to, and what the provider answered
+AUDIT_COLUMNS = (*CONTACT_COLUMNS, "contact_id", "provider_id", "attempts", "error_code", "cost", "delivery")
+
 
 def history_rows(engine, since: dt.date | None = None):
     query = select(s.contacts).order_by(s.contacts.c.at, s.contacts.c.id)
@@ -22,7 +26,10 @@ def history_rows(engine, since: dt.date | None = None):
         for r in conn.execute(query):
             yield {"at": r.at.astimezone(ZoneInfo(r.tz)).isoformat(timespec="seconds"), "customer_id": r.customer_id,
                    "invoice_ids": r.invoice_ids, "stage": r.stage or "", "step": r.step or "", "channel": r.channel or "",
-                   "template": r.template or "", "status": r.status, "reason": r.reason or "", "plan_hash": r.plan_hash}
+                   "template": r.template or "", "status": r.status, "reason": r.reason or "", "plan_hash": r.plan_hash,
+                   "contact_id": r.key, "provider_id": r.provider_id or "", "attempts": r.attempts,
+                   "error_code": r.error_code or "", "cost": "" if r.cost is None else str(r.cost),
+                   "delivery": r.delivery or ""}
 
 
 def history_text(engine, since: dt.date | None, fmt: str) -> str:
@@ -30,7 +37,7 @@ def history_text(engine, since: dt.date | None, fmt: str) -> str:
     if fmt == "jsonl":
         return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CONTACT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=AUDIT_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()

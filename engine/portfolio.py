@@ -24,7 +24,8 @@ from ..dsl.diagnostics import suggest
 STATUSES = ("open", "paid", "disputed", "written_off")
 OPTOUT_CHANNELS = ("email", "sms", "whatsapp", "voice", "letter")
 CUSTOMER_COLUMNS = ("customer_name", "email", "phone", "whatsapp", "timezone", "country", "language",
-                    "do_not_contact", *(f"optout_{c}" for c in OPTOUT_CHANNELS))
+                    "do_not_contact", "legal_status", *(f"optout_{c}" for c in OPTOUT_CHANNELS),
+                    *(f"consent_{c}" for c in OPTOUT_CHANNELS))
 INVOICE_COLUMNS = ("invoice_id", "customer_id", "amount", "due_date", "number", "currency", "issue_date", "balance",
                    "status")
 MAP_KEYS = ("columns", "delimiter", "date_format", "decimal", "thousands")
@@ -62,6 +63,8 @@ class Customer:
     do_not_contact: bool = False
     optouts: frozenset = frozenset()
     attrs: dict = field(default_factory=dict)
+    consents: frozenset | None = None  # channels agreed to explicitly; None: the file keeps no consent
+    legal_status: str | None = None  # sued, insolvent ...
 
 
 @dataclass(frozen=True, slots=True)

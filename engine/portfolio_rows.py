@@ -51,6 +51,11 @@ def _customer_from(cells: Cells, custom: dict) -> dict:
     optouts = {c for c in OPTOUT_CHANNELS if f"optout_{c}" in cells.t.index and cells.boolean(f"optout_{c}")}
     if any(f"optout_{c}" in cells.t.index for c in OPTOUT_CHANNELS):
         values["optouts"] = frozenset(optouts)
+    consents = {c for c in OPTOUT_CHANNELS if f"consent_{c}" in cells.t.index and cells.boolean(f"consent_{c}")}
+    if any(f"consent_{c}" in cells.t.index for c in OPTOUT_CHANNELS):
+        values["consents"] = frozenset(consents)
+    if "legal_status" in cells.t.index:
+        values["legal_status"] = (cells.text("legal_status") or "").lower() or None
     attrs = {name: cells.typed(name, kind) for name, kind in custom["customer"].items() if name in cells.t.index}
     values["attrs"] = attrs
     return values
@@ -75,6 +80,9 @@ def _merge(existing: dict, new: dict, cells: Cells, override: bool) -> None:
 
 def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, currency: str) -> None:
     first_row: dict[str, int] = {}
+    # a customer's columns repeat on each of its invoices: parse them again only when they differ
+    customer_cells = [i for name, i in table.index.items() if name in CUSTOMER_COLUMNS or name in custom["customer"]]
+    seen_cells: dict[str, list] = {}
     for cells in table:
         iid, cid = cells.text("invoice_id", True), cells.text("customer_id", True)
         amount = cells.decimal("amount", True)
@@ -90,7 +98,9 @@ def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, curr
             continue
         if iid is not None:
             first_row[iid] = cells.number  # even when the row has other problems
-        if cid:
+        signature = [cells.row[i] if i < len(cells.row) else "" for i in customer_cells]
+        if cid and seen_cells.get(cid) != signature:
+            seen_cells[cid] = signature
             _merge(customers.setdefault(cid, {"attrs": {}}), _customer_from(cells, custom), cells, override=False)
         known = set(INVOICE_COLUMNS) | set(CUSTOMER_COLUMNS) | set(custom["customer"])
         attrs = {name: cells.typed(name, kind) for name, kind in custom["invoice"].items() if name in table.index}
@@ -205,3 +215,21 @@ def read_one(kind: str, path, *, fields: dict[str, str], colmap: ColumnMap, know
     if problems:
         raise CsvError(problems)
     return result
+
+
+def extra_columns(path: Path, colmap: ColumnMap) -> list[str]:
+    """The columns of a portfolio or customers file that are not standard (SPEC section 7): without a
+    policy nobody says whether they describe the customer or the invoice, nor their type."""
+    import csv
+
+    from .portfolio import _sniff
+
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            first = handle.readline()
+    except (OSError, UnicodeDecodeError):
+        return []  # the import itself reports an unreadable file
+    headers = next(csv.reader([first], delimiter=colmap.delimiter or _sniff(first)), [])
+    source_of = {v: k for k, v in colmap.columns.items()}
+    standard = set(INVOICE_COLUMNS) | set(CUSTOMER_COLUMNS) | {"customer_id"}
+    return [h.strip() for h in headers if h.strip() and source_of.get(h.strip(), h.strip()) not in standard]

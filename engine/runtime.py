@@ -86,12 +86,23 @@ class Runtime:
         self.experiments = {name: sorted(e["variants"].items()) for name, e in doc["experiments"].items()}
         self.experiment_units = {name: e["unit"] for name, e in doc["experiments"].items()}
         cal = doc["calendar"]
+        self.guard = self._guard(doc, cal["country"])
         self.calendar = ContactCalendar(
             windows={ch: {d: [tuple(r) for r in rs] for d, rs in days.items()}
                      for ch, days in doc["windows"]["channels"].items()},
             holidays_open=doc["windows"]["holidays"] == "open",
             country=cal["country"], subdivision=cal["subdivision"],
             extra_holidays=[_date(d) for d in cal["extra_holidays"]], weekend=cal["weekend"])
+
+    @staticmethod
+    def _guard(doc, default_country: str | None):
+        """The compliance guard of the plan's profiles (their rules are in the plan), or None."""
+        if not doc["compliance"]:
+            return None
+        from .compliance import Guard
+
+        return Guard(_plain(doc["compliance_profiles"]), auto=doc["compliance"] == "auto",
+                     default_country=default_country)
 
     def _compile(self, text: str | None) -> Predicate | None:
         if text is None:
@@ -144,6 +155,15 @@ class Runtime:
 def _bucket(experiment: str, unit_id: str) -> int:
     digest = hashlib.sha256(f"{experiment}:{unit_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % 100
+
+
+def _plain(value):
+    """Plan data (read-only mappings and tuples) as plain dicts and lists."""
+    if hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _date(value):

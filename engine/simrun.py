@@ -42,7 +42,7 @@ def states_from_portfolio(portfolio, rt: Runtime, *, historic: bool) -> dict[str
     states: dict[str, CustomerState] = {}
     for c in portfolio.customers.values():
         info = CustomerInfo(c.id, c.name, c.email, c.phone, c.whatsapp, c.timezone, c.country, c.language,
-                            bool(c.do_not_contact), frozenset(c.optouts), None, dict(c.attrs))
+                            bool(c.do_not_contact), frozenset(c.optouts), c.consents, dict(c.attrs), c.legal_status)
         states[c.id] = CustomerState(info)
     for inv in portfolio.invoices.values():
         state = states.setdefault(inv.customer_id, CustomerState(CustomerInfo(inv.customer_id)))
@@ -129,7 +129,7 @@ class Summary:
                 if costs:
                     self.cost += costs.get(d.channel, Decimal(0))
             elif d.status == "deferred":
-                self.deferrals[d.reason.split(":")[0] if d.reason.startswith("compliance") else d.reason] += 1
+                self.deferrals[d.reason] += 1  # window, holiday, cap:<rule>, compliance:<profile>:<rule>
             elif d.status == "skipped":
                 self.skipped[d.reason] += 1
             elif d.status == "escalated":

@@ -50,6 +50,7 @@ def _customer_row(c) -> dict:
     return {"id": c.id, "name": c.name, "email": c.email, "phone": c.phone, "whatsapp": c.whatsapp,
             "timezone": c.timezone, "country": c.country, "language": c.language,
             "do_not_contact": bool(c.do_not_contact), "optouts": sorted(c.optouts), "attrs": _jsonable(c.attrs),
+            "consents": sorted(c.consents) if c.consents is not None else None, "legal_status": c.legal_status,
             "next_action_at": None}
 
 
@@ -68,7 +69,9 @@ def _merge_customers(conn: Connection, found: dict) -> None:
         row = _customer_row(customer)
         old = existing.get(cid)
         if old is not None:
-            row = {k: (v if v not in (None, [], {}) else old[k]) for k, v in row.items()}
+            # a value the file does not give keeps the stored one; consents given as none are an answer
+            row = {k: (v if v not in (None, [], {}) or (k == "consents" and v == []) else old[k])
+                   for k, v in row.items()}
             row["attrs"] = {**(old["attrs"] or {}), **row["attrs"]}
             row["next_action_at"] = None
         rows.append(row)

@@ -209,6 +209,8 @@ def test_cli_import_run_history(tmp_path, monkeypatch):
     assert runner.invoke(app, ["history", "--db", db, "--out", str(out)]).exit_code == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows and {r["status"] for r in rows} >= {"sent", "skipped"}
+    sent = next(r for r in rows if r["status"] == "sent" and r["channel"] == "email")
+    assert sent["provider_id"] and sent["attempts"] == 1 and sent["contact_id"]  # the audit columns
     bad = tmp_path / "bad.csv"
     bad.write_text("invoice_id,customer_id,amount,due_date\nX,c,-1,2026-01-01\n")
     result = runner.invoke(app, ["import", "invoices", str(bad), "--db", db])
@@ -328,3 +330,13 @@ def test_reimporting_invoices_without_a_currency_keeps_the_stored_one(db_url, tm
     with engine.connect() as conn:
         found = {r.id: (r.currency, r.amount) for r in conn.execute(select(s.invoices))}
     assert found == {"F1": ("PEN", Decimal("90")), "F2": ("USD", Decimal("5"))}
+
+
+def test_importing_custom_columns_without_a_policy_warns_which(tmp_path):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    result = runner.invoke(app, ["import", "invoices", str(EXAMPLE / "portfolio.csv"), "--db", db])
+    assert result.exit_code == 0
+    assert "warning: columns risk_score, tier, sector were kept as text invoice attributes" in result.output
+    typed = runner.invoke(app, ["import", "invoices", str(EXAMPLE / "portfolio.csv"), "--db", db,
+                                "--policy", str(EXAMPLE / "policy.yaml")])
+    assert typed.exit_code == 0 and "warning" not in typed.output

@@ -1,0 +1,61 @@
+"""The compiler's compliance pass (SPEC 5, "checked twice": this is the compile-time half).
+
+Resolves the policy's profiles with its `compliance_settings` (errors at their place in the file), keeps
+the resolved docs for the plan — so the plan, and its hash, carry the rules that ran, and a changed
+profile is a changed plan — and, once the plan is built, maps the static findings of
+engine/compliance_checks.py (a step that can never send lawfully, a cadence above a legal cap) to
+diagnostics at the steps they name.
+"""
+
+from __future__ import annotations
+
+from ..dsl.diagnostics import suggest
+from .compliance import ProfileError, profile_names, resolve
+
+
+def resolve_profiles(comp) -> list[dict]:
+    """The resolved profile docs of the policy (empty on error: the diagnostics say why)."""
+    policy, diags = comp.policy, comp.diags
+    if not policy.compliance:
+        if policy.compliance_settings:
+            diags.error("compliance-settings-unused", "compliance_settings without compliance profiles",
+                        comp.span(("compliance_settings",), prefer_key=True), "add `compliance: [profile, ...]`")
+        return []
+    known = profile_names()
+    if policy.compliance != "auto":
+        unknown = [(i, p) for i, p in enumerate(policy.compliance) if p not in known]
+        for i, profile in unknown:
+            diags.error("unknown-profile", f"unknown compliance profile '{profile}'", comp.span(("compliance", i)),
+                        suggest(profile, known) or f"known profiles: {', '.join(known)}, or auto")
+        if unknown:
+            return []
+    try:
+        return resolve(policy.compliance, {k: dict(v) for k, v in policy.compliance_settings.items()})
+    except ProfileError as exc:
+        diags.error("compliance-settings", str(exc), _settings_span(comp, str(exc)))
+        return []
+
+
+def _settings_span(comp, message: str):
+    """The place of the profile (or setting) a settings error names, else the `compliance_settings` key."""
+    for profile, settings in comp.policy.compliance_settings.items():
+        if f"compliance_settings.{profile}" in message or f"'{profile}'" in message:
+            for key in settings:
+                if f".{profile}.{key}:" in message or f"'{key}'" in message:
+                    return comp.span(("compliance_settings", profile, key))
+            return comp.span(("compliance_settings", profile), prefer_key=True)
+    return comp.span(("compliance_settings",), prefer_key=True)
+
+
+def check_steps(comp, plan_doc: dict, docs: list[dict]) -> None:
+    """Static findings of the profiles over the built plan, at the steps they name."""
+    if not docs:
+        return
+    from .compliance_checks import check_plan
+
+    places = {step.id: path for path, _owner, step in comp.policy.all_steps()}
+    for finding in check_plan(plan_doc, docs):
+        path = places.get(finding.step_id)
+        span = comp.span(path + ("id",)) if path else comp.span(("compliance",), prefer_key=True)
+        report = comp.diags.error if finding.severity == "error" else comp.diags.warning
+        report(finding.code, finding.message, span, f"{finding.profile}: rule {finding.rule} (docs/compliance.md)")
