@@ -351,7 +351,7 @@ class Decider:
 
     def _escalate(self, group: list[Ready], queue: str | None, reason: str) -> None:
         step = group[0].step
-        priorities = [_number(step.priority(r.ctx)) for r in group] if step.priority else []
+        priorities = [to_float(step.priority(r.ctx)) for r in group] if step.priority else []
         priority = max((p for p in priorities if p is not None), default=None)
         # an on_exhausted task settles nothing: the failed decision before it did
         self._emit(group, "agent", "escalated", reason, queue=queue, priority=priority, settle=not reason)
@@ -386,7 +386,7 @@ class Decider:
             self.out.silent.append(r.key)
 
 
-def _number(value) -> float | None:
+def to_float(value) -> float | None:
     try:
         return float(value) if value is not None else None
     except (TypeError, ValueError):

@@ -127,6 +127,8 @@ def _row(r: Result, channels, now: dt.datetime) -> dict:
     if status in ("retry", "waiting"):
         retry_at = now + dt.timedelta(seconds=channels.retry.delay(max(attempts, 1), r.retry_after))
         reason = f"retrying from {retry_at:%Y-%m-%d %H:%M} UTC: {reason}"
+    if status == "sent" and d.channel == "agent":
+        status = "escalated"  # the task was handed to the agents' system
     return {"k": d.key, "status": {"retry": "sending", "waiting": "sending"}.get(status, status), "reason": reason,
             "provider_id": r.provider_id, "error_code": r.error_code, "attempts": attempts,
             "cost": channels.costs.get(d.channel) if status == "sent" else None, "next_attempt_at": retry_at,

@@ -48,6 +48,11 @@ def build_message(rt, plan, decision, state, pay_link: str) -> Message:
         subject, body, html, params = rendered.subject, rendered.body, rendered.html, rendered.params
         if doc["kind"] == "whatsapp":  # a provider-approved template, sent by name with its parameters
             template_name, template_language = doc["template_name"], doc["language"]
+    if decision.channel == "agent":  # a task for a person: what to do, for whom, how urgent
+        body = (f"Escalation of step {decision.step} to queue {decision.queue or 'collections'}: customer {c.id}"
+                f"{f' ({c.name})' if c.name else ''}, invoices {', '.join(decision.invoice_ids)}, "
+                f"balance {sum((i['balance'] for i in invoices), start=0)}"
+                + (f", priority {decision.priority:g}" if decision.priority is not None else ""))
     replies = [r.at for r in state.replies if r.channel == decision.channel and r.at <= decision.at]
     return Message(key=decision.contact_key, channel=decision.channel, customer_id=c.id,
                    invoice_ids=tuple(decision.invoice_ids), recipient=recipient(c, decision.channel), subject=subject,
@@ -55,4 +60,6 @@ def build_message(rt, plan, decision, state, pay_link: str) -> Message:
                    template_name=template_name, template_language=template_language,
                    metadata={"step": decision.step, "stage": decision.stage, "plan_hash": rt.plan_hash,
                              "webhook": decision.webhook, "now": decision.at,
-                             "last_inbound_at": max(replies, default=None)})
+                             "last_inbound_at": max(replies, default=None),
+                             **({"task": {"queue": decision.queue or "collections", "priority": decision.priority,
+                                          "reason": decision.reason}} if decision.channel == "agent" else {})})

@@ -23,14 +23,14 @@ import datetime as dt
 import os
 import socket
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from . import store as s
-from .decide import Decision, Outcome, decide
+from .decide import Decision, Outcome, decide, to_float
 from .delivery import Delivery, deliver_all, record
 from .runtime import Runtime
 from .storeio import _insert_new, _upsert, load_states
@@ -142,7 +142,9 @@ class Runner:
         for key in outcome.silent:
             batch.done.append({"key": key, "customer_id": state.customer.id, "state": "done", "status": "not applicable"})
         for d in outcome.decisions:
-            to_deliver = d.status == "sent" and d.channel not in ("", "agent")
+            # an agent task goes out on the `agent` channel too (channels.yaml maps it to a CRM's webhook;
+            # without channels.yaml, to outbox/agent.jsonl): its row is `escalated` once handed off
+            to_deliver = (d.status == "sent" and d.channel not in ("", "agent")) or d.status == "escalated"
             priority = None if d.priority is None else str(d.priority)
             batch.contacts.append({
                 "key": d.contact_key, "policy": self.plan["policy"], "plan_hash": self.rt.plan_hash,
@@ -161,7 +163,10 @@ class Runner:
                                     "reason": d.reason, "created_at": now, "status": "open"})
             if d.status == "skipped" and d.reason == "stopped by step":
                 batch.stopped += [{"invoice_id": i, "customer_id": d.customer_id} for i in d.invoice_ids]
-            if to_deliver:
+            if to_deliver and d.status == "escalated":  # a failed hand-off leaves the task queued: no step to reopen
+                batch.sends.append(self._delivery(d.contact_key, d.channel, d.customer_id, (), 0,
+                                                  replace(d, template=None), state))
+            elif to_deliver:
                 batch.sends.append(self._delivery(d.contact_key, d.channel, d.customer_id, d.keys, 0, d, state))
 
     # -- delivery -----------------------------------------------------------------------------------
@@ -242,8 +247,10 @@ class Runner:
         deliveries = []
         for row in rows:
             decision = Decision(row.at.astimezone(ZoneInfo(row.tz)), row.customer_id, tuple(row.invoice_ids.split(";")),
-                                row.stage, row.step, row.channel, row.template, "sent", "", contact_key=row.key)
-            deliveries.append(self._delivery(row.key, row.channel, row.customer_id, row.steps or (), row.attempts,
+                                row.stage, row.step, row.channel, row.template, "sent", "", contact_key=row.key,
+                                queue=row.queue, priority=to_float(row.priority), webhook=row.webhook)
+            steps = () if row.channel == "agent" else row.steps or ()
+            deliveries.append(self._delivery(row.key, row.channel, row.customer_id, steps, row.attempts,
                                              decision, states[row.customer_id]))
         self._deliver(deliveries, summary, now)
 

@@ -72,6 +72,7 @@ def setup(db_url, tmp_path):
         import_file(engine, "invoices", csv, fields={}, colmap=ColumnMap(), default_tz="America/Lima",
                     default_currency="PEN")
         channels = Channels(retry=Retry(attempts=3, backoff=60))
+        answers.setdefault("agent", [OK])  # agent tasks are handed off too
         channels.instances.update({name: Scripted(*answer) for name, answer in answers.items()})
         return Runner(engine, plan, channels), engine
     return make
@@ -100,6 +101,9 @@ def test_every_channel_failing_fails_the_step_and_escalates(setup):
     with engine.connect() as conn:
         task = conn.execute(select(s.agent_tasks)).one()
     assert task.reason == "channels exhausted" and task.customer_id == "C1"
+    (handed,) = run.channels("agent").sent  # the task went out on the agent channel (a CRM webhook)
+    assert handed.metadata["task"] == {"queue": "collections", "priority": None, "reason": "channels exhausted"}
+    assert "Escalation of step d0" in handed.body and "F1" in handed.body
 
 
 def test_a_transient_failure_is_retried_after_the_backoff_then_falls_back(setup):
