@@ -57,6 +57,8 @@ class ContactCalendar:
         self.weekend = tuple(weekend)
         self._country_holidays = None
         self._ranges = lru_cache(maxsize=65536)(self._ranges_uncached)
+        # asked for every send, at the same few tick instants for every customer of a zone
+        self.next_slot = lru_cache(maxsize=65536)(self._next_slot)
 
     # -- days -----------------------------------------------------------------------------------
 
@@ -102,7 +104,7 @@ class ContactCalendar:
         minute = local.hour * 60 + local.minute
         return any(lo <= minute < hi for lo, hi in ranges)
 
-    def next_slot(self, channel: str, earliest: dt.datetime, tz: ZoneInfo) -> Slot | None:
+    def _next_slot(self, channel: str, earliest: dt.datetime, tz: ZoneInfo) -> Slot | None:
         """The first instant >= earliest inside the channel's window on an open day (None: never)."""
         local = earliest.astimezone(tz)
         skipped_holiday = False

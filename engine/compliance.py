@@ -466,8 +466,14 @@ class _Window(_Rule):
         super().__init__(profile, country, doc)
         self.days = tuple(tuple(map(tuple, doc["days"].get(d, ()))) for d in DAYS)
         self.closed_on_holidays = doc["holidays"] == "closed"
+        # asked for every send, at the same few tick instants for every customer of a zone; the zone is
+        # part of the key because equal instants in two zones are equal datetimes
+        self._opening = lru_cache(maxsize=16384)(lambda at, tz: self._next_open(at))
 
     def next_open(self, at: dt.datetime) -> dt.datetime | None:
+        return self._opening(at, at.tzinfo)
+
+    def _next_open(self, at: dt.datetime) -> dt.datetime | None:
         for offset in range(HORIZON_DAYS):
             date = at.date() + offset * DAY
             if self.closed_on_holidays and is_holiday(self.country, date):

@@ -83,6 +83,9 @@ def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, curr
     # a customer's columns repeat on each of its invoices: parse them again only when they differ
     customer_cells = [i for name, i in table.index.items() if name in CUSTOMER_COLUMNS or name in custom["customer"]]
     seen_cells: dict[str, list] = {}
+    known = set(INVOICE_COLUMNS) | set(CUSTOMER_COLUMNS) | set(custom["customer"])
+    typed = [(name, kind) for name, kind in custom["invoice"].items() if name in table.index]
+    untyped = [name for name in table.index if name not in known and name not in custom["invoice"]]
     for cells in table:
         iid, cid = cells.text("invoice_id", True), cells.text("customer_id", True)
         amount = cells.decimal("amount", True)
@@ -102,9 +105,8 @@ def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, curr
         if cid and seen_cells.get(cid) != signature:
             seen_cells[cid] = signature
             _merge(customers.setdefault(cid, {"attrs": {}}), _customer_from(cells, custom), cells, override=False)
-        known = set(INVOICE_COLUMNS) | set(CUSTOMER_COLUMNS) | set(custom["customer"])
-        attrs = {name: cells.typed(name, kind) for name, kind in custom["invoice"].items() if name in table.index}
-        attrs.update({name: cells.raw(name) for name in table.index if name not in known and name not in attrs})
+        attrs = {name: cells.typed(name, kind) for name, kind in typed}
+        attrs.update({name: cells.raw(name) for name in untyped})
         if iid is None or cid is None or amount is None or due is None:
             continue
         book.invoices[iid] = Invoice(iid, cid, amount, amount if balance is None else balance, due,

@@ -107,8 +107,6 @@ def import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str]
     from .portfolio_rows import read_one
 
     with engine.begin() as conn:
-        zone, owners = _zone_of(conn, default_tz)
-        known_customers = {r.id for r in conn.execute(select(s.customers.c.id))}
         if kind == "invoices":
             book = read_portfolio(path, fields=fields, default_timezone=default_tz, default_currency=None,
                                   colmap=colmap)
@@ -124,8 +122,10 @@ def import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str]
             for chunk in _chunks(unsaid):
                 _upsert(conn, s.invoices, chunk, ["id"], keep=("currency",))
             return len(rows)
+        zone, owners = _zone_of(conn, default_tz)  # the other kinds refer to stored invoices and customers
         if kind == "events":
             return _import_events(conn, path, colmap, zone)
+        known_customers = {r.id for r in conn.execute(select(s.customers.c.id))}
         found = read_one(kind, path, fields=fields, colmap=colmap, known_invoices=set(owners),
                          known_customers=known_customers)
         if kind == "customers":

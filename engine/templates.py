@@ -68,19 +68,22 @@ JINJA_FILTERS = ("abs", "batch", "capitalize", "center", "count", "d", "default"
 _MAX_REPEAT = 10_000  # "x" * n and n ** m stay this small, so a template cannot exhaust memory or time
 
 
-def _locale(ctx) -> str:
+def _locale(ctx):
+    customer = ctx.get("customer") or {}
+    return _locale_of((customer.get("language") or "en").lower(), (customer.get("country") or "").upper())
+
+
+@lru_cache(maxsize=1024)  # parsing a locale costs more than formatting with it, for every message
+def _locale_of(language: str, country: str):
+    """The babel Locale for a customer: language and country, else the language, else English."""
     from babel import Locale, UnknownLocaleError
 
-    customer = ctx.get("customer") or {}
-    language = (customer.get("language") or "en").lower()
-    country = (customer.get("country") or "").upper()
     for candidate in (f"{language}_{country}", language):
         try:
-            Locale.parse(candidate)
-            return candidate
+            return Locale.parse(candidate)
         except (UnknownLocaleError, ValueError):
             continue
-    return "en"
+    return Locale.parse("en")
 
 
 def _null_safe(fn):
