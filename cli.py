@@ -47,14 +47,15 @@ def _report(results: list, fmt: Format) -> int:
     return EXIT_INPUT if any(d.severity == "error" for d in diagnostics) else EXIT_OK
 
 
-def _compile(policy: Path, fmt: Format = Format.text):
-    """Compile one policy or exit 1 with its diagnostics."""
+def _compile(policy: Path, fmt: Format = Format.text, quiet: bool = False):
+    """Compile one policy or exit 1 with its diagnostics (errors are printed even when quiet; warnings
+    are not, so that cron does not mail them every hour)."""
     from .engine.compiler import compile_policy
 
     result = compile_policy(policy)
     if result.plan is None:
         raise typer.Exit(_report([result], fmt))
-    if fmt is Format.text:
+    if fmt is Format.text and not quiet:
         _report([result], fmt)  # warnings
     return result
 
@@ -167,7 +168,7 @@ def simulate(
     except ValueError:
         typer.echo(f"error: --start {start!r} is not a date (YYYY-MM-DD)", err=True)
         raise typer.Exit(EXIT_USAGE)
-    plans = [_compile(policy, format).plan] + ([_compile(compare, format).plan] if compare else [])
+    plans = [_compile(policy, format, quiet).plan] + ([_compile(compare, format, quiet).plan] if compare else [])
     try:
         book = simrun.load_portfolio(plans[0], portfolio, customers=customers, payments=payments,
                                      promises=promises, disputes=disputes, colmap=map)
@@ -264,7 +265,7 @@ def run(policy: PolicyArg, db: DbOpt = None,
     from .engine.channels import ChannelsError, load_channels
     from .engine.runner import Runner
 
-    plan = _compile(policy).plan
+    plan = _compile(policy, quiet=quiet).plan
     moment = _parse_now(now)
     try:
         adapters = load_channels(channels)

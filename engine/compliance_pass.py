@@ -10,7 +10,6 @@ diagnostics at the steps they name.
 from __future__ import annotations
 
 from ..dsl.diagnostics import suggest
-from .compliance import ProfileError, profile_names, resolve
 
 
 def resolve_profiles(comp) -> list[dict]:
@@ -21,6 +20,8 @@ def resolve_profiles(comp) -> list[dict]:
             diags.error("compliance-settings-unused", "compliance_settings without compliance profiles",
                         comp.span(("compliance_settings",), prefer_key=True), "add `compliance: [profile, ...]`")
         return []
+    from .compliance import ProfileError, profile_names, resolve  # only policies with profiles pay for it
+
     known = profile_names()
     if policy.compliance != "auto":
         unknown = [(i, p) for i, p in enumerate(policy.compliance) if p not in known]

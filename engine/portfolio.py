@@ -163,8 +163,7 @@ class Cells:
         index = self.t.index.get(name)
         if index is None or index >= len(self.row):
             return None
-        value = self.row[index].strip()
-        return value or None
+        return self.row[index] or None  # cells are stripped once per row (Table.__iter__)
 
     def problem(self, name: str, reason: str) -> None:
         self.t.problems.append(Problem(self.t.file, self.number, self.t.header_of(name), reason))
@@ -277,7 +276,8 @@ class Table:
 
     def __iter__(self):
         for number, row in enumerate(self.rows, start=2):
-            if any(cell.strip() for cell in row):
+            row = [cell.strip() for cell in row]
+            if any(row):
                 yield Cells(self, row, number)
 
 

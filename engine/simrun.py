@@ -37,34 +37,57 @@ def _aware(value, tz: ZoneInfo) -> dt.datetime:
     return dt.datetime.combine(value, dt.time(), tz)
 
 
+class PortfolioStates:
+    """The decision core's customer states, built from a portfolio one customer at a time.
+
+    A streamed simulation builds each customer's state when it runs that customer and drops it after,
+    so memory holds the portfolio once, not the portfolio and every state. Payments only with the
+    `historic` behavior (else nobody pays)."""
+
+    def __init__(self, portfolio, rt: Runtime, *, historic: bool):
+        self.portfolio, self.timezone = portfolio, rt.timezone
+        owner = {inv.id: inv.customer_id for inv in portfolio.invoices.values()}
+        self.invoices: dict[str, list] = {}
+        for inv in portfolio.invoices.values():
+            self.invoices.setdefault(inv.customer_id, []).append(inv)
+        self.payments: dict[str, list] = {}
+        for p in portfolio.payments if historic else ():
+            self.payments.setdefault(owner[p.invoice_id], []).append(p)
+        self.promises: dict[str, list] = {}
+        for i, p in enumerate(portfolio.promises):  # numbered in file order: stable ids
+            self.promises.setdefault(p.customer_id or owner[p.invoice_id], []).append((i, p))
+        self.disputes: dict[str, list] = {}
+        for i, d in enumerate(portfolio.disputes):
+            self.disputes.setdefault(owner[d.invoice_id], []).append((i, d))
+
+    def ids(self) -> list[str]:
+        return sorted(set(self.portfolio.customers) | set(self.invoices))
+
+    def state(self, cid: str) -> CustomerState:
+        c = self.portfolio.customers.get(cid)
+        info = CustomerInfo(cid) if c is None else CustomerInfo(
+            c.id, c.name, c.email, c.phone, c.whatsapp, c.timezone, c.country, c.language, bool(c.do_not_contact),
+            frozenset(c.optouts), c.consents, dict(c.attrs), c.legal_status)
+        state = CustomerState(info)
+        tz = ZoneInfo(info.timezone or self.timezone)
+        for inv in self.invoices.get(cid, ()):
+            state.invoices[inv.id] = InvoiceInfo(inv.id, inv.customer_id, inv.amount, inv.balance, inv.due_date,
+                                                 inv.number, inv.currency, inv.issue_date, inv.status, dict(inv.attrs))
+        state.payments = sorted((PaymentInfo(p.payment_id, p.invoice_id, p.amount, _aware(p.paid_at, tz))
+                                 for p in self.payments.get(cid, ())), key=lambda p: p.at)
+        for i, p in self.promises.get(cid, ()):
+            made = _aware(p.made_at, tz) if p.made_at else _aware(p.promised_date, tz) - dt.timedelta(days=7)
+            state.promises.append(PromiseInfo(f"promise-{i + 1}", p.amount, p.promised_date, made, p.invoice_id))
+        for i, d in self.disputes.get(cid, ()):
+            state.disputes.append(DisputeInfo(f"dispute-{i + 1}", d.invoice_id, _aware(d.opened_at, tz),
+                                              _aware(d.resolved_at, tz) if d.resolved_at else None))
+        return state
+
+
 def states_from_portfolio(portfolio, rt: Runtime, *, historic: bool) -> dict[str, CustomerState]:
-    """Customer states for the core; payments only with the `historic` behavior (else nobody pays)."""
-    states: dict[str, CustomerState] = {}
-    for c in portfolio.customers.values():
-        info = CustomerInfo(c.id, c.name, c.email, c.phone, c.whatsapp, c.timezone, c.country, c.language,
-                            bool(c.do_not_contact), frozenset(c.optouts), c.consents, dict(c.attrs), c.legal_status)
-        states[c.id] = CustomerState(info)
-    for inv in portfolio.invoices.values():
-        state = states.setdefault(inv.customer_id, CustomerState(CustomerInfo(inv.customer_id)))
-        state.invoices[inv.id] = InvoiceInfo(inv.id, inv.customer_id, inv.amount, inv.balance, inv.due_date,
-                                             inv.number, inv.currency, inv.issue_date, inv.status, dict(inv.attrs))
-    tz_of = {cid: ZoneInfo(s.customer.timezone or rt.timezone) for cid, s in states.items()}
-    owner = {inv.id: inv.customer_id for inv in portfolio.invoices.values()}
-    if historic:
-        for p in portfolio.payments:
-            cid = owner[p.invoice_id]
-            states[cid].payments.append(PaymentInfo(p.payment_id, p.invoice_id, p.amount, _aware(p.paid_at, tz_of[cid])))
-    for i, p in enumerate(portfolio.promises):
-        cid = p.customer_id or owner[p.invoice_id]
-        made = _aware(p.made_at, tz_of[cid]) if p.made_at else _aware(p.promised_date, tz_of[cid]) - dt.timedelta(days=7)
-        states[cid].promises.append(PromiseInfo(f"promise-{i + 1}", p.amount, p.promised_date, made, p.invoice_id))
-    for i, d in enumerate(portfolio.disputes):
-        cid = owner[d.invoice_id]
-        states[cid].disputes.append(DisputeInfo(f"dispute-{i + 1}", d.invoice_id, _aware(d.opened_at, tz_of[cid]),
-                                                _aware(d.resolved_at, tz_of[cid]) if d.resolved_at else None))
-    for state in states.values():
-        state.payments.sort(key=lambda p: p.at)
-    return states
+    """Every customer's state at once (the in-memory simulation)."""
+    built = PortfolioStates(portfolio, rt, historic=historic)
+    return {cid: built.state(cid) for cid in built.ids()}
 
 
 def contact_row(d: Decision, plan_hash: str) -> list:
@@ -186,12 +209,15 @@ def run_simulation(plan, portfolio, *, start: dt.date, days: int, behavior: str 
 
 
 def _prepare(plan, portfolio, behavior: str, seed: int):
-    from .behavior import BehaviorModel
-
     rt = Runtime(plan)
     states = states_from_portfolio(portfolio, rt, historic=behavior == "historic")
-    model = None if behavior in ("none", "historic") else BehaviorModel.load(behavior, seed)
-    return rt, states, model
+    return rt, states, _model(behavior, seed)
+
+
+def _model(behavior: str, seed: int):
+    from .behavior import BehaviorModel
+
+    return None if behavior in ("none", "historic") else BehaviorModel.load(behavior, seed)
 
 
 # -- the streamed simulation of the command: parallel, constant memory per customer -----------------
@@ -210,7 +236,7 @@ class _Job:
     """Everything a worker needs; set before the workers fork, so nothing is pickled but the results."""
 
     rt: Runtime
-    states: dict
+    states: PortfolioStates
     ids: list
     start: dt.datetime
     first: dt.datetime
@@ -236,14 +262,13 @@ def _run_chunk(index: int) -> tuple[Summary, str | None, int]:
     try:
         writer = ContactWriter(handle, job.fmt, job.rt.plan_hash) if handle else None
         for cid in job.ids[index * CHUNK:(index + 1) * CHUNK]:
-            state = job.states[cid]
+            state = job.states.state(cid)  # built now, dropped after: memory does not grow with customers
             decisions = run_customer(job.rt, state, job.first, job.end, job.tick_s, job.behavior)
             summary.add(decisions, job.costs)
             summary.add_money(state, job.start, job.end)
             if writer is not None:
                 writer.write(decisions)
                 rows = writer.rows
-            state.memo.clear()
     finally:
         if handle is not None:
             handle.close()
@@ -261,18 +286,20 @@ def stream_simulation(plan, portfolio, *, start: dt.date, days: int, behavior: s
 
     from .files import replace_atomic
 
-    rt, states, model = _prepare(plan, portfolio, behavior, seed)
+    rt = Runtime(plan)
+    states, model = PortfolioStates(portfolio, rt, historic=behavior == "historic"), _model(behavior, seed)
+    ids = states.ids()
     begin = start_moment(start, rt.timezone)
     end = begin + dt.timedelta(days=days)
     fmt = out.suffix[1:] if out is not None else None
     with tempfile.TemporaryDirectory(prefix=".collect-sim-", dir=out.parent if out else None) as folder:
-        _JOB = _Job(rt, states, sorted(states), begin, ceil_tick(begin, tick_minutes * 60), end, tick_minutes * 60, model,
+        _JOB = _Job(rt, states, ids, begin, ceil_tick(begin, tick_minutes * 60), end, tick_minutes * 60, model,
                     _decimal_costs(costs), fmt, folder if out is not None else None)
         try:
-            chunks = range(-(-len(states) // CHUNK))
+            chunks = range(-(-len(ids) // CHUNK))
             total, rows = Summary(), 0
             target = Path(folder) / "contacts"
-            with open(target, "w", encoding="utf-8", newline="") as merged, _pool(workers, len(states)) as pool:
+            with open(target, "w", encoding="utf-8", newline="") as merged, _pool(workers, len(ids)) as pool:
                 merged.write(_header(fmt) if fmt else "")
                 for done, (summary, part, count) in enumerate(pool(_run_chunk, chunks), start=1):
                     total.merge(summary)
@@ -282,7 +309,7 @@ def stream_simulation(plan, portfolio, *, start: dt.date, days: int, behavior: s
                             shutil.copyfileobj(piece, merged)
                         os.unlink(part)
                     if progress is not None:
-                        progress(min(done * CHUNK, len(states)), len(states))
+                        progress(min(done * CHUNK, len(ids)), len(ids))
         finally:
             _JOB = None
         total.finish(days)
@@ -302,8 +329,14 @@ def _pool(workers: int | None, customers: int):
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         yield map
         return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield lambda fn, items: pool.imap(fn, items)
+    import gc
+
+    gc.freeze()  # the portfolio is shared with the workers: their garbage collector must not copy it
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            yield lambda fn, items: pool.imap(fn, items)
+    finally:
+        gc.unfreeze()
 
 
 def load_portfolio(plan, portfolio: Path, *, customers=None, payments=None, promises=None, disputes=None,

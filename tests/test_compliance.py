@@ -157,18 +157,18 @@ def test_compile_time_errors_and_warnings_name_the_profile_and_the_steps(tmp_pat
 
 
 def test_a_changed_profile_changes_the_plan_hash(tmp_path, monkeypatch):
-    from collect.engine import compliance_pass
+    from collect.engine import compliance
 
     body = "compliance: [pe-indecopi]\nstages:\n  s:\n    when: true\n    steps:\n" \
            "      - { id: s1, at: due, send: sms, template: m }\n"
     before = policy(tmp_path, body, timezone="America/Lima", country="PE").plan_hash
-    original = compliance_pass.resolve
+    original = compliance.resolve
 
     def stricter(selection, settings=None):
         docs = original(selection, settings)
         docs[0]["verified"] = "2027-01-01"
         return docs
-    monkeypatch.setattr(compliance_pass, "resolve", stricter)
+    monkeypatch.setattr(compliance, "resolve", stricter)
     assert policy(tmp_path, body, timezone="America/Lima", country="PE").plan_hash != before
 
 
