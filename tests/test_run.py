@@ -133,6 +133,23 @@ def test_payment_stops_and_dispute_pauses_in_the_store(db_url, tmp_path, plan):
     assert "F001-00017" not in touched and "F001-00014" not in touched and touched
 
 
+def test_a_promise_pauses_the_cadence_in_the_store(db_url, tmp_path, plan):
+    load_example(db_url, plan)
+    engine = s.connect(db_url)
+    begin = dt.datetime(2026, 11, 16, 5, tzinfo=UTC)
+    without = run_simulation(plan, load_portfolio(plan, EXAMPLE / "portfolio.csv"), start=dt.date(2026, 11, 16), days=10)
+    cadence = {d.customer_id for d in without.decisions if d.status == "sent" and d.stage in ("preventiva", "temprana")}
+    customer = sorted(cadence)[0]  # someone the due-date cadence would contact in these ten days
+    (tmp_path / "prom.csv").write_text("customer_id,amount,promised_date,made_at\n"
+                                       f"{customer},1,2026-12-31,2026-11-15T09:00:00\n")
+    import_file(engine, "promises", tmp_path / "prom.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    ticks(db_url, plan, begin, 24 * 10, tmp_path)
+    with engine.connect() as conn:
+        steps = {r.step for r in conn.execute(select(s.contacts).where(s.contacts.c.customer_id == customer,
+                                                                       s.contacts.c.status == "sent"))}
+    assert not steps - {"prom-rec", "prom-inc", "parcial"}  # only event steps, no due-date cadence
+
+
 CRASHING_TICK = textwrap.dedent("""
     import datetime as dt, os, signal, sys
     from collect.engine import store as s
