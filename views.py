@@ -233,10 +233,11 @@ def show_report(data: dict) -> None:
     aging.add_row(*data["aging"].values())
     console.print(aging)
     contacts = Table(title="Contacts per channel", title_justify="left")
-    for column in ("channel", "sent", "failed", "in delivery"):
+    for column in ("channel", "sent", "failed", "in delivery", "cost", "cost per contact"):
         contacts.add_column(column, justify="right")
     for channel, counts in data["contacts"].items():
-        contacts.add_row(channel, str(counts.get("sent", 0)), str(counts.get("failed", 0)), str(counts.get("sending", 0)))
+        contacts.add_row(channel, str(counts.get("sent", 0)), str(counts.get("failed", 0)), str(counts.get("sending", 0)),
+                         counts["cost"], counts["cost_per_contact"])
     console.print(contacts)
     for title, section in (("Deferrals by reason", "deferrals"), ("Agent tasks by queue", "tasks_by_queue")):
         table = Table(title=title, title_justify="left")

@@ -3,8 +3,9 @@
 KPIs (at the report's moment, from the store):
 - aging buckets of open balances by days past due: current (not yet due), 1-30, 31-60, 61-90, 90+;
 - DSO = open receivables / amount invoiced in the last 90 days x 90;
-- contacts per channel (sent, failed), deferrals by reason, agent tasks by queue.
-The full KPI set of SPEC section 8 (CEI, recovery, promises kept, cost) is not built yet.
+- contacts per channel (sent, failed, in delivery) with their cost (channels.yaml `costs`, kept on each
+  delivered contact) and the cost per contact, deferrals by reason, agent tasks by queue.
+CEI, recovery rate and promises kept of SPEC section 8 are not built yet.
 """
 
 from __future__ import annotations
@@ -43,9 +44,12 @@ def report(engine, today: dt.date) -> dict:
             receivables += balance
         channels: dict[str, Counter] = defaultdict(Counter)
         deferrals: Counter = Counter()
-        for r in conn.execute(select(s.contacts.c.channel, s.contacts.c.status, s.contacts.c.reason)):
+        costs: dict[str, Decimal] = defaultdict(Decimal)
+        for r in conn.execute(select(s.contacts.c.channel, s.contacts.c.status, s.contacts.c.reason, s.contacts.c.cost)):
             if r.status in ("sent", "failed", "sending"):
                 channels[r.channel or "-"][r.status] += 1
+            if r.cost is not None:
+                costs[r.channel or "-"] += r.cost
             if r.status == "deferred":
                 deferrals[r.reason or "?"] += 1
         tasks = dict(conn.execute(select(s.agent_tasks.c.queue, func.count()).group_by(s.agent_tasks.c.queue)).all())
@@ -54,7 +58,9 @@ def report(engine, today: dt.date) -> dict:
         "aging": {k: str(v) for k, v in aging.items()},
         "receivables": str(receivables),
         "dso_days": str((receivables / invoiced * 90).quantize(Decimal("0.1")) if invoiced else Decimal(0)),
-        "contacts": {ch: dict(c) for ch, c in sorted(channels.items())},
+        "contacts": {ch: {**c, "cost": str(costs[ch]),
+                          "cost_per_contact": str((costs[ch] / c["sent"]).quantize(Decimal("0.0001")) if c["sent"] else 0)}
+                     for ch, c in sorted(channels.items())},
         "deferrals": dict(deferrals),
         "tasks_by_queue": tasks,
     }

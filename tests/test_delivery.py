@@ -219,6 +219,9 @@ def test_example_channels_yaml_costs_are_recorded(setup):
     run.tick(MONDAY)
     with engine.connect() as conn:
         assert str(conn.execute(select(s.contacts.c.cost)).scalar()) == "0.03"
+    from collect.engine.report import report
+
+    assert report(engine, dt.date(2026, 11, 16))["contacts"]["whatsapp"]["cost_per_contact"] == "0.0300"
 
 
 # -- provider reports: collect import events ---------------------------------------------------------
