@@ -46,7 +46,7 @@ class Checker:
         return method(node) if method else self._t_operator(node)
 
     def _t_literal(self, node: Node) -> str:
-        return _value_type(node.value)
+        return value_type(node.value)
 
     def _t_field(self, node: Node) -> str:
         if node.value in self.schema:
@@ -218,7 +218,8 @@ def _is_const(node: Node) -> bool:
     return node.kind == "literal" or (node.kind == "list" and all(_is_const(a) for a in node.args))
 
 
-def _value_type(value) -> str:
+def value_type(value) -> str:
+    """The expression type of a Python value (literals of expressions and of templates)."""
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -320,18 +320,10 @@ def _element(kind: str) -> str:
 
 
 def _kind_of(value) -> str:
-    import datetime as dt
-    from decimal import Decimal
+    from ..dsl.exprcheck import value_type
 
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float, Decimal)):
-        return "number"
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, dt.datetime):
-        return "datetime"
-    return "date" if isinstance(value, dt.date) else ANY
+    kind = value_type(value)
+    return ANY if kind in ("null", "duration") else kind  # a template literal is never a duration
 
 
 def _comparable(a: str, b: str) -> bool:
