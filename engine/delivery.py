@@ -90,13 +90,22 @@ def _attempt(d: Delivery, message, channels) -> Result:
     try:
         outcome = channels(d.channel).send(message)
     except Exception as exc:  # noqa: BLE001 - an adapter bug must not stop the tick for everyone else
-        return Result(d, "retry", channels.redact(f"adapter error: {type(exc).__name__}: {exc}"), error_code="adapter")
+        return _retry_or_give_up(Result(d, "retry", channels.redact(f"adapter error: {type(exc).__name__}: {exc}"),
+                                        error_code="adapter"), channels)
     reason = channels.redact(f"{outcome.error_code or ''} {outcome.error or ''}".strip())
     if outcome.status == "sent":
         return Result(d, "sent", provider_id=outcome.provider_id)
     status = "retry" if outcome.status == "transient" else "failed"
-    return Result(d, status, reason, error_code=outcome.error_code, retry_after=outcome.retry_after,
-                  opted_out=outcome.opted_out)
+    return _retry_or_give_up(Result(d, status, reason, error_code=outcome.error_code, retry_after=outcome.retry_after,
+                                    opted_out=outcome.opted_out), channels)
+
+
+def _retry_or_give_up(r: Result, channels) -> Result:
+    """A transient failure whose attempts are used up counts as permanent: the step falls back."""
+    attempts = r.delivery.attempts + 1
+    if r.status == "retry" and attempts >= channels.retry.attempts:
+        r.status, r.reason = "failed", f"gave up after {attempts} attempts: {r.reason}"
+    return r
 
 
 def record(conn: Connection, results: list[Result], channels, now: dt.datetime) -> None:
@@ -121,9 +130,6 @@ def _row(r: Result, channels, now: dt.datetime) -> dict:
     d = r.delivery
     attempts = d.attempts + (0 if r.status == "waiting" else 1)
     status, reason, retry_at = r.status, r.reason, None
-    if status == "retry" and attempts >= channels.retry.attempts:
-        status, reason = "failed", f"gave up after {attempts} attempts: {reason}"
-        r.status, r.reason = status, reason  # the caller reopens the step for its fallback
     if status in ("retry", "waiting"):
         retry_at = now + dt.timedelta(seconds=channels.retry.delay(max(attempts, 1), r.retry_after))
         reason = f"retrying from {retry_at:%Y-%m-%d %H:%M} UTC: {reason}"

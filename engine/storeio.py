@@ -10,7 +10,7 @@ import datetime as dt
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from . import store as s
@@ -192,13 +192,7 @@ def _import_events(conn: Connection, path: Path, colmap: ColumnMap, zone) -> int
 def _event_rows(conn: Connection, table: Table, channels: set[str], zone) -> list[dict]:
     from ..dsl.diagnostics import suggest
 
-    contacts = {}
-    for r in conn.execute(select(s.contacts.c.key, s.contacts.c.provider_id, s.contacts.c.customer_id,
-                                 s.contacts.c.status, s.contacts.c.steps, s.contacts.c.channel)):
-        contacts[r.key] = r
-        if r.provider_id:
-            contacts.setdefault(r.provider_id, r)
-    customers = {r.id for r in conn.execute(select(s.customers.c.id))}
+    contacts, customers = _referenced(conn, table)
     rows = []
     for cells in table:
         kind, channel = (cells.text("type", True) or "").lower(), cells.text("channel", True)
@@ -222,6 +216,26 @@ def _event_rows(conn: Connection, table: Table, channels: set[str], zone) -> lis
                          "contact_id": contact.key if contact else None, "customer_id": cid,
                          "detail": cells.text("detail"), "contact": contact})
     return rows
+
+
+def _referenced(conn: Connection, table: Table) -> tuple[dict, set]:
+    """The stored contacts (by key and by provider id) and customers that the file's rows name, read in
+    chunks: a store holds millions of contacts, an events file a few of them."""
+    contact_ids = sorted({c.raw("contact_id") for c in table} - {None})
+    columns = (s.contacts.c.key, s.contacts.c.provider_id, s.contacts.c.customer_id, s.contacts.c.status,
+               s.contacts.c.steps, s.contacts.c.channel)
+    contacts: dict = {}
+    for chunk in _chunks(contact_ids, 400):  # two lists of bound parameters per query
+        for r in conn.execute(select(*columns).where(or_(s.contacts.c.key.in_(chunk),
+                                                        s.contacts.c.provider_id.in_(chunk)))):
+            contacts[r.key] = r
+            if r.provider_id:
+                contacts.setdefault(r.provider_id, r)
+    named = {c.raw("customer_id") for c in table} | {r.customer_id for r in contacts.values()}
+    customers: set = set()
+    for chunk in _chunks(sorted(named - {None}), 900):
+        customers |= {r.id for r in conn.execute(select(s.customers.c.id).where(s.customers.c.id.in_(chunk)))}
+    return contacts, customers
 
 
 def _new_events(conn: Connection, rows: list[dict]) -> list[dict]:
