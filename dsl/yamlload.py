@@ -58,6 +58,9 @@ def load_yaml(text: str, file: str, diags: Diagnostics) -> Located | None:
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
+        if "maximum nesting depth" in str(exc.problem):  # libyaml's own limit (seen with PyYAML 6.0.4)
+            diags.error("yaml-too-large", f"the document nests deeper than {MAX_DEPTH} levels", Span(file, 1, 1))
+            return None
         mark = exc.problem_mark or exc.context_mark
         span = Span(file, mark.line + 1, mark.column + 1) if mark else Span(file, 1, 1)
         diags.error("yaml-syntax", f"YAML syntax error: {exc.problem or exc}", span)

@@ -54,7 +54,7 @@ def test_sandbox_blocks_internals_at_render_time_too():
 @pytest.mark.parametrize("language, country, currency, expected", [
     ("es", "PE", "PEN", "S/ 1,234.50"),
     ("en", "US", "USD", "$1,234.50"),
-    ("es", "CO", "COP", "$1.234,50"),
+    ("es", "AR", "ARS", "$1.234,50"),  # not COP: newer CLDR data (Babel 2.19) shows it without cents
 ])
 def test_money_is_currency_and_locale_aware(language, country, currency, expected):
     text = render("{{ invoice.balance | money }}", ctx(language, country, currency))
