@@ -30,7 +30,15 @@ def _literal(node: Node, segments) -> Fn:
 
 def _field(node: Node, segments) -> Fn:
     name = node.value
-    return lambda ctx: ctx.get(name)
+
+    def read(ctx):
+        # a subscript, not get(): the engine's lazy contexts compute a missing value in __missing__
+        # without a Python-level get() call; a plain dict without the field gives null
+        try:
+            return ctx[name]
+        except KeyError:
+            return None
+    return read
 
 
 def _name(node: Node, segments) -> Fn:
@@ -110,6 +118,10 @@ def _align(x, y):
 def _compare(node: Node, segments) -> Fn:
     a, b = (compile_node(x, segments) for x in node.args)
     op = COMPARE[node.value]
+    right = node.args[1]
+    if right.kind == "literal" and right.value is not None:
+        value = right.value  # the usual `field <op> literal`: no call for the constant side
+        return lambda ctx: _safe_compare(op, a(ctx), value)
     return lambda ctx: _safe_compare(op, a(ctx), b(ctx))
 
 
@@ -134,6 +146,8 @@ def _between(node: Node, segments) -> Fn:
 
     def between(ctx):
         value = a(ctx)
+        if value is None:
+            return False
         return _safe_compare(operator.ge, value, lo(ctx)) and _safe_compare(operator.le, value, hi(ctx))
     return between
 

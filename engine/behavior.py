@@ -64,7 +64,9 @@ class BehaviorModel:
         """Three uniform numbers in [0, 1) from a hash of the parts: as random as a seeded generator, and
         without building one for every sent contact."""
         digest = hashlib.sha256("|".join((str(self.seed), *parts)).encode()).digest()
-        return tuple(int.from_bytes(digest[i:i + 8], "big") / 2 ** 64 for i in (0, 8, 16))
+        scale = 2 ** 64
+        return (int.from_bytes(digest[:8], "big") / scale, int.from_bytes(digest[8:16], "big") / scale,
+                int.from_bytes(digest[16:24], "big") / scale)
 
     def probability(self, rt, decision, ctx_segments: set[str]) -> float:
         spec = self.spec
@@ -73,6 +75,15 @@ class BehaviorModel:
         for segment in ctx_segments:
             p *= spec.by_segment.get(segment, 1.0)
         return min(max(p, 0.0), 1.0)
+
+    def _most_likely(self, decision) -> float:
+        """The highest probability the decision's channel and stage allow, for any segments: every
+        multiplier above 1 applied (the exact one needs the segments, which cost more than the draw)."""
+        spec = self.spec
+        p = spec.by_channel.get(decision.channel, spec.pay_probability) * spec.by_stage.get(decision.stage, 1.0)
+        for factor in spec.by_segment.values():
+            p *= max(factor, 1.0)
+        return min(max(p * (1 + 1e-9), 0.0), 1.0)  # a margin for the rounding of products in another order
 
     def react(self, rt, state, decisions, now: dt.datetime) -> list[PaymentInfo]:
         """Payments caused by the contacts just sent (one draw per invoice of each sent message)."""
@@ -87,12 +98,14 @@ class BehaviorModel:
         return payments
 
     def _draw(self, rt, state, d, invoice_id: str, now: dt.datetime) -> PaymentInfo | None:
+        pays, delay, partial = self._draws(state.customer.id, d.step, invoice_id, *d.keys)  # stable ids
+        if pays >= self._most_likely(d):
+            return None  # no payment whatever the segments: most draws end here, without evaluating them
         invoice = state.invoices[invoice_id]
         balance = balance_at(state, invoice, now) - sum(
             (p.amount for p in state.payments if p.invoice_id == invoice_id and p.at > now), Decimal(0))
         if balance <= PAID_EPSILON:
             return None
-        pays, delay, partial = self._draws(state.customer.id, d.step, invoice_id, *d.keys)  # stable ids
         segments = self._segments(rt, state, invoice, now) if self.spec.by_segment else set()
         if pays >= self.probability(rt, d, segments):
             return None

@@ -66,6 +66,15 @@ class Ready:
     ctx: dict
 
 
+@dataclass(slots=True)
+class _Schedule:
+    """An invoice's stage steps in time order, and the index of the first one not yet done."""
+
+    due_date: dt.date
+    steps: tuple  # (trigger, step, step instance key)
+    first: int = 0
+
+
 class Decider:
     """One decide() call: the customer, the moment and what was decided so far in this call."""
 
@@ -83,26 +92,28 @@ class Decider:
     def run(self) -> Outcome:
         ready: list[Ready] = []
         with_facts = self._invoices_with_events()
-        for invoice in self.state.invoices.values():
-            for moment in future_moments(self.state, invoice, self.now):
-                self.out.wake_at(moment)
+        state = self.state
+        dated = state.payments or state.promises or state.disputes  # facts that may change a decision later
+        for invoice in state.invoices.values():
+            if dated:
+                for moment in future_moments(state, invoice, self.now):
+                    self.out.wake_at(moment)
             ctx = self._context(invoice)  # lazy: only the values read are computed
             if self._stopped(invoice, ctx):
                 continue
-            due = self._due_stage_steps(invoice)
-            if not due and invoice.id not in with_facts:
-                continue  # nothing can happen to this invoice now
-            ready += self._stage_steps(invoice, ctx, due)
-            ready += self._event_steps(invoice, ctx)
-        for group in self._groups(ready):
-            self._act(group)
+            ready += self._stage_steps(invoice, ctx, self._due_stage_steps(invoice))
+            if invoice.id in with_facts:  # else no event step can concern this invoice
+                ready += self._event_steps(invoice, ctx)
+        if ready:
+            for group in self._groups(ready):
+                self._act(group)
         return self.out
 
     def _invoices_with_events(self) -> set[str] | frozenset:
         """Invoices that some event step may concern (any payment, promise or dispute)."""
-        if not self.rt.events:
-            return frozenset()
         state = self.state
+        if not self.rt.events or not (state.payments or state.promises or state.disputes):
+            return frozenset()
         if any(p.invoice_id is None for p in state.promises):
             return set(state.invoices)
         return ({p.invoice_id for p in state.payments} | {p.invoice_id for p in state.promises}
@@ -111,25 +122,29 @@ class Decider:
     def _due_stage_steps(self, invoice: InvoiceInfo) -> list[tuple[dt.datetime, StepRt, str]]:
         """Steps of any stage due by now and not done; also wakes at the next future one."""
         due = []
-        done = self.state.done
-        for trigger, step, key in self._stage_schedule(invoice):
+        done, now = self.state.done, self.now
+        schedule = self._stage_schedule(invoice)
+        steps = schedule.steps
+        while schedule.first < len(steps) and steps[schedule.first][2] in done:
+            schedule.first += 1  # step instances stay done while the state lives: never look at them again
+        for trigger, step, key in steps[schedule.first:]:
             if key in done:
                 continue
-            if trigger > self.now:
+            if trigger > now:
                 self.out.wake_at(trigger)  # sorted: the first future trigger is the next one
                 break
             due.append((trigger, step, key))
         return due
 
-    def _stage_schedule(self, invoice: InvoiceInfo) -> tuple:
+    def _stage_schedule(self, invoice: InvoiceInfo) -> "_Schedule":
         """(trigger, step, step instance key) of the invoice's stage steps, in time order."""
         memo = self.state.memo
         found = memo.get(invoice.id)
-        if found is None or found[0] != invoice.due_date:
+        if found is None or found.due_date != invoice.due_date:
             steps = tuple((trigger, step, f"{step.id}|{invoice.id}")
                           for trigger, step in self.rt.stage_triggers(invoice.due_date, self.tz))
-            found = memo[invoice.id] = (invoice.due_date, steps)
-        return found[1]
+            found = memo[invoice.id] = _Schedule(invoice.due_date, steps)
+        return found
 
     def _stopped(self, invoice: InvoiceInfo, ctx: dict) -> bool:
         if invoice.id in self.state.stopped:
@@ -148,8 +163,10 @@ class Decider:
         return self._facts
 
     def _stage_steps(self, invoice: InvoiceInfo, ctx: dict, due_steps) -> list[Ready]:
+        if not due_steps:
+            return []
         stage = next((s for s in self.rt.stages if s.when(ctx) is True), None)
-        if stage is None or not due_steps or self._paused(invoice, ctx):
+        if stage is None or self._paused(invoice, ctx):
             return []
         due = [Ready(step, invoice, key, trigger, ctx) for trigger, step, key in due_steps if step.owner == stage.name]
         return self._catch_up(due)

@@ -55,6 +55,8 @@ def kept_at(state: CustomerState, promise: PromiseInfo, now: dt.datetime, tz) ->
 
 
 def promise_active(state: CustomerState, invoice: InvoiceInfo, now: dt.datetime) -> PromiseInfo | None:
+    if not state.promises:
+        return None
     tz = now.tzinfo
     today = now.date()
     active = [p for p in state.promises if covers(p, invoice) and p.made_at <= now and today <= p.promised_date
@@ -91,7 +93,7 @@ class Facts(dict):
         self[name] = value
         return value
 
-    def get(self, name: str, default=None):  # compiled expressions read fields with get()
+    def get(self, name: str, default=None):  # computed like a subscript (dict.get skips __missing__)
         return self[name]
 
 
@@ -173,7 +175,7 @@ _CUSTOMER = {
 
 def _status(ctx: Context, state: CustomerState, invoice: InvoiceInfo, now: dt.datetime) -> str:
     status = invoice.status
-    if status == "open" and any(d.invoice_id == invoice.id and d.opened_at <= now
+    if status == "open" and state.disputes and any(d.invoice_id == invoice.id and d.opened_at <= now
                                 and (d.resolved_at is None or d.resolved_at > now) for d in state.disputes):
         status = "disputed"
     if ctx["invoice.balance"] <= PAID_EPSILON and status != "written_off":

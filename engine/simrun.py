@@ -90,9 +90,16 @@ def states_from_portfolio(portfolio, rt: Runtime, *, historic: bool) -> dict[str
     return {cid: built.state(cid) for cid in built.ids()}
 
 
-def contact_row(d: Decision, plan_hash: str) -> list:
-    return [d.at.isoformat(timespec="seconds"), d.customer_id, ";".join(d.invoice_ids), d.stage, d.step, d.channel,
-            d.template or "", d.status, d.reason, plan_hash]
+def csv_line(row: list, writerow) -> str | None:
+    """The CSV line of a row of strings when no field needs quoting (`writerow` is not called), else
+    None after writing the row with `writerow`. csv.writer is most of the cost of a row; a row with no
+    delimiter, quote or line break in any field is the same text joined by commas."""
+    line = ",".join(row)
+    if (line.count(",") == len(row) - 1 and '"' not in line and "\n" not in line and "\r" not in line
+            and line):  # csv writes a row of one empty field as ""
+        return line + "\n"
+    writerow(row)
+    return None
 
 
 class ContactWriter:
@@ -101,14 +108,21 @@ class ContactWriter:
     def __init__(self, handle, fmt: str, plan_hash: str):
         self.plan_hash = plan_hash
         self.rows = 0
-        if fmt == "jsonl":
-            self._write = lambda row: handle.write(json.dumps(dict(zip(CONTACT_COLUMNS, row)), ensure_ascii=False) + "\n")
-        else:
-            self._write = csv.writer(handle, lineterminator="\n").writerow
+        self._handle, self._jsonl = handle, fmt == "jsonl"
+        self._writerow = csv.writer(handle, lineterminator="\n").writerow
 
     def write(self, decisions) -> None:
+        handle, writerow, plan_hash = self._handle, self._writerow, self.plan_hash
+        last_at, stamp = None, ""
         for d in decisions:
-            self._write(contact_row(d, self.plan_hash))
+            if d.at is not last_at:  # the decisions of one call share their moment: format it once
+                last_at, stamp = d.at, d.at.isoformat(timespec="seconds")
+            row = [stamp, d.customer_id, ";".join(d.invoice_ids), d.stage, d.step, d.channel, d.template or "",
+                   d.status, d.reason, plan_hash]
+            if self._jsonl:
+                handle.write(json.dumps(dict(zip(CONTACT_COLUMNS, row)), ensure_ascii=False) + "\n")
+            elif (line := csv_line(row, writerow)) is not None:
+                handle.write(line)
         self.rows += len(decisions)
 
 

@@ -65,15 +65,18 @@ def run_customer(rt: Runtime, state: CustomerState, now: dt.datetime, end: dt.da
         decisions += outcome.decisions
         wake = outcome.wake
         if behavior is not None:
-            for payment in behavior.react(rt, state, outcome.decisions, now):
+            caused = behavior.react(rt, state, outcome.decisions, now)
+            for payment in caused:
                 state.payments.append(payment)
                 if payments is not None:
                     payments.append(payment)
                 wake = payment.at if wake is None else min(wake, payment.at)
-            state.payments.sort(key=lambda p: p.at)
+            if caused:
+                state.payments.sort(key=lambda p: p.at)
         if wake is None:
             break
-        now = max(ceil_tick(wake, tick_s), now + step)
+        # `now` is a tick, so the next one is the first tick after it unless the wake is later
+        now = now + step if wake <= now + step else ceil_tick(wake, tick_s)
     return decisions
 
 

@@ -94,7 +94,8 @@ class CustomerState:
     failed: dict[str, dict[str, str]] = field(default_factory=dict)
     stopped: set[str] = field(default_factory=set)  # invoices a `stop` step ended
     # values derived from the parts of the state that do not change while it is alive (step keys,
-    # reachability of a channel); a shell that changes those parts must clear it
+    # reachability of a channel) or only grow (`done`: how many of an invoice's steps are settled); a
+    # shell that changes those parts otherwise must clear it
     memo: dict = field(default_factory=dict, repr=False, compare=False)
 
 
