@@ -169,9 +169,12 @@ def simulate(
         typer.echo(f"error: --start {start!r} is not a date (YYYY-MM-DD)", err=True)
         raise typer.Exit(EXIT_USAGE)
     plans = [_compile(policy, format, quiet).plan] + ([_compile(compare, format, quiet).plan] if compare else [])
-    try:
-        book = simrun.load_portfolio(plans[0], portfolio, customers=customers, payments=payments,
-                                     promises=promises, disputes=disputes, colmap=map)
+    books: list = []
+    try:  # each policy types the custom columns by its own `fields:` (read once when they are the same)
+        for plan in plans:
+            books.append(books[0] if books and plan["fields"] == plans[0]["fields"] else simrun.load_portfolio(
+                plan, portfolio, customers=customers, payments=payments, promises=promises, disputes=disputes,
+                colmap=map))
     except CsvError as exc:
         for problem in exc.problems:
             typer.echo(str(problem), err=True)
@@ -180,7 +183,7 @@ def simulate(
     from . import views
 
     results = []
-    for plan in plans:
+    for plan, book in zip(plans, books):
         with views.progress(f"simulating {plan['policy']}", quiet) as advance:
             results.append(simrun.stream_simulation(
                 plan, book, start=first_day, days=days, behavior=behavior, seed=seed, tick_minutes=tick,

@@ -117,7 +117,10 @@ class BehaviorModel:
         return PaymentInfo(f"sim-{d.step}-{invoice_id}-{at:%Y%m%d%H}", invoice_id, amount, at)
 
     def _segments(self, rt, state, invoice, now) -> set[str]:
+        from zoneinfo import ZoneInfo
+
         from .events import customer_facts, invoice_context
 
+        now = now.astimezone(ZoneInfo(state.customer.timezone or rt.timezone))  # days count in local time
         ctx = invoice_context(rt, state, invoice, customer_facts(rt, state, now), now)
         return {name for name in self.spec.by_segment if name in rt.segments and rt.segments[name](ctx) is True}

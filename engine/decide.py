@@ -64,6 +64,7 @@ class Ready:
     key: str
     trigger: dt.datetime
     ctx: dict
+    shared: str | None = None  # the occurrence, for an event about all the customer's invoices
 
 
 @dataclass(slots=True)
@@ -166,10 +167,15 @@ class Decider:
         if not due_steps:
             return []
         stage = next((s for s in self.rt.stages if s.when(ctx) is True), None)
-        if stage is None or self._paused(invoice, ctx):
+        if self._paused(invoice, ctx):
             return []
-        due = [Ready(step, invoice, key, trigger, ctx) for trigger, step, key in due_steps if step.owner == stage.name]
-        return self._catch_up(due)
+        due, pending = [], self.state.pending
+        for trigger, step, key in due_steps:
+            if stage is not None and step.owner == stage.name:
+                due.append(Ready(step, invoice, key, trigger, ctx))
+            elif key in pending:  # deferred, and the invoice has left the step's stage: its message no longer applies
+                self._settle(Ready(step, invoice, key, trigger, ctx), "skipped", "stage ended")
+        return self._catch_up(due) if due else []
 
     def _paused(self, invoice: InvoiceInfo, ctx: dict) -> bool:
         if "disputed" in self.rt.pause_when and ctx.get("invoice.status") == "disputed":
@@ -188,27 +194,32 @@ class Decider:
 
     def _catch_up(self, due: list[Ready]) -> list[Ready]:
         """SPEC 4.3, applied to steps seen due for the first time; conditions first, so that
-        `latest` means the latest step that applies to this invoice."""
+        `latest` means the latest step that applies to this invoice. A deferred step is not caught up:
+        it was decided already and waits for its slot (SPEC 4.2), and steps with the same trigger are
+        due together, so none of them supersedes another."""
         due.sort(key=lambda r: (r.trigger, r.step.id))
-        fresh = [r for r in due if r.key not in self.state.pending]
+        pending = self.state.pending
         applicable = []
-        for r in fresh:
+        for r in due:
+            if r.key in pending:
+                continue
             if r.step.condition is not None and r.step.condition(r.ctx) is not True:
                 self._settle(r, "skipped", "condition", emit=False)
             else:
                 applicable.append(r)
-        waiting = [r for r in due if r.key in self.state.pending]
-        if self.rt.catch_up == "latest":
-            candidates = sorted(waiting + applicable, key=lambda r: (r.trigger, r.step.id))
-            for r in candidates[:-1]:
-                self._settle(r, "skipped", "superseded")
-            return candidates[-1:]
+        waiting = [r for r in due if r.key in pending]
+        if self.rt.catch_up == "latest" and applicable:
+            newest = applicable[-1].trigger
+            for r in applicable:
+                if r.trigger < newest:
+                    self._settle(r, "skipped", "superseded")
+            applicable = [r for r in applicable if r.trigger == newest]
         if self.rt.catch_up == "none":
             late = [r for r in applicable if (self.now - r.trigger).total_seconds() > self.rt.max_lateness_s]
             for r in late:
                 self._settle(r, "skipped", "missed")
             applicable = [r for r in applicable if r not in late]
-        return waiting + applicable
+        return sorted(waiting + applicable, key=lambda r: (r.trigger, r.step.id))  # oldest first
 
     def _event_steps(self, invoice: InvoiceInfo, ctx: dict) -> list[Ready]:
         ready = []
@@ -221,8 +232,11 @@ class Decider:
                 if trigger > self.now:
                     self.out.wake_at(trigger)
                     continue
-                r = Ready(step, invoice, key, trigger, ctx)
-                if self._event_applies(r):
+                r = Ready(step, invoice, key, trigger, ctx, occ.id if occ.customer_wide else None)
+                if occ.kept is not None and occ.kept <= trigger:
+                    # a step of `promise_made` (a reminder) after the promise was kept has nothing to say
+                    self._settle(r, "skipped", "promise kept", emit=r.key in self.state.pending)
+                elif self._event_applies(r):
                     ready.append(r)
         return ready
 
@@ -242,11 +256,13 @@ class Decider:
 
     def _groups(self, ready: list[Ready]) -> list[list[Ready]]:
         """group_by customer: one message per step for all the invoices due now (SPEC 2, group_by)."""
-        if self.rt.group_by != "customer":
-            return [[r] for r in ready]
-        groups: dict[str, list[Ready]] = {}
-        for r in sorted(ready, key=lambda r: (r.trigger, r.invoice.due_date, r.invoice.id)):
-            groups.setdefault(r.step.id, []).append(r)
+        ready = sorted(ready, key=lambda r: (r.trigger, r.invoice.due_date, r.invoice.id))  # oldest first (SPEC 4.3)
+        groups: dict = {}
+        for n, r in enumerate(ready):
+            if self.rt.group_by == "customer":
+                groups.setdefault(r.step.id, []).append(r)
+            else:  # one message per invoice, but one per occurrence of an event about all the invoices
+                groups.setdefault((r.step.id, r.shared) if r.shared else n, []).append(r)
         return list(groups.values())
 
     def _act(self, group: list[Ready]) -> None:
@@ -262,8 +278,12 @@ class Decider:
 
     def _send(self, group: list[Ready]) -> None:
         step, customer = group[0].step, self.state.customer
-        if any(self.rt.variant(name, self._unit(name, group[0])) == HOLDOUT for name in self.rt.experiments):
-            return self._emit(group, "", "skipped", "holdout")
+        held = [r for r in group if self._held_out(r)]
+        if held:  # per invoice: with `unit: invoice` one message may group invoices of several variants
+            self._emit(held, "", "skipped", "holdout")
+            group = [r for r in group if r not in held]
+            if not group:
+                return
         if customer.do_not_contact:
             return self._emit(group, "", "skipped", "do_not_contact")
         problems = []
@@ -372,6 +392,9 @@ class Decider:
         priority = max((p for p in priorities if p is not None), default=None)
         # an on_exhausted task settles nothing: the failed decision before it did
         self._emit(group, "agent", "escalated", reason, queue=queue, priority=priority, settle=not reason)
+
+    def _held_out(self, r: Ready) -> bool:
+        return any(self.rt.variant(name, self._unit(name, r)) == HOLDOUT for name in self.rt.experiments)
 
     def _unit(self, experiment: str, r: Ready) -> str:
         unit = self.rt.experiment_units[experiment]

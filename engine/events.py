@@ -28,6 +28,8 @@ class Occurrence:
     id: str  # unique per invoice and event type: a step fires once per occurrence
     date: dt.date
     promised_date: dt.date | None = None
+    customer_wide: bool = False  # a promise about all the customer's invoices: one occurrence for them all
+    kept: dt.datetime | None = None  # promise_made: when the promise was kept (its reminders are moot)
 
 
 def _local(moment: dt.datetime, tz) -> dt.date:
@@ -218,12 +220,14 @@ def occurrences(rt, state: CustomerState, invoice: InvoiceInfo, now: dt.datetime
     for p in state.promises:
         if not covers(p, invoice) or p.made_at > now:
             continue
-        found.append(Occurrence("promise_made", p.id, _local(p.made_at, tz), p.promised_date))
+        wide = p.invoice_id is None
         kept = kept_at(state, p, now, tz)
+        found.append(Occurrence("promise_made", p.id, _local(p.made_at, tz), p.promised_date, wide, kept))
         if kept is not None:
-            found.append(Occurrence("promise_kept", p.id, _local(kept, tz), p.promised_date))
+            found.append(Occurrence("promise_kept", p.id, _local(kept, tz), p.promised_date, wide))
         elif now.date() > p.promised_date:
-            found.append(Occurrence("promise_broken", p.id, p.promised_date + dt.timedelta(days=1), p.promised_date))
+            found.append(Occurrence("promise_broken", p.id, p.promised_date + dt.timedelta(days=1), p.promised_date,
+                                    wide))
     remaining = invoice.balance
     for pay in state.payments:
         if pay.invoice_id != invoice.id or pay.at > now:

@@ -100,6 +100,11 @@ class Promise:
     made_at: dt.date | dt.datetime | None = None
     channel: str | None = None
 
+    def made(self) -> dt.date | dt.datetime:
+        """When the promise was made. A row without `made_at` counts as made a week before the promised
+        date, in `simulate` and in the store alike, so that both pause the cadence over the same days."""
+        return self.made_at or self.promised_date - dt.timedelta(days=7)
+
 
 @dataclass(frozen=True, slots=True)
 class Dispute:

@@ -76,8 +76,8 @@ class PortfolioStates:
         state.payments = sorted((PaymentInfo(p.payment_id, p.invoice_id, p.amount, _aware(p.paid_at, tz))
                                  for p in self.payments.get(cid, ())), key=lambda p: p.at)
         for i, p in self.promises.get(cid, ()):
-            made = _aware(p.made_at, tz) if p.made_at else _aware(p.promised_date, tz) - dt.timedelta(days=7)
-            state.promises.append(PromiseInfo(f"promise-{i + 1}", p.amount, p.promised_date, made, p.invoice_id))
+            state.promises.append(PromiseInfo(f"promise-{i + 1}", p.amount, p.promised_date, _aware(p.made(), tz),
+                                              p.invoice_id))
         for i, d in self.disputes.get(cid, ()):
             state.disputes.append(DisputeInfo(f"dispute-{i + 1}", d.invoice_id, _aware(d.opened_at, tz),
                                               _aware(d.resolved_at, tz) if d.resolved_at else None))

@@ -141,7 +141,7 @@ def import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str]
         elif kind == "promises":
             rows = [{"invoice_id": p.invoice_id, "customer_id": p.customer_id or owners.get(p.invoice_id),
                      "amount": p.amount, "promised_date": p.promised_date, "channel": p.channel,
-                     "made_at": _aware(p.made_at or p.promised_date, zone(p.invoice_id, p.customer_id))} for p in found]
+                     "made_at": _aware(p.made(), zone(p.invoice_id, p.customer_id))} for p in found]
             conn.execute(s.promises.insert(), rows) if rows else None
             touched = {r["customer_id"] for r in rows}
         elif kind == "disputes":

@@ -263,3 +263,104 @@ def test_escalation_priority_expression(tmp_path):
     result = run(rt, [c], "2026-11-16", 2)
     task = next(d for d in result.decisions if d.status == "escalated")
     assert (task.queue, task.priority, task.channel) == ("key-accounts", 1500.0, "agent")
+
+
+def test_a_deferred_contact_goes_out_at_its_slot_whatever_became_due_meanwhile(tmp_path):
+    """Catch-up is for steps seen due for the first time: od-1, deferred by the weekend, is not
+    superseded on Monday by od-2 (SPEC 4.2: a deferred contact goes at its slot)."""
+    rt = runtime("""
+    stages:
+      early:
+        when: invoice.days_past_due >= 1
+        steps:
+          - { id: od-1, at: due+1d, send: email, template: m }
+          - { id: od-2, at: due+2d, send: sms, template: m }
+    """, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-21")  # od-1 on Sunday 22nd (closed): deferred to Monday, when od-2 is due
+    result = run(rt, [c], "2026-11-20", 5)
+    assert [(d.at.strftime("%a %H:%M"), d.step, d.status) for d in result.decisions] == [
+        ("Sun 00:00", "od-1", "deferred"), ("Mon 08:00", "od-1", "sent"), ("Mon 08:00", "od-2", "sent")]
+
+
+def test_steps_with_the_same_trigger_do_not_supersede_each_other(tmp_path):
+    rt = runtime("""
+    stages:
+      s:
+        when: invoice.days_past_due >= 1
+        steps:
+          - { id: a-mail, at: due+15d 10:00, send: email, template: m }
+          - { id: a-task, at: due+15d 10:00, escalate: { queue: agents } }
+    """, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-01")  # both due on the 16th, seen from the 10th
+    result = run(rt, [c], "2026-11-10", 8)
+    assert [(d.step, d.status) for d in result.decisions] == [("a-mail", "sent"), ("a-task", "escalated")]
+
+
+def test_a_contact_deferred_in_a_stage_the_invoice_has_left_is_closed(tmp_path):
+    rt = runtime("""
+    stages:
+      pre:
+        when: invoice.days_past_due <= 0
+        steps: [ { id: due-day, at: due, send: email, template: m } ]
+      late:
+        when: invoice.days_past_due >= 1
+        steps: [ { id: od-7, at: due+7d 10:00, send: email, template: m } ]
+    """, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-22")  # a Sunday: due-day waits for Monday, when the invoice is overdue
+    result = run(rt, [c], "2026-11-20", 4)
+    assert [(d.at.strftime("%a %H:%M"), d.step, d.status, d.reason) for d in result.decisions] == [
+        ("Sun 00:00", "due-day", "deferred", "window"), ("Mon 08:00", "due-day", "skipped", "stage ended")]
+    assert "due-day|F1" not in c.pending
+
+
+def test_holdout_per_invoice_inside_a_grouped_message(tmp_path):
+    rt = runtime(PREVENTIVE + dedent("""
+    experiments:
+      tone: { unit: invoice, variants: { soft: 50, holdout: 50 } }
+    """), tmp_path)
+    ids = [f"F{i}" for i in range(40)]
+    held = [i for i in ids if rt.variant("tone", i) == "holdout"]
+    kept = [i for i in ids if i not in held]
+    assert held and kept
+    c = customer()
+    for iid in ids:
+        invoice(c, iid, "2026-11-16")  # all due the same day: one grouped message per step
+    result = run(rt, [c], "2026-11-17", 1)
+    sent = [d for d in result.decisions if d.status == "sent"]
+    skipped = [d for d in result.decisions if d.reason == "holdout"]
+    assert [sorted(d.invoice_ids) for d in sent] == [sorted(kept)]
+    assert [sorted(d.invoice_ids) for d in skipped] == [sorted(held)]
+
+
+def test_catch_up_all_fires_the_oldest_first_across_invoices(tmp_path):
+    rt = runtime(PREVENTIVE + "\ncatch_up: all\ngroup_by: invoice\ncaps: [ { channel: any, max: 1, per: 1d } ]\n",
+                 tmp_path)
+    c = customer()
+    invoice(c, "NEW", "2026-11-16")  # listed first, but due after OLD
+    invoice(c, "OLD", "2026-11-02")
+    result = run(rt, [c], "2026-11-25", 3)
+    first = rows(result)[0]
+    assert first[3] == ("OLD",)
+
+
+def test_a_kept_promise_gets_no_reminder_and_a_customer_promise_is_one_message(tmp_path):
+    rt = runtime(PREVENTIVE + dedent("""
+    group_by: invoice
+    events:
+      promise_made: [ { id: pm-rem, at: promise-1d 09:00, send: sms, template: m } ]
+    """), tmp_path)
+    kept, wide = customer("kept"), customer("wide")
+    invoice(kept, "K1", "2026-11-02")
+    kept.promises.append(PromiseInfo("p1", Decimal("500"), dt.date(2026, 11, 20),
+                                     dt.datetime(2026, 11, 10, 9, tzinfo=LIMA), "K1"))
+    kept.payments.append(PaymentInfo("pay1", "K1", Decimal("500"), dt.datetime(2026, 11, 12, 11, tzinfo=LIMA)))
+    for iid in ("W1", "W2", "W3"):
+        invoice(wide, iid, "2026-11-02")
+    wide.promises.append(PromiseInfo("p2", Decimal("3000"), dt.date(2026, 11, 20),
+                                     dt.datetime(2026, 11, 10, 9, tzinfo=LIMA)))  # about all the invoices
+    result = run(rt, [kept, wide], "2026-11-10", 12)
+    reminders = [(d.customer_id, d.invoice_ids) for d in result.decisions if d.step == "pm-rem"]
+    assert reminders == [("wide", ("W1", "W2", "W3"))]

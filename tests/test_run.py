@@ -357,3 +357,26 @@ def test_importing_custom_columns_without_a_policy_warns_which(tmp_path):
     typed = runner.invoke(app, ["import", "invoices", str(EXAMPLE / "portfolio.csv"), "--db", db,
                                 "--policy", str(EXAMPLE / "policy.yaml")])
     assert typed.exit_code == 0 and "warning" not in typed.output
+
+
+def test_a_promise_without_made_at_means_the_same_in_run_and_simulate(db_url, tmp_path, plan):
+    """SPEC 7: run and simulate agree. A promise row without `made_at` counts as made a week before
+    its promised date in both (the store once took the promised date itself)."""
+    load_example(db_url, plan)
+    start = dt.date(2026, 11, 16)
+    without = run_simulation(plan, load_portfolio(plan, EXAMPLE / "portfolio.csv"), start=start, days=10)
+    contacted = sorted({d.customer_id for d in without.decisions if d.status == "sent" and d.stage == "temprana"})
+    promises = tmp_path / "prom.csv"
+    promises.write_text("customer_id,amount,promised_date\n" + "".join(f"{c},1,2026-11-21\n" for c in contacted[:3]))
+    import_file(s.connect(db_url), "promises", promises, fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    begin = dt.datetime.combine(start, dt.time(), dt.timezone(dt.timedelta(hours=-5)))  # Lima midnight
+    ticks(db_url, plan, begin, 24 * 10, tmp_path)
+    with s.connect(db_url).connect() as conn:
+        ran = sorted((r.customer_id, r.step, r.at.astimezone(begin.tzinfo).date().isoformat())
+                     for r in conn.execute(select(s.contacts).where(s.contacts.c.status == "sent")))
+    simulated = run_simulation(plan, load_portfolio(plan, EXAMPLE / "portfolio.csv", promises=promises), start=start,
+                               days=10)
+    expected = sorted((d.customer_id, d.step, d.at.date().isoformat()) for d in simulated.decisions
+                      if d.status == "sent")
+    assert ran == expected
+    assert any(step == "prom-rec" for _, step, _ in expected)  # the promises were live in both

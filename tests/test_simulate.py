@@ -251,3 +251,40 @@ def test_the_streamed_simulation_writes_what_the_core_decides(tmp_path, monkeypa
         assert out.read_text(encoding="utf-8") == contacts_text(whole, fmt)
         assert streamed.rows == len(whole.decisions)
         assert streamed.summary.status == expected.status and streamed.summary.kpis == expected.kpis
+
+
+def test_compare_types_the_portfolio_by_each_policys_fields(tmp_path):
+    """The second policy reads the custom columns it declares, though the first declares none."""
+    head = ("timezone: America/Lima\ncurrency: PEN\nwindows: { default: { mon-sun: \"08:00-19:00\" } }\n"
+            "templates: { m: { email: { subject: s, body: b } } }\n")
+    (tmp_path / "a.yaml").write_text("policy: a\n" + head + "stages: { early: { when: invoice.days_past_due >= 1, "
+                                     "steps: [ { id: a-1, at: due+1d, send: email, template: m } ] } }\n")
+    (tmp_path / "b.yaml").write_text("policy: b\n" + head + "fields: { customer.risk_score: float }\n"
+                                     "stages: { early: { when: invoice.days_past_due >= 1, steps: [ { id: b-1, "
+                                     "at: due+1d, for: customer.risk_score < 0.3, send: email, template: m } ] } }\n")
+    (tmp_path / "p.csv").write_text("invoice_id,customer_id,amount,due_date,email,risk_score\n"
+                                    "F1,C1,1000,2026-11-15,a@acme.pe,0.1\nF2,C2,1000,2026-11-15,b@beta.pe,0.9\n")
+    result = runner.invoke(app, ["simulate", str(tmp_path / "a.yaml"), "--compare", str(tmp_path / "b.yaml"),
+                                 "--portfolio", str(tmp_path / "p.csv"), "--start", "2026-11-15", "--days", "3"])
+    assert result.exit_code == 0, result.output
+    b_line = next(line for line in result.output.splitlines() if "b-1" in line)
+    assert [cell.strip() for cell in b_line.strip("│ ").split("│")][1:3] == ["0", "1"]  # policy 1, policy 2
+
+
+def test_the_behavior_model_reads_segments_on_the_customers_local_day(tmp_path):
+    from collect.engine.behavior import BehaviorModel, BehaviorSpec
+
+    rt = runtime("""
+    segments:
+      due_today: invoice.days_past_due == 0
+    stages:
+      s:
+        when: invoice.days_past_due >= 0
+        steps: [ { id: d0, at: due 08:00, send: email, template: m } ]
+    """, tmp_path)
+    model = BehaviorModel(BehaviorSpec(pay_probability=1.0, by_segment={"due_today": 0.0}, delay_days=(1, 1)), seed=0)
+    c = customer(timezone="Asia/Tokyo", country="JP", phone=None)
+    invoice(c, "F1", "2026-11-24")  # d0 at 08:00 in Tokyo is still the 23rd in UTC
+    result = run(rt, [c], "2026-11-23", 3, behavior=model)
+    assert [d.step for d in result.decisions if d.status == "sent"] == ["d0"]
+    assert c.payments == []  # due today where the customer is: the segment's multiplier 0 applies
