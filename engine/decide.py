@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from .contacts import address_problem
 from .events import customer_facts, future_moments, invoice_context, occurrences, promise_active
 from .runtime import Runtime, StepRt
-from .state import PAID_EPSILON, CustomerState, InvoiceInfo, SentContact, balance_at
+from .state import PAID_EPSILON, CustomerState, InvoiceInfo, SentContact
 
 HOLDOUT = "holdout"  # a variant with this name gets no sends (it measures what doing nothing yields)
 

@@ -19,7 +19,6 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from .decide import Decision
 from .runtime import Runtime
 from .simulate import SimResult, ceil_tick, run_customer, simulate, start_moment
 from .state import (PAID_EPSILON, CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, PaymentInfo, PromiseInfo,
