@@ -580,10 +580,13 @@ class _DistinctChannels(_Rule):
         for c in ask.sent:
             if self.covers(c.channel) and self.period.holds(c.at, ask):
                 last[c.channel] = max(last.get(c.channel, c.at), c.at)
-        if ask.channel in last or len(last) < self.max:
+        # the channels of the period with this one must stay within max: contacts made before the rule
+        # applied (before a conversation) may already use more, and then even a used channel must wait
+        others = [at for channel, at in last.items() if channel != ask.channel]
+        if len(others) < self.max:
             return None
-        leaves = sorted(self.period.frees(at, ask) for at in last.values())
-        return self.block(leaves[len(last) - self.max])  # enough channels gone to make room for one
+        leaves = sorted(self.period.frees(at, ask) for at in others)
+        return self.block(leaves[len(others) - self.max])  # enough other channels gone to make room for this one
 
 
 class _MinSpacing(_Rule):

@@ -398,6 +398,19 @@ def test_guard_agrees_with_an_independent_reading_of_the_law(name, chosen, law, 
     run()
 
 
+
+def test_after_a_conversation_a_channel_used_this_week_waits_while_another_was_used_too():
+    """Ley 2300: after direct contact every contact of the week uses one channel. Email and SMS went out
+    the evening before the first conversation; email again the next morning would make two channels."""
+    bogota = ZoneInfo("America/Bogota")
+    now = dt.datetime(2026, 3, 28, 8, 0, tzinfo=bogota)
+    evening = dt.datetime(2026, 3, 27, 23, 59, tzinfo=bogota)
+    sent = [SentContact(evening, "email"), SentContact(evening, "sms")]
+    talks = [SentContact(now, "voice")]
+    block = guard("co-ley-2300", week="rolling").check(CustomerInfo("c", consents=ALL), "email", (), now, sent, talks)
+    assert block is not None and block.rule == "one-channel-a-week"
+    assert block.until == evening + dt.timedelta(days=7)  # when the SMS leaves the rolling week
+
 # -- static checks over a plan ------------------------------------------------------------------------
 
 
