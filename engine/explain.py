@@ -61,10 +61,13 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
                 lines.append(StepLine(event, step.id, "waiting", "", f"no {event} event for this invoice yet"))
             for occ in occs:
                 key = f"{step.id}|{invoice.id}|{occ.id}"
-                lines.append(_from_memory(state, key, step.id, event, mine) or StepLine(
-                    event, step.id, "scheduled", rt.step_trigger(step, occ.promised_date if step.anchor == "promise"
-                                                                 else occ.date, tz).isoformat(timespec="minutes"),
-                    f"{event} on {occ.date}"))
+                trigger = rt.step_trigger(step, occ.promised_date if step.anchor == "promise" else occ.date, tz)
+                when = trigger.isoformat(timespec="minutes")
+                if occ.kept is not None and occ.kept <= trigger and key not in state.done:
+                    lines.append(StepLine(event, step.id, "not applicable", when, "the promise was kept before it"))
+                else:
+                    lines.append(_from_memory(state, key, step.id, event, mine) or StepLine(
+                        event, step.id, "scheduled", when, f"{event} on {occ.date}"))
     return header, lines
 
 
@@ -91,6 +94,9 @@ def _from_memory(state, key: str, step_id: str, owner: str, contacts) -> StepLin
 def _stage_line(rt, state, invoice, ctx, current, stage_name, step, contacts, local) -> StepLine:
     key = f"{step.id}|{invoice.id}"
     known = _from_memory(state, key, step.id, stage_name, contacts)
+    if known is not None and known.state == "deferred" and current != stage_name:
+        return StepLine(stage_name, step.id, "deferred", "", f"{known.why}; the invoice has left stage "
+                                                              f"'{stage_name}', so the next tick skips it (stage ended)")
     if known is not None:
         return known
     tz = local.tzinfo

@@ -380,3 +380,23 @@ def test_a_promise_without_made_at_means_the_same_in_run_and_simulate(db_url, tm
                       if d.status == "sent")
     assert ran == expected
     assert any(step == "prom-rec" for _, step, _ in expected)  # the promises were live in both
+
+
+def test_explain_says_what_the_next_tick_does_with_a_left_stage_and_a_kept_promise(tmp_path):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    plan = compile_policy(EXAMPLE / "policy.yaml").plan
+    load_example(db, plan)
+    engine = s.connect(db)
+    (tmp_path / "prom.csv").write_text("invoice_id,amount,promised_date,made_at\nF001-00001,100,2026-11-25,2026-11-16T09:00\n")
+    (tmp_path / "pay.csv").write_text("payment_id,invoice_id,amount,paid_at\nP1,F001-00001,100,2026-11-17T10:00\n")
+    import_file(engine, "promises", tmp_path / "prom.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    import_file(engine, "payments", tmp_path / "pay.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    with engine.begin() as conn:  # a reminder deferred while the invoice was still preventive
+        conn.execute(s.steps.insert().values(key="pre-2|F001-00001", customer_id="C001", state="pending",
+                                             status="window"))
+    from collect.engine.explain import explain
+
+    _, lines = explain(engine, plan, "F001-00001", dt.datetime(2026, 11, 20, 14, tzinfo=UTC))
+    states = {line.step: (line.state, line.why) for line in lines}
+    assert states["pre-2"][0] == "deferred" and "stage ended" in states["pre-2"][1]
+    assert states["prom-rec"] == ("not applicable", "the promise was kept before it")
