@@ -92,9 +92,9 @@ class Decider:
 
     def run(self) -> Outcome:
         ready: list[Ready] = []
-        with_facts = self._invoices_with_events()
         state = self.state
-        dated = state.payments or state.promises or state.disputes  # facts that may change a decision later
+        dated = bool(state.payments or state.promises or state.disputes)  # facts that may change a decision later
+        with_facts = self._invoices_with_events() if dated and self.rt.events else frozenset()
         for invoice in state.invoices.values():
             if dated:
                 for moment in future_moments(state, invoice, self.now):
@@ -113,8 +113,6 @@ class Decider:
     def _invoices_with_events(self) -> set[str] | frozenset:
         """Invoices that some event step may concern (any payment, promise or dispute)."""
         state = self.state
-        if not self.rt.events or not (state.payments or state.promises or state.disputes):
-            return frozenset()
         if any(p.invoice_id is None for p in state.promises):
             return set(state.invoices)
         return ({p.invoice_id for p in state.payments} | {p.invoice_id for p in state.promises}
@@ -233,8 +231,7 @@ class Decider:
                     self.out.wake_at(trigger)
                     continue
                 r = Ready(step, invoice, key, trigger, ctx, occ.id if occ.customer_wide else None)
-                if occ.kept is not None and occ.kept <= trigger:
-                    # a step of `promise_made` (a reminder) after the promise was kept has nothing to say
+                if occ.moot(trigger):
                     self._settle(r, "skipped", "promise kept", emit=r.key in self.state.pending)
                 elif self._event_applies(r):
                     ready.append(r)

@@ -29,7 +29,12 @@ class Occurrence:
     date: dt.date
     promised_date: dt.date | None = None
     customer_wide: bool = False  # a promise about all the customer's invoices: one occurrence for them all
-    kept: dt.datetime | None = None  # promise_made: when the promise was kept (its reminders are moot)
+    kept: dt.datetime | None = None  # promise_made: when the promise was kept
+
+    def moot(self, trigger: dt.datetime) -> bool:
+        """A step of this occurrence triggered at `trigger` has nothing to say: a reminder of a promise
+        that was kept before it (the core skips it, explain says so)."""
+        return self.kept is not None and self.kept <= trigger
 
 
 def _local(moment: dt.datetime, tz) -> dt.date:

@@ -63,7 +63,7 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
                 key = f"{step.id}|{invoice.id}|{occ.id}"
                 trigger = rt.step_trigger(step, occ.promised_date if step.anchor == "promise" else occ.date, tz)
                 when = trigger.isoformat(timespec="minutes")
-                if occ.kept is not None and occ.kept <= trigger and key not in state.done:
+                if occ.moot(trigger) and key not in state.done:
                     lines.append(StepLine(event, step.id, "not applicable", when, "the promise was kept before it"))
                 else:
                     lines.append(_from_memory(state, key, step.id, event, mine) or StepLine(

@@ -43,6 +43,12 @@ def load_example(url: str, plan) -> None:
                 default_tz="America/Lima", default_currency="PEN")
 
 
+def import_text(engine, kind: str, path: Path, text: str) -> None:
+    """Write a CSV of `kind` and import it, its times in Lima."""
+    path.write_text(text)
+    import_file(engine, kind, path, fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+
+
 def outbox_keys(folder: Path) -> Counter:
     keys = Counter()
     for path in (folder / "outbox").glob("*.jsonl"):
@@ -122,10 +128,9 @@ def test_run_every_hour_equals_simulate(db_url, tmp_path, plan):
 def test_payment_stops_and_dispute_pauses_in_the_store(db_url, tmp_path, plan):
     load_example(db_url, plan)
     engine = s.connect(db_url)
-    (tmp_path / "pay.csv").write_text("payment_id,invoice_id,amount,paid_at\nP1,F001-00017,10585.48,2026-11-10\n")
-    (tmp_path / "disp.csv").write_text("invoice_id,opened_at\nF001-00014,2026-11-01\n")
-    import_file(engine, "payments", tmp_path / "pay.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
-    import_file(engine, "disputes", tmp_path / "disp.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    import_text(engine, "payments", tmp_path / "pay.csv",
+                "payment_id,invoice_id,amount,paid_at\nP1,F001-00017,10585.48,2026-11-10\n")
+    import_text(engine, "disputes", tmp_path / "disp.csv", "invoice_id,opened_at\nF001-00014,2026-11-01\n")
     ticks(db_url, plan, dt.datetime(2026, 11, 16, 5, tzinfo=UTC), 24 * 10, tmp_path)
     with engine.connect() as conn:
         touched = {i for r in conn.execute(select(s.contacts.c.invoice_ids).where(s.contacts.c.status == "sent"))
@@ -140,9 +145,8 @@ def test_a_promise_pauses_the_cadence_in_the_store(db_url, tmp_path, plan):
     without = run_simulation(plan, load_portfolio(plan, EXAMPLE / "portfolio.csv"), start=dt.date(2026, 11, 16), days=10)
     cadence = {d.customer_id for d in without.decisions if d.status == "sent" and d.stage in ("preventiva", "temprana")}
     customer = sorted(cadence)[0]  # someone the due-date cadence would contact in these ten days
-    (tmp_path / "prom.csv").write_text("customer_id,amount,promised_date,made_at\n"
-                                       f"{customer},1,2026-12-31,2026-11-15T09:00:00\n")
-    import_file(engine, "promises", tmp_path / "prom.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    import_text(engine, "promises", tmp_path / "prom.csv",
+                f"customer_id,amount,promised_date,made_at\n{customer},1,2026-12-31,2026-11-15T09:00:00\n")
     ticks(db_url, plan, begin, 24 * 10, tmp_path)
     with engine.connect() as conn:
         steps = {r.step for r in conn.execute(select(s.contacts).where(s.contacts.c.customer_id == customer,
@@ -367,8 +371,8 @@ def test_a_promise_without_made_at_means_the_same_in_run_and_simulate(db_url, tm
     without = run_simulation(plan, load_portfolio(plan, EXAMPLE / "portfolio.csv"), start=start, days=10)
     contacted = sorted({d.customer_id for d in without.decisions if d.status == "sent" and d.stage == "temprana"})
     promises = tmp_path / "prom.csv"
-    promises.write_text("customer_id,amount,promised_date\n" + "".join(f"{c},1,2026-11-21\n" for c in contacted[:3]))
-    import_file(s.connect(db_url), "promises", promises, fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    import_text(s.connect(db_url), "promises", promises,
+                "customer_id,amount,promised_date\n" + "".join(f"{c},1,2026-11-21\n" for c in contacted[:3]))
     begin = dt.datetime.combine(start, dt.time(), dt.timezone(dt.timedelta(hours=-5)))  # Lima midnight
     ticks(db_url, plan, begin, 24 * 10, tmp_path)
     with s.connect(db_url).connect() as conn:
@@ -387,10 +391,10 @@ def test_explain_says_what_the_next_tick_does_with_a_left_stage_and_a_kept_promi
     plan = compile_policy(EXAMPLE / "policy.yaml").plan
     load_example(db, plan)
     engine = s.connect(db)
-    (tmp_path / "prom.csv").write_text("invoice_id,amount,promised_date,made_at\nF001-00001,100,2026-11-25,2026-11-16T09:00\n")
-    (tmp_path / "pay.csv").write_text("payment_id,invoice_id,amount,paid_at\nP1,F001-00001,100,2026-11-17T10:00\n")
-    import_file(engine, "promises", tmp_path / "prom.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
-    import_file(engine, "payments", tmp_path / "pay.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    import_text(engine, "promises", tmp_path / "prom.csv",
+                "invoice_id,amount,promised_date,made_at\nF001-00001,100,2026-11-25,2026-11-16T09:00\n")
+    import_text(engine, "payments", tmp_path / "pay.csv",
+                "payment_id,invoice_id,amount,paid_at\nP1,F001-00001,100,2026-11-17T10:00\n")
     with engine.begin() as conn:  # a reminder deferred while the invoice was still preventive
         conn.execute(s.steps.insert().values(key="pre-2|F001-00001", customer_id="C001", state="pending",
                                              status="window"))
