@@ -353,14 +353,21 @@ class ReportFormat(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
+    html = "html"
 
 
 @app.command()
 def report(db: DbOpt = None, format: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.table,
-           date: Annotated[Optional[str], typer.Option(help="As of this date (default: today).")] = None) -> None:
-    """KPIs from the store: aging buckets, DSO, contacts per channel, deferrals, agent tasks."""
+           date: Annotated[Optional[str], typer.Option(help="As of this date (default: today).")] = None,
+           days: Annotated[int, typer.Option(min=1, help="The period of CEI, recovery and promises: "
+                                                        "the N days ending with --date.")] = 30,
+           timezone: Annotated[str, typer.Option(help="Zone of customers without one (as given to import).")] = "UTC",
+           ) -> None:
+    """KPIs from the store: aging, DSO, CEI, recovery rate, promises kept, contacts per channel with
+    delivery and failure rates, deferrals, agent tasks (formulas in docs/cli.md)."""
     import datetime as dt
     import json
+    from zoneinfo import ZoneInfo
 
     from .engine.report import report as build
 
@@ -369,21 +376,21 @@ def report(db: DbOpt = None, format: Annotated[ReportFormat, typer.Option("--for
     except ValueError:
         typer.echo(f"error: --date {date!r} is not a date", err=True)
         raise typer.Exit(EXIT_USAGE)
-    data = build(_store(db), today)
+    try:
+        ZoneInfo(timezone)
+    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+        typer.echo(f"error: --timezone {timezone!r} is not a time zone", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    data = build(_store(db), today, days, timezone)
+    from . import views
+
     if format is ReportFormat.json:
         typer.echo(json.dumps(data, indent=2, sort_keys=True))
     elif format is ReportFormat.csv:
-        typer.echo("section,key,value")
-        for section in ("aging", "deferrals", "tasks_by_queue"):
-            for key, value in data[section].items():
-                typer.echo(f"{section},{key},{value}")
-        for channel, counts in data["contacts"].items():
-            for status, value in counts.items():
-                typer.echo(f"contacts,{channel}:{status},{value}")
-        typer.echo(f"kpi,receivables,{data['receivables']}\nkpi,dso_days,{data['dso_days']}")
+        typer.echo(views.report_csv(data), nl=False)
+    elif format is ReportFormat.html:
+        typer.echo(views.report_html(data))
     else:
-        from . import views
-
         views.show_report(data)
 
 

@@ -1,4 +1,5 @@
-"""Rich renderings for the command line (tables of a plan, summaries). Presentation only."""
+"""Renderings for the command line: rich tables (a plan, summaries, the report), the report as CSV and HTML.
+Presentation only."""
 
 from __future__ import annotations
 
@@ -175,6 +176,8 @@ def show_simulation(names, results, summaries, kpis: bool = True) -> None:
 
 
 def _kpi(value, key: str) -> str:
+    if value is None:
+        return "n/a"
     if key == "recovery_rate":
         return f"{value * 100:.1f}%"
     if key == "dso_days":
@@ -224,25 +227,111 @@ def show_tasks(rows) -> None:
     _console().print(table)
 
 
+def _na(value) -> str:
+    return "n/a" if value is None else str(value)
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value}%"
+
+
+def report_sections(data: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The report as (title, columns, rows) of text, rendered alike by the table and HTML views."""
+    period, cei, recovery, promises = data["period"], data["cei"], data["recovery"], data["promises"]
+    opening, invoiced = cei["opening_receivables"], cei["invoiced"]
+    kpis = [
+        ["receivables", data["receivables"], f"open balances as of {data['date']}"],
+        ["DSO (days)", _na(data["dso_days"]), "receivables / invoiced in the last 90 days x 90"],
+        ["CEI", _pct(cei["cei_pct"]),
+         f"(opening {opening} + invoiced {invoiced} - closing {cei['closing_receivables']})"
+         f" / ({opening} + {invoiced} - closing current {cei['closing_current']})"],
+        ["recovery rate", _pct(recovery["recovery_rate_pct"]),
+         f"collected {recovery['collected']} / past due at the start {recovery['past_due_at_start']}"],
+        ["promises kept", _pct(promises["kept_rate_pct"]),
+         f"{promises['kept']} kept, {promises['broken']} broken of {promises['due']} due; {promises['made']} made"],
+    ]
+    contacts = [[channel, *(str(c[k]) for k in ("sent", "failed", "sending", "delivered")),
+                 _pct(c["delivery_rate_pct"]), _pct(c["failure_rate_pct"]), c["cost"], _na(c["cost_per_contact"])]
+                for channel, c in data["contacts"].items()]
+    return [
+        (f"KPIs, period {period['first_day']} .. {period['last_day']} ({period['days']} days)",
+         ["KPI", "value", "from"], kpis),
+        ("Aging (open balance)", list(data["aging"]), [list(data["aging"].values())]),
+        ("Contacts per channel", ["channel", "sent", "failed", "sending", "delivered", "delivery rate",
+                                  "failure rate", "cost", "per contact"], contacts),
+        ("Deferrals by reason", ["", "count"], [[k, str(v)] for k, v in sorted(data["deferrals"].items())]),
+        ("Agent tasks by queue", ["", "count"], [[k, str(v)] for k, v in sorted(data["tasks_by_queue"].items())]),
+    ]
+
+
+def _report_title(data: dict) -> str:
+    return f"Report as of {data['date']}: receivables {data['receivables']}, DSO {_na(data['dso_days'])} days"
+
+
 def show_report(data: dict) -> None:
+    from rich.text import Text
+
     console = _console()
-    console.print(f"Report as of {data['date']}: receivables {data['receivables']}, DSO {data['dso_days']} days")
-    aging = Table(title="Aging (open balance)", title_justify="left")
-    for bucket in data["aging"]:
-        aging.add_column(bucket, justify="right")
-    aging.add_row(*data["aging"].values())
-    console.print(aging)
-    contacts = Table(title="Contacts per channel", title_justify="left")
-    for column in ("channel", "sent", "failed", "in delivery", "cost", "cost per contact"):
-        contacts.add_column(column, justify="right")
-    for channel, counts in data["contacts"].items():
-        contacts.add_row(channel, str(counts.get("sent", 0)), str(counts.get("failed", 0)), str(counts.get("sending", 0)),
-                         counts["cost"], counts["cost_per_contact"])
-    console.print(contacts)
-    for title, section in (("Deferrals by reason", "deferrals"), ("Agent tasks by queue", "tasks_by_queue")):
-        table = Table(title=title, title_justify="left")
-        table.add_column("")
-        table.add_column("count", justify="right")
-        for key, value in sorted(data[section].items()):
-            table.add_row(key, str(value))
+    console.print(Text(_report_title(data)))
+    for title, columns, rows in report_sections(data):
+        table = Table(title=title, title_justify="left", min_width=len(title))
+        for i, column in enumerate(columns):
+            table.add_column(column, justify="left" if column in ("", "KPI", "channel", "from") else "right",
+                             no_wrap=i == 0)
+        for row in rows:
+            table.add_row(*map(Text, row))  # Text: a queue named "[bold]" is shown, not read as markup
         console.print(table)
+
+
+REPORT_HTML = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{{ title }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 0 0 1.5em; }
+caption { text-align: left; font-weight: bold; padding: 0.3em 0; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child, td.text { text-align: left; }
+</style>
+</head>
+<body>
+<h1>{{ title }}</h1>
+{% for caption, columns, rows in sections %}
+<table>
+<caption>{{ caption }}</caption>
+<tr>{% for column in columns %}<th>{{ column }}</th>{% endfor %}</tr>
+{% for row in rows %}<tr>{% for cell in row %}
+<td{% if columns[loop.index0] == "from" %} class="text"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+{% endfor %}
+</body>
+</html>
+"""
+
+
+def report_html(data: dict) -> str:
+    """The table view as one self-contained HTML page (autoescaped: names from the store are text)."""
+    from jinja2 import Environment
+
+    template = Environment(autoescape=True).from_string(REPORT_HTML)
+    return template.render(title=_report_title(data), sections=report_sections(data))
+
+
+def report_csv(data: dict) -> str:
+    """`section,key,value` rows: every number of the JSON form (None as n/a)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["section", "key", "value"])
+    for section in ("aging", "deferrals", "tasks_by_queue"):
+        writer.writerows([section, k, v] for k, v in data[section].items())
+    for channel, counts in data["contacts"].items():
+        writer.writerows(["contacts", f"{channel}:{k}", _na(v)] for k, v in counts.items())
+    writer.writerows([["kpi", "receivables", data["receivables"]], ["kpi", "dso_days", _na(data["dso_days"])]])
+    for section in ("period", "cei", "recovery", "promises"):
+        writer.writerows([section, k, _na(v)] for k, v in data[section].items())
+    return out.getvalue()

@@ -1,24 +1,61 @@
 """`collect report` and `collect tasks`: what the store says about the portfolio and the agents' queue.
 
-KPIs (at the report's moment, from the store):
-- aging buckets of open balances by days past due: current (not yet due), 1-30, 31-60, 61-90, 90+;
-- DSO = open receivables / amount invoiced in the last 90 days x 90;
-- contacts per channel (sent, failed, in delivery) with their cost (channels.yaml `costs`, kept on each
-  delivered contact) and the cost per contact, deferrals by reason, agent tasks by queue.
-CEI, recovery rate and promises kept of SPEC section 8 are not built yet.
+The report is taken as of the end of its day D (`--date`, default today) and looks back over a period
+of the N days ending with D (`--days`, default 30): D-N+1 .. D. The period opens as of the end of D-N.
+
+Balances at a past day. The store keeps each invoice's amount, its balance and status as last imported,
+and the dated payments imported since (SPEC 4.6, `state.balance_at`: the balance minus the payments made
+so far). So an invoice's open balance as of day X is its stored balance minus the payments received by
+the end of X (days are the customer's: its time zone, else the report's `--timezone`, by default UTC,
+as for `collect import`), counted only when it is above 0.005 (paid otherwise) and the invoice was
+issued by X (no issue date: issued before any period). An invoice stored as `paid` or `written_off` has no open balance on any day, since the store
+does not say when it became so. The reconstruction is exact while balances change through imported
+payments; re-importing an invoice with a new balance rewrites its past too.
+
+KPIs (a ratio whose denominator is zero is None, shown as "n/a": never a 0 that looks like a value):
+- aging: open balances as of D by days past due (D - due date): current (0 or less), 1-30, 31-60,
+  61-90, 90+; receivables = their sum.
+- DSO = receivables / amount invoiced D-90..D (any status) x 90; None when nothing was invoiced then.
+- CEI = (opening + invoiced - closing) / (opening + invoiced - closing current) x 100, with opening =
+  the receivables as of D-N, invoiced = the amounts of the invoices issued in the period (written-off
+  ones left out), closing = the receivables as of D, closing current = its `current` bucket; None when
+  the denominator is 0 or less.
+- recovery rate = collected / past due x 100: past due = the open balances as of D-N of the invoices
+  past due then (due date before D-N); collected = the payments on them received in the period, each
+  invoice's counted up to its past-due balance; None when nothing was past due.
+- promises: made = promises made in the period; due = promises made by D whose promised date is in
+  the period; kept = the due ones that the decision core's own rule (`events.kept_at`) finds kept:
+  payments made since the promise, on its invoice (any of the customer's for a customer-wide promise),
+  reach its amount by the end of the promised date; broken = due - kept; kept rate = kept / due x 100,
+  None when none was due.
+- contacts per channel (the whole store): sent, failed, sending (handed to the provider, no answer
+  yet), delivered = contacts whose provider's last report (`collect import events`) is delivered, read,
+  clicked or replied; failure rate = failed / (sent + failed) x 100, None when nothing was settled;
+  delivery rate = delivered / (sent + failed) x 100, None when nothing was settled or the channel has
+  no provider report at all (unknown, not 0); cost (channels.yaml `costs`, kept on each delivered
+  contact) and cost per contact = cost / sent, None when nothing was sent.
+- deferrals by reason; agent tasks by queue (every task, whatever its status).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
 from . import store as s
+from .events import kept_at
+from .state import PAID_EPSILON, CustomerInfo, CustomerState, PaymentInfo, PromiseInfo
+from .storeio import DELIVERY_TYPES
 
 BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
+CLOSED = ("paid", "written_off")
+ZERO = Decimal(0)
 
 
 def _bucket(days: int) -> str:
@@ -27,40 +64,164 @@ def _bucket(days: int) -> str:
     return "1-30" if days <= 30 else "31-60" if days <= 60 else "61-90" if days <= 90 else "90+"
 
 
-def report(engine, today: dt.date) -> dict:
+def _ratio(part, whole, places: str) -> str | None:
+    """part / whole rounded to `places`, or None when `whole` is not positive."""
+    return str((Decimal(part) / Decimal(whole)).quantize(Decimal(places))) if whole > 0 else None
+
+
+def _pct(part, whole) -> str | None:
+    return _ratio(Decimal(part) * 100, whole, "0.1")
+
+
+@lru_cache(maxsize=None)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _end_of(day: dt.date, tz) -> dt.datetime:
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tz)
+
+
+@dataclass
+class _Invoice:
+    customer_id: str
+    amount: Decimal
+    balance: Decimal  # as last imported, before the stored payments
+    status: str
+    issue_date: dt.date | None
+    due_date: dt.date
+    payments: list[tuple[dt.date, PaymentInfo]] = field(default_factory=list)  # with their local day
+
+    def open_balance(self, day: dt.date) -> Decimal:
+        if self.status in CLOSED or (self.issue_date is not None and self.issue_date > day):
+            return ZERO
+        left = self.balance - sum((p.amount for d, p in self.payments if d <= day), ZERO)
+        return left if left > PAID_EPSILON else ZERO
+
+    def collected(self, after: dt.date, until: dt.date) -> Decimal:
+        return sum((p.amount for d, p in self.payments if after < d <= until), ZERO)
+
+
+def _book(conn, zone_of) -> dict[str, _Invoice]:
+    i = s.invoices.c
+    book = {r.id: _Invoice(r.customer_id, r.amount, r.balance, r.status, r.issue_date, r.due_date)
+            for r in conn.execute(select(i.id, i.customer_id, i.amount, i.balance, i.status, i.issue_date, i.due_date))}
+    for r in conn.execute(select(s.payments).order_by(s.payments.c.paid_at)):
+        invoice = book.get(r.invoice_id)
+        if invoice is not None:
+            day = r.paid_at.astimezone(zone_of(invoice.customer_id)).date()
+            invoice.payments.append((day, PaymentInfo(r.payment_id, r.invoice_id, r.amount, r.paid_at)))
+    return book
+
+
+def _aging(book: dict[str, _Invoice], day: dt.date) -> dict[str, Decimal]:
+    aging = {b: ZERO for b in BUCKETS}
+    for invoice in book.values():
+        balance = invoice.open_balance(day)
+        if balance:
+            aging[_bucket((day - invoice.due_date).days)] += balance
+    return aging
+
+
+def _cei(book: dict[str, _Invoice], start: dt.date, today: dt.date, aging: dict) -> dict:
+    opening = sum((i.open_balance(start) for i in book.values()), ZERO)
+    invoiced = sum((i.amount for i in book.values()
+                    if i.status != "written_off" and i.issue_date and start < i.issue_date <= today), ZERO)
+    closing, current = sum(aging.values(), ZERO), aging["current"]
+    return {"opening_receivables": str(opening), "invoiced": str(invoiced), "closing_receivables": str(closing),
+            "closing_current": str(current),
+            "cei_pct": _pct(opening + invoiced - closing, opening + invoiced - current)}
+
+
+def _recovery(book: dict[str, _Invoice], start: dt.date, today: dt.date) -> dict:
+    past_due = collected = ZERO
+    for invoice in book.values():
+        owed = invoice.open_balance(start)
+        if owed and invoice.due_date < start:
+            past_due += owed
+            collected += min(invoice.collected(start, today), owed)
+    return {"past_due_at_start": str(past_due), "collected": str(collected),
+            "recovery_rate_pct": _pct(collected, past_due)}
+
+
+def _promises(conn, book: dict[str, _Invoice], zone_of, start: dt.date, today: dt.date) -> dict:
+    paid: dict[str, list[PaymentInfo]] = defaultdict(list)
+    for invoice in book.values():
+        paid[invoice.customer_id] += [p for _, p in invoice.payments]
+    states: dict[str, CustomerState] = {}
+    made = due = kept = 0
+    for r in conn.execute(select(s.promises).order_by(s.promises.c.id)):
+        tz = zone_of(r.customer_id)
+        now = _end_of(today, tz)
+        if r.made_at >= now:
+            continue
+        made += r.made_at.astimezone(tz).date() > start
+        if not start < r.promised_date <= today:
+            continue
+        state = states.get(r.customer_id)
+        if state is None:  # kept_at reads only the payments, in time order
+            payments = sorted(paid[r.customer_id], key=lambda p: p.at)
+            state = states[r.customer_id] = CustomerState(CustomerInfo(r.customer_id), payments=payments)
+        promise = PromiseInfo(f"promise-{r.id}", r.amount, r.promised_date, r.made_at, r.invoice_id)
+        due += 1
+        kept += kept_at(state, promise, now, tz) is not None
+    return {"made": made, "due": due, "kept": kept, "broken": due - kept, "kept_rate_pct": _pct(kept, due)}
+
+
+def _contacts(conn) -> tuple[dict, Counter]:
+    counts: dict[str, Counter] = defaultdict(Counter)
+    costs: dict[str, Decimal] = defaultdict(Decimal)
+    deferrals: Counter = Counter()
+    c = s.contacts.c
+    for r in conn.execute(select(c.channel, c.status, c.reason, c.cost, c.delivery)):
+        channel = r.channel or "-"
+        if r.status in ("sent", "failed", "sending"):
+            counts[channel][r.status] += 1
+            counts[channel]["delivered"] += r.delivery in DELIVERY_TYPES
+            counts[channel]["reported"] += r.delivery is not None
+        if r.cost is not None:
+            costs[channel] += r.cost
+        if r.status == "deferred":
+            deferrals[r.reason or "?"] += 1
+    return {ch: _channel(n, costs[ch]) for ch, n in sorted(counts.items())}, deferrals
+
+
+def _channel(n: Counter, cost: Decimal) -> dict:
+    settled = n["sent"] + n["failed"]
+    return {"sent": n["sent"], "failed": n["failed"], "sending": n["sending"], "delivered": n["delivered"],
+            "delivery_rate_pct": _pct(n["delivered"], settled if n["reported"] else 0),
+            "failure_rate_pct": _pct(n["failed"], settled),
+            "cost": str(cost), "cost_per_contact": _ratio(cost, n["sent"], "0.0001")}
+
+
+def report(engine, today: dt.date, days: int = 30, timezone: str = "UTC") -> dict:
+    """The KPIs as of the end of `today` over the `days` days ending with it (formulas: module docstring);
+    `timezone`: the zone of customers without one."""
+    start = today - dt.timedelta(days=days)  # the period opens as of the end of this day
     with engine.connect() as conn:
-        paid = defaultdict(Decimal)
-        for r in conn.execute(select(s.payments.c.invoice_id, s.payments.c.amount)):
-            paid[r.invoice_id] += r.amount
-        aging = {b: Decimal(0) for b in BUCKETS}
-        receivables = invoiced = Decimal(0)
-        for r in conn.execute(select(s.invoices)):
-            if r.issue_date and (today - r.issue_date).days <= 90:
-                invoiced += r.amount
-            balance = r.balance - paid[r.id]
-            if r.status in ("paid", "written_off") or balance <= Decimal("0.005"):
-                continue
-            aging[_bucket((today - r.due_date).days)] += balance
-            receivables += balance
-        channels: dict[str, Counter] = defaultdict(Counter)
-        deferrals: Counter = Counter()
-        costs: dict[str, Decimal] = defaultdict(Decimal)
-        for r in conn.execute(select(s.contacts.c.channel, s.contacts.c.status, s.contacts.c.reason, s.contacts.c.cost)):
-            if r.status in ("sent", "failed", "sending"):
-                channels[r.channel or "-"][r.status] += 1
-            if r.cost is not None:
-                costs[r.channel or "-"] += r.cost
-            if r.status == "deferred":
-                deferrals[r.reason or "?"] += 1
+        zones = dict(conn.execute(select(s.customers.c.id, s.customers.c.timezone)).all())
+
+        def zone_of(customer_id):
+            return _zone(zones.get(customer_id) or timezone)
+        book = _book(conn, zone_of)
+        contacts, deferrals = _contacts(conn)
+        promises = _promises(conn, book, zone_of, start, today)
         tasks = dict(conn.execute(select(s.agent_tasks.c.queue, func.count()).group_by(s.agent_tasks.c.queue)).all())
+    aging = _aging(book, today)
+    receivables = sum(aging.values(), ZERO)
+    invoiced_90 = sum((i.amount for i in book.values()
+                       if i.issue_date and 0 <= (today - i.issue_date).days <= 90), ZERO)
     return {
         "date": today.isoformat(),
+        "period": {"first_day": (start + dt.timedelta(days=1)).isoformat(), "last_day": today.isoformat(),
+                   "days": days},
         "aging": {k: str(v) for k, v in aging.items()},
         "receivables": str(receivables),
-        "dso_days": str((receivables / invoiced * 90).quantize(Decimal("0.1")) if invoiced else Decimal(0)),
-        "contacts": {ch: {**c, "cost": str(costs[ch]),
-                          "cost_per_contact": str((costs[ch] / c["sent"]).quantize(Decimal("0.0001")) if c["sent"] else 0)}
-                     for ch, c in sorted(channels.items())},
+        "dso_days": _ratio(receivables * 90, invoiced_90, "0.1"),
+        "cei": _cei(book, start, today, aging),
+        "recovery": _recovery(book, start, today),
+        "promises": promises,
+        "contacts": contacts,
         "deferrals": dict(deferrals),
         "tasks_by_queue": tasks,
     }

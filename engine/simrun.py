@@ -193,8 +193,9 @@ class Summary:
         self.kpis = {
             "opening_balance": m["opening_balance"], "closing_balance": m["closing_balance"],
             "collected": m["collected"],
-            "recovery_rate": m["collected"] / m["opening_balance"] if m["opening_balance"] > PAID_EPSILON else Decimal(0),
-            "dso_days": m["closing_balance"] / m["invoiced"] * (days or 1) if m["invoiced"] else Decimal(0),
+            # None, shown as n/a, when a ratio has no denominator: a 0 would read as a measured value
+            "recovery_rate": m["collected"] / m["opening_balance"] if m["opening_balance"] > PAID_EPSILON else None,
+            "dso_days": m["closing_balance"] / m["invoiced"] * (days or 1) if m["invoiced"] else None,
         }
 
 

@@ -206,6 +206,24 @@ def test_behavior_model_is_seeded_and_projects_kpis():
     assert kpis["closing_balance"] == kpis["opening_balance"] - kpis["collected"]
 
 
+
+def test_kpis_without_a_denominator_are_none_and_shown_as_na(tmp_path):
+    """Nothing open at the start (the only invoice is paid): the recovery rate and DSO are undefined, and
+    the summary must not pass them off as 0."""
+    (tmp_path / "p.csv").write_text("invoice_id,customer_id,amount,balance,due_date,status,timezone\n"
+                                    "F1,C1,100,0,2026-11-20,paid,America/Lima\n", encoding="utf-8")
+    plan = compile_policy(EXAMPLE / "policy.yaml").plan
+    from collect.engine.simrun import summarize
+
+    result = run_simulation(plan, load_portfolio(plan, tmp_path / "p.csv"), start=dt.date(2026, 11, 15), days=30,
+                            behavior="historic")
+    kpis = summarize(result, kpis=True).kpis
+    assert kpis["recovery_rate"] is None and kpis["dso_days"] is None
+    out = runner.invoke(app, ["simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(tmp_path / "p.csv"),
+                              "--start", "2026-11-15", "--behavior", "historic"])
+    assert out.exit_code == 0, out.output
+    assert [line for line in out.output.splitlines() if "recovery_rate" in line and "n/a" in line]
+
 def test_erp_export_through_a_map(tmp_path):
     erp = tmp_path / "erp.csv"
     erp.write_text("Factura;RUC;Importe;Vencimiento\nF-1;20100047218;1.234,50;15/11/2026\n", encoding="utf-8")

@@ -1,0 +1,204 @@
+"""`collect report` (SPEC section 8): CEI, recovery rate, promises kept and delivery rates computed by hand
+on a small store; ratios without a denominator are n/a, not 0; the HTML page escapes names from the store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from collect import views
+from collect.cli import app
+from collect.engine import store as s
+from collect.engine.portfolio import ColumnMap
+from collect.engine.report import report
+from collect.engine.storeio import import_file
+
+UTC = dt.timezone.utc
+DAY = dt.date(2026, 3, 31)  # the period is 2026-03-02 .. 2026-03-31; it opens as of 2026-03-01
+runner = CliRunner()
+
+INVOICES = """invoice_id,customer_id,amount,issue_date,due_date,status,timezone
+A,C1,1000,2026-01-01,2026-01-31,open,America/Lima
+B,C1,500,2026-02-01,2026-04-15,open,America/Lima
+N,C2,200,2026-03-05,2026-03-20,open,
+W,C2,800,2025-11-01,2025-12-01,written_off,
+E,C2,100,2026-04-05,2026-05-05,open,
+F,C2,600,2026-01-10,2026-02-10,open,
+"""
+# 21:00 in Lima on 03-01 is 03-02 in UTC: C1 is in Lima, so the payment is on its 03-01, before the period
+PAYMENTS = """invoice_id,amount,paid_at
+A,300,2026-03-01T21:00
+A,400,2026-03-10
+B,100,2026-03-20
+N,50,2026-03-25
+F,700,2026-03-05
+A,100,2026-04-02
+"""
+PROMISES = """invoice_id,customer_id,amount,promised_date,made_at
+A,,400,2026-03-10,2026-03-05
+B,,200,2026-03-25,2026-03-15
+,C2,50,2026-03-26,2026-03-21
+A,,300,2026-04-10,2026-03-28
+B,,500,2026-02-20,2026-02-01
+"""
+
+
+def import_text(engine, kind: str, path: Path, text: str) -> None:
+    """Write a CSV of `kind` and import it, its times in Lima."""
+    path.write_text(text)
+    import_file(engine, kind, path, fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+
+
+@pytest.fixture
+def book(db_url, tmp_path):
+    """The store of the hand computations below."""
+    engine = s.connect(db_url)
+    for kind, text in (("invoices", INVOICES), ("payments", PAYMENTS), ("promises", PROMISES)):
+        import_text(engine, kind, tmp_path / f"{kind}.csv", text)
+    return engine
+
+
+def add_contact(engine, n: int, channel: str, status: str, delivery: str | None = None, cost=None) -> None:
+    at = dt.datetime(2026, 3, 20, 15, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(s.contacts.insert().values(
+            key=f"k{n}", policy="p", plan_hash="h", customer_id="C1", invoice_ids="A", step="s", channel=channel,
+            status=status, at=at, tz="America/Lima", updated_at=at, delivery=delivery, cost=cost))
+
+
+def add_task(engine, n: int, queue: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(s.agent_tasks.insert().values(contact_key=f"t{n}", queue=queue, customer_id="C1",
+                                                   invoice_ids="A", created_at=dt.datetime(2026, 3, 20, tzinfo=UTC)))
+
+
+def test_balances_at_past_days_are_rebuilt_from_dated_payments(book):
+    """A: 1000 - 300 (03-01 in Lima) - 400; the 04-02 payment is after the report; E is issued after it;
+    W is written off; F was overpaid."""
+    data = report(book, DAY)
+    assert data["period"] == {"first_day": "2026-03-02", "last_day": "2026-03-31", "days": 30}
+    assert data["aging"] == {"current": "400", "1-30": "150", "31-60": "300", "61-90": "0", "90+": "0"}
+    assert data["receivables"] == "850"
+    assert data["dso_days"] == "33.3"  # 850 / (1000 + 500 + 200 + 600) x 90
+
+
+def test_cei_by_hand(book):
+    cei = report(book, DAY)["cei"]
+    # opening as of 03-01: A 700 + B 500 + F 600; invoiced in the period: N; closing: A 300 + B 400 + N 150
+    assert cei == {"opening_receivables": "1800", "invoiced": "200", "closing_receivables": "850",
+                   "closing_current": "400", "cei_pct": "71.9"}  # (1800 + 200 - 850) / (1800 + 200 - 400)
+
+
+def test_recovery_rate_counts_past_due_invoices_up_to_their_balance(book):
+    recovery = report(book, DAY)["recovery"]
+    # past due at the start: A 700, F 600 (B was not due); collected: A 400, F 700 counted as 600
+    assert recovery == {"past_due_at_start": "1300", "collected": "1000", "recovery_rate_pct": "76.9"}
+
+
+def test_promises_kept_by_the_decision_cores_rule(book):
+    promises = report(book, DAY)["promises"]
+    # due in the period: A 400 (paid 03-10: kept), B 200 (100 paid: broken), C2-wide 50 (N paid 50: kept);
+    # made in the period: those three and A's for 04-10
+    assert promises == {"made": 4, "due": 3, "kept": 2, "broken": 1, "kept_rate_pct": "66.7"}
+
+
+def test_a_shorter_period_moves_the_opening(book):
+    data = report(book, DAY, days=10)  # 03-22 .. 03-31, opening as of 03-21
+    assert data["cei"]["opening_receivables"] == "900"  # A 300 + B 400 + N 200
+    assert data["cei"]["cei_pct"] == "10.0"  # (900 + 0 - 850) / (900 + 0 - 400)
+    assert data["recovery"] == {"past_due_at_start": "500", "collected": "50", "recovery_rate_pct": "10.0"}
+    assert data["promises"] == {"made": 1, "due": 2, "kept": 1, "broken": 1, "kept_rate_pct": "50.0"}
+
+
+def test_customers_without_a_zone_take_the_reports_timezone(tmp_path):
+    engine = s.connect(f"sqlite:///{tmp_path / 'c.db'}")
+    import_text(engine, "invoices", tmp_path / "i.csv",
+                "invoice_id,customer_id,amount,issue_date,due_date\nX,C9,100,2026-01-01,2026-01-31\n")
+    import_text(engine, "payments", tmp_path / "p.csv", "invoice_id,amount,paid_at\nX,100,2026-03-01T21:00\n")
+    in_utc = report(engine, DAY)["recovery"]  # 03-02 02:00 UTC: paid in the period
+    assert in_utc == {"past_due_at_start": "100", "collected": "100", "recovery_rate_pct": "100.0"}
+    in_lima = report(engine, DAY, timezone="America/Lima")["recovery"]  # 03-01 21:00: paid before it
+    assert in_lima == {"past_due_at_start": "0", "collected": "0", "recovery_rate_pct": None}
+
+
+def test_ratios_without_a_denominator_are_none_not_zero(tmp_path):
+    engine = s.connect(f"sqlite:///{tmp_path / 'c.db'}")
+    data = report(engine, DAY)
+    assert (data["dso_days"], data["cei"]["cei_pct"], data["recovery"]["recovery_rate_pct"],
+            data["promises"]["kept_rate_pct"]) == (None, None, None, None)
+    # one unpaid invoice, issued in the period and not yet due: nothing was collectible, so no CEI
+    import_text(engine, "invoices", tmp_path / "i.csv",
+                "invoice_id,customer_id,amount,issue_date,due_date\nX,C9,100,2026-03-20,2026-04-20\n")
+    data = report(engine, DAY)
+    assert data["cei"] == {"opening_receivables": "0", "invoiced": "100", "closing_receivables": "100",
+                           "closing_current": "100", "cei_pct": None}
+    assert data["dso_days"] == "90.0" and data["recovery"]["recovery_rate_pct"] is None
+
+
+def test_delivery_and_failure_rate_per_channel(tmp_path):
+    engine = s.connect(f"sqlite:///{tmp_path / 'c.db'}")
+    for n, (channel, status, delivery) in enumerate([
+            ("email", "sent", "delivered"), ("email", "sent", "read"), ("email", "sent", None),
+            ("email", "failed", "bounced"), ("email", "sending", None), ("email", "deferred", None),
+            ("sms", "sent", None), ("sms", "sent", None), ("voice", "sending", None)]):
+        add_contact(engine, n, channel, status, delivery, cost="0.50" if channel == "sms" else None)
+    contacts = report(engine, DAY)["contacts"]
+    assert contacts["email"] == {"sent": 3, "failed": 1, "sending": 1, "delivered": 2, "delivery_rate_pct": "50.0",
+                                 "failure_rate_pct": "25.0", "cost": "0", "cost_per_contact": "0.0000"}
+    # sms: no provider report at all, so its delivery rate is unknown; voice: nothing settled nor sent
+    assert (contacts["sms"]["delivery_rate_pct"], contacts["sms"]["failure_rate_pct"],
+            contacts["sms"]["cost_per_contact"]) == (None, "0.0", "0.5000")
+    assert (contacts["voice"]["delivery_rate_pct"], contacts["voice"]["failure_rate_pct"],
+            contacts["voice"]["cost_per_contact"]) == (None, None, None)
+
+
+def test_html_escapes_names_from_the_store_and_carries_the_kpis(book, db_url):
+    add_contact(book, 1, "<img src=x onerror=alert(1)>", "sent")
+    add_task(book, 1, '<script>alert("q")</script>')
+    result = runner.invoke(app, ["report", "--db", db_url, "--date", "2026-03-31", "--format", "html"])
+    assert result.exit_code == 0, result.output
+    page = result.output
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "<script>" not in page and "<img" not in page
+    assert "&lt;script&gt;alert(&#34;q&#34;)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    for shown in ("71.9%", "76.9%", "66.7%", "33.3", "850", "Contacts per channel", "Agent tasks by queue"):
+        assert shown in page
+
+
+def test_table_view_shows_a_queue_name_that_looks_like_markup(book, db_url):
+    add_task(book, 1, "[/bold]urgent")
+    result = runner.invoke(app, ["report", "--db", db_url, "--date", "2026-03-31"])
+    assert result.exit_code == 0, result.output
+    assert "[/bold]urgent" in result.output and "71.9%" in result.output and "n/a" not in result.output
+
+
+def test_json_and_csv_carry_the_new_kpis_and_none_as_null_or_na(tmp_path):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    result = runner.invoke(app, ["report", "--db", db, "--date", "2026-03-31", "--format", "json"])
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert {"aging", "receivables", "dso_days", "contacts", "deferrals", "tasks_by_queue",
+            "period", "cei", "recovery", "promises"} <= set(data)
+    assert data["cei"]["cei_pct"] is None and data["dso_days"] is None
+    result = runner.invoke(app, ["report", "--db", db, "--date", "2026-03-31", "--format", "csv", "--days", "7"])
+    assert result.exit_code == 0
+    rows = result.output.splitlines()
+    assert rows[0] == "section,key,value" and "cei,cei_pct,n/a" in rows and "kpi,dso_days,n/a" in rows
+    assert {"period,days,7", "recovery,recovery_rate_pct,n/a", "promises,kept_rate_pct,n/a"} <= set(rows)
+
+
+def test_csv_quotes_a_queue_name_with_a_comma(tmp_path):
+    engine = s.connect(f"sqlite:///{tmp_path / 'c.db'}")
+    add_task(engine, 1, "legal, north")
+    assert 'tasks_by_queue,"legal, north",1' in views.report_csv(report(engine, DAY)).splitlines()
+
+
+@pytest.mark.parametrize("args", [["--date", "31/03/2026"], ["--days", "0"], ["--format", "pdf"],
+                                  ["--timezone", "Mars/Olympus"]])
+def test_report_usage_errors_exit_2(tmp_path, args):
+    result = runner.invoke(app, ["report", "--db", f"sqlite:///{tmp_path / 'c.db'}", *args])
+    assert result.exit_code == 2
