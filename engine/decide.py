@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from .contacts import address_problem
 from .events import customer_facts, future_moments, invoice_context, occurrences, promise_active
-from .runtime import Runtime, StepRt
+from .runtime import CUSTOMER_CHANNELS, Runtime, StepRt
 from .state import PAID_EPSILON, CustomerState, InvoiceInfo, SentContact
 
 HOLDOUT = "holdout"  # a variant with this name gets no sends (it measures what doing nothing yields)
@@ -433,6 +433,32 @@ def to_float(value) -> float | None:
 def decide(rt: Runtime, state: CustomerState, now: dt.datetime) -> Outcome:
     """Everything due for this customer at `now` (aware), and the next moment to look again."""
     return Decider(rt, state, now).run()
+
+
+def withdrawn(rt: Runtime, state: CustomerState, now: dt.datetime, invoice_ids, channel: str) -> str | None:
+    """Why a contact decided at an earlier tick but not delivered yet (waiting for a provider retry, or
+    left by a crash before the call) must not go out now: since the decision the customer became
+    do-not-contact, opted out of the channel or withdrew consent (absolute, SPEC 4.6), entered a legal
+    state in which a compliance profile stops contact, or every invoice it is about was paid or written
+    off. None: it may still go. Agent tasks and webhooks are our own
+    systems, not contacts with the customer, and always go."""
+    if channel not in CUSTOMER_CHANNELS:
+        return None
+    if state.customer.do_not_contact:
+        return "do_not_contact"
+    problem = address_problem(state.customer, channel)
+    if problem is not None:
+        return f"{channel}: {problem}"
+    if rt.guard is not None:  # only the laws' lasting blocks (a stop state, no consent): the contact was lawful
+        block = rt.guard.check(state.customer, channel, invoice_ids, now.astimezone(ZoneInfo(
+            state.customer.timezone or rt.timezone)), [], [])
+        if block is not None and block.until is None:
+            return block.reason
+    decider = Decider(rt, state, now)
+    invoices = [state.invoices[i] for i in invoice_ids if i in state.invoices]
+    if invoices and all(decider._stopped(i, decider._context(i)) for i in invoices):
+        return "invoices paid or closed"
+    return None
 
 
 def apply(state: CustomerState, outcome: Outcome) -> None:

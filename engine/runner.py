@@ -6,7 +6,11 @@ contact rows with unique keys (sends as `sending`), the step memory, agent tasks
 time. Only after that commit are the adapters called, with the contact key as idempotency key, and
 the outcome recorded (engine/delivery.py: retries across ticks, fallback to the next channel through
 the decision core). A crash between the two leaves `sending` rows, which the next tick delivers again
-through the (idempotent) adapter: nothing lost, nothing twice.
+through the (idempotent) adapter: nothing lost, nothing twice. A contact key already stored is never
+written or delivered again. A late delivery (a retry, a crash recovery) first asks the decision core
+whether the contact may still go: an opt-out, do_not_contact or a payment since withdraws it.
+When the plan changed since the last tick, every customer is decided again: their wake times were
+worked out under the old plan.
 
 Concurrency: on SQLite every batch runs in a BEGIN IMMEDIATE transaction, so overlapping ticks take
 turns and the second finds the customers already moved forward. On PostgreSQL batches are claimed with
@@ -31,7 +35,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from . import store as s
 from .decide import Decision, Outcome, decide, to_float
-from .delivery import Delivery, deliver_all, record
+from .decide import withdrawn as decide_withdrawn
+from .delivery import Delivery, deliver_all, record, reopen
 from .runtime import Runtime
 from .storeio import _insert_new, _upsert, load_states
 
@@ -61,9 +66,14 @@ class _Batch:
     wakes: list = field(default_factory=list)
     sends: list = field(default_factory=list)
 
-    def write(self, conn: Connection) -> None:
+    def write(self, conn: Connection) -> list:
+        """Write the rows; returns the sends to deliver. A contact whose key is stored already was made
+        before (exactly once is by key, whatever the step memory says, e.g. after an invoice moved to
+        another customer): it is neither written again nor delivered."""
         from sqlalchemy import bindparam
 
+        keys = [c["key"] for c in self.contacts]
+        made = set(conn.execute(select(s.contacts.c.key).where(s.contacts.c.key.in_(keys))).scalars()) if keys else set()
         _insert_new(conn, s.contacts, self.contacts, ["key"])
         _insert_new(conn, s.steps, self.pending, ["key"])  # a deferral never overwrites a settled step
         _upsert(conn, s.steps, self.done, ["key"])
@@ -72,6 +82,7 @@ class _Batch:
         if self.wakes:
             conn.execute(update(s.customers).where(s.customers.c.id == bindparam("cid"))
                          .values(next_action_at=bindparam("wake")), self.wakes)
+        return [d for d in self.sends if d.key not in made]
 
 
 class Runner:
@@ -90,9 +101,12 @@ class Runner:
             return self._dry_run(now, summary)
         started = dt.datetime.now(dt.timezone.utc)
         with self.engine.begin() as conn:
+            changed = self._plan_changed(conn)
             tick_id = conn.execute(s.ticks.insert().values(
                 now=now, started_at=started, plan_hash=self.rt.plan_hash, host=socket.gethostname(),
                 pid=os.getpid())).inserted_primary_key[0]
+            if changed:  # the wake times were worked out under another plan: decide everyone again
+                conn.execute(update(s.customers).values(next_action_at=None))
         self.tick_id = tick_id
         with self._alive(tick_id):
             self._recover(now, summary)
@@ -109,6 +123,11 @@ class Runner:
                 decisions=sum(summary.statuses.values()), sent=summary.statuses["sent"],
                 failed=summary.statuses["failed"]))
         return summary
+
+    def _plan_changed(self, conn: Connection) -> bool:
+        """Did the last tick run another plan (the policy file changed since)?"""
+        last = conn.execute(select(s.ticks.c.plan_hash).order_by(s.ticks.c.id.desc()).limit(1)).scalar()
+        return last is not None and last != self.rt.plan_hash
 
     def _claim(self, conn: Connection, now: dt.datetime) -> list[str]:
         due = or_(s.customers.c.next_action_at.is_(None), s.customers.c.next_action_at <= now)
@@ -132,8 +151,7 @@ class Runner:
             for d in outcome.decisions:
                 summary.statuses[d.status] += 1
                 summary.decisions.append(d)
-        batch.write(conn)
-        return batch.sends
+        return batch.write(conn)
 
     def _record(self, batch: "_Batch", state, outcome: Outcome, now: dt.datetime) -> None:
         """The same bookkeeping as decide.apply, as rows for the store."""
@@ -244,21 +262,44 @@ class Runner:
             return
         with self.engine.connect() as conn:
             states = load_states(conn, sorted({r.customer_id for r in rows}), dict(self.plan["fields"]))
-        deliveries = []
+        deliveries, withdrawn = [], []
         for row in rows:
+            state = states[row.customer_id]
+            why = decide_withdrawn(self.rt, state, now, row.invoice_ids.split(";"), row.channel)
+            if why is not None:
+                withdrawn.append((row, why))
+                continue
             decision = Decision(row.at.astimezone(ZoneInfo(row.tz)), row.customer_id, tuple(row.invoice_ids.split(";")),
                                 row.stage, row.step, row.channel, row.template, "sent", "", contact_key=row.key,
                                 queue=row.queue, priority=to_float(row.priority), webhook=row.webhook)
             steps = () if row.channel == "agent" else row.steps or ()
             deliveries.append(self._delivery(row.key, row.channel, row.customer_id, steps, row.attempts,
-                                             decision, states[row.customer_id]))
+                                             decision, state))
+        if withdrawn:
+            self._withdraw(withdrawn, now, summary)
         self._deliver(deliveries, summary, now)
+
+    def _withdraw(self, rows: list, now: dt.datetime, summary: TickSummary) -> None:
+        """Contacts that must no longer go out are `skipped`, and their steps are open again with the
+        channel marked failed, so the decision core decides them anew: it falls back to the next channel,
+        closes them as do_not_contact, or leaves a paid invoice alone."""
+        updated = dt.datetime.now(dt.timezone.utc)
+        with self.engine.begin() as conn:
+            for row, why in rows:
+                conn.execute(update(s.contacts).where(s.contacts.c.key == row.key).values(
+                    status="skipped", reason=f"withdrawn before delivery: {why}", tick_id=None,
+                    next_attempt_at=None, updated_at=updated))
+            reopen(conn, [(row.customer_id, tuple(row.steps or ()), row.channel, f"withdrawn: {why}")
+                          for row, why in rows], now)
+        summary.statuses["withdrawn"] += len(rows)
 
     def _dry_run(self, now: dt.datetime, summary: TickSummary) -> TickSummary:
         """Decide for every due customer and report, writing and sending nothing."""
         with self.engine.connect() as conn:
-            due = or_(s.customers.c.next_action_at.is_(None), s.customers.c.next_action_at <= now)
-            ids = [r.id for r in conn.execute(select(s.customers.c.id).where(due).order_by(s.customers.c.id))]
+            query = select(s.customers.c.id).order_by(s.customers.c.id)
+            if not self._plan_changed(conn):  # else everyone is decided again, as the real tick would
+                query = query.where(or_(s.customers.c.next_action_at.is_(None), s.customers.c.next_action_at <= now))
+            ids = [r.id for r in conn.execute(query)]
             for start in range(0, len(ids), self.batch):
                 states = load_states(conn, ids[start:start + self.batch], dict(self.plan["fields"]))
                 for cid in ids[start:start + self.batch]:

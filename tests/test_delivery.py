@@ -285,3 +285,74 @@ def test_the_message_carries_the_customers_last_whatsapp_message_for_the_24h_win
     (message,) = run.channels("whatsapp").sent
     assert message.metadata["last_inbound_at"] == dt.datetime(2026, 11, 16, 13, 30, tzinfo=UTC)
     assert (message.template_name, message.template_language, message.params[0]) == ("recordatorio_pago", "es", "ACME")
+
+
+# -- the world changes between the decision and a late delivery (a retry, a crash before the call) ----
+
+def _import(engine, tmp_path, kind: str, text: str) -> None:
+    path = tmp_path / f"{kind}.csv"
+    path.write_text(text, encoding="utf-8")
+    import_file(engine, kind, path, fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+
+
+@pytest.mark.parametrize("change, then", [
+    ("events", [("d0", "whatsapp", "skipped", 1), ("d0", "sms", "sent", 1)]),  # opted out: the next channel
+    ("customers", [("d0", "whatsapp", "skipped", 1), ("d0", "", "skipped", 0)]),  # do_not_contact: closed
+    ("payments", [("d0", "whatsapp", "skipped", 1)]),  # paid: nothing more
+])
+def test_a_retry_is_withdrawn_when_the_customer_can_no_longer_be_contacted(setup, tmp_path, change, then):
+    """SPEC 4.6: an opt-out and do_not_contact are absolute and a paid invoice gets nothing more, also
+    for a message decided before and waiting for its provider retry."""
+    run, engine = setup(whatsapp=[BUSY, OK], sms=[OK])
+    run.tick(MONDAY)
+    _import(engine, tmp_path, change, {
+        "events": "at,channel,type,customer_id\n2026-11-16T10:01,whatsapp,opted_out,C1\n",
+        "customers": "customer_id,do_not_contact\nC1,true\n",
+        "payments": "payment_id,invoice_id,amount,paid_at\nP1,F1,100,2026-11-16T10:01\n"}[change])
+    run.tick(MONDAY + dt.timedelta(minutes=3))
+    assert len(run.channels("whatsapp").sent) == 1  # the first attempt only
+    assert contacts(engine) == then
+    with engine.connect() as conn:
+        reason = conn.execute(select(s.contacts.c.reason).where(s.contacts.c.channel == "whatsapp")).scalar()
+    assert reason.startswith("withdrawn before delivery")
+
+
+def test_a_contact_already_made_is_not_delivered_again_whatever_the_step_memory_says(setup):
+    """Exactly once is by contact key: even with the step memory lost (an invoice moved to another
+    customer keeps its step keys), the same contact is not written or delivered twice."""
+    run, engine = setup(whatsapp=[OK])
+    run.tick(MONDAY)
+    with engine.begin() as conn:
+        conn.execute(s.steps.delete())
+        conn.execute(s.customers.update().values(next_action_at=None))
+    run.tick(MONDAY + dt.timedelta(hours=1))
+    assert len(run.channels("whatsapp").sent) == 1
+    assert contacts(engine) == [("d0", "whatsapp", "sent", 1)]
+
+
+def test_a_changed_policy_decides_every_customer_again(setup, tmp_path):
+    """The wake times were worked out under the old plan (nothing ahead: never): a step the new plan
+    adds must still fire when due, in the real tick and in the dry run alike."""
+    run, engine = setup(whatsapp=[OK])
+    run.tick(MONDAY)
+    path = tmp_path / "policy.yaml"
+    path.write_text(textwrap.dedent(POLICY) + "      - { id: d3, at: due+3d, send: whatsapp, template: m }\n")
+    later = Runner(engine, compile_policy(path).plan, run.channels)
+    thursday = MONDAY + dt.timedelta(days=3)
+    assert [d.step for d in later.tick(thursday, dry_run=True).decisions] == ["d3"]
+    later.tick(thursday)
+    assert contacts(engine) == [("d0", "whatsapp", "sent", 1), ("d3", "whatsapp", "sent", 1)]
+    assert later.tick(thursday + dt.timedelta(hours=1)).customers == 0  # decided: back to its wake time
+
+
+def test_a_retry_is_withdrawn_when_a_profile_stops_all_contact_meanwhile(setup, tmp_path):
+    """cl-sernac stops collection contact once the debtor is sued (a lasting block): a waiting retry
+    must not go out either."""
+    policy = textwrap.dedent(POLICY).replace("currency: PEN\n", "currency: PEN\ncompliance: [cl-sernac]\n")
+    run, engine = setup(policy, whatsapp=[BUSY, OK], sms=[OK], email=[OK])
+    run.tick(MONDAY)
+    assert contacts(engine) == [("d0", "whatsapp", "sending", 1)]
+    _import(engine, tmp_path, "customers", "customer_id,legal_status\nC1,sued\n")
+    run.tick(MONDAY + dt.timedelta(minutes=3))
+    assert len(run.channels("whatsapp").sent) == 1 and run.channels("sms").sent == [] == run.channels("email").sent
+    assert contacts(engine)[0][:3] == ("d0", "whatsapp", "skipped")
