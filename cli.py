@@ -205,10 +205,26 @@ class Kind(str, Enum):
     events = "events"
 
 
-def _store(db: str | None):
-    from .engine.store import connect
+def _store(db: str | None, upgrade: bool = True):
+    """Open the store; one line on stderr instead of a traceback when it cannot be opened."""
+    from .engine.store import StoreError, StoreUrlError, connect
 
-    return connect(db)
+    try:
+        return connect(db, upgrade=upgrade)
+    except StoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE if isinstance(exc, StoreUrlError) else EXIT_RUNTIME)
+
+
+def _check_timezone(zone: str) -> None:
+    """A --timezone that is not a time zone is a usage error, before anything is read or written."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(zone)
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError; a folder ("America") an OSError
+        typer.echo(f"error: --timezone {zone!r} is not a time zone", err=True)
+        raise typer.Exit(EXIT_USAGE)
 
 
 @app.command("import")
@@ -223,6 +239,7 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(help="What the file holds.")
     from .engine.portfolio import ColumnMap, CsvError, load_map
     from .engine.storeio import import_file
 
+    _check_timezone(timezone)
     fields = dict(_compile(policy).plan["fields"]) if policy else {}
     try:
         colmap = load_map(map) if map else ColumnMap()
@@ -367,7 +384,6 @@ def report(db: DbOpt = None, format: Annotated[ReportFormat, typer.Option("--for
     delivery and failure rates, deferrals, agent tasks (formulas in docs/cli.md)."""
     import datetime as dt
     import json
-    from zoneinfo import ZoneInfo
 
     from .engine.report import report as build
 
@@ -376,11 +392,7 @@ def report(db: DbOpt = None, format: Annotated[ReportFormat, typer.Option("--for
     except ValueError:
         typer.echo(f"error: --date {date!r} is not a date", err=True)
         raise typer.Exit(EXIT_USAGE)
-    try:
-        ZoneInfo(timezone)
-    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
-        typer.echo(f"error: --timezone {timezone!r} is not a time zone", err=True)
-        raise typer.Exit(EXIT_USAGE)
+    _check_timezone(timezone)
     data = build(_store(db), today, days, timezone)
     from . import views
 
@@ -444,9 +456,9 @@ app.add_typer(db_app, name="db")
 @db_app.command("upgrade")
 def db_upgrade(db: DbOpt = None) -> None:
     """Apply pending schema migrations (they are also applied automatically when the store opens)."""
-    from .engine.store import connect, current_version, migrate
+    from .engine.store import current_version, migrate
 
-    engine = connect(db, upgrade=False)
+    engine = _store(db, upgrade=False)
     applied = migrate(engine)
     typer.echo(f"schema revision {current_version(engine)}"
                + (f" (applied {', '.join(applied)})" if applied else " (up to date)"))

@@ -19,12 +19,20 @@ AUDIT_COLUMNS = (*CONTACT_COLUMNS, "contact_id", "provider_id", "attempts", "err
 
 
 def history_rows(engine, since: dt.date | None = None):
+    """The contacts in time order; `since`: those whose `at` in the customer's local time (as shown) is on
+    or after that date."""
     query = select(s.contacts).order_by(s.contacts.c.at, s.contacts.c.id)
     if since is not None:
-        query = query.where(s.contacts.c.at >= dt.datetime.combine(since, dt.time(), dt.timezone.utc))
+        # the store's `at` is UTC and zones run from UTC-12 to UTC+14: a day earlier in UTC surely holds
+        # every local `since`; the exact cut is on the local date below
+        day_before = dt.datetime.combine(since - dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+        query = query.where(s.contacts.c.at >= day_before)
     with engine.connect() as conn:
         for r in conn.execute(query):
-            yield {"at": r.at.astimezone(ZoneInfo(r.tz)).isoformat(timespec="seconds"), "customer_id": r.customer_id,
+            at = r.at.astimezone(ZoneInfo(r.tz))
+            if since is not None and at.date() < since:
+                continue
+            yield {"at": at.isoformat(timespec="seconds"), "customer_id": r.customer_id,
                    "invoice_ids": r.invoice_ids, "stage": r.stage or "", "step": r.step or "", "channel": r.channel or "",
                    "template": r.template or "", "status": r.status, "reason": r.reason or "", "plan_hash": r.plan_hash,
                    "contact_id": r.key, "provider_id": r.provider_id or "", "attempts": r.attempts,

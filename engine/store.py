@@ -12,13 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from decimal import Decimal
 
 from pathlib import Path
 
 from sqlalchemy import (JSON, Boolean, Column, Date, DateTime, Index, Integer, MetaData, String, Table, Text,
                         TypeDecorator, create_engine, event, inspect, text)
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
 DEFAULT_URL = "sqlite:///collect.db"
@@ -179,14 +181,44 @@ def url_from(option: str | None) -> str:
     return option or os.environ.get("COLLECT_DB") or DEFAULT_URL
 
 
+class StoreError(Exception):
+    """The store cannot be opened: not there, not reachable, or its driver is missing."""
+
+
+class StoreUrlError(StoreError):
+    """The store URL is not a database URL, or names an unknown dialect."""
+
+
+def shown_url(url: str) -> str:
+    """The URL as it may be printed: its password as ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):  # unparsable, so mask by hand whatever sits in user:PASSWORD@
+        return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+
+
 def connect(url: str | None = None, upgrade: bool = True) -> Engine:
-    """Open the store; apply pending migrations unless told not to."""
-    url = url_from(url)
+    """Open the store; apply pending migrations unless told not to.
+
+    Raises StoreError (StoreUrlError for a bad URL) when the store cannot be opened; errors after the
+    first connection (migrations, queries) are the database's own and propagate unchanged."""
+    given = url = url_from(url)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = create_engine(url, future=True, pool_pre_ping=True)
+    try:
+        engine = create_engine(url, future=True, pool_pre_ping=True)
+    except (ArgumentError, ValueError) as exc:  # NoSuchModuleError (unknown dialect) is an ArgumentError
+        raise StoreUrlError(f"{shown_url(given)} is not a database URL: {exc}") from exc
+    except ImportError as exc:  # a known dialect whose driver is not installed
+        raise StoreError(f"cannot open the store {shown_url(given)}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        with engine.connect():  # connect now, so that an unreachable store is told apart from a failing query
+            pass
+    except DBAPIError as exc:
+        reason = (str(exc.orig).strip() or type(exc.orig).__name__).splitlines()[0]  # the driver's own words
+        raise StoreError(f"cannot open the store {shown_url(given)}: {reason}") from exc
     if upgrade:
         migrate(engine)
     return engine

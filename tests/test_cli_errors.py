@@ -1,0 +1,162 @@
+"""The command line's error paths (SPEC 6): usage errors exit 2, a store that cannot be opened exits 3,
+each as one line on stderr, never a traceback; and `history --since` on the customer's local date."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import textwrap
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import OperationalError
+from typer.testing import CliRunner
+
+from collect.cli import app
+
+runner = CliRunner()
+
+POLICY = textwrap.dedent("""\
+    policy: t
+    timezone: UTC
+    currency: USD
+    windows:
+      default: { mon-sun: "00:00-24:00" }
+    stages:
+      s:
+        when: invoice.days_past_due >= -1000
+        steps:
+          - { id: od-1, at: due+1d, send: email, template: t }
+    templates:
+      t:
+        email: { subject: "x", body: "y {{ customer.name }}" }
+    """)
+
+
+def invoke(*args: str, **kwargs):
+    return runner.invoke(app, list(args), **kwargs)
+
+
+def one_error_line(result) -> str:
+    """The single line a clean error prints on stderr (no traceback)."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'collect.db'}"
+
+
+def import_invoices(tmp_path: Path, db: str, rows: str) -> None:
+    path = tmp_path / "inv.csv"
+    path.write_text("invoice_id,customer_id,amount,due_date,email,timezone\n" + rows)
+    result = invoke("import", "invoices", str(path), "--db", db)
+    assert result.exit_code == 0, result.output
+
+
+# --- history --since: the customer's local date, the one `at` shows ------------------------------------
+
+def test_history_since_is_the_customers_local_date(tmp_path: Path, store: str) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    import_invoices(tmp_path, store, "I1,C1,100,2026-01-01,a@example.com,Asia/Tokyo\n"
+                                     "I2,C2,100,2025-12-31,b@example.com,America/Lima\n")
+    # the step is due at local midnight after the due date: at 2026-01-01T16:00Z that moment has come
+    # in Tokyo, where it is 2026-01-02 01:00, and in Lima (due a day earlier), where it is 2026-01-01 11:00
+    assert invoke("run", str(policy), "--db", store, "--now", "2026-01-01T16:00:00Z", "-q").exit_code == 0
+    import_invoices(tmp_path, store, "I3,C3,100,2025-12-31,c@example.com,America/Lima\n")
+    # 2026-01-02T03:00Z: still 2026-01-01 (22:00) in Lima
+    assert invoke("run", str(policy), "--db", store, "--now", "2026-01-02T03:00:00Z", "-q").exit_code == 0
+
+    everything = invoke("history", "--db", store)
+    assert {r["customer_id"] for r in csv.DictReader(io.StringIO(everything.stdout))} == {"C1", "C2", "C3"}
+    result = invoke("history", "--db", store, "--since", "2026-01-02")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert rows and {r["customer_id"] for r in rows} == {"C1"}
+    assert all(r["at"].startswith("2026-01-02") for r in rows)
+    assert rows[0]["at"] == "2026-01-02T01:00:00+09:00"
+
+
+# --- --timezone: a usage error, the same for import and report -----------------------------------------
+
+@pytest.mark.parametrize("kind", ["payments", "invoices", "customers"])
+def test_import_bad_timezone_is_a_usage_error(tmp_path: Path, store: str, kind: str) -> None:
+    path = tmp_path / "file.csv"
+    path.write_text({"payments": "payment_id,invoice_id,amount,paid_at\nP1,I1,10,2026-01-05\n",
+                     "invoices": "invoice_id,customer_id,amount,due_date\nI1,C1,100,2026-01-01\n",
+                     "customers": "customer_id,name\nC1,Ana\n"}[kind])
+    result = invoke("import", kind, str(path), "--db", store, "--timezone", "Mars/Base")
+    assert result.exit_code == 2, result.output
+    assert one_error_line(result) == "error: --timezone 'Mars/Base' is not a time zone"
+    assert not (tmp_path / "collect.db").exists()  # refused before the store is even opened
+
+
+@pytest.mark.parametrize("zone", ["Mars/Base", "America", "", "../etc/passwd"])
+def test_report_bad_timezone_is_a_usage_error(store: str, zone: str) -> None:
+    # "America" is a folder of the zone database: an OSError, not a KeyError
+    result = invoke("report", "--db", store, "--timezone", zone)
+    assert result.exit_code == 2, result.output
+    assert one_error_line(result) == f"error: --timezone {zone!r} is not a time zone"
+
+
+# --- a store that cannot be opened: one line naming the URL and why ------------------------------------
+
+MISSING = "sqlite:////nonexistent/dir/x.db"
+
+
+def commands(tmp_path: Path) -> dict[str, list[str]]:
+    """Every command taking --db, without its --db."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    invoices = tmp_path / "inv.csv"
+    invoices.write_text("invoice_id,customer_id,amount,due_date\nI1,C1,100,2026-01-01\n")
+    return {"history": ["history"], "run": ["run", str(policy), "--now", "2026-01-02T00:00:00Z"],
+            "import": ["import", "invoices", str(invoices)], "tasks": ["tasks"], "report": ["report"],
+            "explain": ["explain", str(policy), "--invoice", "I1"], "db upgrade": ["db", "upgrade"],
+            "serve": ["serve", str(policy), "--every", "1h"]}
+
+
+@pytest.mark.parametrize("command", ["history", "run", "import", "tasks", "report", "explain", "db upgrade",
+                                     "serve"])
+def test_store_that_cannot_be_opened_exits_3(tmp_path: Path, command: str) -> None:
+    result = invoke(*commands(tmp_path)[command], "--db", MISSING)
+    assert result.exit_code == 3, result.output
+    assert one_error_line(result) == f"error: cannot open the store {MISSING}: unable to open database file"
+
+
+@pytest.mark.parametrize("command", ["history", "run", "import", "db upgrade"])
+@pytest.mark.parametrize("url, why", [("foo://x", "Can't load plugin: sqlalchemy.dialects:foo"),
+                                      ("not a url", "Could not parse SQLAlchemy URL")])
+def test_store_url_that_is_not_a_database_url_exits_2(tmp_path: Path, command: str, url: str, why: str) -> None:
+    result = invoke(*commands(tmp_path)[command], "--db", url)
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert line.startswith(f"error: {url} is not a database URL: ") and why in line
+
+
+def test_store_from_collect_db_is_reported_too(tmp_path: Path) -> None:
+    result = invoke("history", env={"COLLECT_DB": MISSING})
+    assert result.exit_code == 3
+    assert MISSING in one_error_line(result)
+
+
+@pytest.mark.parametrize("url, code", [("postgresql://collect:s3cret@127.0.0.1:1/db", 3),  # nothing listens
+                                       ("postgresql://collect:s3cret@db.internal:port/db", 2)])  # not a port
+def test_store_error_masks_the_password(url: str, code: int) -> None:
+    result = invoke("history", "--db", url)
+    assert result.exit_code == code, result.output
+    line = one_error_line(result)
+    assert "s3cret" not in line and "collect:***@" in line
+
+
+def test_database_error_after_opening_is_not_taken_for_an_unopenable_store(tmp_path: Path, store: str) -> None:
+    import_invoices(tmp_path, store, "I1,C1,100,2026-01-01,a@example.com,UTC\n")
+    with sqlite3.connect(tmp_path / "collect.db") as conn:
+        conn.execute("DROP TABLE contacts")  # the store opens; its query fails
+    result = invoke("history", "--db", store)
+    assert isinstance(result.exception, OperationalError) and "no such table" in str(result.exception)
+    assert "cannot open the store" not in result.stderr
