@@ -7,6 +7,7 @@ Exit codes (SPEC 6): 0 ok, 1 the input is wrong (policy errors, bad CSV), 2 usag
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from enum import Enum
 from pathlib import Path
@@ -23,6 +24,25 @@ app = typer.Typer(
 )
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
+
+
+@contextlib.contextmanager
+def _writing(path: Path | None):
+    """Around the work that writes an output file (written whole or not at all): a folder given as the
+    file is a usage error, found before any work; a file that cannot be written (permissions, a full
+    disk) is one line and exit 3, not a traceback."""
+    if path is None:
+        yield
+        return
+    if path.is_dir():
+        typer.echo(f"error: {path} is a folder; give a file name", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield
+    except OSError as exc:
+        typer.echo(f"error: cannot write {path}: {exc}", err=True)
+        raise typer.Exit(EXIT_RUNTIME)
 
 
 class Format(str, Enum):
@@ -90,7 +110,8 @@ def compile_cmd(policy: PolicyArg,
         return
     from .engine.files import write_atomic
 
-    write_atomic(output, text)
+    with _writing(output):
+        write_atomic(output, text)
 
 
 @app.command()
@@ -179,15 +200,20 @@ def simulate(
         for problem in exc.problems:
             typer.echo(str(problem), err=True)
         raise typer.Exit(EXIT_INPUT)
-    costs = simrun.load_costs(channels) if channels else None
+    try:
+        costs = simrun.load_costs(channels) if channels else None
+    except (OSError, ValueError) as exc:  # the messages name the file
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_INPUT)
     from . import views
 
     results = []
-    for plan, book in zip(plans, books):
-        with views.progress(f"simulating {plan['policy']}", quiet) as advance:
-            results.append(simrun.stream_simulation(
-                plan, book, start=first_day, days=days, behavior=behavior, seed=seed, tick_minutes=tick,
-                costs=costs, out=out if plan is plans[0] else None, workers=workers, progress=advance))
+    with _writing(out):
+        for plan, book in zip(plans, books):
+            with views.progress(f"simulating {plan['policy']}", quiet) as advance:
+                results.append(simrun.stream_simulation(
+                    plan, book, start=first_day, days=days, behavior=behavior, seed=seed, tick_minutes=tick,
+                    costs=costs, out=out if plan is plans[0] else None, workers=workers, progress=advance))
     if not quiet:
         names = [str(policy)] + ([str(compare)] if compare else [])
         views.show_simulation(names, results, [r.summary for r in results], kpis=behavior != "none")
@@ -327,7 +353,8 @@ def history(db: DbOpt = None,
         return
     from .engine.files import write_atomic
 
-    write_atomic(out, text)
+    with _writing(out):
+        write_atomic(out, text)
 
 
 @app.command()

@@ -367,8 +367,13 @@ def load_costs(channels_yaml: Path) -> dict[str, float]:
     """The `costs:` table of channels.yaml (message cost per channel), nothing else of the file."""
     import yaml
 
-    data = yaml.safe_load(Path(channels_yaml).read_text(encoding="utf-8")) or {}
-    costs = data.get("costs") or {}
+    try:
+        data = yaml.safe_load(Path(channels_yaml).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{channels_yaml}:{mark.line + 1}:{mark.column + 1}" if mark else str(channels_yaml)
+        raise ValueError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from exc
+    costs = data.get("costs") or {} if isinstance(data, dict) else None
     if not isinstance(costs, dict) or not all(isinstance(v, (int, float)) for v in costs.values()):
         raise ValueError(f"{channels_yaml}: costs must map channel names to numbers")
     return {str(k): float(v) for k, v in costs.items()}

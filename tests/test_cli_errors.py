@@ -160,3 +160,51 @@ def test_database_error_after_opening_is_not_taken_for_an_unopenable_store(tmp_p
     result = invoke("history", "--db", store)
     assert isinstance(result.exception, OperationalError) and "no such table" in str(result.exception)
     assert "cannot open the store" not in result.stderr
+
+
+# -- output files and side files: a folder for a file, an unreadable channels.yaml ---------------------
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pe-b2b"
+
+
+@pytest.mark.parametrize("command", [
+    ["compile", str(EXAMPLE / "policy.yaml"), "-o"],
+    ["simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(EXAMPLE / "portfolio.csv"), "-q", "--out"],
+    ["history", "--out"],
+])
+def test_an_output_path_that_is_a_folder_is_a_usage_error(tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out.csv").mkdir()
+    result = invoke(*command, "out.csv")
+    assert result.exit_code == 2, result.output
+    assert "error: out.csv is a folder" in result.stderr and "Traceback" not in result.output
+    assert not [p for p in (tmp_path / "out.csv").iterdir()]  # nothing left behind
+
+
+def test_simulate_creates_the_folder_of_its_output(tmp_path):
+    out = tmp_path / "new" / "contacts.csv"
+    result = invoke("simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(EXAMPLE / "portfolio.csv"),
+                    "--start", "2026-11-15", "-q", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith("at,")
+
+
+def test_an_output_that_cannot_be_written_exits_3(tmp_path):
+    (tmp_path / "afile").write_text("")  # a file where the output's folder should be (works as root too)
+    result = invoke("compile", str(EXAMPLE / "policy.yaml"), "-o", str(tmp_path / "afile" / "plan.json"))
+    assert result.exit_code == 3 and "error: cannot write" in result.stderr, result.output
+
+
+@pytest.mark.parametrize("text, message", [
+    ("costs: [\n", "channels.yaml:2:1: not valid YAML"),
+    ("costs: 5\n", "costs must map channel names to numbers"),
+    ("- a\n", "costs must map channel names to numbers"),
+    (None, "No such file or directory"),
+])
+def test_simulate_with_a_bad_channels_file_says_why(tmp_path, text, message):
+    channels = tmp_path / "channels.yaml"
+    if text is not None:
+        channels.write_text(text)
+    result = invoke("simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(EXAMPLE / "portfolio.csv"), "-q",
+                    "--channels", str(channels))
+    assert result.exit_code == 1 and message in result.stderr and "Traceback" not in result.output
