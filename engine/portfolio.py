@@ -1,18 +1,23 @@
 """Portfolio CSV files (SPEC section 7): invoices, customers, payments, promises, disputes.
 
 Everything is validated before anything is returned: every bad row of every file is collected as
-`FILE:ROW: column COL: reason` (ROW counts the header as row 1) and raised together as CsvError, so a
-bad file never yields a half-loaded portfolio. `--map` (ColumnMap) reads ERP exports as they come:
-other column names, a delimiter, a strptime date format, decimal and thousands separators.
+`FILE:ROW: column COL: reason` and raised together as CsvError, so a bad file never yields a
+half-loaded portfolio. ROW is the line of the file where the row starts (the header is line 1): a quoted
+cell may hold a line break, and the number still points at the line an editor shows. `--map`
+(ColumnMap) reads ERP exports as they come: other column names, a delimiter, a strptime date format,
+decimal and thousands separators.
 
 Customer columns may come on the invoice rows or from a customers CSV keyed by customer_id; where both
-give a value, the customers CSV wins. Unknown extra columns are kept as text attributes.
+give a value, the customers CSV wins. Unknown extra columns are kept as text attributes. An empty cell
+says nothing (None: a stored value is kept); for the true/false columns too, so that a file that does not
+know a customer's `do_not_contact` never clears it.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import zoneinfo
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -29,7 +34,7 @@ CUSTOMER_COLUMNS = ("customer_name", "email", "phone", "whatsapp", "timezone", "
 INVOICE_COLUMNS = ("invoice_id", "customer_id", "amount", "due_date", "number", "currency", "issue_date", "balance",
                    "status")
 MAP_KEYS = ("columns", "delimiter", "date_format", "decimal", "thousands")
-TRUE, FALSE = {"true", "1", "yes", "y"}, {"false", "0", "no", "n", ""}
+TRUE, FALSE = {"true", "1", "yes", "y"}, {"false", "0", "no", "n"}
 
 
 @dataclass(frozen=True)
@@ -60,11 +65,13 @@ class Customer:
     timezone: str | None = None
     country: str | None = None
     language: str | None = None
-    do_not_contact: bool = False
-    optouts: frozenset = frozenset()
+    do_not_contact: bool | None = None  # None: no file said (a new customer: false; a stored one keeps its own)
+    optouts: frozenset = frozenset()  # channels whose optout_ cell said true
     attrs: dict = field(default_factory=dict)
     consents: frozenset | None = None  # channels agreed to explicitly; None: the file keeps no consent
     legal_status: str | None = None  # sued, insolvent ...
+    # the optout_*/consent_* columns whose cell said true or false: the store changes only those channels
+    answered: frozenset = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +93,7 @@ class Payment:
     payment_id: str
     invoice_id: str
     amount: Decimal
-    paid_at: dt.date | dt.datetime  # naive: the customer's local time
+    paid_at: dt.date | dt.datetime  # naive: the customer's local time; aware when the file gave an offset
     currency: str | None = None
     method: str | None = None
 
@@ -140,20 +147,36 @@ def load_map(path: str | Path) -> ColumnMap:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise CsvError([Problem(str(path), 1, None, f"cannot read the column map: {exc}")]) from None
-    problems = []
     if not isinstance(data, dict):
         raise CsvError([Problem(str(path), 1, None, "a column map is a mapping (columns:, delimiter:, ...)")])
+    reasons = []
     for key in data:
         if key not in MAP_KEYS:
             hint = suggest(str(key), MAP_KEYS)
-            problems.append(Problem(str(path), 1, None, f"unknown key '{key}'" + (f" ({hint})" if hint else "")))
+            reasons.append(f"unknown key '{key}'" + (f" ({hint})" if hint else ""))
     columns = data.get("columns") or {}
     if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
-        problems.append(Problem(str(path), 1, None, "columns maps canonical names to the file's headers"))
-    if problems:
-        raise CsvError(problems)
+        reasons.append("columns maps canonical names to the file's headers")
+    reasons += _map_value_problems(data)
+    if reasons:
+        raise CsvError([Problem(str(path), 1, None, reason) for reason in reasons])
     return ColumnMap({str(k): v for k, v in columns.items()}, data.get("delimiter"), data.get("date_format"),
                      str(data.get("decimal", ".")), str(data.get("thousands", "")))
+
+
+def _map_value_problems(data: dict) -> list[str]:
+    """Values the csv module or strptime would reject with a traceback, said as map errors."""
+    reasons = []
+    delimiter = data.get("delimiter")
+    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n'):
+        reasons.append(f"delimiter must be one character, not a quote or a line break (got {delimiter!r})")
+    if data.get("date_format") is not None and not isinstance(data["date_format"], str):
+        reasons.append(f"date_format must be a strptime format text such as '%d/%m/%Y' (got {data['date_format']!r})")
+    for key, empty in (("decimal", False), ("thousands", True)):
+        value = data.get(key)
+        if value is not None and not (isinstance(value, str) and len(value) <= 1 and (empty or value)):
+            reasons.append(f"{key} must be one character (got {value!r})")
+    return reasons
 
 
 # -- cell parsing -----------------------------------------------------------------------------------
@@ -177,6 +200,15 @@ class Cells:
         value = self.raw(name)
         if value is None and required:
             self.problem(name, "a value is required")
+        return value
+
+    def ident(self, name: str) -> str | None:
+        """A required invoice or customer id. Contacts list their invoice ids `;`-joined (SPEC 7), so an
+        id holding `;` would come back as two unknown ids."""
+        value = self.text(name, required=True)
+        if value is not None and ";" in value:
+            self.problem(name, f"'{value}': an id cannot contain ';' (contacts list invoice ids ';'-joined)")
+            return None
         return value
 
     def decimal(self, name: str, required: bool = False, negative: bool = False) -> Decimal | None:
@@ -205,25 +237,29 @@ class Cells:
             return None
         fmt = self.t.cmap.date_format
         try:
+            # a time with a UTC offset keeps its instant; a naive one is the customer's local time
             if fmt:
                 parsed = dt.datetime.strptime(value, fmt)
-                return parsed if with_time and (parsed.hour or parsed.minute) else parsed.date()
+                return parsed if with_time and (parsed.hour or parsed.minute or parsed.tzinfo) else parsed.date()
             if with_time and ("T" in value or " " in value):
-                return dt.datetime.fromisoformat(value).replace(tzinfo=None)
+                return dt.datetime.fromisoformat(value)
             return dt.date.fromisoformat(value)
         except ValueError:
             self.problem(name, f"'{value}' is not a date (expected {fmt or 'YYYY-MM-DD'})")
             return None
 
     def boolean(self, name: str) -> bool | None:
-        """True/False; None for a bad value (reported), so that it is not merged as a real answer."""
-        value = (self.raw(name) or "").lower()
-        if value in TRUE:
-            return True
-        if value not in FALSE:
-            self.problem(name, f"'{self.raw(name)}' is not a boolean (true/false, 1/0, yes/no)")
+        """True/False; None for an empty cell (the file does not know: a stored value is kept) or a bad
+        value (reported), so that neither is merged as a real answer."""
+        value = self.raw(name)
+        if value is None:
             return None
-        return False
+        if value.lower() in TRUE:
+            return True
+        if value.lower() in FALSE:
+            return False
+        self.problem(name, f"'{value}' is not a boolean (true/false, 1/0, yes/no)")
+        return None
 
     def typed(self, name: str, kind: str):
         if kind in ("decimal", "float", "int"):
@@ -237,7 +273,7 @@ class Cells:
                 return int(number)
             return float(number) if kind == "float" else number
         if kind == "bool":
-            return self.boolean(name) if self.raw(name) is not None else None
+            return self.boolean(name)
         if kind in ("date", "datetime"):
             return self.date(name, with_time=kind == "datetime")
         return self.text(name)
@@ -248,7 +284,7 @@ class Table:
 
     def __init__(self, path: Path, cmap: ColumnMap, problems: list[Problem]):
         self.file, self.cmap, self.problems = str(path), cmap, problems
-        self.rows: list[list[str]] = []
+        self.rows: list[tuple[int, list[str]]] = []  # (line where the row starts, cells)
         self.index: dict[str, int] = {}
         self.headers: list[str] = []
         try:
@@ -256,13 +292,22 @@ class Table:
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(self.file, 1, None, f"cannot read the file: {exc}"))
             return
-        lines = text.splitlines()
-        if not lines:
+        # the csv reader, not str.splitlines, finds the rows: a quoted cell may hold a line break
+        source = io.StringIO(text, newline="")
+        delimiter = cmap.delimiter or _sniff(source.readline().rstrip("\r\n"))
+        source.seek(0)
+        reader, rows, start = csv.reader(source, delimiter=delimiter), [], 1
+        try:
+            for row in reader:
+                rows.append((start, row))
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            problems.append(Problem(self.file, start, None, f"cannot read the file: {exc}"))
+            return
+        if not rows:
             problems.append(Problem(self.file, 1, None, "the file is empty"))
             return
-        delimiter = cmap.delimiter or _sniff(lines[0])
-        rows = list(csv.reader(lines, delimiter=delimiter))
-        self.headers = [h.strip() for h in rows[0]]
+        self.headers = [h.strip() for h in rows[0][1]]
         source_of = {v: k for k, v in cmap.columns.items()}
         self.index = {source_of.get(h, h): i for i, h in enumerate(self.headers)}
         self.rows = rows[1:]
@@ -280,7 +325,7 @@ class Table:
         return not missing
 
     def __iter__(self):
-        for number, row in enumerate(self.rows, start=2):
+        for number, row in self.rows:
             row = [cell.strip() for cell in row]
             if any(row):
                 yield Cells(self, row, number)

@@ -10,6 +10,7 @@ from .portfolio import (CUSTOMER_COLUMNS, INVOICE_COLUMNS, OPTOUT_CHANNELS, STAT
 
 CUSTOMER_FIELDS = {"customer_name": "name", "email": "email", "phone": "phone", "whatsapp": "whatsapp",
                    "timezone": "timezone", "country": "country", "language": "language"}
+FLAG_COLUMNS = ("do_not_contact", *(f"optout_{c}" for c in OPTOUT_CHANNELS), *(f"consent_{c}" for c in OPTOUT_CHANNELS))
 
 
 def read_all(portfolio_csv, customers_csv, payments_csv, promises_csv, disputes_csv, *, fields: dict[str, str],
@@ -28,7 +29,7 @@ def read_all(portfolio_csv, customers_csv, payments_csv, promises_csv, disputes_
         if table.headers and table.require("customer_id"):
             _customers(table, customer_values, custom)
     for cid, values in customer_values.items():
-        book.customers[cid] = Customer(cid, **values)
+        book.customers[cid] = _customer(cid, values)
     if payments_csv is not None:
         _payments(Table(Path(payments_csv), colmap, problems), book)
     if promises_csv is not None:
@@ -46,14 +47,11 @@ def _customer_from(cells: Cells, custom: dict) -> dict:
         hint = suggest(values["timezone"], _zones())
         cells.problem("timezone", f"unknown time zone '{values['timezone']}'" + (f" ({hint})" if hint else ""))
         values["timezone"] = None
-    if "do_not_contact" in cells.t.index:
-        values["do_not_contact"] = cells.boolean("do_not_contact")
-    optouts = {c for c in OPTOUT_CHANNELS if f"optout_{c}" in cells.t.index and cells.boolean(f"optout_{c}")}
-    if any(f"optout_{c}" in cells.t.index for c in OPTOUT_CHANNELS):
-        values["optouts"] = frozenset(optouts)
-    consents = {c for c in OPTOUT_CHANNELS if f"consent_{c}" in cells.t.index and cells.boolean(f"consent_{c}")}
-    if any(f"consent_{c}" in cells.t.index for c in OPTOUT_CHANNELS):
-        values["consents"] = frozenset(consents)
+    # true/false columns merge one by one, like attrs: an empty cell is no answer (boolean() gives None)
+    flags = {col: cells.boolean(col) for col in FLAG_COLUMNS if col in cells.t.index}
+    values["flags"] = {col: value for col, value in flags.items() if value is not None}
+    if any(col.startswith("consent_") for col in flags):
+        values["keeps_consents"] = True
     if "legal_status" in cells.t.index:
         values["legal_status"] = (cells.text("legal_status") or "").lower() or None
     attrs = {name: cells.typed(name, kind) for name, kind in custom["customer"].items() if name in cells.t.index}
@@ -61,16 +59,26 @@ def _customer_from(cells: Cells, custom: dict) -> dict:
     return values
 
 
+def _customer(cid: str, values: dict) -> Customer:
+    values = dict(values)
+    flags, keeps_consents = values.pop("flags", {}), values.pop("keeps_consents", False)
+    agreed = {c for c in OPTOUT_CHANNELS if flags.get(f"consent_{c}")}
+    return Customer(cid, **values, do_not_contact=flags.get("do_not_contact"),
+                    optouts=frozenset(c for c in OPTOUT_CHANNELS if flags.get(f"optout_{c}")),
+                    consents=frozenset(agreed) if keeps_consents else None,
+                    answered=frozenset(col for col in flags if col != "do_not_contact"))
+
+
 def _merge(existing: dict, new: dict, cells: Cells, override: bool) -> None:
     """Fill a customer's values; two different values from invoice rows are a conflict."""
     for key, value in new.items():
-        if key == "attrs":
-            _merge(existing.setdefault("attrs", {}), value, cells, override)
+        if isinstance(value, dict):  # attrs and flags, merged column by column
+            _merge(existing.setdefault(key, {}), value, cells, override)
             continue
         old = existing.get(key)
         if value is None or value == old:
             continue
-        if old not in (None, frozenset()) and not override:
+        if old is not None and not override:
             column = next((c for c, a in CUSTOMER_FIELDS.items() if a == key), key)
             cells.problem(column, f"customer {cells.raw('customer_id')} already has {key} '{old}' from an earlier "
                           f"row; this row says '{value}'")
@@ -87,7 +95,7 @@ def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, curr
     typed = [(name, kind) for name, kind in custom["invoice"].items() if name in table.index]
     untyped = [name for name in table.index if name not in known and name not in custom["invoice"]]
     for cells in table:
-        iid, cid = cells.text("invoice_id", True), cells.text("customer_id", True)
+        iid, cid = cells.ident("invoice_id"), cells.ident("customer_id")
         amount = cells.decimal("amount", True)
         balance = cells.decimal("balance")
         due, issued = cells.date("due_date", True), cells.date("issue_date")
@@ -116,7 +124,7 @@ def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, curr
 def _customers(table: Table, customers: dict, custom: dict) -> None:
     seen: dict[str, int] = {}
     for cells in table:
-        cid = cells.text("customer_id", True)
+        cid = cells.ident("customer_id")
         if cid is None:
             continue
         if cid in seen:
@@ -163,6 +171,7 @@ def _content_id(*parts) -> str:
 def _promises(table: Table, book: Portfolio) -> None:
     if not table.headers or not table.require("amount", "promised_date"):
         return
+    seen = set()
     for cells in table:
         iid = _known_invoice(cells, book, required=False)
         cid = cells.text("customer_id")
@@ -173,18 +182,32 @@ def _promises(table: Table, book: Portfolio) -> None:
             cid = None
         amount, promised = cells.decimal("amount", True), cells.date("promised_date", True)
         made = cells.date("made_at", with_time=True)
+        if (iid, cid, amount, promised, made) in seen:  # the same promise twice counts once, as in the store
+            continue
+        seen.add((iid, cid, amount, promised, made))
         if (iid or cid) and amount is not None and promised is not None:
             book.promises.append(Promise(iid, cid, amount, promised, made, cells.text("channel")))
 
 
 def _disputes(table: Table, book: Portfolio) -> None:
+    """A dispute is named by its invoice and opening time (the store updates it by them)."""
     if not table.headers or not table.require("invoice_id", "opened_at"):
         return
+    first: dict[tuple, tuple[int, Dispute]] = {}
     for cells in table:
         iid = _known_invoice(cells, book)
         opened, resolved = cells.date("opened_at", True, with_time=True), cells.date("resolved_at", with_time=True)
-        if iid and opened is not None:
-            book.disputes.append(Dispute(iid, opened, cells.text("reason"), resolved))
+        if not iid or opened is None:
+            continue
+        dispute = Dispute(iid, opened, cells.text("reason"), resolved)
+        if (iid, opened) in first:
+            row, earlier = first[iid, opened]
+            if earlier != dispute:
+                cells.problem("opened_at", f"the dispute of invoice {iid} opened at {opened} is on row {row} "
+                              "already, with other values")
+            continue
+        first[iid, opened] = (cells.number, dispute)
+        book.disputes.append(dispute)
 
 
 class _Known(dict):
@@ -210,7 +233,7 @@ def read_one(kind: str, path, *, fields: dict[str, str], colmap: ColumnMap, know
                       for ns in ("customer", "invoice")}
             if table.require("customer_id"):
                 _customers(table, values, custom)
-            result = {cid: Customer(cid, **v) for cid, v in values.items()}
+            result = {cid: _customer(cid, v) for cid, v in values.items()}
         else:
             {"payments": _payments, "promises": _promises, "disputes": _disputes}[kind](table, book)
             result = {"payments": book.payments, "promises": book.promises, "disputes": book.disputes}[kind]

@@ -14,7 +14,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from . import store as s
-from .portfolio import ColumnMap, CsvError, Problem, Table
+from .portfolio import OPTOUT_CHANNELS, ColumnMap, CsvError, Problem, Table
 from .state import (CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, PaymentInfo, PromiseInfo, SentContact)
 
 KINDS = ("customers", "invoices", "payments", "promises", "disputes", "events")
@@ -49,7 +49,7 @@ def _insert_new(conn: Connection, table, rows: list[dict], keys: list[str]) -> N
 def _customer_row(c) -> dict:
     return {"id": c.id, "name": c.name, "email": c.email, "phone": c.phone, "whatsapp": c.whatsapp,
             "timezone": c.timezone, "country": c.country, "language": c.language,
-            "do_not_contact": bool(c.do_not_contact), "optouts": sorted(c.optouts), "attrs": _jsonable(c.attrs),
+            "do_not_contact": c.do_not_contact, "optouts": sorted(c.optouts), "attrs": _jsonable(c.attrs),
             "consents": sorted(c.consents) if c.consents is not None else None, "legal_status": c.legal_status,
             "next_action_at": None}
 
@@ -60,7 +60,8 @@ def _jsonable(attrs: dict) -> dict:
 
 
 def _merge_customers(conn: Connection, found: dict) -> None:
-    """Upsert customers keeping stored values where the file gave none."""
+    """Upsert customers keeping stored values where the file gave none: a column the file lacks or a cell
+    left empty says nothing (SPEC 4.6: a do_not_contact or an opt-out is never lost that way)."""
     existing = {}
     for chunk in _chunks(list(found), 900):  # SQLite limits the number of bound parameters
         existing.update({r.id: r._mapping for r in conn.execute(select(s.customers).where(s.customers.c.id.in_(chunk)))})
@@ -68,15 +69,28 @@ def _merge_customers(conn: Connection, found: dict) -> None:
     for cid, customer in found.items():
         row = _customer_row(customer)
         old = existing.get(cid)
-        if old is not None:
-            # a value the file does not give keeps the stored one; consents given as none are an answer
-            row = {k: (v if v not in (None, [], {}) or (k == "consents" and v == []) else old[k])
-                   for k, v in row.items()}
+        if old is None:
+            row["do_not_contact"] = bool(row["do_not_contact"])  # nobody said so: a new customer may be contacted
+        else:
+            row = {k: (old[k] if v in (None, [], {}) else v) for k, v in row.items()}
+            # an import adds opt-outs and never lifts one: an ERP export that says `false` everywhere must
+            # not undo a customer's STOP (SPEC 4.6: an opt-out is absolute)
+            row["optouts"] = sorted(set(old["optouts"] or ()) | set(customer.optouts))
+            row["consents"] = _answered(old["consents"], customer.consents, customer.answered, "consent_")
             row["attrs"] = {**(old["attrs"] or {}), **row["attrs"]}
             row["next_action_at"] = None
         rows.append(row)
     for chunk in _chunks(rows):
         _upsert(conn, s.customers, chunk, ["id"])
+
+
+def _answered(stored: list | None, given, answered: frozenset, prefix: str) -> list | None:
+    """A stored channel list (consents) changed only for the channels whose column said true or false;
+    none said: the stored list, even None (no consent records kept)."""
+    said = {c for c in OPTOUT_CHANNELS if prefix + c in answered}
+    if not said:
+        return stored
+    return sorted((set(stored or ()) - said) | set(given or ()))
 
 
 def _chunks(rows: list, size: int = 5000):
@@ -114,6 +128,7 @@ def import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str]
             rows = [{"id": i.id, "customer_id": i.customer_id, "number": i.number, "amount": i.amount,
                      "balance": i.balance, "currency": i.currency, "issue_date": i.issue_date, "due_date": i.due_date,
                      "status": i.status, "attrs": _jsonable(i.attrs)} for i in book.invoices.values()]
+            _mark_due(conn, _move_step_memory(conn, rows))
             given = [r for r in rows if r["currency"] is not None]
             # a row without a currency takes the default when new, and keeps the stored one when not
             unsaid = [{**r, "currency": default_currency} for r in rows if r["currency"] is None]
@@ -142,15 +157,84 @@ def import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str]
             rows = [{"invoice_id": p.invoice_id, "customer_id": p.customer_id or owners.get(p.invoice_id),
                      "amount": p.amount, "promised_date": p.promised_date, "channel": p.channel,
                      "made_at": _aware(p.made(), zone(p.invoice_id, p.customer_id))} for p in found]
+            rows = _new_promises(conn, rows)
             conn.execute(s.promises.insert(), rows) if rows else None
             touched = {r["customer_id"] for r in rows}
         elif kind == "disputes":
             rows = [{"invoice_id": d.invoice_id, "opened_at": _aware(d.opened_at, zone(d.invoice_id)), "reason": d.reason,
                      "resolved_at": _aware(d.resolved_at, zone(d.invoice_id)) if d.resolved_at else None} for d in found]
-            conn.execute(s.disputes.insert(), rows) if rows else None
+            _upsert_disputes(conn, rows)
             touched = {owners[d.invoice_id] for d in found}
         _mark_due(conn, touched)
         return len(found)
+
+
+def _stored(conn: Connection, table, column, values) -> list:
+    """The stored rows whose `column` is one of `values`."""
+    rows = []
+    for chunk in _chunks(sorted(set(values) - {None}), 900):
+        rows += conn.execute(select(table).where(column.in_(chunk))).all()
+    return rows
+
+
+def _new_promises(conn: Connection, rows: list[dict]) -> list[dict]:
+    """The promises not stored yet. The file has no promise id, so a promise is named by what it says:
+    the same file imported twice must not make one promise two (two reminders, a doubled amount)."""
+    def ident(r) -> tuple:
+        return r["customer_id"], r["invoice_id"], r["amount"], r["promised_date"], r["made_at"]
+    seen = {ident(r._mapping) for r in _stored(conn, s.promises, s.promises.c.customer_id,
+                                                 [r["customer_id"] for r in rows])}
+    fresh = []
+    for row in rows:
+        if ident(row) not in seen:
+            seen.add(ident(row))
+            fresh.append(row)
+    return fresh
+
+
+def _upsert_disputes(conn: Connection, rows: list[dict]) -> None:
+    """A dispute is named by its invoice and opening time: imported again, it is the same dispute, and
+    what the file now adds (a resolution, a reason) updates it; an empty cell keeps the stored value."""
+    stored = {(r.invoice_id, r.opened_at): r.id for r in _stored(conn, s.disputes, s.disputes.c.invoice_id,
+                                                                 [r["invoice_id"] for r in rows])}
+    fresh = []
+    for row in rows:
+        known = stored.get((row["invoice_id"], row["opened_at"]))
+        given = {k: row[k] for k in ("reason", "resolved_at") if row[k] is not None}
+        if known is None:
+            fresh.append(row)
+        elif given:
+            conn.execute(update(s.disputes).where(s.disputes.c.id == known).values(**given))
+    if fresh:
+        conn.execute(s.disputes.insert(), fresh)
+
+
+def _move_step_memory(conn: Connection, rows: list[dict]) -> set[str]:
+    """An invoice that a re-import gives to another customer takes its step memory along: steps are
+    loaded by customer, and a step fires at most once per invoice whoever owns it (SPEC 4.4). Returns
+    the former owners."""
+    owners: dict[str, str] = {}
+    for chunk in _chunks([r["id"] for r in rows], 900):
+        owners.update(conn.execute(select(s.invoices.c.id, s.invoices.c.customer_id)
+                                   .where(s.invoices.c.id.in_(chunk))).all())
+    moved = {r["id"]: r["customer_id"] for r in rows if owners.get(r["id"], r["customer_id"]) != r["customer_id"]}
+    former = {owners[i] for i in moved}
+    keys: dict[str, list[str]] = {}  # new owner -> step keys
+    for r in _stored(conn, s.steps, s.steps.c.customer_id, former):
+        iid = _invoice_of(r.key, moved)
+        if iid is not None:
+            keys.setdefault(moved[iid], []).append(r.key)
+    for owner, owned in keys.items():
+        for chunk in _chunks(owned, 900):
+            conn.execute(update(s.steps).where(s.steps.c.key.in_(chunk)).values(customer_id=owner))
+    return former
+
+
+def _invoice_of(key: str, invoices) -> str | None:
+    """Which of `invoices` a step key names. Keys are `step_id|invoice_id[|occurrence]`; step ids hold no
+    `|`, invoice ids and occurrences may, so the longest id that fits wins."""
+    parts = key.split("|")[1:]
+    return next((iid for n in range(len(parts), 0, -1) if (iid := "|".join(parts[:n])) in invoices), None)
 
 
 def _mark_due(conn: Connection, customer_ids) -> None:
@@ -337,6 +421,7 @@ def load_states(conn: Connection, ids: list[str], fields: dict[str, str] | None 
         (state.done if r.state == "done" else state.pending)[r.key] = r.status
         if r.failed:
             state.failed[r.key] = dict(r.failed)
-    for r in conn.execute(select(s.stopped).where(s.stopped.c.customer_id.in_(ids))):
-        states[r.customer_id].stopped.add(r.invoice_id)
+    # by invoice: a `stop` holds for the invoice, whichever customer owns it now
+    for r in conn.execute(select(s.stopped).where(s.stopped.c.invoice_id.in_(list(owner)))):
+        states[owner[r.invoice_id]].stopped.add(r.invoice_id)
     return states

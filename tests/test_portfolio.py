@@ -129,3 +129,49 @@ def test_garbage_only_ever_raises_csv_errors(tmp_path, text):
         read(path)
     except CsvError:
         pass
+
+
+def test_a_time_with_a_utc_offset_keeps_its_instant(tmp_path):
+    portfolio = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date,timezone\nA,c1,100,2026-01-01,Asia/Tokyo\n")
+    payments = write(tmp_path, "pay.csv", "payment_id,invoice_id,amount,paid_at\n"
+                     "P1,A,10,2026-01-05T20:00:00+00:00\nP2,A,10,2026-01-05T20:00:00\n")
+    aware, naive = read(portfolio, payments=payments).payments
+    assert aware.paid_at == dt.datetime(2026, 1, 5, 20, tzinfo=dt.timezone.utc)
+    assert naive.paid_at == dt.datetime(2026, 1, 5, 20) and naive.paid_at.tzinfo is None  # the customer's zone, later
+
+
+def test_a_bad_map_delimiter_or_date_format_is_a_map_error(tmp_path):
+    path = write(tmp_path, "m.yaml", "delimiter: ';;'\ndate_format: 5\n")
+    with pytest.raises(CsvError) as info:
+        load_map(path)
+    assert [str(p) for p in info.value.problems] == [
+        f"{path}:1: delimiter must be one character, not a quote or a line break (got ';;')",
+        f"{path}:1: date_format must be a strptime format text such as '%d/%m/%Y' (got 5)"]
+
+
+def test_a_line_break_in_a_quoted_cell_is_kept_and_rows_are_numbered_by_their_first_line(tmp_path):
+    path = write(tmp_path, "p.csv", 'invoice_id,customer_id,amount,due_date,customer_name\n'
+                 'A,c1,1,2026-01-01,"Acme\nS.A.C."\nB,c2,x,2026-01-01,Beta\n')
+    assert problems(path) == ["4: column amount: 'x' is not a number (decimal separator '.')"]
+    path.write_text(path.read_text().replace(",x,", ",2,"))
+    assert read(path).customers["c1"].name == "Acme\nS.A.C."
+
+
+def test_an_id_with_a_semicolon_is_a_row_error(tmp_path):
+    portfolio = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date\nF1;A,c1,1,2026-01-01\nF2,c;2,1,2026-01-01\n")
+    customers = write(tmp_path, "c.csv", "customer_id,email\nc;3,a@x.pe\n")
+    assert problems(portfolio, customers=customers) == [
+        "2: column invoice_id: 'F1;A': an id cannot contain ';' (contacts list invoice ids ';'-joined)",
+        "3: column customer_id: 'c;2': an id cannot contain ';' (contacts list invoice ids ';'-joined)",
+        "2: column customer_id: 'c;3': an id cannot contain ';' (contacts list invoice ids ';'-joined)"]
+
+
+def test_a_promise_or_dispute_repeated_in_a_file_counts_once(tmp_path):
+    portfolio = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date\nA,c1,100,2026-01-01\n")
+    promises = write(tmp_path, "prom.csv", "invoice_id,amount,promised_date\nA,100,2026-01-10\nA,100,2026-01-10\n")
+    disputes = write(tmp_path, "disp.csv", "invoice_id,opened_at\nA,2026-01-02\nA,2026-01-02\n")
+    book = read(portfolio, promises=promises, disputes=disputes)
+    assert (len(book.promises), len(book.disputes)) == (1, 1)
+    disputes.write_text("invoice_id,opened_at,resolved_at\nA,2026-01-02,\nA,2026-01-02,2026-01-05\n")
+    assert problems(portfolio, disputes=disputes) == [
+        "3: column opened_at: the dispute of invoice A opened at 2026-01-02 is on row 2 already, with other values"]

@@ -404,3 +404,87 @@ def test_explain_says_what_the_next_tick_does_with_a_left_stage_and_a_kept_promi
     states = {line.step: (line.state, line.why) for line in lines}
     assert states["pre-2"][0] == "deferred" and "stage ended" in states["pre-2"][1]
     assert states["prom-rec"] == ("not applicable", "the promise was kept before it")
+
+
+def test_reimport_without_do_not_contact_keeps_it(db_url, tmp_path):
+    engine = s.connect(db_url)
+    path = tmp_path / "x.csv"
+
+    def dnc():
+        with engine.connect() as conn:
+            return conn.execute(select(s.customers.c.do_not_contact)).scalar()
+
+    import_text(engine, "invoices", path, "invoice_id,customer_id,amount,due_date,do_not_contact\nI1,C1,100,2026-01-01,true\n")
+    import_text(engine, "invoices", path, "invoice_id,customer_id,amount,due_date\nI1,C1,100,2026-01-01\n")
+    import_text(engine, "customers", path, "customer_id,phone\nC1,+51911111111\n")
+    import_text(engine, "invoices", path, "invoice_id,customer_id,amount,due_date,do_not_contact\nI1,C1,100,2026-01-01,\n")
+    assert dnc() is True
+    import_text(engine, "customers", path, "customer_id,do_not_contact\nC1,false\n")
+    assert dnc() is False
+
+
+def test_an_import_adds_optouts_and_never_lifts_one(db_url, tmp_path):
+    """An optout_* column speaks for its own channel only, and `false` does not undo a stored opt-out
+    (an ERP export with false everywhere must not undo a STOP, SPEC 4.6)."""
+    engine = s.connect(db_url)
+    path = tmp_path / "c.csv"
+
+    def optouts():
+        with engine.connect() as conn:
+            return conn.execute(select(s.customers.c.optouts)).scalar()
+
+    import_text(engine, "customers", path, "customer_id,optout_sms\nC1,true\n")
+    import_text(engine, "customers", path, "customer_id,optout_email,optout_sms\nC1,yes,\n")
+    assert optouts() == ["email", "sms"]
+    import_text(engine, "customers", path, "customer_id,optout_sms,optout_email\nC1,no,false\n")
+    assert optouts() == ["email", "sms"]
+
+
+def test_reimporting_promises_and_disputes_adds_nothing(db_url, tmp_path):
+    engine = s.connect(db_url)
+    import_text(engine, "invoices", tmp_path / "i.csv", "invoice_id,customer_id,amount,due_date\nI1,C1,100,2026-01-01\n")
+    for _ in range(2):
+        import_text(engine, "promises", tmp_path / "p.csv", "invoice_id,amount,promised_date,made_at\n"
+                    "I1,100,2026-01-10,2026-01-03T10:00:00\n")
+        import_text(engine, "disputes", tmp_path / "d.csv", "invoice_id,opened_at\nI1,2026-01-02\n")
+    import_text(engine, "disputes", tmp_path / "d.csv", "invoice_id,opened_at,resolved_at\nI1,2026-01-02,2026-01-04\n")
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(s.promises)).scalar() == 1
+        (dispute,) = conn.execute(select(s.disputes)).all()
+    assert dispute.resolved_at == dt.datetime(2026, 1, 4, 5, tzinfo=UTC)  # Lima midnight
+
+
+def test_an_offset_in_paid_at_keeps_its_instant_in_run_and_simulate(db_url, tmp_path, plan):
+    from collect.engine.runtime import Runtime
+    from collect.engine.simrun import states_from_portfolio
+    from collect.engine.storeio import load_states
+
+    engine = s.connect(db_url)
+    invoices, payments = tmp_path / "i.csv", tmp_path / "pay.csv"
+    import_text(engine, "invoices", invoices,
+                "invoice_id,customer_id,amount,due_date,timezone\nI1,C1,100,2026-01-01,Asia/Tokyo\n")
+    import_text(engine, "payments", payments,
+                "payment_id,invoice_id,amount,paid_at\nP1,I1,10,2026-01-05T20:00:00+00:00\n")
+    with engine.connect() as conn:
+        (stored,) = load_states(conn, ["C1"])["C1"].payments
+    (simulated,) = states_from_portfolio(load_portfolio(plan, invoices, payments=payments), Runtime(plan),
+                                         historic=True)["C1"].payments
+    assert stored.at == simulated.at == dt.datetime(2026, 1, 5, 20, tzinfo=UTC)
+
+
+def test_an_invoice_moved_to_another_customer_keeps_its_step_memory(db_url, tmp_path):
+    from collect.engine.storeio import load_states
+
+    engine = s.connect(db_url)
+    path = tmp_path / "i.csv"
+    import_text(engine, "invoices", path,
+                "invoice_id,customer_id,amount,due_date\nI1,C1,100,2026-01-01\nI10,C1,5,2026-01-01\n")
+    with engine.begin() as conn:
+        conn.execute(s.steps.insert(), [{"key": k, "customer_id": "C1", "state": "done", "status": "sent"}
+                                        for k in ("od-1|I1", "rem|I1|promise-1", "od-1|I10")])
+        conn.execute(s.stopped.insert().values(invoice_id="I1", customer_id="C1"))
+    import_text(engine, "invoices", path, "invoice_id,customer_id,amount,due_date\nI1,C2,100,2026-01-01\n")
+    with engine.connect() as conn:
+        states = load_states(conn, ["C1", "C2"])
+    assert set(states["C2"].done) == {"od-1|I1", "rem|I1|promise-1"} and states["C2"].stopped == {"I1"}
+    assert set(states["C1"].done) == {"od-1|I10"} and not states["C1"].stopped
