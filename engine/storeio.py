@@ -406,11 +406,14 @@ def load_states(conn: Connection, ids: list[str], fields: dict[str, str] | None 
     for r in conn.execute(select(s.disputes).where(s.disputes.c.invoice_id.in_(list(owner))).order_by(s.disputes.c.id)):
         states[owner[r.invoice_id]].disputes.append(DisputeInfo(f"dispute-{r.id}", r.invoice_id, r.opened_at,
                                                                 r.resolved_at))
-    for r in conn.execute(select(s.provider_events).where(s.provider_events.c.customer_id.in_(ids),
-                                                          s.provider_events.c.type.in_(("conversation", "replied")))
-                          .order_by(s.provider_events.c.at)):
+    # a conversation is about the debts of the contact it answered (Reg F blocks calls about those only);
+    # one reported without a contact is about all of them (no invoice ids)
+    ev, about = s.provider_events.c, s.contacts.c.invoice_ids
+    for r in conn.execute(select(ev.customer_id, ev.at, ev.channel, ev.type, about)
+                          .outerjoin(s.contacts, s.contacts.c.key == ev.contact_id)
+                          .where(ev.customer_id.in_(ids), ev.type.in_(("conversation", "replied"))).order_by(ev.at)):
         facts = states[r.customer_id].conversations if r.type == "conversation" else states[r.customer_id].replies
-        facts.append(SentContact(r.at, r.channel))
+        facts.append(SentContact(r.at, r.channel, tuple(r.invoice_ids.split(";")) if r.invoice_ids else ()))
     for r in conn.execute(select(s.contacts.c.customer_id, s.contacts.c.at, s.contacts.c.channel, s.contacts.c.invoice_ids)
                           .where(s.contacts.c.customer_id.in_(ids), s.contacts.c.status.in_(("sent", "sending")))
                           .order_by(s.contacts.c.at, s.contacts.c.id)):

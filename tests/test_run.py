@@ -488,3 +488,40 @@ def test_an_invoice_moved_to_another_customer_keeps_its_step_memory(db_url, tmp_
         states = load_states(conn, ["C1", "C2"])
     assert set(states["C2"].done) == {"od-1|I1", "rem|I1|promise-1"} and states["C2"].stopped == {"I1"}
     assert set(states["C1"].done) == {"od-1|I10"} and not states["C1"].stopped
+
+
+def test_a_conversation_blocks_calls_about_its_own_debts_only(db_url, tmp_path):
+    """Reg F 1006.14(b)(2)(i)(B) counts per debt: a conversation reported against the call about invoice
+    A must not hold back the call about invoice B (one reported without a contact still blocks all)."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(textwrap.dedent("""\
+        policy: regf
+        timezone: America/New_York
+        currency: USD
+        calendar: { country: US }
+        compliance: [us-reg-f]
+        windows:
+          default: { mon-sun: "09:00-20:00" }
+          holidays: open
+        group_by: invoice
+        templates:
+          m:
+            voice: "Please call us about invoice {{ invoice.number }}."
+        stages:
+          s:
+            when: true
+            steps:
+              - { id: call-1, at: due+1d 10:00, send: voice, template: m }
+        """))
+    plan = compile_policy(policy).plan
+    engine = s.connect(db_url)
+    import_text(engine, "invoices", tmp_path / "i.csv", "invoice_id,customer_id,amount,due_date,phone,timezone,country\n"
+                "A,C1,100,2026-11-02,+12125550123,America/New_York,US\nB,C1,200,2026-11-04,+12125550123,America/New_York,US\n")
+    tick = Runner(engine, plan, file_channels(tmp_path)).tick
+    tick(dt.datetime(2026, 11, 3, 15, 30, tzinfo=UTC))
+    with engine.connect() as conn:
+        call_a = conn.execute(select(s.contacts.c.key).where(s.contacts.c.status == "sent")).scalar_one()
+    import_text(engine, "events", tmp_path / "e.csv", f"at,channel,type,contact_id\n2026-11-03T10:45:00-05:00,voice,"
+                f"conversation,{call_a}\n")
+    decided = tick(dt.datetime(2026, 11, 5, 15, 30, tzinfo=UTC)).decisions
+    assert [(d.invoice_ids, d.status) for d in decided] == [(("B",), "sent")]
