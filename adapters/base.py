@@ -22,6 +22,9 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Sec
 # Settings whose values are secrets wherever they appear (also nested, e.g. webhook headers).
 SECRET_KEYS = frozenset({"password", "token", "auth_token", "secret", "api_key", "headers"})
 MASK = "***"
+# The longest wait before trying a message again, whatever a provider's Retry-After or the backoff says:
+# a day is longer than any real throttling, and a bounded wait can never overflow a date.
+MAX_WAIT = 86400.0
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,8 @@ def seconds(value) -> float:
         return float(value)
     match = _SECONDS.match(str(value))
     if not match:
-        raise ValueError(f"'{value}' is not a duration; write 10s, 500ms, 2m or 1h")
+        # no value in the message: it may have come from ${ENV}, and validation errors get printed
+        raise ValueError("not a duration; write 10s, 500ms, 2m or 1h")
     return float(match.group(1)) * _UNIT[match.group(2) or "s"]
 
 

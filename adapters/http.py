@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from .base import Adapter, DeliveryResult
+from .base import MAX_WAIT, Adapter, DeliveryResult
 
 # Statuses worth trying again later (RFC 9110: timeout, too early, too many requests; and 5xx).
 RETRYABLE = frozenset({408, 425, 429})
@@ -94,21 +94,20 @@ def tls_context() -> ssl.SSLContext:
 
 
 def retry_after(response: httpx.Response, now: dt.datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: a number of seconds or an HTTP date (RFC 9110 10.2.3)."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    """Seconds to wait from a Retry-After header (RFC 9110 10.2.3), at most MAX_WAIT.
+
+    Only the two forms the RFC allows: delay-seconds (digits only; float() would also take "inf" or
+    "1e12") or an HTTP date. Anything else is no advice at all."""
+    value = (response.headers.get("Retry-After") or "").strip()
+    if value.isascii() and value.isdigit():
+        return min(float(value), MAX_WAIT)  # float(): int() refuses over 4300 digits
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, (when - (now or dt.datetime.now(dt.timezone.utc))).total_seconds())
+    return min(max(0.0, (when - (now or dt.datetime.now(dt.timezone.utc))).total_seconds()), MAX_WAIT)
 
 
 def json_body(response: httpx.Response) -> dict:

@@ -152,7 +152,9 @@ class SmtpChannel(Adapter):
         if isinstance(exc, smtplib.SMTPRecipientsRefused):
             code, text = next(iter(exc.recipients.values()), (0, b""))
             return self.reply(code, text)
-        if isinstance(exc, smtplib.SMTPAuthenticationError):
+        # RFC 4954: 454 is a temporary authentication failure (the server's auth backend is down), so a
+        # 4xx on login is retried like any 4xx; only a refusal (535 etc.) means the credentials are wrong
+        if isinstance(exc, smtplib.SMTPAuthenticationError) and not 400 <= exc.smtp_code < 500:
             return DeliveryResult.permanent("auth", f"the SMTP server refused the login (SMTP {exc.smtp_code}): "
                                                     "check username and password")
         if isinstance(exc, smtplib.SMTPResponseException):

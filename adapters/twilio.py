@@ -46,11 +46,19 @@ PERMANENT = {
     63016: "WhatsApp: free-form message outside the 24-hour window; send a template",
     63024: "WhatsApp: invalid message recipient",
 }
+# Throughput limits are transient: Twilio's pages for each say to slow down and send again later.
+# 30001 and 14107 usually reach the status callback after the message was created, not the request.
 TRANSIENT = {
+    14107: "send rate limit between these two numbers exceeded (blocked for 30 seconds)",
     20429: "too many requests",
     20500: "Twilio internal error",
     20503: "Twilio service unavailable",
+    21611: "the 'From' number's queue is full (10 hours of messages): slow down",
+    22005: "call queue full (24 hours of calls)",
+    30001: "queue overflow: too many messages too quickly",
+    63017: "account rate limit exceeded",
     63018: "WhatsApp rate limit exceeded",
+    63038: "account daily message limit reached",
 }
 CODES = ErrorCodes(PERMANENT, TRANSIENT,
                    opted_out={21610: "the recipient unsubscribed from this sender (replied STOP)"})

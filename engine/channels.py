@@ -21,7 +21,7 @@ from typing import Callable
 
 from pydantic import BaseModel, ValidationError
 
-from ..adapters.base import SECRET_KEYS, DeliveryResult, Message, redact, seconds
+from ..adapters.base import MAX_WAIT, SECRET_KEYS, DeliveryResult, Message, redact, seconds
 from ..adapters.registry import discover
 from ..dsl.diagnostics import Diagnostic, Diagnostics, Span, suggest
 
@@ -52,14 +52,17 @@ def _render(d: Diagnostic) -> str:
 @dataclass(frozen=True)
 class Retry:
     """How the runner retries transient failures: `attempts` tries in all (the first included), waiting
-    `backoff` seconds before the second and doubling the wait for each further one."""
+    `backoff` seconds before the second and doubling the wait for each further one, at most MAX_WAIT."""
 
     attempts: int = 3
     backoff: float = 30.0
 
     def delay(self, failed_attempts: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after the n-th failed attempt; never less than the provider asked for."""
-        return max(self.backoff * 2 ** max(failed_attempts - 1, 0), retry_after or 0.0)
+        """Seconds to wait after the n-th failed attempt; never less than the provider asked for, never
+        more than MAX_WAIT (a wait added to a date must not overflow it, whatever a plugin returns)."""
+        doubled = self.backoff * 2 ** min(max(failed_attempts - 1, 0), 32)  # a bounded exponent stays a float
+        asked = retry_after if isinstance(retry_after, (int, float)) else 0.0
+        return min(max(doubled, asked), MAX_WAIT)
 
 
 def _dotted(path: tuple) -> str:
@@ -221,7 +224,8 @@ class Channels:
         elif error["type"] == "missing":
             self._error(diags, "channels-missing-setting", path, f"the {adapter} adapter needs this setting")
         else:
-            message = error["msg"].removeprefix("Value error, ")
+            # a plugin's validator may quote the value, which may be a secret or come from ${ENV}
+            message = self.redact(error["msg"].removeprefix("Value error, "))
             self._error(diags, "channels-bad-setting", path, message)
 
     def _create(self, channel: str, cls: type, values: dict):

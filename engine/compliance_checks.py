@@ -8,7 +8,8 @@ them, since any customer may be from any country):
   still goes later that day, or is deferred);
 - per stage, does the cadence of one invoice by itself exceed a cap, use more channels than a
   distinct-channels rule allows, or space messages closer than a min-spacing rule: a warning naming the
-  steps, the count and the limit (the guard will defer the excess).
+  steps, the count and the limit (the guard will defer the excess). Periods are measured as the guard
+  measures them: rolling ones by the steps' times of day, calendar ones by dates.
 Returns plain `Finding` records; the compiler maps `step_id` to a file position.
 """
 
@@ -41,7 +42,7 @@ def check_plan(plan: dict, compliance: list[dict]) -> list[Finding]:
             if step["action"] == "send" and step["channels"]:
                 findings += _step_windows(doc, step, windows)
         for stage in plan["stages"]:
-            findings += _cadence(doc, stage)
+            findings += _cadence(doc, stage, windows)
     return findings
 
 
@@ -128,9 +129,35 @@ def _format(hours: dict) -> str:
 # -- cadence --------------------------------------------------------------------------------------
 
 
-def _triggers(stage: dict, rule: dict) -> list[tuple[int, str, str]]:
-    """(day, first channel, step id) of the stage's send steps the rule counts, one per distinct trigger:
-    steps that share a trigger are alternatives (segments, variants) rather than messages that add up."""
+@dataclass(frozen=True)
+class _Trigger:
+    """When a step fires, in minutes after the due date's midnight: `lo`..`hi` is the range it can fire in."""
+
+    day: int
+    lo: int
+    hi: int
+    channel: str
+    step_id: str
+
+
+def _fire_range(step: dict, windows: dict) -> tuple[int, int]:
+    """The earliest and latest minute of its day a step can fire.
+
+    A step with a time fires then. One without fires when its channel's window opens that day, and which
+    weekday that is depends on the due date, unknown here: so it counts at the earliest opening of any
+    day when it opens a period and at the latest when it closes one. A period is then said to be
+    exceeded only if it is on every weekday, so the warning is never false (it may miss a week that only
+    some due dates make too dense)."""
+    time = step["trigger"]["time_minutes"]
+    if time is not None:
+        return time, time
+    openings = [ranges[0][0] for ranges in _policy_hours(windows, step["channels"][0]).values() if ranges]
+    return (min(openings), max(openings)) if openings else (0, 1440)
+
+
+def _triggers(stage: dict, rule: dict, windows: dict) -> list[_Trigger]:
+    """The stage's send steps the rule counts, one per distinct trigger, in the order they fire: steps
+    that share a trigger are alternatives (segments, variants) rather than messages that add up."""
     seen, out = set(), []
     for step in stage["steps"]:
         if step["action"] != "send" or not step["channels"] or not _covers(rule, step["channels"][0]):
@@ -138,21 +165,27 @@ def _triggers(stage: dict, rule: dict) -> list[tuple[int, str, str]]:
         key = (step["trigger"]["days"], step["trigger"]["time_minutes"])
         if key not in seen:
             seen.add(key)
-            out.append((step["trigger"]["days"], step["channels"][0], step["id"]))
-    return sorted(out)
+            day = step["trigger"]["days"]
+            lo, hi = _fire_range(step, windows)
+            out.append(_Trigger(day, day * 1440 + lo, day * 1440 + hi, step["channels"][0], step["id"]))
+    return sorted(out, key=lambda t: (t.lo, t.hi, t.step_id))
 
 
-def _width_days(rule: dict) -> int:
+def _within(rule: dict):
+    """(first, t) -> does t fall in the period `first` opens, as the guard measures it: a rolling period
+    in minutes (the 8th call 6 days 23 hours after the 1st waits), calendar ones in whole local days (a
+    calendar week is any 7 days in a row, since the due date can fall on any weekday)."""
     if rule["period"] == "rolling":
-        return max(1, -(-rule["period_minutes"] // 1440))
-    return 7 if rule["period"] == "calendar_week" else 1
+        return lambda first, t: t.hi - first.lo < rule["period_minutes"]
+    days = 7 if rule["period"] == "calendar_week" else 1
+    return lambda first, t: t.day < first.day + days
 
 
-def _densest(triggers: list, width: int, measure) -> list:
-    """The group of triggers within `width` consecutive days that scores highest on `measure`."""
+def _densest(triggers: list[_Trigger], within, measure) -> list[_Trigger]:
+    """The group of triggers within one period that scores highest on `measure`."""
     best: list = []
-    for i, (day, _, _) in enumerate(triggers):
-        group = [t for t in triggers[i:] if t[0] < day + width]
+    for i, first in enumerate(triggers):
+        group = [t for t in triggers[i:] if within(first, t)]
         if measure(group) > measure(best):
             best = group
     return best
@@ -171,19 +204,19 @@ def _what(rule: dict) -> str:
     return "contacts" if rule["channels"] == ["any"] else f"contacts by {'/'.join(rule['channels'])}"
 
 
-def _cadence(doc: dict, stage: dict) -> list[Finding]:
+def _cadence(doc: dict, stage: dict, windows: dict) -> list[Finding]:
     out = []
     for rule in doc["rules"]:
         check = CADENCE.get(rule["kind"])
-        triggers = _triggers(stage, rule) if check else []
+        triggers = _triggers(stage, rule, windows) if check else []
         finding = check(doc, stage, rule, triggers) if triggers else None
         if finding is not None:
             out.append(finding)
     return out
 
 
-def _ids(group: list) -> str:
-    return group[0][2] if len(group) == 1 else f"{group[0][2]}..{group[-1][2]}"
+def _ids(group: list[_Trigger]) -> str:
+    return group[0].step_id if len(group) == 1 else f"{group[0].step_id}..{group[-1].step_id}"
 
 
 def _after(rule: dict) -> str:
@@ -191,37 +224,45 @@ def _after(rule: dict) -> str:
 
 
 def _cap_cadence(doc, stage, rule, triggers) -> Finding | None:
-    group = _densest(triggers, _width_days(rule), len)
+    group = _densest(triggers, _within(rule), len)
     if len(group) <= rule["max"]:
         return None
     return Finding("compliance-cadence-exceeds-cap", "warning", f"stage '{stage['name']}': steps {_ids(group)} "
                    f"can place {len(group)} {_what(rule)} in {_period_text(rule)}; {doc['profile']} allows "
                    f"{rule['max']}{_after(rule)}, the guard will defer {len(group) - rule['max']}",
-                   group[0][2], doc["profile"], rule["id"])
+                   group[0].step_id, doc["profile"], rule["id"])
 
 
 def _channels_cadence(doc, stage, rule, triggers) -> Finding | None:
-    group = _densest(triggers, _width_days(rule), lambda g: len({t[1] for t in g}))
-    used = sorted({t[1] for t in group})
+    group = _densest(triggers, _within(rule), lambda g: len({t.channel for t in g}))
+    used = sorted({t.channel for t in group})
     if len(used) <= rule["max"]:
         return None
     return Finding("compliance-cadence-channels", "warning", f"stage '{stage['name']}': steps {_ids(group)} "
                    f"use {len(used)} channels ({', '.join(used)}) in {_period_text(rule)}; {doc['profile']} "
                    f"allows {rule['max']}{_after(rule)}, the guard will defer the others",
-                   group[0][2], doc["profile"], rule["id"])
+                   group[0].step_id, doc["profile"], rule["id"])
 
 
 def _spacing_cadence(doc, stage, rule, triggers) -> Finding | None:
-    if rule["spacing"] == "calendar":
-        need, text = rule["spacing_days"], f"{rule['spacing_days']} calendar days"
-    else:
-        need, text = rule["spacing_minutes"] / 1440, f"{rule['spacing_minutes'] // 60} hours"
-    for (day, _, first), (later, _, second) in zip(triggers, triggers[1:]):
-        if later - day < need:
-            return Finding("compliance-cadence-spacing", "warning", f"stage '{stage['name']}': steps {first} "
-                           f"and {second} are {later - day} day(s) apart; {doc['profile']} wants {_what(rule)} "
-                           f"at least {text} apart, the guard will defer {second}", second, doc["profile"], rule["id"])
+    """Consecutive triggers closer than the spacing: calendar spacing by dates, rolling by the minutes
+    between them (their largest possible distance, so that no warning is false)."""
+    for a, b in zip(triggers, triggers[1:]):
+        if rule["spacing"] == "calendar":
+            apart, need = b.day - a.day, rule["spacing_days"]
+            text, distance = f"{need} calendar days", f"{apart} day(s)"
+        else:
+            apart, need = max(b.hi - a.lo, a.hi - b.lo), rule["spacing_minutes"]
+            text, distance = _hours(need), _hours(apart)
+        if apart < need:
+            return Finding("compliance-cadence-spacing", "warning", f"stage '{stage['name']}': steps {a.step_id} "
+                           f"and {b.step_id} are {distance} apart; {doc['profile']} wants {_what(rule)} at least "
+                           f"{text} apart, the guard will defer {b.step_id}", b.step_id, doc["profile"], rule["id"])
     return None
+
+
+def _hours(minutes: int) -> str:
+    return f"{minutes // 60} hours" + (f" {minutes % 60} minutes" if minutes % 60 else "")
 
 
 CADENCE = {"cap": _cap_cadence, "distinct_channels": _channels_cadence, "min_spacing": _spacing_cadence}

@@ -7,8 +7,8 @@ for the rest of the tick (its messages wait for the next one). Outcomes (SPEC 4.
 
 - sent: the row becomes `sent`, with the provider's id and the channel's cost;
 - transient (timeouts, 429, 5xx): the row stays `sending`, released to any later tick from
-  `next_attempt_at` (channels.yaml `retry`: backoff doubling, never sooner than Retry-After), until
-  the attempts are used up, which counts as permanent;
+  `next_attempt_at` (channels.yaml `retry`: backoff doubling, never sooner than Retry-After, never
+  later than a day), until the attempts are used up, which counts as permanent;
 - permanent (invalid number, unsubscribed, bad template, a template that cannot be rendered): the row
   becomes `failed`, the channel is remembered as failed for the contact's step instances, which are
   open again, and the customer is due at once: the decision core falls back to the step's next channel
@@ -88,10 +88,14 @@ def _deliver_channel(items: list, channels) -> list[Result]:
 
 def _attempt(d: Delivery, message, channels) -> Result:
     try:
-        outcome = channels(d.channel).send(message)
-    except Exception as exc:  # noqa: BLE001 - an adapter bug must not stop the tick for everyone else
+        return _outcome(d, channels(d.channel).send(message), channels)
+    except Exception as exc:  # noqa: BLE001 - an adapter bug, or an answer that is no DeliveryResult, must
+        # not stop the tick and lose the outcomes of everyone else's messages
         return _retry_or_give_up(Result(d, "retry", channels.redact(f"adapter error: {type(exc).__name__}: {exc}"),
                                         error_code="adapter"), channels)
+
+
+def _outcome(d: Delivery, outcome, channels) -> Result:
     reason = channels.redact(f"{outcome.error_code or ''} {outcome.error or ''}".strip())
     if outcome.status == "sent":
         return Result(d, "sent", provider_id=outcome.provider_id)
@@ -155,9 +159,11 @@ def reopen(conn: Connection, failures: list[tuple[str, tuple, str, str]], now: d
                          "failed": failed}
     from .storeio import _upsert
 
-    _upsert(conn, s.steps, list(rows.values()), ["key"])
-    customers = sorted({c for c, _, _, _ in failures})
-    conn.execute(update(s.customers).where(s.customers.c.id.in_(customers)).values(next_action_at=now))
+    # a step row keeps its owner: a re-import may have moved the invoice to another customer since
+    _upsert(conn, s.steps, list(rows.values()), ["key"], keep=("customer_id",))
+    owners = select(s.steps.c.customer_id).where(s.steps.c.key.in_(keys))
+    customers = {c for c, _, _, _ in failures} | set(conn.execute(owners).scalars())
+    conn.execute(update(s.customers).where(s.customers.c.id.in_(sorted(customers))).values(next_action_at=now))
 
 
 def add_optout(conn: Connection, customer_id: str, channel: str) -> None:

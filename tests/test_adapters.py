@@ -297,3 +297,25 @@ def test_webhook_statuses(server):
 def test_webhook_extra_headers_are_sent(server):
     webhook(server, headers={"Authorization": "Bearer crm-token-55"}).send(message())
     assert server.requests[0].headers["authorization"] == "Bearer crm-token-55"
+
+
+def test_retry_after_takes_only_delay_seconds_or_a_date_and_at_most_a_day():
+    """`inf`, `1e12` or an endless number of seconds crashed every tick with OverflowError."""
+    import httpx
+
+    def answer(value):
+        return retry_after(httpx.Response(429, headers={"Retry-After": value}), now=NOW)
+
+    assert [answer(v) for v in ("inf", "1e12", "1.5", "-5", "nan")] == [None] * 5
+    assert answer("99999999999999") == answer("9" * 5000) == 86400.0
+    assert answer("Fri, 31 Dec 9999 23:59:59 GMT") == 86400.0
+
+
+@pytest.mark.parametrize("code", [21611, 30001, 14107, 63017, 63038])
+def test_twilio_throughput_limits_answered_as_400_are_transient(server, code):
+    """21611 (the From number's queue holds 10 hours of messages) came back as HTTP 400 and was taken as
+    permanent, so the step fell back or failed where Twilio's page says to slow down and send again."""
+    server.respond_next(*twilio_error(400, code, "This 'From' number has exceeded the maximum number of queued "
+                                                 "messages"))
+    result = twilio(server).send(message())
+    assert (result.status, result.error_code) == ("transient", str(code))

@@ -141,3 +141,25 @@ def test_settings_defaults_and_conflicts():
         SmtpSettings(host="h", username="u", **{"from": FROM})
     adapter = SmtpChannel("email", host="h", username="u", password="s3cret", **{"from": FROM})
     assert "s3cret" not in repr(adapter.settings) and "s3cret" not in repr(adapter)
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_a_temporary_login_failure_454_is_transient():
+    """RFC 4954: 454 is a temporary authentication failure; it was classified permanent `auth`, so the
+    step fell back to its next channel while the mail server's auth backend was down for a moment."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+    from providers import _SmtpHandler
+
+    def temporary(server, session, envelope, mechanism, auth_data):
+        return AuthResult(success=False, handled=False, message="454 4.7.0 Temporary authentication failure")
+
+    port = free_port()
+    controller = Controller(_SmtpHandler(), hostname="127.0.0.1", port=port, auth_required=True,
+                            auth_require_tls=False, authenticator=temporary)
+    controller.start()
+    try:
+        result = plain(port, username=SMTP_USER, password=SMTP_PASSWORD).send(message())
+    finally:
+        controller.stop()
+    assert (result.status, result.error_code) == ("transient", "454") and SMTP_PASSWORD not in repr(result)

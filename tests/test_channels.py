@@ -160,7 +160,7 @@ def test_bad_values_are_reported_without_echoing_them(tmp_path, monkeypatch):
 
 def test_a_url_typo_is_a_setting_error_not_a_network_failure_later(tmp_path):
     [(code, line, text)] = problems(tmp_path, "channels:\n  webhook: { adapter: webhook, url: erp.example.com/hook,"
-                                              " secret: s }\n")
+                                              " secret: whsec-1 }\n")
     assert (code, line) == ("channels-bad-setting", 2) and text == ("channels.webhook.url: expected an http:// or "
                                                                     "https:// URL")
 
@@ -265,3 +265,45 @@ def test_an_adapter_that_cannot_start_is_reported_redacted(tmp_path, monkeypatch
     assert "cannot log in with ***" in str(caught.value) and "picky-key-8080" not in str(caught.value)
     [(code, _, text)] = problems(tmp_path, "channels:\n  sms: { adapter: gone }\n")
     assert code == "channels-broken-adapter" and "no module" in text
+
+
+def test_retry_delay_is_at_most_a_day_whatever_the_provider_asks():
+    """A wait added to a date must not overflow it: an endless Retry-After from a plugin, or many
+    doublings of the backoff, wait a day."""
+    assert Retry(3, 30.0).delay(1, retry_after=float("inf")) == 86400.0
+    assert Retry(3, 30.0).delay(1, retry_after=1e300) == 86400.0
+    assert Retry(3, 30.0).delay(10**6) == 86400.0
+    assert Retry(3, 30.0).delay(2, retry_after=float("nan")) == 60.0
+
+
+def test_a_duration_from_env_is_not_echoed_in_the_validation_error(tmp_path, monkeypatch):
+    """`timeout: "${WA_TOKEN}"` printed the token: seconds() quoted the value it could not read."""
+    monkeypatch.setenv("WA_TOKEN", "EAAsupersecrettoken123")
+    found = problems(tmp_path, 'channels:\n  whatsapp: { adapter: whatsapp_cloud, phone_number_id: "1", '
+                               'token: "${WA_TOKEN}", timeout: "${WA_TOKEN}" }\nretry: { backoff: soon-ish }\n')
+    assert [code for code, _, _ in found] == ["channels-bad-setting", "channels-bad-retry"]
+    assert "channels.whatsapp.timeout: not a duration" in found[0][2] and "soon-ish" not in found[1][2]
+    assert not any("EAAsupersecrettoken123" in text for _, _, text in found)
+
+
+def test_a_plugin_validator_that_quotes_a_value_is_redacted(tmp_path, monkeypatch):
+    from pydantic import field_validator
+
+    from collect.adapters.base import Adapter, Settings
+
+    class QuotingSettings(Settings):
+        region: str
+
+        @field_validator("region")
+        @classmethod
+        def known(cls, value):
+            raise ValueError(f"unknown region {value!r}")
+
+    class Quoting(Adapter):
+        name, Settings = "quoting", QuotingSettings
+
+    real = channels_module.discover
+    monkeypatch.setattr(channels_module, "discover", lambda: ({**real()[0], "quoting": Quoting}, {}))
+    monkeypatch.setenv("REGION", "region-from-env-77")
+    [(code, _, text)] = problems(tmp_path, 'channels:\n  sms: { adapter: quoting, region: "${REGION}" }\n')
+    assert code == "channels-bad-setting" and text == "channels.sms.region: unknown region '***'"

@@ -498,3 +498,38 @@ def test_the_docs_state_every_rule_setting_and_verification_date():
             assert f"`{rule['id']}`" in section, f"docs/compliance.md does not state {name}:{rule['id']}"
         for setting, spec in doc["settings"].items():
             assert f"`{setting}`" in section and all(f"`{value}`" in section for value in spec["values"])
+
+
+def test_a_cadence_is_measured_in_rolling_hours_not_whole_days():
+    """Calls at due+0d..due+6d 10:00 and due+7d 09:00 are 8 in 6 days 23 hours: the guard defers the 8th,
+    but the check counted whole days (7 days apart) and did not warn."""
+    calls = [step(f"c{d}", d, ["voice"], time=600) for d in range(7)]
+    found = check_plan(plan_doc(calls + [step("c7", 7, ["voice"], time=540)]), resolve(["us-reg-f"]))
+    assert codes(found) == [("compliance-cadence-exceeds-cap", "warning", "c0", "us-reg-f", "calls-7-in-7-days")]
+    assert "steps c0..c7 can place 8 calls in 7 days" in found[0].message
+    assert check_plan(plan_doc(calls + [step("c7", 7, ["voice"], time=600)]), resolve(["us-reg-f"])) == []
+
+
+def test_a_step_without_a_time_never_makes_a_false_cadence_warning():
+    """Without a time a step fires when its channel's window opens, 08:00 on weekdays and 11:00 on
+    Saturdays here: it warns only when the calls are too dense whatever the due date's weekday."""
+    windows = {"default": {**{d: [[480, 1140]] for d in ("mon", "tue", "wed", "thu", "fri")}, "sat": [[660, 1140]]}}
+
+    def cadence(steps):
+        return [f.step_id for f in check_plan(plan_doc(steps, windows), resolve(["us-reg-f"]))
+                if f.code == "compliance-cadence-exceeds-cap"]
+
+    untimed = [step(f"u{d}", d, ["voice"]) for d in range(1, 8)]
+    assert cadence([step("c0", 0, ["voice"], time=690)] + untimed) == ["c0"]  # u7 fires by 11:00: < 7 days
+    assert cadence([step("c0", 0, ["voice"], time=600)] + untimed) == []  # u7 may fire at 11:00: 7 days 1 hour
+    # u0 may fire at 08:00 (a weekday): 7 days 1 hour before c7, though a Saturday would make it 6 days 22 hours
+    assert cadence([step(f"u{d}", d, ["voice"]) for d in range(7)] + [step("c7", 7, ["voice"], time=540)]) == []
+
+
+def test_a_rolling_spacing_is_measured_in_hours():
+    """cl-sernac `spacing: 48h`: an SMS at 19:00 and an email two dates later at 10:00 are 39 hours apart."""
+    steps = [step("s1", 1, ["sms"], time=1140), step("s2", 3, ["email"], time=600)]
+    found = check_plan(plan_doc(steps), resolve(["cl-sernac"], {"cl-sernac": {"spacing": "48h"}}))
+    assert codes(found) == [("compliance-cadence-spacing", "warning", "s2", "cl-sernac", "messages-two-days-apart")]
+    assert "are 39 hours apart" in found[0].message and "at least 48 hours apart" in found[0].message
+    assert check_plan(plan_doc(steps), resolve(["cl-sernac"], {"cl-sernac": {"spacing": "2d"}})) == []

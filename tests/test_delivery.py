@@ -356,3 +356,31 @@ def test_a_retry_is_withdrawn_when_a_profile_stops_all_contact_meanwhile(setup, 
     run.tick(MONDAY + dt.timedelta(minutes=3))
     assert len(run.channels("whatsapp").sent) == 1 and run.channels("sms").sent == [] == run.channels("email").sent
     assert contacts(engine)[0][:3] == ("d0", "whatsapp", "skipped")
+
+
+def test_an_endless_retry_after_waits_a_day_and_loses_no_other_outcome(setup):
+    """An infinite Retry-After made record() raise OverflowError: no outcome of the batch was written, the
+    rows stayed `sending` and the messages went out again on every tick."""
+    rows = ("F1,C1,100,2026-11-16,ACME,pagos@acme.pe,+51987654321\n"
+            "F2,C2,100,2026-11-16,Beta,pagos@beta.pe,+51987654322\n")
+    endless = DeliveryResult.transient("429", "Too Many Requests", retry_after=float("inf"))
+    run, engine = setup(rows=rows, whatsapp=[endless, OK])
+    run.tick(MONDAY)
+    assert contacts(engine) == [("d0", "whatsapp", "sending", 1), ("d0", "whatsapp", "sent", 1)]
+    with engine.connect() as conn:
+        waits = [r.next_attempt_at for r in conn.execute(select(s.contacts.c.next_attempt_at))]
+    assert waits[0].replace(tzinfo=UTC) == MONDAY + dt.timedelta(days=1) and waits[1] is None
+    run.tick(MONDAY + dt.timedelta(hours=1))
+    assert len(run.channels("whatsapp").sent) == 2
+
+
+def test_an_answer_that_is_no_delivery_result_loses_no_other_outcome(setup):
+    """A plugin returning None crashed the channel's thread after its send, so the tick recorded none of
+    the batch's outcomes; now that message is retried as an adapter error and the others are recorded."""
+    rows = ("F1,C1,100,2026-11-16,ACME,pagos@acme.pe,+51987654321\n"
+            "F2,C2,100,2026-11-16,Beta,pagos@beta.pe,+51987654322\n")
+    run, engine = setup(rows=rows, whatsapp=[None, OK])
+    run.tick(MONDAY)
+    assert contacts(engine) == [("d0", "whatsapp", "sending", 1), ("d0", "whatsapp", "sent", 1)]
+    with engine.connect() as conn:
+        assert conn.execute(select(s.contacts.c.error_code).order_by(s.contacts.c.id)).scalars().first() == "adapter"
