@@ -16,6 +16,7 @@ The evaluation context is a mapping: "invoice.amount" -> value, "variant:tone" -
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .diagnostics import suggest
+from .source import SURROGATE
 from .timeparse import parse_duration
 
 NUMBER_TYPES = {"int": "number", "float": "number", "decimal": "number"}
@@ -160,8 +162,7 @@ def _literal(kind: str, token, offset: int):
     if kind == "number":
         return Decimal(str(token))
     if kind == "string":
-        raw = str(token)[1:-1]
-        return raw.encode("utf-8").decode("unicode_escape") if "\\" in raw else raw
+        return unescape(str(token)[1:-1], offset + 1)
     if kind == "date":
         try:
             return dt.date.fromisoformat(str(token))
@@ -173,6 +174,46 @@ def _literal(kind: str, token, offset: int):
         except ValueError as exc:
             raise ExprError("bad-value", str(exc), offset, len(token)) from None
     return {"true": True, "false": False, "null": None}[kind]
+
+
+# JSON's escapes, plus \\' for single-quoted strings: the canonical text (exprcheck.literal_text) writes
+# strings as JSON, and the plan's expressions are parsed again at run time, so this must read it back exactly
+_ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_PAIR = r"u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"  # one character beyond \uffff
+_ESCAPE = re.compile(rf"\\({_PAIR}|u[0-9a-fA-F]{{4}}|.)", re.S)
+
+
+def unescape(raw: str, offset: int = 0) -> str:
+    """The text of a string literal without its quotes; `offset` is where `raw` starts in the expression."""
+    if "\\" not in raw:
+        return raw
+    parts, end = [], 0
+    for match in _ESCAPE.finditer(raw):
+        char = _escaped(match.group(1))
+        if char is None:
+            raise _bad_escape(match.group(), offset + match.start())
+        parts += [raw[end:match.start()], char]
+        end = match.end()
+    return "".join(parts) + raw[end:]
+
+
+def _bad_escape(escape: str, offset: int) -> ExprError:
+    if len(escape) == 6:
+        return ExprError("expr-syntax", f"'{escape}' is half of a surrogate pair, not a character", offset, 6,
+                         "a character beyond \\uffff is written as a pair, e.g. \\ud83d\\ude00 (or typed as is)")
+    return ExprError("expr-syntax", f"invalid escape '{escape}' in a string", offset, len(escape),
+                     'the escapes are \\", \\\', \\\\, \\/, \\b, \\f, \\n, \\r, \\t and \\uXXXX; '
+                     'write a backslash as \\\\')
+
+
+def _escaped(code: str) -> str | None:
+    """The character an escape (without its backslash) stands for; None if unknown or a lone surrogate."""
+    if len(code) == 11:
+        return bytes.fromhex(code[1:5] + code[7:]).decode("utf-16-be")
+    if len(code) == 5:
+        char = chr(int(code[1:], 16))
+        return None if SURROGATE.match(char) else char
+    return _ESCAPES.get(code)
 
 
 # -- checking -----------------------------------------------------------------------------------

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from decimal import Decimal
 
 from .diagnostics import suggest
 from .expr import FUNCTIONS, NOT_CONSTANT, NUMBER_TYPES, Checked, ExprError, Node
-from .timeparse import format_duration
+from .timeparse import MAX_DAYS, format_duration
 
 # binding strength, loosest first; an operand binding looser than its operator needs parentheses
 LEVEL = {"or": 1, "and": 2, "not": 3, "compare": 4, "in": 4, "not_in": 4, "between": 4, "is_null": 4,
          "is_not_null": 4, "arith+": 5, "arith-": 5, "arith*": 6, "arith/": 6, "neg": 7}
 ORDERED = {"number", "date", "datetime", "str", "duration"}
 DYNAMIC_CALLS = {"variant", "segment", "days_since"}
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # NAME in dsl/expr.lark
+KEYWORDS = {"and", "or", "not", "in", "between", "is", "null", "true", "false"}
 
 
 class Checker:
@@ -209,9 +212,25 @@ class Checker:
                 value = compile_node(node, {})({})
             except Exception:  # noqa: BLE001 - a constant that cannot be computed stays as written
                 return node
+            problem = _out_of_range(node, value)
+            if problem:
+                self.error("bad-value", problem, node)
+                return node
             if node.kind != "list":
                 return Node("literal", node.offset, node.length, value)
         return node
+
+
+def _out_of_range(node: Node, value) -> str | None:
+    """Why a date or duration computed from constants is refused: the limits on literals (dsl/timeparse.py)
+    hold for what they compute too, so nothing in a plan can overflow a date at run time."""
+    if isinstance(value, dt.timedelta) and abs(value) > dt.timedelta(days=MAX_DAYS):
+        return f"{render(node)} is {abs(value).days} days; durations go up to {MAX_DAYS}d (ten years)"
+    temporal = any(isinstance(a.value, (dt.date, dt.timedelta)) for a in node.args)
+    by_zero = node.value == "/" and node.args[1].value == 0
+    if value is None and node.kind in ("arith", "neg") and temporal and not by_zero:
+        return f"{render(node)} is beyond the dates and durations a policy can use"
+    return None
 
 
 def _is_const(node: Node) -> bool:
@@ -293,6 +312,13 @@ def literal_text(value) -> str:
     return str(value)
 
 
+def _bare_segment(node: Node) -> bool:
+    """Whether `segment("x")` can be written `x`: x reads back as a name, not as a keyword or a literal."""
+    arg = node.args[0] if node.value == "segment" and len(node.args) == 1 else None
+    return (arg is not None and arg.kind == "literal" and isinstance(arg.value, str)
+            and IDENTIFIER.fullmatch(arg.value) is not None and arg.value not in KEYWORDS)
+
+
 def _render(node: Node) -> tuple[str, int]:
     kind = node.kind
     if kind == "literal":
@@ -300,6 +326,8 @@ def _render(node: Node) -> tuple[str, int]:
         return (text, 7 if text.startswith("-") else 9)
     if kind in ("field", "name"):
         return node.value, 9
+    if kind == "call" and _bare_segment(node):
+        return node.args[0].value, 9  # `segment("x")` means `x`: one canonical text, one plan_hash
     if kind == "call":
         return f"{node.value}({', '.join(render(a) for a in node.args)})", 9
     if kind == "list":

@@ -215,15 +215,20 @@ ChannelTemplate = Annotated[
 ]
 
 
+def _percentage(value: int) -> int:
+    if value < 0:
+        raise ValueError("variant percentages cannot be negative")
+    return value
+
+
 class Experiment(Model):
     unit: Literal["customer", "invoice"] = "customer"
-    variants: dict[Name, int]
+    # each percentage checked on its own, so that the total is checked only when they are all valid
+    variants: dict[Name, Annotated[int, AfterValidator(_percentage)]]
 
     @field_validator("variants")
     @classmethod
     def _percentages(cls, value):
-        if any(v < 0 for v in value.values()):
-            raise ValueError("variant percentages cannot be negative")
         if sum(value.values()) != 100:
             raise ValueError(f"variant percentages must add up to 100 (they add up to {sum(value.values())})")
         return value

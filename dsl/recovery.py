@@ -64,6 +64,8 @@ def _put(data: dict, path: tuple, located) -> None:
         return
     stand_in = _stand_in(path, old)
     located.broken.add(path)
+    if path[0] == "experiments" and len(path) == 4:
+        located.broken.add(path[:-1])  # the percentages' total now counts a stand-in: its check is not the file's
     if stand_in is _REMOVE:
         parent.pop(key, None)
     else:
@@ -104,7 +106,7 @@ def _stand_in(path: tuple, old):
     if path[0] == "experiments" and len(path) == 2:
         return {"variants": _balanced(old.get("variants") if isinstance(old, dict) else None)}
     if path[0] == "experiments" and len(path) == 4:
-        return 0  # a variant's percentage; the total is then made right by `variants` below
+        return 0  # a variant's percentage; `variants` is then marked broken and made right below
     if key == "variants":
         return _balanced(old)
     if key == "id" and _step_path(path[:-1]):

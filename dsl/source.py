@@ -20,6 +20,18 @@ Path = tuple
 BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 INT = re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$")
 FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$")
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def join_surrogates(text: str) -> str | None:
+    """`text` with UTF-16 surrogate pairs (YAML reads "\\ud83d\\ude00" as two) joined into one character;
+    None when a surrogate stands alone: no file, hash or terminal can encode it."""
+    if not SURROGATE.search(text):
+        return text
+    try:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    except UnicodeDecodeError:
+        return None
 
 
 def typed_scalar(text: str):
@@ -118,9 +130,12 @@ def _match(source: str, i: int, end: int, char: str, escapes: bool) -> int:
     blank = char.isspace()
     while i < end:
         here = source[i]
+        if escapes and here == "\\":  # `\n`, `\"`, `\u00e1`: the escape stands for the character
+            return i + _ESCAPE_LENGTH.get(source[i + 1:i + 2], 2) - 1
         if here == char or (blank and here.isspace()):
             return i
-        if escapes and here == "\\":
-            return i + 1 if char != "\\" else i  # `\n`, `\"`: the escape stands for the character
         i += 1
     return -1
+
+
+_ESCAPE_LENGTH = {"x": 4, "u": 6, "U": 10}  # the others are a backslash and one character

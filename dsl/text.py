@@ -4,8 +4,8 @@
 for the same policy, so validation, compilation and their diagnostics are shared. Unknown settings
 and block items flow into the data as keys, so they are reported as `unknown-key` with a suggestion.
 Syntax errors are reported for every broken statement and step, in words rather than grammar token
-names. `dump_text` (dsl/textdump.py) prints a Policy model back as a .collect file that loads to an
-equal model.
+names; when the broken parts are only steps, caps or `on` blocks, the rest of the file is built too.
+`dump_text` (dsl/textdump.py) prints a Policy model back as a .collect file that loads to an equal model.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .diagnostics import Diagnostics, Span, suggest
 from .expr import _cache_file
-from .source import Located, typed_scalar
+from .source import Located, join_surrogates, typed_scalar
 
 TOP_LISTS = {"pause_when", "stop_when", "compliance"}  # always lists, even with one value
 BLOCK_LISTS = {"extra_holidays", "weekend", "params"}
@@ -39,7 +39,9 @@ def _parser():
 
 
 def load_text(text: str, file: str, diags: Diagnostics) -> Located | None:
-    """Parse a .collect file. Returns None (with `syntax` diagnostics) when it cannot be parsed."""
+    """Parse a .collect file. On syntax errors (reported as `syntax` diagnostics) the rest of the file is
+    still built when the broken parts can be left out without changing what it means (see LEAVE_OUT);
+    else None."""
     from lark.exceptions import LarkError
 
     text = text.removeprefix("\ufeff")  # an editor's byte order mark is invisible: columns stay right
@@ -49,9 +51,11 @@ def load_text(text: str, file: str, diags: Diagnostics) -> Located | None:
     try:
         tree = _parser().parse(text if text.endswith("\n") else text + "\n")
     except (LarkError, RecursionError):
-        _report_syntax(text, file, diags)
-        return None
+        tree = _parse_without(text, _report_syntax(text, file, diags))
+        if tree is None:
+            return None
     builder = _Builder(file, diags)
+    builder.located.source = text
     for statement in tree.children:
         builder.statement(statement)
     return builder.located
@@ -116,23 +120,75 @@ class _Problem:
     at_end: bool = False  # found at the end of the statement: a missing '}' explains it better
 
 
-def _report_syntax(text: str, file: str, diags: Diagnostics) -> None:
+def _report_syntax(text: str, file: str, diags: Diagnostics) -> list[tuple[int, int]] | None:
+    """Report the syntax errors of each statement; return the character ranges of the broken parts when
+    every one of them can be left out (see _left_out), else None."""
     seen: set[tuple[int, int]] = set()
     read_well = False  # whether a statement before was fine: then a YAML-looking line is a slip, not a YAML file
+    left_out: list[tuple[int, int]] | None = []
+    start = 0
     for first_line, chunk, structural in _statements(text):
         problems = [p for p in _block_problems(chunk) if not (structural and p.at_end)]
         read_well = read_well or (not problems and not structural and bool(_FIRST_WORD.match(chunk)))
         if structural:  # an unclosed string hides the rest; an unclosed '{' may follow real mistakes
             problems = [structural] if structural.message.startswith('the """') else problems + [structural]
+        if problems and left_out is not None:
+            ranges = None if structural else _left_out(chunk, start, problems)
+            left_out = None if ranges is None else left_out + ranges
+        start += len(chunk)
         for problem in problems:
             span = Span(file, first_line + problem.line, problem.col)
             if (span.line, span.col) not in seen:
                 seen.add((span.line, span.col))
                 diags.error("syntax", problem.message, span, problem.hint)
             if not read_well and problem.message.endswith(YAML_HINT):
-                return  # a YAML file with the wrong suffix: one error says it all
+                return None  # a YAML file with the wrong suffix: one error says it all
     if not seen:  # cannot happen if the split is right; never leave a failed parse unexplained
         diags.error("syntax", "the file cannot be read as a policy", Span(file, 1, 1))
+        return None
+    return left_out
+
+
+# Broken statements that can be left out while the rest of the file is still checked: nothing else refers
+# to them, so leaving them out cannot cause an error elsewhere (a broken `segment` would make every use of
+# it an unknown segment; a broken `policy` or `timezone` a missing key). The steps of a stage or `on` block
+# whose first line is right are left out one by one.
+LEAVE_OUT = ("cap", "on", "description")
+
+
+def _left_out(chunk: str, start: int, problems: list[_Problem]) -> list[tuple[int, int]] | None:
+    """The ranges of the statement `chunk` (at `start` in the file) to leave out, or None if it cannot be."""
+    word = _FIRST_WORD.match(chunk)
+    kind = word.group(1) if word else None
+    lines = chunk.split("\n")
+    if kind in ("stage", "on") and all(p.line > 1 for p in problems):
+        broken = [lines[p.line - 1] for p in problems]
+        if any("{" in line or "}" in line or _statement_word(line) for line in broken):
+            return None  # the line also opens or closes a block, or is a statement left inside one
+        begins = [start + sum(len(line) + 1 for line in lines[:p.line - 1]) for p in problems]
+        return [(begin, begin + len(line)) for begin, line in zip(begins, broken)]
+    if kind == "on" or (kind in LEAVE_OUT and "{" not in chunk):  # nothing else hidden in a block
+        return [(start, start + len(chunk))] if ";" not in chunk[chunk.rfind("}") + 1:] else None
+    return None
+
+
+def _statement_word(line: str) -> bool:
+    word = _FIRST_WORD.match(line)
+    return bool(word) and word.group(1) in STATEMENTS + SETTINGS
+
+
+def _parse_without(text: str, ranges: list[tuple[int, int]] | None):
+    """The tree of `text` with `ranges` blanked out (so every position stays the same), or None."""
+    from lark.exceptions import LarkError
+
+    if not ranges:
+        return None
+    for begin, end in ranges:
+        text = text[:begin] + re.sub(r"[^\n]", " ", text[begin:end]) + text[end:]
+    try:
+        return _parser().parse(text if text.endswith("\n") else text + "\n")
+    except (LarkError, RecursionError):
+        return None
 
 
 def _statements(text: str):
@@ -314,12 +370,13 @@ class _Builder:
         if token.type == "STRING":
             if text.startswith('"""'):
                 return text[3:-3]
-            try:
-                return json.loads(text, strict=False)  # strict would refuse a tab typed as is
-            except json.JSONDecodeError:
-                self.diags.error("syntax", "invalid escape in a string (use \\\\, \\\", \\n, \\t or \\uXXXX)",
-                                 self.span(token), 'or write the text in """ ... """, which keeps \\ as is')
+            value = _unquote(text)
+            if value is None:
+                self.diags.error("syntax", "invalid escape in a string (use \\\\, \\\", \\n, \\t or \\uXXXX; a "
+                                 "surrogate \\ud800-\\udfff only as a pair)", self.span(token),
+                                 'or write the text in """ ... """, which keeps \\ as is')
                 return text[1:-1]
+            return value
         if token.type.startswith("EXPR_"):
             return text.strip()
         return text
@@ -339,6 +396,11 @@ class _Builder:
         self.located.values[path] = self.span(where)
         if hasattr(where, "type"):
             self.located.text_offset[path] = _text_offset(where)
+            if where.type == "STRING" and not where.startswith('"""') and "\\" in where:
+                # escapes make the text shorter than the source: trace positions inside it (as for YAML)
+                value = _unquote(str(where))
+                if value is not None:
+                    self.located.scalars[path] = (where.start_pos, where.end_pos, '"', value)
 
     def put_list(self, container: dict, path: tuple, key: str, tokens: list, key_where) -> None:
         values = [] if [str(t) for t in tokens] == ["none"] else [self.value(t) for t in tokens]
@@ -555,6 +617,15 @@ def _text_offset(token) -> int:
     if token.type == "STRING":
         return 3 if text.startswith('"""') else 1
     return len(text) - len(text.lstrip())
+
+
+def _unquote(text: str) -> str | None:
+    """A "..." string's text, or None when an escape in it is invalid or stands for half a character."""
+    try:
+        value = json.loads(text, strict=False)  # strict would refuse a tab typed as is
+    except json.JSONDecodeError:
+        return None
+    return value if join_surrogates(value) == value else None
 
 
 def _int(text: str):

@@ -14,7 +14,7 @@ import re
 import yaml
 
 from .diagnostics import Diagnostics, Span
-from .source import BOOL, FLOAT, INT, Located
+from .source import BOOL, FLOAT, INT, Located, join_surrogates
 
 try:  # the C loader is several times faster; fall back quietly to the pure one
     _Base = yaml.CSafeLoader
@@ -127,8 +127,20 @@ def _build(node, path, located: Located, loader, diags: Diagnostics):
         diags.error("yaml-value", f"cannot read this value: {exc}", located.values[path])
         return None
     if isinstance(value, str):
+        value = _whole_characters(value, located.values[path], diags)
         _trace_scalar(node, path, value, located)
     return value
+
+
+def _whole_characters(value: str, span: Span, diags: Diagnostics) -> str:
+    """A "\\ud83d\\ude00" escape as one character; a lone surrogate ("\\ud800") is an error, since no file
+    or plan_hash can encode it, and is replaced so that the other checks still run."""
+    joined = join_surrogates(value)
+    if joined is None:
+        diags.error("yaml-value", "this text holds a lone surrogate (\\ud800-\\udfff), which is not a character",
+                    span, "a character beyond \\uffff is written as a pair, e.g. \\ud83d\\ude00 (or typed as is)")
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return joined
 
 
 def _trace_scalar(node, path, value: str, located: Located) -> None:
@@ -142,6 +154,7 @@ def _trace_scalar(node, path, value: str, located: Located) -> None:
 
 
 def _build_mapping(node, path, located: Located, loader, diags: Diagnostics) -> dict:
+    _drop_bad_merges(node, located.file, diags)
     loader.flatten_mapping(node)  # resolves `<<` merge keys
     result: dict = {}
     for key_node, value_node in node.value:
@@ -157,6 +170,22 @@ def _build_mapping(node, path, located: Located, loader, diags: Diagnostics) -> 
         located.keys[path + (key,)] = _span(located.file, key_node)
         result[key] = _build(value_node, path + (key,), located, loader, diags)
     return result
+
+
+def _drop_bad_merges(node, file: str, diags: Diagnostics) -> None:
+    """Report and leave out each `<<` whose value cannot be merged, so that the other keys still count."""
+    kept = []
+    for key, value in node.value:
+        if key.tag == "tag:yaml.org,2002:merge":
+            items = value.value if isinstance(value, yaml.SequenceNode) else [value]
+            if not all(isinstance(item, yaml.MappingNode) for item in items):
+                diags.error("yaml-value", "'<<' merges a mapping into this one: give it a mapping or a list of them",
+                            _span(file, key), "e.g. <<: *defaults, with defaults: &defaults { ... }")
+                continue
+            for item in items:  # a merged mapping may merge others in turn
+                _drop_bad_merges(item, file, diags)
+        kept.append((key, value))
+    node.value = kept
 
 
 def _scalar_key(key, key_node) -> str:

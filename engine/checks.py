@@ -1,7 +1,8 @@
 """Static checks: things that type-check but cannot do what the analyst meant.
 
-- a condition that never holds (a segment, `when`, `for` or `if`): constant false, or contradictory
-  comparisons of one field (`invoice.amount > 10 and invoice.amount < 5`, see dsl/exprrange.py);
+- a condition that never holds (a segment, `when`, `for` or `if`, or a step's `for` and `if` together):
+  constant false, or contradictory comparisons of one field (`invoice.amount > 10 and invoice.amount < 5`,
+  see dsl/exprrange.py);
 - a step whose day lies outside its stage's `when`, or inside an earlier stage that takes the invoice;
 - a channel whose window never opens;
 - two steps of one stage with the same trigger, channel and condition (a double send);
@@ -46,7 +47,26 @@ def _never_true(comp) -> set[tuple]:
         what = "segment" if path[0] == "segments" else "stage condition" if path[-1] == "when" else "condition"
         comp.diags.warning("never-true", f"this {what} is always false, so nothing depending on it can happen",
                            comp.span(path))
-    return never
+    return never | _contradicting_conditions(comp, segments, never)
+
+
+def _contradicting_conditions(comp, segments: dict, never: set[tuple]) -> set[tuple]:
+    """Warn about each step whose `for` and `if` (both must hold) can never hold together; the paths of
+    their `if`, which can never hold given the `for`."""
+    from ..dsl.expr import Node, parse
+    from ..dsl.exprrange import may_hold
+
+    found = set()
+    for path, _owner, _step in comp.policy.all_steps():
+        both = [comp.exprs.get(path + (key,)) for key in ("for", "if")]
+        if any(c is None or c.errors or c.type != "bool" for c in both) or {path + ("for",), path + ("if",)} & never:
+            continue  # one of them alone is already warned about
+        if may_hold(Node("and", 0, 0, None, tuple(parse(c.canonical) for c in both)), segments):
+            continue
+        found.add(path + ("if",))
+        comp.diags.warning("never-true", "this step's `for` and `if` contradict each other, so it can never fire",
+                           comp.span(path + ("if",)))
+    return found
 
 
 def _age_predicate(comp, stage_name: str):

@@ -173,10 +173,16 @@ def _load_templates_dir(comp: Compilation) -> None:
     directory = comp.base_dir / comp.policy.templates_dir
     span = comp.span(("templates_dir",))
     try:
-        loaded = load_templates_dir(directory)
+        loaded, problems = load_templates_dir(directory, comp.channels)
     except TemplateDirError as exc:
         comp.diags.error("bad-templates-dir", str(exc), span)
         return
+    for problem in problems:
+        comp.diags.error("bad-templates-dir", str(problem), span)
+        if problem.template:  # a stand-in, so that the steps using it report nothing more (dsl/recovery.py)
+            name, channel = problem.template
+            loaded.setdefault(name, {})[channel] = {"subject": "", "body": ""} if channel == "email" else ""
+            comp.located.broken.add(("templates", name, channel))
     for name, channels in loaded.items():
         for channel, template in channels.items():
             if channel in comp.templates.get(name, {}):

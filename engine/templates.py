@@ -30,7 +30,9 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
 class TemplateDirError(Exception):
-    pass
+    def __init__(self, message: str, template: tuple[str, str] | None = None):
+        super().__init__(message)
+        self.template = template  # (name, channel) of a file that is named right but cannot be used
 
 
 class TemplateRenderError(Exception):
@@ -257,29 +259,42 @@ def make_context(customer: dict, invoices: list[dict], *, pay_link: str, today: 
 
 # -- templates_dir ----------------------------------------------------------------------------------
 
-def load_templates_dir(directory: str | Path) -> dict[str, dict[str, object]]:
+def load_templates_dir(directory: str | Path, channels=CHANNELS) -> tuple[dict[str, dict[str, object]],
+                                                                         list[TemplateDirError]]:
+    """The templates of a folder by name and channel, and an error for each file that is not one: a bad
+    file is reported on its own and the others still load. `channels` includes those of plugins."""
     directory = Path(directory)
     if not directory.is_dir():
         raise TemplateDirError(f"templates_dir {directory} is not a folder")
     found: dict[str, dict[str, object]] = {}
+    problems = []
     for path in sorted(directory.glob("*.j2")):
-        parts = path.name[:-3].split(".")
-        if len(parts) != 2 or not _NAME.match(parts[0]):
-            raise TemplateDirError(f"{path}: template files are named <name>.<channel>.j2")
-        name, channel = parts
-        if channel not in CHANNELS:
-            raise TemplateDirError(f"{path}: unknown channel '{channel}'" + (
-                f" ({suggest(channel, CHANNELS)})" if suggest(channel, CHANNELS) else ""))
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TemplateDirError(f"{path}: cannot read: {exc}") from None
-        found.setdefault(name, {})[channel] = _email_file(path, text) if channel == "email" else text
-    return found
+            name, channel, template = _template_file(path, channels)
+        except TemplateDirError as exc:
+            problems.append(exc)
+            continue
+        found.setdefault(name, {})[channel] = template
+    return found, problems
 
 
-def _email_file(path: Path, text: str) -> dict:
+def _template_file(path: Path, channels) -> tuple[str, str, object]:
+    parts = path.name[:-3].split(".")
+    if len(parts) != 2 or not _NAME.match(parts[0]):
+        raise TemplateDirError(f"{path}: template files are named <name>.<channel>.j2")
+    name, channel = parts
+    if channel not in channels:
+        hint = suggest(channel, channels)
+        raise TemplateDirError(f"{path}: unknown channel '{channel}'" + (f" ({hint})" if hint else ""))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateDirError(f"{path}: cannot read: {exc}", (name, channel)) from None
+    if channel == "email" and not text.lower().startswith("subject:"):
+        raise TemplateDirError(f"{path}: an email template starts with a 'Subject: ...' line", (name, channel))
+    return name, channel, _email_file(text) if channel == "email" else text
+
+
+def _email_file(text: str) -> dict:
     first, _, rest = text.partition("\n")
-    if not first.lower().startswith("subject:"):
-        raise TemplateDirError(f"{path}: an email template starts with a 'Subject: ...' line")
     return {"subject": first.split(":", 1)[1].strip(), "body": rest.lstrip("\n")}

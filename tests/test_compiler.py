@@ -154,6 +154,48 @@ def test_missing_template_body_and_anchor_errors(tmp_path):
     assert codes(result) == ["bad-anchor", "bad-anchor", "missing-template-body"]
 
 
+def test_a_step_whose_for_and_if_contradict_is_never_true(tmp_path):
+    result = compile_text(tmp_path, "stages:\n  s:\n    when: invoice.days_past_due >= 0\n    steps:\n"
+                                    "      - { id: a, at: due, for: invoice.amount > 10, if: invoice.amount < 5,"
+                                    " send: sms, template: m }\n"
+                                    "      - { id: b, at: due+1d, for: invoice.amount > 10, if: invoice.amount < 50,"
+                                    " send: sms, template: m }\n")
+    assert [(d.code, d.span.line) for d in result.diagnostics.items] == [("never-true", 14)]
+
+
+def test_a_folded_duration_over_ten_years_is_an_error_not_a_crash(tmp_path):
+    for when, col in (("invoice.issue_date + 1d * 4000 > invoice.due_date", 32),
+                      ("invoice.due_date < 2026-01-01 + 1d * 100000000", 43)):
+        result = compile_text(tmp_path, f"stages:\n  s:\n    when: {when}\n    steps: []\n")
+        assert [(d.code, d.span.line, d.span.col) for d in result.diagnostics.items] == [("bad-value", 12, col)]
+
+
+def test_segment_call_and_bare_name_compile_to_the_same_plan(tmp_path):
+    def plan(condition):
+        return compile_text(tmp_path, "segments: { stop: customer.do_not_contact == true }\nstages:\n  s:\n"
+                                      "    when: invoice.days_past_due >= 0\n    steps:\n"
+                                      f"      - {{ id: a, at: due, if: '{condition}', send: sms, template: m }}\n").plan
+    assert plan('not segment("stop")').plan_hash == plan("not stop").plan_hash
+    assert plan('not segment("stop")')["stages"][0]["steps"][0]["if"] == "not stop"
+
+
+def test_templates_dir_takes_plugin_channels_and_reports_each_bad_file(tmp_path, monkeypatch):
+    from collect.dsl.model import BUILTIN_CHANNELS
+    from collect.engine import compiler
+
+    monkeypatch.setattr(compiler, "known_channels", lambda: (*BUILTIN_CHANNELS, "echo"))
+    (tmp_path / "tpl").mkdir()
+    for name, text in {"t.echo.j2": "Hola {{ customer.name }}", "t.sms.j2": "Hola", "u.fax.j2": "x",
+                       "v.email.j2": "no subject", "w.sms.j2": "{{ customer.nmae }}"}.items():
+        (tmp_path / "tpl" / name).write_text(text, encoding="utf-8")
+    result = compile_text(tmp_path, "templates_dir: tpl\nstages:\n  s:\n    when: invoice.days_past_due >= 0\n"
+                                    "    steps:\n      - { id: a, at: due, send: [echo, sms], template: t }\n"
+                                    "      - { id: b, at: due+1d, send: email, template: v }\n")
+    assert codes(result) == ["bad-templates-dir", "bad-templates-dir", "unknown-attribute"]  # fax, v, w.sms.j2
+    messages = " ".join(d.message for d in result.diagnostics.items)
+    assert "u.fax.j2: unknown channel 'fax'" in messages and "v.email.j2: an email template" in messages
+
+
 # -- command line ---------------------------------------------------------------------------------
 
 def test_validate_exit_codes_and_json(tmp_path):

@@ -148,3 +148,63 @@ def test_a_huge_duration_literal_is_an_error_not_an_overflow():
 @pytest.mark.parametrize("text", [" and ".join(["invoice.amount > 1"] * 400), "not " * 400 + "true"])
 def test_a_deeply_nested_expression_is_an_error_not_a_recursion_error(text):
     assert [e.code for e in check(text).errors] == ["expr-syntax"]
+
+
+@pytest.mark.parametrize("text, value", [
+    ('customer.tier == "Bogotá"', "Bogotá"),
+    ('customer.tier == "Bogot\\u00e1\\t"', "Bogotá\t"),
+    ('customer.tier == "Bogotá\\t"', "Bogotá\t"),  # an escape does not change the other characters
+    ("customer.tier == 'Peña \"VIP\"'", 'Peña "VIP"'),
+    ("customer.tier == 'it\\'s \\\\ \\/'", "it's \\ /"),
+    ('customer.tier == "\\ud83d\\ude00"', "\U0001F600"),  # a surrogate pair is one character
+])
+def test_non_ascii_strings_are_not_mis_decoded(text, value):
+    assert parse(text).args[1].value == value
+
+
+@pytest.mark.parametrize("text, offset, length", [
+    ('customer.tier == "a\\x"', 19, 2),
+    ('customer.tier == "C:\\Nordic"', 20, 2),
+    ('customer.tier == "\\u12"', 18, 2),
+    ('customer.tier == "x\\ud800"', 19, 6),  # half a surrogate pair: no file or plan_hash can encode it
+    ('customer.tier == "\\ude00\\ud83d"', 18, 6),
+])
+def test_a_bad_escape_in_a_string_is_an_error_at_its_place(text, offset, length):
+    (error,) = check(text).errors
+    assert (error.code, error.offset, error.length) == ("expr-syntax", offset, length)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_a_string_literal_round_trips_through_the_canonical_text(value):
+    from collect.dsl.exprcheck import literal_text
+
+    assert parse(literal_text(value)).value == value  # what the run time reads back from the plan
+
+
+@pytest.mark.parametrize("text, offset, length", [
+    ("invoice.issue_date + 1d * 4000 > invoice.due_date", 21, 9),
+    ("invoice.due_date < 2026-01-01 + 1d * 100000000", 32, 14),
+    ("invoice.due_date < 2026-01-01 + 1d * 100000000000000000000", 32, 26),
+    ("invoice.due_date < 9999-12-31 + 1d", 19, 15),
+    ("invoice.due_date < 2026-01-01 + (-2000d - 2000d)", 33, 14),
+])
+def test_a_folded_date_or_duration_keeps_the_ten_year_limit(text, offset, length):
+    (error,) = check(text).errors
+    assert (error.code, error.offset, error.length) == ("bad-value", offset, length)
+    assert check("invoice.due_date < 2026-01-01 + 1d * 3650").errors == []
+
+
+@pytest.mark.parametrize("text, canonical", [
+    ('segment("risky")', "risky"),
+    ('not segment("risky") and big', "not risky and big"),
+])
+def test_a_segment_call_has_the_canonical_text_of_the_bare_name(text, canonical):
+    assert check(text).canonical == canonical == check(canonical).canonical
+
+
+@pytest.mark.parametrize("name", ["true", "null", "and", "big-risk"])
+def test_a_segment_call_that_cannot_be_a_bare_name_stays_a_call(name):
+    result = analyze(f'segment("{name}")', SCHEMA, {name}, {}, "bool")
+    assert result.errors == [] and result.canonical == f'segment("{name}")'
+    assert parse(result.canonical).kind == "call"

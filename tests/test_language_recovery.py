@@ -69,6 +69,13 @@ def test_a_bad_trigger_does_not_hide_the_rest_of_a_collect_file(tmp_path):
     ("caps: [ { channel: sms, max: 1, per: 7x } ]\n" + STAGE +
      "      - { id: a, at: due+1d, send: sms, template: t }\n      - { id: b, at: due+2d, send: sms, template: t }\n",
      ["bad-value"]),
+    # percentages that are not whole numbers: their stand-ins do not add up to 100, and that is not reported
+    ("experiments: { tone: { variants: { soft: 50.5, firm: 49.5 } } }\n" + STAGE +
+     '      - { id: a, at: due+1d, if: variant("tone") == "firm", send: sms, template: t }\n',
+     ["wrong-type", "wrong-type"]),
+    # a negative percentage is still reported next to a fractional one
+    ("experiments: { tone: { variants: { soft: 50.5, firm: -5 } } }\n" + STAGE +
+     "      - { id: a, at: due+1d, send: sms, template: t }\n", ["bad-value", "wrong-type"]),
     # an experiment that does not add up keeps its variants
     ("experiments: { tone: { variants: { soft: 50, firm: 40 } } }\n" + STAGE +
      '      - { id: a, at: due+1d, if: variant("tone") == "firm", send: sms, template: t }\n', ["bad-value"]),

@@ -93,3 +93,23 @@ def test_damaged_collect_files_only_give_positioned_diagnostics(data, draw):
     start = draw.draw(st.integers(0, len(text) - 1))
     junk = draw.draw(st.sampled_from(["", "{", "}", '"', ":", "\n", "sned ", "#", "x", "-1", "99999999999d", "0"]))
     _only_diagnostics("p.collect", text[:start] + junk + text[start + draw.draw(st.integers(0, 5)):])
+
+
+@pytest.mark.parametrize("name, text, line, col", [
+    ("p.collect", 'policy p "a \\ud800"\ntimezone UTC\nstage a when true { a1 at due: stop }\n', 1, 10),
+    ("p.yaml", BASE + "stages:\n  a:\n    when: 'customer.name != \"\\ud800\"'\n    steps: []\n", 6, 30),
+    ("p.collect", 'policy p\ntimezone UTC\nstage a when customer.name != "x\\udc00" { a1 at due: stop }\n', 3, 33),
+])
+def test_a_lone_surrogate_is_an_error_at_its_place(name, text, line, col):
+    result = _only_diagnostics(name, text)
+    assert [(d.severity, d.span.line, d.span.col) for d in result.diagnostics.items] == [("error", line, col)]
+
+
+@pytest.mark.parametrize("merge", ["*h", "[*h]", "3"])
+def test_a_merge_key_without_a_mapping_is_an_error_and_the_rest_still_counts(merge):
+    text = (f"hours: &h '08:00-19:00'\npolicy: p\ntimezone: UTC\n"
+            f"windows:\n  default: {{ <<: {merge}, mon-fri: '08:00-19:00', sun: x }}\n")
+    found = [(d.code, d.span.line, d.span.col) for d in _only_diagnostics("p.yaml", text).diagnostics.items]
+    assert ("yaml-value", 5, 14) in found  # at the `<<`
+    col = text.splitlines()[4].index("x }") + 1
+    assert ("bad-value", 5, col) in found and ("missing-key", 1, 1) in found  # the other keys are still checked

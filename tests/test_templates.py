@@ -81,15 +81,22 @@ def test_each_template_kind_renders():
 def test_templates_dir(tmp_path):
     (tmp_path / "aviso.email.j2").write_text("Subject: Hola {{ customer.name }}\n\nCuerpo", encoding="utf-8")
     (tmp_path / "aviso.sms.j2").write_text("SMS {{ pay_link }}", encoding="utf-8")
-    assert load_templates_dir(tmp_path) == {"aviso": {"email": {"subject": "Hola {{ customer.name }}", "body": "Cuerpo"},
-                                                      "sms": "SMS {{ pay_link }}"}}
+    assert load_templates_dir(tmp_path) == ({"aviso": {"email": {"subject": "Hola {{ customer.name }}",
+                                                                 "body": "Cuerpo"},
+                                                       "sms": "SMS {{ pay_link }}"}}, [])
+    with pytest.raises(TemplateDirError, match="not a folder"):
+        load_templates_dir(tmp_path / "missing")
+
+
+def test_templates_dir_reports_each_bad_file_and_keeps_the_others(tmp_path):
+    (tmp_path / "aviso.sms.j2").write_text("SMS", encoding="utf-8")
     (tmp_path / "x.fax.j2").write_text("x")
-    with pytest.raises(TemplateDirError, match="unknown channel 'fax'"):
-        load_templates_dir(tmp_path)
-    (tmp_path / "x.fax.j2").unlink()
     (tmp_path / "y.email.j2").write_text("no subject")
-    with pytest.raises(TemplateDirError, match="Subject"):
-        load_templates_dir(tmp_path)
+    (tmp_path / "z.echo.j2").write_text("a plugin's channel")
+    found, problems = load_templates_dir(tmp_path, ("email", "sms", "echo"))
+    assert found == {"aviso": {"sms": "SMS"}, "z": {"echo": "a plugin's channel"}}
+    assert [(str(p).split(": ", 1)[1], p.template) for p in problems] == [
+        ("unknown channel 'fax'", None), ("an email template starts with a 'Subject: ...' line", ("y", "email"))]
 
 
 @settings(max_examples=100, deadline=None)

@@ -3,8 +3,9 @@
 import re
 from pathlib import Path
 
+import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from strategies import policies
 
@@ -163,7 +164,7 @@ def test_unknown_settings_and_bad_values_are_positioned(tmp_path):
 
 def test_syntax_errors_say_what_was_expected():
     diags = Diagnostics()
-    assert load_text("policy x\nstage s when a {\n  st at due send\n}\n", "p.collect", diags) is None
+    load_text("policy x\nstage s when a {\n  st at due send\n}\n", "p.collect", diags)
     (diag,) = diags.items
     assert (diag.code, diag.span.line) == ("syntax", 3)
     assert "end of the line" in diag.message and "expected" in diag.message
@@ -373,11 +374,33 @@ def test_template_error_in_a_triple_quoted_body_points_at_its_line(tmp_path):
     assert {(code, line) for code, line, _ in _diag(tmp_path, text)} == {("unknown-attribute", 7)}
 
 
+def test_template_errors_after_escapes_in_a_string_point_at_the_value(tmp_path):
+    text = HEAD.replace('subject "s"', 'subject "s\\n {{ customer.nmae }}"') + (
+        'template t sms "\\t\\"x\\" \\u00e1e {{ invoice.nmber }}"\n'
+        "stage s when invoice.days_past_due >= 0 {\n  a at due send sms, email with t\n}\n")
+    lines = text.splitlines()
+    assert {(code, line, col) for code, line, col in _diag(tmp_path, text)} == {
+        ("unknown-attribute", 4, lines[3].index(".nmae") + 1), ("unknown-attribute", 5, lines[4].index(".nmber") + 1)}
+
+
+def test_segment_call_in_text_and_bare_name_in_yaml_give_one_plan_hash(tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        "policy: p\ntimezone: UTC\nwindows: { default: { mon-fri: '08:00-19:00' } }\ntemplates: { t: { sms: x } }\n"
+        "segments: { stop: customer.do_not_contact == true }\nstages:\n  a:\n    when: invoice.days_past_due >= 0\n"
+        "    steps:\n      - { id: a1, at: due, if: not stop, send: sms, template: t }\n", encoding="utf-8")
+    (tmp_path / "p.collect").write_text(
+        'policy p\ntimezone UTC\nwindow default mon-fri 08:00-19:00\ntemplate t sms "x"\n'
+        "segment stop = customer.do_not_contact == true\nstage a when invoice.days_past_due >= 0 {\n"
+        '  a1 at due if not segment("stop"): send sms with t\n}\n', encoding="utf-8")
+    plans = [compile_policy(tmp_path / name).plan for name in ("p.yaml", "p.collect")]
+    assert plans[0].plan_hash == plans[1].plan_hash
+
+
 # -- syntax errors -------------------------------------------------------------------------------------
 
 def _syntax(text: str) -> list[tuple[int, int, str, str]]:
     diags = Diagnostics()
-    assert load_text(text, "p.collect", diags) is None
+    load_text(text, "p.collect", diags)  # the rest of the file may still be built: see test_a_syntax_error_...
     assert {d.code for d in diags.items} == {"syntax"}
     return [(d.span.line, d.span.col, d.message, d.hint or "") for d in diags.items]
 
@@ -474,3 +497,53 @@ def test_the_first_policy_of_the_language_doc_compiles_to_one_plan_in_both_forms
     results = [compile_policy(tmp_path / name) for name in ("p.yaml", "p.collect")]
     assert all(r.plan is not None and not r.diagnostics.items for r in results)
     assert results[0].plan.plan_hash == results[1].plan.plan_hash
+
+
+def test_a_syntax_error_in_a_step_does_not_hide_the_other_errors(tmp_path):
+    text = ("policy p\ntimezone UTC\ncurrrency PEN\nwindow default mon-fri 08:00-19:00\ntemplate t sms \"x\"\n"
+            "cap sms 1 1d\n"
+            "stage a when invoice.days_past_due >= 0 {\n"
+            "  a1 at due: sned sms with t\n"
+            "  a2 at due+1d: send sms with tt\n"
+            "  a3 at due+2d if customer.name > 3: send sms with t\n"
+            "}\n"
+            "on promise_made { pm at event }\n")
+    assert _diag(tmp_path, text) == {("syntax", 6, 11), ("syntax", 8, 14), ("syntax", 12, 31), ("unknown-key", 3, 1),
+                                     ("unknown-template", 9, 31), ("type-error", 10, 19)}
+
+
+@pytest.mark.parametrize("broken", [
+    "segment big invoice.amount > 10",  # every use of `big` would be an unknown segment
+    'template t sms "x" "y"',  # every step using `t` would have an unknown template
+    "timezone: UTC",  # the policy would have no timezone
+    "stage s when invoice.days_past_due > 0 {\n  b at due: sned email with t }; timezone UTC",  # `}` on the line
+    "cap sms 1 1d; timezone UTC",  # a statement after the broken one on its line
+    "stage s when invoice.days_past_due > 0 {\n  b at due: stop\ntimezone UTC\n}",  # a statement left in a block
+    "on promise_made {\n  timezone UTC\n}",
+])
+def test_a_syntax_error_that_others_may_depend_on_is_reported_alone(tmp_path, broken):
+    text = ("policy p\ntimezone UTC\nwindow default mon-fri 08:00-19:00\n"
+            'template t email { subject "s"; body "b" }\n'
+            f"segment big = invoice.amount > 10\n{broken}\n"
+            "stage early when invoice.days_past_due > 0 {\n  a at due+1d if big: send email with t\n}\n")
+    text = text.replace("timezone UTC\n", "", "timezone" in broken)
+    assert {code for code, _, _ in _diag(tmp_path, text)} == {"syntax"}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policies(), st.data())
+def test_a_broken_step_line_is_left_out_and_invents_no_error(data, draw):
+    """What is reported besides the syntax error was there without it: leaving a step out adds nothing."""
+    text = dump_text(Policy.model_validate(data))
+    lines = text.split("\n")
+    steps = [i for i, line in enumerate(lines) if re.match(r"\s+\S+ at ", line)]
+    assume(steps)
+    i = draw.draw(st.sampled_from(steps))
+    broken = "\n".join(lines[:i] + [lines[i].replace(" at ", " at sned ", 1)] + lines[i + 1:])
+
+    def found(source):
+        return [(d.code, d.span.line) for d in compile_policy("p.collect", text=source).diagnostics.items]
+    damaged = found(broken)
+    assert [line for code, line in damaged if code == "syntax"] == [i + 1]
+    # by code: an error reported once (a channel without a window) may move to the next step that has it
+    assert {code for code, _ in damaged if code != "syntax"} <= {code for code, _ in found(text)}
