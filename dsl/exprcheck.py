@@ -216,6 +216,8 @@ class Checker:
             if problem:
                 self.error("bad-value", problem, node)
                 return node
+            if isinstance(value, dt.timedelta) and value % dt.timedelta(minutes=1):
+                return node  # a duration literal is whole minutes: `1d / 7` stays as written, not a cut 205m
             if node.kind != "list":
                 return Node("literal", node.offset, node.length, value)
         return node

@@ -196,6 +196,16 @@ def test_a_folded_date_or_duration_keeps_the_ten_year_limit(text, offset, length
 
 
 @pytest.mark.parametrize("text, canonical", [
+    ("invoice.issue_date + 1d / 7 < invoice.due_date", "invoice.issue_date + 1d / 7 < invoice.due_date"),
+    ("invoice.issue_date + 1d / 8 < invoice.due_date", "invoice.issue_date + 3h < invoice.due_date"),
+])
+def test_a_folded_duration_is_written_only_when_it_is_whole_minutes(text, canonical):
+    """The plan's text is parsed again at run time: `1d / 7` written as the literal 205m would mean
+    less than what was checked, so a fraction of a minute stays an expression."""
+    assert check(text).canonical == canonical
+
+
+@pytest.mark.parametrize("text, canonical", [
     ('segment("risky")', "risky"),
     ('not segment("risky") and big', "not risky and big"),
 ])
