@@ -226,10 +226,27 @@ def connect(url: str | None = None, upgrade: bool = True) -> Engine:
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")  # a second tick waits for the first instead of failing
+    _wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _wal(cursor, wait_s: float = 30.0) -> None:
+    """Switch the store to WAL once (the mode is a property of the file). The switch needs an exclusive
+    lock, which a concurrent first open (a migration) may hold for longer than the busy timeout the
+    driver starts with, and SQLite does not always call the busy handler for it: wait for it here."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 MIGRATIONS = Path(__file__).with_name("migrations")

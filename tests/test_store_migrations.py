@@ -80,3 +80,20 @@ def _legacy_v1(engine) -> None:
         conn.execute(text("INSERT INTO schema_version VALUES (1, :t)"), {"t": dt.datetime(2026, 11, 1)})
         conn.execute(text("INSERT INTO customers (id, do_not_contact, optouts, attrs) VALUES ('c1', 0, '[]', '{}')"))
     assert inspect(engine).has_table("contacts")
+
+
+def test_opening_a_new_store_waits_for_a_lock_held_by_another_open(tmp_path):
+    """Switching a new SQLite store to WAL needs an exclusive lock: an open that meets another process's
+    migration (slow on a loaded machine: longer than the driver's default 5 s) must wait, not fail."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "collect.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t(x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    threading.Timer(6, lambda: holder.execute("COMMIT")).start()
+    engine = store.connect(f"sqlite:///{path}")  # would raise 'database is locked' without waiting
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    holder.close()
