@@ -23,6 +23,10 @@ from .runtime import CUSTOMER_CHANNELS, Runtime, StepRt
 from .state import PAID_EPSILON, CustomerState, InvoiceInfo, SentContact
 
 HOLDOUT = "holdout"  # a variant with this name gets no sends (it measures what doing nothing yields)
+# Contacts are kept as UTC instants, as the store keeps them: caps and cooldowns are rolling windows of
+# elapsed time, and two times in the same zone subtract on the wall clock (a week across a DST change
+# would be 167 or 169 hours), which made a simulation break a cap that `collect run` kept.
+UTC = dt.timezone.utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +335,7 @@ class Decider:
             self._defer(group, channel, block.reason, block.until)
             return None
         self._emit(group, channel, "sent", self._deferred_reason(group), fallbacks=fallbacks)
-        self.sent.append(SentContact(self.now, channel, tuple(r.invoice.id for r in group)))
+        self.sent.append(SentContact(self.now.astimezone(UTC), channel, tuple(r.invoice.id for r in group)))
         return None
 
     def _unlawful(self, group: list[Ready], channel: str):
@@ -474,6 +478,6 @@ def apply(state: CustomerState, outcome: Outcome) -> None:
             state.done[key] = d.status
             state.pending.pop(key, None)
         if d.status == "sent" and d.channel not in ("", "webhook", "agent"):
-            state.sent.append(SentContact(d.at, d.channel, d.invoice_ids))
+            state.sent.append(SentContact(d.at.astimezone(UTC), d.channel, d.invoice_ids))
         if d.status == "skipped" and d.reason == "stopped by step":
             state.stopped.update(d.invoice_ids)
