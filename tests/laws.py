@@ -1,12 +1,18 @@
 """An independent reading of each law of shared/COMPLIANCE-NOTES.md, written from the notes and not from
 the profile files: which rules a contact would break. The compliance tests check the guard, and every
-simulated contact, against it."""
+simulated contact, against it. Rolling periods are elapsed time (docs/compliance.md: a rolling week is
+168 hours), measured on UTC instants: two times of one zone subtract on the wall clock, an hour off
+across a daylight-saving change."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import holidays
+
+
+def _elapsed(a: dt.datetime, b: dt.datetime) -> dt.timedelta:
+    return b.astimezone(dt.timezone.utc) - a.astimezone(dt.timezone.utc)
 
 
 def _minute(at: dt.datetime) -> int:
@@ -20,7 +26,7 @@ def _holiday(country: str, date: dt.date) -> bool:
 def _same_week(a: dt.date, b: dt.date, week: str, at_a, at_b) -> bool:
     if week == "calendar":
         return a.isocalendar()[:2] == b.isocalendar()[:2]
-    return at_b - at_a < dt.timedelta(days=7)
+    return _elapsed(at_a, at_b) < dt.timedelta(days=7)
 
 
 def law_us(chosen, cust, channel, ids, now, sent, talks) -> set[str]:
@@ -33,7 +39,7 @@ def law_us(chosen, cust, channel, ids, now, sent, talks) -> set[str]:
     for debt in debts:
         calls = [s.at for s in sent if s.channel == "voice" and (not s.invoice_ids or debt in s.invoice_ids)] + [now]
         for start in calls:  # every 7-day stretch that begins at a call and holds the new one
-            if start <= now < start + dt.timedelta(days=7):
+            if start <= now and _elapsed(start, now) < dt.timedelta(days=7):
                 if sum(start <= at <= now for at in calls) > 7:
                     broken.add("calls-7-in-7-days")
     for talk in talks:
@@ -89,7 +95,7 @@ def law_cl(chosen, cust, channel, ids, now, sent, talks) -> set[str]:
             last, spacing = max(messages), chosen.get("spacing", "2-clear-days")
             days = (now.date() - last.date()).days
             if (spacing == "2-clear-days" and days < 3) or (spacing == "2d" and days < 2) or \
-                    (spacing == "48h" and now - last < dt.timedelta(hours=48)):
+                    (spacing == "48h" and _elapsed(last, now) < dt.timedelta(hours=48)):
                 broken.add("messages-two-days-apart")
     return broken
 
