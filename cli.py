@@ -301,6 +301,24 @@ def _parse_now(now: str | None):
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
 
+def _channels(path: Path | None, plan):
+    """The adapters of channels.yaml (all to outbox files without one); a bad file, or real providers
+    with templates that need a payment link channels.yaml does not give, is exit 1 before anything."""
+    from .engine.channels import ChannelsError, load_channels, pay_link_problem
+
+    try:
+        adapters = load_channels(path)
+    except ChannelsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_INPUT)
+    problem = pay_link_problem(adapters, plan)
+    if problem:
+        adapters.close()
+        typer.echo(f"error: {path}: {problem}", err=True)
+        raise typer.Exit(EXIT_INPUT)
+    return adapters
+
+
 @app.command()
 def run(policy: PolicyArg, db: DbOpt = None,
         channels: Annotated[Optional[Path], typer.Option(help="channels.yaml (default: every channel to outbox/<channel>.jsonl).")] = None,
@@ -308,18 +326,13 @@ def run(policy: PolicyArg, db: DbOpt = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and print; write and send nothing.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary (for cron).")] = False) -> None:
     """One tick: everything due up to now, exactly once. For cron."""
-    from .engine.channels import ChannelsError, load_channels
     from .engine.runner import Runner
 
     plan = _compile(policy, quiet=quiet).plan
     moment = _parse_now(now)
+    adapters = _channels(channels, plan)
     try:
-        adapters = load_channels(channels)
-    except ChannelsError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_INPUT)
-    try:
-        summary = Runner(_store(db), plan, adapters).tick(moment, dry_run=dry_run)
+        summary = Runner(_store(db), plan, adapters, pay_link=adapters.pay_link).tick(moment, dry_run=dry_run)
     finally:
         adapters.close()
     if not quiet:
@@ -440,7 +453,6 @@ def serve(policy: PolicyArg, db: DbOpt = None,
           cron: Annotated[Optional[str], typer.Option(help="A crontab expression instead, e.g. '0 * * * *'.")] = None,
           quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False) -> None:
     """Run the tick on a schedule (APScheduler) until stopped; one tick at a time, misfires coalesced."""
-    from .engine.channels import ChannelsError, load_channels
     from .engine.runner import Runner
     from .engine.serve import parse_every
     from .engine.serve import serve as run_forever
@@ -459,11 +471,8 @@ def serve(policy: PolicyArg, db: DbOpt = None,
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE)
     plan = _compile(policy).plan
-    try:
-        worker = Runner(_store(db), plan, load_channels(channels))
-    except ChannelsError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_INPUT)
+    adapters = _channels(channels, plan)
+    worker = Runner(_store(db), plan, adapters, pay_link=adapters.pay_link)
 
     def tick(now):
         summary = worker.tick(now)

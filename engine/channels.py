@@ -26,7 +26,9 @@ from ..adapters.registry import discover
 from ..dsl.diagnostics import Diagnostic, Diagnostics, Span, suggest
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-TOP_KEYS = ("channels", "retry", "costs")
+TOP_KEYS = ("channels", "retry", "costs", "pay_link")
+# what templates get as {{ pay_link }} when channels.yaml names none: fine for outbox files, never for customers
+EXAMPLE_PAY_LINK = "https://pay.example.com/c/{customer_id}"
 RETRY_KEYS = ("attempts", "backoff")
 # An ${ENV} value this short is not masked unless its setting is secret-named: masking "25" or "true"
 # everywhere would garble output without protecting anything.
@@ -95,10 +97,11 @@ class Channels:
     """
 
     def __init__(self, config: dict[str, dict] | None = None, *, retry: Retry | None = None,
-                 costs: dict[str, Decimal] | None = None, where: Where | None = None):
+                 costs: dict[str, Decimal] | None = None, pay_link: str | None = None, where: Where | None = None):
         self.config = {str(name): settings for name, settings in (config or {}).items()}  # as written
         self.retry = retry or Retry()
         self.costs = dict(costs or {})
+        self.pay_link = pay_link  # the payment page, `{customer_id}` filled in per message
         self.classes, self._broken = discover()
         self.instances: dict[str, object] = {}
         self._secrets: set[str] = set()
@@ -264,8 +267,9 @@ def load_channels(path: str | Path | None) -> Channels:
                         suggest(str(key), TOP_KEYS) or f"keys: {', '.join(TOP_KEYS)}")
     retry = _retry(data.get("retry"), located, diags)
     costs = _costs(data.get("costs"), located, diags)
+    pay_link = _pay_link(data.get("pay_link"), located, diags)
     try:
-        channels = Channels(data["channels"], retry=retry, costs=costs, where=located.span)
+        channels = Channels(data["channels"], retry=retry, costs=costs, pay_link=pay_link, where=located.span)
     except ChannelsError as exc:
         raise ChannelsError(diags.items + exc.diagnostics) from None
     if diags:
@@ -295,6 +299,43 @@ def _retry(value, located, diags: Diagnostics) -> Retry:
         diags.error("channels-bad-retry", f"retry.backoff: {exc}", located.span(("retry", "backoff")))
         backoff = Retry.backoff
     return Retry(attempts, backoff)
+
+
+def _pay_link(value, located, diags: Diagnostics) -> str | None:
+    """The customer's payment page: an https URL where `{customer_id}` is the only placeholder."""
+    if value is None:
+        return None
+    import string
+
+    fields = None
+    if isinstance(value, str):
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError:  # an unmatched brace
+            fields = None
+    if fields is None or not fields <= {"customer_id"} or not value.startswith(("https://", "http://")):
+        diags.error("channels-bad-pay-link", "pay_link: expected the URL of the payment page, with {customer_id} "
+                    "where the customer's id goes, e.g. https://pay.acme.com/c/{customer_id}",
+                    located.span(("pay_link",)))
+        return None
+    return value
+
+
+def pay_link_problem(channels: Channels, plan) -> str | None:
+    """Why `collect run` must not start: a real provider is configured and the policy's templates put
+    {{ pay_link }} in messages, but channels.yaml names no payment page (customers would get the example
+    link)."""
+    import json
+    import re
+
+    real = [s for s in channels.config.values() if not (isinstance(s, dict) and s.get("adapter") == "file")]
+    if channels.pay_link is not None or not real:  # outbox files only: the example link does no harm
+        return None
+    templates = json.dumps(plan["templates"], default=lambda o: dict(o) if hasattr(o, "keys") else list(o))
+    if re.search(r"\bpay_link\b", templates):
+        return ("the policy's templates use {{ pay_link }}, and channels.yaml has no pay_link: add "
+                "pay_link: https://<your payment page>/{customer_id}")
+    return None
 
 
 def _costs(value, located, diags: Diagnostics) -> dict[str, Decimal]:

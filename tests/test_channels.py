@@ -307,3 +307,51 @@ def test_a_plugin_validator_that_quotes_a_value_is_redacted(tmp_path, monkeypatc
     monkeypatch.setenv("REGION", "region-from-env-77")
     [(code, _, text)] = problems(tmp_path, 'channels:\n  sms: { adapter: quoting, region: "${REGION}" }\n')
     assert code == "channels-bad-setting" and text == "channels.sms.region: unknown region '***'"
+
+
+# -- pay_link: the payment page templates link ------------------------------------------------------
+
+FILE_ONLY = "channels:\n  email: { adapter: file, path: out/email.jsonl }\n"
+
+
+def test_pay_link_is_read_with_its_customer_placeholder(tmp_path):
+    path = tmp_path / "channels.yaml"
+    path.write_text(FILE_ONLY + 'pay_link: "https://pay.acme.pe/c/{customer_id}?src=collect"\n')
+    assert load_channels(path).pay_link == "https://pay.acme.pe/c/{customer_id}?src=collect"
+    assert load_channels(None).pay_link is None
+
+
+@pytest.mark.parametrize("value", ['"ftp://pay.acme.pe/{customer_id}"', '"https://pay.acme.pe/{invoice}"',
+                                   '"https://pay.acme.pe/{customer_id"', "42"])
+def test_a_bad_pay_link_is_an_error_at_its_place(tmp_path, value):
+    path = tmp_path / "channels.yaml"
+    path.write_text(FILE_ONLY + f"pay_link: {value}\n")
+    with pytest.raises(ChannelsError) as caught:
+        load_channels(path)
+    (problem,) = caught.value.diagnostics
+    assert problem.code == "channels-bad-pay-link" and problem.span.line == 3
+
+
+def test_run_with_a_real_provider_refuses_to_send_the_example_pay_link(tmp_path, monkeypatch):
+    """Customers must never get https://pay.example.com: once a real provider is configured and the
+    templates use {{ pay_link }}, channels.yaml must say where the payment page is."""
+    from typer.testing import CliRunner
+
+    from collect.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    example = ROOT / "examples" / "pe-b2b"
+    runner = CliRunner()
+    assert runner.invoke(app, ["import", "invoices", str(example / "portfolio.csv"), "--policy",
+                               str(example / "policy.yaml"), "--timezone", "America/Lima"]).exit_code == 0
+    real = tmp_path / "real.yaml"
+    real.write_text("channels:\n  email: { adapter: smtp, host: localhost, from: a@b.co }\n")
+    result = runner.invoke(app, ["run", str(example / "policy.yaml"), "--channels", str(real), "-q"])
+    assert result.exit_code == 1 and "has no pay_link" in result.stderr
+    files = tmp_path / "files.yaml"
+    files.write_text(FILE_ONLY + 'pay_link: "https://pay.acme.pe/c/{customer_id}"\n')
+    result = runner.invoke(app, ["run", str(example / "policy.yaml"), "--channels", str(files), "-q",
+                                 "--now", "2026-11-16T14:00:00Z"])
+    assert result.exit_code in (0, 3), result.output  # 3: the channels files.yaml leaves out fail
+    sent = (tmp_path / "out" / "email.jsonl").read_text()
+    assert "https://pay.acme.pe/c/C0" in sent and "pay.example.com" not in sent
