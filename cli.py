@@ -26,6 +26,13 @@ app = typer.Typer(
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
 
 
+def _check_contacts_file(out: Path | None) -> None:
+    """A contacts file is .csv or .jsonl: its name says its format, so another name is a usage error."""
+    if out is not None and out.suffix not in (".csv", ".jsonl"):
+        typer.echo(f"error: --out must end in .csv or .jsonl (got {out.name})", err=True)
+        raise typer.Exit(EXIT_USAGE)
+
+
 @contextlib.contextmanager
 def _writing(path: Path | None):
     """Around the work that writes an output file (written whole or not at all): a folder given as the
@@ -177,13 +184,19 @@ def simulate(
     from .engine import simrun
     from .engine.portfolio import CsvError
 
-    if out is not None and out.suffix not in (".csv", ".jsonl"):
-        typer.echo(f"error: --out must end in .csv or .jsonl (got {out.name})", err=True)
-        raise typer.Exit(EXIT_USAGE)
+    _check_contacts_file(out)
     if behavior not in ("none", "historic") and not Path(behavior).is_file():
         typer.echo(f"error: --behavior is none, historic or a behavior model file; {behavior} is none of these",
                    err=True)
         raise typer.Exit(EXIT_USAGE)
+    if behavior not in ("none", "historic"):
+        from .engine.behavior import BehaviorError, BehaviorModel
+
+        try:
+            BehaviorModel.load(behavior, seed)  # checked before any work, as the policies are
+        except BehaviorError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_INPUT)
     try:
         first_day = dt.date.fromisoformat(start) if start else dt.date.today()
     except ValueError:
@@ -266,6 +279,9 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(help="What the file holds.")
     from .engine.storeio import import_file
 
     _check_timezone(timezone)
+    if not (len(currency) == 3 and currency.isascii() and currency.isalpha() and currency.isupper()):
+        typer.echo(f"error: --currency {currency!r} is not an ISO 4217 currency code (e.g. PEN, USD)", err=True)
+        raise typer.Exit(EXIT_USAGE)
     fields = dict(_compile(policy).plan["fields"]) if policy else {}
     try:
         colmap = load_map(map) if map else ColumnMap()
@@ -359,6 +375,7 @@ def history(db: DbOpt = None,
     except ValueError:
         typer.echo(f"error: --since {since!r} is not a date", err=True)
         raise typer.Exit(EXIT_USAGE)
+    _check_contacts_file(out)
     fmt = "jsonl" if out is not None and out.suffix == ".jsonl" else "csv"
     text = history_text(_store(db), first, fmt)
     if out is None:

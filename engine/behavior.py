@@ -32,6 +32,16 @@ class BehaviorError(Exception):
     pass
 
 
+def _problem(error: dict) -> str:
+    where = ".".join(map(str, error["loc"]))
+    if error["type"] == "extra_forbidden":
+        from ..dsl.diagnostics import suggest
+
+        hint = suggest(str(error["loc"][-1]), list(BehaviorSpec.model_fields))
+        return f"{where}: unknown key" + (f" ({hint})" if hint else "")
+    return f"{where}: {error['msg']}"
+
+
 class BehaviorSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     pay_probability: float = Field(0.05, ge=0, le=1)
@@ -57,8 +67,7 @@ class BehaviorModel:
         except (OSError, yaml.YAMLError) as exc:
             raise BehaviorError(f"{path}: cannot read the behavior model: {exc}") from None
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise BehaviorError(f"{path}: {problems}") from None
+            raise BehaviorError(f"{path}: " + "; ".join(map(_problem, exc.errors()))) from None
 
     def _draws(self, *parts: str) -> tuple[float, float, float]:
         """Three uniform numbers in [0, 1) from a hash of the parts: as random as a seeded generator, and

@@ -211,6 +211,14 @@ class Cells:
             return None
         return value
 
+    def currency(self, name: str = "currency") -> str | None:
+        """An ISO 4217 code (PEN, USD), as the policy's `currency:`; a wrong one would format every amount."""
+        value = self.text(name)
+        if value is not None and not (len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()):
+            self.problem(name, f"'{value}' is not an ISO 4217 currency code (e.g. PEN, USD)")
+            return None
+        return value
+
     def decimal(self, name: str, required: bool = False, negative: bool = False) -> Decimal | None:
         value = self.text(name, required)
         if value is None:

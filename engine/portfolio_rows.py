@@ -118,7 +118,7 @@ def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, curr
         if iid is None or cid is None or amount is None or due is None:
             continue
         book.invoices[iid] = Invoice(iid, cid, amount, amount if balance is None else balance, due,
-                                     cells.text("number"), cells.text("currency") or currency, issued, status, attrs)
+                                     cells.text("number"), cells.currency() or currency, issued, status, attrs)
 
 
 def _customers(table: Table, customers: dict, custom: dict) -> None:
@@ -159,7 +159,7 @@ def _payments(table: Table, book: Portfolio) -> None:
             continue
         seen.add(pid)
         if iid and amount is not None and paid_at is not None:
-            book.payments.append(Payment(pid, iid, amount, paid_at, cells.text("currency"), cells.text("method")))
+            book.payments.append(Payment(pid, iid, amount, paid_at, cells.currency(), cells.text("method")))
 
 
 def _content_id(*parts) -> str:

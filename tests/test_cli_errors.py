@@ -208,3 +208,42 @@ def test_simulate_with_a_bad_channels_file_says_why(tmp_path, text, message):
     result = invoke("simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(EXAMPLE / "portfolio.csv"), "-q",
                     "--channels", str(channels))
     assert result.exit_code == 1 and message in result.stderr and "Traceback" not in result.output
+
+
+def test_a_bad_behavior_model_is_one_line_with_a_suggestion(tmp_path):
+    model = tmp_path / "model.yaml"
+    model.write_text("pay_probabilty: 0.1\n")
+    result = invoke("simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(EXAMPLE / "portfolio.csv"), "-q",
+                    "--behavior", str(model))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "pay_probabilty: unknown key (did you mean 'pay_probability'?)" in result.stderr
+
+
+def test_history_out_names_its_format_like_simulate(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("history", "--out", "audit.txt")
+    assert result.exit_code == 2 and "--out must end in .csv or .jsonl" in result.stderr
+    assert not (tmp_path / "audit.txt").exists()
+
+
+def test_import_currency_that_is_not_an_iso_code_is_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("import", "invoices", str(EXAMPLE / "portfolio.csv"), "--currency", "XYZW")
+    assert result.exit_code == 2 and "--currency 'XYZW' is not an ISO 4217 currency code" in result.stderr
+    assert not (tmp_path / "collect.db").exists()
+
+
+def test_output_files_are_as_readable_as_any_file_the_user_writes(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    monkeypatch.chdir(tmp_path)
+    old = os.umask(0o022)
+    try:
+        assert invoke("compile", str(EXAMPLE / "policy.yaml"), "-o", "plan.json").exit_code == 0
+        assert invoke("simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(EXAMPLE / "portfolio.csv"),
+                      "-q", "--out", "contacts.csv").exit_code == 0
+    finally:
+        os.umask(old)
+    modes = {name: stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("plan.json", "contacts.csv")}
+    assert modes == {"plan.json": 0o644, "contacts.csv": 0o644}

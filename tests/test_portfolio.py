@@ -175,3 +175,10 @@ def test_a_promise_or_dispute_repeated_in_a_file_counts_once(tmp_path):
     disputes.write_text("invoice_id,opened_at,resolved_at\nA,2026-01-02,\nA,2026-01-02,2026-01-05\n")
     assert problems(portfolio, disputes=disputes) == [
         "3: column opened_at: the dispute of invoice A opened at 2026-01-02 is on row 2 already, with other values"]
+
+
+def test_a_currency_that_is_not_an_iso_code_is_a_row_error(tmp_path):
+    portfolio = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date,currency\nF1,c1,1,2026-01-01,PEN\n"
+                                         "F2,c1,1,2026-01-01,soles\nF3,c1,1,2026-01-01,usd\n")
+    assert problems(portfolio) == ["3: column currency: 'soles' is not an ISO 4217 currency code (e.g. PEN, USD)",
+                                   "4: column currency: 'usd' is not an ISO 4217 currency code (e.g. PEN, USD)"]
