@@ -23,18 +23,46 @@ def resolve_profiles(comp) -> list[dict]:
     from .compliance import ProfileError, profile_names, resolve  # only policies with profiles pay for it
 
     known = profile_names()
+    selected = known if policy.compliance == "auto" else list(policy.compliance)
+    before = len(diags.items)
     if policy.compliance != "auto":
-        unknown = [(i, p) for i, p in enumerate(policy.compliance) if p not in known]
-        for i, profile in unknown:
-            diags.error("unknown-profile", f"unknown compliance profile '{profile}'", comp.span(("compliance", i)),
-                        suggest(profile, known) or f"known profiles: {', '.join(known)}, or auto")
-        if unknown:
-            return []
+        for i, profile in enumerate(selected):
+            if profile not in known:
+                diags.error("unknown-profile", f"unknown compliance profile '{profile}'", comp.span(("compliance", i)),
+                            suggest(profile, known) or f"known profiles: {', '.join(known)}, or auto")
+            elif profile in selected[:i]:
+                diags.error("compliance-settings", f"compliance profile '{profile}' is listed twice",
+                            comp.span(("compliance", i)))
+    _check_settings(comp, [p for p in dict.fromkeys(selected) if p in known])
+    if len(diags.items) > before:  # every mistake reported at its place, then nothing resolved
+        return []
     try:
         return resolve(policy.compliance, {k: dict(v) for k, v in policy.compliance_settings.items()})
     except ProfileError as exc:
         diags.error("compliance-settings", str(exc), _settings_span(comp, str(exc)))
         return []
+
+
+def _check_settings(comp, selected: list[str]) -> None:
+    """Every `compliance_settings` mistake at its own place: a profile not selected, an unknown setting,
+    a value the profile does not offer."""
+    from .compliance import load_profile
+
+    for profile, settings in comp.policy.compliance_settings.items():
+        where = ("compliance_settings", profile)
+        if profile not in selected:
+            comp.diags.error("compliance-settings", f"compliance_settings: profile '{profile}' is not selected",
+                             comp.span(where, prefer_key=True), f"selected: {', '.join(selected) or 'none'}")
+            continue
+        offered = load_profile(profile)["settings"]
+        for key, value in (settings or {}).items():
+            if key not in offered:
+                comp.diags.error("compliance-settings", f"unknown setting '{key}' of {profile}",
+                                 comp.span(where + (key,), prefer_key=True),
+                                 suggest(str(key), offered) or f"settings of {profile}: {', '.join(offered) or 'none'}")
+            elif str(value) not in offered[key]["values"]:
+                comp.diags.error("compliance-settings", f"{profile}.{key}: '{value}' is not allowed",
+                                 comp.span(where + (key,)), f"use one of {', '.join(map(str, offered[key]['values']))}")
 
 
 def _settings_span(comp, message: str):

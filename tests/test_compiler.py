@@ -233,3 +233,25 @@ def test_init_writes_a_project_that_validates(tmp_path):
 def test_python_dash_m_collect_works():
     proc = subprocess.run([sys.executable, "-m", "collect", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "validate" in proc.stdout
+
+
+def test_every_compliance_settings_mistake_is_reported_at_its_place(tmp_path):
+    result = compile_text(tmp_path, """\
+compliance: [cl-sernac, us-reg-f, cl-sernac]
+compliance_settings:
+  cl-sernac: { spacing: 3d, week: monthly, wek: rolling }
+  co-ley-2300: { week: rolling }
+stages:
+  s:
+    when: true
+    steps:
+      - { id: a, at: due+1d, send: email, template: m }
+""")
+    found = [(d.span.line, d.span.col, d.message) for d in result.diagnostics.items if d.severity == "error"]
+    assert found == [
+        (10, 35, "compliance profile 'cl-sernac' is listed twice"),
+        (12, 25, "cl-sernac.spacing: '3d' is not allowed"),
+        (12, 35, "cl-sernac.week: 'monthly' is not allowed"),
+        (12, 44, "unknown setting 'wek' of cl-sernac"),
+        (13, 3, "compliance_settings: profile 'co-ley-2300' is not selected")]
+    assert result.plan is None
