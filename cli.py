@@ -159,7 +159,7 @@ def init(directory: Annotated[Path, typer.Argument(help="Where to create the pro
 @app.command()
 def simulate(
     policy: PolicyArg,
-    portfolio: Annotated[Path, typer.Option(help="Invoices CSV (SPEC section 7).")],
+    portfolio: Annotated[Path, typer.Option(help="Invoices CSV (docs/files.md).")],
     customers: Annotated[Optional[Path], typer.Option(help="Customers CSV, keyed by customer_id.")] = None,
     payments: Annotated[Optional[Path], typer.Option(help="Payments CSV (used by --behavior historic).")] = None,
     promises: Annotated[Optional[Path], typer.Option(help="Promises to pay CSV.")] = None,
@@ -268,7 +268,7 @@ def _check_timezone(zone: str) -> None:
 
 @app.command("import")
 def import_cmd(kind: Annotated[Kind, typer.Argument(help="What the file holds.")],
-               csv_file: Annotated[Path, typer.Argument(metavar="CSV", help="The file (SPEC section 7).")],
+               csv_file: Annotated[Path, typer.Argument(metavar="CSV", help="The file (docs/files.md).")],
                map: Annotated[Optional[Path], typer.Option("--map", help="Column map YAML.")] = None,
                db: DbOpt = None,
                policy: Annotated[Optional[Path], typer.Option(help="Type custom columns by this policy's fields:.")] = None,
@@ -365,7 +365,7 @@ def run(policy: PolicyArg, db: DbOpt = None,
 def history(db: DbOpt = None,
             out: Annotated[Optional[Path], typer.Option(help="Write to a .csv or .jsonl file (default: CSV on stdout).")] = None,
             since: Annotated[Optional[str], typer.Option(help="Only contacts from this date (YYYY-MM-DD).")] = None) -> None:
-    """Every contact attempt made, in the contacts schema (SPEC section 7): the audit log."""
+    """Every contact attempt made, in the contacts schema (docs/files.md): the audit log."""
     import datetime as dt
 
     from .engine.history import history_text
@@ -408,7 +408,8 @@ def explain(policy: PolicyArg, invoice: Annotated[str, typer.Option("--invoice",
 
 @app.command()
 def tasks(db: DbOpt = None, queue: Annotated[Optional[str], typer.Option(help="Only this queue.")] = None,
-          format: FormatOpt = Format.text) -> None:
+          format: Annotated[Format, typer.Option("--format", help="The task list as a table (text) or JSON.")] = Format.text,
+          ) -> None:
     """The agent work queue, highest priority first."""
     from .engine.report import tasks as open_tasks
 
