@@ -253,7 +253,8 @@ class Cells:
                 return dt.datetime.fromisoformat(value)
             return dt.date.fromisoformat(value)
         except ValueError:
-            self.problem(name, f"'{value}' is not a date (expected {fmt or 'YYYY-MM-DD'})")
+            expected = fmt or ("YYYY-MM-DD, or YYYY-MM-DDTHH:MM with an optional UTC offset" if with_time else "YYYY-MM-DD")
+            self.problem(name, f"'{value}' is not a date (expected {expected})")
             return None
 
     def boolean(self, name: str) -> bool | None:
@@ -266,7 +267,7 @@ class Cells:
             return True
         if value.lower() in FALSE:
             return False
-        self.problem(name, f"'{value}' is not a boolean (true/false, 1/0, yes/no)")
+        self.problem(name, f"'{value}' is not a boolean (true/false, 1/0, yes/no, y/n)")
         return None
 
     def typed(self, name: str, kind: str):

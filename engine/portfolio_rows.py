@@ -148,16 +148,19 @@ def _known_invoice(cells: Cells, book: Portfolio, required: bool = True) -> str 
 def _payments(table: Table, book: Portfolio) -> None:
     if not table.headers or not table.require("invoice_id", "amount", "paid_at"):
         return
-    seen = set()
+    seen: dict[str, tuple] = {}
     for cells in table:
         iid, amount = _known_invoice(cells, book), cells.decimal("amount", True)
         paid_at = cells.date("paid_at", True, with_time=True)
         # without a payment_id, the payment is named by what it is, so the same line in tomorrow's
         # export (whatever the file's name or the line's place) is recognised and not counted twice
         pid = cells.text("payment_id") or _content_id(iid, amount, paid_at)
-        if pid in seen:  # the same payment twice in one file counts once (SPEC 7: idempotent by id)
+        if pid in seen:  # the same payment twice in one file counts once; two different ones is a mistake
+            if seen[pid] != (iid, amount, paid_at):
+                cells.problem("payment_id", f"payment '{pid}' is already in this file with another invoice, "
+                                            "amount or date")
             continue
-        seen.add(pid)
+        seen[pid] = (iid, amount, paid_at)
         if iid and amount is not None and paid_at is not None:
             book.payments.append(Payment(pid, iid, amount, paid_at, cells.currency(), cells.text("method")))
 

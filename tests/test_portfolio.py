@@ -42,7 +42,7 @@ def test_every_bad_row_is_reported(tmp_path):
         "2: column amount: '12;5' is not a number (decimal separator '.')",
         "3: column status: unknown status 'lost' (expected open, paid, disputed, written_off)",
         "3: column due_date: due date 2026-01-01 is before the issue date 2026-02-01",
-        "3: column do_not_contact: 'maybe' is not a boolean (true/false, 1/0, yes/no)",
+        "3: column do_not_contact: 'maybe' is not a boolean (true/false, 1/0, yes/no, y/n)",
         "3: column risk_score: 'high' is not a number (decimal separator '.')",
         "3: column email: customer c1 already has email 'a@x.pe' from an earlier row; this row says 'b@x.pe'",
         "4: column invoice_id: a value is required",
@@ -182,3 +182,11 @@ def test_a_currency_that_is_not_an_iso_code_is_a_row_error(tmp_path):
                                          "F2,c1,1,2026-01-01,soles\nF3,c1,1,2026-01-01,usd\n")
     assert problems(portfolio) == ["3: column currency: 'soles' is not an ISO 4217 currency code (e.g. PEN, USD)",
                                    "4: column currency: 'usd' is not an ISO 4217 currency code (e.g. PEN, USD)"]
+
+
+def test_one_payment_id_with_two_different_payments_in_a_file_is_a_row_error(tmp_path):
+    portfolio = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date\nA,c1,100,2026-01-01\n")
+    payments = write(tmp_path, "pay.csv", "payment_id,invoice_id,amount,paid_at\nP1,A,40,2026-01-05\n"
+                                          "P1,A,40,2026-01-05\nP1,A,60,2026-01-06\n")
+    assert problems(portfolio, payments=payments) == [
+        "4: column payment_id: payment 'P1' is already in this file with another invoice, amount or date"]
