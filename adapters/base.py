@@ -164,8 +164,10 @@ def _secret_leaves(value):
 
 def redact(text: str, secrets) -> str:
     """`text` with every secret replaced by ***, longest first so that a secret containing another is
-    masked whole."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+    masked whole. Also the secret as Python escapes it (an HTTP library's error shows a header value as
+    b'Bearer tok\\r'), so a secret with an odd character cannot slip past in an error message."""
+    forms = {form for s in secrets if s for form in (s, repr(s)[1:-1], repr(s.encode("utf-8"))[2:-1])}
+    for secret in sorted(forms, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
 

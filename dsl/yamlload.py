@@ -191,3 +191,20 @@ def _drop_bad_merges(node, file: str, diags: Diagnostics) -> None:
 def _scalar_key(key, key_node) -> str:
     """Keys such as `2026-12-24` or `1` are used by their text, as written."""
     return key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key)
+
+
+def load_yaml_file(path) -> object:
+    """A side file (a column map, a behavior model, channels.yaml's costs) read with the policy's limits:
+    no alias bomb, no nesting past MAX_DEPTH. None for an empty file; ValueError `FILE:LINE:COL: reason`
+    for the first problem; OSError when it cannot be read."""
+    from pathlib import Path
+
+    text = Path(path).read_text(encoding="utf-8")
+    if not text.strip():
+        return None
+    diags = Diagnostics()
+    located = load_yaml(text, str(path), diags)
+    if diags.items:
+        first = diags.items[0]
+        raise ValueError(f"{first.span.file}:{first.span.line}:{first.span.col}: {first.message}")
+    return located.data if located else None

@@ -59,13 +59,14 @@ class BehaviorModel:
 
     @classmethod
     def load(cls, path: str | Path, seed: int) -> "BehaviorModel":
-        import yaml
+        from ..dsl.yamlload import load_yaml_file
 
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-            return cls(BehaviorSpec.model_validate(data), seed)
-        except (OSError, yaml.YAMLError) as exc:
+            data = load_yaml_file(path) or {}
+        except (OSError, ValueError) as exc:
             raise BehaviorError(f"{path}: cannot read the behavior model: {exc}") from None
+        try:
+            return cls(BehaviorSpec.model_validate(data), seed)
         except ValidationError as exc:
             raise BehaviorError(f"{path}: " + "; ".join(map(_problem, exc.errors()))) from None
 

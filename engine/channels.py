@@ -194,6 +194,10 @@ class Channels:
                 state = "is not set" if found is None else "is empty"
                 self._error(diags, "channels-env-unset", path, f"environment variable {name} {state}")
                 return ""
+            if any(ord(c) < 32 or c == "\x7f" for c in found):  # the value is a secret: never shown
+                self._error(diags, "channels-env-control", path, f"environment variable {name} holds a line break "
+                            "or another control character (a .env file with Windows line endings?)")
+                return ""
             if len(found) >= MIN_MASKED:
                 self._secrets.add(found)
             return found

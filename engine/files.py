@@ -8,6 +8,17 @@ import tempfile
 from pathlib import Path
 
 
+# A CSV cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...) from a provider's
+# answer, or from an ERP's customer id, would run when finance opens the audit log in Excel).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """A CSV cell that a spreadsheet shows as text: a leading ' before a formula's first character
+    (OWASP's advice for CSV injection). JSON lines keep values as they are."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
 def _umask_mode() -> int:
     """The mode a plain open() gives a new file (0666 less the umask): mkstemp makes 0600 files, and an
     output file should be as readable as any other the user writes."""

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from . import store as s
+from .files import spreadsheet_safe
 from .simrun import CONTACT_COLUMNS
 
 # the audit log's own columns after those of the contacts file (SPEC section 7): the key that provider
@@ -47,5 +48,5 @@ def history_text(engine, since: dt.date | None, fmt: str) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=AUDIT_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: spreadsheet_safe(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows)
     return out.getvalue()

@@ -140,12 +140,12 @@ class ColumnMap:
 
 
 def load_map(path: str | Path) -> ColumnMap:
-    import yaml
+    from ..dsl.yamlload import load_yaml_file
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        data = load_yaml_file(path) or {}
+    except (OSError, ValueError) as exc:
         raise CsvError([Problem(str(path), 1, None, f"cannot read the column map: {exc}")]) from None
     if not isinstance(data, dict):
         raise CsvError([Problem(str(path), 1, None, "a column map is a mapping (columns:, delimiter:, ...)")])
@@ -164,18 +164,25 @@ def load_map(path: str | Path) -> ColumnMap:
                      str(data.get("decimal", ".")), str(data.get("thousands", "")))
 
 
+def _short(value) -> str:
+    """A value as a message may quote it: cut short (an alias may stand for a huge list)."""
+    import reprlib
+
+    return reprlib.repr(value)
+
+
 def _map_value_problems(data: dict) -> list[str]:
     """Values the csv module or strptime would reject with a traceback, said as map errors."""
     reasons = []
     delimiter = data.get("delimiter")
     if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n'):
-        reasons.append(f"delimiter must be one character, not a quote or a line break (got {delimiter!r})")
+        reasons.append(f"delimiter must be one character, not a quote or a line break (got {_short(delimiter)})")
     if data.get("date_format") is not None and not isinstance(data["date_format"], str):
-        reasons.append(f"date_format must be a strptime format text such as '%d/%m/%Y' (got {data['date_format']!r})")
+        reasons.append(f"date_format must be a strptime format text such as '%d/%m/%Y' (got {_short(data['date_format'])})")
     for key, empty in (("decimal", False), ("thousands", True)):
         value = data.get(key)
         if value is not None and not (isinstance(value, str) and len(value) <= 1 and (empty or value)):
-            reasons.append(f"{key} must be one character (got {value!r})")
+            reasons.append(f"{key} must be one character (got {_short(value)})")
     return reasons
 
 

@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from .files import FORMULA_START, spreadsheet_safe
 from .runtime import Runtime
 from .simulate import SimResult, ceil_tick, run_customer, simulate, start_moment
 from .state import (PAID_EPSILON, CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, PaymentInfo, PromiseInfo,
@@ -120,7 +121,10 @@ class ContactWriter:
                    d.status, d.reason, plan_hash]
             if self._jsonl:
                 handle.write(json.dumps(dict(zip(CONTACT_COLUMNS, row)), ensure_ascii=False) + "\n")
-            elif (line := csv_line(row, writerow)) is not None:
+                continue
+            if row[1].startswith(FORMULA_START) or row[2].startswith(FORMULA_START):  # ids come from the ERP
+                row[1], row[2] = spreadsheet_safe(row[1]), spreadsheet_safe(row[2])
+            if (line := csv_line(row, writerow)) is not None:
                 handle.write(line)
         self.rows += len(decisions)
 
@@ -365,14 +369,9 @@ def load_portfolio(plan, portfolio: Path, *, customers=None, payments=None, prom
 
 def load_costs(channels_yaml: Path) -> dict[str, float]:
     """The `costs:` table of channels.yaml (message cost per channel), nothing else of the file."""
-    import yaml
+    from ..dsl.yamlload import load_yaml_file
 
-    try:
-        data = yaml.safe_load(Path(channels_yaml).read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{channels_yaml}:{mark.line + 1}:{mark.column + 1}" if mark else str(channels_yaml)
-        raise ValueError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from exc
+    data = load_yaml_file(channels_yaml) or {}  # ValueError FILE:LINE:COL for bad YAML, OSError unreadable
     costs = data.get("costs") or {} if isinstance(data, dict) else None
     if not isinstance(costs, dict) or not all(isinstance(v, (int, float)) for v in costs.values()):
         raise ValueError(f"{channels_yaml}: costs must map channel names to numbers")

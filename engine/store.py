@@ -190,9 +190,13 @@ class StoreUrlError(StoreError):
 
 
 def shown_url(url: str) -> str:
-    """The URL as it may be printed: its password as ***."""
+    """The URL as it may be printed: its password as ***, also one given as a query parameter
+    (libpq takes ?password=, ?sslpassword=)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        hidden = {k: "***" for k in parsed.query if any(w in k.lower() for w in ("pass", "secret", "token"))}
+        shown = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+        return shown.replace("%2A%2A%2A", "***")
     except (ArgumentError, ValueError):  # unparsable, so mask by hand whatever sits in user:PASSWORD@
         return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
 

@@ -355,3 +355,28 @@ def test_run_with_a_real_provider_refuses_to_send_the_example_pay_link(tmp_path,
     assert result.exit_code in (0, 3), result.output  # 3: the channels files.yaml leaves out fail
     sent = (tmp_path / "out" / "email.jsonl").read_text()
     assert "https://pay.acme.pe/c/C0" in sent and "pay.example.com" not in sent
+
+
+# -- secrets with odd characters ---------------------------------------------------------------------
+
+def test_an_env_value_with_a_line_break_is_refused_without_showing_it(tmp_path, monkeypatch):
+    """A token read from a .env file with Windows line endings ends in \\r: an HTTP library would refuse
+    the header and print it escaped, past the exact-match redaction."""
+    monkeypatch.setenv("CRM_TOKEN", "crm-token-4242\r")
+    path = write(tmp_path, """\
+        channels:
+          agent: { adapter: webhook, url: "https://crm.example.com/hooks", headers: { Authorization: "Bearer ${CRM_TOKEN}" } }
+        """)
+    with pytest.raises(ChannelsError) as caught:
+        load_channels(path)
+    (problem,) = caught.value.diagnostics
+    assert problem.code == "channels-env-control" and "CRM_TOKEN" in problem.message
+    assert "crm-token-4242" not in str(caught.value)
+
+
+def test_redaction_also_masks_a_secret_as_python_escapes_it():
+    from collect.adapters.base import redact
+
+    secret = "tok-ü-4242\r"
+    shown = f"LocalProtocolError: Illegal header value {('Bearer ' + secret).encode()!r}; {secret!r}"
+    assert "tok" not in redact(shown, {secret}) and "4242" not in redact(shown, {secret})

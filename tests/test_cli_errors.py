@@ -196,7 +196,7 @@ def test_an_output_that_cannot_be_written_exits_3(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("costs: [\n", "channels.yaml:2:1: not valid YAML"),
+    ("costs: [\n", "channels.yaml:2:1: YAML syntax error"),
     ("costs: 5\n", "costs must map channel names to numbers"),
     ("- a\n", "costs must map channel names to numbers"),
     (None, "No such file or directory"),
@@ -247,3 +247,10 @@ def test_output_files_are_as_readable_as_any_file_the_user_writes(tmp_path, monk
         os.umask(old)
     modes = {name: stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("plan.json", "contacts.csv")}
     assert modes == {"plan.json": 0o644, "contacts.csv": 0o644}
+
+
+def test_store_error_masks_a_password_given_as_a_query_parameter():
+    result = invoke("history", "--db", "postgresql://collect@127.0.0.1:1/collections?password=pg-s3cret&sslmode=disable")
+    assert result.exit_code == 3, result.output
+    line = one_error_line(result)
+    assert "pg-s3cret" not in line and "password=***" in line and "sslmode=disable" in line

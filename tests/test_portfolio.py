@@ -190,3 +190,16 @@ def test_one_payment_id_with_two_different_payments_in_a_file_is_a_row_error(tmp
                                           "P1,A,40,2026-01-05\nP1,A,60,2026-01-06\n")
     assert problems(portfolio, payments=payments) == [
         "4: column payment_id: payment 'P1' is already in this file with another invoice, amount or date"]
+
+
+def test_a_column_map_with_an_alias_bomb_is_refused_at_once(tmp_path):
+    """Side files get the policy's YAML limits: nine levels of nine aliases would expand to 387 million
+    values (and the error message used to print them)."""
+    lines = ['l0: &l0 "lol"'] + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]
+    path = write(tmp_path, "map.yaml", "\n".join(lines) + "\ndelimiter: *l9\n")
+    from collect.engine.portfolio import load_map
+
+    with pytest.raises(CsvError) as caught:
+        load_map(path)
+    (problem,) = caught.value.problems
+    assert "expand" in str(problem) and len(str(problem)) < 400

@@ -3,7 +3,9 @@ and run == simulate."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import subprocess
 import sys
@@ -286,7 +288,7 @@ def test_serve_ticks_on_schedule_and_stops_cleanly_on_sigterm(tmp_path):
     assert len(rows) >= 3 and all(r.finished_at is not None for r in rows)  # no tick cut in the middle
 
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
@@ -402,8 +404,90 @@ def test_explain_says_what_the_next_tick_does_with_a_left_stage_and_a_kept_promi
 
     _, lines = explain(engine, plan, "F001-00001", dt.datetime(2026, 11, 20, 14, tzinfo=UTC))
     states = {line.step: (line.state, line.why) for line in lines}
-    assert states["pre-2"][0] == "deferred" and "stage ended" in states["pre-2"][1]
+    assert states["pre-2"] == ("skips now", "stage ended")
     assert states["prom-rec"] == ("not applicable", "the promise was kept before it")
+
+
+def example_store(folder: Path, catch_up: str = "latest"):
+    """pe-b2b (under `catch_up`) in a SQLite store with its payments and promises, and a dispute."""
+    policy = folder / "policy.yaml"
+    policy.write_text((EXAMPLE / "policy.yaml").read_text().replace("catch_up: latest", f"catch_up: {catch_up}"))
+    plan = compile_policy(policy).plan
+    url = f"sqlite:///{folder / 'c.db'}"
+    load_example(url, plan)
+    engine = s.connect(url)
+    for kind in ("payments", "promises"):
+        import_file(engine, kind, EXAMPLE / f"{kind}.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    import_text(engine, "disputes", folder / "d.csv",
+                "invoice_id,opened_at,reason,resolved_at\nF001-00014,2026-11-01T09:00,precio,2026-11-20T12:00\n")
+    return engine, plan
+
+
+@pytest.mark.parametrize("catch_up, now, said, did", [
+    ("latest", dt.datetime(2026, 10, 22, 17, tzinfo=UTC), ("sends now", "on email"), ("sent", "email", "")),
+    ("none", dt.datetime(2026, 10, 26, 15, tzinfo=UTC), ("skips now", "missed"), ("skipped", "", "missed"))])
+def test_explain_says_what_the_tick_does_with_an_event_step_whose_trigger_passed(tmp_path, catch_up, now, said, did):
+    """A partial payment (2026-10-22 11:30 Lima) makes `parcial` due: explain called it `scheduled` with a
+    past trigger, while the tick at that --now sent it (under catch_up: none, four days on, skipped it)."""
+    engine, plan = example_store(tmp_path, catch_up)
+    from collect.engine.explain import explain
+
+    line = next(line for line in explain(engine, plan, "F001-00003", now)[1] if line.step == "parcial")
+    summary = Runner(engine, plan, file_channels(tmp_path)).tick(now)
+    assert (line.state, line.why) == said
+    assert [(d.status, d.channel, d.reason) for d in summary.decisions if d.step == "parcial"] == [did]
+
+
+@pytest.mark.parametrize("now, invoice, step, reason", [
+    (dt.datetime(2026, 10, 26, 15, tzinfo=UTC), "F001-00002", "tem-1", "superseded"),
+    (dt.datetime(2026, 10, 26, 15, tzinfo=UTC), "F001-00024", "tem-10", "do_not_contact"),
+    (dt.datetime(2026, 10, 14, 12, tzinfo=UTC), "F001-00038", "pre-7", "holdout")])
+def test_explain_says_skips_now_for_a_step_the_next_tick_skips(tmp_path, plan, now, invoice, step, reason):
+    """explain said `due` ("due now: the next tick decides it") for steps the tick at that --now skips:
+    superseded (catch_up: latest), a do_not_contact customer (C008), a holdout customer."""
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    load_example(db, plan)
+    from collect.engine.explain import explain
+
+    line = next(line for line in explain(s.connect(db), plan, invoice, now)[1] if line.step == step)
+    summary = Runner(s.connect(db), plan, file_channels(tmp_path)).tick(now)
+    assert (line.state, line.why) == ("skips now", reason)
+    assert [(d.status, d.reason) for d in summary.decisions if d.step == step and invoice in d.invoice_ids] == [
+        ("skipped", reason)]
+
+
+def closed_silently(engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.execute(select(s.steps.c.key).where(s.steps.c.status == "not applicable")).scalars())
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(st.sampled_from(["latest", "none"]), st.integers(0, 24 * 80),
+       st.lists(st.sampled_from([1, 2, 5, 24, 24 * 6]), min_size=2, max_size=6))
+@example("latest", 24 * 32 + 12, [24 * 3 + 22, 24 * 21 - 1])  # the partial payment, C001 and C008 caught up
+def test_explain_now_is_what_the_tick_decides_property(tmp_path_factory, catch_up, start, gaps):
+    """At any --now, the step instances explain says the next tick sends, defers, skips, escalates, fails
+    (or closes silently: not applicable) are exactly those the real tick at that moment decides so, for
+    every invoice of pe-b2b with its payments, promises and a dispute, ticks apart by hours or days."""
+    folder = tmp_path_factory.mktemp("x")
+    engine, plan = example_store(folder, catch_up)
+    from collect.engine.explain import NOW, explain
+
+    with engine.connect() as conn:
+        invoices = list(conn.execute(select(s.invoices.c.id)).scalars())
+    run, status = Runner(engine, plan, file_channels(folder)), {v: k for k, v in NOW.items()}
+    now = dt.datetime(2026, 9, 20, 5, tzinfo=UTC) + dt.timedelta(hours=start)
+    for gap in gaps:
+        said = Counter((invoice, line.step, status.get(line.state, line.state)) for invoice in invoices
+                       for line in explain(engine, plan, invoice, now)[1]
+                       if line.state in status or "closed without a contact" in line.why)
+        before = closed_silently(engine)
+        summary = run.tick(now)
+        did = Counter((key.split("|")[1], d.step, d.status) for d in summary.decisions for key in d.keys)
+        did.update((key.split("|")[1], key.split("|")[0], "not applicable") for key in closed_silently(engine) - before)
+        assert said == did, now
+        now += dt.timedelta(hours=gap)
 
 
 def test_reimport_without_do_not_contact_keeps_it(db_url, tmp_path):
@@ -525,3 +609,17 @@ def test_a_conversation_blocks_calls_about_its_own_debts_only(db_url, tmp_path):
                 f"conversation,{call_a}\n")
     decided = tick(dt.datetime(2026, 11, 5, 15, 30, tzinfo=UTC)).decisions
     assert [(d.invoice_ids, d.status) for d in decided] == [(("B",), "sent")]
+
+
+def test_history_csv_never_starts_a_cell_with_a_spreadsheet_formula(db_url, tmp_path, plan):
+    """The audit log is what finance opens in Excel; ids from the ERP and a provider's answers must not
+    become formulas there."""
+    from collect.engine.history import history_text
+
+    engine = s.connect(db_url)
+    import_text(engine, "invoices", tmp_path / "i.csv", "invoice_id,customer_id,amount,due_date,email\n"
+                "+F1,=HYPERLINK(1),100,2026-11-10,a@example.com\n")
+    Runner(engine, plan, file_channels(tmp_path)).tick(dt.datetime(2026, 11, 16, 15, tzinfo=UTC))
+    rows = list(csv.reader(io.StringIO(history_text(engine, None, "csv"))))[1:]
+    assert rows and all((r[1], r[2]) == ("'=HYPERLINK(1)", "'+F1") for r in rows)
+    assert json.loads(history_text(engine, None, "jsonl").splitlines()[0])["customer_id"] == "=HYPERLINK(1)"

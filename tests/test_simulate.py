@@ -2,6 +2,7 @@
 
 import csv
 import datetime as dt
+import io
 import json
 import textwrap
 from decimal import Decimal
@@ -337,3 +338,16 @@ def test_a_cap_counts_elapsed_time_across_a_dst_change(tmp_path):
     plan = compile_policy(policy).plan
     result = run_simulation(plan, load_portfolio(plan, tmp_path / "p.csv"), start=dt.date(2027, 3, 7), days=10)
     assert [(d.step, d.status) for d in result.decisions] == [("a", "sent"), ("b", "skipped")]
+
+
+def test_csv_contacts_never_start_a_cell_with_a_spreadsheet_formula(tmp_path):
+    """Customer and invoice ids come from an ERP export; a cell starting with = + - @ is a formula to
+    Excel, so the CSV writes it as text with a leading ' (JSON lines keep the value as it is)."""
+    (tmp_path / "p.csv").write_text("invoice_id,customer_id,amount,due_date,email\n"
+                                    "@SUM(1+1),=1+2*cmd|' /C calc'!A0,100,2026-11-20,a@example.com\n")
+    plan = compile_policy(EXAMPLE / "policy.yaml").plan
+    result = run_simulation(plan, load_portfolio(plan, tmp_path / "p.csv"), start=dt.date(2026, 11, 15), days=20)
+    rows = list(csv.reader(io.StringIO(contacts_text(result, "csv"))))[1:]
+    assert rows and {(r[1], r[2]) for r in rows} == {("'=1+2*cmd|' /C calc'!A0", "'@SUM(1+1)")}
+    line = json.loads(contacts_text(result, "jsonl").splitlines()[0])
+    assert (line["customer_id"], line["invoice_ids"]) == ("=1+2*cmd|' /C calc'!A0", "@SUM(1+1)")
