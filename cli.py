@@ -467,9 +467,9 @@ def report(db: DbOpt = None, format: Annotated[ReportFormat, typer.Option("--for
 @app.command()
 def serve(policy: PolicyArg, db: DbOpt = None,
           channels: Annotated[Optional[Path], typer.Option(help="channels.yaml.")] = None,
-          every: Annotated[Optional[str], typer.Option(help="Interval between ticks: 30s, 15m, 1h.")] = None,
-          cron: Annotated[Optional[str], typer.Option(help="A crontab expression instead, e.g. '0 * * * *'.")] = None,
-          quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False) -> None:
+          every: Annotated[Optional[str], typer.Option(help="Interval between ticks: 30s, 15m, 1h, 1d (default 15m); the first tick runs at start.")] = None,
+          cron: Annotated[Optional[str], typer.Option(help="A crontab expression instead, in local time, e.g. '0 8-20 * * mon-sat': ticks only at those times.")] = None,
+          quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per tick (failures are still printed).")] = False) -> None:
     """Run the tick on a schedule (APScheduler) until stopped; one tick at a time, misfires coalesced."""
     from .engine.runner import Runner
     from .engine.serve import parse_every
@@ -482,9 +482,9 @@ def serve(policy: PolicyArg, db: DbOpt = None,
         if every:
             parse_every(every)
         if cron:
-            from apscheduler.triggers.cron import CronTrigger
+            from .engine.serve import cron_trigger
 
-            CronTrigger.from_crontab(cron)
+            cron_trigger(cron)  # read as crontab reads it (0 and 7 are Sunday)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE)

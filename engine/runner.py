@@ -16,6 +16,7 @@ Concurrency: on SQLite every batch runs in a BEGIN IMMEDIATE transaction, so ove
 turns and the second finds the customers already moved forward. On PostgreSQL batches are claimed with
 FOR UPDATE SKIP LOCKED, so several workers share one portfolio. Recovery:
 a `sending` row belongs to the tick that wrote it; another tick delivers it only when that tick is
+over: finished (a tick that failed is marked finished too, as `collect serve` lives on after it) or
 dead (PostgreSQL: its session advisory lock is free; SQLite: its process is gone), taking it over with
 an atomic UPDATE, so a slow tick and a recovering one never both deliver a message.
 """
@@ -92,6 +93,7 @@ class Runner:
         self.rt = Runtime(plan)
         self.batch = batch
         self.pay_link = pay_link or "https://pay.example.com/c/{customer_id}"
+        self._unfinished: dict[int, dt.datetime] = {}  # ticks whose finished_at the store did not take then
 
     # -- the tick -----------------------------------------------------------------------------------
 
@@ -108,21 +110,48 @@ class Runner:
             if changed:  # the wake times were worked out under another plan: decide everyone again
                 conn.execute(update(s.customers).values(next_action_at=None))
         self.tick_id = tick_id
-        with self._alive(tick_id):
-            self._recover(now, summary)
-            while True:
-                with self.engine.begin() as conn:
-                    ids = self._claim(conn, now)
-                    if not ids:
-                        break
-                    sends = self._decide_and_record(conn, ids, now, summary)
-                self._deliver(sends, summary, now)
-        with self.engine.begin() as conn:
-            conn.execute(update(s.ticks).where(s.ticks.c.id == tick_id).values(
-                finished_at=dt.datetime.now(dt.timezone.utc), customers=summary.customers,
-                decisions=sum(summary.statuses.values()), sent=summary.statuses["sent"],
-                failed=summary.statuses["failed"]))
+        try:
+            self._finish_earlier()
+            with self._alive(tick_id):
+                self._recover(now, summary)
+                while True:
+                    with self.engine.begin() as conn:
+                        ids = self._claim(conn, now)
+                        if not ids:
+                            break
+                        sends = self._decide_and_record(conn, ids, now, summary)
+                    self._deliver(sends, summary, now)
+        except BaseException:
+            # A failed tick is finished too: in `collect serve` its pid (the service's) stays alive, so
+            # without finished_at no later tick would take over the `sending` rows it leaves
+            self._finish(tick_id, summary, failed=True)
+            raise
+        self._finish(tick_id, summary)
         return summary
+
+    def _finish(self, tick_id: int, summary: TickSummary, failed: bool = False) -> None:
+        """Record the end of a tick. When the store does not take it (it may be what made the tick
+        fail), this Runner's next tick marks it finished; after a failure the original error is the one
+        raised, not this one."""
+        values = {"finished_at": dt.datetime.now(dt.timezone.utc), "customers": summary.customers,
+                  "decisions": sum(summary.statuses.values()), "sent": summary.statuses["sent"],
+                  "failed": summary.statuses["failed"]}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(update(s.ticks).where(s.ticks.c.id == tick_id).values(**values))
+        except Exception:
+            self._unfinished[tick_id] = values["finished_at"]
+            if not failed:
+                raise
+
+    def _finish_earlier(self) -> None:
+        """Mark finished this Runner's earlier ticks whose end the store did not take then."""
+        if not self._unfinished:
+            return
+        with self.engine.begin() as conn:
+            for tick_id, finished in self._unfinished.items():
+                conn.execute(update(s.ticks).where(s.ticks.c.id == tick_id).values(finished_at=finished))
+        self._unfinished.clear()
 
     def _plan_changed(self, conn: Connection) -> bool:
         """Did the last tick run another plan (the policy file changed since)?"""

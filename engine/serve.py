@@ -1,8 +1,11 @@
 """`collect serve`: the same tick as `collect run`, on a schedule, until stopped.
 
-APScheduler runs one tick at a time (max_instances=1); ticks that were missed while one was running or
-while the process was stopped are coalesced into one; SIGTERM and SIGINT stop the scheduler after the
-tick in progress has finished, so a tick is never cut in the middle by a clean shutdown.
+APScheduler's trigger (`--every` or `--cron`) says when a tick is due; the ticks run one at a time in a
+thread of their own, and the scheduled runs that come due while one runs are coalesced into one tick
+right after it. With `--every` the first tick runs at start; with `--cron` only at the cron times (a
+cron schedule may be there to keep contacts inside hours). SIGTERM and SIGINT stop the service after
+the tick in progress has finished, so a tick is never cut in the middle by a clean shutdown; a second
+signal while stopping changes nothing.
 """
 
 from __future__ import annotations
@@ -10,38 +13,111 @@ from __future__ import annotations
 import datetime as dt
 import re
 import signal
+import threading
+
+DEFAULT_EVERY = "15m"
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")  # crontab numbers: 0 and 7 are Sunday
 
 
 def parse_every(text: str) -> int:
-    """'15m' -> seconds; also '30s', '1h'."""
+    """'15m' -> seconds; also '30s', '1h', '1d'."""
     match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text)
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"'{text}' is not an interval; write 30s, 15m, 1h or 1d")
     return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
-def serve(tick, every: str | None = None, cron: str | None = None, log=print) -> None:
-    """Call `tick(now)` on the schedule until SIGTERM/SIGINT."""
-    from apscheduler.schedulers.blocking import BlockingScheduler
+def cron_trigger(expr: str):
+    """The APScheduler trigger of a crontab expression, read as crontab reads it (local time).
+
+    APScheduler 3 numbers the days of the week from Monday (0 = mon), crontab from Sunday, so `1-5`
+    would be Tuesday to Saturday: numeric days are rewritten as the names crontab means."""
     from apscheduler.triggers.cron import CronTrigger
-    from apscheduler.triggers.interval import IntervalTrigger
 
-    trigger = CronTrigger.from_crontab(cron) if cron else IntervalTrigger(seconds=parse_every(every or "15m"))
-    scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+    fields = expr.split()
+    if len(fields) == 5:
+        fields[4] = ",".join(_weekday_names(part) for part in fields[4].split(","))
+    return CronTrigger.from_crontab(" ".join(fields))
 
-    def job():
+
+def _weekday_names(part: str) -> str:
+    """One item of a crontab day-of-week list ('1-5', '*/2', '0', 'mon-fri') as day names."""
+    match = re.fullmatch(r"(\*|\d)(?:-(\d))?(?:/(\d+))?", part)
+    if not match or part == "*":
+        return part  # names, or a mistake CronTrigger reports
+    first, last, step = match.groups()
+    low = 0 if first == "*" else int(first)
+    high = 7 if first == "*" or (step and last is None) else int(last or first)
+    if high > 7 or low > high or step == "0":
+        return part
+    days = range(low, high + 1, int(step or 1))
+    return ",".join(dict.fromkeys(_WEEKDAYS[day] for day in days))
+
+
+class Ticks:
+    """Runs `tick(now)` whenever a run is due, one at a time, until stopped.
+
+    The scheduler's job only raises the `due` flag; `run` lowers it and ticks. However many runs come
+    due during a tick, the flag is up once afterwards: exactly one tick follows, which is coalescing.
+    (A job that ran the tick itself, under APScheduler's max_instances=1, would drop each run that came
+    due meanwhile, with a warning each.)"""
+
+    def __init__(self, tick, log=print):
+        self.tick, self.log = tick, log
+        self.due = threading.Event()
+        self.stopping = False
+
+    def fire(self) -> None:
+        self.due.set()
+
+    def stop(self, signum: int | None = None, _frame=None) -> None:
+        """The signal handler. It must not fail nor block on a second signal: a user presses Ctrl-C
+        again, systemd follows Ctrl-C with SIGTERM; the tick in progress still finishes."""
+        name = signal.Signals(signum).name if signum else "a stop"
+        if self.stopping:
+            self.log(f"received {name}: already stopping after the current tick")
+            return
+        self.stopping = True  # before touching the Event's lock, so that a nested handler never does
+        self.due.set()
+        self.log(f"received {name}: stopping after the current tick")
+
+    def run(self) -> None:
+        while True:
+            self.due.wait()
+            self.due.clear()
+            if self.stopping:  # checked after clear(): a stop that comes in between still ends the loop
+                return
+            self._tick()
+
+    def _tick(self) -> None:
         now = dt.datetime.now(dt.timezone.utc)
         try:
-            tick(now)
+            self.tick(now)
         except Exception as exc:  # noqa: BLE001 - one failed tick must not stop the service
-            log(f"tick at {now.isoformat(timespec='seconds')} failed: {exc}")
+            self.log(f"tick at {now.isoformat(timespec='seconds')} failed: {exc}")
 
-    scheduler.add_job(job, trigger, id="tick", next_run_time=dt.datetime.now(dt.timezone.utc))
 
-    def stop(signum, _frame):
-        log(f"received {signal.Signals(signum).name}: stopping after the current tick")
-        scheduler.shutdown(wait=True)
+def serve(tick, every: str | None = None, cron: str | None = None, log=print) -> None:
+    """Call `tick(now)` on the schedule until SIGTERM/SIGINT; from the main thread (signals)."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    scheduler.start()
+    ticks = Ticks(tick, log)
+    trigger = cron_trigger(cron) if cron else IntervalTrigger(seconds=parse_every(every or DEFAULT_EVERY))
+    if not cron:
+        ticks.fire()  # --every: tick at once, then every interval from now
+    scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "misfire_grace_time": None})
+    scheduler.add_job(ticks.fire, trigger, id="tick")
+    previous = {sig: signal.signal(sig, ticks.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # The ticks run in a thread, so that the main thread, where Python runs signal handlers, is never
+    # inside the tick (or writing its output) when a signal comes
+    worker = threading.Thread(target=ticks.run, name="collect-tick")
+    try:
+        scheduler.start()
+        worker.start()
+        worker.join()
+    finally:
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
