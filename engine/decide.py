@@ -458,11 +458,16 @@ def withdrawn(rt: Runtime, state: CustomerState, now: dt.datetime, invoice_ids, 
             state.customer.timezone or rt.timezone)), [], [])
         if block is not None and block.until is None:
             return block.reason
-    decider = Decider(rt, state, now)
     invoices = [state.invoices[i] for i in invoice_ids if i in state.invoices]
-    if invoices and all(decider._stopped(i, decider._context(i)) for i in invoices):
+    if invoices and all(stopped(rt, state, i, now) for i in invoices):
         return "invoices paid or closed"
     return None
+
+
+def stopped(rt: Runtime, state: CustomerState, invoice: InvoiceInfo, now: dt.datetime) -> bool:
+    """Does the policy's `stop_when` (paid, written off) or a `stop` step end this invoice's cadence?"""
+    decider = Decider(rt, state, now)
+    return decider._stopped(invoice, decider._context(invoice))
 
 
 def apply(state: CustomerState, outcome: Outcome) -> None:

@@ -1,7 +1,7 @@
-"""`collect explain --invoice ID`: for each step of the policy, when it fired for this invoice, or why not.
+"""`collect explain --invoice ID`: for each step of the policy, what the next tick does with it, or why not.
 
-It reads the store's memory of the invoice (contacts, settled and deferred steps) and asks the same
-decision-core functions what holds now: the stage, pauses, stops, conditions, the next trigger.
+The next tick is the decision core itself, run (pure, nothing written) on the customer as the store knows
+it; what it leaves alone is told from the store's memory or the schedule. explain has no rule of its own.
 """
 
 from __future__ import annotations
@@ -13,17 +13,22 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from . import store as s
+from .decide import decide, stopped
 from .events import customer_facts, invoice_context, occurrences, promise_active
 from .runtime import Runtime
-from .state import PAID_EPSILON, balance_at
+from .state import balance_at
 from .storeio import load_states
+
+NOW = {"sent": "sends now", "deferred": "defers now", "skipped": "skips now", "escalated": "escalates now",
+       "failed": "fails now"}  # what the next tick does, by the core's decision status
 
 
 @dataclass
 class StepLine:
     owner: str
     step: str
-    state: str  # fired | deferred | skipped | failed | escalated | scheduled | waiting | not applicable
+    state: str  # a NOW value | not applicable | fired | deferred | skipped | failed | escalated | scheduled
+    #             | waiting | not due | paused | stopped
     when: str
     why: str
 
@@ -41,6 +46,7 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
         state = load_states(conn, [row.customer_id], dict(plan["fields"]))[row.customer_id]
         contacts = list(conn.execute(select(s.contacts).where(s.contacts.c.customer_id == row.customer_id)
                                      .order_by(s.contacts.c.at, s.contacts.c.id)))
+        look = _next_look(conn, row.customer_id, rt.plan_hash, now)
     tz = ZoneInfo(state.customer.timezone or rt.timezone)
     local = now.astimezone(tz)
     invoice = state.invoices[invoice_id]
@@ -48,72 +54,97 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
     stage = next((st.name for st in rt.stages if st.when(ctx) is True), None)
     header = {"invoice": invoice_id, "customer": state.customer.id, "now": local.isoformat(timespec="minutes"),
               "stage": stage or "(none)", "days_past_due": ctx["invoice.days_past_due"],
-              "balance": str(balance_at(state, invoice, local)), "status": ctx["invoice.status"]}
+              "balance": str(balance_at(state, invoice, local)), "status": ctx["invoice.status"],
+              "next_look": look.astimezone(tz).isoformat(timespec="minutes") if look else "now"}
     mine = [c for c in contacts if invoice_id in c.invoice_ids.split(";")]
+    next_tick, silent = ({}, set()) if look else _next_tick(rt, state, invoice_id, local)
+    ended = stopped(rt, state, invoice, local)
     lines = []
-    for st in rt.stages:
-        for step in st.steps:
-            lines.append(_stage_line(rt, state, invoice, ctx, stage, st.name, step, mine, local))
-    for event, steps in rt.events.items():
-        occs = [o for o in occurrences(rt, state, invoice, local) if o.event == event]
-        for step in steps:
-            if not occs:
-                lines.append(StepLine(event, step.id, "waiting", "", f"no {event} event for this invoice yet"))
-            for occ in occs:
-                key = f"{step.id}|{invoice.id}|{occ.id}"
-                trigger = rt.step_trigger(step, occ.promised_date if step.anchor == "promise" else occ.date, tz)
-                when = trigger.isoformat(timespec="minutes")
-                if occ.moot(trigger) and key not in state.done:
-                    lines.append(StepLine(event, step.id, "not applicable", when, "the promise was kept before it"))
-                else:
-                    lines.append(_from_memory(state, key, step.id, event, mine) or StepLine(
-                        event, step.id, "scheduled", when, f"{event} on {occ.date}"))
+    for owner, step, key, trigger, occ in _instances(rt, state, invoice, tz, local):
+        when = trigger.isoformat(timespec="minutes") if trigger else ""
+        moot = occ is not None and occ.moot(trigger) and key not in state.done
+        if key in next_tick:
+            lines.append(next_tick[key])
+        elif key in silent or moot:
+            lines.append(StepLine(owner, step.id, "not applicable", when, "the promise was kept before it" if moot
+                                  else "its for/if condition is false: closed without a contact"))
+        else:  # the core leaves it alone: settled or deferred before, not due yet, or held
+            rest, why = _rest(state, invoice, local, header["status"] if ended else None, stage, owner, trigger, occ)
+            lines.append(_from_memory(state, key, step.id, owner, mine) or StepLine(owner, step.id, rest, when, why))
     return header, lines
 
 
+def _next_look(conn, customer_id: str, plan_hash: str, now: dt.datetime) -> dt.datetime | None:
+    """When a tick next decides for the customer, if not at `now`: its wake, unless the plan changed
+    since the last tick (which then decides everyone again), as `collect run` claims customers."""
+    wake = conn.execute(select(s.customers.c.next_action_at).where(s.customers.c.id == customer_id)).scalar()
+    last = conn.execute(select(s.ticks.c.plan_hash).order_by(s.ticks.c.id.desc()).limit(1)).scalar()
+    return wake if wake is not None and wake > now and last in (None, plan_hash) else None
+
+
+def _instances(rt, state, invoice, tz, local):
+    """(owner, step, key, trigger, occurrence) of each step instance of the invoice at `local`; an event
+    step whose event has not happened yet comes once, without a key."""
+    for st in rt.stages:
+        for step in st.steps:
+            yield st.name, step, f"{step.id}|{invoice.id}", rt.step_trigger(step, invoice.due_date, tz), None
+    occs = occurrences(rt, state, invoice, local)
+    for event, steps in rt.events.items():
+        for step in steps:
+            if not any(o.event == event for o in occs):
+                yield event, step, None, None, None
+            for occ in (o for o in occs if o.event == event):
+                anchor = occ.promised_date if step.anchor == "promise" else occ.date
+                yield event, step, f"{step.id}|{invoice.id}|{occ.id}", rt.step_trigger(step, anchor, tz), occ
+
+
+def _next_tick(rt, state, invoice_id: str, now: dt.datetime) -> tuple[dict[str, StepLine], set[str]]:
+    """The core's decisions at `now` for the invoice's step instances, by key, and the instances it closes
+    silently. A task after a failed send settles nothing (no keys): the failure's line tells it."""
+    outcome, lines, last = decide(rt, state, now), {}, None
+    for d in (d for d in outcome.decisions if invoice_id in d.invoice_ids):
+        if not d.keys and last is not None:
+            last.why += f"; then a task in queue {d.queue}"
+            continue
+        wake = outcome.wake.astimezone(now.tzinfo).isoformat(timespec="minutes") if outcome.wake else "never"
+        why = {"sent": f"on {d.channel}" + (f" after deferral ({d.reason})" if d.reason else ""),
+               "deferred": f"on {d.channel}: {d.reason}; looked at again {wake}",
+               "escalated": f"task in queue {d.queue}" + (f", priority {d.priority}" if d.priority is not None else "")}
+        last = StepLine(d.stage, d.step, NOW[d.status], d.at.isoformat(timespec="minutes"), why.get(d.status, d.reason))
+        lines.update((key, last) for key in d.keys if key.split("|")[1] == invoice_id)
+    return lines, set(outcome.silent)
+
+
+def _rest(state, invoice, local, stopped, stage, owner, trigger, occ) -> tuple[str, str]:
+    """(state, why) of a step instance the core has never settled and does not decide now."""
+    if trigger is None:
+        return "waiting", f"no {owner} event for this invoice yet"
+    if stopped:
+        return "stopped", f"the invoice is {stopped}"
+    if trigger > local:
+        return "scheduled", f"{owner} on {occ.date}" if occ else f"if the invoice is then in stage '{owner}'"
+    if stage != owner:
+        return "not due", f"the invoice is in stage '{stage}' now"
+    promise = promise_active(state, invoice, local)  # the core leaves a due step of the stage only when paused
+    return "paused", f"promise to pay by {promise.promised_date}" if promise else "the invoice is disputed"
+
+
 def _from_memory(state, key: str, step_id: str, owner: str, contacts) -> StepLine | None:
-    rows = [c for c in contacts if c.step == step_id]
-    if key in state.done:
-        status = state.done[key]
-        if status == "not applicable":
-            return StepLine(owner, step_id, "not applicable", "", "its for/if condition was false when it was due")
-        last = rows[-1] if rows else None
-        when = last.at.astimezone(ZoneInfo(last.tz)).isoformat(timespec="minutes") if last else ""
-        why = (last.reason or "") if last else ""
-        if last is not None and last.status == "escalated":
-            why = f"task in queue {last.queue}" + (f", priority {last.priority}" if last.priority else "")
-        elif last is not None and last.channel:
-            why = f"on {last.channel}" + (f" after deferral ({rows[0].reason})" if len(rows) > 1 else "") + (
-                f"; {last.reason}" if last.reason and len(rows) == 1 else "")
-        return StepLine(owner, step_id, "fired" if status == "sent" else status, when, why)
+    """A step instance settled or deferred at an earlier tick, as the store remembers it."""
     if key in state.pending:
         return StepLine(owner, step_id, "deferred", "", f"waiting: {state.pending[key]}")
-    return None
-
-
-def _stage_line(rt, state, invoice, ctx, current, stage_name, step, contacts, local) -> StepLine:
-    key = f"{step.id}|{invoice.id}"
-    known = _from_memory(state, key, step.id, stage_name, contacts)
-    if known is not None and known.state == "deferred" and current != stage_name:
-        return StepLine(stage_name, step.id, "deferred", "", f"{known.why}; the invoice has left stage "
-                                                              f"'{stage_name}', so the next tick skips it (stage ended)")
-    if known is not None:
-        return known
-    tz = local.tzinfo
-    trigger = rt.step_trigger(step, invoice.due_date, tz)
-    when = trigger.isoformat(timespec="minutes")
-    if invoice.id in state.stopped or balance_at(state, invoice, local) <= PAID_EPSILON or invoice.status in (
-            "paid", "written_off"):
-        return StepLine(stage_name, step.id, "stopped", when, f"the invoice is {ctx['invoice.status']}")
-    if trigger > local:
-        return StepLine(stage_name, step.id, "scheduled", when, f"if the invoice is then in stage '{stage_name}'")
-    if current != stage_name:
-        return StepLine(stage_name, step.id, "not due", when, f"the invoice is in stage '{current}' now")
-    if ctx["invoice.status"] == "disputed" and "disputed" in rt.pause_when:
-        return StepLine(stage_name, step.id, "paused", when, "the invoice is disputed")
-    promise = promise_active(state, invoice, local)
-    if promise is not None and "promise_active" in rt.pause_when:
-        return StepLine(stage_name, step.id, "paused", when, f"promise to pay by {promise.promised_date}")
-    if step.condition is not None and step.condition(ctx) is not True:
-        return StepLine(stage_name, step.id, "not applicable", when, "its for/if condition is false")
-    return StepLine(stage_name, step.id, "due", when, "due now: the next tick decides it")
+    status = state.done.get(key)
+    if status is None:
+        return None
+    if status == "not applicable":
+        return StepLine(owner, step_id, status, "", "its for/if condition was false when it was due")
+    rows = [c for c in contacts if c.step == step_id]
+    last = rows[-1] if rows else None
+    when = last.at.astimezone(ZoneInfo(last.tz)).isoformat(timespec="minutes") if last else ""
+    why = (last.reason or "") if last else ""
+    if last is not None and last.status == "escalated":
+        why = f"task in queue {last.queue}" + (f", priority {last.priority}" if last.priority else "")
+    elif last is not None and last.channel:
+        why = f"on {last.channel}" + (f" after deferral ({rows[0].reason})" if len(rows) > 1 else "") + (
+            f"; {last.reason}" if last.reason and len(rows) == 1 else "")
+    return StepLine(owner, step_id, "fired" if status == "sent" else status, when, why)
