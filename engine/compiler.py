@@ -158,7 +158,7 @@ def _templates_pass(comp: Compilation) -> None:
         for channel, template in channels.items():
             for key, source in _template_sources(template):
                 path = ("templates", name, channel) + ((key,) if key else ())
-                for issue in check_template(source, comp.schema):
+                for issue in check_template(source, comp.schema, html=key == "html"):
                     report = comp.diags.warning if issue.severity == "warning" else comp.diags.error
                     report(issue.code, f"template '{name}' ({channel}): {issue.message}",
                            _template_span(comp, path, source, issue), issue.hint)
@@ -190,8 +190,8 @@ def _load_templates_dir(comp: Compilation) -> None:
                                  f"policy and in {directory}", span)
                 continue
             comp.templates.setdefault(name, {})[channel] = template
-            for _key, source in _template_sources(template):
-                for issue in check_template(source, comp.schema):
+            for key, source in _template_sources(template):
+                for issue in check_template(source, comp.schema, html=key == "html"):
                     report = comp.diags.warning if issue.severity == "warning" else comp.diags.error
                     report(issue.code, f"{directory / f'{name}.{channel}.j2'}:{issue.line}: {issue.message}", span,
                            issue.hint)

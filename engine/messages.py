@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote  # an ERP's customer id may hold / ? # or spaces: it is one path segment of the link
+
 from types import SimpleNamespace
 
 from ..adapters.base import Message
@@ -37,7 +39,7 @@ def build_message(rt, plan, decision, state, pay_link: str) -> Message:
     customer = {"id": c.id, "name": c.name, "email": c.email, "phone": c.phone, "whatsapp": c.whatsapp,
                 "timezone": c.timezone, "country": c.country, "language": c.language, **c.attrs}
     promise = next((p for p in reversed(state.promises) if p.invoice_id in (None, *decision.invoice_ids)), None)
-    context = make_context(customer, invoices, pay_link=pay_link.format(customer_id=c.id), today=decision.at.date(),
+    context = make_context(customer, invoices, pay_link=pay_link.format(customer_id=quote(c.id, safe="")), today=decision.at.date(),
                            currency=(invoices[0]["currency"] if invoices else None) or rt.currency, schema=schema,
                            promise={"amount": promise.amount, "date": promise.promised_date, "active": True} if promise else None)
     subject = body = html = template_name = template_language = None

@@ -3,9 +3,10 @@ no way out of the sandbox.
 
 A template may read its variables and their fields, index lists by number and records by field name,
 apply `money`, `date` and templates.JINJA_FILTERS, and use Jinja's statements (if, for, set, with,
-filter blocks). It may not call anything (methods included), load other templates (include, import, extends), define
-macros, use `_` names or compute a subscript: the sandbox would block those when the message renders,
-and the contact would fail then instead of the policy now. Kinds of values are followed as far as they
+filter blocks). It may not call anything (methods included), load other templates (include, import,
+extends), define macros, turn escaping off (autoescape), use `_` names or compute a subscript: the
+sandbox would block those when the message renders, and the contact would fail then instead of the
+policy now. Kinds of values are followed as far as they
 are known, so that a filter or an operator applied to the wrong kind (`customer.name | round`,
 `invoices | money`) is an error at compile time as well.
 """
@@ -71,6 +72,10 @@ class Walker:
                 self.issue("unsafe-template", f"'{{% {word} %}}' is not available in message templates: a "
                            "message is one self-contained template", node, word)
                 return
+        if isinstance(node, nodes.EvalContextModifier):
+            self.issue("unsafe-template", "'{% autoescape %}' is not available in message templates: an HTML "
+                       "part always escapes what it prints, so that data cannot become markup", node, "autoescape")
+            return
         handler = getattr(self, f"_stmt_{type(node).__name__.lower()}", None)
         if handler:
             handler(node, scope)

@@ -8,6 +8,10 @@ computed subscripts, calls, include/import/extends), and the sandbox blocks it a
 renders. Rendering never fails on null: an absent field prints as "", null-unsafe filters and arithmetic
 give null (as expressions do), and `default` also replaces null.
 
+An email's `html` part renders with autoescape on: whatever it prints is escaped, so customer data cannot
+become markup; nothing turns that off (no `safe`, no `{% autoescape %}`). Every other part is plain text.
+What a render may cost (sizes, loop steps, output) is bounded: engine/templatelimits.py.
+
 templates_dir: files named `<name>.<channel>.j2`. An email file starts with a `Subject: ...` line,
 then a blank line, then the body.
 """
@@ -15,6 +19,7 @@ then a blank line, then the body.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,6 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..dsl.diagnostics import suggest
+from . import templatelimits as limits
 
 VARIABLES = ("customer", "invoice", "invoices", "total_balance", "pay_link", "promise", "currency", "today")
 RECORDS = {"customer": "customer", "invoice": "invoice", "promise": "promise"}  # variable -> schema namespace
@@ -61,13 +67,13 @@ class Rendered:
 
 # Jinja's own filters a message may use: they only look at the value they are given. Left out: `attr`
 # (a way around attribute checks), `pprint`/`tojson`/`xmlattr`/`format` (object internals, or errors on
-# decimals), `random` (a message must be reproducible), `groupby`, `safe`, `forceescape`, `urlize`.
+# decimals), `random` (a message must be reproducible), `groupby`, and `safe`, `forceescape`, `urlize`
+# (markup that an HTML part would print unescaped).
 JINJA_FILTERS = ("abs", "batch", "capitalize", "center", "count", "d", "default", "dictsort", "e", "escape",
                  "filesizeformat", "first", "float", "indent", "int", "items", "join", "last", "length", "list",
                  "lower", "map", "max", "min", "reject", "rejectattr", "replace", "reverse", "round", "select",
                  "selectattr", "slice", "sort", "string", "striptags", "sum", "title", "trim", "truncate",
                  "unique", "upper", "urlencode", "wordcount", "wordwrap")
-_MAX_REPEAT = 10_000  # "x" * n and n ** m stay this small, so a template cannot exhaust memory or time
 
 
 def _locale(ctx):
@@ -90,8 +96,6 @@ def _locale_of(language: str, country: str):
 
 def _null_safe(fn):
     """The filter `fn`, giving None for a None value instead of raising."""
-    import functools
-
     position = 1 if hasattr(fn, "jinja_pass_arg") else 0  # after the context/environment Jinja passes
 
     @functools.wraps(fn)
@@ -109,36 +113,40 @@ def _default(value, default_value="", boolean=False):
 
 
 def _binop(operator: str, left, right):
-    """Arithmetic as in expressions: with null, or dividing by zero, the result is null, never an error."""
+    """Arithmetic as in expressions: with null, dividing by zero, or a result too large to build
+    (engine/templatelimits.py), the result is null, never an error."""
     from jinja2.sandbox import SandboxedEnvironment
 
-    if left is None or right is None:
-        return None
-    if operator in ("*", "**") and _too_big(left, right, operator):
+    if left is None or right is None or limits.too_big(operator, left, right):
         return None
     try:
-        return SandboxedEnvironment.default_binop_table[operator](left, right)
+        result = SandboxedEnvironment.default_binop_table[operator](left, right)
     except (ArithmeticError, TypeError, ValueError):
         return None
+    return limits.arithmetic_result(operator, result)
 
 
-def _too_big(left, right, operator: str) -> bool:
-    """`10 ** 10**9` or `"x" * 10**9` would exhaust time or memory."""
-    if operator == "**":
-        return isinstance(right, (int, float, Decimal)) and abs(right) > 1000
-    sized = (str, list, tuple)
-    count = right if isinstance(left, sized) else left if isinstance(right, sized) else 0
-    return isinstance(count, int) and abs(count) > _MAX_REPEAT
+@lru_cache(maxsize=2)
+def environment(html: bool = False):
+    """The environment for one kind of part: `html` (an email's HTML part) escapes every value it prints,
+    text does not. Nothing else differs, so a template checks the same whichever part it is for."""
+    from jinja2 import StrictUndefined
+
+    env = _environment_class()(undefined=StrictUndefined, autoescape=html, keep_trailing_newline=True,
+                               finalize=limits.finalize)
+    env.filters = _message_filters(env.filters)
+    env.tests = limits.bounded_tests(env.tests)
+    return env
 
 
 @lru_cache(maxsize=1)
-def environment():
-    from jinja2 import StrictUndefined, pass_context
+def _environment_class():
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    class MessageEnvironment(ImmutableSandboxedEnvironment):
+    class MessageEnvironment(limits.EnvironmentHooks, ImmutableSandboxedEnvironment):
         intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
         intercepted_unops = frozenset({"-", "+"})
+        code_generator_class = limits.code_generator_class()
 
         def call_binop(self, context, operator, left, right):
             return _binop(operator, left, right)
@@ -148,6 +156,13 @@ def environment():
                 return None if arg is None else self.unop_table[operator](arg)
             except TypeError:
                 return None
+
+    return MessageEnvironment
+
+
+def _message_filters(jinja: dict) -> dict:
+    """JINJA_FILTERS, null-safe, and `money`, `date`, `default`; all bounded (engine/templatelimits.py)."""
+    from jinja2 import pass_context
 
     @pass_context
     def money(ctx, amount, currency=None, locale=None):
@@ -168,12 +183,11 @@ def environment():
             value = dt.date.fromisoformat(value)
         return format_date(value, format=format, locale=locale or _locale(ctx))
 
-    env = MessageEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True,
-                             finalize=lambda value: "" if value is None else value)
     # null in, null out (printed as ""): an absent field neither raises nor prints "None"
-    env.filters = {name: _null_safe(env.filters[name]) for name in JINJA_FILTERS}
-    env.filters.update(money=money, date=date, default=_default, d=_default)
-    return env
+    bounded = limits.bounded_filters({name: jinja[name] for name in JINJA_FILTERS})
+    filters = {name: _null_safe(fn) for name, fn in bounded.items()}
+    filters.update(limits.bounded_filters({"money": money, "date": date}), default=_default, d=_default)
+    return filters
 
 
 # -- compile-time check -----------------------------------------------------------------------------
@@ -185,12 +199,13 @@ def _column(source: str, line: int, needle: str) -> int:
     return index + 1 if index >= 0 else 1
 
 
-def check_template(source: str, schema: dict[str, str]) -> list[TemplateIssue]:
+def check_template(source: str, schema: dict[str, str], *, html: bool = False) -> list[TemplateIssue]:
     """Every problem of one template: syntax, unknown names, attributes and filters, sandbox escapes,
-    values of the wrong type for a filter or an operator."""
+    values of the wrong type for a filter or an operator. `html`: checked in the environment that will
+    render it (the two accept the same templates)."""
     from jinja2 import TemplateSyntaxError
 
-    env = environment()
+    env = environment(html)
     try:
         tree = env.parse(source)
         from .templatecheck import Walker
@@ -205,20 +220,24 @@ def check_template(source: str, schema: dict[str, str]) -> list[TemplateIssue]:
 # -- rendering --------------------------------------------------------------------------------------
 
 @lru_cache(maxsize=4096)
-def _compiled(source: str):
-    return environment().from_string(source)
+def _compiled(source: str, html: bool):
+    return environment(html).from_string(source)
 
 
-def render(source: str, context: dict) -> str:
+def render(source: str, context: dict, *, html: bool = False) -> str:
+    """One part of a message; `html` for an email's HTML part, which escapes what it prints."""
     from jinja2 import TemplateError
     from jinja2.sandbox import SecurityError
 
     try:
-        return _compiled(source).render(context)
+        with limits.render_budget():
+            return limits.output(_compiled(source, html).generate(context))
     except SecurityError as exc:
         raise TemplateRenderError(f"the template tried something the sandbox forbids: {exc}") from None
     except TemplateError as exc:
         raise TemplateRenderError(f"the template failed: {exc}") from None
+    except limits.TemplateLimitError as exc:
+        raise TemplateRenderError(f"the template is too costly: {exc}") from None
     except (ArithmeticError, ValueError, TypeError, LookupError) as exc:  # a value the filters cannot format
         raise TemplateRenderError(f"the template failed: {type(exc).__name__}: {exc}") from None
 
@@ -235,7 +254,7 @@ def render_channel(template, context: dict) -> Rendered:
     subject = getattr(template, "subject", None)
     html = getattr(template, "html", None)
     return Rendered(render(template.body, context), render(subject, context) if subject else None,
-                    render(html, context) if html else None)
+                    render(html, context, html=True) if html else None)
 
 
 class _Obj:

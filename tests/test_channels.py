@@ -380,3 +380,27 @@ def test_redaction_also_masks_a_secret_as_python_escapes_it():
     secret = "tok-ü-4242\r"
     shown = f"LocalProtocolError: Illegal header value {('Bearer ' + secret).encode()!r}; {secret!r}"
     assert "tok" not in redact(shown, {secret}) and "4242" not in redact(shown, {secret})
+
+
+
+def test_the_customer_id_is_one_encoded_segment_of_the_pay_link(tmp_path, monkeypatch):
+    """An id from the ERP such as `C1/../../account?next=...#` must not turn the link into another page of
+    the payment site: it goes into the link percent-encoded, as one path segment."""
+    from typer.testing import CliRunner
+
+    from collect.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    example = ROOT / "examples" / "pe-b2b"
+    (tmp_path / "p.csv").write_text("invoice_id,customer_id,amount,due_date,email,timezone\n"
+                                    "F1,C1/../../account?next=https://evil.example#,100,2026-11-09,a@example.com,"
+                                    "America/Lima\n")
+    runner = CliRunner()
+    assert runner.invoke(app, ["import", "invoices", "p.csv", "--policy", str(example / "policy.yaml")]).exit_code == 0
+    (tmp_path / "ch.yaml").write_text(FILE_ONLY + 'pay_link: "https://pay.acme.pe/c/{customer_id}"\n')
+    result = runner.invoke(app, ["run", str(example / "policy.yaml"), "--channels", "ch.yaml", "-q",
+                                 "--now", "2026-11-10T15:00:00Z"])  # tem-1, by email
+    assert result.exit_code in (0, 3), result.output
+    sent = (tmp_path / "out" / "email.jsonl").read_text()
+    assert "https://pay.acme.pe/c/C1%2F..%2F..%2Faccount%3Fnext%3Dhttps%3A%2F%2Fevil.example%23" in sent
+    assert "c/C1/../" not in sent

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import textwrap
+import time
 
 import pytest
 from sqlalchemy import select
@@ -384,3 +385,31 @@ def test_an_answer_that_is_no_delivery_result_loses_no_other_outcome(setup):
     assert contacts(engine) == [("d0", "whatsapp", "sending", 1), ("d0", "whatsapp", "sent", 1)]
     with engine.connect() as conn:
         assert conn.execute(select(s.contacts.c.error_code).order_by(s.contacts.c.id)).scalars().first() == "adapter"
+
+
+def test_customer_markup_is_escaped_in_the_html_part_of_the_email_sent(setup):
+    """The email's HTML part was rendered unescaped: a customer name from the CSV put a link in the email."""
+    policy = POLICY.replace('body: "Hola {{ customer.name }}" }',
+                            'body: "Hola {{ customer.name }}", html: "<p>Hola {{ customer.name }}</p>" }')
+    policy = policy.replace("send: [whatsapp, sms, email]", "send: [email]")
+    rows = 'F1,C1,100,2026-11-16,"Acme <a href=""https://evil.example"">Pay</a>",pagos@acme.pe,+51987654321\n'
+    run, _engine = setup(policy, rows=rows, email=[OK])
+    run.tick(MONDAY)
+    (message,) = run.channels("email").sent
+    assert message.body == 'Hola Acme <a href="https://evil.example">Pay</a>'
+    assert message.html == "<p>Hola Acme &lt;a href=&#34;https://evil.example&#34;&gt;Pay&lt;/a&gt;</p>"
+
+
+def test_a_template_past_its_budget_fails_that_channel_at_once_and_the_tick_goes_on(setup):
+    """Templates that validate could hang `collect run` (nested loops, huge numbers) or build huge messages."""
+    costly = '{% for a in "x" | center(10000) %}{% for b in "x" | center(1000) %}{% endfor %}{% endfor %}'
+    policy = POLICY.replace('sms: "Hola {{ customer.name }}: {{ total_balance | money }}"', f"sms: '{costly}'")
+    policy = policy.replace("send: [whatsapp, sms, email]", "send: [sms, email]")
+    run, engine = setup(policy, sms=[OK], email=[OK])
+    start = time.monotonic()
+    run.tick(MONDAY)
+    assert time.monotonic() - start < 5
+    with engine.connect() as conn:
+        failed = conn.execute(select(s.contacts).where(s.contacts.c.channel == "sms")).one()
+    assert failed.status == "failed" and failed.error_code == "render" and "10,000 times" in failed.reason
+    assert contacts(engine)[-1][:3] == ("d0", "email", "sent") and run.channels("sms").sent == []

@@ -1,6 +1,9 @@
-"""Templates: compile-time checks against the schema, the sandbox, money and date formatting."""
+"""Templates: compile-time checks against the schema, the sandbox, money and date formatting, escaping in
+HTML parts, and what a render may cost."""
 
 import datetime as dt
+import re
+import time
 from decimal import Decimal
 
 import pytest
@@ -10,8 +13,8 @@ from hypothesis import strategies as st
 
 from collect.dsl.fields import schema_for
 from collect.dsl.model import EmailTemplate, WhatsAppTemplate
-from collect.engine.templates import (TemplateDirError, TemplateRenderError, check_template, load_templates_dir,
-                                      make_context, render, render_channel)
+from collect.engine.templates import (TemplateDirError, TemplateRenderError, check_template, environment,
+                                      load_templates_dir, make_context, render, render_channel)
 
 SCHEMA = schema_for({"customer.tier": "str"})
 
@@ -177,3 +180,128 @@ def test_rendering_never_fails_on_null_fields():
 
 def test_rendering_cannot_exhaust_memory_or_time():
     assert render("{{ 'x' * 100000000 }}{{ 10 ** 100000 }}", ctx()) == ""
+
+
+# -- an email's HTML part escapes what it prints ------------------------------------------------------
+
+MARKUP = 'Acme <a href="https://evil.example/pay">Pay here</a><img src=x onerror=alert(1)>'
+
+
+def test_customer_text_is_escaped_in_the_html_part_and_only_there():
+    """The HTML part was rendered with autoescape off: a customer name put links and scripts in the email."""
+    email = render_channel(EmailTemplate(subject="{{ customer.name }}", body="{{ customer.name }}",
+                                         html="<p>{{ customer.name }}</p>"), ctx(name=MARKUP))
+    assert email.subject == email.body == MARKUP
+    assert email.html == ("<p>Acme &lt;a href=&#34;https://evil.example/pay&#34;&gt;Pay here&lt;/a&gt;"
+                          "&lt;img src=x onerror=alert(1)&gt;</p>")
+
+
+@pytest.mark.parametrize("source", [
+    "{{ customer.name | upper }}",
+    "{{ 'a\nb' | indent(customer.name) }}",  # Jinja makes a text indent markup as it is
+    "{{ customer.name | indent(2, true) }}",
+    "{% set b %}<b>{{ customer.name }}</b>{% endset %}{{ b }}",
+    "{{ [customer.name, customer.tier] | join('<br>') }}",
+    "{% set br %}<br>{% endset %}{{ [customer.name, customer.tier] | join(br) }}",
+    "{{ customer.name ~ customer.tier }}",
+    "{{ '<b>%s</b>' % customer.name }}",
+    "{{ customer.name | e | replace('&lt;', '<') }}",
+    "{{ customer.name | striptags }}{{ customer.tier | striptags }}",
+    "{% filter lower %}{{ customer.name }}{% endfilter %}",
+    "{% set br %}<br>{% endset %}{{ customer.name | wordwrap(5, wrapstring=br) }}",
+    "{{ customer.name | truncate(40, end=customer.tier) }}",
+    "{{ total_balance | money(customer.tier) }}",
+])
+def test_no_filter_or_operator_lets_customer_text_out_unescaped_in_html(source):
+    html = render(source, ctx(name=MARKUP, tier="&lt;script&gt;x"), html=True)
+    assert check_template(source, SCHEMA, html=True) == []
+    assert not any(tag in html.lower() for tag in ("<a", "<img", "<script")), html
+
+
+def test_autoescape_cannot_be_turned_off():
+    source = "<p>{% autoescape false %}{{ customer.name }}{% endautoescape %}</p>"
+    assert [(i.code, i.col) for i in check_template(source, SCHEMA, html=True)] == [("unsafe-template", 7)]
+    with pytest.raises(TemplateRenderError, match="autoescape"):
+        render(source, ctx(name=MARKUP), html=True)
+
+
+def test_html_and_text_parts_accept_and_render_the_same_templates():
+    text, html = environment(), environment(html=True)
+    assert (set(text.filters), set(text.tests)) == (set(html.filters), set(html.tests))
+    source = ("{% for i in invoices | sort(attribute='due_date') %}{{ loop.index }} {{ i.number | center(6) }} "
+              "{{ i.balance | money }} {{ i.due_date | date('short') }}{% endfor %} {{ customer.name | title }} "
+              "{{ invoices | map(attribute='number') | join(', ') }} {{ '%s!' % customer.name }} {{ 'a' ~ 'b' }} "
+              "{% set b %}x{% endset %}{% filter upper %}{{ b | indent(2) | wordwrap(5) }}{% endfilter %}")
+    assert check_template(source, SCHEMA) == check_template(source, SCHEMA, html=True) == []
+    assert render(source, ctx()) == render(source, ctx(), html=True)
+    assert check_template("{{ customer.nmae }}", SCHEMA, html=True) == check_template("{{ customer.nmae }}", SCHEMA)
+
+
+# -- what rendering a template may cost -------------------------------------------------------------
+
+def quickly(source: str) -> str:
+    """Render `source` (a template that validates), which must take well under a second whatever it does."""
+    assert check_template(source, SCHEMA) == []
+    start = time.monotonic()
+    try:
+        return render(source, ctx())
+    finally:
+        assert time.monotonic() - start < 1.0
+
+
+@pytest.mark.parametrize("source", [
+    '{{ ("x" * 10000) * 1000 }}',  # each `*` under the old repeat limit, the text ten million characters
+    "{{ (9 ** 1000) ** 1000 }}",  # each exponent under the old limit, the number three million bits
+    "{% set n = 9 ** 1000 %}{% set n = n * n %}{% set n = n * n %}{{ n }}",
+    '{{ "%010000000d" % 1 }}',
+    '{{ "%*d" % (10000000, 1) }}',
+])
+def test_arithmetic_too_large_to_build_gives_null(source):
+    assert quickly(source) == ""
+
+
+@pytest.mark.parametrize("source, limit", [
+    ('{{ "x" | center(10000000) }}', "'center' would give"),
+    ('{{ "a\nb" | indent(10000000) }}', "'indent' would give"),
+    ('{{ "a b" | wordwrap(10000000) }}', "'wordwrap' would give"),
+    ('{% set s = "x" * 5000 %}{{ s | wordwrap(1, wrapstring=s) }}', "'wordwrap' would give"),
+    ('{% set s = "x" * 5000 %}{{ s | replace("x", s) }}', "'replace' would give"),
+    ('{% set s = "x" * 5000 %}{{ s | list | join(s) }}', "'join' would give"),
+    ('{% set s = "x" * 5000 %}{{ s | list | map("center", 1000) | list | length }}', "'map' would give"),
+    ('{{ "xy" | batch(10000000, "z") | list | length }}', "'batch' would give"),
+    ('{{ 5 | round(-1000000) }}', "'round' would compute"),  # 10 ** 1000000 first; -10**9 never ends
+    ("{{ [[1], [2]] | sum(start=[]) }}", "'sum' adds numbers"),
+    ('{% set s = "x" * 10000 %}' + "{% set s = s ~ s %}" * 10 + "{{ s | length }}", "'~' would give"),
+    ('{% set a = ["x" * 10000] %}' + "{% set a = [a, a] %}" * 10 + "{{ a | length }}", "a [list] or {record}"),
+])
+def test_filters_and_values_past_their_size_fail_the_message(source, limit):
+    with pytest.raises(TemplateRenderError, match="too costly: " + re.escape(limit)):
+        quickly(source)
+
+
+@pytest.mark.parametrize("source, limit", [
+    ('{% for a in "x" | center(1000) %}{% for b in "x" | center(1000) %}{% endfor %}{% endfor %}',
+     "loops would run over 10,000 times"),  # nested loops multiply
+    ('{{ "x" * 60000 }}{{ "x" * 60000 }}', "the message part would be over 100,000 characters"),
+    ('{% set b %}{% for i in "x" | center(200) %}{{ "y" * 1000 }}{% endfor %}{% endset %}{{ b | length }}',
+     "block would capture over 100,000"),
+    ('{% set s = "x" * 90000 %}{% for i in "x" | center(100) %}{% if s | upper %}{% endif %}{% endfor %}',
+     "would build over 1,000,000 characters"),  # each step small, all of them not
+    ('{% set s = "x" * 90000 %}{% for i in "x" | center(100) %}{% if s[1:] == s %}{% endif %}{% endfor %}',
+     "would build over 1,000,000 characters"),
+])
+def test_a_part_has_a_budget_of_loop_steps_output_and_work(source, limit):
+    with pytest.raises(TemplateRenderError, match=limit):
+        quickly(source)
+
+
+def test_large_but_reasonable_messages_still_render():
+    invoices = [{"number": f"F{n}", "balance": Decimal("10.5"), "due_date": dt.date(2026, 11, 20)} for n in range(2000)]
+    context = make_context({"name": "ACME", "language": "en", "country": "US"}, invoices, pay_link="https://pay/x",
+                           today=dt.date(2026, 11, 22), currency="USD", schema=SCHEMA)
+    rows = ("{% for i in invoices %}{{ loop.index }}/{{ invoices | length }} "
+            "{{ i.number ~ ': ' ~ (i.balance | money) }}{% if i.number in ['F1', 'F2'] %}!{% endif %}\n{% endfor %}")
+    assert render(rows, context).count("\n") == 2000
+    body = "{% filter upper %}" + "y" * 60_000 + "{{ customer.name }}{% endfilter %}"
+    assert render(body, context, html=True).endswith("ACME")
+
