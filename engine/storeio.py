@@ -347,14 +347,19 @@ def _apply_event(conn: Connection, row: dict, now: dt.datetime) -> None:
         add_optout(conn, row["customer_id"], row["channel"])
     if contact is None:
         return
+    c = s.contacts.c
+    # the store's current row decides, not `contact` as read before the file: a file may hold several
+    # reports of one contact, in any order. A bounce is final; a later report replaces an earlier one.
     if kind in DELIVERY_TYPES:
-        conn.execute(update(s.contacts).where(s.contacts.c.key == contact.key).values(delivery=kind,
-                                                                                      delivery_at=row["at"]))
-    elif kind in ("bounced", "failed") and contact.status == "sent":
+        conn.execute(update(s.contacts).where(c.key == contact.key, c.status != "failed",
+                                              or_(c.delivery_at.is_(None), c.delivery_at <= row["at"]))
+                     .values(delivery=kind, delivery_at=row["at"]))
+    elif kind in ("bounced", "failed"):
         reason = f"{kind}: {row['detail'] or 'reported by the provider'}"
-        conn.execute(update(s.contacts).where(s.contacts.c.key == contact.key).values(
+        done = conn.execute(update(s.contacts).where(c.key == contact.key, c.status == "sent").values(
             status="failed", reason=reason, delivery=kind, delivery_at=row["at"]))
-        reopen(conn, [(contact.customer_id, tuple(contact.steps or ()), contact.channel, reason)], now)
+        if done.rowcount:
+            reopen(conn, [(contact.customer_id, tuple(contact.steps or ()), contact.channel, reason)], now)
 
 
 # -- states for the decision core ---------------------------------------------------------------------

@@ -413,3 +413,24 @@ def test_a_template_past_its_budget_fails_that_channel_at_once_and_the_tick_goes
         failed = conn.execute(select(s.contacts).where(s.contacts.c.channel == "sms")).one()
     assert failed.status == "failed" and failed.error_code == "render" and "10,000 times" in failed.reason
     assert contacts(engine)[-1][:3] == ("d0", "email", "sent") and run.channels("sms").sent == []
+
+
+def test_reports_of_one_contact_in_any_order_leave_its_last_word_and_a_bounce_final(setup, tmp_path):
+    """A file lists a bounce (10:05) before a delivered report (10:00): the contact is failed, not
+    delivered too; and an older report never replaces a newer one."""
+    run, engine = setup(whatsapp=[DeliveryResult.sent("wamid.1")], sms=[OK])
+    run.tick(MONDAY)
+    _events(engine, tmp_path, "at,channel,type,contact_id\n2026-11-16T10:05,whatsapp,bounced,wamid.1\n"
+                              "2026-11-16T10:00,whatsapp,delivered,wamid.1\n")
+    with engine.connect() as conn:
+        row = conn.execute(select(s.contacts).where(s.contacts.c.channel == "whatsapp")).one()
+    assert (row.status, row.delivery) == ("failed", "bounced")
+
+
+def test_an_older_report_never_replaces_a_newer_one(setup, tmp_path):
+    run, engine = setup(whatsapp=[DeliveryResult.sent("wamid.2")])
+    run.tick(MONDAY)
+    _events(engine, tmp_path, "at,channel,type,contact_id\n2026-11-16T10:09,whatsapp,read,wamid.2\n"
+                              "2026-11-16T10:01,whatsapp,delivered,wamid.2\n")
+    with engine.connect() as conn:
+        assert conn.execute(select(s.contacts.c.delivery).where(s.contacts.c.provider_id == "wamid.2")).scalar() == "read"
