@@ -23,9 +23,10 @@ from .runtime import CUSTOMER_CHANNELS, Runtime, StepRt
 from .state import PAID_EPSILON, CustomerState, InvoiceInfo, SentContact
 
 HOLDOUT = "holdout"  # a variant with this name gets no sends (it measures what doing nothing yields)
-# Contacts are kept as UTC instants, as the store keeps them: caps and cooldowns are rolling windows of
-# elapsed time, and two times in the same zone subtract on the wall clock (a week across a DST change
-# would be 167 or 169 hours), which made a simulation break a cap that `collect run` kept.
+# Contacts and step triggers are kept as UTC instants, as the store keeps them: two times of one zone
+# compare and subtract on the wall clock, so a week across a DST change would be 167 or 169 hours (a
+# simulation broke a cap that `collect run` kept) and a trigger in the repeated hour of a fall-back day
+# would look an hour later than it is. `now` stays local (days and windows are the customer's).
 UTC = dt.timezone.utc
 
 
@@ -144,7 +145,7 @@ class Decider:
         memo = self.state.memo
         found = memo.get(invoice.id)
         if found is None or found.due_date != invoice.due_date:
-            steps = tuple((trigger, step, f"{step.id}|{invoice.id}")
+            steps = tuple((trigger.astimezone(UTC), step, f"{step.id}|{invoice.id}")
                           for trigger, step in self.rt.stage_triggers(invoice.due_date, self.tz))
             found = memo[invoice.id] = _Schedule(invoice.due_date, steps)
         return found
@@ -192,7 +193,7 @@ class Decider:
         return False
 
     def _trigger(self, step: StepRt, anchor: dt.date) -> dt.datetime:
-        return self.rt.step_trigger(step, anchor, self.tz)
+        return self.rt.step_trigger(step, anchor, self.tz).astimezone(UTC)
 
     def _catch_up(self, due: list[Ready]) -> list[Ready]:
         """SPEC 4.3, applied to steps seen due for the first time; conditions first, so that

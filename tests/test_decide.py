@@ -364,3 +364,24 @@ def test_a_kept_promise_gets_no_reminder_and_a_customer_promise_is_one_message(t
     result = run(rt, [kept, wide], "2026-11-10", 12)
     reminders = [(d.customer_id, d.invoice_ids) for d in result.decisions if d.step == "pm-rem"]
     assert reminders == [("wide", ("W1", "W2", "W3"))]
+
+
+def test_a_trigger_in_the_repeated_hour_of_a_fall_back_day_is_due_at_the_first_tick_after_it(tmp_path):
+    """Madrid, 2026-10-25: `due 02:30` is the first 02:30 (+02:00), 00:30 UTC. The tick at 01:00 UTC is
+    02:00+01:00 on the wall clock, earlier than 02:30, yet half an hour after the trigger: it sends."""
+    from coretools import BASE
+
+    base = BASE.replace('default: { mon-fri: "08:00-19:00", sat: "09:00-13:00" }', 'default: { mon-sun: "00:00-24:00" }')
+    rt = runtime("""
+    stages:
+      s:
+        when: invoice.days_past_due >= 0
+        steps:
+          - { id: a, at: due 02:30, send: email, template: m }
+    """, tmp_path, base)
+    state = customer(timezone="Europe/Madrid")
+    invoice(state, "F1", "2026-10-25")
+    from collect.engine.decide import decide
+
+    out = decide(rt, state, dt.datetime(2026, 10, 25, 1, 0, tzinfo=dt.timezone.utc))
+    assert [d.status for d in out.decisions] == ["sent"]
