@@ -164,15 +164,48 @@ def show_simulation(names, results, summaries, kpis: bool = True) -> None:
     console.print(_counter_table("Skipped by reason", short, [s.skipped for s in summaries]))
     console.print(_counter_table("Agent tasks by queue", short, [s.tasks_by_queue for s in summaries]))
     if any(s.cost for s in summaries):
-        console.print("Message cost: " + "  ".join(f"{n} {s.cost:.2f}" for n, s in zip(short, summaries)))
+        costs = [s.cost for s in summaries]
+        line = "Message cost: " + "  ".join(f"{n} {_cost(c)}" for n, c in zip(short, costs))
+        if len(costs) == 2:
+            line += f"  difference {_cost(costs[1] - costs[0], sign=True)}"
+        console.print(line)
     if kpis and summaries[0].kpis:
         table = Table(title="Projected KPIs over the horizon", title_justify="left")
         table.add_column("")
         for n in short:
             table.add_column(n, justify="right")
+        if len(summaries) == 2:
+            table.add_column("difference", justify="right")
         for key in summaries[0].kpis:
-            table.add_row(key, *(_kpi(s.kpis[key], key) for s in summaries))
+            values = [s.kpis.get(key) for s in summaries]
+            row = [key, *(_kpi(v, key) for v in values)]
+            if len(values) == 2:
+                row.append(_kpi_difference(values[0], values[1], key))
+            table.add_row(*row)
         console.print(table)
+
+
+def _cost(value, sign: bool = False) -> str:
+    """A message cost with its full precision (a 0.045 per message is not rounded to 0.04), at least
+    two decimal places."""
+    from decimal import Decimal
+
+    value = Decimal(value)
+    if value.as_tuple().exponent > -2:
+        value = value.quantize(Decimal("0.01"))
+    return f"{value:+f}" if sign else f"{value:f}"
+
+
+def _kpi_difference(first, second, key: str) -> str:
+    """Policy 2 - policy 1, n/a when either has no value (a ratio without a denominator)."""
+    if first is None or second is None:
+        return "n/a"
+    difference = second - first
+    if key == "recovery_rate":
+        return f"{difference * 100:+.1f} pp"
+    if key == "dso_days":
+        return f"{difference:+.1f}"
+    return f"{difference:+,.2f}"
 
 
 def _kpi(value, key: str) -> str:

@@ -102,18 +102,22 @@ class BehaviorModel:
             if d.status != "sent" or d.channel not in SENDING:
                 continue
             for invoice_id in d.invoice_ids:
-                payment = self._draw(rt, state, d, invoice_id, now)
+                payment = self._draw(rt, state, d, invoice_id, now, payments)
                 if payment is not None:
                     payments.append(payment)
         return payments
 
-    def _draw(self, rt, state, d, invoice_id: str, now: dt.datetime) -> PaymentInfo | None:
+    def _draw(self, rt, state, d, invoice_id: str, now: dt.datetime,
+              drawn: list[PaymentInfo] = ()) -> PaymentInfo | None:
+        """`drawn`: the payments already drawn in the same call, not yet in `state.payments` (two contacts
+        about one invoice in the same tick must not each pay the whole balance)."""
         pays, delay, partial = self._draws(state.customer.id, d.step, invoice_id, *d.keys)  # stable ids
         if pays >= self._most_likely(d):
             return None  # no payment whatever the segments: most draws end here, without evaluating them
         invoice = state.invoices[invoice_id]
         balance = balance_at(state, invoice, now) - sum(
-            (p.amount for p in state.payments if p.invoice_id == invoice_id and p.at > now), Decimal(0))
+            (p.amount for p in state.payments if p.invoice_id == invoice_id and p.at > now), Decimal(0)) - sum(
+            (p.amount for p in drawn if p.invoice_id == invoice_id), Decimal(0))
         if balance <= PAID_EPSILON:
             return None
         segments = self._segments(rt, state, invoice, now) if self.spec.by_segment else set()

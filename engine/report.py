@@ -29,7 +29,12 @@ KPIs (a ratio whose denominator is zero is None, shown as "n/a": never a 0 that 
   reach its amount by the end of the promised date; broken = due - kept; kept rate = kept / due x 100,
   None when none was due.
 - contacts per channel (the whole store): sent, failed, sending (handed to the provider, no answer
-  yet), delivered = contacts whose provider's last report (`collect import events`) is delivered, read,
+  yet); failed counts only the contacts that went to the channel's provider: `attempts` > 0 (the
+  delivery stage tried them: the provider refused them, retries ran out, or the template could not be
+  rendered at delivery), or a provider id or a provider report (`delivery`: a bounce) on the row. A
+  `failed` contact of the decision core (no address, no consent or an opt-out on every channel: attempts
+  0, no provider id, no report) is not a failure of any channel and is left out of every channel's
+  counts; delivered = contacts whose provider's last report (`collect import events`) is delivered, read,
   clicked or replied; failure rate = failed / (sent + failed) x 100, None when nothing was settled;
   delivery rate = delivered / (sent + failed) x 100, None when nothing was settled or the channel has
   no provider report at all (unknown, not 0); cost (channels.yaml `costs`, kept on each delivered
@@ -173,9 +178,11 @@ def _contacts(conn) -> tuple[dict, Counter]:
     costs: dict[str, Decimal] = defaultdict(Decimal)
     deferrals: Counter = Counter()
     c = s.contacts.c
-    for r in conn.execute(select(c.channel, c.status, c.reason, c.cost, c.delivery)):
+    for r in conn.execute(select(c.channel, c.status, c.reason, c.cost, c.delivery, c.attempts, c.provider_id)):
         channel = r.channel or "-"
-        if r.status in ("sent", "failed", "sending"):
+        if r.status == "failed" and not (r.attempts or r.provider_id or r.delivery):
+            pass  # failed in the decision core (runner._record writes attempts 0): no provider outcome
+        elif r.status in ("sent", "failed", "sending"):
             counts[channel][r.status] += 1
             counts[channel]["delivered"] += r.delivery in DELIVERY_TYPES
             counts[channel]["reported"] += r.delivery is not None

@@ -22,8 +22,7 @@ from zoneinfo import ZoneInfo
 from .files import FORMULA_START, spreadsheet_safe
 from .runtime import Runtime
 from .simulate import SimResult, ceil_tick, run_customer, simulate, start_moment
-from .state import (PAID_EPSILON, CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, PaymentInfo, PromiseInfo,
-                    balance_at)
+from .state import PAID_EPSILON, CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, PaymentInfo, PromiseInfo
 
 CONTACT_COLUMNS = ("at", "customer_id", "invoice_ids", "stage", "step", "channel", "template", "status", "reason",
                    "plan_hash")
@@ -176,14 +175,28 @@ class Summary:
                 self.tasks_by_queue[d.queue or "?"] += 1
 
     def add_money(self, state: CustomerState, start: dt.datetime, end: dt.datetime) -> None:
-        """The customer's share of the KPI sums, from its state at the end of the horizon."""
+        """The customer's share of the KPI sums, from its state at the end of the horizon.
+
+        The horizon is [start, end): the opening balance is before any payment at or after `start`, the
+        closing one before any payment at or after `end`, and `collected` the payments in between, so
+        opening - closing = collected for an invoice open throughout. An invoice counts in the opening
+        balance when it was issued before the first day, in the closing balance, `invoiced` and
+        `collected` when issued before `end`'s day (no issue date: always); invoices stored as paid or
+        written off do not count at all."""
+        first, after = start.date(), end.date()
         for inv in state.invoices.values():
             if inv.status in ("paid", "written_off"):
                 continue
+            if inv.issue_date is not None and inv.issue_date >= after:
+                continue  # not issued yet at the end of the horizon
+            paid = [p for p in state.payments if p.invoice_id == inv.id]
+            before_start = sum((p.amount for p in paid if p.at < start), Decimal(0))
+            before_end = sum((p.amount for p in paid if p.at < end), Decimal(0))
+            if inv.issue_date is None or inv.issue_date < first:
+                self.money["opening_balance"] += max(inv.balance - before_start, Decimal(0))
             self.money["invoiced"] += inv.amount
-            self.money["opening_balance"] += max(balance_at(state, inv, start), Decimal(0))
-            self.money["closing_balance"] += max(balance_at(state, inv, end), Decimal(0))
-        self.money["collected"] += sum((p.amount for p in state.payments if start <= p.at < end), Decimal(0))
+            self.money["closing_balance"] += max(inv.balance - before_end, Decimal(0))
+            self.money["collected"] += sum((p.amount for p in paid if start <= p.at < end), Decimal(0))
 
     def merge(self, other: "Summary") -> None:
         for name in ("sent_by_channel", "sent_by_step", "sent_by_week", "status", "deferrals", "skipped",

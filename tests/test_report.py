@@ -202,3 +202,52 @@ def test_csv_quotes_a_queue_name_with_a_comma(tmp_path):
 def test_report_usage_errors_exit_2(tmp_path, args):
     result = runner.invoke(app, ["report", "--db", f"sqlite:///{tmp_path / 'c.db'}", *args])
     assert result.exit_code == 2
+
+
+def test_a_decision_failed_before_any_provider_is_no_channel_failure(tmp_path):
+    """The decision core fails a step whose channels all lack an address: its `failed` row (attempts 0)
+    names the last channel tried, but nothing was handed to that channel's provider. Only the rows the
+    delivery stage tried (attempts 1 or more) are the channel's failures."""
+    engine = s.connect(f"sqlite:///{tmp_path / 'c.db'}")
+    add_contact(engine, 1, "sms", "failed")  # no address on any channel: attempts 0
+    add_contact(engine, 2, "email", "sent")
+    add_contact(engine, 3, "email", "failed")  # refused by the provider
+    add_contact(engine, 4, "email", "failed")  # failed in the decision core
+    with engine.begin() as conn:
+        conn.execute(s.contacts.update().where(s.contacts.c.key.in_(["k2", "k3"])).values(attempts=1))
+    contacts = report(engine, DAY)["contacts"]
+    assert "sms" not in contacts
+    assert (contacts["email"]["sent"], contacts["email"]["failed"], contacts["email"]["failure_rate_pct"]) == (
+        1, 1, "50.0")
+
+
+def test_a_decision_failed_for_want_of_an_address_counts_in_no_channel_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the outbox of the default channels
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    (tmp_path / "inv.csv").write_text("invoice_id,customer_id,amount,due_date,email,phone\n"
+                                      "I1,C1,100,2026-03-01,,\nI2,C2,100,2026-03-01,b@example.com,\n")
+    (tmp_path / "policy.yaml").write_text("""
+policy: two-steps
+timezone: UTC
+currency: USD
+windows:
+  default: { mon-sun: "00:00-23:59" }
+  holidays: open
+group_by: invoice
+templates:
+  a: { email: { subject: "a", body: "a" }, sms: "a" }
+stages:
+  late:
+    when: invoice.days_past_due >= 0
+    steps:
+      - { id: s1, at: due+1d 10:00, send: email, template: a }
+""")
+    assert runner.invoke(app, ["import", "invoices", str(tmp_path / "inv.csv"), "--db", db]).exit_code == 0
+    result = runner.invoke(app, ["run", str(tmp_path / "policy.yaml"), "--db", db, "--now", "2026-03-02T11:00:00",
+                                 "-q"])
+    assert result.exit_code == 0, result.output
+    with s.connect(db).connect() as conn:
+        statuses = sorted(conn.execute(s.contacts.select().with_only_columns(s.contacts.c.status)).scalars())
+    assert statuses == ["failed", "sent"]
+    email = report(s.connect(db), dt.date(2026, 3, 2))["contacts"]["email"]
+    assert (email["sent"], email["failed"], email["failure_rate_pct"]) == (1, 0, "0.0")

@@ -206,7 +206,12 @@ def test_behavior_model_is_seeded_and_projects_kpis():
 
     kpis = summarize(runs[0], kpis=True).kpis
     assert Decimal(0) < kpis["collected"] <= kpis["opening_balance"]
-    assert kpis["closing_balance"] == kpis["opening_balance"] - kpis["collected"]
+    # the invoices issued within the horizon are in the closing balance only (docs/simulate.md)
+    issued = sum((i.balance for state in runs[0].states.values() for i in state.invoices.values()
+                  if i.status not in ("paid", "written_off") and i.issue_date
+                  and dt.date(2026, 11, 15) <= i.issue_date < dt.date(2027, 1, 14)),
+                 Decimal(0))
+    assert kpis["closing_balance"] == kpis["opening_balance"] - kpis["collected"] + issued
 
 
 
@@ -351,3 +356,106 @@ def test_csv_contacts_never_start_a_cell_with_a_spreadsheet_formula(tmp_path):
     assert rows and {(r[1], r[2]) for r in rows} == {("'=1+2*cmd|' /C calc'!A0", "'@SUM(1+1)")}
     line = json.loads(contacts_text(result, "jsonl").splitlines()[0])
     assert (line["customer_id"], line["invoice_ids"]) == ("=1+2*cmd|' /C calc'!A0", "@SUM(1+1)")
+
+
+TWO_STEPS = """
+policy: two-steps
+timezone: UTC
+currency: USD
+windows:
+  default: { mon-sun: "00:00-23:59" }
+  holidays: open
+group_by: invoice
+templates:
+  a: { email: { subject: "a", body: "a" }, sms: "a" }
+stages:
+  late:
+    when: invoice.days_past_due >= 0
+    steps:
+      - { id: s1, at: due+1d 10:00, send: email, template: a }
+      - { id: s2, at: due+%dd 10:00, send: sms, template: a }
+"""
+PHONES = "a@example.com,+14155550101"
+
+
+def _two_steps(tmp_path, portfolio: str, sms_day: int = 1, payments: str | None = None, behavior: str = "historic",
+               days: int = 10):
+    from collect.engine.simrun import summarize
+
+    (tmp_path / "policy.yaml").write_text(TWO_STEPS % sms_day, encoding="utf-8")
+    (tmp_path / "portfolio.csv").write_text(portfolio, encoding="utf-8")
+    if payments is not None:
+        (tmp_path / "payments.csv").write_text(payments, encoding="utf-8")
+    plan = compile_policy(tmp_path / "policy.yaml").plan
+    book = load_portfolio(plan, tmp_path / "portfolio.csv",
+                          payments=tmp_path / "payments.csv" if payments is not None else None)
+    result = run_simulation(plan, book, start=dt.date(2026, 3, 1), days=days, behavior=behavior)
+    return result, summarize(result, kpis=True).kpis
+
+
+def test_two_contacts_in_one_tick_never_pay_more_than_the_balance(tmp_path):
+    """Both contacts (email and sms at 10:00 on 03-02) draw a payment for sure: the second one draws
+    against what the first left, so the invoice of 100 is paid 100, not 200."""
+    (tmp_path / "b.yaml").write_text("pay_probability: 1\ndelay_days: [1, 1]\n", encoding="utf-8")
+    result, kpis = _two_steps(tmp_path, f"invoice_id,customer_id,amount,due_date,email,phone\n"
+                                        f"I1,C1,100,2026-03-01,{PHONES}\n", behavior=str(tmp_path / "b.yaml"))
+    assert [d.channel for d in result.decisions if d.status == "sent"] == ["email", "sms"]
+    assert sum(p.amount for p in result.states["C1"].payments) == Decimal(100)
+    assert (kpis["collected"], kpis["closing_balance"], kpis["recovery_rate"]) == (Decimal(100), 0, 1)
+
+
+@pytest.mark.parametrize("paid_at, opening, collected, closing", [
+    ("2026-02-28T23:59", 50, 0, 50),   # before the horizon: out of the opening balance
+    ("2026-03-01", 100, 50, 50),       # at the first day's midnight: in the horizon, not out of the opening
+    ("2026-03-10T23:59", 100, 50, 50),  # the last minute of the last day
+    ("2026-03-11", 100, 0, 100),       # the midnight that ends the horizon: after it
+])
+def test_payments_at_the_horizons_boundaries_are_counted_once(tmp_path, paid_at, opening, collected, closing):
+    _, kpis = _two_steps(tmp_path, f"invoice_id,customer_id,amount,due_date,email,phone\n"
+                                   f"I1,C1,100,2026-03-20,{PHONES}\n", payments=f"invoice_id,amount,paid_at\n"
+                                                                                   f"I1,50,{paid_at}\n")
+    assert (kpis["opening_balance"], kpis["collected"], kpis["closing_balance"]) == (opening, collected, closing)
+    assert kpis["opening_balance"] - kpis["collected"] == kpis["closing_balance"]
+
+
+def test_kpis_count_only_issued_invoices_and_no_payment_of_a_paid_one(tmp_path):
+    """I2 is issued after the horizon: in no balance; I3 is issued during it: in the closing balance and
+    the invoiced amount, not in the opening one; P is stored paid: its payment is not collected."""
+    _, kpis = _two_steps(tmp_path, "invoice_id,customer_id,amount,balance,issue_date,due_date,status,email,phone\n"
+                                   f"I1,C1,100,100,2026-02-01,2026-03-20,open,{PHONES}\n"
+                                   f"I2,C2,300,300,2026-03-20,2026-04-20,open,{PHONES}\n"
+                                   f"I3,C3,40,40,2026-03-05,2026-04-05,open,{PHONES}\n"
+                                   f"I4,C4,10,10,2026-03-11,2026-04-11,open,{PHONES}\n"
+                                   f"P,C5,70,0,2026-02-01,2026-02-20,paid,{PHONES}\n",
+                         payments="invoice_id,amount,paid_at\nP,70,2026-03-03\n")
+    assert (kpis["opening_balance"], kpis["closing_balance"], kpis["collected"]) == (100, 140, 0)
+    assert kpis["dso_days"] == Decimal(140) / Decimal(140) * 10  # invoiced: I1 + I3
+
+
+def test_compare_shows_the_difference_of_the_kpis_and_the_exact_cost(tmp_path):
+    for name, day in (("p1.yaml", 1), ("p2.yaml", 3)):
+        (tmp_path / name).write_text(TWO_STEPS % day, encoding="utf-8")
+    (tmp_path / "portfolio.csv").write_text(f"invoice_id,customer_id,amount,due_date,email,phone\n"
+                                            f"I1,C1,100,2026-03-01,{PHONES}\n", encoding="utf-8")
+    (tmp_path / "b.yaml").write_text("pay_probability: 0.5\ndelay_days: [1, 1]\n", encoding="utf-8")
+    (tmp_path / "costs.yaml").write_text("costs: { email: 0.001, sms: 0.045 }\n", encoding="utf-8")
+    result = runner.invoke(app, ["simulate", str(tmp_path / "p1.yaml"), "--compare", str(tmp_path / "p2.yaml"),
+                                 "--portfolio", str(tmp_path / "portfolio.csv"), "--start", "2026-03-01",
+                                 "--days", "10", "--behavior", str(tmp_path / "b.yaml"),
+                                 "--channels", str(tmp_path / "costs.yaml")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    kpis = result.output[result.output.index("Projected KPIs"):]
+    assert "difference" in kpis.splitlines()[2]
+    assert [line for line in kpis.splitlines() if "recovery_rate" in line and " pp" in line]
+    cost = next(line for line in result.output.splitlines() if line.startswith("Message cost"))
+    assert "0.046" in cost and "difference" in cost
+
+
+def test_kpi_differences_are_na_without_a_value():
+    from collect.views import _cost, _kpi_difference
+
+    assert _kpi_difference(None, Decimal("0.5"), "recovery_rate") == "n/a"
+    assert _kpi_difference(Decimal("0.25"), Decimal("0.5"), "recovery_rate") == "+25.0 pp"
+    assert _kpi_difference(Decimal(100), Decimal(40), "collected") == "-60.00"
+    assert (_cost(Decimal("0.045")), _cost(Decimal("3")), _cost(Decimal("-0.001"), sign=True)) == ("0.045", "3.00",
+                                                                                                  "-0.001")
