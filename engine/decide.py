@@ -28,6 +28,10 @@ HOLDOUT = "holdout"  # a variant with this name gets no sends (it measures what 
 # simulation broke a cap that `collect run` kept) and a trigger in the repeated hour of a fall-back day
 # would look an hour later than it is. `now` stays local (days and windows are the customer's).
 UTC = dt.timezone.utc
+# A step due within this long before `now` is on time: a tick (hourly by default) would have seen it by
+# itself, so `catch_up: latest` does not supersede it by a later step due in the same tick. Only steps
+# older than that (an invoice seen for the first time, a run after downtime) are caught up.
+ON_TIME = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,8 @@ class Decider:
         self.out = Outcome()
         self.sent = list(state.sent)  # grows with this call's sends, so caps see them
         self._facts: dict | None = None  # customer-level context, built when first needed
+        self._stops: set[str] = set()  # invoices a `stop` step ended in this call
+        self._waiting: list[list[Ready]] = []  # groups deferred in this call
 
     # -- per invoice ---------------------------------------------------------------------------
 
@@ -113,7 +119,17 @@ class Decider:
         if ready:
             for group in self._groups(ready):
                 self._act(group)
+            if self._stops:
+                self._close_stopped()
         return self.out
+
+    def _close_stopped(self) -> None:
+        """Contacts of the invoices a `stop` step ended in this call that are only deferred (decided
+        before the stop, or in this call) will never go out: close them."""
+        for group in self._waiting:
+            ended = [r for r in group if r.invoice.id in self._stops]
+            if ended:
+                self._emit(ended, "", "skipped", "stopped by step")
 
     def _invoices_with_events(self) -> set[str] | frozenset:
         """Invoices that some event step may concern (any payment, promise or dispute)."""
@@ -199,7 +215,8 @@ class Decider:
         """SPEC 4.3, applied to steps seen due for the first time; conditions first, so that
         `latest` means the latest step that applies to this invoice. A deferred step is not caught up:
         it was decided already and waits for its slot (SPEC 4.2), and steps with the same trigger are
-        due together, so none of them supersedes another."""
+        due together, so none of them supersedes another; nor does a step due within ON_TIME. A `stop`
+        step is no contact: it is never superseded or missed, and it ends what came due after it."""
         due.sort(key=lambda r: (r.trigger, r.step.id))
         pending = self.state.pending
         applicable = []
@@ -211,14 +228,21 @@ class Decider:
             else:
                 applicable.append(r)
         waiting = [r for r in due if r.key in pending]
-        if self.rt.catch_up == "latest" and applicable:
-            newest = applicable[-1].trigger
-            for r in applicable:
-                if r.trigger < newest:
-                    self._settle(r, "skipped", "superseded")
-            applicable = [r for r in applicable if r.trigger == newest]
+        stop = next((r for r in applicable if r.step.action == "stop"), None)
+        if stop is not None:  # the invoice ended at the stop's trigger: what came due later never applies
+            for r in [r for r in waiting + applicable if r.trigger > stop.trigger]:
+                self._settle(r, "skipped", "stopped by step")
+            waiting = [r for r in waiting if r.trigger <= stop.trigger]
+            applicable = [r for r in applicable if r.trigger <= stop.trigger]
+        messages = [r for r in applicable if r.step.action != "stop"]
+        if self.rt.catch_up == "latest" and messages:
+            newest = applicable[-1].trigger  # a due stop is the newest step: it supersedes what came before it
+            late = [r for r in messages if r.trigger < newest and self.now - r.trigger > ON_TIME]
+            for r in late:
+                self._settle(r, "skipped", "superseded")
+            applicable = [r for r in applicable if r not in late]
         if self.rt.catch_up == "none":
-            late = [r for r in applicable if (self.now - r.trigger).total_seconds() > self.rt.max_lateness_s]
+            late = [r for r in messages if (self.now - r.trigger).total_seconds() > self.rt.max_lateness_s]
             for r in late:
                 self._settle(r, "skipped", "missed")
             applicable = [r for r in applicable if r not in late]
@@ -277,6 +301,7 @@ class Decider:
             self._emit(group, "webhook", "sent", "", webhook=step.webhook)
         else:  # stop: nothing more for these invoices
             self._emit(group, "", "skipped", "stopped by step")
+            self._stops.update(r.invoice.id for r in group)
 
     def _send(self, group: list[Ready]) -> None:
         step, customer = group[0].step, self.state.customer
@@ -383,6 +408,7 @@ class Decider:
         return recent
 
     def _defer(self, group: list[Ready], channel: str, reason: str, until: dt.datetime | None) -> None:
+        self._waiting.append(group)
         new = [r for r in group if r.key not in self.state.pending]
         if new:
             self._emit(new, channel, "deferred", reason)

@@ -5,6 +5,9 @@ from decimal import Decimal
 from textwrap import dedent
 from zoneinfo import ZoneInfo
 
+import pytest
+
+from coretools import BASE as BASE_WINDOWS
 from coretools import customer, invoice, rows, run, runtime
 
 from collect.engine.state import DisputeInfo, PaymentInfo, PromiseInfo
@@ -385,3 +388,50 @@ def test_a_trigger_in_the_repeated_hour_of_a_fall_back_day_is_due_at_the_first_t
 
     out = decide(rt, state, dt.datetime(2026, 10, 25, 1, 0, tzinfo=dt.timezone.utc))
     assert [d.status for d in out.decisions] == ["sent"]
+
+
+STOP_POLICY = """
+catch_up: {cu}
+max_lateness: 2d
+stages:
+  early:
+    when: invoice.days_past_due >= 1
+    steps:
+      - {{ id: o1, at: due+1d, send: email, template: m }}
+      - {{ id: handoff, at: due+5d, stop: true }}
+      - {{ id: o9, at: due+9d, send: email, template: m }}
+      - {{ id: o15, at: due+15d, send: email, template: m }}
+"""
+
+
+@pytest.mark.parametrize("cu", ["latest", "none", "all"])
+def test_a_stop_step_seen_late_still_stops_and_leaves_nothing_waiting(tmp_path, cu):
+    """The invoice is first seen at due+10d (at midnight, outside the window): its stop (due+5d) is never
+    superseded or missed, steps due after it never go out, and under `all` the step before it, deferred
+    to the window's opening, is closed by the stop instead of waiting for ever."""
+    rt = runtime(STOP_POLICY.format(cu=cu), tmp_path)
+    state = customer()
+    invoice(state, "A", "2026-10-25")
+    result = run(rt, [state], "2026-11-04", 20)
+    assert rows(result) == []
+    assert ("handoff", "stopped by step") in {(d.step, d.reason) for d in result.decisions}
+    assert not set(state.pending), state.pending  # nothing left deferred for ever
+
+
+@pytest.mark.parametrize("zone", ["America/Lima", "Asia/Kolkata", "Asia/Kathmandu"])
+def test_latest_does_not_supersede_a_step_due_within_the_same_hourly_tick(tmp_path, zone):
+    """Steps at 09:00 and 09:20 of one day fall inside one UTC-aligned hourly tick for a customer at
+    +05:30 or +05:45: in normal running both go out (catch-up is for steps seen late)."""
+    base = BASE_WINDOWS.replace('default: { mon-fri: "08:00-19:00", sat: "09:00-13:00" }',
+                                'default: { mon-sun: "08:00-19:00" }')
+    rt = runtime("""
+    stages:
+      pre:
+        when: invoice.days_past_due <= 0
+        steps:
+          - { id: mail, at: due-1d 09:00, send: email, template: m }
+          - { id: text, at: due-1d 09:20, send: sms, template: m }
+    """, tmp_path, base)
+    state = customer(timezone=zone)
+    invoice(state, "F1", "2026-11-20")
+    assert sorted(r[1] for r in rows(run(rt, [state], "2026-11-10", 15))) == ["mail", "text"]
