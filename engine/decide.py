@@ -360,7 +360,10 @@ class Decider:
                 return block.reason
             self._defer(group, channel, block.reason, block.until)
             return None
-        self._emit(group, channel, "sent", self._deferred_reason(group), fallbacks=fallbacks)
+        reason = self._deferred_reason(group)
+        if not reason and (reason := self._waited_for_opening(group, channel)):
+            self._emit(group, channel, "deferred", reason)  # as a tick at the trigger would have recorded
+        self._emit(group, channel, "sent", reason, fallbacks=fallbacks)
         self.sent.append(SentContact(self.now.astimezone(UTC), channel, tuple(r.invoice.id for r in group)))
         return None
 
@@ -370,6 +373,16 @@ class Decider:
             return None
         ids = tuple(r.invoice.id for r in group)
         return self.rt.guard.check(self.state.customer, channel, ids, self.now, self.sent, self.state.conversations)
+
+    def _waited_for_opening(self, group: list[Ready], channel: str) -> str:
+        """`window` or `holiday` when the trigger fell outside the channel's window earlier in this tick
+        and the contact goes out at the opening: the deferral is recorded whatever the tick's length
+        (SPEC 4.2), as a tick at the trigger would have. A step caught up late is not said to wait."""
+        first = min(r.trigger for r in group)
+        if self.now - first > ON_TIME:
+            return ""
+        slot = self.rt.calendar.next_slot(channel, first, self.tz)
+        return (slot.reason or "") if slot is not None and slot.at > first else ""
 
     def _deferred_reason(self, group: list[Ready]) -> str:
         return next((self.state.pending[r.key] for r in group if r.key in self.state.pending), "")

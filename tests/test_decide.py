@@ -435,3 +435,21 @@ def test_latest_does_not_supersede_a_step_due_within_the_same_hourly_tick(tmp_pa
     state = customer(timezone=zone)
     invoice(state, "F1", "2026-11-20")
     assert sorted(r[1] for r in rows(run(rt, [state], "2026-11-10", 15))) == ["mail", "text"]
+
+
+@pytest.mark.parametrize("tick_s", [3600, 1800, 900])
+def test_a_trigger_before_the_window_is_a_deferral_whatever_the_tick(tmp_path, tick_s):
+    """SPEC 4.2: a slot later than the trigger is a deferral (reason `window`); with an hourly tick the
+    trigger (07:30) and the opening (08:00) fall in one tick, and the deferral must still be recorded."""
+    rt = runtime("""
+    stages:
+      pre:
+        when: invoice.days_past_due <= 0
+        steps:
+          - { id: p3, at: due-3d 07:30, send: email, template: m }
+    """, tmp_path)
+    state = customer()
+    invoice(state, "F1", "2026-11-20")
+    result = run(rt, [state], "2026-11-10", 10, tick_s=tick_s)
+    assert [(d.status, d.reason) for d in result.decisions] == [("deferred", "window"), ("sent", "window")]
+    assert result.decisions[-1].at.strftime("%H:%M") == "08:00"
