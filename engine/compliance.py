@@ -393,8 +393,9 @@ class Guard:
         profiles = self._applicable(customer)
         if not profiles or channel in NOT_CONTACTS:
             return None
+        utc = now.astimezone(dt.timezone.utc)  # contacts are UTC instants: compared in one zone, it is quicker
         ask = _Ask(customer, channel, frozenset(invoice_ids or ()), now,
-                   [c for c in sent if c.at <= now], [c for c in conversations if c.at <= now])
+                   [c for c in sent if c.at <= utc], [c for c in conversations if c.at <= utc])
         worst = None
         for profile in profiles:
             for rule in profile.rules:

@@ -92,6 +92,7 @@ class Decider:
         self.rt, self.state = rt, state
         self.tz = ZoneInfo(state.customer.timezone or rt.timezone)
         self.now = now.astimezone(self.tz)
+        self.utc = now.astimezone(UTC)  # for instants (triggers, contacts): same tzinfo, the fast comparison
         self.today = self.now.date()
         self.out = Outcome()
         self.sent = list(state.sent)  # grows with this call's sends, so caps see them
@@ -142,7 +143,7 @@ class Decider:
     def _due_stage_steps(self, invoice: InvoiceInfo) -> list[tuple[dt.datetime, StepRt, str]]:
         """Steps of any stage due by now and not done; also wakes at the next future one."""
         due = []
-        done, now = self.state.done, self.now
+        done, now = self.state.done, self.utc
         schedule = self._stage_schedule(invoice)
         steps = schedule.steps
         while schedule.first < len(steps) and steps[schedule.first][2] in done:
@@ -237,12 +238,12 @@ class Decider:
         messages = [r for r in applicable if r.step.action != "stop"]
         if self.rt.catch_up == "latest" and messages:
             newest = applicable[-1].trigger  # a due stop is the newest step: it supersedes what came before it
-            late = [r for r in messages if r.trigger < newest and self.now - r.trigger > ON_TIME]
+            late = [r for r in messages if r.trigger < newest and self.utc - r.trigger > ON_TIME]
             for r in late:
                 self._settle(r, "skipped", "superseded")
             applicable = [r for r in applicable if r not in late]
         if self.rt.catch_up == "none":
-            late = [r for r in messages if (self.now - r.trigger).total_seconds() > self.rt.max_lateness_s]
+            late = [r for r in messages if (self.utc - r.trigger).total_seconds() > self.rt.max_lateness_s]
             for r in late:
                 self._settle(r, "skipped", "missed")
             applicable = [r for r in applicable if r not in late]
@@ -256,7 +257,7 @@ class Decider:
                 if key in self.state.done:
                     continue
                 trigger = self._trigger(step, occ.promised_date if step.anchor == "promise" else occ.date)
-                if trigger > self.now:
+                if trigger > self.utc:
                     self.out.wake_at(trigger)
                     continue
                 r = Ready(step, invoice, key, trigger, ctx, occ.id if occ.customer_wide else None)
@@ -270,7 +271,7 @@ class Decider:
         """Each event step fires once per occurrence; only `catch_up: none` drops a late one."""
         if r.key in self.state.pending:
             return True
-        if self.rt.catch_up == "none" and (self.now - r.trigger).total_seconds() > self.rt.max_lateness_s:
+        if self.rt.catch_up == "none" and (self.utc - r.trigger).total_seconds() > self.rt.max_lateness_s:
             self._settle(r, "skipped", "missed")
             return False
         if r.step.condition is not None and r.step.condition(r.ctx) is not True:
@@ -364,7 +365,7 @@ class Decider:
         if not reason and (reason := self._waited_for_opening(group, channel)):
             self._emit(group, channel, "deferred", reason)  # as a tick at the trigger would have recorded
         self._emit(group, channel, "sent", reason, fallbacks=fallbacks)
-        self.sent.append(SentContact(self.now.astimezone(UTC), channel, tuple(r.invoice.id for r in group)))
+        self.sent.append(SentContact(self.utc, channel, tuple(r.invoice.id for r in group)))
         return None
 
     def _unlawful(self, group: list[Ready], channel: str):
@@ -379,7 +380,7 @@ class Decider:
         and the contact goes out at the opening: the deferral is recorded whatever the tick's length
         (SPEC 4.2), as a tick at the trigger would have. A step caught up late is not said to wait."""
         first = min(r.trigger for r in group)
-        if self.now - first > ON_TIME:
+        if self.utc - first > ON_TIME:
             return ""
         slot = self.rt.calendar.next_slot(channel, first, self.tz)
         return (slot.reason or "") if slot is not None and slot.at > first else ""
@@ -414,7 +415,7 @@ class Decider:
         longest = self.rt.longest_cap_s
         recent = []
         for c in reversed(self.sent):  # in time order: stop at the first one too old for every cap
-            age = (self.now - c.at).total_seconds()
+            age = (self.utc - c.at).total_seconds()
             if age >= longest:
                 break
             recent.append((c.at, age, c.channel))
