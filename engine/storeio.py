@@ -182,8 +182,12 @@ def _new_promises(conn: Connection, rows: list[dict]) -> list[dict]:
     the same file imported twice must not make one promise two (two reminders, a doubled amount)."""
     def ident(r) -> tuple:
         return r["customer_id"], r["invoice_id"], r["amount"], r["promised_date"], r["made_at"]
-    seen = {ident(r._mapping) for r in _stored(conn, s.promises, s.promises.c.customer_id,
-                                                 [r["customer_id"] for r in rows])}
+    stored = _stored(conn, s.promises, s.promises.c.customer_id, [r["customer_id"] for r in rows])
+    return _unseen(rows, {ident(r._mapping) for r in stored}, ident)
+
+
+def _unseen(rows: list[dict], seen: set, ident) -> list[dict]:
+    """The rows whose identity is neither stored (`seen`) nor repeated earlier in the file."""
     fresh = []
     for row in rows:
         if ident(row) not in seen:
@@ -326,16 +330,8 @@ def _new_events(conn: Connection, rows: list[dict]) -> list[dict]:
     """The rows not already stored (the same report imported twice counts once)."""
     def ident(r) -> tuple:
         return r["at"], r["channel"], r["type"], r["contact_id"], r["customer_id"], r["detail"] or None
-    seen = set()
-    for chunk in _chunks(sorted({r["customer_id"] for r in rows}), 900):
-        seen |= {ident(r._mapping) for r in conn.execute(select(s.provider_events)
-                                                         .where(s.provider_events.c.customer_id.in_(chunk)))}
-    fresh = []
-    for row in rows:
-        if ident(row) not in seen:
-            seen.add(ident(row))
-            fresh.append(row)
-    return fresh
+    stored = _stored(conn, s.provider_events, s.provider_events.c.customer_id, [r["customer_id"] for r in rows])
+    return _unseen(rows, {ident(r._mapping) for r in stored}, ident)
 
 
 def _apply_event(conn: Connection, row: dict, now: dt.datetime) -> None:
