@@ -485,8 +485,8 @@ def withdrawn(rt: Runtime, state: CustomerState, now: dt.datetime, invoice_ids, 
     left by a crash before the call) must not go out now: since the decision the customer became
     do-not-contact, opted out of the channel or withdrew consent (absolute, SPEC 4.6), entered a legal
     state in which a compliance profile stops contact, or every invoice it is about was paid or written
-    off. None: it may still go. Agent tasks and webhooks are our own
-    systems, not contacts with the customer, and always go."""
+    off. None: it may still go. Agent tasks and webhooks are our own systems, not contacts with the
+    customer, and always go."""
     if channel not in CUSTOMER_CHANNELS:
         return None
     if state.customer.do_not_contact:
