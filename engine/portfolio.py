@@ -33,7 +33,7 @@ CUSTOMER_COLUMNS = ("customer_name", "email", "phone", "whatsapp", "timezone", "
                     *(f"consent_{c}" for c in OPTOUT_CHANNELS))
 INVOICE_COLUMNS = ("invoice_id", "customer_id", "amount", "due_date", "number", "currency", "issue_date", "balance",
                    "status")
-MAP_KEYS = ("columns", "delimiter", "date_format", "decimal", "thousands")
+MAP_KEYS = ("columns", "delimiter", "date_format", "datetime_format", "decimal", "thousands")
 TRUE, FALSE = {"true", "1", "yes", "y"}, {"false", "0", "no", "n"}
 
 
@@ -137,6 +137,7 @@ class ColumnMap:
     date_format: str | None = None
     decimal: str = "."
     thousands: str = ""
+    datetime_format: str | None = None  # for the date-time columns (paid_at, made_at ...), else date_format
 
 
 def load_map(path: str | Path) -> ColumnMap:
@@ -161,7 +162,7 @@ def load_map(path: str | Path) -> ColumnMap:
     if reasons:
         raise CsvError([Problem(str(path), 1, None, reason) for reason in reasons])
     return ColumnMap({str(k): v for k, v in columns.items()}, data.get("delimiter"), data.get("date_format"),
-                     str(data.get("decimal", ".")), str(data.get("thousands", "")))
+                     str(data.get("decimal", ".")), str(data.get("thousands", "")), data.get("datetime_format"))
 
 
 def _short(value) -> str:
@@ -177,8 +178,9 @@ def _map_value_problems(data: dict) -> list[str]:
     delimiter = data.get("delimiter")
     if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n'):
         reasons.append(f"delimiter must be one character, not a quote or a line break (got {_short(delimiter)})")
-    if data.get("date_format") is not None and not isinstance(data["date_format"], str):
-        reasons.append(f"date_format must be a strptime format text such as '%d/%m/%Y' (got {_short(data['date_format'])})")
+    for key in ("date_format", "datetime_format"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            reasons.append(f"{key} must be a strptime format text such as '%d/%m/%Y' (got {_short(data[key])})")
     for key, empty in (("decimal", False), ("thousands", True)):
         value = data.get(key)
         if value is not None and not (isinstance(value, str) and len(value) <= 1 and (empty or value)):
@@ -250,17 +252,25 @@ class Cells:
         value = self.text(name, required)
         if value is None:
             return None
-        fmt = self.t.cmap.date_format
+        cmap = self.t.cmap
+        # an export may write its dates and its date-times differently (`datetime_format`)
+        formats = [f for f in (cmap.datetime_format if with_time else None, cmap.date_format) if f]
         try:
             # a time with a UTC offset keeps its instant; a naive one is the customer's local time
-            if fmt:
-                parsed = dt.datetime.strptime(value, fmt)
+            for fmt in formats:
+                try:
+                    parsed = dt.datetime.strptime(value, fmt)
+                except ValueError:
+                    continue
                 return parsed if with_time and (parsed.hour or parsed.minute or parsed.tzinfo) else parsed.date()
+            if formats:
+                raise ValueError(value)
             if with_time and ("T" in value or " " in value):
                 return dt.datetime.fromisoformat(value)
             return dt.date.fromisoformat(value)
         except ValueError:
-            expected = fmt or ("YYYY-MM-DD, or YYYY-MM-DDTHH:MM with an optional UTC offset" if with_time else "YYYY-MM-DD")
+            expected = " or ".join(formats) or (
+                "YYYY-MM-DD, or YYYY-MM-DDTHH:MM with an optional UTC offset" if with_time else "YYYY-MM-DD")
             self.problem(name, f"'{value}' is not a date (expected {expected})")
             return None
 

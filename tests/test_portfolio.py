@@ -203,3 +203,20 @@ def test_a_column_map_with_an_alias_bomb_is_refused_at_once(tmp_path):
         load_map(path)
     (problem,) = caught.value.problems
     assert "expand" in str(problem) and len(str(problem)) < 400
+
+
+def test_an_erp_export_with_its_own_date_and_date_time_formats(tmp_path):
+    """Due dates as dd/mm/yyyy, payment times as dd/mm/yyyy HH:MM: one map reads both (`datetime_format`
+    for the date-time columns); a date-time column also takes a plain date."""
+    import datetime as dt
+
+    cmap = load_map(write(tmp_path, "map.yaml", "date_format: '%d/%m/%Y'\ndatetime_format: '%d/%m/%Y %H:%M'\n"))
+    portfolio = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date\nA,c1,100,05/01/2026\n")
+    payments = write(tmp_path, "pay.csv", "payment_id,invoice_id,amount,paid_at\nP1,A,40,07/01/2026 14:30\n"
+                                          "P2,A,10,08/01/2026\n")
+    book = read(portfolio, payments=payments, colmap=cmap)
+    assert book.invoices["A"].due_date == dt.date(2026, 1, 5)
+    assert [p.paid_at for p in book.payments] == [dt.datetime(2026, 1, 7, 14, 30), dt.date(2026, 1, 8)]
+    bad = write(tmp_path, "bad.csv", "payment_id,invoice_id,amount,paid_at\nP3,A,1,2026-01-09 10:00\n")
+    assert problems(portfolio, payments=bad, colmap=cmap) == [
+        "2: column paid_at: '2026-01-09 10:00' is not a date (expected %d/%m/%Y %H:%M or %d/%m/%Y)"]
