@@ -15,6 +15,7 @@ from sqlalchemy import select
 from . import store as s
 from .decide import decide, stopped
 from .events import customer_facts, invoice_context, occurrences, promise_active
+from .runner import next_look
 from .runtime import Runtime
 from .state import balance_at
 from .storeio import load_states
@@ -46,7 +47,7 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
         state = load_states(conn, [row.customer_id], dict(plan["fields"]))[row.customer_id]
         contacts = list(conn.execute(select(s.contacts).where(s.contacts.c.customer_id == row.customer_id)
                                      .order_by(s.contacts.c.at, s.contacts.c.id)))
-        look = _next_look(conn, row.customer_id, rt.plan_hash, now)
+        look = next_look(conn, row.customer_id, rt.plan_hash, now)
     tz = ZoneInfo(state.customer.timezone or rt.timezone)
     local = now.astimezone(tz)
     invoice = state.invoices[invoice_id]
@@ -72,14 +73,6 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
             rest, why = _rest(state, invoice, local, header["status"] if ended else None, stage, owner, trigger, occ)
             lines.append(_from_memory(state, key, step.id, owner, mine) or StepLine(owner, step.id, rest, when, why))
     return header, lines
-
-
-def _next_look(conn, customer_id: str, plan_hash: str, now: dt.datetime) -> dt.datetime | None:
-    """When a tick next decides for the customer, if not at `now`: its wake, unless the plan changed
-    since the last tick (which then decides everyone again), as `collect run` claims customers."""
-    wake = conn.execute(select(s.customers.c.next_action_at).where(s.customers.c.id == customer_id)).scalar()
-    last = conn.execute(select(s.ticks.c.plan_hash).order_by(s.ticks.c.id.desc()).limit(1)).scalar()
-    return wake if wake is not None and wake > now and last in (None, plan_hash) else None
 
 
 def _instances(rt, state, invoice, tz, local):

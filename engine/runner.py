@@ -45,6 +45,24 @@ NEVER = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)  # next_action_at of a c
 ADVISORY_KEY = 7_240_113  # first half of the advisory lock id (tick id second) held by a live tick
 
 
+def plan_changed(conn: Connection, plan_hash: str) -> bool:
+    """Did the last tick run another plan (the policy file changed since)? Then every customer is due:
+    the wake times were worked out under the old plan."""
+    last = conn.execute(select(s.ticks.c.plan_hash).order_by(s.ticks.c.id.desc()).limit(1)).scalar()
+    return last is not None and last != plan_hash
+
+
+def _due(now: dt.datetime):
+    """The customers a tick at `now` decides: never decided, or their wake has come."""
+    return or_(s.customers.c.next_action_at.is_(None), s.customers.c.next_action_at <= now)
+
+
+def next_look(conn: Connection, customer_id: str, plan_hash: str, now: dt.datetime) -> dt.datetime | None:
+    """When a tick next decides for this customer, if a tick at `now` would not (None: it would)."""
+    wake = conn.execute(select(s.customers.c.next_action_at).where(s.customers.c.id == customer_id)).scalar()
+    return wake if wake is not None and wake > now and not plan_changed(conn, plan_hash) else None
+
+
 @dataclass
 class TickSummary:
     customers: int = 0
@@ -103,7 +121,7 @@ class Runner:
             return self._dry_run(now, summary)
         started = dt.datetime.now(dt.timezone.utc)
         with self.engine.begin() as conn:
-            changed = self._plan_changed(conn)
+            changed = plan_changed(conn, self.rt.plan_hash)
             tick_id = conn.execute(s.ticks.insert().values(
                 now=now, started_at=started, plan_hash=self.rt.plan_hash, host=socket.gethostname(),
                 pid=os.getpid())).inserted_primary_key[0]
@@ -153,14 +171,8 @@ class Runner:
                 conn.execute(update(s.ticks).where(s.ticks.c.id == tick_id).values(finished_at=finished))
         self._unfinished.clear()
 
-    def _plan_changed(self, conn: Connection) -> bool:
-        """Did the last tick run another plan (the policy file changed since)?"""
-        last = conn.execute(select(s.ticks.c.plan_hash).order_by(s.ticks.c.id.desc()).limit(1)).scalar()
-        return last is not None and last != self.rt.plan_hash
-
     def _claim(self, conn: Connection, now: dt.datetime) -> list[str]:
-        due = or_(s.customers.c.next_action_at.is_(None), s.customers.c.next_action_at <= now)
-        query = select(s.customers.c.id).where(due).order_by(s.customers.c.id).limit(self.batch)
+        query = select(s.customers.c.id).where(_due(now)).order_by(s.customers.c.id).limit(self.batch)
         if conn.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         return [r.id for r in conn.execute(query)]
@@ -326,8 +338,8 @@ class Runner:
         """Decide for every due customer and report, writing and sending nothing."""
         with self.engine.connect() as conn:
             query = select(s.customers.c.id).order_by(s.customers.c.id)
-            if not self._plan_changed(conn):  # else everyone is decided again, as the real tick would
-                query = query.where(or_(s.customers.c.next_action_at.is_(None), s.customers.c.next_action_at <= now))
+            if not plan_changed(conn, self.rt.plan_hash):  # else everyone is decided again, as the tick would
+                query = query.where(_due(now))
             ids = [r.id for r in conn.execute(query)]
             for start in range(0, len(ids), self.batch):
                 states = load_states(conn, ids[start:start + self.batch], dict(self.plan["fields"]))
