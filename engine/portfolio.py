@@ -8,9 +8,9 @@ cell may hold a line break, and the number still points at the line an editor sh
 decimal and thousands separators.
 
 Customer columns may come on the invoice rows or from a customers CSV keyed by customer_id; where both
-give a value, the customers CSV wins. Unknown extra columns are kept as text attributes. An empty cell
-says nothing (None: a stored value is kept); for the true/false columns too, so that a file that does not
-know a customer's `do_not_contact` never clears it.
+give a value, the customers CSV wins. Unknown extra columns, in every file, are kept as text attributes
+(`attrs`). An empty cell says nothing (None: a stored value is kept); for the true/false columns too, so
+that a file that does not know a customer's `do_not_contact` never clears it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ CUSTOMER_COLUMNS = ("customer_name", "email", "phone", "whatsapp", "timezone", "
                     *(f"consent_{c}" for c in OPTOUT_CHANNELS))
 INVOICE_COLUMNS = ("invoice_id", "customer_id", "amount", "due_date", "number", "currency", "issue_date", "balance",
                    "status")
+# the known columns of the other files (docs/files.md); any other column is kept as a text attribute
+PAYMENT_COLUMNS = ("invoice_id", "amount", "paid_at", "payment_id", "currency", "method")
+PROMISE_COLUMNS = ("invoice_id", "customer_id", "amount", "promised_date", "made_at", "channel")
+DISPUTE_COLUMNS = ("invoice_id", "opened_at", "reason", "resolved_at")
+EVENT_COLUMNS = ("at", "channel", "type", "contact_id", "customer_id", "detail")
 MAP_KEYS = ("columns", "delimiter", "date_format", "datetime_format", "decimal", "thousands")
 TRUE, FALSE = {"true", "1", "yes", "y"}, {"false", "0", "no", "n"}
 
@@ -96,6 +101,7 @@ class Payment:
     paid_at: dt.date | dt.datetime  # naive: the customer's local time; aware when the file gave an offset
     currency: str | None = None
     method: str | None = None
+    attrs: dict = field(default_factory=dict)  # the file's other columns, as text
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +112,7 @@ class Promise:
     promised_date: dt.date
     made_at: dt.date | dt.datetime | None = None
     channel: str | None = None
+    attrs: dict = field(default_factory=dict)
 
     def made(self) -> dt.date | dt.datetime:
         """When the promise was made. A row without `made_at` counts as made a week before the promised
@@ -119,6 +126,7 @@ class Dispute:
     opened_at: dt.date | dt.datetime
     reason: str | None = None
     resolved_at: dt.date | dt.datetime | None = None
+    attrs: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -201,6 +209,10 @@ class Cells:
         if index is None or index >= len(self.row):
             return None
         return self.row[index] or None  # cells are stripped once per row (Table.__iter__)
+
+    def texts(self, names) -> dict[str, str | None]:
+        """These columns' cells as text, an empty one None: a file's extra columns, kept untyped."""
+        return {name: self.raw(name) for name in names}
 
     def problem(self, name: str, reason: str) -> None:
         self.t.problems.append(Problem(self.t.file, self.number, self.t.header_of(name), reason))
@@ -341,6 +353,11 @@ class Table:
     def header_of(self, name: str) -> str:
         index = self.index.get(name)
         return self.headers[index] if index is not None else self.cmap.columns.get(name, name)
+
+    def extra(self, known) -> list[str]:
+        """The columns (by the map's names) that are none of `known`. A column without a header (a
+        trailing delimiter, as some exports write) names nothing and is left out."""
+        return [name for name in self.index if name and name not in known]
 
     def require(self, *names: str) -> bool:
         missing = [n for n in names if n not in self.index]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..dsl.diagnostics import suggest
-from .portfolio import (CUSTOMER_COLUMNS, INVOICE_COLUMNS, OPTOUT_CHANNELS, STATUSES, Cells, ColumnMap, CsvError,
-                        Customer, Dispute, Invoice, Payment, Portfolio, Problem, Promise, Table, _zones)
+from .portfolio import (CUSTOMER_COLUMNS, DISPUTE_COLUMNS, INVOICE_COLUMNS, OPTOUT_CHANNELS, PAYMENT_COLUMNS,
+                        PROMISE_COLUMNS, STATUSES, Cells, ColumnMap, CsvError, Customer, Dispute, Invoice, Payment,
+                        Portfolio, Problem, Promise, Table, _zones)
 
 CUSTOMER_FIELDS = {"customer_name": "name", "email": "email", "phone": "phone", "whatsapp": "whatsapp",
                    "timezone": "timezone", "country": "country", "language": "language"}
@@ -93,7 +94,7 @@ def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, curr
     seen_cells: dict[str, list] = {}
     known = set(INVOICE_COLUMNS) | set(CUSTOMER_COLUMNS) | set(custom["customer"])
     typed = [(name, kind) for name, kind in custom["invoice"].items() if name in table.index]
-    untyped = [name for name in table.index if name not in known and name not in custom["invoice"]]
+    untyped = table.extra(known | set(custom["invoice"]))
     for cells in table:
         iid, cid = cells.ident("invoice_id"), cells.ident("customer_id")
         amount = cells.decimal("amount", True)
@@ -114,7 +115,7 @@ def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, curr
             seen_cells[cid] = signature
             _merge(customers.setdefault(cid, {"attrs": {}}), _customer_from(cells, custom), cells, override=False)
         attrs = {name: cells.typed(name, kind) for name, kind in typed}
-        attrs.update({name: cells.raw(name) for name in untyped})
+        attrs.update(cells.texts(untyped))
         if iid is None or cid is None or amount is None or due is None:
             continue
         book.invoices[iid] = Invoice(iid, cid, amount, amount if balance is None else balance, due,
@@ -133,7 +134,7 @@ def _customers(table: Table, customers: dict, custom: dict) -> None:
         seen[cid] = cells.number
         known = set(CUSTOMER_COLUMNS) | {"customer_id"} | set(custom["customer"])
         values = _customer_from(cells, custom)
-        values["attrs"].update({n: cells.raw(n) for n in table.index if n not in known})
+        values["attrs"].update(cells.texts(table.extra(known)))
         _merge(customers.setdefault(cid, {"attrs": {}}), values, cells, override=True)
 
 
@@ -149,6 +150,7 @@ def _payments(table: Table, book: Portfolio) -> None:
     if not table.headers or not table.require("invoice_id", "amount", "paid_at"):
         return
     seen: dict[str, tuple] = {}
+    extra = table.extra(PAYMENT_COLUMNS)
     for cells in table:
         iid, amount = _known_invoice(cells, book), cells.decimal("amount", True)
         paid_at = cells.date("paid_at", True, with_time=True)
@@ -162,7 +164,8 @@ def _payments(table: Table, book: Portfolio) -> None:
             continue
         seen[pid] = (iid, amount, paid_at)
         if iid and amount is not None and paid_at is not None:
-            book.payments.append(Payment(pid, iid, amount, paid_at, cells.currency(), cells.text("method")))
+            book.payments.append(Payment(pid, iid, amount, paid_at, cells.currency(), cells.text("method"),
+                                         cells.texts(extra)))
 
 
 def _content_id(*parts) -> str:
@@ -175,6 +178,7 @@ def _promises(table: Table, book: Portfolio) -> None:
     if not table.headers or not table.require("amount", "promised_date"):
         return
     seen = set()
+    extra = table.extra(PROMISE_COLUMNS)
     for cells in table:
         iid = _known_invoice(cells, book, required=False)
         cid = cells.text("customer_id")
@@ -189,7 +193,7 @@ def _promises(table: Table, book: Portfolio) -> None:
             continue
         seen.add((iid, cid, amount, promised, made))
         if (iid or cid) and amount is not None and promised is not None:
-            book.promises.append(Promise(iid, cid, amount, promised, made, cells.text("channel")))
+            book.promises.append(Promise(iid, cid, amount, promised, made, cells.text("channel"), cells.texts(extra)))
 
 
 def _disputes(table: Table, book: Portfolio) -> None:
@@ -197,12 +201,13 @@ def _disputes(table: Table, book: Portfolio) -> None:
     if not table.headers or not table.require("invoice_id", "opened_at"):
         return
     first: dict[tuple, tuple[int, Dispute]] = {}
+    extra = table.extra(DISPUTE_COLUMNS)
     for cells in table:
         iid = _known_invoice(cells, book)
         opened, resolved = cells.date("opened_at", True, with_time=True), cells.date("resolved_at", with_time=True)
         if not iid or opened is None:
             continue
-        dispute = Dispute(iid, opened, cells.text("reason"), resolved)
+        dispute = Dispute(iid, opened, cells.text("reason"), resolved, cells.texts(extra))
         if (iid, opened) in first:
             row, earlier = first[iid, opened]
             if earlier != dispute:

@@ -92,6 +92,7 @@ payments = Table(
     Column("invoice_id", String(100), nullable=False, index=True),
     Column("amount", Money, nullable=False), Column("paid_at", UtcDateTime, nullable=False),
     Column("currency", String(3)), Column("method", Text),
+    Column("attrs", JSON),  # the file's other columns, as text; NULL: imported before they were kept (0003)
 )
 
 promises = Table(
@@ -100,6 +101,7 @@ promises = Table(
     Column("invoice_id", String(100), index=True), Column("customer_id", String(100), index=True),
     Column("amount", Money, nullable=False), Column("promised_date", Date, nullable=False),
     Column("made_at", UtcDateTime, nullable=False), Column("channel", String(32)),
+    Column("attrs", JSON),  # as payments.attrs
 )
 
 disputes = Table(
@@ -107,6 +109,7 @@ disputes = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("invoice_id", String(100), nullable=False, index=True),
     Column("opened_at", UtcDateTime, nullable=False), Column("reason", Text), Column("resolved_at", UtcDateTime),
+    Column("attrs", JSON),  # as payments.attrs
 )
 
 provider_events = Table(
@@ -116,6 +119,7 @@ provider_events = Table(
     Column("type", String(32), nullable=False), Column("contact_id", String(300)),
     Column("customer_id", String(100), index=True),
     Column("detail", Text),  # a reply's text, a bounce's reason
+    Column("attrs", JSON),  # as payments.attrs
 )
 
 # The outbox and audit log: one row per contact attempt outcome, unique by key (exactly once).

@@ -14,7 +14,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from . import store as s
-from .portfolio import OPTOUT_CHANNELS, ColumnMap, CsvError, Problem, Table
+from .portfolio import EVENT_COLUMNS, OPTOUT_CHANNELS, ColumnMap, CsvError, Problem, Table
 from .state import (CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, PaymentInfo, PromiseInfo, SentContact)
 
 KINDS = ("customers", "invoices", "payments", "promises", "disputes", "events")
@@ -149,20 +149,22 @@ def import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str]
         touched = set()
         if kind == "payments":
             rows = [{"payment_id": p.payment_id, "invoice_id": p.invoice_id, "amount": p.amount,
-                     "paid_at": _aware(p.paid_at, zone(p.invoice_id)), "currency": p.currency, "method": p.method}
+                     "paid_at": _aware(p.paid_at, zone(p.invoice_id)), "currency": p.currency, "method": p.method,
+                     "attrs": p.attrs}
                     for p in found]
             _insert_new(conn, s.payments, rows, ["payment_id"])  # a payment seen before is ignored
             touched = {owners[p.invoice_id] for p in found}
         elif kind == "promises":
             rows = [{"invoice_id": p.invoice_id, "customer_id": p.customer_id or owners.get(p.invoice_id),
-                     "amount": p.amount, "promised_date": p.promised_date, "channel": p.channel,
+                     "amount": p.amount, "promised_date": p.promised_date, "channel": p.channel, "attrs": p.attrs,
                      "made_at": _aware(p.made(), zone(p.invoice_id, p.customer_id))} for p in found]
             rows = _new_promises(conn, rows)
             conn.execute(s.promises.insert(), rows) if rows else None
             touched = {r["customer_id"] for r in rows}
         elif kind == "disputes":
             rows = [{"invoice_id": d.invoice_id, "opened_at": _aware(d.opened_at, zone(d.invoice_id)), "reason": d.reason,
-                     "resolved_at": _aware(d.resolved_at, zone(d.invoice_id)) if d.resolved_at else None} for d in found]
+                     "resolved_at": _aware(d.resolved_at, zone(d.invoice_id)) if d.resolved_at else None,
+                     "attrs": d.attrs} for d in found]
             _upsert_disputes(conn, rows)
             touched = {owners[d.invoice_id] for d in found}
         _mark_due(conn, touched)
@@ -198,17 +200,22 @@ def _unseen(rows: list[dict], seen: set, ident) -> list[dict]:
 
 def _upsert_disputes(conn: Connection, rows: list[dict]) -> None:
     """A dispute is named by its invoice and opening time: imported again, it is the same dispute, and
-    what the file now adds (a resolution, a reason) updates it; an empty cell keeps the stored value."""
-    stored = {(r.invoice_id, r.opened_at): r.id for r in _stored(conn, s.disputes, s.disputes.c.invoice_id,
-                                                                 [r["invoice_id"] for r in rows])}
+    what the file now adds (a resolution, a reason, an attribute) updates it; an empty cell keeps the
+    stored value."""
+    stored = {(r.invoice_id, r.opened_at): r for r in _stored(conn, s.disputes, s.disputes.c.invoice_id,
+                                                              [r["invoice_id"] for r in rows])}
     fresh = []
     for row in rows:
         known = stored.get((row["invoice_id"], row["opened_at"]))
         given = {k: row[k] for k in ("reason", "resolved_at") if row[k] is not None}
+        attrs = {k: v for k, v in row["attrs"].items() if v is not None}
         if known is None:
             fresh.append(row)
-        elif given:
-            conn.execute(update(s.disputes).where(s.disputes.c.id == known).values(**given))
+            continue
+        if attrs:
+            given["attrs"] = {**(known.attrs or {}), **attrs}
+        if given:
+            conn.execute(update(s.disputes).where(s.disputes.c.id == known.id).values(**given))
     if fresh:
         conn.execute(s.disputes.insert(), fresh)
 
@@ -282,6 +289,7 @@ def _event_rows(conn: Connection, table: Table, channels: set[str], zone) -> lis
 
     contacts, customers = _referenced(conn, table)
     rows = []
+    extra = table.extra(EVENT_COLUMNS)
     for cells in table:
         kind, channel = (cells.text("type", True) or "").lower(), cells.text("channel", True)
         contact_id, cid = cells.text("contact_id"), cells.text("customer_id")
@@ -302,7 +310,7 @@ def _event_rows(conn: Connection, table: Table, channels: set[str], zone) -> lis
         if at is not None and cid in customers and kind in EVENT_TYPES and channel in channels:
             rows.append({"at": _aware(at, zone(customer_id=cid)), "channel": channel, "type": kind,
                          "contact_id": contact.key if contact else None, "customer_id": cid,
-                         "detail": cells.text("detail"), "contact": contact})
+                         "detail": cells.text("detail"), "attrs": cells.texts(extra), "contact": contact})
     return rows
 
 
