@@ -169,20 +169,54 @@ def show_simulation(names, results, summaries, kpis: bool = True) -> None:
         if len(costs) == 2:
             line += f"  difference {_cost(costs[1] - costs[0], sign=True)}"
         console.print(line)
+    channels = sorted(set().union(*(set(s.sent_by_channel) | set(s.failed_by_channel) for s in summaries)))
+    if channels:
+        console.print(_channels_table(short, [s.channel_kpis(channels) for s in summaries], channels,
+                                      priced=any(s.priced for s in summaries)))
     if kpis and summaries[0].kpis:
-        table = Table(title="Projected KPIs over the horizon", title_justify="left")
-        table.add_column("")
-        for n in short:
-            table.add_column(n, justify="right")
-        if len(summaries) == 2:
-            table.add_column("difference", justify="right")
-        for key in summaries[0].kpis:
-            values = [s.kpis.get(key) for s in summaries]
-            row = [key, *(_kpi(v, key) for v in values)]
-            if len(values) == 2:
-                row.append(_kpi_difference(values[0], values[1], key))
-            table.add_row(*row)
-        console.print(table)
+        console.print(_kpi_table("Projected KPIs over the horizon", [""], short,
+                                 [([key], [s.kpis.get(key) for s in summaries], key) for key in summaries[0].kpis]))
+        buckets = [s.aging_buckets() for s in summaries]
+        console.print(_kpi_table("Projected aging at the end of the horizon",
+                                 [""], short, [([b], [a[b] for a in buckets], "aging") for b in buckets[0]]))
+
+
+CHANNEL_KPIS = {"failed": "failed (no usable channel)", "failure_rate_pct": "failure rate", "cost": "cost",
+                "cost_per_contact": "cost per contact"}
+
+
+def _channels_table(short, kpis, channels, priced: bool) -> Table:
+    """Failures and costs per channel, then all channels together (`Summary.channel_kpis`)."""
+    keys = ("failed", "failure_rate_pct") + (("cost", "cost_per_contact") if priced else ())
+    rows = [([channel, CHANNEL_KPIS[key]], [per[channel][key] for per, _ in kpis], key)
+            for channel in channels for key in keys]
+    rows += [(["all", CHANNEL_KPIS[key]], [total[key] for _, total in kpis], key) for key in keys]
+    table = _kpi_table("Contacts per channel", ["channel", "KPI"], short, rows)
+    # the simulation hands nothing to a provider, so there is no delivery report to count: no number
+    table.add_row("all", "delivery rate", *["not modelled"] * len(short), *([""] if len(short) == 2 else []))
+    table.caption = ("failed: the step found no usable channel (no or an invalid address, an opt-out, no consent, "
+                     "no window), counted on its last channel; provider refusals, bounces and delivery are not "
+                     "modelled")
+    table.caption_justify = "left"
+    return table
+
+
+def _kpi_table(title: str, heads: list[str], short: list[str], rows) -> Table:
+    """One row per KPI (`rows`: label cells, one value per policy, the KPI's key for its format), one
+    column per policy and, comparing two, their difference."""
+    table = Table(title=title, title_justify="left")
+    for head in heads:
+        table.add_column(head)
+    for n in short:
+        table.add_column(n, justify="right")
+    if len(short) == 2:
+        table.add_column("difference", justify="right")
+    for labels, values, key in rows:
+        row = [*labels, *(_kpi(v, key) for v in values)]
+        if len(values) == 2:
+            row.append(_kpi_difference(values[0], values[1], key))
+        table.add_row(*row)
+    return table
 
 
 def _cost(value, sign: bool = False) -> str:
@@ -196,6 +230,9 @@ def _cost(value, sign: bool = False) -> str:
     return f"{value:+f}" if sign else f"{value:f}"
 
 
+COUNTS = ("failed", "promises_made", "promises_due", "promises_kept", "promises_broken")
+
+
 def _kpi_difference(first, second, key: str) -> str:
     """Policy 2 - policy 1, n/a when either has no value (a ratio without a denominator)."""
     if first is None or second is None:
@@ -203,8 +240,14 @@ def _kpi_difference(first, second, key: str) -> str:
     difference = second - first
     if key == "recovery_rate":
         return f"{difference * 100:+.1f} pp"
+    if key.endswith("_pct"):
+        return f"{difference:+.1f} pp"
     if key == "dso_days":
         return f"{difference:+.1f}"
+    if key in COUNTS:
+        return f"{difference:+d}"
+    if key in ("cost", "cost_per_contact"):
+        return _cost(difference, sign=True)
     return f"{difference:+,.2f}"
 
 
@@ -213,8 +256,16 @@ def _kpi(value, key: str) -> str:
         return "n/a"
     if key == "recovery_rate":
         return f"{value * 100:.1f}%"
+    if key.endswith("_pct"):  # already a percentage rounded to 0.1, as `collect report` shows it
+        return f"{value}%"
     if key == "dso_days":
         return f"{value:.1f}"
+    if key in COUNTS:
+        return str(value)
+    if key == "cost":
+        return _cost(value)
+    if key == "cost_per_contact":
+        return f"{value:f}"  # 4 decimals, as `collect report`
     return f"{value:,.2f}"
 
 

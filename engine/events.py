@@ -41,7 +41,7 @@ def _local(moment: dt.datetime, tz) -> dt.date:
     return moment.astimezone(tz).date()
 
 
-def _end_of(day: dt.date, tz) -> dt.datetime:
+def end_of_day(day: dt.date, tz) -> dt.datetime:
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tz)
 
 
@@ -51,7 +51,7 @@ def covers(promise: PromiseInfo, invoice: InvoiceInfo) -> bool:
 
 def kept_at(state: CustomerState, promise: PromiseInfo, now: dt.datetime, tz) -> dt.datetime | None:
     """When the payments made since the promise reached its amount (by the end of the promised date)."""
-    deadline = min(now, _end_of(promise.promised_date, tz))
+    deadline = min(now, end_of_day(promise.promised_date, tz))
     total = Decimal(0)
     for payment in state.payments:
         if promise.made_at <= payment.at <= deadline and promise.invoice_id in (None, payment.invoice_id):
@@ -255,7 +255,7 @@ def future_moments(state: CustomerState, invoice: InvoiceInfo, now: dt.datetime)
     moments = [p.at for p in state.payments if p.invoice_id == invoice.id and p.at > now]
     for p in state.promises:
         if covers(p, invoice):
-            moments += [p.made_at, _end_of(p.promised_date, tz)]
+            moments += [p.made_at, end_of_day(p.promised_date, tz)]
     for d in state.disputes:
         if d.invoice_id == invoice.id:
             moments += [d.opened_at] + ([d.resolved_at] if d.resolved_at else [])

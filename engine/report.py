@@ -54,37 +54,30 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from . import store as s
-from .events import kept_at
+from .kpis import (BUCKETS, bucket, cei_pct, cost_per_contact, failure_rate_pct, pct, promise_outcome,
+                   promise_totals, ratio)
 from .state import PAID_EPSILON, CustomerInfo, CustomerState, PaymentInfo, PromiseInfo
 from .storeio import DELIVERY_TYPES
 
-BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
 CLOSED = ("paid", "written_off")
 ZERO = Decimal(0)
 
 
-def _bucket(days: int) -> str:
-    if days <= 0:
-        return "current"
-    return "1-30" if days <= 30 else "31-60" if days <= 60 else "61-90" if days <= 90 else "90+"
+def _text(value) -> str | None:
+    return None if value is None else str(value)
 
 
 def _ratio(part, whole, places: str) -> str | None:
-    """part / whole rounded to `places`, or None when `whole` is not positive."""
-    return str((Decimal(part) / Decimal(whole)).quantize(Decimal(places))) if whole > 0 else None
+    return _text(ratio(part, whole, places))
 
 
 def _pct(part, whole) -> str | None:
-    return _ratio(Decimal(part) * 100, whole, "0.1")
+    return _text(pct(part, whole))
 
 
 @lru_cache(maxsize=None)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
-
-
-def _end_of(day: dt.date, tz) -> dt.datetime:
-    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tz)
 
 
 @dataclass
@@ -124,7 +117,7 @@ def _aging(book: dict[str, _Invoice], day: dt.date) -> dict[str, Decimal]:
     for invoice in book.values():
         balance = invoice.open_balance(day)
         if balance:
-            aging[_bucket((day - invoice.due_date).days)] += balance
+            aging[bucket((day - invoice.due_date).days)] += balance
     return aging
 
 
@@ -135,7 +128,7 @@ def _cei(book: dict[str, _Invoice], start: dt.date, today: dt.date, aging: dict)
     closing, current = sum(aging.values(), ZERO), aging["current"]
     return {"opening_receivables": str(opening), "invoiced": str(invoiced), "closing_receivables": str(closing),
             "closing_current": str(current),
-            "cei_pct": _pct(opening + invoiced - closing, opening + invoiced - current)}
+            "cei_pct": _text(cei_pct(opening, invoiced, closing, current))}
 
 
 def _recovery(book: dict[str, _Invoice], start: dt.date, today: dt.date) -> dict:
@@ -156,21 +149,15 @@ def _promises(conn, book: dict[str, _Invoice], zone_of, start: dt.date, today: d
     states: dict[str, CustomerState] = {}
     made = due = kept = 0
     for r in conn.execute(select(s.promises).order_by(s.promises.c.id)):
-        tz = zone_of(r.customer_id)
-        now = _end_of(today, tz)
-        if r.made_at >= now:
-            continue
-        made += r.made_at.astimezone(tz).date() > start
-        if not start < r.promised_date <= today:
-            continue
         state = states.get(r.customer_id)
         if state is None:  # kept_at reads only the payments, in time order
             payments = sorted(paid[r.customer_id], key=lambda p: p.at)
             state = states[r.customer_id] = CustomerState(CustomerInfo(r.customer_id), payments=payments)
         promise = PromiseInfo(f"promise-{r.id}", r.amount, r.promised_date, r.made_at, r.invoice_id)
-        due += 1
-        kept += kept_at(state, promise, now, tz) is not None
-    return {"made": made, "due": due, "kept": kept, "broken": due - kept, "kept_rate_pct": _pct(kept, due)}
+        counted = promise_outcome(state, promise, start, today, zone_of(r.customer_id))
+        made, due, kept = made + counted[0], due + counted[1], kept + counted[2]
+    totals = promise_totals(made, due, kept)
+    return {**totals, "kept_rate_pct": _text(totals["kept_rate_pct"])}
 
 
 def _contacts(conn) -> tuple[dict, Counter]:
@@ -197,8 +184,8 @@ def _channel(n: Counter, cost: Decimal) -> dict:
     settled = n["sent"] + n["failed"]
     return {"sent": n["sent"], "failed": n["failed"], "sending": n["sending"], "delivered": n["delivered"],
             "delivery_rate_pct": _pct(n["delivered"], settled if n["reported"] else 0),
-            "failure_rate_pct": _pct(n["failed"], settled),
-            "cost": str(cost), "cost_per_contact": _ratio(cost, n["sent"], "0.0001")}
+            "failure_rate_pct": _text(failure_rate_pct(n["sent"], n["failed"])),
+            "cost": str(cost), "cost_per_contact": _text(cost_per_contact(cost, n["sent"]))}
 
 
 def report(engine, today: dt.date, days: int = 30, timezone: str = "UTC") -> dict:

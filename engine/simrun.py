@@ -20,6 +20,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from .files import FORMULA_START, spreadsheet_safe
+from .kpis import BUCKETS, bucket, cei_pct, cost_per_contact, failure_rate_pct, promise_outcome, promise_totals
 from .runtime import Runtime
 from .simulate import SimResult, ceil_tick, run_customer, simulate, start_moment
 from .state import PAID_EPSILON, CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, PaymentInfo, PromiseInfo
@@ -139,14 +140,19 @@ def contacts_text(result: SimResult, fmt: str) -> str:
     return out.getvalue()
 
 
-MONEY = ("opening_balance", "closing_balance", "collected", "invoiced")
+MONEY = ("opening_balance", "closing_balance", "collected", "invoiced", "invoiced_in_horizon")
 
 
 @dataclass
 class Summary:
-    """What a simulation did, added up customer by customer (so that it needs no list of decisions)."""
+    """What a simulation did, added up customer by customer (so that it needs no list of decisions).
+
+    Every field is a sum that merges by adding, so the summary is the same whatever the number of
+    workers; the KPIs are computed from the sums at the end (`finish`, `channel_kpis`), with the
+    formulas of `collect report` (engine/report.py)."""
 
     sent_by_channel: Counter = field(default_factory=Counter)
+    failed_by_channel: Counter = field(default_factory=Counter)  # no usable channel: the step's last one
     sent_by_step: Counter = field(default_factory=Counter)
     sent_by_week: Counter = field(default_factory=Counter)
     status: Counter = field(default_factory=Counter)
@@ -154,10 +160,16 @@ class Summary:
     skipped: Counter = field(default_factory=Counter)
     tasks_by_queue: Counter = field(default_factory=Counter)
     cost: Decimal = Decimal(0)
+    cost_by_channel: Counter = field(default_factory=Counter)
+    priced: bool = False  # costs were given: without them a cost of 0 would read as measured
     money: Counter = field(default_factory=Counter)  # the sums behind the KPIs
+    aging: Counter = field(default_factory=Counter)  # bucket -> closing balance
+    promises: Counter = field(default_factory=Counter)  # made, due, kept
     kpis: dict = field(default_factory=dict)
 
     def add(self, decisions, costs: dict | None = None) -> None:
+        if costs:
+            self.priced = True
         for d in decisions:
             self.status[d.status] += 1
             if d.status == "sent":
@@ -166,7 +178,11 @@ class Summary:
                 year, week, _ = d.at.isocalendar()
                 self.sent_by_week[f"{year}-W{week:02d}"] += 1
                 if costs:
-                    self.cost += costs.get(d.channel, Decimal(0))
+                    cost = costs.get(d.channel, Decimal(0))
+                    self.cost += cost
+                    self.cost_by_channel[d.channel] += cost
+            elif d.status == "failed":
+                self.failed_by_channel[d.channel] += 1
             elif d.status == "deferred":
                 self.deferrals[d.reason] += 1  # window, holiday, cap:<rule>, compliance:<profile>:<rule>
             elif d.status == "skipped":
@@ -182,9 +198,15 @@ class Summary:
         opening - closing = collected for an invoice open throughout. An invoice counts in the opening
         balance when it was issued before the first day, in the closing balance, `invoiced` and
         `collected` when issued before `end`'s day (no issue date: always); invoices stored as paid or
-        written off do not count at all."""
+        written off do not count at all, except in CEI's `invoiced_in_horizon` (as in `collect report`:
+        every invoice issued within the horizon but the written-off ones). The closing balance is aged
+        by days past due on the last day. Promises are counted by `collect report`'s rule, as of the end
+        of the last day in the customer's time zone (else the policy's: `start`'s)."""
         first, after = start.date(), end.date()
+        last = after - dt.timedelta(days=1)
         for inv in state.invoices.values():
+            if inv.status != "written_off" and inv.issue_date is not None and first <= inv.issue_date < after:
+                self.money["invoiced_in_horizon"] += inv.amount
             if inv.status in ("paid", "written_off"):
                 continue
             if inv.issue_date is not None and inv.issue_date >= after:
@@ -195,25 +217,60 @@ class Summary:
             if inv.issue_date is None or inv.issue_date < first:
                 self.money["opening_balance"] += max(inv.balance - before_start, Decimal(0))
             self.money["invoiced"] += inv.amount
-            self.money["closing_balance"] += max(inv.balance - before_end, Decimal(0))
+            closing = inv.balance - before_end
+            closing = closing if closing > PAID_EPSILON else Decimal(0)  # paid, as for the core and the report
+            self.money["closing_balance"] += closing
+            if closing:
+                self.aging[bucket((last - inv.due_date).days)] += closing
             self.money["collected"] += sum((p.amount for p in paid if start <= p.at < end), Decimal(0))
+        if state.promises:
+            tz = ZoneInfo(state.customer.timezone) if state.customer.timezone else start.tzinfo
+            for promise in state.promises:
+                made, due, kept = promise_outcome(state, promise, first - dt.timedelta(days=1), last, tz)
+                self.promises["made"] += made
+                self.promises["due"] += due
+                self.promises["kept"] += kept
 
     def merge(self, other: "Summary") -> None:
-        for name in ("sent_by_channel", "sent_by_step", "sent_by_week", "status", "deferrals", "skipped",
-                     "tasks_by_queue", "money"):
+        for name in ("sent_by_channel", "failed_by_channel", "sent_by_step", "sent_by_week", "status", "deferrals",
+                     "skipped", "tasks_by_queue", "cost_by_channel", "money", "aging", "promises"):
             getattr(self, name).update(getattr(other, name))
         self.cost += other.cost
+        self.priced = self.priced or other.priced
 
     def finish(self, days: int) -> None:
         """Projected KPIs over the horizon (formulas in docs/simulate.md)."""
         m = {k: self.money.get(k, Decimal(0)) for k in MONEY}
+        promises = promise_totals(*(self.promises.get(k, 0) for k in ("made", "due", "kept")))
         self.kpis = {
             "opening_balance": m["opening_balance"], "closing_balance": m["closing_balance"],
             "collected": m["collected"],
             # None, shown as n/a, when a ratio has no denominator: a 0 would read as a measured value
             "recovery_rate": m["collected"] / m["opening_balance"] if m["opening_balance"] > PAID_EPSILON else None,
             "dso_days": m["closing_balance"] / m["invoiced"] * (days or 1) if m["invoiced"] else None,
+            "cei_pct": cei_pct(m["opening_balance"], m["invoiced_in_horizon"], m["closing_balance"],
+                               self.aging.get("current", Decimal(0))),
+            **{f"promises_{k}": v for k, v in promises.items()},
         }
+
+    def aging_buckets(self) -> dict[str, Decimal]:
+        """The closing balance by days past due on the last day (they add up to it)."""
+        return {b: self.aging.get(b, Decimal(0)) for b in BUCKETS}
+
+    def channel_kpis(self, channels=None) -> tuple[dict[str, dict], dict]:
+        """Per channel, and all channels together: failed, failure rate = failed / (sent + failed), and
+        with costs, cost and cost per contact = cost / sent. `channels`: which ones (default: those with
+        a contact); a channel without any has its rates None (n/a)."""
+        if channels is None:
+            channels = sorted(set(self.sent_by_channel) | set(self.failed_by_channel))
+
+        def kpis(sent: int, failed: int, cost: Decimal) -> dict:
+            return {"sent": sent, "failed": failed, "failure_rate_pct": failure_rate_pct(sent, failed),
+                    "cost": cost if self.priced else None,
+                    "cost_per_contact": cost_per_contact(cost, sent) if self.priced else None}
+        per_channel = {ch: kpis(self.sent_by_channel.get(ch, 0), self.failed_by_channel.get(ch, 0),
+                                self.cost_by_channel.get(ch, Decimal(0))) for ch in channels}
+        return per_channel, kpis(sum(self.sent_by_channel.values()), sum(self.failed_by_channel.values()), self.cost)
 
 
 def summarize(result: SimResult, costs: dict | None = None, kpis: bool = False) -> Summary:

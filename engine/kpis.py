@@ -1,0 +1,60 @@
+"""The KPI formulas of `collect report`, shared with `collect simulate`'s projection (engine/simrun.py
+Summary), so that both compute aging, CEI, promises, failure rates and costs the same way. Here rather
+than in report.py so that a simulation does not load the store's database code."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from .events import end_of_day, kept_at
+from .state import CustomerState, PromiseInfo
+
+BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
+
+
+def bucket(days_past_due: int) -> str:
+    """The aging bucket of an open balance."""
+    if days_past_due <= 0:
+        return "current"
+    return ("1-30" if days_past_due <= 30 else "31-60" if days_past_due <= 60
+            else "61-90" if days_past_due <= 90 else "90+")
+
+
+def ratio(part, whole, places: str) -> Decimal | None:
+    """part / whole rounded to `places`, or None when `whole` is not positive."""
+    return (Decimal(part) / Decimal(whole)).quantize(Decimal(places)) if whole > 0 else None
+
+
+def pct(part, whole) -> Decimal | None:
+    return ratio(Decimal(part) * 100, whole, "0.1")
+
+
+def cei_pct(opening, invoiced, closing, closing_current) -> Decimal | None:
+    """CEI = (opening + invoiced - closing) / (opening + invoiced - closing current) x 100."""
+    return pct(opening + invoiced - closing, opening + invoiced - closing_current)
+
+
+def failure_rate_pct(sent: int, failed: int) -> Decimal | None:
+    return pct(failed, sent + failed)
+
+
+def cost_per_contact(cost, sent: int) -> Decimal | None:
+    return ratio(cost, sent, "0.0001")
+
+
+def promise_outcome(state: CustomerState, promise: PromiseInfo, start: dt.date, today: dt.date,
+                    tz) -> tuple[bool, bool, bool]:
+    """(made, due, kept) of one promise for the period start+1 .. today, on the customer's days (`tz`):
+    made in the period; due = made by the end of today with its promised date in the period; kept by
+    the decision core's own rule (`kept_at`) as of the end of today. A promise made after today is none."""
+    now = end_of_day(today, tz)
+    if promise.made_at >= now:
+        return False, False, False
+    made = promise.made_at.astimezone(tz).date() > start
+    due = start < promise.promised_date <= today
+    return made, due, due and kept_at(state, promise, now, tz) is not None
+
+
+def promise_totals(made: int, due: int, kept: int) -> dict:
+    return {"made": made, "due": due, "kept": kept, "broken": due - kept, "kept_rate_pct": pct(kept, due)}
