@@ -169,6 +169,7 @@ def show_simulation(names, results, summaries, kpis: bool = True) -> None:
         if len(costs) == 2:
             line += f"  difference {_cost(costs[1] - costs[0], sign=True)}"
         console.print(line)
+    short = short if len(names) > 1 else ["value"]  # the tables below hold figures, not contact counts
     channels = sorted(set().union(*(set(s.sent_by_channel) | set(s.failed_by_channel) for s in summaries)))
     if channels:
         console.print(_channels_table(short, [s.channel_kpis(channels) for s in summaries], channels,
