@@ -347,7 +347,12 @@ class Table:
             return
         self.headers = [h.strip() for h in rows[0][1]]
         source_of = {v: k for k, v in cmap.columns.items()}
-        self.index = {source_of.get(h, h): i for i, h in enumerate(self.headers)}
+        for i, h in enumerate(self.headers):
+            name = source_of.get(h, h)
+            if name and name in self.index:  # which of the two cells holds the value? Neither may be lost
+                problems.append(Problem(self.file, 1, h, f"column '{name}' appears twice (columns "
+                                        f"{self.index[name] + 1} and {i + 1})"))
+            self.index.setdefault(name, i)
         self.rows = rows[1:]
 
     def header_of(self, name: str) -> str:

@@ -189,11 +189,16 @@ def _promises(table: Table, book: Portfolio) -> None:
             cid = None
         amount, promised = cells.decimal("amount", True), cells.date("promised_date", True)
         made = cells.date("made_at", with_time=True)
-        if (iid, cid, amount, promised, made) in seen:  # the same promise twice counts once, as in the store
+        if not ((iid or cid) and amount is not None and promised is not None):
             continue
-        seen.add((iid, cid, amount, promised, made))
-        if (iid or cid) and amount is not None and promised is not None:
-            book.promises.append(Promise(iid, cid, amount, promised, made, cells.text("channel"), cells.texts(extra)))
+        promise = Promise(iid, cid, amount, promised, made, cells.text("channel"), cells.texts(extra))
+        # named as the store names it (its customer, the default made_at): the same promise written two
+        # ways, with and without its invoice's customer or made_at, counts once, as in the store
+        owner = cid or getattr(book.invoices.get(iid), "customer_id", None)  # import knows ids only: the store names it
+        name = (iid, owner, amount, promised, promise.made())
+        if name not in seen:
+            seen.add(name)
+            book.promises.append(promise)
 
 
 def _disputes(table: Table, book: Portfolio) -> None:

@@ -193,17 +193,21 @@ class Summary:
     def add_money(self, state: CustomerState, start: dt.datetime, end: dt.datetime) -> None:
         """The customer's share of the KPI sums, from its state at the end of the horizon.
 
-        The horizon is [start, end): the opening balance is before any payment at or after `start`, the
-        closing one before any payment at or after `end`, and `collected` the payments in between, so
-        opening - closing = collected for an invoice open throughout. An invoice counts in the opening
+        The horizon is its first day to its last, counted on the customer's days (its time zone, else the
+        policy's: `start`'s), as `collect report` counts them: the opening balance is before any payment
+        from the first day's midnight, the closing one before any payment from the midnight that ends the
+        last day, and `collected` the payments in between, so opening - closing = collected for an
+        invoice open throughout; a remainder of PAID_EPSILON or less is paid. An invoice counts in the opening
         balance when it was issued before the first day, in the closing balance, `invoiced` and
         `collected` when issued before `end`'s day (no issue date: always); invoices stored as paid or
         written off do not count at all, except in CEI's `invoiced_in_horizon` (as in `collect report`:
         every invoice issued within the horizon but the written-off ones). The closing balance is aged
         by days past due on the last day. Promises are counted by `collect report`'s rule, as of the end
-        of the last day in the customer's time zone (else the policy's: `start`'s)."""
+        of the last day."""
         first, after = start.date(), end.date()
         last = after - dt.timedelta(days=1)
+        tz = ZoneInfo(state.customer.timezone) if state.customer.timezone else start.tzinfo
+        start, end = dt.datetime.combine(first, dt.time(), tz), dt.datetime.combine(after, dt.time(), tz)
         for inv in state.invoices.values():
             if inv.status != "written_off" and inv.issue_date is not None and first <= inv.issue_date < after:
                 self.money["invoiced_in_horizon"] += inv.amount
@@ -215,16 +219,14 @@ class Summary:
             before_start = sum((p.amount for p in paid if p.at < start), Decimal(0))
             before_end = sum((p.amount for p in paid if p.at < end), Decimal(0))
             if inv.issue_date is None or inv.issue_date < first:
-                self.money["opening_balance"] += max(inv.balance - before_start, Decimal(0))
+                self.money["opening_balance"] += _open(inv.balance - before_start)
             self.money["invoiced"] += inv.amount
-            closing = inv.balance - before_end
-            closing = closing if closing > PAID_EPSILON else Decimal(0)  # paid, as for the core and the report
+            closing = _open(inv.balance - before_end)
             self.money["closing_balance"] += closing
             if closing:
                 self.aging[bucket((last - inv.due_date).days)] += closing
             self.money["collected"] += sum((p.amount for p in paid if start <= p.at < end), Decimal(0))
         if state.promises:
-            tz = ZoneInfo(state.customer.timezone) if state.customer.timezone else start.tzinfo
             for promise in state.promises:
                 made, due, kept = promise_outcome(state, promise, first - dt.timedelta(days=1), last, tz)
                 self.promises["made"] += made
@@ -271,6 +273,11 @@ class Summary:
         per_channel = {ch: kpis(self.sent_by_channel.get(ch, 0), self.failed_by_channel.get(ch, 0),
                                 self.cost_by_channel.get(ch, Decimal(0))) for ch in channels}
         return per_channel, kpis(sum(self.sent_by_channel.values()), sum(self.failed_by_channel.values()), self.cost)
+
+
+def _open(balance: Decimal) -> Decimal:
+    """An open balance: a remainder of PAID_EPSILON or less is paid, as for the decision core and the report."""
+    return balance if balance > PAID_EPSILON else Decimal(0)
 
 
 def summarize(result: SimResult, costs: dict | None = None, kpis: bool = False) -> Summary:

@@ -155,3 +155,13 @@ def test_an_existing_store_is_upgraded_and_keeps_its_rows(db_url, tmp_path):
     assert _attrs(engine, s.payments) == [None, {"bank": "BBVA"}]
     _import(engine, "disputes", write(tmp_path, "d.csv", "invoice_id,opened_at,ticket\nI1,2026-11-20T00:00:00Z,T-1\n"))
     assert _attrs(engine, s.disputes) == [{"ticket": "T-1"}]
+
+
+def test_a_column_named_twice_is_refused_rather_than_losing_a_cell(tmp_path):
+    invoices = write(tmp_path, "inv.csv", "invoice_id,customer_id,amount,due_date\nI1,C1,100,2026-12-01\n")
+    for header, colmap in (("note,note", None), ("Glosa,note", load_map(write(tmp_path, "map.yaml",
+                                                                                "columns: {note: Glosa}\n")))):
+        payments = write(tmp_path, "pay.csv", f"invoice_id,amount,paid_at,{header}\nI1,40,2026-11-20,first,second\n")
+        with pytest.raises(CsvError, match=r"pay.csv:1: column \w+: column 'note' appears twice \(columns 4 and 5\)"):
+            read_portfolio(invoices, payments_csv=payments, fields={}, default_timezone="UTC", default_currency="USD",
+                           colmap=colmap)

@@ -245,3 +245,51 @@ def test_the_summary_shows_the_projection_of_one_policy(tmp_path):
     assert [_row(out, b) for b in ("current", "1-30", "31-60", "61-90", "90+")] == [
         ["1,000.00"], ["500.00"], ["200.00"], ["250.00"], ["250.00"]]
     assert "cost per contact" not in out  # no --channels: no costs, rather than a cost of 0
+
+
+# -- agreement with `collect report` in the corners (each was a disagreement found by a review) -------
+
+def _both(tmp_path: Path, invoices: str, **csv: str):
+    """(simulate's summary with the historic behavior, collect report's dict) over the same files, the
+    horizon 2026-03-01 .. 2026-03-10 and the report of 03-10 over 10 days."""
+    policy = (POLICY % "sms").replace("      - { id: s2, at: due+1d 10:00, send: sms, template: a }\n", "")
+    files = {"policy": policy, "invoices": invoices, **csv}
+    for name, text in files.items():
+        (tmp_path / f"{name}.{'yaml' if name == 'policy' else 'csv'}").write_text(text, encoding="utf-8")
+    plan = compile_policy(tmp_path / "policy.yaml").plan
+    kinds = {kind: tmp_path / f"{kind}.csv" for kind in csv}
+    result = run_simulation(plan, load_portfolio(plan, tmp_path / "invoices.csv", **kinds), start=dt.date(2026, 3, 1),
+                            days=10, behavior="historic")
+    engine = s.connect(f"sqlite:///{tmp_path / 'collect.db'}")
+    for kind in ("invoices", *kinds):
+        import_file(engine, kind, tmp_path / f"{kind}.csv", fields={}, colmap=ColumnMap(), default_tz="UTC")
+    return summarize(result, kpis=True), report(engine, dt.date(2026, 3, 10), days=10, timezone="UTC")
+
+
+def test_balances_count_the_customers_days_as_the_report_does(tmp_path):
+    # Lima is UTC-5: paid at 21:00 on the last day (02:00 UTC the next day) is paid within the horizon
+    summary, data = _both(tmp_path, "invoice_id,customer_id,amount,issue_date,due_date,email,timezone\n"
+                                    "A,C1,100,2026-01-01,2026-02-20,a@example.com,America/Lima\n",
+                          payments="invoice_id,amount,paid_at\nA,100,2026-03-10T21:00\n")
+    assert summary.kpis["closing_balance"] == 0 and summary.kpis["collected"] == 100
+    assert data["aging"] == {k: str(v) for k, v in summary.aging_buckets().items()}
+    assert data["cei"]["cei_pct"] == str(summary.kpis["cei_pct"]) == "100.0"
+
+
+def test_a_remainder_of_half_a_cent_is_paid_in_the_opening_balance_too(tmp_path):
+    summary, data = _both(tmp_path, "invoice_id,customer_id,amount,issue_date,due_date,email\n"
+                                    "A,C1,100.004,2026-01-01,2026-02-20,a@example.com\n",
+                          payments="invoice_id,amount,paid_at\nA,100,2026-02-25T12:00\n")
+    assert summary.kpis["opening_balance"] == 0
+    assert summary.kpis["cei_pct"] is None and data["cei"]["cei_pct"] is None
+
+
+def test_one_promise_written_two_ways_counts_once_as_in_the_store(tmp_path):
+    invoices = "invoice_id,customer_id,amount,issue_date,due_date,email\nA,C1,100,2026-01-01,2026-02-20,a@example.com\n"
+    for case, rows in enumerate(("A,,100,2026-03-06,2026-03-02T10:00\nA,C1,100,2026-03-06,2026-03-02T10:00\n",
+                                 "A,,100,2026-03-09,\nA,,100,2026-03-09,2026-03-02\n")):  # owner; default made_at
+        (tmp_path / str(case)).mkdir()
+        summary, data = _both(tmp_path / str(case), invoices, promises="invoice_id,customer_id,amount,promised_date,made_at\n" + rows)
+        counted = {k: summary.kpis[f"promises_{k}"] for k in ("made", "due", "kept", "broken")}
+        assert data["promises"]["made"] == counted["made"] == 1
+        assert counted == {k: data["promises"][k] for k in counted}
