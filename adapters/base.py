@@ -162,13 +162,20 @@ def _secret_leaves(value):
             yield from _secret_leaves(item)
 
 
+# A secret shorter than this is masked only where it stands alone, not inside a longer word.
+SHORT_SECRET = 4
+
+
 def redact(text: str, secrets) -> str:
     """`text` with every secret replaced by ***, longest first so that a secret containing another is
     masked whole. Also the secret as Python escapes it (an HTTP library's error shows a header value as
     b'Bearer tok\\r'), so a secret with an odd character cannot slip past in an error message."""
     forms = {form for s in secrets if s for form in (s, repr(s)[1:-1], repr(s.encode("utf-8"))[2:-1])}
     for secret in sorted(forms, key=len, reverse=True):
-        text = text.replace(secret, MASK)
+        if len(secret) < SHORT_SECRET:  # masked inside words, `secret: s` would turn every https into http***
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", MASK, text)
+        else:
+            text = text.replace(secret, MASK)
     return text
 
 

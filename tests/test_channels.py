@@ -234,6 +234,14 @@ def test_short_env_values_are_not_masked_everywhere(tmp_path, monkeypatch):
     assert channels("email").settings.port == 25 and channels.redact("1250.00") == "1250.00"
 
 
+def test_a_very_short_secret_is_masked_where_it_stands_alone_not_inside_words(tmp_path):
+    channels = load_channels(write(tmp_path, 'channels:\n  webhook: { adapter: webhook, url: "https://erp.example.com/h",'
+                                             ' secret: s }\n'))
+    assert channels.redact("expected an http:// or https:// URL") == "expected an http:// or https:// URL"
+    assert channels.redact("signed with s, key=s") == "signed with ***, key=***"
+    channels.close()
+
+
 def test_a_provider_error_carries_no_secret(tmp_path, monkeypatch):
     monkeypatch.setenv("TWILIO_ACCOUNT_SID", TWILIO_SID)
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "a-wrong-token-5150")
