@@ -57,7 +57,7 @@ class Format(str, Enum):
     json = "json"
 
 
-PolicyArg = Annotated[Path, typer.Argument(help="Policy file (.yaml, .yml or .collect).", show_default=False)]
+PolicyArg = Annotated[Path, typer.Argument(metavar="POLICY", help="Policy file (.yaml, .yml or .collect).", show_default=False)]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Diagnostics as compiler-style text or JSON.")]
 
 
@@ -88,7 +88,7 @@ def _compile(policy: Path, fmt: Format = Format.text, quiet: bool = False):
 
 
 @app.command()
-def validate(policies: Annotated[list[Path], typer.Argument(help="One or more policy files.")],
+def validate(policies: Annotated[list[Path], typer.Argument(metavar="POLICY...", help="One or more policy files.")],
              format: FormatOpt = Format.text,
              quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")] = False) -> None:
     """Load, type-check and compile policies; print every error and warning."""
@@ -141,7 +141,7 @@ def schema() -> None:
 
 
 @app.command()
-def init(directory: Annotated[Path, typer.Argument(help="Where to create the project.")] = Path("."),
+def init(directory: Annotated[Path, typer.Argument(metavar="[DIRECTORY]", help="Where to create the project.")] = Path("."),
          force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False) -> None:
     """Create a working starter project: policy, channels.yaml, a sample portfolio, README."""
     from .engine.scaffold import StarterExists, write_starter
@@ -267,7 +267,7 @@ def _check_timezone(zone: str) -> None:
 
 
 @app.command("import")
-def import_cmd(kind: Annotated[Kind, typer.Argument(help="What the file holds.")],
+def import_cmd(kind: Annotated[Kind, typer.Argument(metavar="KIND", help="What the file holds.")],
                csv_file: Annotated[Path, typer.Argument(metavar="CSV", help="The file (docs/files.md).")],
                map: Annotated[Optional[Path], typer.Option("--map", help="Column map YAML.")] = None,
                db: DbOpt = None,
