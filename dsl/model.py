@@ -336,7 +336,7 @@ class Policy(Model):
     def _zone(cls, value):
         try:
             zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # a folder ("America"): OSError
             raise ValueError(f"'{value}' is not an IANA time zone (e.g. America/Lima)") from None
         return value
 

@@ -255,3 +255,12 @@ stages:
         (12, 44, "unknown setting 'wek' of cl-sernac"),
         (13, 3, "compliance_settings: profile 'co-ley-2300' is not selected")]
     assert result.plan is None
+
+
+@pytest.mark.parametrize("zone", ["America", "Europe/", "America/Lima "])
+def test_a_time_zone_that_is_a_folder_or_malformed_is_an_error_at_its_place(tmp_path, zone):
+    path = tmp_path / "p.yaml"
+    path.write_text(HEAD.replace("America/Lima", f'"{zone}"') + "stages: {}\n", encoding="utf-8")
+    result = compile_policy(path)  # a folder of the zone database made ZoneInfo raise IsADirectoryError
+    [error] = [d for d in result.diagnostics.errors if "IANA time zone" in d.message]
+    assert (error.span.line, zone in error.message) == (3, True)
