@@ -4,7 +4,8 @@
 for the same policy, so validation, compilation and their diagnostics are shared. Unknown settings
 and block items flow into the data as keys, so they are reported as `unknown-key` with a suggestion.
 Syntax errors are reported for every broken statement and step, in words rather than grammar token
-names; when the broken parts are only steps, caps or `on` blocks, the rest of the file is built too.
+names; when the broken parts are only steps, caps, `on` blocks, or segments and templates whose name
+can be read (kept defined by a stand-in), the rest of the file is built too.
 `dump_text` (dsl/textdump.py) prints a Policy model back as a .collect file that loads to an equal model.
 """
 
@@ -48,16 +49,21 @@ def load_text(text: str, file: str, diags: Diagnostics) -> Located | None:
     if not text.strip():
         diags.error("empty-policy", "the policy file is empty", Span(file, 1, 1))
         return None
+    ranges: list[_LeftOut] | None = []
     try:
         tree = _parser().parse(text if text.endswith("\n") else text + "\n")
     except (LarkError, RecursionError):
-        tree = _parse_without(text, _report_syntax(text, file, diags))
+        ranges = _report_syntax(text, file, diags)
+        tree = _parse_without(text, ranges)
         if tree is None:
             return None
     builder = _Builder(file, diags)
     builder.located.source = text
     for statement in tree.children:
         builder.statement(statement)
+    for left_out in ranges or ():
+        if left_out.stand_in is not None:
+            builder.stand_in(*left_out.stand_in)
     return builder.located
 
 
@@ -120,12 +126,12 @@ class _Problem:
     at_end: bool = False  # found at the end of the statement: a missing '}' explains it better
 
 
-def _report_syntax(text: str, file: str, diags: Diagnostics) -> list[tuple[int, int]] | None:
+def _report_syntax(text: str, file: str, diags: Diagnostics) -> list[_LeftOut] | None:
     """Report the syntax errors of each statement; return the character ranges of the broken parts when
     every one of them can be left out (see _left_out), else None."""
     seen: set[tuple[int, int]] = set()
     read_well = False  # whether a statement before was fine: then a YAML-looking line is a slip, not a YAML file
-    left_out: list[tuple[int, int]] | None = []
+    left_out: list[_LeftOut] | None = []
     start = 0
     for first_line, chunk, structural in _statements(text):
         problems = [p for p in _block_problems(chunk) if not (structural and p.at_end)]
@@ -133,7 +139,7 @@ def _report_syntax(text: str, file: str, diags: Diagnostics) -> list[tuple[int, 
         if structural:  # an unclosed string hides the rest; an unclosed '{' may follow real mistakes
             problems = [structural] if structural.message.startswith('the """') else problems + [structural]
         if problems and left_out is not None:
-            ranges = None if structural else _left_out(chunk, start, problems)
+            ranges = None if structural else _left_out(chunk, start, problems, file, first_line)
             left_out = None if ranges is None else left_out + ranges
         start += len(chunk)
         for problem in problems:
@@ -150,26 +156,51 @@ def _report_syntax(text: str, file: str, diags: Diagnostics) -> list[tuple[int, 
 
 
 # Broken statements that can be left out while the rest of the file is still checked: nothing else refers
-# to them, so leaving them out cannot cause an error elsewhere (a broken `segment` would make every use of
-# it an unknown segment; a broken `policy` or `timezone` a missing key). The steps of a stage or `on` block
-# whose first line is right are left out one by one.
+# to them, so leaving them out cannot cause an error elsewhere (a broken `policy` or `timezone` would be a
+# missing key). The steps of a stage or `on` block whose first line is right are left out one by one.
 LEAVE_OUT = ("cap", "on", "description")
+# Broken statements that define a name the rest of the file uses: left out, but with a stand-in under
+# their name, as YAML's recovery does (dsl/recovery.py), so that the uses are not reported as unknown; the
+# stand-in's path is marked broken, so no check looks at it. Without a readable name they stop the checks.
+NAMED = {"segment": re.compile(r"\s*segment\s+([A-Za-z_][A-Za-z0-9_]*)(?![\w.-])"),
+         "template": re.compile(r"\s*template\s+([A-Za-z_][A-Za-z0-9_]*)\s+([A-Za-z_][A-Za-z0-9_]*)(?![\w.-])")}
 
 
-def _left_out(chunk: str, start: int, problems: list[_Problem]) -> list[tuple[int, int]] | None:
-    """The ranges of the statement `chunk` (at `start` in the file) to leave out, or None if it cannot be."""
+@dataclass(frozen=True)
+class _LeftOut:
+    begin: int  # character range of the file to blank out
+    end: int
+    stand_in: tuple | None = None  # (path, value, span) put in its place
+
+
+def _left_out(chunk: str, start: int, problems: list[_Problem], file: str, first_line: int) -> list[_LeftOut] | None:
+    """The parts of the statement `chunk` (at `start` in the file, on line `first_line` + 1) to leave out,
+    or None if it cannot be."""
     word = _FIRST_WORD.match(chunk)
     kind = word.group(1) if word else None
     lines = chunk.split("\n")
+    alone = ";" not in chunk[chunk.rfind("}") + 1:]  # no other statement after it on its last line
     if kind in ("stage", "on") and all(p.line > 1 for p in problems):
         broken = [lines[p.line - 1] for p in problems]
         if any("{" in line or "}" in line or _statement_word(line) for line in broken):
             return None  # the line also opens or closes a block, or is a statement left inside one
         begins = [start + sum(len(line) + 1 for line in lines[:p.line - 1]) for p in problems]
-        return [(begin, begin + len(line)) for begin, line in zip(begins, broken)]
+        return [_LeftOut(begin, begin + len(line)) for begin, line in zip(begins, broken)]
     if kind == "on" or (kind in LEAVE_OUT and "{" not in chunk):  # nothing else hidden in a block
-        return [(start, start + len(chunk))] if ";" not in chunk[chunk.rfind("}") + 1:] else None
+        return [_LeftOut(start, start + len(chunk))] if alone else None
+    named = NAMED[kind].match(chunk) if kind in NAMED else None
+    if named and alone and not any(p.line > 1 and _statement_word(lines[p.line - 1]) for p in problems):
+        return [_LeftOut(start, start + len(chunk), _stand_in(kind, named, Span(file, first_line + 1,
+                                                                                named.start(1) + 1)))]
     return None
+
+
+def _stand_in(kind: str, named: re.Match, span: Span) -> tuple:
+    from .recovery import _template
+
+    if kind == "segment":
+        return ("segments", named.group(1)), "true", span
+    return ("templates", named.group(1), named.group(2)), _template(named.group(2)), span
 
 
 def _statement_word(line: str) -> bool:
@@ -177,13 +208,13 @@ def _statement_word(line: str) -> bool:
     return bool(word) and word.group(1) in STATEMENTS + SETTINGS
 
 
-def _parse_without(text: str, ranges: list[tuple[int, int]] | None):
+def _parse_without(text: str, ranges: list[_LeftOut] | None):
     """The tree of `text` with `ranges` blanked out (so every position stays the same), or None."""
     from lark.exceptions import LarkError
 
     if not ranges:
         return None
-    for begin, end in ranges:
+    for begin, end, _ in ((r.begin, r.end, r.stand_in) for r in ranges):
         text = text[:begin] + re.sub(r"[^\n]", " ", text[begin:end]) + text[end:]
     try:
         return _parser().parse(text if text.endswith("\n") else text + "\n")
@@ -425,6 +456,19 @@ class _Builder:
         self.located.keys.setdefault((section, name), self.span(name_token))
         self.located.values.setdefault((section, name), self.span(node))
         return (target if isinstance(target, dict) else {}), (section, name)
+
+    def stand_in(self, path: tuple, value, span: Span) -> None:
+        """Put a broken statement's stand-in at `path` (see NAMED), unless the name is defined elsewhere."""
+        container = self.data
+        for depth, key in enumerate(path[:-1]):
+            container = container.setdefault(key, {})
+            if not isinstance(container, dict):
+                return
+            self.located.keys.setdefault(path[:depth + 1], span)
+        if path[-1] not in container:
+            container[path[-1]] = value
+            self.located.keys[path] = self.located.values[path] = span
+            self.located.broken.add(path)
 
     # -- statements -----------------------------------------------------------------------------
 

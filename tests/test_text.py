@@ -512,9 +512,30 @@ def test_a_syntax_error_in_a_step_does_not_hide_the_other_errors(tmp_path):
                                      ("unknown-template", 9, 31), ("type-error", 10, 19)}
 
 
+@pytest.mark.parametrize("broken, line, col", [
+    ("segment big invoice.amount > 10", 6, 13),
+    ('template t sms "x" "y"', 6, 20),
+    ("template u sms", 6, 15),
+    ('template u email {\n  subject "s" "t"\n  body "b"\n}', 7, 15),
+])
+def test_a_broken_segment_or_template_keeps_its_name_and_hides_nothing_else(tmp_path, broken, line, col):
+    """Its uses are not unknown names, the stand-in reports nothing, and the rest is still checked."""
+    channel = "email" if "template u email" in broken else "sms"
+    text = ("policy p\ntimezone UTC\nwindow default mon-fri 08:00-19:00\n"
+            'template t email { subject "s"; body "b" }\n'
+            f"segment ok = invoice.amount > 1\n{broken}\ncurrrency PEN\n"
+            "stage early when invoice.days_past_due > 0 {\n  a at due+1d if big and ok: send email with t\n"
+            f"  b at due+2d: send {channel} with u\n  c at due+3d: send email with tt\n}}\n")
+    text = text.replace("if big and ok", "if ok", "segment big" not in broken)
+    shift = broken.count("\n")
+    expected = {("syntax", line, col), ("unknown-key", 7 + shift, 1), ("unknown-template", 11 + shift, 32)}
+    if "template u" not in broken:
+        expected.add(("unknown-template", 10 + shift, 30))
+    assert _diag(tmp_path, text) == expected
+
+
 @pytest.mark.parametrize("broken", [
-    "segment big invoice.amount > 10",  # every use of `big` would be an unknown segment
-    'template t sms "x" "y"',  # every step using `t` would have an unknown template
+    "segment = invoice.amount > 10",  # no name to keep: every use of a segment might be unknown
     "timezone: UTC",  # the policy would have no timezone
     "stage s when invoice.days_past_due > 0 {\n  b at due: sned email with t }; timezone UTC",  # `}` on the line
     "cap sms 1 1d; timezone UTC",  # a statement after the broken one on its line
@@ -528,6 +549,25 @@ def test_a_syntax_error_that_others_may_depend_on_is_reported_alone(tmp_path, br
             "stage early when invoice.days_past_due > 0 {\n  a at due+1d if big: send email with t\n}\n")
     text = text.replace("timezone UTC\n", "", "timezone" in broken)
     assert {code for code, _, _ in _diag(tmp_path, text)} == {"syntax"}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policies(), st.data())
+def test_a_broken_segment_or_template_line_invents_no_error(data, draw):
+    """Its stand-in keeps the name: what is reported besides the syntax error was there without it."""
+    text = dump_text(Policy.model_validate(data))
+    lines = text.split("\n")
+    named = [i for i, line in enumerate(lines) if re.match(r"(segment \w+ = |template \w+ \w+ \"[^\"]*\"$)", line)]
+    assume(named)
+    i = draw.draw(st.sampled_from(named))
+    line = lines[i].replace(" = ", " ", 1) if lines[i].startswith("segment") else lines[i] + ' "x"'
+    broken = "\n".join(lines[:i] + [line] + lines[i + 1:])
+
+    def found(source):
+        return [(d.code, d.span.line) for d in compile_policy("p.collect", text=source).diagnostics.items]
+    damaged = found(broken)
+    assert [n for code, n in damaged if code == "syntax"] == [i + 1]
+    assert {code for code, _ in damaged if code != "syntax"} <= {code for code, _ in found(text)}
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
