@@ -368,30 +368,41 @@ class Decider:
         self.sent.append(SentContact(self.utc, channel, tuple(r.invoice.id for r in group)))
         return None
 
-    def _unlawful(self, group: list[Ready], channel: str):
-        """The compliance guard, after the policy's own rules; no policy can switch it off (SPEC 5)."""
+    def _unlawful(self, group: list[Ready], channel: str, at: dt.datetime | None = None):
+        """The compliance guard, after the policy's own rules; no policy can switch it off (SPEC 5).
+        `at`: ask as of that earlier moment of this tick (the guard cuts the history there)."""
         if self.rt.guard is None:
             return None
         ids = tuple(r.invoice.id for r in group)
-        return self.rt.guard.check(self.state.customer, channel, ids, self.now, self.sent, self.state.conversations)
+        return self.rt.guard.check(self.state.customer, channel, ids, at or self.now, self.sent,
+                                   self.state.conversations)
 
     def _waited_for_opening(self, group: list[Ready], channel: str) -> str:
-        """`window` or `holiday` when the trigger fell outside the channel's window earlier in this tick
-        and the contact goes out at the opening: the deferral is recorded whatever the tick's length
-        (SPEC 4.2), as a tick at the trigger would have. A step caught up late is not said to wait."""
+        """Why the contact waited when its trigger came earlier in this tick and it goes out now: the
+        channel's window or a holiday, else a cap, else a compliance profile's temporary block (its
+        hours), at the trigger. The deferral is recorded whatever the tick's length (SPEC 4.2), as a tick at the trigger
+        would have. A step caught up late is not said to wait."""
         first = min(r.trigger for r in group)
-        if self.utc - first > ON_TIME:
+        if first >= self.utc or self.utc - first > ON_TIME:
             return ""
         slot = self.rt.calendar.next_slot(channel, first, self.tz)
-        return (slot.reason or "") if slot is not None and slot.at > first else ""
+        if slot is not None and slot.at > first:
+            return slot.reason or ""
+        capped, _ = self._cap_block(channel, first)
+        if capped:
+            return f"cap:{capped}"
+        block = self._unlawful(group, channel, first.astimezone(self.tz))
+        return block.reason if block is not None and block.until is not None else ""
 
     def _deferred_reason(self, group: list[Ready]) -> str:
         return next((self.state.pending[r.key] for r in group if r.key in self.state.pending), "")
 
-    def _cap_block(self, channel: str) -> tuple[str | None, dt.datetime | None]:
-        """The first cap that blocks a send now, and when every blocking cap frees up."""
+    def _cap_block(self, channel: str, at: dt.datetime | None = None) -> tuple[str | None, dt.datetime | None]:
+        """The first cap that blocks a send now (or at `at`, earlier in this tick), and when every blocking
+        cap frees up."""
         blocked, until = None, None
-        recent = self._recent_sends()
+        at = at or self.utc
+        recent = self._recent_sends(at)
         for cap in self.rt.caps:
             if not cap.counts(channel):
                 continue
@@ -400,8 +411,8 @@ class Decider:
             if len(window) >= cap.max:  # newest first: the max-th newest must leave the window
                 free = window[cap.max - 1] + dt.timedelta(seconds=cap.per_s)
             if cap.cooldown_s:
-                talks = [c.at for c in self.state.conversations if c.at <= self.now and cap.counts(c.channel)
-                         and (self.now - c.at).total_seconds() < cap.cooldown_s]
+                talks = [c.at for c in self.state.conversations if c.at <= at and cap.counts(c.channel)
+                         and (at - c.at).total_seconds() < cap.cooldown_s]
                 if talks:
                     end = max(talks) + dt.timedelta(seconds=cap.cooldown_s)
                     free = max(free, end) if free else end
@@ -410,12 +421,14 @@ class Decider:
                 until = max(until, free) if until else free
         return blocked, until
 
-    def _recent_sends(self) -> list[tuple[dt.datetime, float, str]]:
-        """(when, seconds ago, channel) of the sends inside the longest cap period, newest first."""
+    def _recent_sends(self, at: dt.datetime) -> list[tuple[dt.datetime, float, str]]:
+        """(when, seconds before `at`, channel) of the sends inside the longest cap period, newest first."""
         longest = self.rt.longest_cap_s
         recent = []
         for c in reversed(self.sent):  # in time order: stop at the first one too old for every cap
-            age = (self.utc - c.at).total_seconds()
+            age = (at - c.at).total_seconds()
+            if age < 0:
+                continue  # after `at`
             if age >= longest:
                 break
             recent.append((c.at, age, c.channel))

@@ -453,3 +453,44 @@ def test_a_trigger_before_the_window_is_a_deferral_whatever_the_tick(tmp_path, t
     result = run(rt, [state], "2026-11-10", 10, tick_s=tick_s)
     assert [(d.status, d.reason) for d in result.decisions] == [("deferred", "window"), ("sent", "window")]
     assert result.decisions[-1].at.strftime("%H:%M") == "08:00"
+
+
+def test_a_wait_for_a_compliance_profiles_hours_is_recorded_whatever_the_tick(tmp_path):
+    """The policy's window is open at 06:30 but pe-indecopi's hours are not (07:00): the hourly tick at
+    07:00 sees the trigger and the lawful opening together, and still records the deferral (SPEC 4.2),
+    as a tick at 06:30 would have."""
+    rt = runtime("""
+    compliance: [pe-indecopi]
+    stages:
+      preventive:
+        when: invoice.days_past_due <= 0
+        steps:
+          - { id: pre-2, at: due-2d 06:30, send: sms, template: m }
+    """, tmp_path, BASE_WINDOWS.replace('mon-fri: "08:00-19:00"', 'mon-fri: "06:00-19:00"'))
+    c = customer()
+    invoice(c, "F1", "2026-11-20")  # a Friday: due-2d is a Wednesday
+    result = run(rt, [c], "2026-11-16", 5)
+    hours = rt.guard.check(c.customer, "sms", (), dt.datetime(2026, 11, 18, 6, 30, tzinfo=LIMA), [], [])
+    assert hours is not None and hours.reason.endswith(":hours")  # the law, not the policy, holds it
+    assert [(d.at.strftime("%H:%M"), d.status, d.reason) for d in result.decisions] == [
+        ("07:00", "deferred", hours.reason), ("07:00", "sent", hours.reason)]
+
+
+def test_a_wait_for_a_cap_is_recorded_whatever_the_tick(tmp_path):
+    """A cap frees at 08:30 and the step comes due at 08:15: the tick at 09:00 sees both and records the
+    deferral, as a tick at 08:15 would have."""
+    rt = runtime("""
+    caps: [ { channel: sms, max: 1, per: 1d } ]
+    stages:
+      early:
+        when: invoice.days_past_due >= 0
+        steps:
+          - { id: a, at: due 08:30, send: sms, template: m }
+          - { id: b, at: due+1d 08:15, send: sms, template: m }
+    """, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-18")  # a Wednesday
+    result = run(rt, [c], "2026-11-16", 5)
+    assert [(d.at.strftime("%d %H:%M"), d.step, d.status, d.reason) for d in result.decisions] == [
+        ("18 09:00", "a", "sent", ""), ("19 09:00", "b", "deferred", "cap:sms-1-per-1d"),
+        ("19 09:00", "b", "sent", "cap:sms-1-per-1d")]
