@@ -8,14 +8,18 @@ them, since any customer may be from any country):
   still goes later that day, or is deferred);
 - per stage, does the cadence of one invoice by itself exceed a cap, use more channels than a
   distinct-channels rule allows, or space messages closer than a min-spacing rule: a warning naming the
-  steps, the count and the limit (the guard will defer the excess). Periods are measured as the guard
-  measures them: rolling ones by the steps' times of day, calendar ones by dates.
+  steps, the count and the limit (the guard will defer the excess). The cadence is counted as the core
+  sends it for each weekday the due date can fall on (a step outside the open hours goes out at their
+  next opening), periods as the guard measures them (rolling ones in minutes, calendar days by dates,
+  calendar weeks from Monday to Sunday).
+  A rule broken for due dates on any weekday is warned, with the numbers of the weekday that breaks it
+  most and, unless all seven do, the weekdays that break it ("... (for due dates on Mon-Fri and Sun)").
 Returns plain `Finding` records; the compiler maps `step_id` to a file position.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..dsl.timeparse import DAYS, format_time
 
@@ -131,33 +135,55 @@ def _format(hours: dict) -> str:
 
 @dataclass(frozen=True)
 class _Trigger:
-    """When a step fires, in minutes after the due date's midnight: `lo`..`hi` is the range it can fire in."""
+    """When a step's contact goes out for one weekday of the due date (`due_weekday`, 0: Monday): `at`
+    minutes after the due date's local midnight (`day`: the date it goes out on, in days after the due
+    date; `week`: its Monday-to-Sunday week, counted from the due date's); `trigger` is when it was due,
+    which orders steps deferred to one opening as the core does (oldest first)."""
 
-    day: int
-    lo: int
-    hi: int
+    at: int
+    trigger: int
     channel: str
     step_id: str
+    due_weekday: int
+
+    @property
+    def day(self) -> int:
+        return self.at // 1440
+
+    @property
+    def week(self) -> int:
+        return (self.due_weekday + self.day) // 7
 
 
-def _fire_range(step: dict, windows: dict) -> tuple[int, int]:
-    """The earliest and latest minute of its day a step can fire.
-
-    A step with a time fires then. One without fires when its channel's window opens that day, and which
-    weekday that is depends on the due date, unknown here: so it counts at the earliest opening of any
-    day when it opens a period and at the latest when it closes one. A period is then said to be
-    exceeded only if it is on every weekday, so the warning is never false (it may miss a week that only
-    some due dates make too dense)."""
-    time = step["trigger"]["time_minutes"]
-    if time is not None:
-        return time, time
-    openings = [ranges[0][0] for ranges in _policy_hours(windows, step["channels"][0]).values() if ranges]
-    return (min(openings), max(openings)) if openings else (0, 1440)
+def _open_hours(doc: dict, windows: dict, channel: str) -> dict:
+    """The hours a contact on `channel` can go out, per weekday: the policy's window (the core defers to
+    its opening) and the profile's hours (the guard defers to theirs) both open."""
+    policy, hours = _policy_hours(windows, channel), _profile_hours(doc, channel)[0]
+    return {day: _intersect(policy[day], hours[day]) for day in DAYS}
 
 
-def _triggers(stage: dict, rule: dict, windows: dict) -> list[_Trigger]:
-    """The stage's send steps the rule counts, one per distinct trigger, in the order they fire: steps
-    that share a trigger are alternatives (segments, variants) rather than messages that add up."""
+def _goes_out(step: dict, weekday: int, windows: dict, open_hours: dict) -> _Trigger | None:
+    """When the core sends the step if the due date falls on `weekday` (0: Monday), before any cap: at
+    its trigger, its time or else its channel's opening that day (midnight on a closed day); outside the
+    open hours, at the next minute they are open, on a later day if need be, which is where the core
+    defers it. Two steps deferred to one opening still go out as two contacts (the core groups a step's
+    invoices, never two steps). None: never open."""
+    channel, day, time = step["channels"][0], step["trigger"]["days"], step["trigger"]["time_minutes"]
+    if time is None:
+        today = _policy_hours(windows, channel)[DAYS[(weekday + day) % 7]]
+        time = today[0][0] if today else 0
+    for offset in range(8):  # a week on, then the start's own weekday again from midnight
+        for lo, hi in open_hours[DAYS[(weekday + day + offset) % 7]]:
+            start = max(lo, time) if offset == 0 else lo
+            if start < hi:
+                return _Trigger((day + offset) * 1440 + start, day * 1440 + time, channel, step["id"], weekday)
+    return None
+
+
+def _triggers(stage: dict, rule: dict, weekday: int, windows: dict, open_hours) -> list[_Trigger]:
+    """The stage's send steps the rule counts, one per distinct trigger, in the order they go out when the
+    due date falls on `weekday`: steps that share a trigger are alternatives (segments, variants) rather
+    than messages that add up."""
     seen, out = set(), []
     for step in stage["steps"]:
         if step["action"] != "send" or not step["channels"] or not _covers(rule, step["channels"][0]):
@@ -165,20 +191,21 @@ def _triggers(stage: dict, rule: dict, windows: dict) -> list[_Trigger]:
         key = (step["trigger"]["days"], step["trigger"]["time_minutes"])
         if key not in seen:
             seen.add(key)
-            day = step["trigger"]["days"]
-            lo, hi = _fire_range(step, windows)
-            out.append(_Trigger(day, day * 1440 + lo, day * 1440 + hi, step["channels"][0], step["id"]))
-    return sorted(out, key=lambda t: (t.lo, t.hi, t.step_id))
+            trigger = _goes_out(step, weekday, windows, open_hours(step["channels"][0]))
+            if trigger is not None:
+                out.append(trigger)
+    return sorted(out, key=lambda t: (t.at, t.trigger, t.step_id))
 
 
 def _within(rule: dict):
     """(first, t) -> does t fall in the period `first` opens, as the guard measures it: a rolling period
-    in minutes (the 8th call 6 days 23 hours after the 1st waits), calendar ones in whole local days (a
-    calendar week is any 7 days in a row, since the due date can fall on any weekday)."""
+    in minutes (the 8th call 6 days 23 hours after the 1st waits), a calendar day by local dates, a
+    calendar week from Monday to Sunday."""
     if rule["period"] == "rolling":
-        return lambda first, t: t.hi - first.lo < rule["period_minutes"]
-    days = 7 if rule["period"] == "calendar_week" else 1
-    return lambda first, t: t.day < first.day + days
+        return lambda first, t: t.at - first.at < rule["period_minutes"]
+    if rule["period"] == "calendar_week":
+        return lambda first, t: t.week == first.week
+    return lambda first, t: t.day == first.day
 
 
 def _densest(triggers: list[_Trigger], within, measure) -> list[_Trigger]:
@@ -205,14 +232,45 @@ def _what(rule: dict) -> str:
 
 
 def _cadence(doc: dict, stage: dict, windows: dict) -> list[Finding]:
-    out = []
+    """A finding per cadence rule that the stage breaks for due dates on some weekday: that of the
+    weekday that breaks the rule most (the largest count, the most channels, the closest contacts; the
+    earliest such weekday, Monday first), its message ending with the weekdays that break the rule
+    unless all seven do."""
+    out, hours = [], {}
+
+    def open_hours(channel: str) -> dict:
+        if channel not in hours:
+            hours[channel] = _open_hours(doc, windows, channel)
+        return hours[channel]
+
     for rule in doc["rules"]:
         check = CADENCE.get(rule["kind"])
-        triggers = _triggers(stage, rule, windows) if check else []
-        finding = check(doc, stage, rule, triggers) if triggers else None
-        if finding is not None:
+        if check is None:
+            continue
+        broken = {}  # weekday -> (how badly, finding)
+        for weekday in range(7):
+            triggers = _triggers(stage, rule, weekday, windows, open_hours)
+            found = check(doc, stage, rule, triggers) if triggers else None
+            if found is not None:
+                broken[weekday] = found
+        if broken:
+            finding = max(broken.values(), key=lambda found: found[0])[1]
+            if len(broken) < 7:
+                finding = replace(finding, message=f"{finding.message} (for due dates on {_weekdays(broken)})")
             out.append(finding)
     return out
+
+
+def _weekdays(weekdays) -> str:
+    """Weekday numbers (0: Monday) as text, Monday to Sunday, runs as ranges: 'Mon-Fri and Sun'."""
+    names, days, runs = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"), sorted(weekdays), []
+    for day in days:
+        if runs and day == runs[-1][1] + 1:
+            runs[-1][1] = day
+        else:
+            runs.append([day, day])
+    texts = [names[a] if a == b else f"{names[a]}-{names[b]}" for a, b in runs]
+    return texts[0] if len(texts) == 1 else f"{', '.join(texts[:-1])} and {texts[-1]}"
 
 
 def _ids(group: list[_Trigger]) -> str:
@@ -223,42 +281,47 @@ def _after(rule: dict) -> str:
     return " after a conversation" if rule.get("after_conversation") else ""
 
 
-def _cap_cadence(doc, stage, rule, triggers) -> Finding | None:
+# Each check below looks at one weekday's triggers and returns None (the rule holds) or (how badly it is
+# broken, the finding).
+
+
+def _cap_cadence(doc, stage, rule, triggers) -> tuple[int, Finding] | None:
     group = _densest(triggers, _within(rule), len)
     if len(group) <= rule["max"]:
         return None
-    return Finding("compliance-cadence-exceeds-cap", "warning", f"stage '{stage['name']}': steps {_ids(group)} "
-                   f"can place {len(group)} {_what(rule)} in {_period_text(rule)}; {doc['profile']} allows "
-                   f"{rule['max']}{_after(rule)}, the guard will defer {len(group) - rule['max']}",
-                   group[0].step_id, doc["profile"], rule["id"])
+    return len(group), Finding(
+        "compliance-cadence-exceeds-cap", "warning", f"stage '{stage['name']}': steps {_ids(group)} can place "
+        f"{len(group)} {_what(rule)} in {_period_text(rule)}; {doc['profile']} allows {rule['max']}{_after(rule)}, "
+        f"the guard will defer {len(group) - rule['max']}", group[0].step_id, doc["profile"], rule["id"])
 
 
-def _channels_cadence(doc, stage, rule, triggers) -> Finding | None:
+def _channels_cadence(doc, stage, rule, triggers) -> tuple[int, Finding] | None:
     group = _densest(triggers, _within(rule), lambda g: len({t.channel for t in g}))
     used = sorted({t.channel for t in group})
     if len(used) <= rule["max"]:
         return None
-    return Finding("compliance-cadence-channels", "warning", f"stage '{stage['name']}': steps {_ids(group)} "
-                   f"use {len(used)} channels ({', '.join(used)}) in {_period_text(rule)}; {doc['profile']} "
-                   f"allows {rule['max']}{_after(rule)}, the guard will defer the others",
-                   group[0].step_id, doc["profile"], rule["id"])
+    return len(used), Finding(
+        "compliance-cadence-channels", "warning", f"stage '{stage['name']}': steps {_ids(group)} use {len(used)} "
+        f"channels ({', '.join(used)}) in {_period_text(rule)}; {doc['profile']} allows {rule['max']}{_after(rule)}, "
+        "the guard will defer the others", group[0].step_id, doc["profile"], rule["id"])
 
 
-def _spacing_cadence(doc, stage, rule, triggers) -> Finding | None:
-    """Consecutive triggers closer than the spacing: calendar spacing by dates, rolling by the minutes
-    between them (their largest possible distance, so that no warning is false)."""
-    for a, b in zip(triggers, triggers[1:]):
-        if rule["spacing"] == "calendar":
-            apart, need = b.day - a.day, rule["spacing_days"]
-            text, distance = f"{need} calendar days", f"{apart} day(s)"
-        else:
-            apart, need = max(b.hi - a.lo, a.hi - b.lo), rule["spacing_minutes"]
-            text, distance = _hours(need), _hours(apart)
-        if apart < need:
-            return Finding("compliance-cadence-spacing", "warning", f"stage '{stage['name']}': steps {a.step_id} "
-                           f"and {b.step_id} are {distance} apart; {doc['profile']} wants {_what(rule)} at least "
-                           f"{text} apart, the guard will defer {b.step_id}", b.step_id, doc["profile"], rule["id"])
-    return None
+def _spacing_cadence(doc, stage, rule, triggers) -> tuple[int, Finding] | None:
+    """The two consecutive contacts closest together, if closer than the spacing (the first such pair
+    among equals): calendar spacing by dates, rolling by minutes. Two contacts at one instant are 0
+    apart: the guard sends the first and defers the other."""
+    calendar = rule["spacing"] == "calendar"
+    need = rule["spacing_days"] if calendar else rule["spacing_minutes"]
+    pairs = [(b.day - a.day if calendar else b.at - a.at, a, b) for a, b in zip(triggers, triggers[1:])]
+    close = [pair for pair in pairs if pair[0] < need]
+    if not close:
+        return None
+    apart, a, b = min(close, key=lambda pair: pair[0])
+    text, distance = (f"{need} calendar days", f"{apart} day(s)") if calendar else (_hours(need), _hours(apart))
+    return -apart, Finding(
+        "compliance-cadence-spacing", "warning", f"stage '{stage['name']}': steps {a.step_id} and {b.step_id} "
+        f"are {distance} apart; {doc['profile']} wants {_what(rule)} at least {text} apart, the guard will "
+        f"defer {b.step_id}", b.step_id, doc["profile"], rule["id"])
 
 
 def _hours(minutes: int) -> str:

@@ -467,16 +467,23 @@ def test_cadence_within_the_caps_is_silent_and_alternatives_count_once():
 
 
 def test_cadence_channels_and_spacing_rules():
+    """The window is closed at the weekend: for a due date on a Friday or a Saturday, s1 and s2 both wait
+    for Monday's opening, two contacts on one date."""
     steps = [step("s1", 1, ["sms"]), step("s2", 2, ["email"]), step("s3", 6, ["sms"])]
     co = check_plan(plan_doc(steps), resolve(["co-ley-2300"]))
-    assert codes(co) == [("compliance-cadence-channels", "warning", "s1", "co-ley-2300", "one-channel-a-week")]
-    assert "after a conversation" in co[0].message
+    assert codes(co) == [("compliance-cadence-exceeds-cap", "warning", "s1", "co-ley-2300", "one-contact-a-day"),
+                         ("compliance-cadence-channels", "warning", "s1", "co-ley-2300", "one-channel-a-week")]
+    assert co[0].message.endswith("the guard will defer 1 (for due dates on Fri-Sat)")
+    assert "after a conversation" in co[1].message
     cl = check_plan(plan_doc(steps), resolve(["cl-sernac"]))
     assert ("compliance-cadence-exceeds-cap", "warning", "s1", "cl-sernac", "two-messages-a-week") in codes(cl)
     assert ("compliance-cadence-spacing", "warning", "s2", "cl-sernac", "messages-two-days-apart") in codes(cl)
     relaxed = check_plan(plan_doc([step("s1", 1, ["sms"]), step("s2", 3, ["email"])]),
                          resolve(["cl-sernac"], {"cl-sernac": {"spacing": "2d"}}))
-    assert relaxed == []
+    assert codes(relaxed) == [("compliance-cadence-spacing", "warning", "s2", "cl-sernac", "messages-two-days-apart")]
+    assert relaxed[0].message.endswith("are 0 day(s) apart; cl-sernac wants contacts by email/sms/whatsapp/letter "
+                                       "at least 2 calendar days apart, the guard will defer s2 (for due dates on "
+                                       "Fri-Sat)")
 
 
 def test_the_us_example_passes_its_own_profile():
@@ -512,24 +519,37 @@ def test_a_cadence_is_measured_in_rolling_hours_not_whole_days():
 
 def test_a_step_without_a_time_never_makes_a_false_cadence_warning():
     """Without a time a step fires when its channel's window opens, 08:00 on weekdays and 11:00 on
-    Saturdays here: it warns only when the calls are too dense whatever the due date's weekday."""
+    Saturdays here (Sundays are closed: a call then waits for Monday 08:00): it warns naming the
+    weekdays of the due dates that make the calls too dense."""
     windows = {"default": {**{d: [[480, 1140]] for d in ("mon", "tue", "wed", "thu", "fri")}, "sat": [[660, 1140]]}}
 
     def cadence(steps):
-        return [f.step_id for f in check_plan(plan_doc(steps, windows), resolve(["us-reg-f"]))
+        return [(f.step_id, f.message.rpartition("the guard will defer 1")[2])
+                for f in check_plan(plan_doc(steps, windows), resolve(["us-reg-f"]))
                 if f.code == "compliance-cadence-exceeds-cap"]
 
     untimed = [step(f"u{d}", d, ["voice"]) for d in range(1, 8)]
-    assert cadence([step("c0", 0, ["voice"], time=690)] + untimed) == ["c0"]  # u7 fires by 11:00: < 7 days
-    assert cadence([step("c0", 0, ["voice"], time=600)] + untimed) == []  # u7 may fire at 11:00: 7 days 1 hour
-    # u0 may fire at 08:00 (a weekday): 7 days 1 hour before c7, though a Saturday would make it 6 days 22 hours
+    # u7 fires by 11:00, < 7 days after c0; on a Sunday due date c0 waits for Monday 08:00, a week before u7
+    assert cadence([step("c0", 0, ["voice"], time=690)] + untimed) == [("c0", " (for due dates on Mon-Sat)")]
+    # and on a Saturday c0 at 10:00 waits for 11:00, when u7 fires a week later
+    assert cadence([step("c0", 0, ["voice"], time=600)] + untimed) == [("c0", " (for due dates on Mon-Fri)")]
+    # u0 fires at 08:00 on a weekday, 7 days 1 hour before c7; at 11:00 on a Saturday, when c7 waits for 11:00
+    # too; on a Sunday both wait for Monday 08:00
     assert cadence([step(f"u{d}", d, ["voice"]) for d in range(7)] + [step("c7", 7, ["voice"], time=540)]) == []
 
 
 def test_a_rolling_spacing_is_measured_in_hours():
-    """cl-sernac `spacing: 48h`: an SMS at 19:00 and an email two dates later at 10:00 are 39 hours apart."""
+    """cl-sernac `spacing: 48h`: an SMS at 19:00 and an email two dates later at 10:00 are 39 hours apart,
+    in a window open every day until 20:00. cl-sernac's hours are closed on Sundays: an SMS due on a
+    Sunday waits for Monday 08:00, 26 hours before the email (the warning quotes the closest), and an
+    email due on a Sunday (a Thursday due date) waits for Monday, 61 hours after the SMS. By dates
+    (`spacing: 2d`) the two are 2 apart, but 1 when the SMS waits from Sunday to Monday."""
+    every_day = {"default": {d: [[480, 1200]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}}
     steps = [step("s1", 1, ["sms"], time=1140), step("s2", 3, ["email"], time=600)]
-    found = check_plan(plan_doc(steps), resolve(["cl-sernac"], {"cl-sernac": {"spacing": "48h"}}))
+    found = check_plan(plan_doc(steps, every_day), resolve(["cl-sernac"], {"cl-sernac": {"spacing": "48h"}}))
     assert codes(found) == [("compliance-cadence-spacing", "warning", "s2", "cl-sernac", "messages-two-days-apart")]
-    assert "are 39 hours apart" in found[0].message and "at least 48 hours apart" in found[0].message
-    assert check_plan(plan_doc(steps), resolve(["cl-sernac"], {"cl-sernac": {"spacing": "2d"}})) == []
+    assert "are 26 hours apart" in found[0].message and "at least 48 hours apart" in found[0].message
+    assert found[0].message.endswith(" (for due dates on Mon-Wed and Fri-Sun)")
+    dates = check_plan(plan_doc(steps, every_day), resolve(["cl-sernac"], {"cl-sernac": {"spacing": "2d"}}))
+    assert codes(dates) == codes(found)
+    assert "are 1 day(s) apart" in dates[0].message and dates[0].message.endswith(" (for due dates on Sat)")
