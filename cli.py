@@ -273,7 +273,8 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(metavar="KIND", help="What t
                db: DbOpt = None,
                policy: Annotated[Optional[Path], typer.Option(help="Type custom columns by this policy's fields:.")] = None,
                timezone: Annotated[str, typer.Option(help="Zone of dates without one, for customers without a zone.")] = "UTC",
-               currency: Annotated[str, typer.Option(help="Currency of invoices without one.")] = "USD") -> None:
+               currency: Annotated[str, typer.Option(help="Currency of invoices without one.")] = "USD",
+               quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors (for cron).")] = False) -> None:
     """Import a CSV into the store: all rows or nothing; upserts customers and invoices."""
     from .engine.portfolio import ColumnMap, CsvError, load_map
     from .engine.storeio import import_file
@@ -282,17 +283,20 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(metavar="KIND", help="What t
     if not (len(currency) == 3 and currency.isascii() and currency.isalpha() and currency.isupper()):
         typer.echo(f"error: --currency {currency!r} is not an ISO 4217 currency code (e.g. PEN, USD)", err=True)
         raise typer.Exit(EXIT_USAGE)
-    fields = dict(_compile(policy).plan["fields"]) if policy else {}
+    # --quiet: the policy's warnings are not printed (a daily import from cron would mail them every day)
+    fields = dict(_compile(policy, quiet=quiet).plan["fields"]) if policy else {}
     try:
         colmap = load_map(map) if map else ColumnMap()
-        count = import_file(_store(db), kind.value, csv_file, fields=fields, colmap=colmap, default_tz=timezone,
-                            default_currency=currency)
+        done = import_file(_store(db), kind.value, csv_file, fields=fields, colmap=colmap, default_tz=timezone,
+                           default_currency=currency)
     except CsvError as exc:
         for problem in exc.problems:
             typer.echo(str(problem), err=True)
         typer.echo(f"nothing imported: {len(exc.problems)} problem(s)", err=True)
         raise typer.Exit(EXIT_INPUT)
-    typer.echo(f"imported {count} {kind.value} from {csv_file}")
+    if quiet:
+        return
+    typer.echo(done.message(csv_file))
     if policy is None and kind in (Kind.invoices, Kind.customers):
         from .engine.portfolio_rows import extra_columns
 

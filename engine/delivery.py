@@ -5,7 +5,8 @@ channel's messages are delivered in a thread of their own, one after the other, 
 provider does not hold up the others; after a few transient failures in a row a channel is left alone
 for the rest of the tick (its messages wait for the next one). Outcomes (SPEC 4.5):
 
-- sent: the row becomes `sent`, with the provider's id and the channel's cost;
+- sent: the row becomes `sent`, with the provider's id and the channel's cost, and the decision's reason
+  (why it waited first; `channels exhausted` for a handed-off task) whatever a retry wrote meanwhile;
 - transient (timeouts, 429, 5xx): the row stays `sending`, released to any later tick from
   `next_attempt_at` (channels.yaml `retry`: backoff doubling, never sooner than Retry-After, never
   later than a day), until the attempts are used up, which counts as permanent;
@@ -27,6 +28,8 @@ from sqlalchemy.engine import Connection
 from . import store as s
 
 BREAKER = 3  # transient failures in a row after which a channel is left alone until the next tick
+RETRY_NOTE = "retrying from "  # how the reason of a contact waiting for a retry starts
+REOPENED = "failed:"  # how the step memory's status of a step reopened by a failed channel starts
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Delivery:
     steps: tuple[str, ...]  # the step instances the contact settles
     attempts: int  # attempts made before this one
     build: object  # () -> Message; may raise when the template cannot be rendered
+    reason: str = ""  # the decision's reason (why it was deferred first): the row's once delivered
 
 
 @dataclass
@@ -136,7 +140,9 @@ def _row(r: Result, channels, now: dt.datetime) -> dict:
     status, reason, retry_at = r.status, r.reason, None
     if status in ("retry", "waiting"):
         retry_at = now + dt.timedelta(seconds=channels.retry.delay(max(attempts, 1), r.retry_after))
-        reason = f"retrying from {retry_at:%Y-%m-%d %H:%M} UTC: {reason}"
+        reason = f"{RETRY_NOTE}{retry_at:%Y-%m-%d %H:%M} UTC: {reason}"
+    if status == "sent":
+        reason = d.reason  # as the contacts file of `collect simulate` says it
     if status == "sent" and d.channel == "agent":
         status = "escalated"  # the task was handed to the agents' system
     return {"k": d.key, "status": {"retry": "sending", "waiting": "sending"}.get(status, status), "reason": reason,
@@ -155,8 +161,8 @@ def reopen(conn: Connection, failures: list[tuple[str, tuple, str, str]], now: d
     for customer_id, steps, channel, reason in failures:
         for key in steps:
             failed = {**known.get(key, {}), **rows.get(key, {}).get("failed", {}), channel: reason or "failed"}
-            rows[key] = {"key": key, "customer_id": customer_id, "state": "pending", "status": f"failed:{channel}",
-                         "failed": failed}
+            rows[key] = {"key": key, "customer_id": customer_id, "state": "pending",
+                         "status": f"{REOPENED}{channel}", "failed": failed}
     from .storeio import _upsert
 
     # a step row keeps its owner: a re-import may have moved the invoice to another customer since

@@ -11,6 +11,9 @@ from .portfolio import (CUSTOMER_COLUMNS, DISPUTE_COLUMNS, INVOICE_COLUMNS, OPTO
 
 CUSTOMER_FIELDS = {"customer_name": "name", "email": "email", "phone": "phone", "whatsapp": "whatsapp",
                    "timezone": "timezone", "country": "country", "language": "language"}
+# what `collect import` tells of a reference the store does not have (simulate: not in the portfolio)
+NOT_STORED_INVOICE = "not in the store: import the invoices first"
+NOT_STORED_CUSTOMER = "not in the store: import its invoices or customers first"
 FLAG_COLUMNS = ("do_not_contact", *(f"optout_{c}" for c in OPTOUT_CHANNELS), *(f"consent_{c}" for c in OPTOUT_CHANNELS))
 
 
@@ -89,9 +92,10 @@ def _merge(existing: dict, new: dict, cells: Cells, override: bool) -> None:
 
 def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, currency: str) -> None:
     first_row: dict[str, int] = {}
-    # a customer's columns repeat on each of its invoices: parse them again only when they differ
+    # a customer's columns repeat on each of its invoices: parse them again only when they differ, or
+    # when they had a problem (every bad row is reported, each with its own row number)
     customer_cells = [i for name, i in table.index.items() if name in CUSTOMER_COLUMNS or name in custom["customer"]]
-    seen_cells: dict[str, list] = {}
+    seen_cells: dict[str, list] = {}  # customer -> the cells of its last row parsed without a problem
     known = set(INVOICE_COLUMNS) | set(CUSTOMER_COLUMNS) | set(custom["customer"])
     typed = [(name, kind) for name, kind in custom["invoice"].items() if name in table.index]
     untyped = table.extra(known | set(custom["invoice"]))
@@ -112,8 +116,12 @@ def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, curr
             first_row[iid] = cells.number  # even when the row has other problems
         signature = [cells.row[i] if i < len(cells.row) else "" for i in customer_cells]
         if cid and seen_cells.get(cid) != signature:
-            seen_cells[cid] = signature
+            before = len(table.problems)
             _merge(customers.setdefault(cid, {"attrs": {}}), _customer_from(cells, custom), cells, override=False)
+            if len(table.problems) == before:
+                seen_cells[cid] = signature
+            else:
+                seen_cells.pop(cid, None)
         attrs = {name: cells.typed(name, kind) for name, kind in typed}
         attrs.update(cells.texts(untyped))
         if iid is None or cid is None or amount is None or due is None:
@@ -141,7 +149,8 @@ def _customers(table: Table, customers: dict, custom: dict) -> None:
 def _known_invoice(cells: Cells, book: Portfolio, required: bool = True) -> str | None:
     iid = cells.text("invoice_id", required)
     if iid is not None and iid not in book.invoices:
-        cells.problem("invoice_id", f"unknown invoice '{iid}' (not in the portfolio)")
+        where = getattr(book.invoices, "missing", "not in the portfolio")
+        cells.problem("invoice_id", f"unknown invoice '{iid}' ({where})")
         return None
     return iid
 
@@ -185,7 +194,8 @@ def _promises(table: Table, book: Portfolio) -> None:
         if iid is None and cid is None and cells.raw("invoice_id") is None:
             cells.problem("invoice_id", "a promise needs an invoice_id or a customer_id")
         if cid is not None and cid not in book.customers:
-            cells.problem("customer_id", f"unknown customer '{cid}'")
+            where = getattr(book.customers, "missing", None)
+            cells.problem("customer_id", f"unknown customer '{cid}'" + (f" ({where})" if where else ""))
             cid = None
         amount, promised = cells.decimal("amount", True), cells.date("promised_date", True)
         made = cells.date("made_at", with_time=True)
@@ -226,8 +236,9 @@ def _disputes(table: Table, book: Portfolio) -> None:
 class _Known(dict):
     """Stands in for the store's invoices/customers when checking references in a single file."""
 
-    def __init__(self, ids):
+    def __init__(self, ids, missing: str):
         super().__init__((i, None) for i in ids)
+        self.missing = missing  # what an unknown reference is told, after its id
 
 
 def read_one(kind: str, path, *, fields: dict[str, str], colmap: ColumnMap, known_invoices=(), known_customers=()):
@@ -237,7 +248,8 @@ def read_one(kind: str, path, *, fields: dict[str, str], colmap: ColumnMap, know
     problems: list[Problem] = []
     table = Table(Path(path), colmap, problems)
     book = Portfolio()
-    book.invoices, book.customers = _Known(known_invoices), _Known(known_customers)
+    book.invoices = _Known(known_invoices, NOT_STORED_INVOICE)
+    book.customers = _Known(known_customers, NOT_STORED_CUSTOMER)
     result = None
     if table.headers:
         if kind == "customers":

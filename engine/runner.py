@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 from . import store as s
 from .decide import Decision, Outcome, decide, to_float
 from .decide import withdrawn as decide_withdrawn
-from .delivery import Delivery, deliver_all, record, reopen
+from .delivery import REOPENED, RETRY_NOTE, Delivery, deliver_all, record, reopen
 from .runtime import Runtime
 from .storeio import _insert_new, _upsert, load_states
 
@@ -61,6 +61,14 @@ def next_look(conn: Connection, customer_id: str, plan_hash: str, now: dt.dateti
     """When a tick next decides for this customer, if a tick at `now` would not (None: it would)."""
     wake = conn.execute(select(s.customers.c.next_action_at).where(s.customers.c.id == customer_id)).scalar()
     return wake if wake is not None and wake > now and not plan_changed(conn, plan_hash) else None
+
+
+def _decided_reason(row) -> str:
+    """The decision's reason of a stored contact (of a `sent` one: why it waited first). A row written
+    before the store kept it (schema revision 0004) has it in `reason` until a retry's note replaced it."""
+    if row.decided_reason is not None:
+        return row.decided_reason
+    return "" if (row.reason or "").startswith(RETRY_NOTE) else row.reason or ""
 
 
 @dataclass
@@ -201,6 +209,11 @@ class Runner:
         for key in outcome.silent:
             batch.done.append({"key": key, "customer_id": state.customer.id, "state": "done", "status": "not applicable"})
         for d in outcome.decisions:
+            if d.status == "sent" and d.reason.startswith(REOPENED):
+                # a step reopened after its channel failed for good is pending as `failed:<channel>` in the
+                # step memory, which the decision core hands on as the send's reason; it was not deferred
+                # (a sent contact's reason is why it was deferred first: docs/files.md, contacts)
+                d = replace(d, reason="")
             # an agent task goes out on the `agent` channel too (channels.yaml maps it to a CRM's webhook;
             # without channels.yaml, to outbox/agent.jsonl): its row is `escalated` once handed off
             to_deliver = (d.status == "sent" and d.channel not in ("", "agent")) or d.status == "escalated"
@@ -209,7 +222,8 @@ class Runner:
                 "key": d.contact_key, "policy": self.plan["policy"], "plan_hash": self.rt.plan_hash,
                 "customer_id": d.customer_id, "invoice_ids": ";".join(d.invoice_ids), "stage": d.stage, "step": d.step,
                 "channel": d.channel, "template": d.template, "status": "sending" if to_deliver else d.status,
-                "reason": d.reason, "attempts": 0, "at": d.at, "tz": tz, "fallbacks": list(d.fallbacks),
+                "reason": d.reason, "decided_reason": d.reason, "attempts": 0, "at": d.at, "tz": tz,
+                "fallbacks": list(d.fallbacks),
                 "queue": d.queue, "priority": priority, "webhook": d.webhook, "tick_id": self.tick_id,
                 "updated_at": updated, "steps": list(d.keys)})
             for key in d.keys:
@@ -243,10 +257,11 @@ class Runner:
 
     def _delivery(self, key: str, channel: str, customer_id: str, steps, attempts: int, decision: Decision,
                   state) -> Delivery:
+        """The decision's reason (why it waited first, `channels exhausted`) is the row's once delivered."""
         from .messages import build_message
 
         return Delivery(key, channel, customer_id, tuple(steps), attempts,
-                        lambda: build_message(self.rt, self.plan, decision, state, self.pay_link))
+                        lambda: build_message(self.rt, self.plan, decision, state, self.pay_link), decision.reason)
 
     @contextlib.contextmanager
     def _alive(self, tick_id: int):
@@ -311,8 +326,9 @@ class Runner:
                 withdrawn.append((row, why))
                 continue
             decision = Decision(row.at.astimezone(ZoneInfo(row.tz)), row.customer_id, tuple(row.invoice_ids.split(";")),
-                                row.stage, row.step, row.channel, row.template, "sent", "", contact_key=row.key,
-                                queue=row.queue, priority=to_float(row.priority), webhook=row.webhook)
+                                row.stage, row.step, row.channel, row.template, "sent", _decided_reason(row),
+                                contact_key=row.key, queue=row.queue, priority=to_float(row.priority),
+                                webhook=row.webhook)
             steps = () if row.channel == "agent" else row.steps or ()
             deliveries.append(self._delivery(row.key, row.channel, row.customer_id, steps, row.attempts,
                                              decision, state))

@@ -132,7 +132,9 @@ contacts = Table(
     Column("invoice_ids", Text, nullable=False), Column("stage", String(100)), Column("step", String(100)),
     Column("channel", String(32)), Column("template", String(100)),
     Column("status", String(16), nullable=False),  # sending -> sent | failed; deferred, skipped, escalated
-    Column("reason", Text), Column("provider_id", Text), Column("attempts", Integer, nullable=False, default=0),
+    Column("reason", Text),  # of a `sending` row waiting for a retry: the retry's note
+    Column("decided_reason", Text),  # the decision's reason, `reason` again once delivered; NULL: before 0004
+    Column("provider_id", Text), Column("attempts", Integer, nullable=False, default=0),
     Column("at", UtcDateTime, nullable=False),  # the decision's moment
     Column("tz", String(64), nullable=False),  # the customer's zone, to show `at` in local time
     Column("fallbacks", JSON, nullable=False, default=list),

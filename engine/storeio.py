@@ -7,6 +7,7 @@ them again with the new facts (a changed due date, a payment, a promise).
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -20,6 +21,38 @@ from .state import (CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, Payme
 KINDS = ("customers", "invoices", "payments", "promises", "disputes", "events")
 EVENT_TYPES = ("delivered", "read", "clicked", "replied", "bounced", "failed", "opted_out", "conversation")
 UTC = dt.timezone.utc
+UPDATED_KINDS = ("customers", "invoices", "disputes")  # imported again, a row updates the stored one
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What an import did with the file's rows (a row repeated within the file counts once): `new` rows
+    the store did not have, and `stored` ones it had already, which customers, invoices and disputes
+    update with the file's values (`updated`) and payments, promises and events ignore."""
+
+    kind: str
+    new: int
+    stored: int = 0
+
+    @property
+    def rows(self) -> int:
+        return self.new + self.stored
+
+    @property
+    def updated(self) -> bool:
+        return self.kind in UPDATED_KINDS
+
+    def message(self, path) -> str:
+        """`imported 2 new payments from pagos.csv (3 already stored)`, `imported 5 invoices from erp.csv
+        (1 new, 4 updated)`."""
+        def count(n: int, new: str = "") -> str:
+            noun = self.kind if n != 1 else self.kind.removesuffix("s")
+            return f"{n} {new}{noun}"
+        if self.updated:
+            text = f"imported {count(self.rows)} from {path}"
+            return text + (f" ({self.new} new, {self.stored} updated)" if self.stored else "")
+        text = f"imported {count(self.new, 'new ')} from {path}"
+        return text + (f" ({self.stored} already stored)" if self.stored else "")
 
 
 def _upsert(conn: Connection, table, rows: list[dict], keys: list[str], keep: tuple[str, ...] = ()) -> None:
@@ -59,9 +92,10 @@ def _jsonable(attrs: dict) -> dict:
         v, (int, float, bool, str, type(None))) else v) for k, v in attrs.items()}
 
 
-def _merge_customers(conn: Connection, found: dict) -> None:
+def _merge_customers(conn: Connection, found: dict) -> int:
     """Upsert customers keeping stored values where the file gave none: a column the file lacks or a cell
-    left empty says nothing (SPEC 4.6: a do_not_contact or an opt-out is never lost that way)."""
+    left empty says nothing (SPEC 4.6: a do_not_contact or an opt-out is never lost that way). Returns
+    how many were stored already."""
     existing = {}
     for chunk in _chunks(list(found), 900):  # SQLite limits the number of bound parameters
         existing.update({r.id: r._mapping for r in conn.execute(select(s.customers).where(s.customers.c.id.in_(chunk)))})
@@ -82,6 +116,7 @@ def _merge_customers(conn: Connection, found: dict) -> None:
         rows.append(row)
     for chunk in _chunks(rows):
         _upsert(conn, s.customers, chunk, ["id"])
+    return len(existing)
 
 
 def _answered(stored: list | None, given, answered: frozenset, prefix: str) -> list | None:
@@ -115,8 +150,9 @@ def _aware(value, tz: ZoneInfo) -> dt.datetime:
 
 
 def import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str], colmap: ColumnMap,
-                default_tz: str = "UTC", default_currency: str = "USD") -> int:
-    """Validate the whole file, then write it in one transaction; returns the number of rows imported."""
+                default_tz: str = "UTC", default_currency: str = "USD") -> Imported:
+    """Validate the whole file, then write it in one transaction; returns what it did (new rows, rows
+    stored already)."""
     from .portfolio import read_portfolio
     from .portfolio_rows import read_one
 
@@ -128,6 +164,7 @@ def import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str]
             rows = [{"id": i.id, "customer_id": i.customer_id, "number": i.number, "amount": i.amount,
                      "balance": i.balance, "currency": i.currency, "issue_date": i.issue_date, "due_date": i.due_date,
                      "status": i.status, "attrs": _jsonable(i.attrs)} for i in book.invoices.values()]
+            stored = len(_stored(conn, s.invoices, s.invoices.c.id, [r["id"] for r in rows]))
             _mark_due(conn, _move_step_memory(conn, rows))
             given = [r for r in rows if r["currency"] is not None]
             # a row without a currency takes the default when new, and keeps the stored one when not
@@ -136,39 +173,43 @@ def import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str]
                 _upsert(conn, s.invoices, chunk, ["id"])
             for chunk in _chunks(unsaid):
                 _upsert(conn, s.invoices, chunk, ["id"], keep=("currency",))
-            return len(rows)
+            return Imported(kind, len(rows) - stored, stored)
         zone, owners = _zone_of(conn, default_tz)  # the other kinds refer to stored invoices and customers
         if kind == "events":
-            return _import_events(conn, path, colmap, zone)
+            new, stored = _import_events(conn, path, colmap, zone)
+            return Imported(kind, new, stored)
         known_customers = {r.id for r in conn.execute(select(s.customers.c.id))}
         found = read_one(kind, path, fields=fields, colmap=colmap, known_invoices=set(owners),
                          known_customers=known_customers)
         if kind == "customers":
-            _merge_customers(conn, found)
-            return len(found)
-        touched = set()
+            stored = _merge_customers(conn, found)
+            return Imported(kind, len(found) - stored, stored)
+        touched, new, stored = set(), len(found), 0
         if kind == "payments":
             rows = [{"payment_id": p.payment_id, "invoice_id": p.invoice_id, "amount": p.amount,
                      "paid_at": _aware(p.paid_at, zone(p.invoice_id)), "currency": p.currency, "method": p.method,
                      "attrs": p.attrs}
                     for p in found]
+            stored = len(_stored(conn, s.payments, s.payments.c.payment_id, [r["payment_id"] for r in rows]))
+            new -= stored
             _insert_new(conn, s.payments, rows, ["payment_id"])  # a payment seen before is ignored
             touched = {owners[p.invoice_id] for p in found}
         elif kind == "promises":
             rows = [{"invoice_id": p.invoice_id, "customer_id": p.customer_id or owners.get(p.invoice_id),
                      "amount": p.amount, "promised_date": p.promised_date, "channel": p.channel, "attrs": p.attrs,
                      "made_at": _aware(p.made(), zone(p.invoice_id, p.customer_id))} for p in found]
-            rows = _new_promises(conn, rows)
+            rows, stored = _new_promises(conn, rows)
             conn.execute(s.promises.insert(), rows) if rows else None
-            touched = {r["customer_id"] for r in rows}
+            touched, new = {r["customer_id"] for r in rows}, len(rows)
         elif kind == "disputes":
             rows = [{"invoice_id": d.invoice_id, "opened_at": _aware(d.opened_at, zone(d.invoice_id)), "reason": d.reason,
                      "resolved_at": _aware(d.resolved_at, zone(d.invoice_id)) if d.resolved_at else None,
                      "attrs": d.attrs} for d in found]
-            _upsert_disputes(conn, rows)
+            stored = _upsert_disputes(conn, rows)
+            new -= stored
             touched = {owners[d.invoice_id] for d in found}
         _mark_due(conn, touched)
-        return len(found)
+        return Imported(kind, new, stored)
 
 
 def _stored(conn: Connection, table, column, values) -> list:
@@ -179,29 +220,34 @@ def _stored(conn: Connection, table, column, values) -> list:
     return rows
 
 
-def _new_promises(conn: Connection, rows: list[dict]) -> list[dict]:
-    """The promises not stored yet. The file has no promise id, so a promise is named by what it says:
-    the same file imported twice must not make one promise two (two reminders, a doubled amount)."""
+def _new_promises(conn: Connection, rows: list[dict]) -> tuple[list[dict], int]:
+    """The promises not stored yet, and how many are. The file has no promise id, so a promise is named by
+    what it says: the same file imported twice must not make one promise two (two reminders, a doubled
+    amount)."""
     def ident(r) -> tuple:
         return r["customer_id"], r["invoice_id"], r["amount"], r["promised_date"], r["made_at"]
     stored = _stored(conn, s.promises, s.promises.c.customer_id, [r["customer_id"] for r in rows])
     return _unseen(rows, {ident(r._mapping) for r in stored}, ident)
 
 
-def _unseen(rows: list[dict], seen: set, ident) -> list[dict]:
-    """The rows whose identity is neither stored (`seen`) nor repeated earlier in the file."""
-    fresh = []
+def _unseen(rows: list[dict], stored: set, ident) -> tuple[list[dict], int]:
+    """The rows whose identity is neither stored nor repeated earlier in the file, and how many of the
+    file's rows (a repeated one counted once) are stored already."""
+    fresh, seen, known = [], set(), set()
     for row in rows:
-        if ident(row) not in seen:
-            seen.add(ident(row))
+        name = ident(row)
+        if name in stored:
+            known.add(name)
+        elif name not in seen:
+            seen.add(name)
             fresh.append(row)
-    return fresh
+    return fresh, len(known)
 
 
-def _upsert_disputes(conn: Connection, rows: list[dict]) -> None:
+def _upsert_disputes(conn: Connection, rows: list[dict]) -> int:
     """A dispute is named by its invoice and opening time: imported again, it is the same dispute, and
     what the file now adds (a resolution, a reason, an attribute) updates it; an empty cell keeps the
-    stored value."""
+    stored value. Returns how many were stored already."""
     stored = {(r.invoice_id, r.opened_at): r for r in _stored(conn, s.disputes, s.disputes.c.invoice_id,
                                                               [r["invoice_id"] for r in rows])}
     fresh = []
@@ -218,6 +264,7 @@ def _upsert_disputes(conn: Connection, rows: list[dict]) -> None:
             conn.execute(update(s.disputes).where(s.disputes.c.id == known.id).values(**given))
     if fresh:
         conn.execute(s.disputes.insert(), fresh)
+    return len(rows) - len(fresh)
 
 
 def _move_step_memory(conn: Connection, rows: list[dict]) -> set[str]:
@@ -259,12 +306,13 @@ STOP_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit
 DELIVERY_TYPES = ("delivered", "read", "clicked", "replied")
 
 
-def _import_events(conn: Connection, path: Path, colmap: ColumnMap, zone) -> int:
+def _import_events(conn: Connection, path: Path, colmap: ColumnMap, zone) -> tuple[int, int]:
     """Provider reports (SPEC 7, events). Each is stored, and acts:
     delivered/read/clicked/replied update the contact's delivery; a reply that says STOP (or an
     `opted_out` report) is an opt-out for that channel; bounced/failed fail a sent contact and make its
     step fall back to the next channel on the next tick; conversations feed the caps' cooldowns.
-    Re-importing the same file adds nothing."""
+    Re-importing the same file adds nothing. Returns the number of new reports, and of those stored
+    already."""
     from .compiler import known_channels
 
     problems: list[Problem] = []
@@ -274,18 +322,19 @@ def _import_events(conn: Connection, path: Path, colmap: ColumnMap, zone) -> int
         rows = _event_rows(conn, table, set(known_channels()), zone)
     if problems:
         raise CsvError(problems)
-    rows = _new_events(conn, rows)
+    rows, stored = _new_events(conn, rows)
     if rows:
         conn.execute(s.provider_events.insert(), [{k: v for k, v in r.items() if k != "contact"} for r in rows])
     now = max((r["at"] for r in rows), default=None)
     for row in rows:
         _apply_event(conn, row, now)
     _mark_due(conn, {r["customer_id"] for r in rows})
-    return len(rows)
+    return len(rows), stored
 
 
 def _event_rows(conn: Connection, table: Table, channels: set[str], zone) -> list[dict]:
     from ..dsl.diagnostics import suggest
+    from .portfolio_rows import NOT_STORED_CUSTOMER
 
     contacts, customers = _referenced(conn, table)
     rows = []
@@ -305,7 +354,7 @@ def _event_rows(conn: Connection, table: Table, channels: set[str], zone) -> lis
         if cid is None and not contact_id:
             cells.problem("customer_id", "an event needs a contact_id or a customer_id")
         elif cid is not None and cid not in customers:
-            cells.problem("customer_id", f"unknown customer '{cid}'")
+            cells.problem("customer_id", f"unknown customer '{cid}' ({NOT_STORED_CUSTOMER})")
         at = cells.date("at", True, with_time=True)
         if at is not None and cid in customers and kind in EVENT_TYPES and channel in channels:
             rows.append({"at": _aware(at, zone(customer_id=cid)), "channel": channel, "type": kind,
@@ -334,8 +383,8 @@ def _referenced(conn: Connection, table: Table) -> tuple[dict, set]:
     return contacts, customers
 
 
-def _new_events(conn: Connection, rows: list[dict]) -> list[dict]:
-    """The rows not already stored (the same report imported twice counts once)."""
+def _new_events(conn: Connection, rows: list[dict]) -> tuple[list[dict], int]:
+    """The rows not already stored (the same report imported twice counts once), and how many are."""
     def ident(r) -> tuple:
         return r["at"], r["channel"], r["type"], r["contact_id"], r["customer_id"], r["detail"] or None
     stored = _stored(conn, s.provider_events, s.provider_events.c.customer_id, [r["customer_id"] for r in rows])

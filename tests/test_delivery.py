@@ -121,6 +121,36 @@ def test_a_transient_failure_is_retried_after_the_backoff_then_falls_back(setup)
     assert reason.startswith("gave up after 3 attempts")
 
 
+def _history(engine) -> list[tuple]:
+    from collect.engine.history import history_rows
+
+    return [(r["channel"], r["status"], r["reason"]) for r in history_rows(engine)]
+
+
+def test_a_sent_contact_keeps_the_reason_it_was_deferred_first_also_through_retries(setup):
+    """docs/files.md: a `sent` row's reason is the reason it was deferred first, as in `collect simulate`;
+    delivery wrote the provider's (empty) answer over it, and a retry's note meanwhile."""
+    run, engine = setup(POLICY.replace("at: due,", "at: due 06:30,"), whatsapp=[BUSY, OK])
+    run.tick(dt.datetime(2026, 11, 16, 12, tzinfo=UTC))  # 07:00 in Lima: the window opens at 08:00
+    assert _history(engine) == [("whatsapp", "deferred", "window")]
+    run.tick(MONDAY)  # 10:00: it goes out and the provider is busy: a retry's note meanwhile
+    assert _history(engine)[1][1] == "sending" and _history(engine)[1][2].startswith("retrying from ")
+    run.tick(MONDAY + dt.timedelta(minutes=3))  # the retry goes through
+    assert _history(engine) == [("whatsapp", "deferred", "window"), ("whatsapp", "sent", "window")]
+
+
+def test_a_send_on_the_next_channel_after_a_provider_refused_one_was_not_deferred(setup):
+    run, engine = setup(whatsapp=[INVALID], sms=[OK])
+    run.tick(MONDAY)
+    assert _history(engine)[-1] == ("sms", "sent", "")  # not the step memory's `failed:whatsapp`
+
+
+def test_a_handed_off_escalation_keeps_its_reason(setup):
+    run, engine = setup(whatsapp=[INVALID], sms=[INVALID], email=[DeliveryResult.permanent("550", "no mailbox")])
+    run.tick(MONDAY)
+    assert _history(engine)[-1] == ("agent", "escalated", "channels exhausted")  # as `collect simulate` says
+
+
 def test_a_provider_opt_out_is_recorded_and_respected(setup):
     run, engine = setup(whatsapp=[STOP], sms=[OK])
     run.tick(MONDAY)
@@ -227,7 +257,7 @@ def test_example_channels_yaml_costs_are_recorded(setup):
 
 # -- provider reports: collect import events ---------------------------------------------------------
 
-def _events(engine, tmp_path, text: str) -> int:
+def _events(engine, tmp_path, text: str):
     path = tmp_path / "events.csv"
     path.write_text(text, encoding="utf-8")
     return import_file(engine, "events", path, fields={}, colmap=ColumnMap(), default_tz="America/Lima")
@@ -256,8 +286,7 @@ def test_delivery_reports_update_the_contact_and_importing_twice_adds_nothing(se
     run, engine = setup(whatsapp=[DeliveryResult.sent("wamid.1")])
     run.tick(MONDAY)
     report = "at,channel,type,contact_id\n2026-11-16T10:01,whatsapp,delivered,wamid.1\n2026-11-16T10:09,whatsapp,read,wamid.1\n"
-    assert _events(engine, tmp_path, report) == 2
-    assert _events(engine, tmp_path, report) == 0
+    assert (_events(engine, tmp_path, report).new, _events(engine, tmp_path, report).new) == (2, 0)
     with engine.connect() as conn:
         row = conn.execute(select(s.contacts)).one()
         assert conn.execute(select(s.provider_events)).all().__len__() == 2

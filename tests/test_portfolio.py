@@ -220,3 +220,20 @@ def test_an_erp_export_with_its_own_date_and_date_time_formats(tmp_path):
     bad = write(tmp_path, "bad.csv", "payment_id,invoice_id,amount,paid_at\nP3,A,1,2026-01-09 10:00\n")
     assert problems(portfolio, payments=bad, colmap=cmap) == [
         "2: column paid_at: '2026-01-09 10:00' is not a date (expected %d/%m/%Y %H:%M or %d/%m/%Y)"]
+
+
+def test_a_bad_customer_cell_repeated_on_the_customers_next_invoice_rows_is_reported_on_each(tmp_path):
+    """A customer's cells repeat on each of its invoice rows, and identical ones are not parsed again; a
+    bad one is reported on every row that has it, with that row's number (SPEC 7: all bad rows)."""
+    path = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date,consent_email,risk_score,email\n"
+                 "A,c1,1,2026-01-01,SI,high,a@x.pe\n"
+                 "B,c1,1,2026-01-01,SI,high,a@x.pe\n"
+                 "C,c2,1,2026-01-01,yes,0.5,c@x.pe\n"
+                 "D,c2,1,2026-01-01,yes,0.5,d@x.pe\n"
+                 "E,c2,1,2026-01-01,yes,0.5,d@x.pe\n"
+                 "F,c2,1,2026-01-01,yes,0.5,c@x.pe\n")
+    consent = "column consent_email: 'SI' is not a boolean (true/false, 1/0, yes/no, y/n)"
+    risk = "column risk_score: 'high' is not a number (decimal separator '.')"
+    clash = "column email: customer c2 already has email 'c@x.pe' from an earlier row; this row says 'd@x.pe'"
+    assert problems(path) == [f"2: {consent}", f"2: {risk}", f"3: {consent}", f"3: {risk}", f"5: {clash}",
+                              f"6: {clash}"]

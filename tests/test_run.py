@@ -79,7 +79,8 @@ def test_import_is_all_or_nothing_and_payments_are_idempotent(db_url, tmp_path, 
     bad.write_text("payment_id,invoice_id,amount,paid_at\nP1,F001-00001,10,2026-11-20\nP2,NOPE,5,2026-11-20\n")
     with pytest.raises(CsvError) as info:
         import_file(engine, "payments", bad, fields={}, colmap=ColumnMap())
-    assert [str(p) for p in info.value.problems] == [f"{bad}:3: column invoice_id: unknown invoice 'NOPE' (not in the portfolio)"]
+    assert [str(p) for p in info.value.problems] == [
+        f"{bad}:3: column invoice_id: unknown invoice 'NOPE' (not in the store: import the invoices first)"]
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(s.payments)).scalar() == 0
     good = tmp_path / "good.csv"
@@ -311,7 +312,8 @@ def small_portfolio(draw):
 @given(small_portfolio(), st.integers(0, 6))
 def test_run_equals_simulate_property(tmp_path_factory, portfolio, offset):
     """Hourly ticks of `collect run` over a week send what `collect simulate` says (customer, step,
-    channel, local date), for random small portfolios and start days."""
+    channel, local date, and the reason: why it was deferred first), for random small portfolios and
+    start days."""
     folder = tmp_path_factory.mktemp("r")
     (folder / "p.csv").write_text(portfolio, encoding="utf-8")
     plan = compile_policy(EXAMPLE / "policy.yaml").plan
@@ -322,10 +324,11 @@ def test_run_equals_simulate_property(tmp_path_factory, portfolio, offset):
     begin = dt.datetime.combine(start, dt.time(), dt.timezone(dt.timedelta(hours=-5)))
     ticks(url, plan, begin, 24 * 7, folder)
     with s.connect(url).connect() as conn:
-        ran = sorted((r.customer_id, r.step, r.channel, r.at.astimezone(ZoneInfo(r.tz)).date())
+        ran = sorted((r.customer_id, r.step, r.channel, r.at.astimezone(ZoneInfo(r.tz)).date(), r.reason)
                      for r in conn.execute(select(s.contacts).where(s.contacts.c.status == "sent")))
     simulated = run_simulation(plan, load_portfolio(plan, folder / "p.csv"), start=start, days=7)
-    expected = sorted((d.customer_id, d.step, d.channel, d.at.date()) for d in simulated.decisions if d.status == "sent")
+    expected = sorted((d.customer_id, d.step, d.channel, d.at.date(), d.reason) for d in simulated.decisions
+                      if d.status == "sent")
     assert ran == expected
 
 

@@ -1,0 +1,114 @@
+"""What `collect import` says it did: new rows and rows the store had already (ignored for payments,
+promises and events; updated for customers, invoices and disputes), a reference to an invoice the store
+does not have, and `--quiet` for cron (errors only). Every test runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from typer.testing import CliRunner
+
+from collect.cli import app
+
+INVOICES = ("invoice_id,customer_id,amount,due_date,customer_name\n"
+            "FE-1001,C1,100,2026-12-01,ACME\nFE-1002,C1,200,2026-12-05,ACME\n")
+POLICY = textwrap.dedent("""\
+    policy: t
+    timezone: America/Lima
+    fields: { customer.risk_score: float }
+    windows: { default: { mon-fri: "08:00-18:00" } }
+    segments: { never: 'invoice.due_date > 2026-02-01 and invoice.due_date < 2026-01-01' }
+    templates: { t: { email: { subject: "s", body: "b" } } }
+    stages:
+      s:
+        when: invoice.days_past_due <= 0
+        steps:
+          - { id: a, at: due-1d, send: email, template: t }
+    """)
+
+
+@pytest.fixture
+def cli(db_url, tmp_path, monkeypatch):
+    """`collect import KIND NAME` of a file written with `text`, in tmp_path, on the test's store."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(kind: str, name: str, text: str | None = None, *options: str):
+        if text is not None:
+            (tmp_path / name).write_text(text, encoding="utf-8")
+        return CliRunner().invoke(app, ["import", kind, name, "--db", db_url, "--timezone", "America/Lima",
+                                        *options])
+    return run
+
+
+def said(result) -> str:
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
+
+
+def test_reimporting_payments_says_none_was_new(cli):
+    said(cli("invoices", "facturas.csv", INVOICES))
+    pagos = "payment_id,invoice_id,amount,paid_at\nP1,FE-1001,10,2026-11-20\nP2,FE-1002,20,2026-11-20\n"
+    assert said(cli("payments", "erp-pagos.csv", pagos)) == "imported 2 new payments from erp-pagos.csv"
+    assert said(cli("payments", "erp-pagos.csv")) == "imported 0 new payments from erp-pagos.csv (2 already stored)"
+    tomorrow = pagos + "P3,FE-1002,5,2026-11-21\n"
+    assert said(cli("payments", "erp-pagos.csv", tomorrow)) == ("imported 1 new payment from erp-pagos.csv "
+                                                                "(2 already stored)")
+
+
+def test_reimporting_promises_and_events_says_none_was_new(cli):
+    said(cli("invoices", "facturas.csv", INVOICES))
+    promesas = "invoice_id,amount,promised_date\nFE-1001,50,2026-12-10\nFE-1001,50,2026-12-10\n"  # one, twice
+    assert said(cli("promises", "promesas.csv", promesas)) == "imported 1 new promise from promesas.csv"
+    assert said(cli("promises", "promesas.csv")) == "imported 0 new promises from promesas.csv (1 already stored)"
+    events = "at,channel,type,customer_id\n2026-11-20T10:00,sms,conversation,C1\n2026-11-21T10:00,sms,conversation,C1\n"
+    assert said(cli("events", "events.csv", events)) == "imported 2 new events from events.csv"
+    assert said(cli("events", "events.csv")) == "imported 0 new events from events.csv (2 already stored)"
+
+
+def test_reimporting_what_updates_says_new_and_updated(cli):
+    assert said(cli("invoices", "facturas.csv", INVOICES)) == "imported 2 invoices from facturas.csv"
+    more = INVOICES + "FE-1003,C2,300,2026-12-07,Beta\n"
+    assert said(cli("invoices", "facturas.csv", more)) == "imported 3 invoices from facturas.csv (1 new, 2 updated)"
+    clientes = "customer_id,phone\nC1,+51987654321\nC9,+51987654322\n"
+    assert said(cli("customers", "clientes.csv", clientes)) == "imported 2 customers from clientes.csv (1 new, 1 updated)"
+    disputas = "invoice_id,opened_at,reason\nFE-1001,2026-11-20,monto\n"
+    assert said(cli("disputes", "disputas.csv", disputas)) == "imported 1 dispute from disputas.csv"
+    resolved = "invoice_id,opened_at,resolved_at\nFE-1001,2026-11-20,2026-11-25\nFE-1002,2026-11-21,\n"
+    assert said(cli("disputes", "disputas.csv", resolved)) == "imported 2 disputes from disputas.csv (1 new, 1 updated)"
+
+
+@pytest.mark.parametrize("kind, text", [
+    ("payments", "payment_id,invoice_id,amount,paid_at\nP1,FE-1004,10,2026-11-20\n"),
+    ("promises", "invoice_id,amount,promised_date\nFE-1004,10,2026-12-10\n"),
+    ("disputes", "invoice_id,opened_at\nFE-1004,2026-11-20\n"),
+])
+def test_an_invoice_the_store_does_not_have_is_not_in_the_store(cli, kind, text):
+    said(cli("invoices", "facturas.csv", INVOICES))
+    result = cli(kind, "f.csv", text)
+    assert result.exit_code == 1
+    assert "f.csv:2: column invoice_id: unknown invoice 'FE-1004' (not in the store: import the invoices first)" \
+        in result.stderr and "portfolio" not in result.stderr
+
+
+def test_a_customer_the_store_does_not_have_is_not_in_the_store(cli):
+    result = cli("promises", "promesas.csv", "customer_id,amount,promised_date\nC7,10,2026-12-10\n")
+    assert result.exit_code == 1
+    assert "unknown customer 'C7' (not in the store: import its invoices or customers first)" in result.stderr
+
+
+def test_quiet_prints_only_errors_and_not_the_policys_warnings(cli, tmp_path):
+    """For cron: `--quiet` prints nothing when the import goes well, not even the policy's compile
+    warnings or the warning about columns kept as text (as `collect run --quiet`); errors always."""
+    (tmp_path / "p.yaml").write_text(POLICY, encoding="utf-8")
+    loud = cli("invoices", "facturas.csv", INVOICES, "--policy", "p.yaml")
+    assert loud.exit_code == 0 and "imported 2 invoices" in loud.stdout and "[never-true]" in loud.stderr
+    assert cli("invoices", "facturas.csv", None, "--policy", "p.yaml", "-q").output == ""
+    extra = INVOICES.replace("customer_name\n", "customer_name,ruta\n").replace("ACME\n", "ACME,norte\n")
+    assert "warning: columns ruta" in cli("invoices", "extra.csv", extra).stderr
+    assert cli("invoices", "extra.csv", None, "--quiet").output == ""
+    bad = cli("payments", "pagos.csv", "payment_id,invoice_id,amount,paid_at\nP1,FE-1004,10,2026-11-20\n", "-q")
+    assert bad.exit_code == 1 and bad.stdout == ""
+    assert "unknown invoice 'FE-1004'" in bad.stderr and "nothing imported: 1 problem(s)" in bad.stderr
+    broken = cli("invoices", "facturas.csv", None, "--policy", "missing.yaml", "-q")
+    assert broken.exit_code == 1 and "missing.yaml" in broken.stderr  # a policy that does not compile
