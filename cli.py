@@ -170,15 +170,18 @@ def simulate(
     behavior: Annotated[str, typer.Option(help="none | historic | a behavior model YAML.")] = "none",
     seed: Annotated[int, typer.Option(help="Seed of the behavior model.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Write the contacts here (.csv or .jsonl).")] = None,
-    compare: Annotated[Optional[Path], typer.Option(help="A second policy to compare with.")] = None,
+    compare: Annotated[Optional[Path], typer.Option(
+        metavar="OLD", help="The baseline policy (e.g. the one in production) to compare POLICY, the candidate, "
+                            "with: both are run and shown side by side, old then new, with new - old.")] = None,
     channels: Annotated[Optional[Path], typer.Option(help="channels.yaml, for message costs.")] = None,
-    tick: Annotated[int, typer.Option(help="Minutes between ticks (as cron runs `collect run`).")] = 60,
+    tick: Annotated[int, typer.Option(min=1, max=1440, help="Minutes between ticks (as cron runs `collect run`).")] = 60,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: one per core for "
                                                  "large portfolios).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary or progress.")] = False,
     format: FormatOpt = Format.text,
 ) -> None:
-    """Dry run over a horizon: what would be sent, when, and what it does to the KPIs."""
+    """Dry run over a horizon: what would be sent, when, and what it does to the KPIs. With --compare OLD,
+    the effect of changing OLD into POLICY: old and new side by side, and new - old."""
     import datetime as dt
 
     from .engine import simrun
@@ -193,7 +196,7 @@ def simulate(
         from .engine.behavior import BehaviorError, BehaviorModel
 
         try:
-            BehaviorModel.load(behavior, seed)  # checked before any work, as the policies are
+            model = BehaviorModel.load(behavior, seed)  # checked before any work, as the policies are
         except BehaviorError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_INPUT)
@@ -203,6 +206,10 @@ def simulate(
         typer.echo(f"error: --start {start!r} is not a date (YYYY-MM-DD)", err=True)
         raise typer.Exit(EXIT_USAGE)
     plans = [_compile(policy, format, quiet).plan] + ([_compile(compare, format, quiet).plan] if compare else [])
+    if behavior not in ("none", "historic") and not quiet:
+        for plan in plans:  # a name the policy does not have would silently change nothing
+            for warning in model.unknown_names(plan):
+                typer.echo(f"{behavior}: warning: {warning}", err=True)
     books: list = []
     try:  # each policy types the custom columns by its own `fields:` (read once when they are the same)
         for plan in plans:
@@ -227,9 +234,9 @@ def simulate(
                 results.append(simrun.stream_simulation(
                     plan, book, start=first_day, days=days, behavior=behavior, seed=seed, tick_minutes=tick,
                     costs=costs, out=out if plan is plans[0] else None, workers=workers, progress=advance))
-    if not quiet:
-        names = [str(policy)] + ([str(compare)] if compare else [])
-        views.show_simulation(names, results, [r.summary for r in results], kpis=behavior != "none")
+    if not quiet:  # comparing: the baseline (--compare, old) first, then the candidate (POLICY, new)
+        names, shown = ([compare, policy], results[::-1]) if compare else ([policy], results)
+        views.show_simulation(names, shown, [r.summary for r in shown], kpis=behavior != "none")
 
 
 DbOpt = Annotated[Optional[str], typer.Option("--db", help="Store URL (default: $COLLECT_DB, else sqlite:///collect.db).")]

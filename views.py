@@ -3,14 +3,93 @@ Presentation only."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from rich.cells import cell_len
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from .dsl.timeparse import DAYS, format_duration, format_time
 
 
 def _console() -> Console:
     return Console(highlight=False)
+
+
+# Tables keep every value whole. A column of values (ids, keys, names, dates and times, amounts, counts) is
+# `no_wrap`: rich never narrows it. A column of free text (expressions, reasons, descriptions) wraps;
+# with overflow="fold" it also breaks a word too long for it, without it it breaks lines only between
+# words (so its longest word is the narrowest it gets). `_print` fits each table to the console's width:
+# the width of the terminal, else $COLUMNS, else 80 (a pipe, a file).
+
+_MEASURE = 1 << 16  # measure cells unbounded: what they need, not what the console has
+
+
+def _key(table: Table, header: str = "", **options) -> None:
+    """A column of values: never wrapped nor cut."""
+    table.add_column(header, no_wrap=True, **options)
+
+
+def _text(table: Table, header: str = "", fold: bool = True, **options) -> None:
+    """A column of free text: wraps (and, with `fold`, breaks a word longer than the column)."""
+    table.add_column(header, overflow="fold" if fold else "ellipsis", **options)
+
+
+def _fit(console: Console, table: Table) -> int:
+    """Share the console's width among the wrapping columns of `table` (sets their `max_width`) so that no
+    value is cut: the `no_wrap` columns keep their widest cell, the wrapping ones get what is left, as evenly
+    as their contents allow and each at least its longest word when there is room for that (always, for a
+    column that does not fold). Returns the width to print at: the console's, or more when the values alone
+    do not fit it (a file keeps the long lines; a terminal wraps them, which still cuts nothing)."""
+    options = console.options.update_width(_MEASURE)
+    left_pad, right_pad = table.padding[3], table.padding[1]
+    fixed = (2 if table.box and table.show_edge else 0) + (len(table.columns) - 1 if table.box else 0)
+    wrapping = []  # (column, floor, preferred floor, widest)
+    for column in table.columns:
+        sizes = [Measurement.get(console, options, cell) for cell in (column.header, *column.cells)]
+        widest = max(m.maximum for m in sizes)
+        fixed += left_pad + right_pad
+        if column.no_wrap:
+            fixed += widest
+            continue
+        longest_word = max(m.minimum for m in sizes)
+        header_word = Measurement.get(console, options, column.header).minimum
+        floor = min(widest, max(1, header_word if column.overflow == "fold" else longest_word))
+        wrapping.append((column, floor, min(widest, max(floor, longest_word)), widest))
+    width = console.width
+    room = width - fixed
+    if not wrapping or sum(widest for *_, widest in wrapping) <= room:
+        return max(width, fixed)
+    floors = [preferred for _, _, preferred, _ in wrapping]
+    if sum(floors) > room:
+        floors = [floor for _, floor, _, _ in wrapping]
+    if sum(floors) > room:  # the values alone nearly fill the console: print wider, words whole
+        floors = [preferred for _, _, preferred, _ in wrapping]
+        width += sum(floors) - room
+        room = sum(floors)
+
+    def shares(level: int) -> list[int]:
+        return [min(max(level, floor), widest) for floor, (*_, widest) in zip(floors, wrapping)]
+    level = 0
+    while sum(shares(level + 1)) <= room and level < max(widest for *_, widest in wrapping):
+        level += 1
+    for (column, *_), share in zip(wrapping, shares(level)):
+        column.max_width = share
+    return width
+
+
+def _print(console: Console, table: Table) -> None:
+    """Print `table` fitted to the console (`_fit`), wider than it only when its values need it; at least
+    as wide as its title (within the console), which then stays on one line."""
+    if isinstance(table.title, str):
+        table.min_width = max(table.min_width or 0, cell_len(table.title))
+    width = _fit(console, table)
+    if width > console.width:
+        console = Console(file=console.file, width=width, highlight=False, force_terminal=console.is_terminal,
+                          color_system=console.color_system)
+    console.print(table)
 
 
 def _ranges(ranges) -> str:
@@ -42,8 +121,12 @@ def _condition(step) -> str:
 
 def steps_table(plan) -> Table:
     table = Table(title="Steps", title_justify="left")
-    for column in ("stage / event", "when", "step", "at", "condition", "action"):
-        table.add_column(column)
+    _text(table, "stage / event", fold=False)  # a name, or "on" and an event's name
+    _text(table, "when")
+    _key(table, "step")
+    _text(table, "at", fold=False)  # "due+1d 10:00": the time may go under the day
+    _text(table, "condition")
+    _text(table, "action")  # channels, template, queue, and a priority's expression
     for stage in plan["stages"]:
         for i, step in enumerate(stage["steps"]):
             table.add_row(stage["name"] if i == 0 else "", stage["when"] if i == 0 else "", step["id"],
@@ -57,22 +140,36 @@ def steps_table(plan) -> Table:
     return table
 
 
+def _day_groups(days) -> list[tuple[str, str]]:
+    """(days, hours) with the consecutive days of the same hours together, as a policy writes them:
+    ("mon-fri", "08:00-19:00"), ("sat", "09:00-13:00"), ("sun", "closed")."""
+    groups: list[list] = []
+    for day in DAYS:
+        hours = _ranges(days.get(day, ()))
+        if groups and groups[-1][2] == hours:
+            groups[-1][1] = day
+        else:
+            groups.append([day, day, hours])
+    return [(first if first == last else f"{first}-{last}", hours) for first, last, hours in groups]
+
+
 def windows_table(plan) -> Table:
     windows = plan["windows"]
     table = Table(title=f"Contact windows (customer's local time; holidays {windows['holidays']})",
                   title_justify="left")
-    table.add_column("channel")
-    for day in DAYS:
-        table.add_column(day)
+    _key(table, "channel")
+    _key(table, "days")
+    _text(table, "hours", fold=False)  # time ranges, a line break only between two of them
     for channel, days in sorted(windows["channels"].items()):
-        table.add_row(channel, *(_ranges(days.get(day, ())) for day in DAYS))
+        for i, (group, hours) in enumerate(_day_groups(days)):
+            table.add_row(channel if i == 0 else "", group, hours)
     return table
 
 
 def caps_table(plan) -> Table:
     table = Table(title=f"Caps (on_cap: {plan['on_cap']})", title_justify="left")
     for column in ("channel", "max", "per", "cooldown after conversation"):
-        table.add_column(column)
+        _key(table, column)
     for cap in plan["caps"]:
         cooldown = cap["cooldown_minutes"]
         table.add_row(cap["channel"], str(cap["max"]), format_duration(cap["per_minutes"]),
@@ -82,8 +179,8 @@ def caps_table(plan) -> Table:
 
 def segments_table(plan) -> Table:
     table = Table(title="Segments", title_justify="left")
-    table.add_column("segment")
-    table.add_column("expression")
+    _key(table, "segment")
+    _text(table, "expression")
     for segment in plan["segments"]:
         table.add_row(segment["name"], segment["expr"])
     for name, exp in sorted(plan["experiments"].items()):
@@ -100,7 +197,7 @@ def show_plan(plan) -> None:
                   f"group_by {plan['group_by']}  catch_up {plan['catch_up']}  "
                   f"compliance {compliance if isinstance(compliance, str) else ', '.join(compliance) or 'none'}")
     for table in (steps_table(plan), windows_table(plan), caps_table(plan), segments_table(plan)):
-        console.print(table)
+        _print(console, table)
 
 
 class progress:
@@ -131,15 +228,15 @@ class progress:
 
 def _counter_table(title: str, names: list[str], counters: list, total: bool = True) -> Table:
     table = Table(title=title, title_justify="left")
-    table.add_column("")
-    for name in names:
-        table.add_column(name, justify="right")
+    _key(table)
+    for name in names:  # counts: single words; a long heading (a file's name) breaks between words
+        _text(table, name, fold=False, justify="right")
     if len(names) == 2:
-        table.add_column("difference", justify="right")
+        _key(table, DIFFERENCE, justify="right")
     keys = sorted(set().union(*counters))
     for key in keys:
         values = [c.get(key, 0) for c in counters]
-        row = [str(key), *map(str, values)]
+        row = [Text(str(key)), *map(str, values)]  # Text: a queue named "[bold]" is shown, not read as markup
         if len(values) == 2:
             row.append(f"{values[1] - values[0]:+d}")
         table.add_row(*row)
@@ -150,36 +247,55 @@ def _counter_table(title: str, names: list[str], counters: list, total: bool = T
     return table
 
 
+DIFFERENCE = "new - old"  # the heading of the difference column of `simulate --compare`
+
+
+def compare_labels(old, new) -> list[str]:
+    """The column headings of `simulate NEW --compare OLD`: `old: FILE`, `new: FILE`, with as many of the
+    files' folders as it takes to tell two files of the same name apart (`old: v1/policy.yaml`)."""
+    from pathlib import Path
+
+    old_parts, new_parts = Path(old).resolve().parts, Path(new).resolve().parts
+    n = 1
+    while old_parts[-n:] == new_parts[-n:] and n < min(len(old_parts), len(new_parts)) and old_parts != new_parts:
+        n += 1
+    return [f"old: {'/'.join(old_parts[-n:])}", f"new: {'/'.join(new_parts[-n:])}"]
+
+
 def show_simulation(names, results, summaries, kpis: bool = True) -> None:
+    """The summary of one policy, or of two side by side: `names` (the policy files) are then the baseline
+    (`--compare`, old) and the candidate (POLICY, new), in this order, and the difference is new - old."""
     console = _console()
-    for name, result in zip(names, results):
-        console.print(f"[bold]{name}[/bold]  plan {result.plan_hash[:12]}  "
-                      f"{result.start:%Y-%m-%d} .. {result.end:%Y-%m-%d}")
-    short = [f"policy {i + 1}" if len(names) > 1 else "contacts" for i in range(len(names))]
-    console.print(_counter_table("Sent per channel", short, [s.sent_by_channel for s in summaries]))
-    console.print(_counter_table("Sent per step", short, [s.sent_by_step for s in summaries]))
-    console.print(_counter_table("Sent per week", short, [s.sent_by_week for s in summaries]))
-    console.print(_counter_table("Outcomes", short, [s.status for s in summaries]))
-    console.print(_counter_table("Deferrals by reason", short, [s.deferrals for s in summaries]))
-    console.print(_counter_table("Skipped by reason", short, [s.skipped for s in summaries]))
-    console.print(_counter_table("Agent tasks by queue", short, [s.tasks_by_queue for s in summaries]))
+    short = compare_labels(*names) if len(names) == 2 else ["contacts"]
+    for label, name, result in zip(short if len(names) == 2 else [""], names, results):
+        line = Text.assemble(*((label.split(":")[0], "  ") if len(names) == 2 else ()), (str(name), "bold"),
+                             f"  plan {result.plan_hash[:12]}  {result.start:%Y-%m-%d} .. {result.end:%Y-%m-%d}")
+        console.print(line)
+    _print(console, _counter_table("Sent per channel", short, [s.sent_by_channel for s in summaries]))
+    _print(console, _counter_table("Sent per step", short, [s.sent_by_step for s in summaries]))
+    _print(console, _counter_table("Sent per week", short, [s.sent_by_week for s in summaries]))
+    _print(console, _counter_table("Outcomes", short, [s.status for s in summaries]))
+    _print(console, _counter_table("Deferrals by reason", short, [s.deferrals for s in summaries]))
+    _print(console, _counter_table("Skipped by reason", short, [s.skipped for s in summaries]))
+    _print(console, _counter_table("Agent tasks by queue", short, [s.tasks_by_queue for s in summaries]))
     if any(s.cost for s in summaries):
         costs = [s.cost for s in summaries]
-        line = "Message cost: " + "  ".join(f"{n} {_cost(c)}" for n, c in zip(short, costs))
+        roles = ["old", "new"] if len(costs) == 2 else ["contacts"]
+        line = "Message cost: " + "  ".join(f"{n} {_cost(c)}" for n, c in zip(roles, costs))
         if len(costs) == 2:
-            line += f"  difference {_cost(costs[1] - costs[0], sign=True)}"
-        console.print(line)
+            line += f"  {DIFFERENCE} {_cost(costs[1] - costs[0], sign=True)}"
+        console.print(Text(line))
     short = short if len(names) > 1 else ["value"]  # the tables below hold figures, not contact counts
     channels = sorted(set().union(*(set(s.sent_by_channel) | set(s.failed_by_channel) for s in summaries)))
     if channels:
-        console.print(_channels_table(short, [s.channel_kpis(channels) for s in summaries], channels,
-                                      priced=any(s.priced for s in summaries)))
+        _print(console, _channels_table(short, [s.channel_kpis(channels) for s in summaries], channels,
+                                        priced=any(s.priced for s in summaries)))
     if kpis and summaries[0].kpis:
-        console.print(_kpi_table("Projected KPIs over the horizon", [""], short,
-                                 [([key], [s.kpis.get(key) for s in summaries], key) for key in summaries[0].kpis]))
+        _print(console, _kpi_table("Projected KPIs over the horizon", [""], short,
+                                   [([key], [s.kpis.get(key) for s in summaries], key) for key in summaries[0].kpis]))
         buckets = [s.aging_buckets() for s in summaries]
-        console.print(_kpi_table("Projected aging at the end of the horizon",
-                                 [""], short, [([b], [a[b] for a in buckets], "aging") for b in buckets[0]]))
+        _print(console, _kpi_table("Projected aging at the end of the horizon",
+                                   [""], short, [([b], [a[b] for a in buckets], "aging") for b in buckets[0]]))
 
 
 CHANNEL_KPIS = {"failed": "failed (no usable channel)", "failure_rate_pct": "failure rate", "cost": "cost",
@@ -207,35 +323,46 @@ def _kpi_table(title: str, heads: list[str], short: list[str], rows) -> Table:
     column per policy and, comparing two, their difference."""
     table = Table(title=title, title_justify="left")
     for head in heads:
-        table.add_column(head)
-    for n in short:
-        table.add_column(n, justify="right")
+        if head == "KPI":
+            _text(table, head, fold=False)  # "failed (no usable channel)"
+        else:
+            _key(table, head)
+    for n in short:  # figures: "1,234.50", "+2.5 pp", "not modelled" break only between words
+        _text(table, n, fold=False, justify="right")
     if len(short) == 2:
-        table.add_column("difference", justify="right")
+        _key(table, DIFFERENCE, justify="right")  # "+2.5 pp", "-1,234.50": short, on one line
     for labels, values, key in rows:
-        row = [*labels, *(_kpi(v, key) for v in values)]
+        row = [*map(Text, labels), *(_kpi(v, key) for v in values)]
         if len(values) == 2:
             row.append(_kpi_difference(values[0], values[1], key))
         table.add_row(*row)
     return table
 
 
+def _money(value) -> str:
+    """An amount: two decimals and thousands separators (1,234,567.80), as simulate's summary shows them."""
+    return f"{Decimal(value):,.2f}"
+
+
 def _cost(value, sign: bool = False) -> str:
     """A message cost with its full precision (a 0.045 per message is not rounded to 0.04), at least
-    two decimal places."""
-    from decimal import Decimal
-
-    value = Decimal(value)
+    two decimal places, thousands separators (1,234.045)."""
+    value = Decimal(value).normalize()
     if value.as_tuple().exponent > -2:
         value = value.quantize(Decimal("0.01"))
-    return f"{value:+f}" if sign else f"{value:f}"
+    return f"{value:+,f}" if sign else f"{value:,f}"
+
+
+def _unit_cost(value) -> str:
+    """A cost per contact, with the 4 decimals it is computed to (0.0450)."""
+    return f"{Decimal(value):,f}"
 
 
 COUNTS = ("failed", "promises_made", "promises_due", "promises_kept", "promises_broken")
 
 
 def _kpi_difference(first, second, key: str) -> str:
-    """Policy 2 - policy 1, n/a when either has no value (a ratio without a denominator)."""
+    """second - first (new - old), n/a when either has no value (a ratio without a denominator)."""
     if first is None or second is None:
         return "n/a"
     difference = second - first
@@ -247,8 +374,10 @@ def _kpi_difference(first, second, key: str) -> str:
         return f"{difference:+.1f}"
     if key in COUNTS:
         return f"{difference:+d}"
-    if key in ("cost", "cost_per_contact"):
+    if key == "cost":
         return _cost(difference, sign=True)
+    if key == "cost_per_contact":
+        return f"{Decimal(difference):+,f}"  # 4 decimals, as the costs per contact
     return f"{difference:+,.2f}"
 
 
@@ -266,7 +395,7 @@ def _kpi(value, key: str) -> str:
     if key == "cost":
         return _cost(value)
     if key == "cost_per_contact":
-        return f"{value:f}"  # 4 decimals, as `collect report`
+        return _unit_cost(value)  # 4 decimals, as `collect report`
     return f"{value:,.2f}"
 
 
@@ -274,42 +403,56 @@ def show_tick(summary, dry_run: bool) -> None:
     console = _console()
     title = "Tick (dry run: nothing written or sent)" if dry_run else "Tick"
     table = Table(title=title, title_justify="left")
-    table.add_column("")
-    table.add_column("count", justify="right")
+    _key(table)
+    _key(table, "count", justify="right")
     table.add_row("customers decided", str(summary.customers))
     for status, count in sorted(summary.statuses.items()):
         table.add_row(status, str(count))
     for channel, count in sorted(summary.by_channel.items()):
-        table.add_row(f"delivered by {channel}", str(count))
+        table.add_row(Text(f"delivered by {channel}"), str(count))
     for outcome, count in sorted(summary.delivery.items()):
         if outcome != "sent":
-            table.add_row(f"provider {outcome}", str(count))
-    console.print(table)
-    if dry_run:
+            table.add_row(Text(f"provider {outcome}"), str(count))
+    _print(console, table)
+    if dry_run:  # one line per decision, never broken: a line for grep
         for d in summary.decisions:
-            console.print(f"{d.at.isoformat(timespec='minutes')}  {d.customer_id}  {';'.join(d.invoice_ids)}  "
-                          f"{d.step}  {d.channel or '-'}  {d.status}  {d.reason}")
+            console.print(Text(f"{d.at.isoformat(timespec='minutes')}  {d.customer_id}  {';'.join(d.invoice_ids)}  "
+                               f"{d.step}  {d.channel or '-'}  {d.status}  {d.reason}"), soft_wrap=True)
+
+
+def _spaced(moment: str) -> str:
+    """An ISO 8601 date and time with a space for the T (2026-11-24 10:30-05:00): in a narrow column the
+    time goes under the date instead of being cut."""
+    return f"{moment[:10]} {moment[11:]}" if moment[10:11] == "T" else moment
 
 
 def show_explain(header: dict, lines) -> None:
     console = _console()
-    console.print("  ".join(f"{k} [bold]{v}[/bold]" for k, v in header.items()))
+    header = {k: _money(v) if k == "balance" else v for k, v in header.items()}
+    console.print(Text("  ").join(Text.assemble(f"{k} ", (str(v), "bold")) for k, v in header.items()))
     table = Table(title="Steps", title_justify="left")
-    for column in ("stage / event", "step", "state", "when", "why"):
-        table.add_column(column)
+    _key(table, "stage / event")
+    _key(table, "step")
+    _text(table, "state", fold=False)  # "not applicable": may take two lines
+    _text(table, "when", fold=False)
+    _text(table, "why")
     for line in lines:
-        table.add_row(line.owner, line.step, line.state, line.when, line.why)
-    console.print(table)
+        table.add_row(*map(Text, (line.owner, line.step, line.state, _spaced(line.when), line.why)))
+    _print(console, table)
 
 
 def show_tasks(rows) -> None:
     table = Table(title=f"Agent tasks ({len(rows)} open)", title_justify="left")
-    for column in ("priority", "queue", "customer", "invoices", "step", "reason", "created"):
-        table.add_column(column)
+    for column in ("priority", "queue", "customer", "invoices", "step"):
+        _key(table, column)
+    _text(table, "reason")
+    _text(table, "created", fold=False)  # the time may go under the date
     for r in rows:
-        table.add_row(str(r["priority"] or ""), r["queue"], r["customer_id"], r["invoice_ids"], r["step"] or "",
-                      r["reason"] or "", r["created_at"].isoformat(timespec="minutes"))
-    _console().print(table)
+        invoices = "\n".join(r["invoice_ids"].split(";"))  # one id a line: each whole, however many
+        created = r["created_at"].isoformat(sep=" ", timespec="minutes")
+        table.add_row(*map(Text, (str(r["priority"] or ""), r["queue"], r["customer_id"], invoices, r["step"] or "",
+                                  r["reason"] or "", created)))
+    _print(_console(), table)
 
 
 def _na(value) -> str:
@@ -321,51 +464,59 @@ def _pct(value) -> str:
 
 
 def report_sections(data: dict) -> list[tuple[str, list[str], list[list[str]]]]:
-    """The report as (title, columns, rows) of text, rendered alike by the table and HTML views."""
+    """The report as (title, columns, rows) of text, rendered alike by the table and HTML views: amounts
+    with two decimals and thousands separators; the cost columns only when some contact has a cost (no
+    cost in the store is not a cost of 0)."""
     period, cei, recovery, promises = data["period"], data["cei"], data["recovery"], data["promises"]
-    opening, invoiced = cei["opening_receivables"], cei["invoiced"]
+    opening, invoiced = _money(cei["opening_receivables"]), _money(cei["invoiced"])
     kpis = [
-        ["receivables", data["receivables"], f"open balances as of {data['date']}"],
+        ["receivables", _money(data["receivables"]), f"open balances as of {data['date']}"],
         ["DSO (days)", _na(data["dso_days"]), "receivables / invoiced in the last 90 days x 90"],
         ["CEI", _pct(cei["cei_pct"]),
-         f"(opening {opening} + invoiced {invoiced} - closing {cei['closing_receivables']})"
-         f" / ({opening} + {invoiced} - closing current {cei['closing_current']})"],
+         f"(opening {opening} + invoiced {invoiced} - closing {_money(cei['closing_receivables'])})"
+         f" / ({opening} + {invoiced} - closing current {_money(cei['closing_current'])})"],
         ["recovery rate", _pct(recovery["recovery_rate_pct"]),
-         f"collected {recovery['collected']} / past due at the start {recovery['past_due_at_start']}"],
+         f"collected {_money(recovery['collected'])} / past due at the start "
+         f"{_money(recovery['past_due_at_start'])}"],
         ["promises kept", _pct(promises["kept_rate_pct"]),
          f"{promises['kept']} kept, {promises['broken']} broken of {promises['due']} due; {promises['made']} made"],
     ]
+    priced = any(Decimal(c["cost"]) for c in data["contacts"].values())
     contacts = [[channel, *(str(c[k]) for k in ("sent", "failed", "sending", "delivered")),
-                 _pct(c["delivery_rate_pct"]), _pct(c["failure_rate_pct"]), c["cost"], _na(c["cost_per_contact"])]
+                 _pct(c["delivery_rate_pct"]), _pct(c["failure_rate_pct"])]
+                + ([_cost(c["cost"]), "n/a" if c["cost_per_contact"] is None else _unit_cost(c["cost_per_contact"])]
+                   if priced else [])
                 for channel, c in data["contacts"].items()]
     return [
         (f"KPIs, period {period['first_day']} .. {period['last_day']} ({period['days']} days)",
          ["KPI", "value", "from"], kpis),
-        ("Aging (open balance)", list(data["aging"]), [list(data["aging"].values())]),
+        ("Aging (open balance)", list(data["aging"]), [[_money(v) for v in data["aging"].values()]]),
         ("Contacts per channel", ["channel", "sent", "failed", "sending", "delivered", "delivery rate",
-                                  "failure rate", "cost", "per contact"], contacts),
+                                  "failure rate"] + (["cost", "per contact"] if priced else []), contacts),
         ("Deferrals by reason", ["", "count"], [[k, str(v)] for k, v in sorted(data["deferrals"].items())]),
         ("Agent tasks by queue", ["", "count"], [[k, str(v)] for k, v in sorted(data["tasks_by_queue"].items())]),
     ]
 
 
 def _report_title(data: dict) -> str:
-    return f"Report as of {data['date']}: receivables {data['receivables']}, DSO {_na(data['dso_days'])} days"
+    return (f"Report as of {data['date']}: receivables {_money(data['receivables'])}, "
+            f"DSO {_na(data['dso_days'])} days")
 
 
 def show_report(data: dict) -> None:
-    from rich.text import Text
-
     console = _console()
     console.print(Text(_report_title(data)))
     for title, columns, rows in report_sections(data):
         table = Table(title=title, title_justify="left", min_width=len(title))
-        for i, column in enumerate(columns):
-            table.add_column(column, justify="left" if column in ("", "KPI", "channel", "from") else "right",
-                             no_wrap=i == 0)
+        for column in columns:
+            justify = "left" if column in ("", "KPI", "channel", "from") else "right"
+            if column == "from":
+                _text(table, column, fold=False, justify=justify)  # a formula: breaks between its terms
+            else:
+                _key(table, column, justify=justify)
         for row in rows:
             table.add_row(*map(Text, row))  # Text: a queue named "[bold]" is shown, not read as markup
-        console.print(table)
+        _print(console, table)
 
 
 REPORT_HTML = """<!DOCTYPE html>

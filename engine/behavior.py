@@ -20,8 +20,9 @@ import datetime as dt
 import hashlib
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .state import PAID_EPSILON, PaymentInfo, balance_at
 
@@ -39,18 +40,42 @@ def _problem(error: dict) -> str:
 
         hint = suggest(str(error["loc"][-1]), list(BehaviorSpec.model_fields))
         return f"{where}: unknown key" + (f" ({hint})" if hint else "")
-    return f"{where}: {error['msg']}"
+    return f"{where}: {error['msg'].removeprefix('Value error, ')}"
+
+
+Chance = Annotated[float, Field(ge=0, le=1)]
+Multiplier = Annotated[float, Field(ge=0)]
 
 
 class BehaviorSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    pay_probability: float = Field(0.05, ge=0, le=1)
-    by_channel: dict[str, float] = {}
-    by_stage: dict[str, float] = {}
-    by_segment: dict[str, float] = {}
+    pay_probability: Chance = 0.05
+    by_channel: dict[str, Chance] = {}
+    by_stage: dict[str, Multiplier] = {}
+    by_segment: dict[str, Multiplier] = {}
     delay_days: tuple[int, int] = (1, 5)
-    partial_share: float = Field(0.0, ge=0, le=1)
+    partial_share: Chance = 0.0
     partial_fraction: float = Field(0.5, gt=0, lt=1)
+
+    @field_validator("by_channel")
+    @classmethod
+    def _sending(cls, value: dict) -> dict:
+        # only a contact on a sending channel can lead to a payment: another name would do nothing
+        from ..dsl.diagnostics import suggest
+
+        for name in value:
+            if name not in SENDING:
+                hint = suggest(name, SENDING)
+                raise ValueError(f"'{name}' is not a sending channel ({', '.join(SENDING)})"
+                                 + (f" ({hint})" if hint else ""))
+        return value
+
+    @field_validator("delay_days")
+    @classmethod
+    def _delay(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 0 <= value[0] <= value[1]:  # a payment before its contact, or an empty range
+            raise ValueError(f"must be [fewest, most] days with 0 <= fewest <= most, not {list(value)}")
+        return value
 
 
 class BehaviorModel:
@@ -65,10 +90,31 @@ class BehaviorModel:
             data = load_yaml_file(path) or {}
         except (OSError, ValueError) as exc:
             raise BehaviorError(f"{path}: cannot read the behavior model: {exc}") from None
+        if not isinstance(data, dict):
+            raise BehaviorError(f"{path}: a behavior model is a mapping of keys (pay_probability: 0.05 ...), "
+                                f"not a {type(data).__name__}")
         try:
             return cls(BehaviorSpec.model_validate(data), seed)
         except ValidationError as exc:
             raise BehaviorError(f"{path}: " + "; ".join(map(_problem, exc.errors()))) from None
+
+    def unknown_names(self, plan) -> list[str]:
+        """Warnings for the `by_stage` and `by_segment` names that are not the policy's: they would change
+        nothing, silently (a model may serve several policies, as with --compare: so not an error)."""
+        from ..dsl.diagnostics import suggest
+        from ..dsl.model import EVENT_TYPES
+
+        known = {"by_stage": [s["name"] for s in plan["stages"]] + list(EVENT_TYPES),
+                 "by_segment": [s["name"] for s in plan["segments"]]}
+        warnings = []
+        for key, names in known.items():
+            for name in getattr(self.spec, key):
+                if name not in names:
+                    hint = suggest(name, names)
+                    what = "a stage or event type" if key == "by_stage" else "a segment"
+                    warnings.append(f"{key}: '{name}' is not {what} of policy '{plan['policy']}', so it changes "
+                                    "nothing" + (f" ({hint})" if hint else ""))
+        return warnings
 
     def _draws(self, *parts: str) -> tuple[float, float, float]:
         """Three uniform numbers in [0, 1) from a hash of the parts: as random as a seeded generator, and

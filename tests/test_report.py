@@ -251,3 +251,54 @@ stages:
     assert statuses == ["failed", "sent"]
     email = report(s.connect(db), dt.date(2026, 3, 2))["contacts"]["email"]
     assert (email["sent"], email["failed"], email["failure_rate_pct"]) == (1, 0, "0.0")
+
+
+# -- the table view: money as simulate shows it, no cost where none is known ------------------------------
+
+def _table(db: str, *args: str) -> str:
+    result = runner.invoke(app, ["report", "--db", db, "--date", "2026-03-31", *args], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _cells(output: str, first: str) -> list[str]:
+    """The cells of the table row whose first cell is `first`."""
+    rows = [[cell.strip() for cell in line.strip()[1:-1].split("│")] for line in output.splitlines()
+            if line.startswith("│")]
+    return next(row for row in rows if row[0] == first)
+
+
+def test_table_view_shows_money_with_two_decimals_and_thousands_separators(book, db_url):
+    """It showed `850`, `1800`, `17250000 | 38150000.50`: as stored, without separators, mixed decimals."""
+    out = _table(db_url)
+    assert out.startswith("Report as of 2026-03-31: receivables 850.00, DSO 33.3 days")
+    assert _cells(out, "receivables")[:2] == ["receivables", "850.00"]
+    assert "(opening 1,800.00 + invoiced 200.00 - closing 850.00) / (1,800.00 + 200.00 - closing current 400.00)" in out
+    assert "collected 1,000.00 / past due at the start 1,300.00" in out
+    assert _cells(out, "400.00") == ["400.00", "150.00", "300.00", "0.00", "0.00"]  # the aging
+    big = {"current": "17250000", "1-30": "38150000.50", "31-60": "148000000.00", "61-90": "0", "90+": "0.005"}
+    sections = views.report_sections({**report(book, DAY), "aging": big})
+    assert next(rows for title, _, rows in sections if title.startswith("Aging")) == [
+        ["17,250,000.00", "38,150,000.50", "148,000,000.00", "0.00", "0.00"]]
+    # JSON and CSV keep the plain numbers of the store, for programs
+    assert json.loads(_table(db_url, "--format", "json"))["aging"]["current"] == "400"
+    assert "aging,current,400" in _table(db_url, "--format", "csv").splitlines()
+
+
+def test_table_view_shows_costs_only_when_some_contact_has_one(book, db_url):
+    """Without costs it showed cost `0` and `0.0000` per contact, a cost that reads as measured; simulate
+    shows none without --channels. With costs: money with two decimals (the exact cost when it has more)."""
+    for n, channel in enumerate(("email", "email", "sms")):
+        add_contact(book, n, channel, "sent")
+    out = _table(db_url)
+    heads = next(line for line in out.splitlines() if "┃ channel" in line)
+    assert "cost" not in heads and "per contact" not in heads and "0.0000" not in out
+    assert _cells(out, "email") == ["email", "2", "0", "0", "0", "n/a", "0.0%"]
+    add_contact(book, 3, "sms", "sent", cost="1234.5")
+    add_contact(book, 4, "sms", "sent", cost="0.045")
+    out = _table(db_url)
+    assert "cost" in next(line for line in out.splitlines() if "┃ channel" in line)
+    assert _cells(out, "sms")[-2:] == ["1,234.545", "411.5150"]  # 3 sent, one without a cost
+    assert _cells(out, "email")[-2:] == ["0.00", "0.0000"]
+    html = _table(db_url, "--format", "html")
+    assert "1,234.545" in html and "<th>cost</th>" in html

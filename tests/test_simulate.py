@@ -169,7 +169,7 @@ def test_simulate_writes_contacts_and_compares(tmp_path):
     assert {r["status"] for r in rows} >= {"sent", "deferred", "skipped"}
     assert set(rows[0]) == {"at", "customer_id", "invoice_ids", "stage", "step", "channel", "template", "status",
                             "reason", "plan_hash"}
-    assert "difference" in result.output and "+0" in result.output  # the same policy in two forms
+    assert "new - old" in result.output and "+0" in result.output  # the same policy in two forms
 
 
 def test_bad_rows_are_all_reported_and_nothing_is_written(tmp_path):
@@ -280,7 +280,7 @@ def test_the_streamed_simulation_writes_what_the_core_decides(tmp_path, monkeypa
 
 
 def test_compare_types_the_portfolio_by_each_policys_fields(tmp_path):
-    """The second policy reads the custom columns it declares, though the first declares none."""
+    """The baseline (--compare) reads the custom columns it declares, though the candidate declares none."""
     head = ("timezone: America/Lima\ncurrency: PEN\nwindows: { default: { mon-sun: \"08:00-19:00\" } }\n"
             "templates: { m: { email: { subject: s, body: b } } }\n")
     (tmp_path / "a.yaml").write_text("policy: a\n" + head + "stages: { early: { when: invoice.days_past_due >= 1, "
@@ -294,7 +294,7 @@ def test_compare_types_the_portfolio_by_each_policys_fields(tmp_path):
                                  "--portfolio", str(tmp_path / "p.csv"), "--start", "2026-11-15", "--days", "3"])
     assert result.exit_code == 0, result.output
     b_line = next(line for line in result.output.splitlines() if "b-1" in line)
-    assert [cell.strip() for cell in b_line.strip("│ ").split("│")][1:3] == ["0", "1"]  # policy 1, policy 2
+    assert [cell.strip() for cell in b_line.strip("│ ").split("│")][1:4] == ["1", "0", "-1"]  # old b, new a
 
 
 def test_the_behavior_model_reads_segments_on_the_customers_local_day(tmp_path):
@@ -445,10 +445,10 @@ def test_compare_shows_the_difference_of_the_kpis_and_the_exact_cost(tmp_path):
                                  "--channels", str(tmp_path / "costs.yaml")], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     kpis = result.output[result.output.index("Projected KPIs"):]
-    assert "difference" in kpis.splitlines()[2]
+    assert "new - old" in kpis.splitlines()[2]
     assert [line for line in kpis.splitlines() if "recovery_rate" in line and " pp" in line]
     cost = next(line for line in result.output.splitlines() if line.startswith("Message cost"))
-    assert "0.046" in cost and "difference" in cost
+    assert "0.046" in cost and "new - old" in cost
 
 
 def test_kpi_differences_are_na_without_a_value():

@@ -210,17 +210,22 @@ def _row(output: str, *labels: str) -> list[str]:
 
 
 def test_compare_shows_the_new_kpis_side_by_side(tmp_path):
-    """Policy 2 falls back from sms to email, so its sms never fails: C2 and C4 get their s2 by email."""
+    """The change: p2 (POLICY, new) falls back from sms to email, so its sms never fails: C2 and C4 get
+    their s2 by email; p1 (--compare, old) does not. Old first, then new, and new - old: the effect of the
+    change (it read p1 - p2 with POLICY first: "+50.0 pp" for a change that removes the failures)."""
     for name, second in (("p1.yaml", "sms"), ("p2.yaml", "[sms, email]")):
         (tmp_path / name).write_text(POLICY % second, encoding="utf-8")
     (tmp_path / "p.csv").write_text(CONTACTS, encoding="utf-8")
     (tmp_path / "costs.yaml").write_text(COSTS, encoding="utf-8")
-    result = runner.invoke(app, ["simulate", str(tmp_path / "p1.yaml"), "--compare", str(tmp_path / "p2.yaml"),
+    result = runner.invoke(app, ["simulate", str(tmp_path / "p2.yaml"), "--compare", str(tmp_path / "p1.yaml"),
                                  "--portfolio", str(tmp_path / "p.csv"), "--start", "2026-03-01", "--days", "10",
                                  "--behavior", "historic", "--channels", str(tmp_path / "costs.yaml")],
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     out = result.output
+    headings = [[c.strip() for c in line.strip()[1:-1].split("┃")] for line in out.splitlines() if "┃" in line]
+    assert len(headings) == 10 and all(cells[-3:] == ["old: p1.yaml", "new: p2.yaml", "new - old"]
+                                       for cells in headings)  # every table: counters, channels, KPIs, aging
     assert _row(out, "sms", "failure rate") == ["50.0%", "0.0%", "-50.0 pp"]
     assert _row(out, "email", "failed (no usable channel)") == ["1", "1", "+0"]
     # p2: 5 emails and 2 sms, 0.095 / 7
