@@ -88,8 +88,38 @@ class PolicyError(Exception):
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
     """A 'did you mean' hint for a misspelt name, or None when nothing is close."""
+    found = closest(name, candidates)
+    return f"did you mean '{found}'?" if found else None
+
+
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate most like `name`, if any is alike enough for a 'did you mean'."""
     found = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
-    return f"did you mean '{found[0]}'?" if found else None
+    return found[0] if found else None
+
+
+def near_typo(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate `name` is a slip of the keyboard away from (a letter or two added, dropped, changed or
+    swapped; one for names of up to five letters), or None. Stricter than `suggest`, which also finds
+    names that merely look alike ('segmento' and 'name')."""
+    limit = 1 if len(name) <= 5 else 2
+    best = min(((edits(name, c), c) for c in sorted(set(candidates)) if abs(len(c) - len(name)) <= limit),
+               default=None)
+    return best[1] if best and best[0] <= limit else None
+
+
+def edits(a: str, b: str) -> int:
+    """Insertions, deletions, substitutions and swaps of two neighbours that turn `a` into `b`."""
+    before, row = None, list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            cost = min(row[j] + 1, current[j - 1] + 1, row[j - 1] + (x != y))
+            if before is not None and i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                cost = min(cost, before[j - 2] + 1)
+            current.append(cost)
+        before, row = row, current
+    return row[-1]
 
 
 def diagnostics_json(diagnostics: Iterable[Diagnostic]) -> str:

@@ -219,8 +219,9 @@ def _escaped(code: str) -> str | None:
 # -- checking -----------------------------------------------------------------------------------
 
 def analyze(text: str, schema: dict[str, str], segments: set[str], experiments: dict[str, set[str]],
-            expect: str = "bool") -> Checked:
-    """Parse and type-check one expression; never raises (problems are in `.errors`)."""
+            expect: str = "bool", text_dsl: bool = False) -> Checked:
+    """Parse and type-check one expression; never raises (problems are in `.errors`). `text_dsl`: hints
+    are written for a .collect file rather than YAML."""
     too_deep = Checked(errors=[ExprError("expr-syntax", f"the expression is nested more than {MAX_DEPTH} levels "
                                                         "deep; split it into segments")], canonical=text.strip())
     try:
@@ -229,7 +230,7 @@ def analyze(text: str, schema: dict[str, str], segments: set[str], experiments: 
             return too_deep
         from .exprcheck import Checker
 
-        return Checker(schema, segments, experiments).run(node, expect)
+        return Checker(schema, segments, experiments, text_dsl).run(node, expect)
     except ExprError as err:
         return Checked(errors=[err], canonical=text.strip())
     except RecursionError:

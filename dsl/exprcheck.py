@@ -7,8 +7,9 @@ import json
 import re
 from decimal import Decimal
 
-from .diagnostics import suggest
+from .diagnostics import closest, near_typo, suggest
 from .expr import FUNCTIONS, NOT_CONSTANT, NUMBER_TYPES, Checked, ExprError, Node
+from .fields import NAMESPACES
 from .timeparse import MAX_DAYS, format_duration
 
 # binding strength, loosest first; an operand binding looser than its operator needs parentheses
@@ -18,12 +19,15 @@ ORDERED = {"number", "date", "datetime", "str", "duration"}
 DYNAMIC_CALLS = {"variant", "segment", "days_since"}
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # NAME in dsl/expr.lark
 KEYWORDS = {"and", "or", "not", "in", "between", "is", "null", "true", "false"}
+CUSTOM_FIELD = re.compile(r"(customer|invoice)\.[a-z_][a-z0-9_]*")  # what `fields:` may declare (dsl/model.py)
 
 
 class Checker:
-    def __init__(self, schema: dict[str, str], segments: set[str], experiments: dict[str, set[str]]):
+    def __init__(self, schema: dict[str, str], segments: set[str], experiments: dict[str, set[str]],
+                 text_dsl: bool = False):
         self.schema = {k: NUMBER_TYPES.get(v, v) for k, v in schema.items()}
         self.segments, self.experiments = segments, experiments
+        self.text_dsl = text_dsl  # hints are written in the syntax of the file: `field x: str` or `fields: {...}`
         self.out = Checked()
 
     def run(self, node: Node, expect: str) -> Checked:
@@ -55,9 +59,33 @@ class Checker:
         if node.value in self.schema:
             self.out.fields.add(node.value)
             return self.schema[node.value]
-        self.error("unknown-field", f"unknown field '{node.value}'", node, suggest(node.value, self.schema)
-                   or "declare custom columns under fields:, e.g. fields: { customer.tier: str }")
+        self.error("unknown-field", f"unknown field '{node.value}'", node, self._field_hint(node.value))
         return "any"
+
+    def _field_hint(self, name: str) -> str | None:
+        """A near-typo of a known field: did you mean it. A name that could be a column of the CSV: how to
+        declare it, after a 'did you mean' if a field's name is alike. Else the fields of its namespace.
+        Names are compared after the namespace, which every field of it shares: `customer.segmento` is not
+        like `customer.name`."""
+        namespace, _, attr = name.partition(".")
+        if namespace not in NAMESPACES:  # custmer.name
+            return suggest(name, self.schema) or f"fields start with {', '.join(n + '.' for n in NAMESPACES)}"
+        siblings = {f.partition(".")[2]: f for f in self.schema if f.partition(".")[0] == namespace}
+        typo = near_typo(attr, siblings)
+        if typo is not None:
+            return f"did you mean '{siblings[typo]}'?"
+        alike = closest(attr, siblings)
+        other = next((f for f in sorted(self.schema) if f.partition(".")[2] == attr), None)  # invoice.name
+        similar = f"did you mean '{siblings[alike] if alike else other}'?" if alike or other else None
+        lower = name.lower()
+        if CUSTOM_FIELD.fullmatch(lower):
+            declare = f"field {lower}: str" if self.text_dsl else f"fields: {{ {lower}: str }}"
+            where = "with a field line" if self.text_dsl else "under fields"
+            case = "" if lower == name else f"; custom field names are lowercase, so write {lower}"
+            if similar:
+                return f"{similar} If it is a column of your CSV, declare it {where}, e.g. {declare}{case}"
+            return f"a column of your CSV must be declared {where} before use, e.g. {declare}{case}"
+        return similar or f"fields of {namespace}: {', '.join(sorted(siblings.values()))}"
 
     def _t_name(self, node: Node) -> str:
         if node.value in self.segments:

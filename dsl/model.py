@@ -70,6 +70,10 @@ _EXPR_SCHEMA = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "boolean"
 
 Duration = Annotated[str, BeforeValidator(_duration), WithJsonSchema(
     {"type": "string", "pattern": r"^\s*\d+\s*[mhdw]\s*$", "description": "a duration: 30m, 12h, 7d, 2w"})]
+# a length of time that must be more than none (a cap's window, a cooldown): `0d` is an error, not "off"
+PositiveDuration = Annotated[str, BeforeValidator(_duration), WithJsonSchema(
+    {"type": "string", "pattern": r"^\s*0*[1-9]\d*\s*[mhdw]\s*$",
+     "description": "a duration of more than 0: 30m, 12h, 7d, 2w"})]
 TriggerText = Annotated[str, BeforeValidator(_trigger), WithJsonSchema(
     {"type": "string", "pattern": r"^\s*(?:due|event|promise)\s*(?:[+-]\s*\d+\s*d)?\s*(?:\s\d{1,2}:\d{2})?\s*$",
      "description": "due±Nd, event±Nd or promise±Nd, optionally followed by a local time HH:MM"})]
@@ -107,8 +111,22 @@ class Calendar(Model):
 class Cap(Model):
     channel: str = "any"
     max: int = Field(gt=0, le=10_000)
-    per: Duration
-    cooldown_after_conversation: Duration | None = None
+    per: PositiveDuration
+    cooldown_after_conversation: PositiveDuration | None = None
+
+    @field_validator("per")
+    @classmethod
+    def _some_period(cls, value):
+        if timeparse.parse_duration(value) == 0:  # a window of no length: the cap would never hold anything
+            raise ValueError("per must be more than 0: a cap counts the contacts of a period such as 1d or 7d")
+        return value
+
+    @field_validator("cooldown_after_conversation")
+    @classmethod
+    def _some_cooldown(cls, value):
+        if value is not None and timeparse.parse_duration(value) == 0:
+            raise ValueError("cooldown_after_conversation must be more than 0 (for no cooldown, leave it out)")
+        return value
 
 
 class Escalation(Model):

@@ -63,7 +63,7 @@ def load_yaml(text: str, file: str, diags: Diagnostics) -> Located | None:
             return None
         mark = exc.problem_mark or exc.context_mark
         span = Span(file, mark.line + 1, mark.column + 1) if mark else Span(file, 1, 1)
-        diags.error("yaml-syntax", f"YAML syntax error: {exc.problem or exc}", span)
+        diags.error("yaml-syntax", f"YAML syntax error: {exc.problem or exc}", span, syntax_hint(text, exc))
         return None
     except yaml.YAMLError as exc:
         diags.error("yaml-syntax", f"YAML error: {exc}", Span(file, 1, 1))
@@ -86,6 +86,137 @@ def load_yaml(text: str, file: str, diags: Diagnostics) -> Located | None:
                     "write the values out instead of repeating aliases (*name) or nesting so deep")
         return None
     return located
+
+
+# -- what a syntax error most likely means ---------------------------------------------------------
+# YAML reports where the parser gave up, which is often a line after the mistake and in its own words.
+# Two mistakes are recognised when the pattern leaves no doubt; for anything else the message stays as is.
+
+_BREAK = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")  # YAML's line breaks (marks count lines by them)
+_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")  # a key as policies write them: when, mon-fri, customer.tier
+# `key: some words` (plain text, so it could go on over the next lines)
+_PLAIN_VALUE = re.compile(r"^\s*(?:-\s+)?[A-Za-z0-9_][^:#]*:\s+[^\s'\"{\[|>&*!#%@`][^#]*?\s\S[^#]*$")
+_TOP_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*:(\s|$)")  # `stages:`, at the start of a line
+MAX_SCAN_LINES = 5000
+_FLOWS = {"while parsing a flow mapping": ("{", "}"), "while parsing a flow sequence": ("[", "]")}
+
+
+def syntax_hint(text: str, exc: yaml.MarkedYAMLError) -> str | None:
+    """A hint that names the line to fix, for a key written without its ':' and for a '{' or '[' that is
+    never closed; None when the error does not match one of them beyond doubt."""
+    mark = exc.problem_mark
+    if mark is None:
+        return None
+    lines = _BREAK.split(text)
+    try:
+        if exc.context in _FLOWS and exc.context_mark is not None:
+            return _unclosed_flow(lines, exc.context_mark, mark, *_FLOWS[exc.context])
+        if str(exc.problem or "").startswith("mapping values are not allowed"):
+            return _missing_colon(text, lines, mark)
+        if (exc.context == "while scanning a simple key" and exc.context_mark is not None
+                and str(exc.problem or "").startswith("could not find expected ':'")
+                and exc.context_mark.line < mark.line):
+            # a line where a key belongs, in a mapping that already has one: it is reported at the next line
+            return _no_colon_after(lines, exc.context_mark.line, exc.context_mark.column)
+    except Exception:  # noqa: BLE001 - a hint is a bonus: a pattern that does not fit after all gives none
+        return None
+    return None
+
+
+def _unclosed_flow(lines: list[str], opened, mark, opener: str, closer: str) -> str | None:
+    """`- { id: a, at: due` and the next item on the following line: the parser only notices at that line.
+    Recognised when the line where it gave up is back at (or left of) the indentation of the line that
+    opened the collection, so it starts the next thing and cannot be more of the collection (a missing ','
+    inside a collection written over several lines is indented further), and closes nothing it did not open."""
+    if mark.line <= opened.line or lines[opened.line][opened.column:opened.column + 1] != opener:
+        return None
+    here = lines[mark.line] if mark.line < len(lines) else ""
+    if here.strip() and (_indent(here) > _indent(lines[opened.line]) or _net_closing(here) > 0):
+        return None
+    last = next(n for n in range(mark.line - 1, opened.line - 1, -1)
+                if lines[n].strip() and not lines[n].lstrip().startswith("#"))
+    return (f"the '{opener}' opened on line {opened.line + 1}, column {opened.column + 1} is never closed: "
+            f"add the missing '{closer}' at the end of line {last + 1}")
+
+
+def _missing_colon(text: str, lines: list[str], mark) -> str | None:
+    """`when invoice.days_past_due > 30` then `steps:`: without its ':', the first line and the next key run
+    together into one plain text, and the parser only objects at the next ':'. Recognised from the tokens:
+    the text before the ':' is plain, starts where a key starts (first on its line, or after '- '), on an
+    earlier line, and its first word is a key."""
+    # scan again from the top-level key before the error (where the scanner's state is plain) to the end of
+    # its line; a policy's sections are short, and a section too long to scan quickly gets no hint
+    first = next((n for n in range(mark.line - 1, -1, -1) if _TOP_KEY.match(lines[n])), 0)
+    if mark.line - first > MAX_SCAN_LINES:
+        return None
+    starts = [0] + [m.end() for m in _BREAK.finditer(text)]
+    end = starts[mark.line + 1] if mark.line + 1 < len(starts) else len(text)
+    last = None
+    try:
+        for token in yaml.scan(text[starts[first]:end], Loader=yaml.SafeLoader):
+            last = token
+    except yaml.MarkedYAMLError:
+        pass
+    if not isinstance(last, yaml.ScalarToken) or not last.plain:
+        return None
+    start, column = first + last.start_mark.line, last.start_mark.column
+    if start >= mark.line or first + last.end_mark.line != mark.line:
+        return None
+    more = any(lines[n].strip() for n in range(start + 1, mark.line))  # the text went on over more lines
+    return _no_colon_after(lines, start, column, more, aligned=_indent(lines[mark.line]) == column)
+
+
+def _no_colon_after(lines: list[str], number: int, column: int, more: bool = False,
+                    aligned: bool = True) -> str | None:
+    """The hint for line `number`, where a key starts at `column` but no ':' follows it. `aligned`: the key
+    that comes next is at the same column; a key written with its value must be, a parent key need not."""
+    line = lines[number]
+    if line[:column].strip() not in ("", "-"):  # a value (`when: x` then an over-indented key) is not this mistake
+        return None
+    key, _, value = line[column:].split(" #")[0].strip().partition(" ")
+    if not _KEY.fullmatch(key):
+        return None
+    if not value.strip():
+        return f"line {number + 1} has no ':' after '{key}'"
+    if not aligned:
+        return None
+    hint = f"line {number + 1} has no ':' after '{key}': write {key}: {value.strip()}{' ...' if more else ''}"
+    above = next((n for n in range(number - 1, -1, -1) if lines[n].strip() and not lines[n].lstrip().startswith("#")),
+                 None)
+    if above is not None and _PLAIN_VALUE.match(lines[above].split(" #")[0].rstrip()):  # may go on with its text
+        hint += f"; or, if it goes on with the text of line {above + 1}, indent it further"
+    return hint
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _net_closing(line: str) -> int:
+    """How many more '}' and ']' than '{' and '[' a line has, outside quotes and comments."""
+    depth = lowest = 0
+    quote = None
+    i = 0
+    while i < len(line):
+        char = line[i]
+        if quote:
+            if char == "\\" and quote == '"':
+                i += 1  # the escaped character
+            elif char == quote and line[i + 1:i + 2] == quote == "'":
+                i += 1  # '' is a quote inside single quotes
+            elif char == quote:
+                quote = None
+        elif char in "'\"" and (i == 0 or line[i - 1] in " \t{[,"):  # an apostrophe inside a word is text
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1] in " \t"):
+            break
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            lowest = min(lowest, depth)
+        i += 1
+    return -lowest
 
 
 def _expanded_size(node, memo: dict, depth: int) -> int:
@@ -206,5 +337,6 @@ def load_yaml_file(path) -> object:
     located = load_yaml(text, str(path), diags)
     if diags.items:
         first = diags.items[0]
-        raise ValueError(f"{first.span.file}:{first.span.line}:{first.span.col}: {first.message}")
+        hint = f" ({first.hint})" if first.hint and first.code == "yaml-syntax" else ""  # the line to fix
+        raise ValueError(f"{first.span.file}:{first.span.line}:{first.span.col}: {first.message}{hint}")
     return located.data if located else None

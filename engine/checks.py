@@ -6,7 +6,9 @@
 - a step whose day lies outside its stage's `when`, or inside an earlier stage that takes the invoice;
 - a channel whose window never opens;
 - two steps of one stage with the same trigger, channel and condition (a double send);
-- a stage whose own cadence already exceeds a cap (the cap would defer or skip some of its steps).
+- a stage whose own cadence already exceeds a cap (the cap would defer or skip some of its steps);
+- `catch_up: none` with `max_lateness: 0m`: runs come on a schedule, after a step's trigger, so nearly
+  every step would be missed.
 Stage membership is decided statically only when `when` depends on nothing but the invoice's age
 (`invoice.days_past_due` / `days_to_due`), which is how stages are written in practice.
 Steps that can never fire are left out of the double-send and cadence checks, and so are steps and caps
@@ -28,6 +30,7 @@ def run_checks(comp) -> None:
     _never_open_windows(comp)
     _double_sends(comp, dead)
     _cadence_vs_caps(comp, dead)
+    _no_lateness(comp)
 
 
 def _never_true(comp) -> set[tuple]:
@@ -194,6 +197,21 @@ def _cadence_vs_caps(comp, dead: set[tuple]) -> None:
                                    f"{len(ids)} messages on {cap.channel} within {cap.per}; this cap allows "
                                    f"{cap.max}, so it will {comp.policy.on_cap} {len(ids) - cap.max} of them",
                                    comp.span(("caps", ci)))
+
+
+def _no_lateness(comp) -> None:
+    """`max_lateness: 0m` means what it says (a step is missed unless a run happens at its very trigger), and
+    with `catch_up: none` that is nearly every step in `collect run` / `serve`, which start a little after
+    their time; a simulation's ticks come exactly on time, so it would not show. Other catch_up modes do not use max_lateness."""
+    policy = comp.policy
+    if policy.catch_up != "none" or timeparse.parse_duration(policy.max_lateness) != 0:
+        return
+    if comp.broken(("max_lateness",)) or comp.broken(("catch_up",)):
+        return
+    comp.diags.warning("no-lateness", "with catch_up: none and max_lateness 0, a step is missed unless a run "
+                       "starts at its very trigger; scheduled runs come a little later, so nearly every step would "
+                       "be skipped as missed (a simulation's ticks come exactly on time and do not show it)",
+                       comp.span(("max_lateness",)), "allow at least the time between two runs, e.g. 1h")
 
 
 def _densest(by_trigger: dict[str, list[str]], width: int) -> list[list[str]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..dsl import timeparse
 from ..dsl.diagnostics import Diagnostics, PolicyError, Span, suggest
 from ..dsl.fields import schema_for
-from ..dsl.loader import load_policy
+from ..dsl.loader import TEXT_SUFFIXES, load_policy
 from ..dsl.model import BUILTIN_CHANNELS, EmailTemplate, Policy, WhatsAppTemplate
 from ..dsl.source import Located
 from .plan import Plan
@@ -255,7 +255,8 @@ def analyze_at(comp: Compilation, path: tuple, text: str, expect: str):
     from ..dsl import expr
 
     experiments = {name: set(e.variants) for name, e in comp.policy.experiments.items()}
-    checked = expr.analyze(text, comp.schema, set(comp.policy.segments), experiments, expect)
+    text_dsl = Path(comp.located.file).suffix in TEXT_SUFFIXES
+    checked = expr.analyze(text, comp.schema, set(comp.policy.segments), experiments, expect, text_dsl)
     for err in checked.errors:
         comp.diags.error(err.code, err.message, comp.located.expr_span(path, err.offset, err.length), err.hint)
     comp.exprs[path] = checked

@@ -170,6 +170,46 @@ def test_a_folded_duration_over_ten_years_is_an_error_not_a_crash(tmp_path):
         assert [(d.code, d.span.line, d.span.col) for d in result.diagnostics.items] == [("bad-value", 12, col)]
 
 
+@pytest.mark.parametrize("cap", ["{ channel: any, max: 3, per: 0d }", "{ max: 1, per: 00w }", "{ max: 1, per: 0m }",
+                                 "{ max: 1, per: 1d, cooldown_after_conversation: 0h }"])
+def test_a_cap_over_no_time_is_an_error_at_its_value_not_a_cap_that_never_holds(tmp_path, cap):
+    result = compile_text(tmp_path, f"caps:\n  - {cap}\nstages: {{}}\n")
+    assert result.plan is None
+    col = len("  - ") + cap.index(": 0") + 3
+    assert [(d.code, d.span.line, d.span.col) for d in result.diagnostics.items] == [("bad-value", 11, col)]
+    assert "must be more than 0" in result.diagnostics.items[0].message
+
+
+def test_a_cap_over_no_time_is_an_error_in_a_collect_file_too(tmp_path):
+    path = tmp_path / "p.collect"
+    path.write_text("policy t\ntimezone America/Lima\nwindow default mon-fri 08:00-19:00\n"
+                    "cap sms 1 per 0d\ncap any 2 per 1d cooldown after conversation 0m\n"
+                    "stage s when true { a at due: stop }\n", encoding="utf-8")
+    found = [(d.code, d.span.line, d.span.col) for d in compile_policy(path).diagnostics.items]
+    assert found == [("bad-value", 4, 15), ("bad-value", 5, 46)]
+
+
+@pytest.mark.parametrize("catch_up, warned", [("none", True), ("latest", False), ("all", False)])
+def test_max_lateness_zero_is_allowed_and_warned_about_only_with_catch_up_none(tmp_path, catch_up, warned):
+    """0 means no lateness at all: with catch_up: none a step is missed unless a run starts at its very trigger."""
+    result = compile_text(tmp_path, f"max_lateness: 0d\ncatch_up: {catch_up}\nstages: {{}}\n")
+    assert result.plan is not None and result.plan.to_dict()["max_lateness_minutes"] == 0
+    assert [(d.code, d.span.line) for d in result.diagnostics.items] == ([("no-lateness", 10)] if warned else [])
+    assert codes(compile_text(tmp_path, "max_lateness: 1h\ncatch_up: none\nstages: {}\n")) == []
+
+
+@pytest.mark.parametrize("name, declare", [("p.yaml", "fields: { customer.segmento: str }"),
+                                           ("p.collect", "field customer.segmento: str")])
+def test_an_undeclared_csv_column_is_told_how_to_declare_in_the_syntax_of_the_file(tmp_path, name, declare):
+    text = {"p.yaml": "policy: t\ntimezone: UTC\nsegments: { corp: customer.segmento == 'corp' }\nstages: {}\n",
+            "p.collect": "policy t\ntimezone UTC\nsegment corp = customer.segmento == 'corp'\n"
+                         "stage s when true { a at due: stop }\n"}[name]
+    (diag,) = compile_policy(tmp_path / name, text=text).diagnostics.items
+    assert (diag.code, diag.span.line) == ("unknown-field", 3)
+    assert "did you mean" not in diag.hint and diag.hint.endswith(declare)  # not 'customer.name'
+    assert diag.render().startswith(f"{tmp_path / name}:3:")
+
+
 def test_segment_call_and_bare_name_compile_to_the_same_plan(tmp_path):
     def plan(condition):
         return compile_text(tmp_path, "segments: { stop: customer.do_not_contact == true }\nstages:\n  s:\n"

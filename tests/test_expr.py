@@ -66,6 +66,38 @@ def test_did_you_mean_hints():
     assert check('variant("tone") == "frim"').errors[0].hint == "did you mean 'firm'?"
 
 
+@pytest.mark.parametrize("text, hint", [
+    # not a slip of the keyboard from a known field: most likely a CSV column that was not declared
+    ("customer.segmento == 'x'", "a column of your CSV must be declared under fields before use, "
+                                 "e.g. fields: { customer.segmento: str }"),
+    ("invoice.vendedor == 'x'", "a column of your CSV must be declared under fields before use, "
+                                "e.g. fields: { invoice.vendedor: str }"),
+    # a name only loosely like a known one keeps its 'did you mean', and says how to declare it
+    ("customer.tiers == 'x'", "did you mean 'customer.tier'?"),
+    ("customer.nombre == 'x'", "did you mean 'customer.name'? If it is a column of your CSV, declare it under fields, "
+                               "e.g. fields: { customer.nombre: str }"),
+    # near-typos of a built-in or declared field: only the 'did you mean'
+    ("customer.risk_scor > 1", "did you mean 'customer.risk_score'?"),
+    ("invoice.amout > 1", "did you mean 'invoice.amount'?"),
+    ("customer.emial == 'x'", "did you mean 'customer.email'?"),
+    # fields of their own: nothing to declare
+    ("contacts.total > 1", "fields of contacts: contacts.count_7d, contacts.last_channel"),
+    ("cliente.x == 1", "fields start with invoice., customer., contacts., promise."),
+])
+def test_an_unknown_field_says_how_to_declare_a_csv_column(text, hint):
+    (error,) = check(text).errors
+    assert error.code == "unknown-field" and error.hint == hint
+
+
+def test_the_declaration_hint_is_written_in_the_syntax_of_the_file():
+    (error,) = analyze("customer.segmento == 'x'", SCHEMA, SEGMENTS, EXPERIMENTS, "bool", text_dsl=True).errors
+    assert error.hint == "a column of your CSV must be declared with a field line before use, " \
+                         "e.g. field customer.segmento: str"
+    (error,) = check("customer.Segmento == 'x'").errors  # custom fields are lowercase
+    assert error.hint.endswith("fields: { customer.segmento: str }; custom field names are lowercase, "
+                               "so write customer.segmento")
+
+
 def test_all_errors_are_reported_not_only_the_first():
     codes = [e.code for e in check("customer.nmae > 1 and riskyy and invoice.amont < 2").errors]
     assert codes == ["unknown-field", "unknown-segment", "unknown-field"]

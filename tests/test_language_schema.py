@@ -85,6 +85,8 @@ INVALID = [
     ("bad day", 'windows: { default: { mon-fry: "08:00-19:00" } }'),
     ("setting not a scalar", "compliance_settings: { us-reg-f: { week: [a, b] } }"),
     ("empty expression", 'segments: { a: "" }'),
+    ("cap over no time", "caps: [ { max: 3, per: 0d } ]"),
+    ("zero cooldown", "caps: [ { max: 3, per: 7d, cooldown_after_conversation: 0h } ]"),
 ]
 
 
