@@ -13,6 +13,8 @@ are known, so that a filter or an operator applied to the wrong kind (`customer.
 
 from __future__ import annotations
 
+import re
+
 from ..dsl.diagnostics import suggest
 from .templates import RECORDS, VARIABLES, TemplateIssue, _column
 
@@ -191,7 +193,7 @@ class Walker:
         if attr not in known:
             what = base if base in RECORDS else _describe(base)
             self.issue("unknown-attribute", f"{what} has no field '{attr}'", node, needle or f".{attr}",
-                       suggest(attr, known))
+                       suggest(attr, known) or _declare_hint(base, attr))
         return known.get(attr, ANY)
 
     def members(self, base: str) -> dict[str, str] | None:
@@ -340,3 +342,11 @@ def _describe(kind: str) -> str:
     words = {"number": "a number", "str": "text", "bool": "true/false", "date": "a date", "datetime": "a date-time",
              "list": "a list", "list:invoice": "the list of invoices", "loop": "the loop", ANY: "a value"}
     return words.get(kind, f"the {kind} record" if kind in RECORDS else kind)
+
+
+def _declare_hint(base: str, attr: str) -> str | None:
+    """For a customer or invoice field that is no near-typo: a CSV column is usable once declared."""
+    if base not in ("customer", "invoice") or not re.fullmatch(r"[a-z_][a-z0-9_]*", attr):
+        return None
+    return (f"a column of your CSV must be declared before use: fields: {{ {base}.{attr}: str }} "
+            f"(in a .collect file: field {base}.{attr}: str)")

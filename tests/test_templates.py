@@ -42,6 +42,11 @@ def test_compile_time_errors(source, code, line, col):
 
 def test_hints_and_valid_templates():
     assert check_template("{{ customer.nmae }}", SCHEMA)[0].hint == "did you mean 'name'?"
+    assert check_template("{{ customer.segmento }}", SCHEMA)[0].hint == (  # an undeclared CSV column
+        "a column of your CSV must be declared before use: fields: { customer.segmento: str } "
+        "(in a .collect file: field customer.segmento: str)")
+    [issue] = check_template("{% for i in invoices %}{{ i.vendedor }}{% endfor %}", SCHEMA)
+    assert "fields: { invoice.vendedor: str }" in issue.hint
     ok = ("{% set n = invoices | length %}{% for i in invoices %}{{ i.number }} {{ loop.index }}{% endfor %}"
           "{{ customer.tier }} {{ n }} {{ total_balance | money }} {{ today | date('short') }} {{ pay_link }}")
     assert check_template(ok, SCHEMA) == []
