@@ -113,6 +113,8 @@ class Decider:
                     self.out.wake_at(moment)
             ctx = self._context(invoice)  # lazy: only the values read are computed
             if self._stopped(invoice, ctx):
+                if state.pending:
+                    self._close_pending(invoice, ctx)
                 continue
             ready += self._stage_steps(invoice, ctx, self._due_stage_steps(invoice))
             if invoice.id in with_facts:  # else no event step can concern this invoice
@@ -131,6 +133,20 @@ class Decider:
             ended = [r for r in group if r.invoice.id in self._stops]
             if ended:
                 self._emit(ended, "", "skipped", "stopped by step")
+
+    def _close_pending(self, invoice: InvoiceInfo, ctx: dict) -> None:
+        """Contacts of an invoice that has ended (paid, written off) that were deferred will never go out:
+        a row says so, as for every deferral (docs/files.md, contacts)."""
+        keys = [k for k in self.state.pending if k.split("|", 2)[1] == invoice.id]
+        if not keys:
+            return
+        reason = "written off" if invoice.status == "written_off" else "paid"
+        if invoice.id in self.state.stopped:
+            reason = "stopped by step"
+        for key in keys:
+            step = self.rt.steps.get(key.split("|", 1)[0])
+            if step is not None:  # else a step of an earlier plan: a changed plan decides everyone again
+                self._settle(Ready(step, invoice, key, self.utc, ctx), "skipped", reason)
 
     def _invoices_with_events(self) -> set[str] | frozenset:
         """Invoices that some event step may concern (any payment, promise or dispute)."""
@@ -388,8 +404,8 @@ class Decider:
         slot = self.rt.calendar.next_slot(channel, first, self.tz)
         if slot is not None and slot.at > first:
             return slot.reason or ""
-        capped, _ = self._cap_block(channel, first)
-        if capped:
+        capped = self._cap_block(channel, first)[0] if self.rt.on_cap == "defer" else None
+        if capped:  # with `on_cap: skip` a cap defers nothing
             return f"cap:{capped}"
         block = self._unlawful(group, channel, first.astimezone(self.tz))
         return block.reason if block is not None and block.until is not None else ""
@@ -435,10 +451,12 @@ class Decider:
         return recent
 
     def _defer(self, group: list[Ready], channel: str, reason: str, until: dt.datetime | None) -> None:
+        """A contact that cannot go now waits; a new deferral says what held it at its trigger when that
+        came earlier in this tick (the same row whatever the tick), else what holds it now."""
         self._waiting.append(group)
         new = [r for r in group if r.key not in self.state.pending]
         if new:
-            self._emit(new, channel, "deferred", reason)
+            self._emit(new, channel, "deferred", self._waited_for_opening(new, channel) or reason)
         self.out.wake_at(until)
 
     def _escalate(self, group: list[Ready], queue: str | None, reason: str) -> None:

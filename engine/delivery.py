@@ -122,7 +122,8 @@ def record(conn: Connection, results: list[Result], channels, now: dt.datetime) 
     if not rows:
         return
     conn.execute(update(s.contacts).where(s.contacts.c.key == bindparam("k")).values(
-        status=bindparam("status"), reason=bindparam("reason"), provider_id=bindparam("provider_id"),
+        status=bindparam("status"), reason=bindparam("reason"), decided_reason=bindparam("decided"),
+        provider_id=bindparam("provider_id"),
         error_code=bindparam("error_code"), attempts=bindparam("attempts"), cost=bindparam("cost"),
         next_attempt_at=bindparam("next_attempt_at"), tick_id=bindparam("tick"), updated_at=bindparam("updated")),
         rows)
@@ -145,7 +146,10 @@ def _row(r: Result, channels, now: dt.datetime) -> dict:
         reason = d.reason  # as the contacts file of `collect simulate` says it
     if status == "sent" and d.channel == "agent":
         status = "escalated"  # the task was handed to the agents' system
+    # the decision's reason stays in its column whatever `reason` now says (a row recovered from a store
+    # written before the column existed gets it here, before a retry's note replaces `reason`)
     return {"k": d.key, "status": {"retry": "sending", "waiting": "sending"}.get(status, status), "reason": reason,
+            "decided": d.reason,
             "provider_id": r.provider_id, "error_code": r.error_code, "attempts": attempts,
             "cost": channels.costs.get(d.channel) if status == "sent" else None, "next_attempt_at": retry_at,
             "tick": None, "updated": dt.datetime.now(dt.timezone.utc)}

@@ -79,6 +79,8 @@ class Runtime:
         self.stages = tuple(StageRt(s["name"], self._compile(s["when"]), tuple(map(self._step, s["steps"])))
                             for s in doc["stages"])
         self.events = {event: tuple(map(self._step, steps)) for event, steps in doc["events"].items()}
+        self.steps = {step.id: step for steps in (*(s.steps for s in self.stages), *self.events.values())
+                      for step in steps}  # by id (ids are unique in a policy)
         self.caps = tuple(CapRt(c["rule"], c["channel"], c["max"], c["per_minutes"] * 60,
                                 c["cooldown_minutes"] * 60 if c["cooldown_minutes"] else None)
                           for c in doc["caps"])

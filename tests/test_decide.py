@@ -494,3 +494,61 @@ def test_a_wait_for_a_cap_is_recorded_whatever_the_tick(tmp_path):
     assert [(d.at.strftime("%d %H:%M"), d.step, d.status, d.reason) for d in result.decisions] == [
         ("18 09:00", "a", "sent", ""), ("19 09:00", "b", "deferred", "cap:sms-1-per-1d"),
         ("19 09:00", "b", "sent", "cap:sms-1-per-1d")]
+
+
+def test_with_on_cap_skip_no_cap_deferral_is_ever_recorded(tmp_path):
+    """A cap held step b at its trigger (08:30) and freed before the tick (09:00): with `on_cap: skip`
+    a cap defers nothing, so the contact is a plain send."""
+    rt = runtime("""
+    caps: [ { channel: sms, max: 1, per: 1d } ]
+    on_cap: skip
+    stages:
+      early:
+        when: invoice.days_past_due >= 0
+        steps:
+          - { id: a, at: due 09:00, send: sms, template: m }
+          - { id: b, at: due+1d 08:30, send: sms, template: m }
+    """, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-18")  # a Wednesday
+    result = run(rt, [c], "2026-11-16", 5)
+    assert [(d.step, d.status, d.reason) for d in result.decisions] == [("a", "sent", ""), ("b", "sent", "")]
+
+
+@pytest.mark.parametrize("tick_s", [1800, 3600])
+def test_a_deferral_says_what_held_it_at_its_trigger_whatever_the_tick(tmp_path, tick_s):
+    """b is due at 07:30, before the 08:00 opening; at 08:00 a cap holds it until 09:00. Every tick of
+    an hour or less records the window, which held it first, not the cap the hourly tick meets."""
+    rt = runtime("""
+    caps: [ { channel: sms, max: 1, per: 1d } ]
+    stages:
+      early:
+        when: invoice.days_past_due >= 0
+        steps:
+          - { id: a, at: due 09:00, send: sms, template: m }
+          - { id: b, at: due+1d 07:30, send: sms, template: m }
+    """, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-18")  # a Wednesday
+    result = run(rt, [c], "2026-11-16", 5, tick_s=tick_s)
+    assert [(d.at.strftime("%d %H:%M"), d.status, d.reason) for d in result.decisions if d.step == "b"] == [
+        ("19 07:30" if tick_s == 1800 else "19 08:00", "deferred", "window"), ("19 09:00", "sent", "window")]
+
+
+def test_a_deferred_contact_whose_invoice_is_paid_meanwhile_is_closed_by_a_row(tmp_path):
+    """Due Saturday 14:00, deferred to Monday 08:00 (window); paid on Sunday: a row says what became of
+    the deferral, and the step is no longer pending."""
+    rt = runtime("""
+    stages:
+      pre:
+        when: invoice.days_past_due <= 0
+        steps:
+          - { id: p3, at: due-6d 14:00, send: email, template: m }
+    """, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-20")  # due-6d: Saturday 14 November
+    c.payments.append(PaymentInfo("P1", "F1", Decimal("1000"), dt.datetime(2026, 11, 15, 12, tzinfo=LIMA)))
+    result = run(rt, [c], "2026-11-10", 10)
+    assert [(d.at.strftime("%a %H:%M"), d.status, d.reason) for d in result.decisions] == [
+        ("Sat 14:00", "deferred", "window"), ("Sun 12:00", "skipped", "paid")]
+    assert c.pending == {} and c.done == {"p3|F1": "skipped"}

@@ -328,7 +328,7 @@ def _import(engine, tmp_path, kind: str, text: str) -> None:
 @pytest.mark.parametrize("change, then", [
     ("events", [("d0", "whatsapp", "skipped", 1), ("d0", "sms", "sent", 1)]),  # opted out: the next channel
     ("customers", [("d0", "whatsapp", "skipped", 1), ("d0", "", "skipped", 0)]),  # do_not_contact: closed
-    ("payments", [("d0", "whatsapp", "skipped", 1)]),  # paid: nothing more
+    ("payments", [("d0", "whatsapp", "skipped", 1), ("d0", "", "skipped", 0)]),  # paid: closed, nothing more
 ])
 def test_a_retry_is_withdrawn_when_the_customer_can_no_longer_be_contacted(setup, tmp_path, change, then):
     """SPEC 4.6: an opt-out and do_not_contact are absolute and a paid invoice gets nothing more, also
@@ -463,3 +463,20 @@ def test_an_older_report_never_replaces_a_newer_one(setup, tmp_path):
                               "2026-11-16T10:01,whatsapp,delivered,wamid.2\n")
     with engine.connect() as conn:
         assert conn.execute(select(s.contacts.c.delivery).where(s.contacts.c.provider_id == "wamid.2")).scalar() == "read"
+
+
+def test_a_contact_decided_before_the_store_kept_its_reason_keeps_it_through_a_retry(setup):
+    """A `sending` row left by a crash before migration 0004 has the decision's reason in `reason` and
+    none in `decided_reason`: the recovered delivery stores it before a retry's note replaces `reason`."""
+    from sqlalchemy import update
+
+    run, engine = setup(POLICY.replace("at: due,", "at: due 06:30,"), whatsapp=[BUSY, BUSY, OK])
+    run.tick(dt.datetime(2026, 11, 16, 12, tzinfo=dt.timezone.utc))  # 07:00 in Lima: deferred, window
+    run.tick(MONDAY)  # the send is decided; the provider is busy
+    with engine.begin() as conn:  # the row as a store written before 0004 has it after the upgrade
+        conn.execute(update(s.contacts).where(s.contacts.c.status == "sending").values(
+            reason="window", decided_reason=None, next_attempt_at=None, tick_id=None, attempts=0))
+    run.tick(MONDAY + dt.timedelta(minutes=1))  # recovered: busy again, a retry's note over `reason`
+    assert _history(engine)[-1][2].startswith("retrying from ")
+    run.tick(MONDAY + dt.timedelta(minutes=10))  # the retry goes through
+    assert _history(engine) == [("whatsapp", "deferred", "window"), ("whatsapp", "sent", "window")]

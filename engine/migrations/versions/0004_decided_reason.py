@@ -20,8 +20,11 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("contacts") as table:
-        # nullable: the rows written before have none (their `reason` is the decision's until a retry)
         table.add_column(sa.Column("decided_reason", sa.Text))
+    # a row's `reason` is the decision's until a retry writes its note over it: keep it before one does
+    # (a row whose note already replaced it keeps NULL; its reason is lost)
+    op.execute("UPDATE contacts SET decided_reason = reason WHERE reason IS NOT NULL "
+               "AND reason NOT LIKE 'retrying from %'")
 
 
 def downgrade() -> None:
