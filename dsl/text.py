@@ -59,11 +59,13 @@ def load_text(text: str, file: str, diags: Diagnostics) -> Located | None:
             return None
     builder = _Builder(file, diags)
     builder.located.source = text
+    stand_ins = [r for r in ranges or () if r.stand_in is not None]  # in file order, as the statements
     for statement in tree.children:
+        while stand_ins and stand_ins[0].begin < getattr(statement.meta, "start_pos", 0):
+            builder.stand_in(*stand_ins.pop(0).stand_in)
         builder.statement(statement)
-    for left_out in ranges or ():
-        if left_out.stand_in is not None:
-            builder.stand_in(*left_out.stand_in)
+    for left_out in stand_ins:
+        builder.stand_in(*left_out.stand_in)
     return builder.located
 
 
@@ -179,7 +181,7 @@ def _left_out(chunk: str, start: int, problems: list[_Problem], file: str, first
     word = _FIRST_WORD.match(chunk)
     kind = word.group(1) if word else None
     lines = chunk.split("\n")
-    alone = ";" not in chunk[chunk.rfind("}") + 1:]  # no other statement after it on its last line
+    alone = _alone(chunk)
     if kind in ("stage", "on") and all(p.line > 1 for p in problems):
         broken = [lines[p.line - 1] for p in problems]
         if any("{" in line or "}" in line or _statement_word(line) for line in broken):
@@ -189,10 +191,27 @@ def _left_out(chunk: str, start: int, problems: list[_Problem], file: str, first
     if kind == "on" or (kind in LEAVE_OUT and "{" not in chunk):  # nothing else hidden in a block
         return [_LeftOut(start, start + len(chunk))] if alone else None
     named = NAMED[kind].match(chunk) if kind in NAMED else None
-    if named and alone and not any(p.line > 1 and _statement_word(lines[p.line - 1]) for p in problems):
+    if named and alone and not any(_statement_word(line) for line in lines[1:]):  # none left in its block
         return [_LeftOut(start, start + len(chunk), _stand_in(kind, named, Span(file, first_line + 1,
                                                                                 named.start(1) + 1)))]
     return None
+
+
+_SEPARATORS = re.compile(r'"""(?:(?!""").)*(?:"""|\Z)|"(?:\\.|[^"\\\n])*"?|#[^\n]*|[{};]', re.S)
+
+
+def _alone(chunk: str) -> bool:
+    """No other statement shares the chunk: no ';' outside its blocks, strings and comments."""
+    depth = 0
+    for match in _SEPARATORS.finditer(chunk):
+        token = match.group()
+        if token == "{":
+            depth += 1
+        elif token == "}":
+            depth = max(depth - 1, 0)
+        elif token == ";" and depth == 0:
+            return False
+    return True
 
 
 def _stand_in(kind: str, named: re.Match, span: Span) -> tuple:

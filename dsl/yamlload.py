@@ -107,6 +107,7 @@ def syntax_hint(text: str, exc: yaml.MarkedYAMLError) -> str | None:
     mark = exc.problem_mark
     if mark is None:
         return None
+    text = text.removeprefix("\ufeff")  # the parser's marks do not count a byte order mark
     lines = _BREAK.split(text)
     try:
         if exc.context in _FLOWS and exc.context_mark is not None:
@@ -135,6 +136,14 @@ def _unclosed_flow(lines: list[str], opened, mark, opener: str, closer: str) -> 
         return None
     last = next(n for n in range(mark.line - 1, opened.line - 1, -1)
                 if lines[n].strip() and not lines[n].lstrip().startswith("#"))
+    inside = [line for line in lines[opened.line + 1:last + 1] if line.strip() and not line.lstrip().startswith("#")]
+    if any(_indent(line) <= _indent(lines[opened.line]) for line in inside) or "#" in lines[last]:
+        return None  # a line in between belongs to something else: where the closer goes is not certain
+    fixed = lines[:last] + [lines[last].rstrip() + closer] + lines[last + 1:]
+    try:  # the advice must mend the file (an unclosed quote looks the same to the parser, and is not)
+        yaml.compose("\n".join(fixed), Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
     return (f"the '{opener}' opened on line {opened.line + 1}, column {opened.column + 1} is never closed: "
             f"add the missing '{closer}' at the end of line {last + 1}")
 

@@ -26,7 +26,7 @@ AGE_FIELDS = {"invoice.days_past_due", "invoice.days_to_due"}
 
 def run_checks(comp) -> None:
     never = _never_true(comp)
-    dead = _dead_steps(comp, never)
+    dead = comp.dead_steps = _dead_steps(comp, never)
     _never_open_windows(comp)
     _double_sends(comp, dead)
     _cadence_vs_caps(comp, dead)

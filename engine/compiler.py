@@ -49,6 +49,7 @@ class Compilation:
     templates: dict[str, dict] = field(default_factory=dict)  # name -> channel -> model/str
     exprs: dict[tuple, object] = field(default_factory=dict)  # data path -> expr.Checked
     compliance: list[dict] = field(default_factory=list)  # the resolved compliance profiles
+    dead_steps: set = field(default_factory=set)  # paths of the steps that can never fire (engine.checks)
 
     def span(self, path, prefer_key: bool = False) -> Span:
         return self.located.span(path, prefer_key)

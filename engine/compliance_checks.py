@@ -36,7 +36,9 @@ class Finding:
     rule: str
 
 
-def check_plan(plan: dict, compliance: list[dict]) -> list[Finding]:
+def check_plan(plan: dict, compliance: list[dict], dead: set[str] = frozenset()) -> list[Finding]:
+    """`dead`: ids of the steps that can never fire (outside their stage, a condition never true): a
+    cadence does not count them."""
     findings: list[Finding] = []
     windows = plan["windows"]["channels"]
     steps = [s for stage in plan["stages"] for s in stage["steps"]]
@@ -46,7 +48,7 @@ def check_plan(plan: dict, compliance: list[dict]) -> list[Finding]:
             if step["action"] == "send" and step["channels"]:
                 findings += _step_windows(doc, step, windows)
         for stage in plan["stages"]:
-            findings += _cadence(doc, stage, windows)
+            findings += _cadence(doc, _live(stage, dead), windows)
     return findings
 
 
@@ -178,6 +180,16 @@ def _goes_out(step: dict, weekday: int, windows: dict, open_hours: dict) -> _Tri
             if start < hi:
                 return _Trigger((day + offset) * 1440 + start, day * 1440 + time, channel, step["id"], weekday)
     return None
+
+
+def _live(stage: dict, dead: set[str]) -> dict:
+    """The stage with only the steps that can go out: not the dead ones, nor those a day after a `stop`
+    step without a condition (the invoice has ended by then)."""
+    stops = [s["trigger"]["days"] for s in stage["steps"] if s["action"] == "stop" and not s["for"] and not s["if"]
+             and s["id"] not in dead]
+    end = min(stops, default=None)
+    steps = [s for s in stage["steps"] if s["id"] not in dead and (end is None or s["trigger"]["days"] <= end)]
+    return {**stage, "steps": steps}
 
 
 def _triggers(stage: dict, rule: dict, weekday: int, windows: dict, open_hours) -> list[_Trigger]:

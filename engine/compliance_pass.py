@@ -83,7 +83,8 @@ def check_steps(comp, plan_doc: dict, docs: list[dict]) -> None:
     from .compliance_checks import check_plan
 
     places = {step.id: path for path, _owner, step in comp.policy.all_steps()}
-    for finding in check_plan(plan_doc, docs):
+    dead = {step_id for step_id, path in places.items() if path in comp.dead_steps}
+    for finding in check_plan(plan_doc, docs, dead):
         path = places.get(finding.step_id)
         span = comp.span(path + ("id",)) if path else comp.span(("compliance",), prefer_key=True)
         report = comp.diags.error if finding.severity == "error" else comp.diags.warning

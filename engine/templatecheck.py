@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from ..dsl.diagnostics import suggest
+from ..dsl.diagnostics import near_typo, suggest
 from .templates import RECORDS, VARIABLES, TemplateIssue, _column
 
 ANY = "any"
@@ -193,7 +193,7 @@ class Walker:
         if attr not in known:
             what = base if base in RECORDS else _describe(base)
             self.issue("unknown-attribute", f"{what} has no field '{attr}'", node, needle or f".{attr}",
-                       suggest(attr, known) or _declare_hint(base, attr))
+                       _attribute_hint(base, attr, known))
         return known.get(attr, ANY)
 
     def members(self, base: str) -> dict[str, str] | None:
@@ -344,9 +344,17 @@ def _describe(kind: str) -> str:
     return words.get(kind, f"the {kind} record" if kind in RECORDS else kind)
 
 
-def _declare_hint(base: str, attr: str) -> str | None:
-    """For a customer or invoice field that is no near-typo: a CSV column is usable once declared."""
-    if base not in ("customer", "invoice") or not re.fullmatch(r"[a-z_][a-z0-9_]*", attr):
-        return None
-    return (f"a column of your CSV must be declared before use: fields: {{ {base}.{attr}: str }} "
-            f"(in a .collect file: field {base}.{attr}: str)")
+def _attribute_hint(base: str, attr: str, known) -> str | None:
+    """As for expressions (dsl/exprcheck.py): a slip of the keyboard gets its 'did you mean'; a name that
+    could be a column of the CSV says how to declare it, after a 'did you mean' when a field is alike."""
+    typo = near_typo(attr, known)
+    if typo is not None:
+        return f"did you mean '{typo}'?"
+    alike, lower = suggest(attr, known), attr.lower()
+    if base not in ("customer", "invoice") or not re.fullmatch(r"[a-z_][a-z0-9_]*", lower):
+        return alike
+    how = (f"before use: fields: {{ {base}.{lower}: str }} (in a .collect file: field {base}.{lower}: str)"
+           + ("" if lower == attr else "; custom field names are lowercase"))
+    if alike:
+        return f"{alike} If it is a column of your CSV, declare it {how}"
+    return f"a column of your CSV must be declared {how}"
