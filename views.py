@@ -481,10 +481,11 @@ def report_sections(data: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         ["promises kept", _pct(promises["kept_rate_pct"]),
          f"{promises['kept']} kept, {promises['broken']} broken of {promises['due']} due; {promises['made']} made"],
     ]
-    priced = any(Decimal(c["cost"]) for c in data["contacts"].values())
+    priced = any(c["cost"] is not None for c in data["contacts"].values())
     contacts = [[channel, *(str(c[k]) for k in ("sent", "failed", "sending", "delivered")),
                  _pct(c["delivery_rate_pct"]), _pct(c["failure_rate_pct"])]
-                + ([_cost(c["cost"]), "n/a" if c["cost_per_contact"] is None else _unit_cost(c["cost_per_contact"])]
+                + (["n/a" if c["cost"] is None else _cost(c["cost"]),
+                    "n/a" if c["cost_per_contact"] is None else _unit_cost(c["cost_per_contact"])]
                    if priced else [])
                 for channel, c in data["contacts"].items()]
     return [

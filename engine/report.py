@@ -38,7 +38,8 @@ KPIs (a ratio whose denominator is zero is None, shown as "n/a": never a 0 that 
   clicked or replied; failure rate = failed / (sent + failed) x 100, None when nothing was settled;
   delivery rate = delivered / (sent + failed) x 100, None when nothing was settled or the channel has
   no provider report at all (unknown, not 0); cost (channels.yaml `costs`, kept on each delivered
-  contact) and cost per contact = cost / sent, None when nothing was sent.
+  contact) and cost per contact = cost / sent, None when nothing was sent; both None when no contact
+  of the channel has a cost (no costs configured: unknown, not 0).
 - deferrals by reason; agent tasks by queue (every task, whatever its status).
 """
 
@@ -162,7 +163,7 @@ def _promises(conn, book: dict[str, _Invoice], zone_of, start: dt.date, today: d
 
 def _contacts(conn) -> tuple[dict, Counter]:
     counts: dict[str, Counter] = defaultdict(Counter)
-    costs: dict[str, Decimal] = defaultdict(Decimal)
+    costs: dict[str, Decimal | None] = defaultdict(lambda: None)  # None: no contact with a known cost
     deferrals: Counter = Counter()
     c = s.contacts.c
     for r in conn.execute(select(c.channel, c.status, c.reason, c.cost, c.delivery, c.attempts, c.provider_id)):
@@ -174,18 +175,18 @@ def _contacts(conn) -> tuple[dict, Counter]:
             counts[channel]["delivered"] += r.delivery in DELIVERY_TYPES
             counts[channel]["reported"] += r.delivery is not None
         if r.cost is not None:
-            costs[channel] += r.cost
+            costs[channel] = (costs[channel] or Decimal(0)) + r.cost
         if r.status == "deferred":
             deferrals[r.reason or "?"] += 1
     return {ch: _channel(n, costs[ch]) for ch, n in sorted(counts.items())}, deferrals
 
 
-def _channel(n: Counter, cost: Decimal) -> dict:
+def _channel(n: Counter, cost: Decimal | None) -> dict:
     settled = n["sent"] + n["failed"]
     return {"sent": n["sent"], "failed": n["failed"], "sending": n["sending"], "delivered": n["delivered"],
             "delivery_rate_pct": _pct(n["delivered"], settled if n["reported"] else 0),
             "failure_rate_pct": _text(failure_rate_pct(n["sent"], n["failed"])),
-            "cost": str(cost), "cost_per_contact": _text(cost_per_contact(cost, n["sent"]))}
+            "cost": _text(cost), "cost_per_contact": None if cost is None else _text(cost_per_contact(cost, n["sent"]))}
 
 
 def report(engine, today: dt.date, days: int = 30, timezone: str = "UTC") -> dict:

@@ -148,7 +148,7 @@ def test_delivery_and_failure_rate_per_channel(tmp_path):
         add_contact(engine, n, channel, status, delivery, cost="0.50" if channel == "sms" else None)
     contacts = report(engine, DAY)["contacts"]
     assert contacts["email"] == {"sent": 3, "failed": 1, "sending": 1, "delivered": 2, "delivery_rate_pct": "50.0",
-                                 "failure_rate_pct": "25.0", "cost": "0", "cost_per_contact": "0.0000"}
+                                 "failure_rate_pct": "25.0", "cost": None, "cost_per_contact": None}  # no cost known
     # sms: no provider report at all, so its delivery rate is unknown; voice: nothing settled nor sent
     assert (contacts["sms"]["delivery_rate_pct"], contacts["sms"]["failure_rate_pct"],
             contacts["sms"]["cost_per_contact"]) == (None, "0.0", "0.5000")
@@ -299,6 +299,6 @@ def test_table_view_shows_costs_only_when_some_contact_has_one(book, db_url):
     out = _table(db_url)
     assert "cost" in next(line for line in out.splitlines() if "┃ channel" in line)
     assert _cells(out, "sms")[-2:] == ["1,234.545", "411.5150"]  # 3 sent, one without a cost
-    assert _cells(out, "email")[-2:] == ["0.00", "0.0000"]
+    assert _cells(out, "email")[-2:] == ["n/a", "n/a"]  # no cost known for email: unknown, not 0
     html = _table(db_url, "--format", "html")
     assert "1,234.545" in html and "<th>cost</th>" in html
