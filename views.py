@@ -366,8 +366,6 @@ def _kpi_difference(first, second, key: str) -> str:
     if first is None or second is None:
         return "n/a"
     difference = second - first
-    if key == "recovery_rate":
-        return f"{difference * 100:+.1f} pp"
     if key.endswith("_pct"):
         return f"{difference:+.1f} pp"
     if key == "dso_days":
@@ -384,8 +382,6 @@ def _kpi_difference(first, second, key: str) -> str:
 def _kpi(value, key: str) -> str:
     if value is None:
         return "n/a"
-    if key == "recovery_rate":
-        return f"{value * 100:.1f}%"
     if key.endswith("_pct"):  # already a percentage rounded to 0.1, as `collect report` shows it
         return f"{value}%"
     if key == "dso_days":

@@ -30,6 +30,16 @@ def pct(part, whole) -> Decimal | None:
     return ratio(Decimal(part) * 100, whole, "0.1")
 
 
+def in_dso_period(issue_date: dt.date | None, today: dt.date) -> bool:
+    """Is an invoice's amount in DSO's denominator: issued in the 90 days ending with `today`?"""
+    return issue_date is not None and 0 <= (today - issue_date).days <= 90
+
+
+def dso_days(receivables, invoiced_90) -> Decimal | None:
+    """DSO = receivables / amount invoiced in the last 90 days x 90."""
+    return ratio(receivables * 90, invoiced_90, "0.1")
+
+
 def cei_pct(opening, invoiced, closing, closing_current) -> Decimal | None:
     """CEI = (opening + invoiced - closing) / (opening + invoiced - closing current) x 100."""
     return pct(opening + invoiced - closing, opening + invoiced - closing_current)

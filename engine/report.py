@@ -55,8 +55,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from . import store as s
-from .kpis import (BUCKETS, bucket, cei_pct, cost_per_contact, failure_rate_pct, pct, promise_outcome,
-                   promise_totals, ratio)
+from .kpis import (BUCKETS, bucket, cei_pct, cost_per_contact, dso_days, failure_rate_pct, in_dso_period, pct,
+                   promise_outcome, promise_totals, ratio)
 from .state import PAID_EPSILON, CustomerInfo, CustomerState, PaymentInfo, PromiseInfo
 from .storeio import DELIVERY_TYPES
 
@@ -204,15 +204,14 @@ def report(engine, today: dt.date, days: int = 30, timezone: str = "UTC") -> dic
         tasks = dict(conn.execute(select(s.agent_tasks.c.queue, func.count()).group_by(s.agent_tasks.c.queue)).all())
     aging = _aging(book, today)
     receivables = sum(aging.values(), ZERO)
-    invoiced_90 = sum((i.amount for i in book.values()
-                       if i.issue_date and 0 <= (today - i.issue_date).days <= 90), ZERO)
+    invoiced_90 = sum((i.amount for i in book.values() if in_dso_period(i.issue_date, today)), ZERO)
     return {
         "date": today.isoformat(),
         "period": {"first_day": (start + dt.timedelta(days=1)).isoformat(), "last_day": today.isoformat(),
                    "days": days},
         "aging": {k: str(v) for k, v in aging.items()},
         "receivables": str(receivables),
-        "dso_days": _ratio(receivables * 90, invoiced_90, "0.1"),
+        "dso_days": _text(dso_days(receivables, invoiced_90)),
         "cei": _cei(book, start, today, aging),
         "recovery": _recovery(book, start, today),
         "promises": promises,

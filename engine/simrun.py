@@ -20,7 +20,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from .files import FORMULA_START, spreadsheet_safe
-from .kpis import BUCKETS, bucket, cei_pct, cost_per_contact, failure_rate_pct, promise_outcome, promise_totals
+from .kpis import (BUCKETS, bucket, cei_pct, cost_per_contact, dso_days, failure_rate_pct, in_dso_period, pct,
+                   promise_outcome, promise_totals)
 from .runtime import Runtime
 from .simulate import SimResult, ceil_tick, run_customer, simulate, start_moment
 from .state import PAID_EPSILON, CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, PaymentInfo, PromiseInfo
@@ -140,7 +141,8 @@ def contacts_text(result: SimResult, fmt: str) -> str:
     return out.getvalue()
 
 
-MONEY = ("opening_balance", "closing_balance", "collected", "invoiced", "invoiced_in_horizon")
+MONEY = ("opening_balance", "closing_balance", "collected", "invoiced_in_horizon", "invoiced_90", "past_due_at_start",
+         "recovered")
 
 
 @dataclass
@@ -211,6 +213,8 @@ class Summary:
         for inv in state.invoices.values():
             if inv.status != "written_off" and inv.issue_date is not None and first <= inv.issue_date < after:
                 self.money["invoiced_in_horizon"] += inv.amount
+            if in_dso_period(inv.issue_date, last):  # any status, as collect report counts it
+                self.money["invoiced_90"] += inv.amount
             if inv.status in ("paid", "written_off"):
                 continue
             if inv.issue_date is not None and inv.issue_date >= after:
@@ -218,14 +222,18 @@ class Summary:
             paid = [p for p in state.payments if p.invoice_id == inv.id]
             before_start = sum((p.amount for p in paid if p.at < start), Decimal(0))
             before_end = sum((p.amount for p in paid if p.at < end), Decimal(0))
+            collected = sum((p.amount for p in paid if start <= p.at < end), Decimal(0))
             if inv.issue_date is None or inv.issue_date < first:
-                self.money["opening_balance"] += _open(inv.balance - before_start)
-            self.money["invoiced"] += inv.amount
+                opening = _open(inv.balance - before_start)
+                self.money["opening_balance"] += opening
+                if opening and inv.due_date < first - dt.timedelta(days=1):  # past due the day before: recovery
+                    self.money["past_due_at_start"] += opening
+                    self.money["recovered"] += min(collected, opening)
             closing = _open(inv.balance - before_end)
             self.money["closing_balance"] += closing
             if closing:
                 self.aging[bucket((last - inv.due_date).days)] += closing
-            self.money["collected"] += sum((p.amount for p in paid if start <= p.at < end), Decimal(0))
+            self.money["collected"] += collected
         if state.promises:
             for promise in state.promises:
                 made, due, kept = promise_outcome(state, promise, first - dt.timedelta(days=1), last, tz)
@@ -241,15 +249,15 @@ class Summary:
         self.priced = self.priced or other.priced
 
     def finish(self, days: int) -> None:
-        """Projected KPIs over the horizon (formulas in docs/simulate.md)."""
+        """Projected KPIs over the horizon, with `collect report`'s formulas (docs/simulate.md)."""
         m = {k: self.money.get(k, Decimal(0)) for k in MONEY}
         promises = promise_totals(*(self.promises.get(k, 0) for k in ("made", "due", "kept")))
         self.kpis = {
             "opening_balance": m["opening_balance"], "closing_balance": m["closing_balance"],
             "collected": m["collected"],
             # None, shown as n/a, when a ratio has no denominator: a 0 would read as a measured value
-            "recovery_rate": m["collected"] / m["opening_balance"] if m["opening_balance"] > PAID_EPSILON else None,
-            "dso_days": m["closing_balance"] / m["invoiced"] * (days or 1) if m["invoiced"] else None,
+            "recovery_rate_pct": pct(m["recovered"], m["past_due_at_start"]),
+            "dso_days": dso_days(m["closing_balance"], m["invoiced_90"]),
             "cei_pct": cei_pct(m["opening_balance"], m["invoiced_in_horizon"], m["closing_balance"],
                                self.aging.get("current", Decimal(0))),
             **{f"promises_{k}": v for k, v in promises.items()},

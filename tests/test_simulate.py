@@ -226,11 +226,11 @@ def test_kpis_without_a_denominator_are_none_and_shown_as_na(tmp_path):
     result = run_simulation(plan, load_portfolio(plan, tmp_path / "p.csv"), start=dt.date(2026, 11, 15), days=30,
                             behavior="historic")
     kpis = summarize(result, kpis=True).kpis
-    assert kpis["recovery_rate"] is None and kpis["dso_days"] is None
+    assert kpis["recovery_rate_pct"] is None and kpis["dso_days"] is None
     out = runner.invoke(app, ["simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(tmp_path / "p.csv"),
                               "--start", "2026-11-15", "--behavior", "historic"])
     assert out.exit_code == 0, out.output
-    assert [line for line in out.output.splitlines() if "recovery_rate" in line and "n/a" in line]
+    assert [line for line in out.output.splitlines() if "recovery_rate_pct" in line and "n/a" in line]
 
 def test_erp_export_through_a_map(tmp_path):
     erp = tmp_path / "erp.csv"
@@ -401,7 +401,7 @@ def test_two_contacts_in_one_tick_never_pay_more_than_the_balance(tmp_path):
                                         f"I1,C1,100,2026-03-01,{PHONES}\n", behavior=str(tmp_path / "b.yaml"))
     assert [d.channel for d in result.decisions if d.status == "sent"] == ["email", "sms"]
     assert sum(p.amount for p in result.states["C1"].payments) == Decimal(100)
-    assert (kpis["collected"], kpis["closing_balance"], kpis["recovery_rate"]) == (Decimal(100), 0, 1)
+    assert (kpis["collected"], kpis["closing_balance"]) == (Decimal(100), 0)
 
 
 @pytest.mark.parametrize("paid_at, opening, collected, closing", [
@@ -429,7 +429,8 @@ def test_kpis_count_only_issued_invoices_and_no_payment_of_a_paid_one(tmp_path):
                                    f"P,C5,70,0,2026-02-01,2026-02-20,paid,{PHONES}\n",
                          payments="invoice_id,amount,paid_at\nP,70,2026-03-03\n")
     assert (kpis["opening_balance"], kpis["closing_balance"], kpis["collected"]) == (100, 140, 0)
-    assert kpis["dso_days"] == Decimal(140) / Decimal(140) * 10  # invoiced: I1 + I3
+    # collect report's DSO: closing 140 / invoiced in the 90 days to the last day (I1, I3 and P: any status) x 90
+    assert kpis["dso_days"] == Decimal("60.0")
 
 
 def test_compare_shows_the_difference_of_the_kpis_and_the_exact_cost(tmp_path):
@@ -446,7 +447,7 @@ def test_compare_shows_the_difference_of_the_kpis_and_the_exact_cost(tmp_path):
     assert result.exit_code == 0, result.output
     kpis = result.output[result.output.index("Projected KPIs"):]
     assert "new - old" in kpis.splitlines()[2]
-    assert [line for line in kpis.splitlines() if "recovery_rate" in line and " pp" in line]
+    assert [line for line in kpis.splitlines() if "cei_pct" in line and (" pp" in line or "n/a" in line)]
     cost = next(line for line in result.output.splitlines() if line.startswith("Message cost"))
     assert "0.046" in cost and "new - old" in cost
 
@@ -454,8 +455,8 @@ def test_compare_shows_the_difference_of_the_kpis_and_the_exact_cost(tmp_path):
 def test_kpi_differences_are_na_without_a_value():
     from collect.views import _cost, _kpi_difference
 
-    assert _kpi_difference(None, Decimal("0.5"), "recovery_rate") == "n/a"
-    assert _kpi_difference(Decimal("0.25"), Decimal("0.5"), "recovery_rate") == "+25.0 pp"
+    assert _kpi_difference(None, Decimal("50.0"), "recovery_rate_pct") == "n/a"
+    assert _kpi_difference(Decimal("25.0"), Decimal("50.0"), "recovery_rate_pct") == "+25.0 pp"
     assert _kpi_difference(Decimal(100), Decimal(40), "collected") == "-60.00"
     assert (_cost(Decimal("0.045")), _cost(Decimal("3")), _cost(Decimal("-0.001"), sign=True)) == ("0.045", "3.00",
                                                                                                   "-0.001")

@@ -123,6 +123,9 @@ def test_the_projection_is_what_collect_report_computes_from_the_same_data(tmp_p
     data = report(engine, dt.date(2026, 3, 10), days=10, timezone="UTC")
     assert data["aging"] == {k: str(v) for k, v in summary.aging_buckets().items()}
     assert data["cei"]["cei_pct"] == str(summary.kpis["cei_pct"])
+    assert (data["dso_days"], data["recovery"]["recovery_rate_pct"]) == (
+        str(summary.kpis["dso_days"]), str(summary.kpis["recovery_rate_pct"]))
+    assert data["receivables"] == str(summary.kpis["closing_balance"])
     projected = {k: summary.kpis[f"promises_{k}"] for k in ("made", "due", "kept", "broken", "kept_rate_pct")}
     assert data["promises"] == {**projected, "kept_rate_pct": str(projected["kept_rate_pct"])}
 
