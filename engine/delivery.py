@@ -19,6 +19,7 @@ for the rest of the tick (its messages wait for the next one). Outcomes (SPEC 4.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -56,8 +57,12 @@ class Result:
     opted_out: bool = False
 
 
-def deliver_all(deliveries: list[Delivery], channels) -> list[Result]:
-    """Deliver every message, channel by channel in parallel; outcomes in the order given.
+def deliver_all(deliveries: list[Delivery], channels, on_result=None) -> list[Result]:
+    """Deliver every message, channel by channel in parallel; outcomes in the order given. `on_result`
+    is called with each outcome as soon as it is known (from the channel's thread), so that it can be
+    stored at once: a crash later in the tick must not deliver again what a provider already took. When
+    it fails (the store is locked), no channel sends anything more: what could not be stored would be
+    sent again; the messages not tried wait for the next tick.
 
     Messages are rendered here first, in this thread: rendering is CPU work that threads would not
     speed up, and lazy imports or template caches are not shared between threads while they fill."""
@@ -69,23 +74,38 @@ def deliver_all(deliveries: list[Delivery], channels) -> list[Result]:
         except Exception as exc:  # noqa: BLE001 - the template cannot be rendered: this channel cannot work
             reason = channels.redact(f"template: {type(exc).__name__}: {exc}")
             done[d.key] = Result(d, "failed", reason, error_code="render")
+            if on_result is not None:
+                on_result(done[d.key])
             continue
         by_channel.setdefault(d.channel, []).append((d, message))
     if by_channel:
+        stop = threading.Event()
+
+        def kept(result: Result) -> None:
+            try:
+                on_result(result)
+            except BaseException:
+                stop.set()
+                raise
         with ThreadPoolExecutor(max_workers=len(by_channel), thread_name_prefix="deliver") as pool:
-            futures = [pool.submit(_deliver_channel, items, channels) for items in by_channel.values()]
+            futures = [pool.submit(_deliver_channel, items, channels, on_result and kept, stop)
+                       for items in by_channel.values()]
             done.update({r.delivery.key: r for f in futures for r in f.result()})
     return [done[d.key] for d in deliveries]
 
 
-def _deliver_channel(items: list, channels) -> list[Result]:
+def _deliver_channel(items: list, channels, on_result=None, stop=None) -> list[Result]:
     results, failing = [], 0
     for d, message in items:
+        if stop is not None and stop.is_set():
+            break  # an outcome could not be stored: send nothing more this tick
         if failing >= BREAKER:
-            results.append(Result(d, "waiting", f"not tried: {d.channel} failed {BREAKER} times in a row"))
-            continue
-        result = _attempt(d, message, channels)
-        failing = failing + 1 if result.status == "retry" else 0
+            result = Result(d, "waiting", f"not tried: {d.channel} failed {BREAKER} times in a row")
+        else:
+            result = _attempt(d, message, channels)
+            failing = failing + 1 if result.status == "retry" else 0
+        if on_result is not None:
+            on_result(result)
         results.append(result)
     return results
 

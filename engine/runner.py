@@ -27,6 +27,7 @@ import contextlib
 import datetime as dt
 import os
 import socket
+import threading
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
@@ -245,9 +246,22 @@ class Runner:
     # -- delivery -----------------------------------------------------------------------------------
 
     def _deliver(self, deliveries: list[Delivery], summary: TickSummary, now: dt.datetime) -> None:
-        results = deliver_all(deliveries, self.channels)
-        with self.engine.begin() as conn:
-            record(conn, results, self.channels, now)
+        lock, failed = threading.Lock(), []
+
+        def keep(result) -> None:  # each outcome as it comes: a crash later in the tick resends none of them
+            with lock:
+                try:
+                    with self.engine.begin() as conn:
+                        record(conn, [result], self.channels, now)
+                except Exception as exc:
+                    failed.append(exc)
+                    raise
+        try:
+            results = deliver_all(deliveries, self.channels, keep)
+        except Exception:
+            if failed:
+                raise failed[0] from None  # the first store failure is the cause, not what followed it
+            raise
         for r in results:
             if r.status == "sent":
                 summary.by_channel[r.delivery.channel] += 1

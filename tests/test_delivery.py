@@ -244,6 +244,43 @@ def test_secrets_never_reach_history_or_output(tmp_path, monkeypatch):
     assert "s3cr3t-value-123" not in result.reason and "***" in result.reason
 
 
+def test_each_outcome_is_kept_before_the_channel_sends_its_next_message(tmp_path):
+    """A crash during delivery must not send again what a provider already took: the tick stores each
+    outcome as it comes (deliver_all's on_result), not the batch's at the end."""
+    from collect.engine.delivery import Delivery, deliver_all
+
+    channels = Channels({"sms": {"adapter": "file", "path": str(tmp_path / "o.jsonl")}})
+    events = []
+
+    class Provider:
+        def send(self, message):
+            events.append(("send", message))
+            return DeliveryResult.sent(f"id-{message}")
+
+    channels.instances["sms"] = Provider()
+    keys = ("k1", "k2", "k3")
+    deliver_all([Delivery(k, "sms", "C1", (f"d0|{k}",), 0, lambda k=k: k) for k in keys], channels,
+                lambda result: events.append(("kept", result.delivery.key)))
+    assert events == [(what, k) for k in keys for what in ("send", "kept")]
+
+
+def test_a_tick_stores_an_outcome_before_the_next_message_goes(setup):
+    run, engine = setup(rows="F1,C1,100,2026-11-16,ACME,pagos@acme.pe,+51987654321\n"
+                             "F2,C2,100,2026-11-16,BETA,pagos@beta.pe,+51987654322\n"
+                             "F3,C3,100,2026-11-16,GAMA,pagos@gama.pe,+51987654323\n", whatsapp=[OK])
+    seen = []
+    provider = run.channels("whatsapp")
+    send = provider.send
+
+    def watching(message):  # what the store says of the contacts when each message is handed over
+        with engine.connect() as conn:
+            seen.append(sorted(r.status for r in conn.execute(select(s.contacts.c.status))))
+        return send(message)
+    provider.send = watching
+    run.tick(MONDAY)
+    assert len(seen) == 3 and [statuses.count("sent") for statuses in seen] == [0, 1, 2]
+
+
 def test_example_channels_yaml_costs_are_recorded(setup):
     run, engine = setup(whatsapp=[OK])
     run.channels.costs = {"whatsapp": __import__("decimal").Decimal("0.03")}
