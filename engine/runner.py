@@ -64,6 +64,18 @@ def next_look(conn: Connection, customer_id: str, plan_hash: str, now: dt.dateti
     return wake if wake is not None and wake > now and not plan_changed(conn, plan_hash) else None
 
 
+def _steps_of(row) -> tuple[str, ...]:
+    """The step instances a stored contact settles. A row written before the store kept them (schema
+    revision 0002) has them only in its key, PLAN|STEP|INVOICE,STEP|INVOICE|STATUS|CHANNEL (decide.py
+    `_contact_key`); the hashed key of a very large group names none."""
+    if row.steps is not None:
+        return tuple(row.steps)
+    parts = row.key.split("|")
+    if len(parts) < 5 or parts[-2] not in ("sent", "escalated"):
+        return ()
+    return tuple(row.key.split("|", 1)[1].rsplit("|", 2)[0].split(","))
+
+
 def _decided_reason(row) -> str:
     """The decision's reason of a stored contact (of a `sent` one: why it waited first). A row written
     before the store kept it (schema revision 0004) has it in `reason` until a retry's note replaced it."""
@@ -343,7 +355,7 @@ class Runner:
                                 row.stage, row.step, row.channel, row.template, "sent", _decided_reason(row),
                                 contact_key=row.key, queue=row.queue, priority=to_float(row.priority),
                                 webhook=row.webhook)
-            steps = () if row.channel == "agent" else row.steps or ()
+            steps = () if row.channel == "agent" else _steps_of(row)
             deliveries.append(self._delivery(row.key, row.channel, row.customer_id, steps, row.attempts,
                                              decision, state))
         if withdrawn:
@@ -360,7 +372,7 @@ class Runner:
                 conn.execute(update(s.contacts).where(s.contacts.c.key == row.key).values(
                     status="skipped", reason=f"withdrawn before delivery: {why}", tick_id=None,
                     next_attempt_at=None, updated_at=updated))
-            reopen(conn, [(row.customer_id, tuple(row.steps or ()), row.channel, f"withdrawn: {why}")
+            reopen(conn, [(row.customer_id, _steps_of(row), row.channel, f"withdrawn: {why}")
                           for row, why in rows], now)
         summary.statuses["withdrawn"] += len(rows)
 

@@ -517,3 +517,25 @@ def test_a_contact_decided_before_the_store_kept_its_reason_keeps_it_through_a_r
     assert _history(engine)[-1][2].startswith("retrying from ")
     run.tick(MONDAY + dt.timedelta(minutes=10))  # the retry goes through
     assert _history(engine) == [("whatsapp", "deferred", "window"), ("whatsapp", "sent", "window")]
+
+
+def test_a_sending_contact_of_a_store_from_before_0002_still_falls_back(setup, db_url):
+    """Migration 0002 left contacts.steps empty on the rows it found: a contact left `sending` by an old
+    collect, refused for good after the upgrade, must still open its step's next channel."""
+    from alembic import command
+
+    class Dies:
+        def send(self, message):
+            raise KeyboardInterrupt  # the process dies before the provider is called
+
+    run, engine = setup(whatsapp=[INVALID], sms=[OK], email=[OK])
+    run.channels.instances["whatsapp"] = Dies()
+    with pytest.raises(KeyboardInterrupt):
+        run.tick(MONDAY)
+    with engine.begin() as conn:  # the store as collect 0.1 left it
+        command.downgrade(s._alembic_config(conn), "0001")
+    s.migrate(engine)  # collect db upgrade
+    run.channels.instances["whatsapp"] = Scripted(INVALID)
+    run.tick(MONDAY.replace(hour=16))
+    run.tick(MONDAY.replace(hour=17))
+    assert ("d0", "sms", "sent", 1) in contacts(engine)
