@@ -358,8 +358,15 @@ def run(policy: PolicyArg, db: DbOpt = None,
     plan = _compile(policy, quiet=quiet).plan
     moment = _parse_now(now)
     adapters = _channels(channels, plan)
+    from sqlalchemy.exc import DBAPIError
+
+    from .engine.store import one_line
+
     try:
         summary = Runner(_store(db), plan, adapters, pay_link=adapters.pay_link).tick(moment, dry_run=dry_run)
+    except DBAPIError as exc:  # a store locked past its busy timeout, a server gone: the next run goes on
+        typer.echo(f"error: the store failed during the tick: {one_line(exc)}", err=True)
+        raise typer.Exit(EXIT_RUNTIME)
     finally:
         adapters.close()
     if not quiet:

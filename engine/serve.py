@@ -94,7 +94,9 @@ class Ticks:
         try:
             self.tick(now)
         except Exception as exc:  # noqa: BLE001 - one failed tick must not stop the service
-            self.log(f"tick at {now.isoformat(timespec='seconds')} failed: {exc}")
+            from .store import one_line
+
+            self.log(f"tick at {now.isoformat(timespec='seconds')} failed: {one_line(exc)}")
 
 
 def serve(tick, every: str | None = None, cron: str | None = None, log=print) -> None:

@@ -191,6 +191,15 @@ class StoreError(Exception):
     """The store cannot be opened: not there, not reachable, or its driver is missing."""
 
 
+def one_line(exc: BaseException) -> str:
+    """A failure as one line for an operator: a database error without its SQL, parameters and links
+    (`database is locked`, `connection refused`), anything else as it reads."""
+    from sqlalchemy.exc import DBAPIError
+
+    text = str(exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
+
+
 class StoreUrlError(StoreError):
     """The store URL is not a database URL, or names an unknown dialect."""
 

@@ -254,3 +254,23 @@ def test_store_error_masks_a_password_given_as_a_query_parameter():
     assert result.exit_code == 3, result.output
     line = one_error_line(result)
     assert "pg-s3cret" not in line and "password=***" in line and "sslmode=disable" in line
+
+
+def test_a_store_that_fails_during_a_tick_is_one_line_and_exit_3(tmp_path, monkeypatch):
+    """A store locked past its busy timeout (a backup, a long import) must not page cron with a
+    traceback and exit 1 ('the input is wrong'): one line, exit 3 (a runtime failure); serve the same."""
+    from collect.engine.runner import Runner
+    from collect.engine.serve import Ticks
+
+    locked = OperationalError("BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked"))
+
+    def tick(self, now, dry_run=False):
+        raise locked
+    monkeypatch.setattr(Runner, "tick", tick)
+    result = runner.invoke(app, ["run", str(EXAMPLE / "policy.yaml"), "--db", f"sqlite:///{tmp_path / 'c.db'}",
+                                 "--now", "2026-11-16T14:00:00Z", "--quiet"])
+    assert result.exit_code == 3
+    assert result.output.strip() == "error: the store failed during the tick: database is locked"
+    lines = []
+    Ticks(lambda now: tick(None, now), log=lines.append)._tick()
+    assert len(lines) == 1 and lines[0].endswith("failed: database is locked")
