@@ -15,7 +15,7 @@ from sqlalchemy import select
 from . import store as s
 from .decide import decide, stopped
 from .events import customer_facts, invoice_context, occurrences, promise_active
-from .runner import next_look
+from .runner import NEVER, next_look
 from .runtime import Runtime
 from .state import balance_at
 from .storeio import load_states
@@ -56,7 +56,7 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
     header = {"invoice": invoice_id, "customer": state.customer.id, "now": local.isoformat(timespec="minutes"),
               "stage": stage or "(none)", "days_past_due": ctx["invoice.days_past_due"],
               "balance": str(balance_at(state, invoice, local)), "status": ctx["invoice.status"],
-              "next_look": look.astimezone(tz).isoformat(timespec="minutes") if look else "now"}
+              "next_look": _next_look(look, tz)}
     mine = [c for c in contacts if invoice_id in c.invoice_ids.split(";")]
     next_tick, silent = ({}, set()) if look else _next_tick(rt, state, invoice_id, local)
     ended = stopped(rt, state, invoice, local)
@@ -122,6 +122,13 @@ def _rest(state, invoice, local, stopped, stage, owner, trigger, occ) -> tuple[s
     return "paused", f"promise to pay by {promise.promised_date}" if promise else "the invoice is disputed"
 
 
+def _next_look(look: dt.datetime | None, tz) -> str:
+    """When the customer is looked at next: `now`, a local time, or `never` (nothing ahead)."""
+    if look is None:
+        return "now"
+    return "never" if look >= NEVER else look.astimezone(tz).isoformat(timespec="minutes")
+
+
 def _from_memory(state, key: str, step_id: str, owner: str, contacts) -> StepLine | None:
     """A step instance settled or deferred at an earlier tick, as the store remembers it."""
     if key in state.pending:
@@ -138,6 +145,8 @@ def _from_memory(state, key: str, step_id: str, owner: str, contacts) -> StepLin
     if last is not None and last.status == "escalated":
         why = f"task in queue {last.queue}" + (f", priority {last.priority}" if last.priority else "")
     elif last is not None and last.channel:
-        why = f"on {last.channel}" + (f" after deferral ({rows[0].reason})" if len(rows) > 1 else "") + (
-            f"; {last.reason}" if last.reason and len(rows) == 1 else "")
+        deferred = next((c for c in rows[:-1] if c.status == "deferred"), None)
+        refused = [f"{c.channel} failed ({c.reason})" for c in rows[:-1] if c.status == "failed"]
+        why = (f"on {last.channel}" + (f" after deferral ({deferred.reason})" if deferred else "")
+               + (f" after {', '.join(refused)}" if refused else "") + (f"; {last.reason}" if last.reason and len(rows) == 1 else ""))
     return StepLine(owner, step_id, "fired" if status == "sent" else status, when, why)

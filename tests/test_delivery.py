@@ -539,3 +539,14 @@ def test_a_sending_contact_of_a_store_from_before_0002_still_falls_back(setup, d
     run.tick(MONDAY.replace(hour=16))
     run.tick(MONDAY.replace(hour=17))
     assert ("d0", "sms", "sent", 1) in contacts(engine)
+
+
+def test_explain_tells_a_fallback_after_a_refusal_from_a_deferral(setup, db_url, tmp_path):
+    run, engine = setup(whatsapp=[INVALID], sms=[OK])
+    run.tick(MONDAY)
+    out = CliRunner().invoke(app, ["explain", str(tmp_path / "policy.yaml"), "--invoice", "F1", "--db", db_url,
+                                   "--now", MONDAY.replace(hour=17).isoformat()], env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    line = next(line for line in out.output.splitlines() if " d0 " in line)
+    assert "on sms after whatsapp failed (21211 The 'To' number is not a valid phone number.)" in line
+    assert "deferral" not in line and "next_look never" in out.output  # nothing ahead: not year 9999
