@@ -177,7 +177,7 @@ def simulate(
     tick: Annotated[int, typer.Option(min=1, max=1440, help="Minutes between ticks (as cron runs `collect run`).")] = 60,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: one per core for "
                                                  "large portfolios).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary or progress.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary, progress or warnings.")] = False,
     format: FormatOpt = Format.text,
 ) -> None:
     """Dry run over a horizon: what would be sent, when, and what it does to the KPIs. With --compare OLD,

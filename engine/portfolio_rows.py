@@ -51,6 +51,11 @@ def _customer_from(cells: Cells, custom: dict) -> dict:
         hint = suggest(values["timezone"], _zones())
         cells.problem("timezone", f"unknown time zone '{values['timezone']}'" + (f" ({hint})" if hint else ""))
         values["timezone"] = None
+    if values.get("country"):  # holidays, phone numbers and `compliance: auto` go by the ISO code
+        country = values["country"].upper()
+        if country not in _countries():
+            cells.problem("country", f"'{values['country']}' is not an ISO 3166 country code (two letters, e.g. PE)")
+        values["country"] = country if country in _countries() else None
     # true/false columns merge one by one, like attrs: an empty cell is no answer (boolean() gives None)
     flags = {col: cells.boolean(col) for col in FLAG_COLUMNS if col in cells.t.index}
     values["flags"] = {col: value for col, value in flags.items() if value is not None}
@@ -61,6 +66,12 @@ def _customer_from(cells: Cells, custom: dict) -> dict:
     attrs = {name: cells.typed(name, kind) for name, kind in custom["customer"].items() if name in cells.t.index}
     values["attrs"] = attrs
     return values
+
+
+def _countries() -> frozenset[str]:
+    import phonenumbers
+
+    return phonenumbers.SUPPORTED_REGIONS
 
 
 def _customer(cid: str, values: dict) -> Customer:
@@ -106,7 +117,7 @@ def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, curr
         due, issued = cells.date("due_date", True), cells.date("issue_date")
         status = (cells.text("status") or "open").lower()
         if status not in STATUSES:
-            cells.problem("status", f"unknown status '{status}' (expected {', '.join(STATUSES)})")
+            cells.problem("status", f"unknown status '{cells.text('status')}' (expected {', '.join(STATUSES)})")
         if due and issued and due < issued:
             cells.problem("due_date", f"due date {due} is before the issue date {issued}")
         if iid in first_row:

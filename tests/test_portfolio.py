@@ -87,13 +87,14 @@ def test_the_real_ibm_sample(tmp_path):
     if not REAL.exists():
         pytest.skip(f"real data not present at {REAL}")
     cmap = load_map(write(tmp_path, "m.yaml", "columns: { invoice_id: invoiceNumber, customer_id: customerID, "
-                          "amount: InvoiceAmount, due_date: DueDate, issue_date: InvoiceDate, country: countryCode, "
+                          "amount: InvoiceAmount, due_date: DueDate, issue_date: InvoiceDate, "
                           "paid_at: SettledDate }\ndate_format: '%m/%d/%Y'\n"))
     book = read(REAL, payments=REAL, colmap=cmap)
     assert len(book.invoices) == 2466 and len(book.customers) == 100
     first = book.invoices["0000611365"]
     assert (first.amount, first.due_date, first.issue_date) == (Decimal("55.94"), dt.date(2013, 2, 1), dt.date(2013, 1, 2))
     assert all(p.amount == book.invoices[p.invoice_id].amount for p in book.payments)
+    assert first.attrs["countryCode"] == "391"  # numeric codes, not ISO 3166: kept as text, not a country
 
 
 ROW = st.fixed_dictionaries({
@@ -237,3 +238,16 @@ def test_a_bad_customer_cell_repeated_on_the_customers_next_invoice_rows_is_repo
     clash = "column email: customer c2 already has email 'c@x.pe' from an earlier row; this row says 'd@x.pe'"
     assert problems(path) == [f"2: {consent}", f"2: {risk}", f"3: {consent}", f"3: {risk}", f"5: {clash}",
                               f"6: {clash}"]
+
+
+def test_a_country_must_be_an_iso_code_since_compliance_auto_and_holidays_go_by_it(tmp_path):
+    """`Peru` or the numeric `604` silently matched no compliance profile under `compliance: auto`."""
+    path = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date,country\n"
+                                    "F1,C1,10,2026-12-01,pe\nF2,C2,10,2026-12-01,Peru\nF3,C3,10,2026-12-01,604\n")
+    with pytest.raises(CsvError) as error:
+        read(path)
+    assert [str(p) for p in error.value.problems] == [
+        f"{path}:3: column country: 'Peru' is not an ISO 3166 country code (two letters, e.g. PE)",
+        f"{path}:4: column country: '604' is not an ISO 3166 country code (two letters, e.g. PE)"]
+    book = read(write(tmp_path, "q.csv", "invoice_id,customer_id,amount,due_date,country\nF1,C1,10,2026-12-01,pe\n"))
+    assert book.customers["C1"].country == "PE"
