@@ -489,6 +489,7 @@ def serve(policy: PolicyArg, db: DbOpt = None,
           cron: Annotated[Optional[str], typer.Option(help="A crontab expression instead, in local time, e.g. '0 8-20 * * mon-sat': ticks only at those times.")] = None,
           quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per tick (failures are still printed).")] = False) -> None:
     """Run the tick on a schedule (APScheduler) until stopped; one tick at a time, misfires coalesced."""
+    from . import views
     from .engine.runner import Runner
     from .engine.serve import parse_every
     from .engine.serve import serve as run_forever
@@ -513,8 +514,7 @@ def serve(policy: PolicyArg, db: DbOpt = None,
     def tick(now):
         summary = worker.tick(now)
         if not quiet:
-            typer.echo(f"{now.isoformat(timespec='seconds')}: {summary.customers} customers, "
-                       f"{dict(summary.statuses)}", err=True)
+            typer.echo(f"{now.isoformat(timespec='seconds')}: {views.tick_line(summary)}", err=True)
         for failure in summary.provider_failures:
             typer.echo(f"provider failure: {failure}", err=True)
 

@@ -395,6 +395,17 @@ def _kpi(value, key: str) -> str:
     return f"{value:,.2f}"
 
 
+def tick_line(summary) -> str:
+    """One line per tick for `collect serve`: what was decided, and what the providers took."""
+    decided = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items())) or "nothing due"
+    line = f"{summary.customers} customers decided: {decided}"
+    delivered = sum(summary.by_channel.values())
+    failed = sum(n for outcome, n in summary.delivery.items() if outcome != "sent")
+    if delivered or failed:
+        line += f"; delivered {delivered}" + (f", not delivered {failed}" if failed else "")
+    return line
+
+
 def show_tick(summary, dry_run: bool) -> None:
     console = _console()
     title = "Tick (dry run: nothing written or sent)" if dry_run else "Tick"
@@ -504,6 +515,9 @@ def show_report(data: dict) -> None:
     console = _console()
     console.print(Text(_report_title(data)))
     for title, columns, rows in report_sections(data):
+        if not rows:  # a table of nothing is a header to puzzle over
+            console.print(Text(f"{title}: none"))
+            continue
         table = Table(title=title, title_justify="left", min_width=len(title))
         for column in columns:
             justify = "left" if column in ("", "KPI", "channel", "from") else "right"

@@ -302,3 +302,11 @@ def test_table_view_shows_costs_only_when_some_contact_has_one(book, db_url):
     assert _cells(out, "email")[-2:] == ["n/a", "n/a"]  # no cost known for email: unknown, not 0
     html = _table(db_url, "--format", "html")
     assert "1,234.545" in html and "<th>cost</th>" in html
+
+
+def test_an_empty_section_is_one_line_not_a_bare_header(tmp_path):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    s.connect(db).dispose()
+    result = runner.invoke(app, ["report", "--db", db, "--date", "2026-03-31"])
+    assert result.exit_code == 0, result.output
+    assert "Deferrals by reason: none" in result.output and "Agent tasks by queue: none" in result.output

@@ -204,3 +204,15 @@ def test_the_cli_accepts_7_as_sunday_like_crontab():
     accepted = CliRunner().invoke(app, ["serve", "missing.yaml", "--cron", "0 8 * * 7"])
     refused = CliRunner().invoke(app, ["serve", "missing.yaml", "--cron", "0 8 * * 9"])
     assert (accepted.exit_code, refused.exit_code) == (1, 2), (accepted.output, refused.output)
+
+
+def test_a_tick_line_says_what_was_decided_and_delivered():
+    from collections import Counter
+
+    from collect.engine.runner import TickSummary
+    from collect.views import tick_line
+
+    summary = TickSummary(15, Counter({"sent": 9, "skipped": 24, "deferred": 2}), Counter({"sms": 4, "email": 5}),
+                          delivery=Counter({"sent": 9, "retry": 1}))
+    assert tick_line(summary) == "15 customers decided: 2 deferred, 9 sent, 24 skipped; delivered 9, not delivered 1"
+    assert tick_line(TickSummary()) == "0 customers decided: nothing due"
