@@ -545,13 +545,14 @@ th:first-child, td:first-child, td.text { text-align: left; }
 </head>
 <body>
 <h1>{{ title }}</h1>
-{% for caption, columns, rows in sections %}
+{% for caption, columns, rows in sections %}{% if rows %}
 <table>
 <caption>{{ caption }}</caption>
 <tr>{% for column in columns %}<th>{{ column }}</th>{% endfor %}</tr>
 {% for row in rows %}<tr>{% for cell in row %}
 <td{% if columns[loop.index0] == "from" %} class="text"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
-{% endfor %}</table>
+{% endfor %}</table>{% else %}
+<p>{{ caption }}: none</p>{% endif %}
 {% endfor %}
 </body>
 </html>

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from ..dsl.diagnostics import suggest
@@ -68,10 +69,14 @@ def _customer_from(cells: Cells, custom: dict) -> dict:
     return values
 
 
+@lru_cache(maxsize=1)
 def _countries() -> frozenset[str]:
-    import phonenumbers
+    """ISO 3166-1 alpha-2 codes (with the exceptionally reserved ones, such as AC), from the CLDR data
+    Babel carries, less CLDR's groupings and placeholders (EU, UN, ZZ ...)."""
+    from babel import Locale
 
-    return phonenumbers.SUPPORTED_REGIONS
+    groupings = {"EU", "EZ", "QO", "UN", "XA", "XB", "ZZ"}
+    return frozenset(k for k in Locale("en").territories if len(k) == 2 and k.isalpha()) - groupings
 
 
 def _customer(cid: str, values: dict) -> Customer:

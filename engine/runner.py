@@ -64,16 +64,16 @@ def next_look(conn: Connection, customer_id: str, plan_hash: str, now: dt.dateti
     return wake if wake is not None and wake > now and not plan_changed(conn, plan_hash) else None
 
 
-def _steps_of(row) -> tuple[str, ...]:
+def _steps_of(row, rt: Runtime) -> tuple[str, ...]:
     """The step instances a stored contact settles. A row written before the store kept them (schema
-    revision 0002) has them only in its key, PLAN|STEP|INVOICE,STEP|INVOICE|STATUS|CHANNEL (decide.py
-    `_contact_key`); the hashed key of a very large group names none."""
+    revision 0002) names them by its step and invoices: STEP|INVOICE for a stage step; an event step's
+    instance also names its occurrence, which such a row does not keep, so none is known."""
     if row.steps is not None:
         return tuple(row.steps)
-    parts = row.key.split("|")
-    if len(parts) < 5 or parts[-2] not in ("sent", "escalated"):
+    step = rt.steps.get(row.step)
+    if step is None or step.owner in rt.events:
         return ()
-    return tuple(row.key.split("|", 1)[1].rsplit("|", 2)[0].split(","))
+    return tuple(f"{row.step}|{invoice}" for invoice in row.invoice_ids.split(";"))
 
 
 def _decided_reason(row) -> str:
@@ -355,7 +355,7 @@ class Runner:
                                 row.stage, row.step, row.channel, row.template, "sent", _decided_reason(row),
                                 contact_key=row.key, queue=row.queue, priority=to_float(row.priority),
                                 webhook=row.webhook)
-            steps = () if row.channel == "agent" else _steps_of(row)
+            steps = () if row.channel == "agent" else _steps_of(row, self.rt)
             deliveries.append(self._delivery(row.key, row.channel, row.customer_id, steps, row.attempts,
                                              decision, state))
         if withdrawn:
@@ -372,7 +372,7 @@ class Runner:
                 conn.execute(update(s.contacts).where(s.contacts.c.key == row.key).values(
                     status="skipped", reason=f"withdrawn before delivery: {why}", tick_id=None,
                     next_attempt_at=None, updated_at=updated))
-            reopen(conn, [(row.customer_id, _steps_of(row), row.channel, f"withdrawn: {why}")
+            reopen(conn, [(row.customer_id, _steps_of(row, self.rt), row.channel, f"withdrawn: {why}")
                           for row, why in rows], now)
         summary.statuses["withdrawn"] += len(rows)
 

@@ -251,3 +251,12 @@ def test_a_country_must_be_an_iso_code_since_compliance_auto_and_holidays_go_by_
         f"{path}:4: column country: '604' is not an ISO 3166 country code (two letters, e.g. PE)"]
     book = read(write(tmp_path, "q.csv", "invoice_id,customer_id,amount,due_date,country\nF1,C1,10,2026-12-01,pe\n"))
     assert book.customers["C1"].country == "PE"
+
+
+def test_every_iso_country_code_is_a_country_and_groupings_are_not(tmp_path):
+    rows = "".join(f"F{n},C{n},10,2026-12-01,{code}\n" for n, code in enumerate(["UM", "PN", "AQ", "GS", "pe"]))
+    book = read(write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date,country\n" + rows))
+    assert [c.country for c in book.customers.values()] == ["UM", "PN", "AQ", "GS", "PE"]
+    for code in ("EU", "UN", "ZZ"):
+        with pytest.raises(CsvError, match="not an ISO 3166 country code"):
+            read(write(tmp_path, "q.csv", f"invoice_id,customer_id,amount,due_date,country\nF1,C1,10,2026-12-01,{code}\n"))
