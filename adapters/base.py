@@ -76,6 +76,9 @@ class Channel(Protocol):
     supports_html: bool  # sends message.html as such
     supports_templates: bool  # sends message.template_name as a provider template
     free_text: bool  # may send message.body without a provider template
+    # optional, default False: the receiving end drops a message whose key it has had (the file adapter;
+    # a webhook with its Idempotency-Key), so a crash that sends it again is harmless
+    dedupes: bool
 
     def send(self, message: Message) -> DeliveryResult: ...
 
@@ -131,6 +134,7 @@ class Adapter:
     supports_html: ClassVar[bool] = False
     supports_templates: ClassVar[bool] = False
     free_text: ClassVar[bool] = True
+    dedupes: ClassVar[bool] = False
     Settings: ClassVar[type[Settings]] = Settings
 
     def __init__(self, channel: str, **settings):

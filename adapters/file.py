@@ -22,6 +22,7 @@ class FileChannel(Adapter):
     supports_html = True
     supports_templates = True  # the line keeps template_name and params as they are
     free_text = True
+    dedupes = True  # a key already in the file is not written again
     Settings = FileSettings
 
     def __init__(self, channel: str, **settings):

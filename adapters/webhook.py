@@ -40,6 +40,7 @@ class WebhookChannel(HttpAdapter):
     supports_html = True
     supports_templates = True
     free_text = True
+    dedupes = True  # the body carries Idempotency-Key: the receiver drops a key it has had
     Settings = WebhookSettings
 
     def client_options(self) -> dict:

@@ -258,18 +258,26 @@ class Runner:
     # -- delivery -----------------------------------------------------------------------------------
 
     def _deliver(self, deliveries: list[Delivery], summary: TickSummary, now: dt.datetime) -> None:
-        lock, failed = threading.Lock(), []
+        lock, failed, later = threading.Lock(), [], []
 
-        def keep(result) -> None:  # each outcome as it comes: a crash later in the tick resends none of them
-            with lock:
+        def keep(result) -> None:
+            """Each outcome as it comes, so that a crash later in the tick sends none of them again; for a
+            channel whose receiver drops a key it has had, at the end, together (one transaction)."""
+            with lock:  # one connection for the channels' threads, one short transaction per outcome
+                if getattr(self.channels(result.delivery.channel), "dedupes", False):
+                    later.append(result)
+                    return
                 try:
-                    with self.engine.begin() as conn:
+                    with conn.begin():
                         record(conn, [result], self.channels, now)
                 except Exception as exc:
                     failed.append(exc)
                     raise
         try:
-            results = deliver_all(deliveries, self.channels, keep)
+            with self.engine.connect() as conn:
+                results = deliver_all(deliveries, self.channels, keep)
+                with conn.begin():
+                    record(conn, later, self.channels, now)
         except Exception:
             if failed:
                 raise failed[0] from None  # the first store failure is the cause, not what followed it

@@ -552,3 +552,21 @@ def test_explain_tells_a_fallback_after_a_refusal_from_a_deferral(setup, db_url,
     line = next(line for line in out.output.splitlines() if " d0 " in line)
     assert "on sms after whatsapp failed (21211 The 'To' number is not a valid phone number.)" in line
     assert "deferral" not in line and "next_look never" in out.output  # nothing ahead: not year 9999
+
+
+def test_a_channel_whose_receiver_dedupes_is_stored_at_the_end_of_the_tick(setup):
+    """The file and webhook adapters drop a key they have had: their outcomes are stored together at the
+    end (one transaction), which a crash cannot turn into a duplicate."""
+    run, engine = setup(rows="F1,C1,100,2026-11-16,ACME,pagos@acme.pe,+51987654321\n"
+                             "F2,C2,100,2026-11-16,BETA,pagos@beta.pe,+51987654322\n", whatsapp=[OK])
+    provider, seen = run.channels("whatsapp"), []
+    provider.dedupes, send = True, provider.send
+
+    def watching(message):
+        with engine.connect() as conn:
+            seen.append(sorted(r.status for r in conn.execute(select(s.contacts.c.status))))
+        return send(message)
+    provider.send = watching
+    run.tick(MONDAY)
+    assert [statuses.count("sent") for statuses in seen] == [0, 0]
+    assert [c[2] for c in contacts(engine)] == ["sent", "sent"]
