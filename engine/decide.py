@@ -378,7 +378,7 @@ class Decider:
             self._defer(group, channel, block.reason, block.until)
             return None
         reason = self._deferred_reason(group)
-        if not reason and (reason := self._waited_for_opening(group, channel)):
+        if not reason and (reason := self._held_at_trigger(group, channel)):
             self._emit(group, channel, "deferred", reason)  # as a tick at the trigger would have recorded
         self._emit(group, channel, "sent", reason, fallbacks=fallbacks)
         self.sent.append(SentContact(self.utc, channel, tuple(r.invoice.id for r in group)))
@@ -393,11 +393,11 @@ class Decider:
         return self.rt.guard.check(self.state.customer, channel, ids, at or self.now, self.sent,
                                    self.state.conversations)
 
-    def _waited_for_opening(self, group: list[Ready], channel: str) -> str:
-        """Why the contact waited when its trigger came earlier in this tick and it goes out now: the
-        channel's window or a holiday, else a cap, else a compliance profile's temporary block (its
-        hours), at the trigger. The deferral is recorded whatever the tick's length (SPEC 4.2), as a tick at the trigger
-        would have. A step caught up late is not said to wait."""
+    def _held_at_trigger(self, group: list[Ready], channel: str) -> str:
+        """What held the contact at its trigger, when that came earlier in this tick: the channel's window
+        or a holiday, else a cap, else a compliance profile's temporary block (its hours). A deferral is
+        thus recorded, and says the same, whatever the tick's length (SPEC 4.2), as a tick at the trigger
+        would have recorded it. A step caught up late is not said to wait."""
         first = min(r.trigger for r in group)
         if first >= self.utc or self.utc - first > ON_TIME:
             return ""
@@ -456,7 +456,7 @@ class Decider:
         self._waiting.append(group)
         new = [r for r in group if r.key not in self.state.pending]
         if new:
-            self._emit(new, channel, "deferred", self._waited_for_opening(new, channel) or reason)
+            self._emit(new, channel, "deferred", self._held_at_trigger(new, channel) or reason)
         self.out.wake_at(until)
 
     def _escalate(self, group: list[Ready], queue: str | None, reason: str) -> None:

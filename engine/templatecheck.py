@@ -13,9 +13,8 @@ are known, so that a filter or an operator applied to the wrong kind (`customer.
 
 from __future__ import annotations
 
-import re
-
 from ..dsl.diagnostics import near_typo, suggest
+from ..dsl.exprcheck import CUSTOM_FIELD
 from .templates import RECORDS, VARIABLES, TemplateIssue, _column
 
 ANY = "any"
@@ -351,7 +350,7 @@ def _attribute_hint(base: str, attr: str, known) -> str | None:
     if typo is not None:
         return f"did you mean '{typo}'?"
     alike, lower = suggest(attr, known), attr.lower()
-    if base not in ("customer", "invoice") or not re.fullmatch(r"[a-z_][a-z0-9_]*", lower):
+    if not CUSTOM_FIELD.fullmatch(f"{base}.{lower}"):  # what `fields:` may declare, as for expressions
         return alike
     how = (f"before use: fields: {{ {base}.{lower}: str }} (in a .collect file: field {base}.{lower}: str)"
            + ("" if lower == attr else "; custom field names are lowercase"))
