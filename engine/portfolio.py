@@ -38,7 +38,9 @@ PAYMENT_COLUMNS = ("invoice_id", "amount", "paid_at", "payment_id", "currency", 
 PROMISE_COLUMNS = ("invoice_id", "customer_id", "amount", "promised_date", "made_at", "channel")
 DISPUTE_COLUMNS = ("invoice_id", "opened_at", "reason", "resolved_at")
 EVENT_COLUMNS = ("at", "channel", "type", "contact_id", "customer_id", "detail")
-MAP_KEYS = ("columns", "delimiter", "date_format", "datetime_format", "decimal", "thousands")
+MAP_KEYS = ("columns", "delimiter", "date_format", "datetime_format", "decimal", "thousands", "values")
+KNOWN_COLUMNS = frozenset(INVOICE_COLUMNS + CUSTOMER_COLUMNS + PAYMENT_COLUMNS + PROMISE_COLUMNS + DISPUTE_COLUMNS
+                          + EVENT_COLUMNS)
 TRUE, FALSE = {"true", "1", "yes", "y"}, {"false", "0", "no", "n"}
 
 
@@ -146,6 +148,8 @@ class ColumnMap:
     decimal: str = "."
     thousands: str = ""
     datetime_format: str | None = None  # for the date-time columns (paid_at, made_at ...), else date_format
+    values: dict[str, dict[str, str]] = field(default_factory=dict)  # column -> {file's value: ours}
+    source: str = "the column map"  # the map's file, for its problems
 
 
 def load_map(path: str | Path) -> ColumnMap:
@@ -169,8 +173,11 @@ def load_map(path: str | Path) -> ColumnMap:
     reasons += _map_value_problems(data)
     if reasons:
         raise CsvError([Problem(str(path), 1, None, reason) for reason in reasons])
+    values = {str(column): {key.strip(): ours for key, ours in mapping.items()}
+              for column, mapping in (data.get("values") or {}).items()}
     return ColumnMap({str(k): v for k, v in columns.items()}, data.get("delimiter"), data.get("date_format"),
-                     str(data.get("decimal", ".")), str(data.get("thousands", "")), data.get("datetime_format"))
+                     str(data.get("decimal", ".")), str(data.get("thousands", "")), data.get("datetime_format"),
+                     values, str(path))
 
 
 def _short(value) -> str:
@@ -193,7 +200,41 @@ def _map_value_problems(data: dict) -> list[str]:
         value = data.get(key)
         if value is not None and not (isinstance(value, str) and len(value) <= 1 and (empty or value)):
             reasons.append(f"{key} must be one character (got {_short(value)})")
+    return reasons + _value_map_problems(data.get("values"))
+
+
+def _value_map_problems(values) -> list[str]:
+    """`values:` is column -> {file's value: ours}. The file's values are keys, read as written; ours
+    must be text, as a cell is: YAML reads an unquoted 1.50 as the number 1.5 and true as a boolean, which
+    would not say which text is meant."""
+    if values is None:
+        return []
+    example = "e.g. values: {status: {ABIERTA: open, PAGADA: paid}}"
+    if not isinstance(values, dict):
+        return [f"values maps column names to the file's values and ours ({example}), got {_short(values)}"]
+    reasons = []
+    for column, mapping in values.items():
+        if not isinstance(mapping, dict) or not mapping:
+            reasons.append(f"values: {column}: a mapping of the file's values to ours ({example})")
+            continue
+        for key, ours in mapping.items():
+            if not isinstance(ours, str):
+                reasons.append(f"values: {column}: {key}: the value is not text (YAML read {_short(ours)}); "
+                               "quote it, e.g. '1.50', or '' for an empty cell")
     return reasons
+
+
+def unmatched_value_columns(cmap: ColumnMap, tables: list["Table"]) -> list[Problem]:
+    """A `values:` column that is neither a column of the files read nor a known column of any file (which
+    a map shared between files may name): a misspelt name would otherwise translate nothing, unnoticed."""
+    seen = {name for table in tables for name in table.index if name}
+    problems = []
+    for column in cmap.values:
+        if column not in seen and column not in KNOWN_COLUMNS:
+            hint = suggest(column, sorted(seen | KNOWN_COLUMNS))
+            problems.append(Problem(cmap.source, 1, None, f"values: column '{column}' is in none of the files read"
+                                    + (f" ({hint})" if hint else "")))
+    return problems
 
 
 # -- cell parsing -----------------------------------------------------------------------------------
@@ -325,6 +366,7 @@ class Table:
         self.rows: list[tuple[int, list[str]]] = []  # (line where the row starts, cells)
         self.index: dict[str, int] = {}
         self.headers: list[str] = []
+        self.translate: dict[int, dict[str, str]] = {}
         try:
             text = path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
@@ -354,6 +396,8 @@ class Table:
                                         f"{self.index[name] + 1} and {i + 1})"))
             self.index.setdefault(name, i)
         self.rows = rows[1:]
+        # the map's `values:` by column position, so that a row is translated once, before any reading
+        self.translate = {self.index[name]: table for name, table in cmap.values.items() if name in self.index}
 
     def header_of(self, name: str) -> str:
         index = self.index.get(name)
@@ -376,6 +420,9 @@ class Table:
         for number, row in self.rows:
             row = [cell.strip() for cell in row]
             if any(row):
+                for index, table in self.translate.items():
+                    if index < len(row):
+                        row[index] = table.get(row[index], row[index])
                 yield Cells(self, row, number)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from ..dsl.diagnostics import suggest
 from .portfolio import (CUSTOMER_COLUMNS, DISPUTE_COLUMNS, INVOICE_COLUMNS, OPTOUT_CHANNELS, PAYMENT_COLUMNS,
                         PROMISE_COLUMNS, STATUSES, Cells, ColumnMap, CsvError, Customer, Dispute, Invoice, Payment,
-                        Portfolio, Problem, Promise, Table, _zones)
+                        Portfolio, Problem, Promise, Table, _zones,
+                        unmatched_value_columns)
 
 CUSTOMER_FIELDS = {"customer_name": "name", "email": "email", "phone": "phone", "whatsapp": "whatsapp",
                    "timezone": "timezone", "country": "country", "language": "language"}
@@ -26,21 +27,22 @@ def read_all(portfolio_csv, customers_csv, payments_csv, promises_csv, disputes_
     book = Portfolio()
     customer_values: dict[str, dict] = {}
     invoices = Table(Path(portfolio_csv), colmap, problems)
+    tables = [invoices]
     if invoices.rows is not None and invoices.headers and invoices.require("invoice_id", "customer_id", "amount",
                                                                              "due_date"):
         _invoices(invoices, book, customer_values, custom, default_currency)
     if customers_csv is not None:
         table = Table(Path(customers_csv), colmap, problems)
+        tables.append(table)
         if table.headers and table.require("customer_id"):
             _customers(table, customer_values, custom)
     for cid, values in customer_values.items():
         book.customers[cid] = _customer(cid, values)
-    if payments_csv is not None:
-        _payments(Table(Path(payments_csv), colmap, problems), book)
-    if promises_csv is not None:
-        _promises(Table(Path(promises_csv), colmap, problems), book)
-    if disputes_csv is not None:
-        _disputes(Table(Path(disputes_csv), colmap, problems), book)
+    for path, read in ((payments_csv, _payments), (promises_csv, _promises), (disputes_csv, _disputes)):
+        if path is not None:
+            tables.append(Table(Path(path), colmap, problems))
+            read(tables[-1], book)
+    problems += unmatched_value_columns(colmap, tables)
     if problems:
         raise CsvError(problems)
     return book
@@ -278,6 +280,7 @@ def read_one(kind: str, path, *, fields: dict[str, str], colmap: ColumnMap, know
         else:
             {"payments": _payments, "promises": _promises, "disputes": _disputes}[kind](table, book)
             result = {"payments": book.payments, "promises": book.promises, "disputes": book.disputes}[kind]
+    problems += unmatched_value_columns(colmap, [table])
     if problems:
         raise CsvError(problems)
     return result

@@ -15,7 +15,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from . import store as s
-from .portfolio import EVENT_COLUMNS, OPTOUT_CHANNELS, ColumnMap, CsvError, Problem, Table
+from .portfolio import (EVENT_COLUMNS, OPTOUT_CHANNELS, ColumnMap, CsvError, Problem, Table,
+                        unmatched_value_columns)
 from .state import (CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, PaymentInfo, PromiseInfo, SentContact)
 
 KINDS = ("customers", "invoices", "payments", "promises", "disputes", "events")
@@ -320,6 +321,7 @@ def _import_events(conn: Connection, path: Path, colmap: ColumnMap, zone) -> tup
     rows = []
     if table.headers and table.require("at", "channel", "type"):
         rows = _event_rows(conn, table, set(known_channels()), zone)
+    problems += unmatched_value_columns(colmap, [table])
     if problems:
         raise CsvError(problems)
     rows, stored = _new_events(conn, rows)

@@ -112,3 +112,16 @@ def test_quiet_prints_only_errors_and_not_the_policys_warnings(cli, tmp_path):
     assert "unknown invoice 'FE-1004'" in bad.stderr and "nothing imported: 1 problem(s)" in bad.stderr
     broken = cli("invoices", "facturas.csv", None, "--policy", "missing.yaml", "-q")
     assert broken.exit_code == 1 and "missing.yaml" in broken.stderr  # a policy that does not compile
+
+
+def test_import_translates_the_map_s_values_and_refuses_a_misspelt_column(cli, tmp_path):
+    said(cli("invoices", "facturas.csv", INVOICES))
+    (tmp_path / "map.yaml").write_text("values: {type: {CONVERSACION: conversation}, channel: {WSP: whatsapp}}\n")
+    events = "at,channel,type,customer_id\n2026-11-20T10:00,WSP,CONVERSACION,C1\n"
+    assert said(cli("events", "eventos.csv", events, "--map", "map.yaml")) == "imported 1 new event from eventos.csv"
+    (tmp_path / "typo.yaml").write_text("values: {metod: {TR: transfer}}\n")
+    pagos = "payment_id,invoice_id,amount,paid_at,method\nP1,FE-1001,10,2026-11-20,TR\n"
+    refused = cli("payments", "pagos.csv", pagos, "--map", "typo.yaml")
+    assert refused.exit_code == 1
+    assert "typo.yaml:1: values: column 'metod' is in none of the files read (did you mean 'method'?)" in refused.output
+    assert said(cli("payments", "pagos.csv")) == "imported 1 new payment from pagos.csv"  # nothing was half-written

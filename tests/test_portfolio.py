@@ -260,3 +260,52 @@ def test_every_iso_country_code_is_a_country_and_groupings_are_not(tmp_path):
     for code in ("EU", "UN", "ZZ"):
         with pytest.raises(CsvError, match="not an ISO 3166 country code"):
             read(write(tmp_path, "q.csv", f"invoice_id,customer_id,amount,due_date,country\nF1,C1,10,2026-12-01,{code}\n"))
+
+
+def test_a_map_translates_an_erp_s_own_values_before_they_are_read(tmp_path):
+    """An ERP writes its statuses, countries and flags its own way; `values:` says what each means, per
+    column (our name), before typing: a cell the table lacks is read as it is, so a wrong one is still a
+    row error that names the file's value."""
+    cmap = load_map(write(tmp_path, "map.yaml", """\
+columns: {status: Estado, country: Pais}
+values:
+  status: {ABIERTA: open, PAGADA: paid, ANULADA: written_off}
+  country: {'604': PE, ' Perú ': PE}
+  do_not_contact: {S: 'yes', N: 'no'}
+  region: {N: north}
+  currency: {'': PEN, S/: PEN}
+"""))
+    path = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date,Estado,Pais,do_not_contact,region,currency\n"
+                 "A,c1,10,2026-01-01,ABIERTA,604,N,N,S/\n"
+                 "B,c2,10,2026-01-01,PAGADA,Perú,S,south,\n"
+                 "C,c3,10,2026-01-01,ANULADA,CO,,N,USD\n")
+    book = read(path, colmap=cmap)
+    assert [(i.status, i.currency, i.attrs["region"]) for i in book.invoices.values()] == [
+        ("open", "PEN", "north"), ("paid", "PEN", "south"), ("written_off", "USD", "north")]
+    assert [(c.country, c.do_not_contact) for c in book.customers.values()] == [("PE", False), ("PE", True), ("CO", None)]
+    bad = write(tmp_path, "bad.csv", "invoice_id,customer_id,amount,due_date,Estado,region\nA,c1,10,2026-01-01,VENCIDA,N\n")
+    assert problems(bad, colmap=cmap) == ["2: column Estado: unknown status 'VENCIDA' (expected open, paid, disputed, "
+                                          "written_off)"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("values: {country: {Perú: 604}}", "values: country: Perú: the value is not text (YAML read 604); quote it"),
+    ("values: {region: {N: [north]}}", "values: region: N: the value is not text (YAML read ['north'])"),
+    ("values: {status: ABIERTA}", "values: status: a mapping of the file's values to ours"),
+    ("values: [status]", "values maps column names to the file's values and ours"),
+])
+def test_a_value_table_that_is_not_text_to_text_is_a_map_error(tmp_path, text, message):
+    with pytest.raises(CsvError) as info:
+        load_map(write(tmp_path, "map.yaml", text + "\n"))
+    assert message in str(info.value) and str(info.value).startswith(f"{tmp_path / 'map.yaml'}:1: ")
+
+
+def test_a_value_table_for_a_column_no_file_has_is_an_error_unless_another_file_may_have_it(tmp_path):
+    """A misspelt column would translate nothing, unnoticed; a known column of another file (a map shared
+    between the invoices and payments exports) is fine."""
+    portfolio = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date,Vendedor\nA,c1,10,2026-01-01,R\n")
+    typo = load_map(write(tmp_path, "typo.yaml", "values: {stauts: {ABIERTA: open}}\n"))
+    assert problems(portfolio, colmap=typo) == ["1: values: column 'stauts' is in none of the files read "
+                                                "(did you mean 'status'?)"]
+    shared = load_map(write(tmp_path, "shared.yaml", "values: {method: {TR: transfer}, Vendedor: {R: Rosa}}\n"))
+    assert read(portfolio, colmap=shared).invoices["A"].attrs == {"Vendedor": "Rosa"}
