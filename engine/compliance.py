@@ -20,10 +20,11 @@ from pathlib import Path
 
 from ..dsl.timeparse import DAYS, parse_days, parse_duration, parse_time_ranges
 from .calendar import local_instant
+from .runtime import NOT_CONTACTS  # not a contact with the debtor: no profile applies
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 CHANNELS = ("email", "sms", "whatsapp", "voice", "letter")
-NOT_CONTACTS = frozenset({"webhook", "agent"})  # not a contact with the debtor: no profile applies
+PLUGINS = "plugins"  # in a rule's channels: every channel an installed plugin adds
 HORIZON_DAYS = 400  # a rule that does not open within this never will (same horizon as the calendar)
 DAY = dt.timedelta(days=1)
 
@@ -234,13 +235,15 @@ def _rule(rule, values: dict, settings: dict, source_ids: set, origin: str, wher
 
 
 def _channels(value) -> list[str]:
+    """`any` (every contact with the debtor), or built-in channels and `plugins`: every channel an
+    installed plugin adds (a law that names the media it limits still covers a medium it did not know)."""
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items:
         raise ValueError("channels: give a channel, a list of channels, or any")
     for channel in items:
-        if channel != "any" and channel not in CHANNELS:
-            raise ValueError(f"channels: unknown channel '{channel}' (use {', '.join(CHANNELS)} or any)")
-    return ["any"] if "any" in items else [c for c in CHANNELS if c in items]
+        if channel not in ("any", PLUGINS) and channel not in CHANNELS:
+            raise ValueError(f"channels: unknown channel '{channel}' (use {', '.join(CHANNELS)}, {PLUGINS} or any)")
+    return ["any"] if "any" in items else [c for c in (*CHANNELS, PLUGINS) if c in items]
 
 
 def _count(value, key: str) -> int:
@@ -456,7 +459,10 @@ class _Rule:
         self.channels = None if doc["channels"] == ["any"] else frozenset(doc["channels"])
 
     def covers(self, channel: str) -> bool:
-        return channel not in NOT_CONTACTS if self.channels is None else channel in self.channels
+        if channel in NOT_CONTACTS:
+            return False
+        return (self.channels is None or channel in self.channels
+                or (PLUGINS in self.channels and channel not in CHANNELS))
 
     def block(self, until: dt.datetime | None) -> Block:
         return Block(self.profile, self.id, until)

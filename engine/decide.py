@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from .contacts import address_problem
 from .events import customer_facts, future_moments, invoice_context, occurrences, promise_active
-from .runtime import CUSTOMER_CHANNELS, Runtime, StepRt
+from .runtime import NOT_CONTACTS, Runtime, StepRt
 from .state import PAID_EPSILON, CustomerState, InvoiceInfo, SentContact
 
 HOLDOUT = "holdout"  # a variant with this name gets no sends (it measures what doing nothing yields)
@@ -518,7 +518,7 @@ def withdrawn(rt: Runtime, state: CustomerState, now: dt.datetime, invoice_ids, 
     state in which a compliance profile stops contact, or every invoice it is about was paid or written
     off. None: it may still go. Agent tasks and webhooks are our own systems, not contacts with the
     customer, and always go."""
-    if channel not in CUSTOMER_CHANNELS:
+    if channel in NOT_CONTACTS:
         return None
     if state.customer.do_not_contact:
         return "do_not_contact"
@@ -534,6 +534,35 @@ def withdrawn(rt: Runtime, state: CustomerState, now: dt.datetime, invoice_ids, 
     if invoices and all(stopped(rt, state, i, now) for i in invoices):
         return "invoices paid or closed"
     return None
+
+
+def held_now(rt: Runtime, state: CustomerState, now: dt.datetime, invoice_ids, channel: str,
+             decided_at: dt.datetime) -> tuple[str, dt.datetime | None] | None:
+    """Why a contact decided at `decided_at` and not delivered yet must not go out at `now` but wait,
+    and until when: its channel's window or a holiday, or a compliance profile's temporary block (its
+    hours, a frequency rule, the pause after a conversation). A retry comes an hour or a day after its
+    decision, and the law and the windows hold at the moment a message really goes; the guard counts the
+    contacts made meanwhile but not this one. The policy's caps counted it when it was decided. Until
+    None: the channel has no window at all any more (a changed plan): it cannot wait, it falls back.
+    None: it may go now. Agent tasks and webhooks are not contacts with the customer and always go."""
+    if channel in NOT_CONTACTS:
+        return None
+    tz = ZoneInfo(state.customer.timezone or rt.timezone)
+    local = now.astimezone(tz)
+    slot = rt.calendar.next_slot(channel, local, tz)
+    if slot is None:
+        return "no window", None
+    if slot.at > local:
+        return slot.reason or "window", slot.at
+    if rt.guard is None:
+        return None
+    ids = tuple(invoice_ids)
+    history = list(state.sent)
+    itself = SentContact(decided_at.astimezone(UTC), channel, ids)
+    if itself in history:
+        history.remove(itself)
+    block = rt.guard.check(state.customer, channel, ids, local, history, state.conversations)
+    return None if block is None else (block.reason, block.until)
 
 
 def stopped(rt: Runtime, state: CustomerState, invoice: InvoiceInfo, now: dt.datetime) -> bool:

@@ -44,6 +44,7 @@ class Delivery:
     attempts: int  # attempts made before this one
     build: object  # () -> Message; may raise when the template cannot be rendered
     reason: str = ""  # the decision's reason (why it was deferred first): the row's once delivered
+    late: bool = False  # decided at an earlier tick (a retry, a crashed tick's row): `at` becomes the send's
 
 
 @dataclass
@@ -147,6 +148,9 @@ def record(conn: Connection, results: list[Result], channels, now: dt.datetime) 
         error_code=bindparam("error_code"), attempts=bindparam("attempts"), cost=bindparam("cost"),
         next_attempt_at=bindparam("next_attempt_at"), tick_id=bindparam("tick"), updated_at=bindparam("updated")),
         rows)
+    late = [{"k": r.delivery.key} for r in results if r.status == "sent" and r.delivery.late]
+    if late:  # the contact happened now, not when it was decided: caps, the law and the log count it now
+        conn.execute(update(s.contacts).where(s.contacts.c.key == bindparam("k")).values(at=now), late)
     failed = [r for r in results if r.status == "failed"]
     if failed:
         reopen(conn, [(r.delivery.customer_id, r.delivery.steps, r.delivery.channel, r.reason) for r in failed], now)

@@ -36,7 +36,7 @@ from sqlalchemy import or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from . import store as s
-from .decide import Decision, Outcome, decide, to_float
+from .decide import Decision, Outcome, decide, held_now, to_float
 from .decide import withdrawn as decide_withdrawn
 from .delivery import REOPENED, RETRY_NOTE, Delivery, deliver_all, record, reopen
 from .runtime import Runtime
@@ -290,12 +290,13 @@ class Runner:
             summary.delivery[r.status] += 1
 
     def _delivery(self, key: str, channel: str, customer_id: str, steps, attempts: int, decision: Decision,
-                  state) -> Delivery:
+                  state, late: bool = False) -> Delivery:
         """The decision's reason (why it waited first, `channels exhausted`) is the row's once delivered."""
         from .messages import build_message
 
         return Delivery(key, channel, customer_id, tuple(steps), attempts,
-                        lambda: build_message(self.rt, self.plan, decision, state, self.pay_link), decision.reason)
+                        lambda: build_message(self.rt, self.plan, decision, state, self.pay_link), decision.reason,
+                        late)
 
     @contextlib.contextmanager
     def _alive(self, tick_id: int):
@@ -352,12 +353,19 @@ class Runner:
             return
         with self.engine.connect() as conn:
             states = load_states(conn, sorted({r.customer_id for r in rows}), dict(self.plan["fields"]))
-        deliveries, withdrawn = [], []
+        deliveries, withdrawn, held = [], [], []
         for row in rows:
             state = states[row.customer_id]
-            why = decide_withdrawn(self.rt, state, now, row.invoice_ids.split(";"), row.channel)
+            ids = row.invoice_ids.split(";")
+            why = decide_withdrawn(self.rt, state, now, ids, row.channel)
+            hold = held_now(self.rt, state, now, ids, row.channel, row.at) if why is None else None
+            if hold is not None and hold[1] is None:
+                why = hold[0]
             if why is not None:
                 withdrawn.append((row, why))
+                continue
+            if hold is not None:
+                held.append((row, *hold))
                 continue
             decision = Decision(row.at.astimezone(ZoneInfo(row.tz)), row.customer_id, tuple(row.invoice_ids.split(";")),
                                 row.stage, row.step, row.channel, row.template, "sent", _decided_reason(row),
@@ -365,10 +373,23 @@ class Runner:
                                 webhook=row.webhook)
             steps = () if row.channel == "agent" else _steps_of(row, self.rt)
             deliveries.append(self._delivery(row.key, row.channel, row.customer_id, steps, row.attempts,
-                                             decision, state))
+                                             decision, state, late=True))
         if withdrawn:
             self._withdraw(withdrawn, now, summary)
+        if held:
+            self._hold(held, summary)
         self._deliver(deliveries, summary, now)
+
+    def _hold(self, rows: list, summary: TickSummary) -> None:
+        """Contacts that may not go out now (outside their window, or the law's hours or frequency) wait,
+        still `sending`, for the moment they may: no attempt is counted, and the decision's reason stays."""
+        updated = dt.datetime.now(dt.timezone.utc)
+        with self.engine.begin() as conn:
+            for row, why, until in rows:
+                conn.execute(update(s.contacts).where(s.contacts.c.key == row.key).values(
+                    reason=f"{RETRY_NOTE}{until.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC: held by {why}",
+                    decided_reason=_decided_reason(row), tick_id=None, next_attempt_at=until, updated_at=updated))
+        summary.statuses["held"] += len(rows)
 
     def _withdraw(self, rows: list, now: dt.datetime, summary: TickSummary) -> None:
         """Contacts that must no longer go out are `skipped`, and their steps are open again with the

@@ -15,7 +15,9 @@ from ..dsl import expr
 from .plan import Plan
 
 Predicate = Callable[[dict], object]
-CUSTOMER_CHANNELS = ("email", "sms", "whatsapp", "voice", "letter")  # contacts that count against caps
+# Every channel reaches the customer (the built-in ones and plugins'), but these, which are our own
+# systems: they are no contact, count against no cap, and no law limits them.
+NOT_CONTACTS = frozenset({"webhook", "agent"})
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class CapRt:
     cooldown_s: int | None
 
     def counts(self, channel: str) -> bool:
-        return self.channel == channel or (self.channel == "any" and channel in CUSTOMER_CHANNELS)
+        return self.channel == channel or (self.channel == "any" and channel not in NOT_CONTACTS)
 
 
 @dataclass(frozen=True)

@@ -63,3 +63,57 @@ def test_the_plugin_name_is_a_channel_the_compiler_knows(installed):
     from collect.engine.compiler import known_channels
 
     assert "echo" in known_channels()
+
+
+def _plugin_policy(tmp_path, profile: str, tz: str, country: str, steps: str, caps: str = ""):
+    import textwrap
+
+    from collect.engine.compiler import compile_policy
+    from collect.engine.runtime import Runtime
+
+    path = tmp_path / "p.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        policy: t
+        timezone: {tz}
+        currency: USD
+        calendar: {{ country: {country} }}
+        compliance: [{profile}]
+        windows: {{ default: {{ mon-sun: "09:00-12:00" }}, holidays: open }}
+        {caps}
+        catch_up: all
+        templates: {{ m: {{ echo: "hola" }} }}
+        stages:
+          s:
+            when: true
+            steps:
+        """) + steps)
+    result = compile_policy(path)
+    assert result.plan is not None, [d.render() for d in result.diagnostics.sorted()]
+    return Runtime(result.plan)
+
+
+def _sent(rt, country: str, tz: str, consents) -> list:
+    import datetime as dt
+    from decimal import Decimal
+
+    from collect.engine.simulate import simulate, start_moment
+    from collect.engine.state import CustomerInfo, CustomerState, InvoiceInfo
+
+    state = CustomerState(CustomerInfo("c1", name="Ana", timezone=tz, country=country, consents=consents))
+    state.invoices["F1"] = InvoiceInfo("F1", "c1", Decimal("100"), Decimal("100"), dt.date(2026, 11, 23))
+    result = simulate(rt, {"c1": state}, start_moment(dt.date(2026, 11, 20), rt.timezone), 10)
+    return sorted(d.at for d in result.decisions if d.status == "sent")
+
+
+def test_a_law_and_the_caps_cover_a_plugin_s_channel_as_any_other_contact(installed, tmp_path):
+    """A plugin's channel reaches the debtor: Colombia's law asks for the debtor's consent to it, Chile's
+    limits on messages other than calls count it, and a policy cap on `any` channel counts it."""
+    one = "      - { id: e1, at: due+1d 10:00, send: echo, template: m }\n"
+    assert _sent(_plugin_policy(tmp_path, "co-ley-2300", "America/Bogota", "CO", one), "CO", "America/Bogota",
+                 frozenset()) == []
+    five = "".join(f"      - {{ id: e{d}, at: due+{d}d 10:00, send: echo, template: m }}\n" for d in range(1, 6))
+    chile = _sent(_plugin_policy(tmp_path, "cl-sernac", "America/Santiago", "CL", five), "CL", "America/Santiago", None)
+    assert len(chile) == 2 and (chile[1].date() - chile[0].date()).days >= 3  # 2 a week, two clear days apart
+    capped = _plugin_policy(tmp_path, "us-reg-f", "America/New_York", "US", five,
+                            caps="caps: [{ channel: any, max: 1, per: 7d }]")
+    assert len(_sent(capped, "US", "America/New_York", None)) == 1

@@ -1,0 +1,137 @@
+"""A contact delivered at a later tick than its decision (a provider retry, a crashed tick's row) goes
+out only where it could have been decided then: inside its channel's window, within the law's hours
+and frequency, not during the pause after a conversation. Else it waits, still `sending`, for the
+moment it may; once delivered, its `at` is when it went out. Every test runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import textwrap
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from collect.adapters.base import DeliveryResult
+from collect.engine import store as s
+from collect.engine.channels import Channels
+from collect.engine.compiler import compile_policy
+from collect.engine.portfolio import ColumnMap
+from collect.engine.runner import Runner
+from collect.engine.storeio import import_file
+
+NY = ZoneInfo("America/New_York")
+POLICY = """\
+    policy: late
+    timezone: America/New_York
+    currency: USD
+    calendar: {{ country: US }}
+    compliance: {compliance}
+    windows:
+      default: {{ mon-sun: "{window}" }}
+      holidays: open
+    templates:
+      m:
+        voice: "Please call us about invoice {{{{ invoice.number }}}}."
+    stages:
+      s:
+        when: true
+        steps:
+          - {{ id: call-1, at: due+1d {at}, send: voice, template: m }}
+    """
+
+
+class Flaky:
+    """A voice provider that answers 503 the first time, then places the call; notes when it did."""
+
+    name = "flaky"
+    supports_html = supports_templates = free_text = False
+    dedupes = False
+
+    def __init__(self):
+        self.now, self.placed, self.tries = None, [], 0
+
+    def send(self, message):
+        self.tries += 1
+        if self.tries == 1:
+            return DeliveryResult.transient("503", "service unavailable")
+        self.placed.append(self.now)
+        return DeliveryResult.sent(f"call-{self.tries}")
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def store(db_url, tmp_path):
+    """(engine, provider, tick(local y, m, d, h, min)) for a policy with the given compliance, window and time."""
+
+    def make(compliance: str, window: str, at: str):
+        path = tmp_path / "policy.yaml"
+        path.write_text(textwrap.dedent(POLICY.format(compliance=compliance, window=window, at=at)))
+        compiled = compile_policy(path)
+        assert compiled.plan is not None, [str(d) for d in compiled.diagnostics.items]
+        plan = compiled.plan
+        engine = s.connect(db_url)
+        csv = tmp_path / "i.csv"
+        csv.write_text("invoice_id,customer_id,amount,due_date,phone,timezone,country\n"
+                       "A,C1,100,2026-11-02,+12125550123,America/New_York,US\n")
+        import_file(engine, "invoices", csv, fields={}, colmap=ColumnMap(), default_tz="America/New_York")
+        channels = Channels()
+        provider = channels.instances["voice"] = Flaky()
+        runner = Runner(engine, plan, channels)
+
+        def tick(*moment):
+            provider.now = dt.datetime(*moment, tzinfo=NY)
+            return runner.tick(provider.now)
+        return engine, provider, tick
+    return make
+
+
+def contact(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(s.contacts)).one()
+
+
+def test_a_retry_after_the_law_s_hours_waits_for_the_next_lawful_hour_and_is_logged_when_it_went(store):
+    engine, provider, tick = store("[us-reg-f]", "00:00-23:59", "20:30")
+    tick(2026, 11, 3, 20, 30)  # decided within Reg F's 08:00-21:00; the provider answers 503
+    assert tick(2026, 11, 3, 21, 30).statuses["held"] == 1  # the retry's time has come, the law's hours have not
+    for hour in (22, 23):
+        tick(2026, 11, 3, hour, 30)
+    assert provider.tries == 1 and provider.placed == []
+    waiting = contact(engine)
+    assert waiting.status == "sending" and "held by compliance:us-reg-f" in waiting.reason
+    assert waiting.next_attempt_at.astimezone(NY) == dt.datetime(2026, 11, 4, 8, 0, tzinfo=NY)
+    tick(2026, 11, 4, 7, 30)
+    assert provider.placed == []
+    tick(2026, 11, 4, 8, 0)
+    assert provider.placed == [dt.datetime(2026, 11, 4, 8, 0, tzinfo=NY)]
+    sent = contact(engine)
+    assert (sent.status, sent.at.astimezone(NY)) == ("sent", dt.datetime(2026, 11, 4, 8, 0, tzinfo=NY))
+    assert sent.decided_reason == "" and sent.attempts == 2
+
+
+def test_a_retry_outside_the_policy_s_own_window_waits_for_it(store):
+    engine, provider, tick = store("[]", "09:00-18:00", "17:30")
+    tick(2026, 11, 3, 17, 30)
+    summary = tick(2026, 11, 3, 18, 30)
+    assert (provider.tries, summary.statuses["held"]) == (1, 1)
+    assert contact(engine).next_attempt_at.astimezone(NY) == dt.datetime(2026, 11, 4, 9, 0, tzinfo=NY)
+    tick(2026, 11, 4, 9, 0)
+    assert provider.placed == [dt.datetime(2026, 11, 4, 9, 0, tzinfo=NY)]
+
+
+def test_a_retry_after_a_conversation_waits_out_reg_f_s_seven_days(store, tmp_path):
+    engine, provider, tick = store("[us-reg-f]", "08:00-20:00", "10:00")
+    tick(2026, 11, 3, 10, 0)  # decided; 503
+    events = tmp_path / "e.csv"  # the debtor calls in at 10:15 and talks about the debt
+    events.write_text("at,channel,type,customer_id\n2026-11-03T10:15:00-05:00,voice,conversation,C1\n")
+    import_file(engine, "events", events, fields={}, colmap=ColumnMap(), default_tz="America/New_York")
+    tick(2026, 11, 3, 11, 0)
+    assert provider.placed == [] and "held by compliance:us-reg-f" in contact(engine).reason
+    for day in range(4, 10):
+        tick(2026, 11, day, 12, 0)
+    assert provider.placed == []
+    tick(2026, 11, 10, 12, 0)  # the conversation day counts as day 1: calls may resume on the 8th day
+    assert len(provider.placed) == 1
