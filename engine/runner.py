@@ -17,8 +17,9 @@ turns and the second finds the customers already moved forward. On PostgreSQL ba
 FOR UPDATE SKIP LOCKED, so several workers share one portfolio. Recovery:
 a `sending` row belongs to the tick that wrote it; another tick delivers it only when that tick is
 over: finished (a tick that failed is marked finished too, as `collect serve` lives on after it) or
-dead (PostgreSQL: its session advisory lock is free; SQLite: its process is gone), taking it over with
-an atomic UPDATE, so a slow tick and a recovering one never both deliver a message.
+dead (PostgreSQL: its session advisory lock is free; SQLite: the lock on its file `DB.tick-ID.lock` is
+free), taking it over with an atomic UPDATE, so a slow tick and a recovering one never both deliver a
+message.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ import socket
 import threading
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from zoneinfo import ZoneInfo
+
+try:
+    import fcntl  # file locks tell a live SQLite tick from a dead one
+except ImportError:  # Windows: the tick's process id tells, on one machine
+    fcntl = None
 
 from sqlalchemy import or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
@@ -44,6 +51,7 @@ from .storeio import _insert_new, _upsert, load_states
 
 NEVER = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)  # next_action_at of a customer with nothing ahead
 ADVISORY_KEY = 7_240_113  # first half of the advisory lock id (tick id second) held by a live tick
+RECOVER_CHUNK = 500  # `sending` rows taken over per statement (a statement may name ~32k values on SQLite)
 
 
 def plan_changed(conn: Connection, plan_hash: str) -> bool:
@@ -51,6 +59,45 @@ def plan_changed(conn: Connection, plan_hash: str) -> bool:
     the wake times were worked out under the old plan."""
     last = conn.execute(select(s.ticks.c.plan_hash).order_by(s.ticks.c.id.desc()).limit(1)).scalar()
     return last is not None and last != plan_hash
+
+
+def _lock_path(engine: Engine, tick_id: int) -> Path | None:
+    """The lock file a live SQLite tick holds (None: an in-memory database, or no file locks here)."""
+    database = engine.url.database
+    if fcntl is None or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(f"{database}.tick-{tick_id}.lock")
+
+
+@contextlib.contextmanager
+def _tick_lock(path: Path | None):
+    if path is None:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # before the lock goes: a tick that finds no file asks the pid
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _lock_held(path: Path | None) -> bool | None:
+    """Does a live process hold this tick's lock file? None: there is no such file to ask."""
+    if path is None:
+        return None
+    try:
+        handle = open(path, "r")
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        path.unlink(missing_ok=True)  # the tick died holding it: nobody will remove it else
+        return False
 
 
 def _due(now: dt.datetime):
@@ -301,9 +348,12 @@ class Runner:
     @contextlib.contextmanager
     def _alive(self, tick_id: int):
         """While this tick runs, others can tell it is alive: on PostgreSQL it holds a session advisory
-        lock named by its id; on SQLite (one machine) its host and pid are in the ticks table."""
+        lock named by its id; on SQLite an exclusive lock on a file beside the database, `DB.tick-ID.lock`.
+        The system drops either lock when the process dies, however it dies. (A pid could not tell: a
+        container's tick is pid 1 in every container.)"""
         if self.engine.dialect.name != "postgresql":
-            yield
+            with _tick_lock(_lock_path(self.engine, tick_id)):
+                yield
             return
         with self.engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:a, :b)"), {"a": ADVISORY_KEY, "b": tick_id})
@@ -324,6 +374,10 @@ class Runner:
         if conn.dialect.name == "postgresql":
             got = conn.execute(text("SELECT pg_try_advisory_xact_lock(:a, :b)"), {"a": ADVISORY_KEY, "b": tick_id}).scalar()
             return bool(got)
+        held = _lock_held(_lock_path(self.engine, tick_id))
+        if held is not None:
+            return not held
+        # no lock file: a tick of a version before the lock files (or a database without a file): its process
         if row.host != socket.gethostname():
             return False  # another machine: cannot tell, leave it to that machine's next tick
         try:
@@ -339,18 +393,31 @@ class Runner:
         and the provider call, or waiting for a retry whose time has come.
 
         Rows are taken over by moving their tick_id to this tick in one UPDATE ... RETURNING, so two
-        ticks never deliver the same row."""
+        ticks never deliver the same row. They are taken RECOVER_CHUNK at a time, in key order: after a
+        long provider outage tens of thousands wait, more than one statement may name."""
         due = or_(s.contacts.c.next_attempt_at.is_(None), s.contacts.c.next_attempt_at <= now)
         with self.engine.begin() as conn:
             owners = {r.tick_id for r in conn.execute(select(s.contacts.c.tick_id).distinct()
                                                        .where(s.contacts.c.status == "sending", due))}
             dead = [t for t in owners if t is not None and t != self.tick_id and self._dead(conn, t)]
-            free = or_(s.contacts.c.tick_id.is_(None), s.contacts.c.tick_id.in_(dead))
-            keys = [r.key for r in conn.execute(update(s.contacts).where(s.contacts.c.status == "sending", due, free)
-                                                .values(tick_id=self.tick_id).returning(s.contacts.c.key))]
-            rows = list(conn.execute(select(s.contacts).where(s.contacts.c.key.in_(keys)))) if keys else []
-        if not rows:
-            return
+        free = or_(s.contacts.c.tick_id.is_(None), s.contacts.c.tick_id.in_(dead))
+        after = ""
+        while True:
+            with self.engine.begin() as conn:
+                keys = list(conn.execute(select(s.contacts.c.key).where(s.contacts.c.status == "sending", due, free,
+                                                                       s.contacts.c.key > after)
+                                         .order_by(s.contacts.c.key).limit(RECOVER_CHUNK)).scalars())
+                if not keys:
+                    return
+                after = keys[-1]
+                taken = list(conn.execute(update(s.contacts).where(s.contacts.c.key.in_(keys),
+                                                                   s.contacts.c.status == "sending", due, free)
+                                          .values(tick_id=self.tick_id).returning(s.contacts.c.key)).scalars())
+                rows = list(conn.execute(select(s.contacts).where(s.contacts.c.key.in_(taken)))) if taken else []
+            if rows:
+                self._recover_rows(rows, now, summary)
+
+    def _recover_rows(self, rows: list, now: dt.datetime, summary: TickSummary) -> None:
         with self.engine.connect() as conn:
             states = load_states(conn, sorted({r.customer_id for r in rows}), dict(self.plan["fields"]))
         deliveries, withdrawn, held = [], [], []
@@ -367,7 +434,8 @@ class Runner:
             if hold is not None:
                 held.append((row, *hold))
                 continue
-            decision = Decision(row.at.astimezone(ZoneInfo(row.tz)), row.customer_id, tuple(row.invoice_ids.split(";")),
+            # the message is built as of now, when it goes: its dates, WhatsApp's 24-hour window
+            decision = Decision(now.astimezone(ZoneInfo(row.tz)), row.customer_id, tuple(row.invoice_ids.split(";")),
                                 row.stage, row.step, row.channel, row.template, "sent", _decided_reason(row),
                                 contact_key=row.key, queue=row.queue, priority=to_float(row.priority),
                                 webhook=row.webhook)

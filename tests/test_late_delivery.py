@@ -135,3 +135,19 @@ def test_a_retry_after_a_conversation_waits_out_reg_f_s_seven_days(store, tmp_pa
     assert provider.placed == []
     tick(2026, 11, 10, 12, 0)  # the conversation day counts as day 1: calls may resume on the 8th day
     assert len(provider.placed) == 1
+
+
+def test_a_late_message_is_built_as_of_the_moment_it_goes(store):
+    """WhatsApp's 24-hour window, and a template's dates, are judged when the message goes, not when
+    it was decided: a retry hours later sees the later moment."""
+    engine, provider, tick = store("[]", "00:00-23:59", "10:00")
+    seen = []
+    first_send = provider.send
+
+    def send(message):
+        seen.append(message.metadata["now"])
+        return first_send(message)
+    provider.send = send
+    tick(2026, 11, 3, 10, 0)
+    tick(2026, 11, 3, 13, 0)
+    assert seen == [dt.datetime(2026, 11, 3, 10, 0, tzinfo=NY), dt.datetime(2026, 11, 3, 13, 0, tzinfo=NY)]

@@ -1,0 +1,131 @@
+"""Recovery of `sending` rows: which tick owns one (alive or dead), and taking them over in bounded
+chunks, so that a long provider outage cannot wedge every later tick."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import socket
+import textwrap
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select, update
+
+from collect.adapters.base import DeliveryResult
+from collect.engine import runner as runner_module
+from collect.engine import store as s
+from collect.engine.channels import Channels
+from collect.engine.compiler import compile_policy
+from collect.engine.portfolio import ColumnMap
+from collect.engine.runner import Runner
+from collect.engine.storeio import import_file
+
+LIMA = ZoneInfo("America/Lima")
+POLICY = """\
+    policy: r
+    timezone: America/Lima
+    windows: { default: { mon-sun: "00:00-23:59" }, holidays: open }
+    templates: { m: { sms: "Hola" } }
+    stages:
+      s:
+        when: true
+        steps:
+          - { id: s1, at: due+1d 10:00, send: sms, template: m }
+    """
+
+
+class Outage:
+    """An SMS provider that is down until `up` is set; counts what it placed."""
+
+    name = "outage"
+    supports_html = supports_templates = False
+    free_text = True
+    dedupes = False
+
+    def __init__(self):
+        self.up, self.placed = False, []
+
+    def send(self, message):
+        if not self.up:
+            return DeliveryResult.transient("503", "service unavailable")
+        self.placed.append(message.key)
+        return DeliveryResult.sent(message.key)
+
+    def close(self):
+        pass
+
+
+def waiting_rows(url: str, tmp_path, customers: int):
+    """A store whose `customers` contacts are `sending` after an outage, and a runner whose provider is up."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(textwrap.dedent(POLICY))
+    plan = compile_policy(path).plan
+    engine = s.connect(url)
+    csv = tmp_path / "i.csv"
+    csv.write_text("invoice_id,customer_id,amount,due_date,phone\n" + "".join(
+        f"F{i},C{i},100,2026-11-02,+5198765432{i}\n" for i in range(customers)))
+    import_file(engine, "invoices", csv, fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    channels = Channels()
+    provider = channels.instances["sms"] = Outage()
+    Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 10, 0, tzinfo=LIMA))
+    provider.up = True
+    return engine, plan, channels, provider
+
+
+def test_waiting_contacts_are_taken_over_a_chunk_at_a_time(db_url, tmp_path, monkeypatch):
+    engine, plan, channels, provider = waiting_rows(db_url, tmp_path, 5)
+    assert provider.placed == []
+    monkeypatch.setattr(runner_module, "RECOVER_CHUNK", 2)
+    sizes = []
+    recover_rows = Runner._recover_rows
+
+    def spy(self, rows, now, summary):
+        sizes.append(len(rows))
+        return recover_rows(self, rows, now, summary)
+    monkeypatch.setattr(Runner, "_recover_rows", spy)
+    Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 11, 0, tzinfo=LIMA))
+    assert sizes == [2, 2, 1] and len(set(provider.placed)) == 5
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    return f"sqlite:///{tmp_path / 'collect.db'}"
+
+
+def orphan(engine, tmp_path) -> int:
+    """Give the waiting rows to an unfinished tick of this very process (as a container's tick is pid 1
+    in every container): only its lock file can tell whether it lives."""
+    with engine.begin() as conn:
+        tick_id = conn.execute(s.ticks.insert().values(
+            now=dt.datetime(2026, 11, 3, 15, tzinfo=dt.timezone.utc), started_at=dt.datetime.now(dt.timezone.utc),
+            plan_hash="x", host=socket.gethostname(), pid=os.getpid())).inserted_primary_key[0]
+        conn.execute(update(s.contacts).values(tick_id=tick_id, next_attempt_at=None))
+    (tmp_path / f"collect.db.tick-{tick_id}.lock").touch()
+    return tick_id
+
+
+def test_a_killed_tick_s_rows_are_delivered_though_its_pid_lives_on(sqlite_store, tmp_path):
+    engine, plan, channels, provider = waiting_rows(sqlite_store, tmp_path, 2)
+    tick_id = orphan(engine, tmp_path)
+    Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 11, 0, tzinfo=LIMA))
+    assert len(provider.placed) == 2
+    assert not (tmp_path / f"collect.db.tick-{tick_id}.lock").exists()  # the dead tick's file is cleaned up
+
+
+def test_a_live_tick_s_rows_are_left_to_it(sqlite_store, tmp_path):
+    engine, plan, channels, provider = waiting_rows(sqlite_store, tmp_path, 2)
+    tick_id = orphan(engine, tmp_path)
+    with open(tmp_path / f"collect.db.tick-{tick_id}.lock") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the owner is alive and delivering
+        Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 11, 0, tzinfo=LIMA))
+    assert provider.placed == []
+    with engine.connect() as conn:
+        assert set(conn.execute(select(s.contacts.c.tick_id)).scalars()) == {tick_id}
+
+
+def test_a_tick_leaves_no_lock_file_behind(sqlite_store, tmp_path):
+    engine, plan, channels, provider = waiting_rows(sqlite_store, tmp_path, 1)
+    Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 11, 0, tzinfo=LIMA))
+    assert list(tmp_path.glob("*.lock")) == []
