@@ -28,7 +28,7 @@ NOW = {"sent": "sends now", "deferred": "defers now", "skipped": "skips now", "e
 class StepLine:
     owner: str
     step: str
-    state: str  # a NOW value | not applicable | fired | deferred | skipped | failed | escalated | scheduled
+    state: str  # a NOW value | not applicable | fired | sending | deferred | skipped | failed | escalated | scheduled
     #             | waiting | not due | paused | stopped
     when: str
     why: str
@@ -149,4 +149,6 @@ def _from_memory(state, key: str, step_id: str, owner: str, contacts) -> StepLin
         refused = [f"{c.channel} failed ({c.reason})" for c in rows[:-1] if c.status == "failed"]
         why = (f"on {last.channel}" + (f" after deferral ({deferred.reason})" if deferred else "")
                + (f" after {', '.join(refused)}" if refused else "") + (f"; {last.reason}" if last.reason and len(rows) == 1 else ""))
+    if last is not None and last.status == "sending":  # decided, not delivered yet (a retry, a held contact)
+        return StepLine(owner, step_id, "sending", when, f"on {last.channel}: {last.reason or 'being delivered'}")
     return StepLine(owner, step_id, "fired" if status == "sent" else status, when, why)

@@ -554,6 +554,17 @@ def test_explain_tells_a_fallback_after_a_refusal_from_a_deferral(setup, db_url,
     assert "deferral" not in line and "next_look never" in out.output  # nothing ahead: not year 9999
 
 
+def test_explain_says_a_contact_waiting_for_a_retry_is_still_being_sent(setup, db_url, tmp_path):
+    run, engine = setup(whatsapp=[BUSY])
+    run.tick(MONDAY)
+    out = CliRunner().invoke(app, ["explain", str(tmp_path / "policy.yaml"), "--invoice", "F1", "--db", db_url,
+                                   "--now", MONDAY.replace(minute=1).isoformat()], env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    line = next(line for line in out.output.splitlines() if " d0 " in line)
+    assert " sending " in line and "fired" not in line
+    assert "on whatsapp: retrying from" in line and "429 Too Many Requests" in line
+
+
 def test_a_channel_whose_receiver_dedupes_is_stored_at_the_end_of_the_tick(setup):
     """The file and webhook adapters drop a key they have had: their outcomes are stored together at the
     end (one transaction), which a crash cannot turn into a duplicate."""
