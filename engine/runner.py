@@ -323,6 +323,8 @@ class Runner:
         try:
             with self.engine.connect() as conn:
                 results = deliver_all(deliveries, self.channels, keep)
+                for channel in {r.delivery.channel for r in later}:  # on disk before the store says sent
+                    getattr(self.channels(channel), "sync", lambda: None)()
                 with conn.begin():
                     record(conn, later, self.channels, now)
         except Exception:

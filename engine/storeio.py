@@ -7,11 +7,13 @@ them again with the new facts (a changed due date, a payment, a promise).
 from __future__ import annotations
 
 import datetime as dt
+import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from . import store as s
@@ -99,7 +101,8 @@ def _merge_customers(conn: Connection, found: dict) -> int:
     how many were stored already."""
     existing = {}
     for chunk in _chunks(list(found), 900):  # SQLite limits the number of bound parameters
-        existing.update({r.id: r._mapping for r in conn.execute(select(s.customers).where(s.customers.c.id.in_(chunk)))})
+        existing.update({r.id: r._mapping for r in conn.execute(select(s.customers).where(s.customers.c.id.in_(chunk))
+                                                                .with_for_update())})
     rows = []
     for cid, customer in found.items():
         row = _customer_row(customer)
@@ -157,10 +160,15 @@ def import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str]
     from .portfolio import read_portfolio
     from .portfolio_rows import read_one
 
+    # The customers are read, merged and written back (opt-outs, consents): on SQLite the transaction
+    # takes the write lock before it reads, and on PostgreSQL the rows are read FOR UPDATE, so an opt-out
+    # a tick records meanwhile waits for the import and is kept, not overwritten by what it read.
+    s.immediate(engine)
+    book = None
+    if kind == "invoices":  # parsed first: the store is locked only while it is written
+        book = read_portfolio(path, fields=fields, default_timezone=default_tz, default_currency=None, colmap=colmap)
     with engine.begin() as conn:
         if kind == "invoices":
-            book = read_portfolio(path, fields=fields, default_timezone=default_tz, default_currency=None,
-                                  colmap=colmap)
             _merge_customers(conn, book.customers)
             rows = [{"id": i.id, "customer_id": i.customer_id, "number": i.number, "amount": i.amount,
                      "balance": i.balance, "currency": i.currency, "issue_date": i.issue_date, "due_date": i.due_date,
@@ -304,14 +312,42 @@ def _mark_due(conn: Connection, customer_ids) -> None:
 
 STOP_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "optout", "revoke", "baja",
                         "alto", "parar", "cancelar"})  # carriers' and Twilio's opt-out keywords, and Spanish ones
+# two-word keywords, as their words: "OPT OUT", "Opt-out" (the FCC's list of revocation words has it)
+STOP_PHRASES = frozenset({("opt", "out")})
+_LETTERS = re.compile(r"[^\W\d_]+")  # a word: a run of letters (any script); anything else separates words
+
+
+def reply_words(text: str | None, n: int = 2) -> tuple[str, ...]:
+    """The first `n` words of a reply, compared without case or accents: `¡Alto!` -> ("alto",),
+    `Opt-out, please` -> ("opt", "out"). Punctuation, digits, emoji and line breaks only separate words."""
+    plain = "".join(ch for ch in unicodedata.normalize("NFKD", text or "") if not unicodedata.combining(ch))
+    words = []
+    for match in _LETTERS.finditer(plain.casefold()):
+        words.append(match.group())
+        if len(words) == n:
+            break
+    return tuple(words)
+
+
+def is_stop_reply(text: str | None) -> bool:
+    """Does a reply revoke consent (TCPA: by any reasonable means)? Yes when it starts with an opt-out
+    keyword: its first word is one of STOP_WORDS (`Stop, please`, `stop?`, `STOP` then more lines,
+    `¡ALTO!`), or its first two words are one of STOP_PHRASES (`Opt out`, `opt-out`). Only the start
+    counts: `please don't stop` or `I paid, stop` are not keywords (an operator records such an opt-out
+    with an `opted_out` event)."""
+    words = reply_words(text)
+    return bool(words) and (words[0] in STOP_WORDS or words in STOP_PHRASES)
+
+
 DELIVERY_TYPES = ("delivered", "read", "clicked", "replied")
 
 
 def _import_events(conn: Connection, path: Path, colmap: ColumnMap, zone) -> tuple[int, int]:
     """Provider reports (SPEC 7, events). Each is stored, and acts:
-    delivered/read/clicked/replied update the contact's delivery; a reply that says STOP (or an
-    `opted_out` report) is an opt-out for that channel; bounced/failed fail a sent contact and make its
-    step fall back to the next channel on the next tick; conversations feed the caps' cooldowns.
+    delivered/read/clicked/replied update the contact's delivery; a reply that starts with an opt-out
+    keyword (is_stop_reply: STOP, `Opt out`, `¡Alto!` ...) or an `opted_out` report is an opt-out for that
+    channel; bounced/failed fail a sent contact and make its step fall back to the next channel on the
+    next tick (the contact still counts toward caps: it was placed); conversations feed the caps' cooldowns.
     Re-importing the same file adds nothing. Returns the number of new reports, and of those stored
     already."""
     from .compiler import known_channels
@@ -397,7 +433,7 @@ def _apply_event(conn: Connection, row: dict, now: dt.datetime) -> None:
     from .delivery import add_optout, reopen
 
     kind, contact = row["type"], row["contact"]
-    stop = kind == "replied" and (row["detail"] or "").strip().split(" ")[0].strip(".!").lower() in STOP_WORDS
+    stop = kind == "replied" and is_stop_reply(row["detail"])
     if kind == "opted_out" or stop:
         add_optout(conn, row["customer_id"], row["channel"])
     if contact is None:
@@ -443,6 +479,19 @@ def _typed(attrs: dict, kinds: dict[str, str]) -> dict:
     return out
 
 
+def placed():
+    """The contacts that count as made, for the caps, the compliance guard and `contacts.*` (Reg F counts
+    calls placed, answered or not): those sent or being sent, and those the provider took and reported
+    `bounced` or `failed` afterwards (an unanswered call). A contact whose provider refused it when it was
+    handed over (a permanent error, retries used up) never reached the network and does not count.
+
+    The two kinds of `failed` rows differ in `delivery`: a report sets it (_apply_event fails only `sent`
+    rows, and writes the report's type there), while a refusal at send time (delivery.record) leaves it
+    NULL and no later report can set it on a `failed` row. Any report at all proves the provider had it."""
+    c = s.contacts.c
+    return or_(c.status.in_(("sent", "sending")), and_(c.status == "failed", c.delivery.is_not(None)))
+
+
 def load_states(conn: Connection, ids: list[str], fields: dict[str, str] | None = None) -> dict[str, CustomerState]:
     """The decision core's view of these customers, read in a few queries (custom fields typed)."""
     kinds = {ns: {k.split(".", 1)[1]: v for k, v in (fields or {}).items() if k.startswith(ns + ".")}
@@ -475,7 +524,7 @@ def load_states(conn: Connection, ids: list[str], fields: dict[str, str] | None 
         facts = states[r.customer_id].conversations if r.type == "conversation" else states[r.customer_id].replies
         facts.append(SentContact(r.at, r.channel, tuple(r.invoice_ids.split(";")) if r.invoice_ids else ()))
     for r in conn.execute(select(s.contacts.c.customer_id, s.contacts.c.at, s.contacts.c.channel, s.contacts.c.invoice_ids)
-                          .where(s.contacts.c.customer_id.in_(ids), s.contacts.c.status.in_(("sent", "sending")))
+                          .where(s.contacts.c.customer_id.in_(ids), placed())
                           .order_by(s.contacts.c.at, s.contacts.c.id)):
         if r.channel not in ("", "webhook", "agent"):
             states[r.customer_id].sent.append(SentContact(r.at, r.channel, tuple(r.invoice_ids.split(";"))))

@@ -113,6 +113,28 @@ def test_a_repeated_tick_sends_nothing_new(db_url, tmp_path, plan):
     assert again.statuses == Counter() and outbox_keys(tmp_path) == first
 
 
+def test_the_outbox_is_on_disk_before_the_store_says_sent(tmp_path, plan, monkeypatch):
+    """The file adapter's lines are synced (fsync) once per tick, before their outcomes are stored: a
+    power cut cannot leave a letter recorded as sent that is not in the file."""
+    from collect.adapters.file import FileChannel
+
+    url = f"sqlite:///{tmp_path / 'collect.db'}"
+    load_example(url, plan)
+    statuses_at_sync = []
+    real_sync = FileChannel.sync
+
+    def sync(self):
+        with s.connect(url).connect() as conn:
+            statuses_at_sync.append(set(conn.execute(select(s.contacts.c.status).where(
+                s.contacts.c.channel == self.channel)).scalars()))
+        return real_sync(self)
+    monkeypatch.setattr(FileChannel, "sync", sync)
+    ticks(url, plan, dt.datetime(2026, 11, 16, 14, tzinfo=UTC), 1, tmp_path)
+    assert statuses_at_sync and all(seen == {"sending"} for seen in statuses_at_sync)
+    with s.connect(url).connect() as conn:
+        assert "sending" not in set(conn.execute(select(s.contacts.c.status)).scalars())
+
+
 def test_run_every_hour_equals_simulate(db_url, tmp_path, plan):
     load_example(db_url, plan)
     start = dt.date(2026, 11, 16)
