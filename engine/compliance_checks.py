@@ -14,14 +14,22 @@ them, since any customer may be from any country):
   calendar weeks from Monday to Sunday).
   A rule broken for due dates on any weekday is warned, with the numbers of the weekday that breaks it
   most and, unless all seven do, the weekdays that break it ("... (for due dates on Mon-Fri and Sun)").
-Returns plain `Finding` records; the compiler maps `step_id` to a file position.
+  Steps that share a trigger all count, except those whose conditions exclude each other (they are
+  alternatives: an experiment's variants, complementary segments): of those, the largest group that can
+  fire together for one invoice counts;
+- per template body a send step uses, the profile's compile-time content rules (TEMPLATE_RULES: us-reg-f's
+  electronic opt-out, 12 CFR 1006.6(e)).
+Returns plain `Finding` records; the compiler maps `step_id` (or `template`) to a file position.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
+from itertools import combinations
 
 from ..dsl.timeparse import DAYS, format_time
+from .compliance import CHANNELS
 
 FULL_DAY = ((0, 1440),)
 
@@ -34,29 +42,37 @@ class Finding:
     step_id: str | None
     profile: str
     rule: str
+    template: tuple[str, str, str | None] | None = None  # (name, channel, part): a finding about a template body
 
 
 def check_plan(plan: dict, compliance: list[dict], dead: set[str] = frozenset()) -> list[Finding]:
     """`dead`: ids of the steps that can never fire (outside their stage, a condition never true): a
-    cadence does not count them."""
+    cadence does not count them, nor are their templates checked."""
     findings: list[Finding] = []
     windows = plan["windows"]["channels"]
     steps = [s for stage in plan["stages"] for s in stage["steps"]]
     steps += [s for event_steps in plan["events"].values() for s in event_steps]
+    conditions = _Conditions(plan)
     for doc in compliance:
         for step in steps:
             if step["action"] == "send" and step["channels"]:
                 findings += _step_windows(doc, step, windows)
         for stage in plan["stages"]:
-            findings += _cadence(doc, _live(stage, dead), windows)
+            findings += _cadence(doc, _live(stage, dead), windows, conditions)
+        findings += _template_rules(doc, plan, [s for s in steps if s["id"] not in dead])
     return findings
 
 
 # -- windows --------------------------------------------------------------------------------------
 
 
+PLUGINS = "plugins"  # in a rule's channels: every channel a plugin adds (engine/compliance.py)
+
+
 def _covers(rule: dict, channel: str) -> bool:
-    return rule["channels"] == ["any"] or channel in rule["channels"]
+    """As the guard reads a rule's channels: `any`, the channel itself, or `plugins` for a plugin's."""
+    return (rule["channels"] == ["any"] or channel in rule["channels"]
+            or (PLUGINS in rule["channels"] and channel not in CHANNELS))
 
 
 def _intersect(a, b) -> tuple:
@@ -192,21 +208,130 @@ def _live(stage: dict, dead: set[str]) -> dict:
     return {**stage, "steps": steps}
 
 
-def _triggers(stage: dict, rule: dict, weekday: int, windows: dict, open_hours) -> list[_Trigger]:
-    """The stage's send steps the rule counts, one per distinct trigger, in the order they go out when the
-    due date falls on `weekday`: steps that share a trigger are alternatives (segments, variants) rather
-    than messages that add up."""
-    seen, out = set(), []
+def _counted(stage: dict, rule: dict, conditions: "_Conditions") -> list[dict]:
+    """The stage's send steps the rule counts (by their first channel). Steps that share a trigger all go
+    out, as two messages, unless their conditions exclude each other: then they are alternatives (an
+    experiment's variants, complementary segments) and only the largest group of them that can fire
+    together for one invoice counts. Conditions are compared only at one trigger, where they are evaluated
+    at one moment on the same facts; steps at different triggers all count."""
+    by_trigger: dict[tuple, list[dict]] = {}
     for step in stage["steps"]:
-        if step["action"] != "send" or not step["channels"] or not _covers(rule, step["channels"][0]):
-            continue
-        key = (step["trigger"]["days"], step["trigger"]["time_minutes"])
-        if key not in seen:
-            seen.add(key)
-            trigger = _goes_out(step, weekday, windows, open_hours(step["channels"][0]))
-            if trigger is not None:
-                out.append(trigger)
+        if step["action"] == "send" and step["channels"] and _covers(rule, step["channels"][0]):
+            by_trigger.setdefault((step["trigger"]["days"], step["trigger"]["time_minutes"]), []).append(step)
+    return [step for group in by_trigger.values() for step in _together(group, conditions.exclusive)]
+
+
+def _together(group: list[dict], exclusive) -> list[dict]:
+    """The largest subset of `group` (steps at one trigger) with no two steps whose conditions exclude each
+    other; of equals, the one with the most channels, then the earliest steps."""
+    pairs = {(i, j) for i, j in combinations(range(len(group)), 2) if exclusive(group[i], group[j])}
+    if not pairs:
+        return group
+    if len(group) > 12:  # never in practice; in stage order, each step unless it excludes one kept (a lower bound)
+        kept: list[int] = []
+        for j in range(len(group)):
+            if not any((i, j) in pairs for i in kept):
+                kept.append(j)
+        return [group[i] for i in kept]
+    for size in range(len(group), 0, -1):
+        fits = [c for c in combinations(range(len(group)), size) if not any(p in pairs for p in combinations(c, 2))]
+        if fits:
+            best = max(fits, key=lambda c: len({group[i]["channels"][0] for i in c}))  # max: the first of equals
+            return [group[i] for i in best]
+    return group[:1]
+
+
+def _triggers(steps: list[dict], weekday: int, windows: dict, open_hours) -> list[_Trigger]:
+    """When the counted steps go out if the due date falls on `weekday`, in that order."""
+    out = []
+    for step in steps:
+        trigger = _goes_out(step, weekday, windows, open_hours(step["channels"][0]))
+        if trigger is not None:
+            out.append(trigger)
     return sorted(out, key=lambda t: (t.at, t.trigger, t.step_id))
+
+
+class _Conditions:
+    """Whether two steps' conditions (`for` and `if`, both must hold) exclude each other: proved when,
+    taken together, dsl/exprrange.py's may_hold finds them never true (comparisons of one field with
+    constants, segments followed), with an experiment's `variant("e")` read as one more field, or when
+    one condition requires `not X` and the other requires X (each of X's own conditions). Anything else
+    may hold together."""
+
+    def __init__(self, plan: dict):
+        from ..dsl.expr import parse
+
+        self._parse = lambda text: _atoms(parse(text))
+        self.segments = {s["name"]: self._parse(s["expr"]) for s in plan.get("segments", ())}
+        self._cache: dict[tuple, bool] = {}
+
+    def exclusive(self, a: dict, b: dict) -> bool:
+        key = (_condition_texts(a), _condition_texts(b))
+        if not key[0] or not key[1]:
+            return False  # a step without a condition fires with any other
+        if key not in self._cache:
+            self._cache[key] = self._exclusive([self._parse(t) for t in key[0]], [self._parse(t) for t in key[1]])
+        return self._cache[key]
+
+    def _exclusive(self, a: list, b: list) -> bool:
+        from ..dsl.expr import Node
+        from ..dsl.exprrange import may_hold
+
+        if not may_hold(Node("and", 0, 0, None, tuple(a + b)), self.segments):
+            return True
+        return self._negates(a, b) or self._negates(b, a)
+
+    def _negates(self, a: list, b: list) -> bool:
+        """Does `b` require `not X` for some X that `a` requires (X itself, or each of X's conjuncts)?"""
+        held = {_shape(n) for n in self._conjuncts(a, refs=True)}
+        negated = [n.args[0] for n in self._conjuncts(b) if n.kind == "not"]
+        return any(_shape(x) in held or all(_shape(n) in held for n in self._conjuncts([x])) for x in negated)
+
+    def _conjuncts(self, nodes: list, refs: bool = False, seen: frozenset = frozenset()) -> list:
+        """The parts of an `and` of `nodes`, segment references followed into their conditions (and kept
+        too with `refs`)."""
+        out = []
+        for node in nodes:
+            name = _segment_name(node)
+            if node.kind == "and":
+                out += self._conjuncts(list(node.args), refs, seen)
+            elif name is not None and name in self.segments and name not in seen:
+                out += [node] * refs + self._conjuncts([self.segments[name]], refs, seen | {name})
+            else:
+                out.append(node)
+        return out
+
+
+def _condition_texts(step: dict) -> tuple[str, ...]:
+    return tuple(text for text in (step.get("for"), step.get("if")) if text)
+
+
+def _atoms(node):
+    """The node with each `variant("e")` as a field of its own, `variant:e`, so that comparing it with
+    different constants is seen as contradictory."""
+    from ..dsl.expr import Node
+
+    if node.kind == "call" and node.value == "variant" and len(node.args) == 1 and node.args[0].kind == "literal":
+        return Node("field", node.offset, node.length, f"variant:{node.args[0].value}")
+    if not node.args:
+        return node
+    return replace(node, args=tuple(_atoms(arg) for arg in node.args))
+
+
+def _segment_name(node) -> str | None:
+    if node.kind == "name":
+        return node.value
+    if node.kind == "call" and node.value == "segment" and len(node.args) == 1 and node.args[0].kind == "literal":
+        return node.args[0].value
+    return None
+
+
+def _shape(node) -> tuple:
+    """A node without its place in the text; a segment reference by its name, however written."""
+    name = _segment_name(node)
+    if name is not None:
+        return ("segment", name)
+    return (node.kind, repr(node.value), tuple(_shape(arg) for arg in node.args))
 
 
 def _within(rule: dict):
@@ -240,10 +365,12 @@ def _period_text(rule: dict) -> str:
 def _what(rule: dict) -> str:
     if rule["channels"] == ["voice"]:
         return "calls"
-    return "contacts" if rule["channels"] == ["any"] else f"contacts by {'/'.join(rule['channels'])}"
+    if rule["channels"] == ["any"]:
+        return "contacts"
+    return f"contacts by {'/'.join(c for c in rule['channels'] if c != PLUGINS)}"  # a plugin's count too, unnamed
 
 
-def _cadence(doc: dict, stage: dict, windows: dict) -> list[Finding]:
+def _cadence(doc: dict, stage: dict, windows: dict, conditions: "_Conditions") -> list[Finding]:
     """A finding per cadence rule that the stage breaks for due dates on some weekday: that of the
     weekday that breaks the rule most (the largest count, the most channels, the closest contacts; the
     earliest such weekday, Monday first), its message ending with the weekdays that break the rule
@@ -260,8 +387,9 @@ def _cadence(doc: dict, stage: dict, windows: dict) -> list[Finding]:
         if check is None:
             continue
         broken = {}  # weekday -> (how badly, finding)
+        counted = _counted(stage, rule, conditions)
         for weekday in range(7):
-            triggers = _triggers(stage, rule, weekday, windows, open_hours)
+            triggers = _triggers(counted, weekday, windows, open_hours)
             found = check(doc, stage, rule, triggers) if triggers else None
             if found is not None:
                 broken[weekday] = found
@@ -341,3 +469,53 @@ def _hours(minutes: int) -> str:
 
 
 CADENCE = {"cap": _cap_cadence, "distinct_channels": _channels_cadence, "min_spacing": _spacing_cadence}
+
+
+# -- template content -----------------------------------------------------------------------------
+
+# Compile-time rules about what a message says, per profile: the guard sees no text at run time, and a
+# profile file's rules are the guard's. Profile -> (rule id, the channels whose bodies it reads).
+#
+# us-reg-f `electronic-opt-out` (12 CFR 1006.6(e)): every email, text message and other electronic message
+# says how to opt out of further ones. A body offers a way when its text (Jinja included, every branch)
+# has `unsubscribe` or `opt out` (`opt-out`, `opt_out`, `optout`) anywhere, an unsubscribe or opt-out link
+# or variable included (`{{ customer.unsubscribe_url }}`), or the word STOP or BAJA (any case): a stop
+# keyword instruction, "Reply STOP to opt out", "Responda BAJA". Both the text body and the HTML body of
+# an email must. A WhatsApp template approved by Meta (template_name) is not read: its text is not in the
+# policy.
+TEMPLATE_RULES = {"us-reg-f": ("electronic-opt-out", ("email", "sms", "whatsapp"))}
+OPT_OUT = re.compile(r"unsubscribe|opt[\s_-]?out|\b(?:stop|baja)\b", re.IGNORECASE)
+_ADD = {
+    "email": 'a line such as "To stop receiving these emails, reply UNSUBSCRIBE." ("Para no recibir más correos, '
+             'responda BAJA.") or an unsubscribe link',
+    "text": 'a line such as "Reply STOP to opt out." ("Responda BAJA para no recibir más mensajes.")',
+}
+
+
+def _template_rules(doc: dict, plan: dict, steps: list[dict]) -> list[Finding]:
+    """A finding per body without an opt-out of a template that a send step uses on a channel the profile's
+    rule reads; each body once, in the order the steps first use them."""
+    if doc["profile"] not in TEMPLATE_RULES:
+        return []
+    rule, channels = TEMPLATE_RULES[doc["profile"]]
+    templates, out, seen = plan.get("templates", {}), [], set()
+    for step in steps:
+        name = step.get("template")
+        for channel in step["channels"] if step["action"] == "send" else ():
+            body = templates.get(name, {}).get(channel)
+            if body is not None and channel in channels and (name, channel) not in seen:
+                seen.add((name, channel))
+                out += _opt_out(doc, rule, name, channel, body)
+    return out
+
+
+def _opt_out(doc: dict, rule: str, name: str, channel: str, body: dict) -> list[Finding]:
+    """A finding per part of the body (an email's text and HTML) that offers no way to opt out."""
+    email = channel == "email"
+    parts = ("body", "html") if email else ("body",)  # a Meta-approved WhatsApp template has no body here
+    return [Finding("compliance-no-opt-out", "warning",
+                    f"template '{name}' ({channel}{f' {part}' if email else ''}) says nowhere how to opt out: "
+                    f"{doc['profile']} wants every email, text or other electronic message to say how to stop "
+                    f"them (12 CFR 1006.6(e)); add {_ADD['email' if email else 'text']}",
+                    None, doc["profile"], rule, (name, channel, part if email else None))
+            for part in parts if isinstance(body.get(part), str) and not OPT_OUT.search(body[part])]

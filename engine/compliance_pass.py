@@ -4,7 +4,8 @@ Resolves the policy's profiles with its `compliance_settings` (errors at their p
 the resolved docs for the plan — so the plan, and its hash, carry the rules that ran, and a changed
 profile is a changed plan — and, once the plan is built, maps the static findings of
 engine/compliance_checks.py (a step that can never send lawfully, a cadence above a legal cap) to
-diagnostics at the steps they name.
+diagnostics at the steps they name, and those about a template body (no opt-out) at that body: in the
+policy file, or at `templates_dir` naming the template's file there.
 """
 
 from __future__ import annotations
@@ -87,5 +88,18 @@ def check_steps(comp, plan_doc: dict, docs: list[dict]) -> None:
     for finding in check_plan(plan_doc, docs, dead):
         path = places.get(finding.step_id)
         span = comp.span(path + ("id",)) if path else comp.span(("compliance",), prefer_key=True)
+        message = finding.message
+        if finding.template is not None:
+            span, message = _template_place(comp, finding)
         report = comp.diags.error if finding.severity == "error" else comp.diags.warning
-        report(finding.code, finding.message, span, f"{finding.profile}: rule {finding.rule} (docs/compliance.md)")
+        report(finding.code, message, span, f"{finding.profile}: rule {finding.rule} (docs/compliance.md)")
+
+
+def _template_place(comp, finding):
+    """(span, message) of a finding about a template body: the body in the policy file, else the
+    `templates_dir` key, the message then naming the file the template came from."""
+    name, channel, part = finding.template
+    if channel in (comp.policy.templates.get(name) or {}):
+        return comp.span(("templates", name, channel) + ((part,) if part else ())), finding.message
+    file = comp.base_dir / (comp.policy.templates_dir or "") / f"{name}.{channel}.j2"
+    return comp.span(("templates_dir",)), f"{file}: {finding.message}"

@@ -462,8 +462,11 @@ def test_a_cadence_above_a_cap_names_the_steps_the_count_and_the_limit():
 
 
 def test_cadence_within_the_caps_is_silent_and_alternatives_count_once():
-    calls = [step(f"v{d}", d, ["voice", "sms"]) for d in range(1, 8)] + [step("v7b", 7, ["voice"])]
-    assert check_plan(plan_doc(calls), resolve(["us-reg-f"])) == []
+    """v7 and v7b are an experiment's two variants at one trigger: one of them calls, not both."""
+    calls = [step(f"v{d}", d, ["voice", "sms"]) for d in range(1, 8)]
+    calls[-1]["if"] = 'variant("e") == "x"'
+    alternative = {**step("v7b", 7, ["voice"]), "if": 'variant("e") == "y"'}
+    assert check_plan(plan_doc(calls + [alternative]), resolve(["us-reg-f"])) == []
 
 
 def test_cadence_channels_and_spacing_rules():
