@@ -178,21 +178,27 @@ def _double_sends(comp, dead: set[tuple]) -> None:
 def _cadence_vs_caps(comp, dead: set[tuple]) -> None:
     """Per stage and cap: the most sends one invoice's own steps put inside any window of the cap's length.
 
-    Steps sharing one trigger but with different conditions count once: they are alternatives (an
-    experiment's variants, segments) rather than messages that add up. Steps that can never fire do not count.
-    """
+    Steps sharing one trigger all send (one message per step) unless their conditions exclude each other:
+    then they are alternatives (an experiment's variants, complementary segments) and only the largest
+    group that can fire together counts, as in the compliance cadence checks. Steps that can never fire
+    do not count."""
+    from .compliance_checks import Conditions, together
+
+    conditions = Conditions({"segments": [{"name": path[1], "expr": c.canonical} for path, c in comp.exprs.items()
+                                          if path[0] == "segments" and not c.errors]})
     for ci, cap in enumerate(comp.policy.caps):
         if comp.located.broken_within(("caps", ci)):
             continue
         width = max(1, -(-timeparse.parse_duration(cap.per) // (24 * 60)))  # days, rounded up
         for name, stage in comp.policy.stages.items():
-            by_trigger: dict[str, list[str]] = defaultdict(list)
-            for _path, step in _live_steps(comp, name, stage, dead):
+            by_trigger: dict[str, list[dict]] = defaultdict(list)
+            for path, step in _live_steps(comp, name, stage, dead):
                 if step.send and cap.channel in ("any", step.send[0]):
-                    by_trigger[step.at].append(step.id)
-            worst = _densest(by_trigger, width)
-            if worst and len(worst) > cap.max:
-                ids = [ids[0] for ids in worst]
+                    when, cond = _condition(comp, path)
+                    by_trigger[step.at].append({"id": step.id, "channels": step.send, "for": when, "if": cond})
+            counted = {at: [s["id"] for s in together(group, conditions.exclusive)] for at, group in by_trigger.items()}
+            ids = [i for group in _densest(counted, width) for i in group]
+            if len(ids) > cap.max:
                 comp.diags.warning("cadence-exceeds-cap", f"stage '{name}': steps {', '.join(ids)} send "
                                    f"{len(ids)} messages on {cap.channel} within {cap.per}; this cap allows "
                                    f"{cap.max}, so it will {comp.policy.on_cap} {len(ids) - cap.max} of them",
@@ -215,11 +221,11 @@ def _no_lateness(comp) -> None:
 
 
 def _densest(by_trigger: dict[str, list[str]], width: int) -> list[list[str]]:
-    """The largest group of triggers whose days fit in a window of `width` days."""
+    """The triggers whose days fit in a window of `width` days with the most steps between them."""
     days = sorted((timeparse.parse_trigger(at).days, ids) for at, ids in by_trigger.items())
     best: list[list[str]] = []
     for start, (day, _) in enumerate(days):
         group = [ids for d, ids in days[start:] if d < day + width]
-        if len(group) > len(best):
+        if sum(map(len, group)) > sum(map(len, best)):
             best = group
     return best

@@ -52,7 +52,7 @@ def check_plan(plan: dict, compliance: list[dict], dead: set[str] = frozenset())
     windows = plan["windows"]["channels"]
     steps = [s for stage in plan["stages"] for s in stage["steps"]]
     steps += [s for event_steps in plan["events"].values() for s in event_steps]
-    conditions = _Conditions(plan)
+    conditions = Conditions(plan)
     for doc in compliance:
         for step in steps:
             if step["action"] == "send" and step["channels"]:
@@ -208,7 +208,7 @@ def _live(stage: dict, dead: set[str]) -> dict:
     return {**stage, "steps": steps}
 
 
-def _counted(stage: dict, rule: dict, conditions: "_Conditions") -> list[dict]:
+def _counted(stage: dict, rule: dict, conditions: "Conditions") -> list[dict]:
     """The stage's send steps the rule counts (by their first channel). Steps that share a trigger all go
     out, as two messages, unless their conditions exclude each other: then they are alternatives (an
     experiment's variants, complementary segments) and only the largest group of them that can fire
@@ -218,10 +218,10 @@ def _counted(stage: dict, rule: dict, conditions: "_Conditions") -> list[dict]:
     for step in stage["steps"]:
         if step["action"] == "send" and step["channels"] and _covers(rule, step["channels"][0]):
             by_trigger.setdefault((step["trigger"]["days"], step["trigger"]["time_minutes"]), []).append(step)
-    return [step for group in by_trigger.values() for step in _together(group, conditions.exclusive)]
+    return [step for group in by_trigger.values() for step in together(group, conditions.exclusive)]
 
 
-def _together(group: list[dict], exclusive) -> list[dict]:
+def together(group: list[dict], exclusive) -> list[dict]:
     """The largest subset of `group` (steps at one trigger) with no two steps whose conditions exclude each
     other; of equals, the one with the most channels, then the earliest steps."""
     pairs = {(i, j) for i, j in combinations(range(len(group)), 2) if exclusive(group[i], group[j])}
@@ -251,7 +251,7 @@ def _triggers(steps: list[dict], weekday: int, windows: dict, open_hours) -> lis
     return sorted(out, key=lambda t: (t.at, t.trigger, t.step_id))
 
 
-class _Conditions:
+class Conditions:
     """Whether two steps' conditions (`for` and `if`, both must hold) exclude each other: proved when,
     taken together, dsl/exprrange.py's may_hold finds them never true (comparisons of one field with
     constants, segments followed), with an experiment's `variant("e")` read as one more field, or when
@@ -370,7 +370,7 @@ def _what(rule: dict) -> str:
     return f"contacts by {'/'.join(c for c in rule['channels'] if c != PLUGINS)}"  # a plugin's count too, unnamed
 
 
-def _cadence(doc: dict, stage: dict, windows: dict, conditions: "_Conditions") -> list[Finding]:
+def _cadence(doc: dict, stage: dict, windows: dict, conditions: "Conditions") -> list[Finding]:
     """A finding per cadence rule that the stage breaks for due dates on some weekday: that of the
     weekday that breaks the rule most (the largest count, the most channels, the closest contacts; the
     earliest such weekday, Monday first), its message ending with the weekdays that break the rule

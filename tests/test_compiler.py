@@ -84,6 +84,10 @@ def test_spelling_does_not_change_the_hash(tmp_path):
      ["cadence-exceeds-cap"]),
     # a segment that is always false
     ("segments: { never: 1 > 2 }\nstages:\n  s:\n    when: invoice.days_past_due > 0\n    steps: []\n", ["never-true"]),
+    # two steps at one trigger send two messages: they add up against a cap on any channel
+    ("caps: [ { channel: any, max: 1, per: 1d } ]\nstages:\n  s:\n    when: invoice.days_past_due > 0\n    steps:\n"
+     "      - { id: a, at: due+1d 10:00, send: sms, template: m }\n"
+     "      - { id: b, at: due+1d 10:00, send: email, template: m }\n", ["cadence-exceeds-cap"]),
     # alternatives of an experiment on the same day do not add up against a cap
     ("experiments: { e: { variants: { x: 50, y: 50 } } }\ncaps: [ { channel: sms, max: 1, per: 1d } ]\nstages:\n  s:\n"
      "    when: invoice.days_past_due > 0\n    steps:\n"
