@@ -328,20 +328,34 @@ def _parse_now(now: str | None):
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
 
-def _channels(path: Path | None, plan):
-    """The adapters of channels.yaml (all to outbox files without one); a bad file, or real providers
-    with templates that need a payment link channels.yaml does not give, is exit 1 before anything."""
-    from .engine.channels import ChannelsError, load_channels, pay_link_problem
+def _channels(path: Path | None, plan, quiet: bool = False):
+    """The adapters of channels.yaml (all to outbox files without one), checked against the policy before
+    anything is sent. Exit 1, with every problem at once: a bad file; a step none of whose channels the
+    file configures (each of its contacts would fail for good); what an adapter lacks for the policy
+    (its `check(plan)`, e.g. a Twilio WhatsApp template without a Content SID); real providers with
+    templates that need a payment link the file does not give. A channel the policy sends on that the
+    file leaves out, where the step has another channel to fall back to, is a warning (not with --quiet)."""
+    from .engine.channels import ChannelsError, load_channels, pay_link_problem, render
 
     try:
         adapters = load_channels(path)
     except ChannelsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_INPUT)
-    problem = pay_link_problem(adapters, plan)
-    if problem:
+    try:
+        errors, warnings = adapters.check_plan(plan)
+        problem = pay_link_problem(adapters, plan)
+    except BaseException:
         adapters.close()
-        typer.echo(f"error: {path}: {problem}", err=True)
+        raise
+    lines = ([f"{path}: {problem}"] if problem else []) + [render(d) for d in errors]
+    if lines:
+        typer.echo("error: " + "\n".join(lines), err=True)
+    if not quiet or lines:
+        for warning in warnings:
+            typer.echo(render(warning), err=True)
+    if lines:
+        adapters.close()
         raise typer.Exit(EXIT_INPUT)
     return adapters
 
@@ -357,7 +371,7 @@ def run(policy: PolicyArg, db: DbOpt = None,
 
     plan = _compile(policy, quiet=quiet).plan
     moment = _parse_now(now)
-    adapters = _channels(channels, plan)
+    adapters = _channels(channels, plan, quiet)
     from sqlalchemy.exc import DBAPIError
 
     from .engine.store import one_line

@@ -1,9 +1,12 @@
 """Which adapter delivers each channel: channels.yaml, or the built-in `file` adapter for everything.
 
 Everything in channels.yaml is checked when it is loaded, and every problem is reported with its place
-(FILE:LINE:COL), not only the first: unknown adapters (naming the ones installed), unknown or missing
-settings (from each adapter's settings model), `${ENV}` references to unset variables (naming the
-variable, never a value), `retry:` and `costs:`.
+(FILE:LINE:COL), not only the first: channel names that are no channel (a built-in one or an installed
+plugin's), unknown adapters (naming the ones installed), unknown or missing settings (from each adapter's
+settings model), `${ENV}` references to unset variables (naming the variable, never a value), `retry:`
+and `costs:`. Once the policy is known too (`collect run`, `collect serve`), `Channels.check_plan` says
+what the configuration lacks for it: a step none of whose channels is configured, and what an adapter's
+optional `check(plan)` hook reports (a Twilio WhatsApp template without a Content SID).
 
 Secrets stay out of output: `Channels.redact(text)` masks every value that came from an `${ENV}`
 reference and every value of a secret-named setting (password, token, auth_token, secret, headers);
@@ -49,6 +52,21 @@ class ChannelsError(Exception):
 def _render(d: Diagnostic) -> str:
     where = f"{d.span.file}:{d.span.line}:{d.span.col}: " if d.span else ""
     return f"{where}{d.message}" + (f" ({d.hint})" if d.hint else "")
+
+
+def render(d: Diagnostic) -> str:
+    """One problem as a line, `FILE:LINE:COL: ` first when its place is known; a warning says so after
+    the place (an error's lines follow the `error: ` that starts the report)."""
+    if d.severity != "warning":
+        return _render(d)
+    where = f"{d.span.file}:{d.span.line}:{d.span.col}: " if d.span else ""
+    return f"{where}warning: {d.message}" + (f" ({d.hint})" if d.hint else "")
+
+
+def _known_channels() -> tuple[str, ...]:
+    from .compiler import known_channels
+
+    return known_channels()
 
 
 @dataclass(frozen=True)
@@ -107,6 +125,7 @@ class Channels:
         self._secrets: set[str] = set()
         self._where = where or (lambda path, key=False: None)
         diags = Diagnostics()
+        self._check_names(diags)
         prepared = {name: self._prepare(name, settings, diags) for name, settings in self.config.items()}
         if diags:
             raise ChannelsError(diags.items)
@@ -139,11 +158,89 @@ class Channels:
         for adapter in self.instances.values():
             getattr(adapter, "close", lambda: None)()
 
+    # -- what a policy needs of this configuration ------------------------------------------------------
+
+    def check_plan(self, plan) -> tuple[list[Diagnostic], list[Diagnostic]]:
+        """(errors, warnings) of this configuration for a policy's plan, before anything is sent.
+
+        Errors: a step none of whose channels is configured (each of its contacts would fail for good,
+        `channel_not_configured`), and what an adapter's optional `check(plan) -> list[str]` says it lacks
+        for the plan (e.g. a Twilio WhatsApp template without a Content SID). Warnings: a channel the policy
+        sends on that is not configured but whose steps have a configured channel to fall back to, agent
+        task hand-offs with no `agent` adapter (the tasks stay in `collect tasks`), and a check that crashed.
+        Without a configuration every channel goes to the `file` adapter: nothing is missing.
+        """
+        errors, warnings = Diagnostics(), Diagnostics()
+        if self.config:
+            self._check_unconfigured(plan, errors, warnings)
+        for channel, adapter in self.instances.items():
+            hook = getattr(adapter, "check", None)
+            if not callable(hook):
+                continue
+            name = getattr(adapter, "name", type(adapter).__name__)
+            try:
+                found = hook(plan)
+            except Exception as exc:  # noqa: BLE001 - a plugin may raise anything: say so, do not stop the run
+                warnings.warning("adapter-check-failed", f"channels.{channel}: the {name} adapter could not check "
+                                 f"the policy: {type(exc).__name__}: {self.redact(str(exc))}",
+                                 self._where(("channels", channel), True))
+                continue
+            for problem in [found] if isinstance(found, str) else list(found or ()):
+                errors.error("adapter-check", f"channels.{channel}: {self.redact(str(problem))}",
+                             self._where(("channels", channel), True))
+        return errors.items, warnings.items
+
+    def _check_unconfigured(self, plan, errors: Diagnostics, warnings: Diagnostics) -> None:
+        place = self._where(("channels",), True)
+        used: dict[str, list[str]] = {}  # channel -> the steps that send on it, in plan order
+        dead: dict[tuple, list[str]] = {}  # a step's channels, none configured -> the steps
+        for step in plan_steps(plan):
+            on = delivered_on(step)
+            for channel in on + (("agent",) if step.get("on_exhausted") and "agent" not in on else ()):
+                used.setdefault(channel, []).append(step["id"])
+            if on and on != ("agent",) and len(self.unconfigured(on)) == len(on):
+                dead.setdefault(on, []).append(step["id"])
+        for on, steps in dead.items():
+            one = len(steps) == 1
+            who = f"{'step' if one else 'steps'} {', '.join(steps)} {'sends' if one else 'send'} on {', '.join(on)}"
+            configured = ("which channels.yaml does not configure" if len(on) == 1
+                          else "none of which channels.yaml configures")
+            errors.error("step-unconfigured", f"channels: {who}, {configured}: every contact of "
+                         f"{'this step' if one else 'these steps'} would fail for good", place,
+                         f"add {'`' + on[0] + ': { adapter: ... }`' if len(on) == 1 else 'one of them'} under "
+                         f"channels:; `{{ adapter: file }}` writes the messages to outbox/"
+                         f"{on[0] if len(on) == 1 else '<channel>'}.jsonl")
+        failed_for_good = {s for steps in dead.values() for s in steps}  # reported above
+        for channel in self.unconfigured(used):
+            steps = [s for s in used[channel] if s not in failed_for_good]
+            if not steps:
+                continue
+            one = len(steps) == 1
+            which = f"{'step' if one else 'steps'} {', '.join(steps)}"
+            if channel == "agent":
+                message = (f"channels: agent is not configured: the agent tasks of {which} stay in `collect tasks`, "
+                           "but each hand-off fails (channel_not_configured)")
+            else:
+                message = (f"channels: {channel} is not configured: each send on it fails (channel_not_configured) "
+                           f"and {which} {'goes' if one else 'go'} on to {'its' if one else 'their'} next channel")
+            warnings.warning("channel-unconfigured", message, place)
+
     # -- checking one channel -----------------------------------------------------------------------
 
     def _error(self, diags: Diagnostics, code: str, path: tuple, message: str, hint: str | None = None,
                key: bool = False) -> None:
         diags.error(code, f"{_dotted(('channels', *path))}: {message}", self._where(("channels", *path), key), hint)
+
+    def _check_names(self, diags: Diagnostics) -> None:
+        """A key of `channels:` is a channel: a built-in one or an installed plugin's. A misspelt one
+        (`emial:`) would leave its channel unconfigured and every send on it failing."""
+        if not self.config:
+            return
+        known = _known_channels()
+        for channel in self.config:
+            if channel not in known:
+                self._error(diags, "channels-unknown-key", (channel,), f"unknown channel '{channel}' (available: "
+                            f"{', '.join(known)})", suggest(channel, known), key=True)
 
     def _prepare(self, channel: str, settings, diags: Diagnostics):
         if not isinstance(settings, dict):
@@ -242,6 +339,28 @@ class Channels:
             raise ChannelsError([Diagnostic("channels-adapter-init", "error", f"channels.{channel}: the "
                                             f"adapter cannot start: {type(exc).__name__}: {self.redact(str(exc))}",
                                             self._where(("channels", channel), True))]) from None
+
+
+def plan_steps(plan):
+    """Every step of a plan (a Plan or its dict), stage steps first, then event steps."""
+    for stage in plan["stages"]:
+        yield from stage["steps"]
+    events = plan["events"]
+    for event in sorted(events):
+        yield from events[event]
+
+
+def delivered_on(step) -> tuple[str, ...]:
+    """The channels a step's contacts go out on, in fallback order: a send step's `send:` channels, a
+    webhook step's `webhook`, an escalation's `agent` (its task is handed off there)."""
+    action = step["action"]
+    if action == "send":
+        return tuple(step["channels"])
+    if action == "webhook":
+        return ("webhook",)
+    if action == "escalate":
+        return ("agent",)
+    return ()
 
 
 # -- channels.yaml ----------------------------------------------------------------------------------
