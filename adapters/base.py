@@ -2,9 +2,11 @@
 
 A channel receives a rendered `Message` carrying the contact's unique key as its idempotency key and
 returns a `DeliveryResult`. `send` makes exactly one attempt and never sleeps: the runner decides when
-to try again (from `status == "transient"` and `retry_after`) and when to fall back to the next
-channel (`"permanent"`). Adapters register by name through the entry point group `collect.channels`
-(see registry.py); the built-in ones are registered the same way in pyproject.toml.
+to try again (from `status == "transient"` and `retry_after`), when to fall back to the next
+channel (`"permanent"`), and when to leave the whole channel alone for the tick (`account_level`: the
+credentials or the account are refused, which no other message would get past). Adapters register
+by name through the entry point group `collect.channels` (see registry.py); the built-in ones are
+registered the same way in pyproject.toml.
 
 This module imports nothing from the rest of collect, so a third-party channel can depend on it alone.
 """
@@ -56,6 +58,11 @@ class DeliveryResult:
     error: str | None = None  # for people; never carries a secret
     retry_after: float | None = None  # seconds the provider asked us to wait (HTTP Retry-After)
     opted_out: bool = False  # the provider says the recipient unsubscribed from this sender
+    # the failure is the channel's, not the message's (credentials refused, account locked or unpaid, a
+    # server certificate nobody trusts): nothing can go out on this channel until someone fixes it. The
+    # runner stops the channel for the tick and the message waits, without using an attempt. Its status
+    # is `permanent`, so that code which does not know this field never retries it in a loop.
+    account_level: bool = False
 
     @classmethod
     def sent(cls, provider_id: str | None) -> "DeliveryResult":
@@ -68,6 +75,11 @@ class DeliveryResult:
     @classmethod
     def permanent(cls, code: str, error: str, opted_out: bool = False) -> "DeliveryResult":
         return cls("permanent", error_code=code, error=error, opted_out=opted_out)
+
+    @classmethod
+    def account(cls, code: str, error: str, retry_after: float | None = None) -> "DeliveryResult":
+        """The channel cannot send anything now (see `account_level`); `error` says what to fix."""
+        return cls("permanent", error_code=code, error=error, retry_after=retry_after, account_level=True)
 
 
 @runtime_checkable
@@ -207,3 +219,18 @@ def moment(value) -> dt.datetime | None:
     if not isinstance(value, dt.datetime):
         raise ValueError(f"not a date-time: {value!r}")
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+# WhatsApp's customer service window (fixed by Meta, not a setting): free text only this long after the
+# customer's last message, through any provider (Meta's Cloud API, Twilio)
+WHATSAPP_WINDOW = dt.timedelta(hours=24)
+
+
+def inside_window(metadata: dict) -> bool:
+    """Did the customer write to us in the last 24 hours (as of metadata["now"], else the clock)?"""
+    try:
+        last = moment(metadata.get("last_inbound_at"))
+        now = moment(metadata.get("now")) or dt.datetime.now(dt.timezone.utc)
+    except (TypeError, ValueError):
+        return False  # unreadable: we cannot show the window is open, so it is not
+    return last is not None and now - last < WHATSAPP_WINDOW

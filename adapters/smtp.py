@@ -6,11 +6,20 @@ retry after a timeout, a tick recovering a crash) carries the same Message-ID, w
 and archives recognise the duplicate. One connection is kept open across sends and checked with NOOP
 before reuse; any failure drops it, so the next send starts clean.
 
-Replies: 5xx is permanent, 4xx and lost connections are transient (RFC 5321 4.2.1).
+Replies: 5xx is permanent, 4xx and lost connections are transient (RFC 5321 4.2.1). What refuses the
+channel rather than the message is account-level (the runner stops the channel for the tick and the
+message waits): a refused login (535), "authentication required" or "STARTTLS first" (530), a server
+that refuses the connection or lacks STARTTLS/AUTH, and TLS that cannot work with these settings (a
+certificate nobody trusts, TLS on a plain port, a `ca_file` that cannot be read). A TLS handshake the
+server drops (EOF, reset) is a lost connection like any other: transient.
+
+Bodies are 7-bit: non-ASCII text goes quoted-printable (or base64, whichever is shorter), which every
+server takes, instead of 8-bit data that RFC 6152 allows only with BODY=8BITMIME.
 """
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import smtplib
 import ssl
@@ -20,6 +29,17 @@ from email.utils import formatdate, parseaddr
 from pydantic import Field, SecretStr, model_validator
 
 from .base import Adapter, DeliveryResult, Message, Seconds, Settings, secret
+
+# RFC 5322 headers (non-ASCII ones RFC 2047-encoded) and 7-bit bodies: quoted-printable or base64
+POLICY = email.policy.default.clone(cte_type="7bit")
+# The connection was closed or reset during the TLS handshake: lost, like a reset TCP connection.
+TLS_DROPPED = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+# "Authentication required" (RFC 4954) and "Must issue a STARTTLS command first" (RFC 3207): the settings.
+REFUSED_CHANNEL = 530
+
+
+class CaFileError(OSError):
+    """`ca_file` cannot be read: no connection can be verified."""
 
 
 class SmtpSettings(Settings):
@@ -76,7 +96,12 @@ class SmtpChannel(Adapter):
         except ValueError as exc:  # e.g. a line break in a header: never let it reach the wire
             return DeliveryResult.permanent("bad_message", self.scrub(str(exc)))
         try:
-            self.connection().send_message(mail, to_addrs=[message.recipient])
+            smtp = self.connection()
+        except Exception as exc:
+            self.close()
+            return self.failure(exc, connecting=True)
+        try:
+            smtp.send_message(mail, to_addrs=[message.recipient])
         except Exception as exc:
             self.close()
             return self.failure(exc)
@@ -84,7 +109,7 @@ class SmtpChannel(Adapter):
 
     def compose(self, message: Message) -> EmailMessage:
         s = self.settings
-        mail = EmailMessage()
+        mail = EmailMessage(policy=POLICY)
         mail["From"] = s.from_
         mail["To"] = message.recipient
         mail["Subject"] = " ".join((message.subject or "").split())
@@ -132,7 +157,11 @@ class SmtpChannel(Adapter):
         return smtp
 
     def tls(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.settings.ca_file)
+        try:
+            context = ssl.create_default_context(cafile=self.settings.ca_file)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise CaFileError(f"cannot read the CA certificates in {self.settings.ca_file} (`ca_file`): "
+                              f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}") from exc
         if not self.settings.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -148,31 +177,46 @@ class SmtpChannel(Adapter):
 
     # -- errors -------------------------------------------------------------------------------------
 
-    def failure(self, exc: Exception) -> DeliveryResult:
+    def failure(self, exc: Exception, connecting: bool = False) -> DeliveryResult:
+        """What an exception means. While `connecting` (greeting, EHLO, STARTTLS, login) no message is
+        involved yet: a refusal there refuses the channel, whatever is sent."""
         if isinstance(exc, smtplib.SMTPRecipientsRefused):
             code, text = next(iter(exc.recipients.values()), (0, b""))
             return self.reply(code, text)
         # RFC 4954: 454 is a temporary authentication failure (the server's auth backend is down), so a
         # 4xx on login is retried like any 4xx; only a refusal (535 etc.) means the credentials are wrong
         if isinstance(exc, smtplib.SMTPAuthenticationError) and not 400 <= exc.smtp_code < 500:
-            return DeliveryResult.permanent("auth", f"the SMTP server refused the login (SMTP {exc.smtp_code}): "
-                                                    "check username and password")
+            return DeliveryResult.account("auth", f"the SMTP server refused the login (SMTP {exc.smtp_code}): "
+                                                  "check username and password")
         if isinstance(exc, smtplib.SMTPResponseException):
-            return self.reply(exc.smtp_code, exc.smtp_error)
+            return self.reply(exc.smtp_code, exc.smtp_error, connecting)
         if isinstance(exc, smtplib.SMTPNotSupportedError):
-            return DeliveryResult.permanent("unsupported", self.scrub(str(exc)))
-        if isinstance(exc, ssl.SSLError):
-            # a certificate the server cannot prove, or TLS spoken to a plain port: settings, not luck
-            return DeliveryResult.permanent("tls", f"TLS with {self.settings.host} failed: {self.scrub(str(exc))}")
+            if connecting:  # no STARTTLS, or no AUTH: the server cannot work with these settings
+                return DeliveryResult.account("unsupported", f"{self.settings.host}: {self.scrub(str(exc))}")
+            return DeliveryResult.permanent("unsupported", self.scrub(str(exc)))  # SMTPUTF8, for this address
+        if isinstance(exc, CaFileError):
+            return DeliveryResult.account("tls", self.scrub(str(exc)))
+        if isinstance(exc, ssl.SSLError) and not isinstance(exc, TLS_DROPPED):
+            # a certificate the server cannot prove, or TLS spoken to a plain port: the settings, for every
+            # message alike
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                return DeliveryResult.account("tls", f"cannot verify the TLS certificate of {self.settings.host} "
+                                              f"({self.scrub(str(exc.verify_message or exc))}): if a private CA "
+                                              f"signed it, give that CA's PEM file as `ca_file`")
+            return DeliveryResult.account("tls", f"TLS with {self.settings.host}:{self.settings.effective_port} "
+                                          f"failed: {self.scrub(str(exc))}: check `port`, `ssl` and `starttls`")
         if isinstance(exc, (smtplib.SMTPException, OSError)):
             return DeliveryResult.transient("network", f"cannot talk to {self.settings.host}:"
                                             f"{self.settings.effective_port}: {type(exc).__name__}: "
                                             f"{self.scrub(str(exc))}")
         raise exc
 
-    def reply(self, code: int, text) -> DeliveryResult:
+    def reply(self, code: int, text, connecting: bool = False) -> DeliveryResult:
         text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
         error = f"SMTP {code}: {self.scrub(' '.join(text.split()))}"
+        if code == REFUSED_CHANNEL or (connecting and 500 <= code < 600):
+            return DeliveryResult.account(str(code), f"{self.settings.host} refused the channel: {error}: check "
+                                          "`host`, `port`, `starttls`, `username` and `password`")
         if 500 <= code < 600:
             return DeliveryResult.permanent(str(code), error)
         return DeliveryResult.transient(str(code), error)

@@ -4,10 +4,14 @@ POST {base_url}/2010-04-01/Accounts/{account_sid}/Messages.json, HTTP basic auth
 form fields To, From (or MessagingServiceSid), Body, StatusCallback. On the `whatsapp` channel the
 addresses get the `whatsapp:` prefix, and a message with a provider template is sent as the Content
 SID configured for it (`content_sids`) with its parameters as ContentVariables {"1": ..., "2": ...}.
+Free text on WhatsApp goes only inside the 24-hour customer service window (as `whatsapp_cloud`):
+outside it the message is refused here, `outside_24h_window`, since Twilio would accept it and fail it
+later (63016) where collect does not hear.
 
 Twilio has no idempotency key on this API: a send that timed out after Twilio accepted it can be
 repeated by the runner's retry. Errors are classified from Twilio's error code (JSON body
-`{"code": 21211, "message": ..., "more_info": ..., "status": 400}`).
+`{"code": 21211, "message": ..., "more_info": ..., "status": 400}`); a refusal of the account (credentials,
+suspension, a sender not of this account) is account-level: the channel stops for the tick.
 """
 
 from __future__ import annotations
@@ -18,16 +22,23 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr, model_validator
 
-from .base import DeliveryResult, HttpUrl, Message, Seconds, Settings, secret
+from .base import DeliveryResult, HttpUrl, Message, Seconds, Settings, inside_window, secret
 from .http import ErrorCodes, HttpAdapter, json_body
 
 # Error codes and what they mean. Source: Twilio's error dictionary, one page per code at
 # https://www.twilio.com/docs/api/errors/<code> (e.g. /docs/api/errors/21211).
-PERMANENT = {
+# Refusals of the account itself (credentials, an account suspended, a sender not of this account): no
+# message of the channel would get past them, so they stop the channel instead of failing each contact.
+ACCOUNT = {
+    10001: "the account is not active (suspended: balance, or a policy review)",
     20003: "authentication failed: check account_sid and auth_token",
+    20005: "the account is not active (funds, or a trial not activated)",
     20404: "not found: check account_sid (and messaging_service_sid)",
+    21212: "invalid 'From' phone number: check `from`",
+    21660: "the 'From' number does not belong to this account: check `from`",
+}
+PERMANENT = {
     21211: "invalid 'To' phone number",
-    21212: "invalid 'From' phone number",
     21214: "'To' phone number cannot be reached",
     21215: "no permission to call this region (Geo Permissions)",
     21216: "call blocked by Twilio",
@@ -42,7 +53,6 @@ PERMANENT = {
     21614: "'To' phone number is not a mobile number",
     21617: "message body exceeds 1600 characters",
     21635: "'To' phone number is a landline",
-    21660: "'From' number does not belong to this account",
     63016: "WhatsApp: free-form message outside the 24-hour window; send a template",
     63024: "WhatsApp: invalid message recipient",
 }
@@ -61,7 +71,7 @@ TRANSIENT = {
     63038: "account daily message limit reached",
 }
 CODES = ErrorCodes(PERMANENT, TRANSIENT,
-                   opted_out={21610: "the recipient unsubscribed from this sender (replied STOP)"})
+                   opted_out={21610: "the recipient unsubscribed from this sender (replied STOP)"}, account=ACCOUNT)
 
 
 class TwilioSettings(Settings):
@@ -73,6 +83,7 @@ class TwilioSettings(Settings):
     content_sids: dict[str, str] = {}  # WhatsApp: provider template name -> Content SID (HX...)
     base_url: HttpUrl = "https://api.twilio.com"
     timeout: Seconds = 10.0
+    ca_file: str | None = None  # PEM file of a private CA to trust (default: SSL_CERT_FILE, else certifi's)
 
     @model_validator(mode="after")
     def _sender(self):
@@ -104,8 +115,8 @@ class TwilioBase(HttpAdapter):
         code, status = body.get("code"), response.status_code
         if status == 401 or code == 20003:
             # the credentials themselves are never part of the message
-            return DeliveryResult.permanent(str(code or f"http_{status}"), f"Twilio refused the credentials "
-                                            f"(HTTP {status}): check account_sid and auth_token")
+            return DeliveryResult.account(str(code or f"http_{status}"), f"Twilio refused the credentials "
+                                          f"(HTTP {status}): check account_sid and auth_token")
         message = self.scrub(str(body.get("message") or CODES.meaning(code) or f"Twilio answered HTTP {status}"))
         return self.by_code(response, CODES, code, message)
 
@@ -126,6 +137,12 @@ class TwilioChannel(TwilioBase):
     def send(self, message: Message) -> DeliveryResult:
         if not message.recipient:
             return DeliveryResult.permanent("no_recipient", f"no phone number for {self.channel}")
+        if self.whatsapp() and not message.template_name and not inside_window(message.metadata):
+            # Twilio would take it (201 queued) and fail it later with 63016, which only the status callback
+            # hears: the contact would read `sent` and never fall back
+            return DeliveryResult.permanent("outside_24h_window", "free text is allowed only within 24 hours "
+                                            "of the customer's last message; give the step a WhatsApp template "
+                                            "(and its Content SID in content_sids)")
         form = {"To": self.address(message.recipient), "StatusCallback": self.settings.status_callback}
         form.update(self.sender())
         content = self.content(message)
@@ -133,6 +150,25 @@ class TwilioChannel(TwilioBase):
             return content
         form.update(content)
         return self.create("Messages", form)
+
+    def check(self, plan) -> list[str]:
+        """What this configuration lacks for the policy `plan` (called by `collect run`/`serve` before the
+        first tick): on the `whatsapp` channel, a Content SID for each WhatsApp template the policy sends
+        on it; without one, each of its messages would fail for good (`no_content_sid`)."""
+        if not self.whatsapp():
+            return []
+        steps = [step for stage in plan["stages"] for step in stage["steps"]]
+        steps += [step for event in sorted(plan["events"]) for step in plan["events"][event]]
+        missing: dict[str, list[str]] = {}  # template name -> the steps that send it
+        for step in steps:
+            if step["action"] != "send" or self.channel not in step["channels"] or not step["template"]:
+                continue
+            doc = (plan["templates"].get(step["template"]) or {}).get(self.channel)
+            if doc and doc.get("kind") == "whatsapp" and doc["template_name"] not in self.settings.content_sids:
+                missing.setdefault(doc["template_name"], []).append(step["id"])
+        return [f"content_sids: no Content SID for the WhatsApp template '{name}' (sent by "
+                f"{'step' if len(ids) == 1 else 'steps'} {', '.join(ids)}): Twilio cannot send it; add "
+                f"{name}: HX... to content_sids" for name, ids in missing.items()]
 
     def whatsapp(self) -> bool:
         return self.channel == "whatsapp"

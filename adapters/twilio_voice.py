@@ -34,6 +34,7 @@ class TwilioVoiceSettings(Settings):
     loop: int = Field(1, ge=1, le=5)  # how many times the text is read
     base_url: HttpUrl = "https://api.twilio.com"
     timeout: Seconds = 10.0
+    ca_file: str | None = None  # PEM file of a private CA to trust (default: SSL_CERT_FILE, else certifi's)
 
 
 def say_language(language: str | None, overrides: dict[str, str], default: str) -> str:

@@ -6,21 +6,22 @@ params, in order. WhatsApp lets a business send free text only inside the custom
 hours after the customer's last message: free text outside it is refused here, before any request,
 as a permanent failure `outside_24h_window` (so the runner falls back to the next channel), instead of
 being sent and failing with 131047. The contact key travels as `biz_opaque_callback_data`, which Meta
-echoes in the status webhooks.
+echoes in the status webhooks. A refusal of the token or of the business account (locked, unpaid,
+blocked for policy, number not registered) is account-level: the channel stops for the tick and its
+messages wait, instead of each failing for good.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
 
-from .base import DeliveryResult, HttpUrl, Message, Seconds, Settings, moment, secret
-from .http import ErrorCodes, HttpAdapter, json_body
+from .base import WHATSAPP_WINDOW, DeliveryResult, HttpUrl, Message, Seconds, Settings, inside_window, secret
+from .http import ErrorCodes, HttpAdapter, json_body, retry_after
 
-WINDOW = dt.timedelta(hours=24)  # the customer service window (fixed by Meta, not a setting)
+WINDOW = WHATSAPP_WINDOW  # the customer service window (fixed by Meta, not a setting)
 
 # Error codes. Source: WhatsApp Cloud API, "Error codes"
 # https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
@@ -37,23 +38,30 @@ TRANSIENT = {
     131057: "business account in maintenance mode",
     133004: "server temporarily unavailable",
 }
+# Refusals of the business account or its token, not of the message: every message would get the same
+# answer until someone fixes the account (WhatsApp Manager, Business Support Home) or channels.yaml, so
+# they stop the channel for the tick instead of failing each contact for good.
+ACCOUNT = {
+    0: "authentication failed: renew `token`",
+    3: "the token lacks a capability or permission: check the system user's permissions",
+    10: "permission denied: check the token's permissions",
+    33: "phone_number_id does not exist or is not reachable with this token: check `phone_number_id`",
+    190: "access token expired or invalid: renew `token`",
+    368: "the business account is temporarily blocked for policy violations (see Business Support Home)",
+    131005: "access denied: check the token's permissions",
+    131031: "the business account is locked (policy violation, or a two-step PIN that does not match)",
+    131042: "payment problem on the business account (eligibility): fix the payment method in WhatsApp Manager",
+    131045: "the phone number's certificate is wrong: register the number again",
+    133010: "the phone number is not registered on the Cloud API: register it",
+    **{code: "permission not granted or removed: check the token's permissions" for code in range(200, 300)},
+}
 PERMANENT = {
-    0: "authentication failed: check token",
-    3: "the token lacks a capability or permission",
-    10: "permission denied",
-    33: "phone_number_id does not exist or is not reachable with this token",
     100: "invalid parameter",
-    190: "access token expired or invalid",
-    200: "permission not granted",
-    368: "temporarily blocked for policy violations",
-    131005: "access denied",
+    130497: "the business account may not message users in this country",  # HTTP 403, but per recipient
     131008: "required parameter missing",
     131009: "parameter value not valid",
     131021: "recipient cannot be the sender",
     131026: "message undeliverable (no WhatsApp account, old app, or terms not accepted)",
-    131031: "business account locked",
-    131042: "payment problem on the business account",
-    131045: "phone number certificate problem",
     131047: "more than 24 hours since the customer last replied: send a template",
     131049: "Meta chose not to deliver this marketing message (per-user limit)",
     131051: "unsupported message type",
@@ -64,10 +72,10 @@ PERMANENT = {
     132012: "template parameter format mismatch",
     132015: "template paused for low quality",
     132016: "template disabled for low quality",
-    133010: "phone number not registered on the Cloud API",
     135000: "generic user error",
 }
-CODES = ErrorCodes(PERMANENT, TRANSIENT, opted_out={131050: "the user stopped marketing messages from this business"})
+CODES = ErrorCodes(PERMANENT, TRANSIENT, opted_out={131050: "the user stopped marketing messages from this business"},
+                   account=ACCOUNT)
 AUTH = frozenset({0, 190})
 
 
@@ -77,16 +85,7 @@ class WhatsAppCloudSettings(Settings):
     base_url: HttpUrl = "https://graph.facebook.com/v21.0"
     default_language: str = "en_US"  # template language when the message has none
     timeout: Seconds = 10.0
-
-
-def inside_window(metadata: dict) -> bool:
-    """Did the customer write to us in the last 24 hours (as of metadata["now"], else the clock)?"""
-    try:
-        last = moment(metadata.get("last_inbound_at"))
-        now = moment(metadata.get("now")) or dt.datetime.now(dt.timezone.utc)
-    except (TypeError, ValueError):
-        return False  # unreadable: we cannot show the window is open, so it is not
-    return last is not None and now - last < WINDOW
+    ca_file: str | None = None  # PEM file of a private CA to trust (default: SSL_CERT_FILE, else certifi's)
 
 
 class WhatsAppCloudChannel(HttpAdapter):
@@ -136,8 +135,12 @@ class WhatsAppCloudChannel(HttpAdapter):
         code, status = error.get("code"), response.status_code
         text = self.describe(code, error) or f"WhatsApp answered HTTP {status}"
         if code in AUTH or status == 401:
-            return DeliveryResult.permanent(str(code if code is not None else "http_401"),
-                                            f"WhatsApp refused the token ({text}): renew `token`")
+            return DeliveryResult.account(str(code if code is not None else "http_401"),
+                                          f"WhatsApp refused the token ({text}): renew `token`")
+        if code in CODES.account:  # Meta's message, and what to do about it
+            hint = CODES.account[code]
+            return DeliveryResult.account(str(code), text if hint in text else f"{text}: {hint}",
+                                          retry_after(response))
         return self.by_code(response, CODES, code, text)
 
     def describe(self, code, error: dict) -> str:

@@ -13,7 +13,12 @@ for the rest of the tick (its messages wait for the next one). Outcomes (SPEC 4.
 - permanent (invalid number, unsubscribed, bad template, a template that cannot be rendered): the row
   becomes `failed`, the channel is remembered as failed for the contact's step instances, which are
   open again, and the customer is due at once: the decision core falls back to the step's next channel
-  (or fails the step and escalates, `on_exhausted`). A provider opt-out also records the opt-out.
+  (or fails the step and escalates, `on_exhausted`). A provider opt-out also records the opt-out;
+- account-level (`DeliveryResult.account_level`: credentials refused, an account locked or unpaid, a
+  server certificate nobody trusts): not the message's fault, and no other message would get through.
+  The channel is stopped for the rest of the tick (`stopped`); that contact and the channel's others
+  stay `sending`, released to a later tick from `next_attempt_at`, without using an attempt; and one
+  line names the channel and what to fix in channels.yaml (`failure_lines`).
 """
 
 from __future__ import annotations
@@ -50,25 +55,38 @@ class Delivery:
 @dataclass
 class Result:
     delivery: Delivery
-    status: str  # sent | retry | failed | waiting (not tried: the channel's provider is failing)
+    # sent | retry | failed | waiting (not tried: the channel's provider is failing) | stopped (the
+    # provider refused the channel's account: the contact waits, no attempt used, and so does the channel)
+    status: str
     reason: str = ""
     provider_id: str | None = None
     error_code: str | None = None
     retry_after: float | None = None
     opted_out: bool = False
+    stopped: str = ""  # why the channel is stopped for the tick (status stopped, and waiting behind it)
 
 
-def deliver_all(deliveries: list[Delivery], channels, on_result=None) -> list[Result]:
+# stopped and waiting contacts stay `sending`, released to a later tick, without using an attempt
+NOT_TRIED = ("waiting", "stopped")
+
+
+def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: dict[str, str] | None = None
+                ) -> list[Result]:
     """Deliver every message, channel by channel in parallel; outcomes in the order given. `on_result`
     is called with each outcome as soon as it is known (from the channel's thread), so that it can be
     stored at once: a crash later in the tick must not deliver again what a provider already took. When
     it fails (the store is locked), no channel sends anything more: what could not be stored would be
     sent again; the messages not tried wait for the next tick.
 
+    `stopped` maps a channel to why it is stopped (its provider refused the account): its messages are
+    not tried, they wait; a channel stopped here is added. Give every call of one tick the same dict, so
+    that a channel refused while recovering earlier rows is not tried again for the new ones.
+
     Messages are rendered here first, in this thread: rendering is CPU work that threads would not
     speed up, and lazy imports or template caches are not shared between threads while they fill."""
     done: dict[str, Result] = {}
     by_channel: dict[str, list] = {}
+    stopped = {} if stopped is None else stopped
     for d in deliveries:
         try:
             message = d.build()
@@ -89,22 +107,29 @@ def deliver_all(deliveries: list[Delivery], channels, on_result=None) -> list[Re
                 stop.set()
                 raise
         with ThreadPoolExecutor(max_workers=len(by_channel), thread_name_prefix="deliver") as pool:
-            futures = [pool.submit(_deliver_channel, items, channels, on_result and kept, stop)
+            futures = [pool.submit(_deliver_channel, items, channels, on_result and kept, stop, stopped)
                        for items in by_channel.values()]
             done.update({r.delivery.key: r for f in futures for r in f.result()})
     return [done[d.key] for d in deliveries]
 
 
-def _deliver_channel(items: list, channels, on_result=None, stop=None) -> list[Result]:
+def _deliver_channel(items: list, channels, on_result=None, stop=None, stopped=None) -> list[Result]:
+    """One channel's messages, in order. `stopped` is shared by the channels' threads, but each touches
+    only its own channel's entry."""
     results, failing = [], 0
+    stopped = {} if stopped is None else stopped
     for d, message in items:
         if stop is not None and stop.is_set():
             break  # an outcome could not be stored: send nothing more this tick
-        if failing >= BREAKER:
+        if d.channel in stopped:
+            result = Result(d, "waiting", f"not tried: {stopped[d.channel]}", stopped=stopped[d.channel])
+        elif failing >= BREAKER:
             result = Result(d, "waiting", f"not tried: {d.channel} failed {BREAKER} times in a row")
         else:
             result = _attempt(d, message, channels)
             failing = failing + 1 if result.status == "retry" else 0
+            if result.status == "stopped":
+                stopped[d.channel] = result.stopped
         if on_result is not None:
             on_result(result)
         results.append(result)
@@ -124,6 +149,9 @@ def _outcome(d: Delivery, outcome, channels) -> Result:
     reason = channels.redact(f"{outcome.error_code or ''} {outcome.error or ''}".strip())
     if outcome.status == "sent":
         return Result(d, "sent", provider_id=outcome.provider_id)
+    if getattr(outcome, "account_level", False):  # a plugin built against an older base has no such field
+        why = channel_stopped(d.channel, reason)
+        return Result(d, "stopped", why, error_code=outcome.error_code, retry_after=outcome.retry_after, stopped=why)
     status = "retry" if outcome.status == "transient" else "failed"
     return _retry_or_give_up(Result(d, status, reason, error_code=outcome.error_code, retry_after=outcome.retry_after,
                                     opted_out=outcome.opted_out), channels)
@@ -135,6 +163,31 @@ def _retry_or_give_up(r: Result, channels) -> Result:
     if r.status == "retry" and attempts >= channels.retry.attempts:
         r.status, r.reason = "failed", f"gave up after {attempts} attempts: {r.reason}"
     return r
+
+
+def channel_stopped(channel: str, reason: str) -> str:
+    """The one line that says a channel stopped, why, and where to fix it."""
+    return (f"channel {channel} stopped for this tick, the provider refused its account: {reason} "
+            f"(check the credentials and settings of channels.{channel} in channels.yaml, and the account "
+            f"with the provider); its messages wait for a later tick without using an attempt")
+
+
+def failure_lines(results: list[Result]) -> list[str]:
+    """What a tick reports of its delivery failures (`provider failure: ...`): `KEY: REASON` for each
+    message that failed, will be retried or waits behind a failing provider; for a channel stopped by an
+    account-level refusal one line, without its key, instead of one per message it left waiting (a
+    channel stopped by an earlier call of the tick was reported by that call)."""
+    lines, reported = [], set()
+    for r in results:
+        if r.status == "sent":
+            continue
+        if r.stopped:
+            if r.status == "stopped" and r.delivery.channel not in reported:
+                reported.add(r.delivery.channel)
+                lines.append(r.stopped)
+            continue
+        lines.append(f"{r.delivery.key}: {r.reason}")
+    return lines
 
 
 def record(conn: Connection, results: list[Result], channels, now: dt.datetime) -> None:
@@ -161,9 +214,9 @@ def record(conn: Connection, results: list[Result], channels, now: dt.datetime) 
 
 def _row(r: Result, channels, now: dt.datetime) -> dict:
     d = r.delivery
-    attempts = d.attempts + (0 if r.status == "waiting" else 1)
+    attempts = d.attempts + (0 if r.status in NOT_TRIED else 1)
     status, reason, retry_at = r.status, r.reason, None
-    if status in ("retry", "waiting"):
+    if status in ("retry", *NOT_TRIED):
         retry_at = now + dt.timedelta(seconds=channels.retry.delay(max(attempts, 1), r.retry_after))
         reason = f"{RETRY_NOTE}{retry_at:%Y-%m-%d %H:%M} UTC: {reason}"
     if status == "sent":
@@ -172,7 +225,7 @@ def _row(r: Result, channels, now: dt.datetime) -> dict:
         status = "escalated"  # the task was handed to the agents' system
     # the decision's reason stays in its column whatever `reason` now says (a row recovered from a store
     # written before the column existed gets it here, before a retry's note replaces `reason`)
-    return {"k": d.key, "status": {"retry": "sending", "waiting": "sending"}.get(status, status), "reason": reason,
+    return {"k": d.key, "status": "sending" if status in ("retry", *NOT_TRIED) else status, "reason": reason,
             "decided": d.reason,
             "provider_id": r.provider_id, "error_code": r.error_code, "attempts": attempts,
             "cost": channels.costs.get(d.channel) if status == "sent" else None, "next_attempt_at": retry_at,
@@ -201,7 +254,11 @@ def reopen(conn: Connection, failures: list[tuple[str, tuple, str, str]], now: d
 
 
 def add_optout(conn: Connection, customer_id: str, channel: str) -> None:
-    current = conn.execute(select(s.customers.c.optouts).where(s.customers.c.id == customer_id)).scalar()
+    """Add an opt-out to the stored ones. The row is read FOR UPDATE (PostgreSQL; SQLite transactions
+    here hold the write lock from their start), so an import or another tick writing the customer at the
+    same time waits instead of having its change, or this one, overwritten."""
+    current = conn.execute(select(s.customers.c.optouts).where(s.customers.c.id == customer_id)
+                           .with_for_update()).scalar()
     if current is not None and channel not in current:
         conn.execute(update(s.customers).where(s.customers.c.id == customer_id)
                      .values(optouts=sorted({*current, channel})))

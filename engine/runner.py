@@ -45,7 +45,7 @@ from sqlalchemy.engine import Connection, Engine
 from . import store as s
 from .decide import Decision, Outcome, decide, held_now, to_float
 from .decide import withdrawn as decide_withdrawn
-from .delivery import REOPENED, RETRY_NOTE, Delivery, deliver_all, record, reopen
+from .delivery import REOPENED, RETRY_NOTE, Delivery, deliver_all, failure_lines, record, reopen
 from .runtime import Runtime
 from .storeio import _insert_new, _upsert, load_states
 
@@ -138,6 +138,9 @@ class TickSummary:
     by_channel: Counter = field(default_factory=Counter)
     provider_failures: list[str] = field(default_factory=list)
     delivery: Counter = field(default_factory=Counter)  # outcomes of the provider calls: sent, retry, failed ...
+    # channels whose provider refused the account this tick (credentials, a locked account): not tried again
+    # in this tick, whichever delivery (recovered rows, new decisions) comes next; channel -> why
+    stopped: dict = field(default_factory=dict)
     decisions: list[Decision] = field(default_factory=list)
 
 
@@ -322,7 +325,7 @@ class Runner:
                     raise
         try:
             with self.engine.connect() as conn:
-                results = deliver_all(deliveries, self.channels, keep)
+                results = deliver_all(deliveries, self.channels, keep, summary.stopped)
                 for channel in {r.delivery.channel for r in later}:  # on disk before the store says sent
                     getattr(self.channels(channel), "sync", lambda: None)()
                 with conn.begin():
@@ -334,9 +337,10 @@ class Runner:
         for r in results:
             if r.status == "sent":
                 summary.by_channel[r.delivery.channel] += 1
-            else:
-                summary.provider_failures.append(f"{r.delivery.key}: {r.reason}")
             summary.delivery[r.status] += 1
+        # a line per failed message; one per channel stopped by an account-level refusal, not one per
+        # message it left waiting
+        summary.provider_failures.extend(failure_lines(results))
 
     def _delivery(self, key: str, channel: str, customer_id: str, steps, attempts: int, decision: Decision,
                   state, late: bool = False) -> Delivery:

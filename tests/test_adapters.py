@@ -71,7 +71,9 @@ def test_twilio_sms_posts_the_form_with_basic_auth(server):
 
 def test_twilio_whatsapp_prefixes_addresses_and_sends_templates_as_content(server):
     adapter = twilio(server, channel="whatsapp", content_sids={"recordatorio_pago": "HX" + "a" * 32})
-    assert adapter.send(message("whatsapp")).status == "sent"
+    # free text only inside the 24-hour window: the customer wrote an hour ago
+    inside = {"last_inbound_at": NOW - dt.timedelta(hours=1), "now": NOW}
+    assert adapter.send(message("whatsapp", metadata=inside)).status == "sent"
     templated = message("whatsapp", template_name="recordatorio_pago", params=("Ana", "S/ 1,250.00"))
     assert adapter.send(templated).status == "sent"
     free, template = (r.form for r in server.requests)

@@ -318,32 +318,6 @@ def test_a_check_that_crashes_is_a_warning_not_a_stop(project, tmp_path, picky):
 
 # -- Twilio on WhatsApp: a Content SID for each WhatsApp template the policy sends ----------------------
 
-def _proposed_twilio_check(self, plan) -> list[str]:
-    """The `check` proposed for adapters/twilio.py TwilioChannel (used here until it is there)."""
-    if not self.whatsapp():
-        return []
-    steps = [step for stage in plan["stages"] for step in stage["steps"]]
-    steps += [step for event in sorted(plan["events"]) for step in plan["events"][event]]
-    missing: dict[str, list[str]] = {}  # template name -> the steps that send it
-    for step in steps:
-        if step["action"] != "send" or self.channel not in step["channels"] or not step["template"]:
-            continue
-        doc = (plan["templates"].get(step["template"]) or {}).get(self.channel)
-        if doc and doc.get("kind") == "whatsapp" and doc["template_name"] not in self.settings.content_sids:
-            missing.setdefault(doc["template_name"], []).append(step["id"])
-    return [f"content_sids: no Content SID for the WhatsApp template '{name}' (sent by "
-            f"{'step' if len(ids) == 1 else 'steps'} {', '.join(ids)}): Twilio cannot send it; add "
-            f"{name}: HX... to content_sids" for name, ids in missing.items()]
-
-
-@pytest.fixture
-def twilio_check(monkeypatch):
-    from collect.adapters.twilio import TwilioChannel
-
-    if not callable(getattr(TwilioChannel, "check", None)):
-        monkeypatch.setattr(TwilioChannel, "check", _proposed_twilio_check, raising=False)
-
-
 TWILIO = """\
 channels:
   whatsapp: {{ adapter: twilio, account_sid: AC11111111111111111111111111111111, auth_token: tok-123456,
@@ -356,7 +330,7 @@ pay_link: "https://pay.example.pe/c/{{customer_id}}"
 """
 
 
-def test_twilio_whatsapp_without_the_policys_content_sid_stops_the_run(project, tmp_path, twilio_check):
+def test_twilio_whatsapp_without_the_policys_content_sid_stops_the_run(project, tmp_path):
     (tmp_path / "channels.yaml").write_text(TWILIO.format(extra=""), encoding="utf-8")
     result = project("run", "policy.yaml", "--channels", "channels.yaml", "--now", MONDAY)
     assert result.exit_code == 1, result.output
@@ -366,7 +340,7 @@ def test_twilio_whatsapp_without_the_policys_content_sid_stops_the_run(project, 
     assert "tok-123456" not in result.output and contacts(project.db) == []
 
 
-def test_twilio_with_the_content_sid_or_on_sms_passes(project, tmp_path, twilio_check):
+def test_twilio_with_the_content_sid_or_on_sms_passes(project, tmp_path):
     extra = ", content_sids: { recordatorio_pago: HX0123456789abcdef0123456789abcdef }"
     (tmp_path / "channels.yaml").write_text(TWILIO.format(extra=extra), encoding="utf-8")
     result = project("run", "policy.yaml", "--channels", "channels.yaml", "--now", MONDAY, "--dry-run")
