@@ -469,7 +469,12 @@ def _costs(value, located, diags: Diagnostics) -> dict[str, Decimal]:
                     located.span(("costs",)))
         return {}
     costs = {}
+    known = _known_channels()
     for channel, amount in value.items():
+        if str(channel) not in known:  # a misspelt channel would silently cost nothing
+            diags.error("channels-bad-cost", f"costs.{channel}: unknown channel '{channel}' (available: "
+                        f"{', '.join(known)})", located.span(("costs", channel)), suggest(str(channel), known))
+            continue
         try:
             if isinstance(amount, bool):
                 raise InvalidOperation

@@ -460,4 +460,11 @@ def load_costs(channels_yaml: Path) -> dict[str, float]:
     costs = data.get("costs") or {} if isinstance(data, dict) else None
     if not isinstance(costs, dict) or not all(isinstance(v, (int, float)) for v in costs.values()):
         raise ValueError(f"{channels_yaml}: costs must map channel names to numbers")
+    from ..dsl.diagnostics import suggest
+    from .compiler import known_channels
+
+    for channel in costs:  # a misspelt channel would silently cost nothing
+        if str(channel) not in known_channels():
+            hint = suggest(str(channel), known_channels())
+            raise ValueError(f"{channels_yaml}: costs.{channel}: unknown channel '{channel}'" + (f" ({hint})" if hint else ""))
     return {str(k): float(v) for k, v in costs.items()}

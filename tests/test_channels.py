@@ -120,14 +120,16 @@ def test_every_problem_is_reported_with_file_line_and_column(tmp_path):
           voice: { from: "+1" }
           fax:   just a string
         retry: { attempts: 0, backof: 10s }
-        costs: { sms: -1, email: cheap }
+        costs: { sms: -1, email: cheap, emial: 0.001 }
         colour: blue
         """)
     codes = [(code, line) for code, line, _ in found]
     assert codes == [("channels-missing-setting", 2), ("channels-unknown-setting", 2), ("channels-unknown-adapter", 3),
                      ("channels-no-adapter", 4), ("channels-unknown-key", 5),  # `fax` is no channel
                      ("channels-not-mapping", 5), ("channels-bad-retry", 6), ("channels-bad-retry", 6),
-                     ("channels-bad-cost", 7), ("channels-bad-cost", 7), ("channels-unknown-key", 8)]
+                     ("channels-bad-cost", 7), ("channels-bad-cost", 7), ("channels-bad-cost", 7),  # emial
+                     ("channels-unknown-key", 8)]
+    assert "costs.emial: unknown channel 'emial'" in found[-2][2]
     with pytest.raises(ChannelsError) as caught:
         load_channels(write(tmp_path, "channels:\n  sms: { adapter: twilo }\n"))
     text = str(caught.value)

@@ -199,6 +199,7 @@ def test_an_output_that_cannot_be_written_exits_3(tmp_path):
     ("costs: [\n", "channels.yaml:2:1: YAML syntax error"),
     ("costs: 5\n", "costs must map channel names to numbers"),
     ("- a\n", "costs must map channel names to numbers"),
+    ("costs: { emial: 0.001 }\n", "costs.emial: unknown channel 'emial' (did you mean 'email'?)"),
     (None, "No such file or directory"),
 ])
 def test_simulate_with_a_bad_channels_file_says_why(tmp_path, text, message):
