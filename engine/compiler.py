@@ -174,7 +174,7 @@ def _load_templates_dir(comp: Compilation) -> None:
     directory = comp.base_dir / comp.policy.templates_dir
     span = comp.span(("templates_dir",))
     try:
-        loaded, problems = load_templates_dir(directory, comp.channels)
+        loaded, problems = load_templates_dir(directory, comp.channels, root=comp.base_dir)
     except TemplateDirError as exc:
         comp.diags.error("bad-templates-dir", str(exc), span)
         return

@@ -278,17 +278,30 @@ def make_context(customer: dict, invoices: list[dict], *, pay_link: str, today: 
 
 # -- templates_dir ----------------------------------------------------------------------------------
 
-def load_templates_dir(directory: str | Path, channels=CHANNELS) -> tuple[dict[str, dict[str, object]],
-                                                                         list[TemplateDirError]]:
+MAX_TEMPLATE_BYTES = 256 * 1024  # a message template; a bigger file is not one (and would go out whole)
+
+
+def load_templates_dir(directory: str | Path, channels=CHANNELS, root: str | Path | None = None
+                       ) -> tuple[dict[str, dict[str, object]], list[TemplateDirError]]:
     """The templates of a folder by name and channel, and an error for each file that is not one: a bad
-    file is reported on its own and the others still load. `channels` includes those of plugins."""
+    file is reported on its own and the others still load. `channels` includes those of plugins.
+
+    `root` (the policy's folder): the folder and every file read must lie inside it, links followed. A
+    policy change is reviewed in git, where a link to /proc/self/environ or ../../.env is easy to miss;
+    read into a template, it would send the process's secrets to customers."""
     directory = Path(directory)
+    if root is not None and not _inside(directory, root):
+        raise TemplateDirError(f"templates_dir {directory} is outside the policy's folder {root}: templates are "
+                               "read only from a folder kept with the policy")
     if not directory.is_dir():
         raise TemplateDirError(f"templates_dir {directory} is not a folder")
     found: dict[str, dict[str, object]] = {}
     problems = []
     for path in sorted(directory.glob("*.j2")):
         try:
+            if root is not None and not _inside(path, root):
+                raise TemplateDirError(f"{path}: a link to {path.resolve()}, outside the policy's folder {root}: "
+                                       "templates are read only from files kept with the policy")
             name, channel, template = _template_file(path, channels)
         except TemplateDirError as exc:
             problems.append(exc)
@@ -305,6 +318,11 @@ def _template_file(path: Path, channels) -> tuple[str, str, object]:
     if channel not in channels:
         hint = suggest(channel, channels)
         raise TemplateDirError(f"{path}: unknown channel '{channel}'" + (f" ({hint})" if hint else ""))
+    if not path.is_file():
+        raise TemplateDirError(f"{path}: not a regular file", (name, channel))
+    if path.stat().st_size > MAX_TEMPLATE_BYTES:
+        raise TemplateDirError(f"{path}: {path.stat().st_size:,} bytes; a template holds at most "
+                               f"{MAX_TEMPLATE_BYTES:,}", (name, channel))
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -312,6 +330,10 @@ def _template_file(path: Path, channels) -> tuple[str, str, object]:
     if channel == "email" and not text.lower().startswith("subject:"):
         raise TemplateDirError(f"{path}: an email template starts with a 'Subject: ...' line", (name, channel))
     return name, channel, _email_file(text) if channel == "email" else text
+
+
+def _inside(path: Path, root: str | Path) -> bool:
+    return path.resolve().is_relative_to(Path(root).resolve())
 
 
 def _email_file(text: str) -> dict:

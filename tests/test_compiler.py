@@ -240,6 +240,16 @@ def test_templates_dir_takes_plugin_channels_and_reports_each_bad_file(tmp_path,
     assert "u.fax.j2: unknown channel 'fax'" in messages and "v.email.j2: an email template" in messages
 
 
+def test_a_templates_dir_outside_the_policy_s_folder_is_an_error(tmp_path):
+    (tmp_path / "pol").mkdir()
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "tpl" / "t.sms.j2").write_text("Hola")
+    result = compile_text(tmp_path / "pol", "templates_dir: ../tpl\nstages:\n  s:\n    when: invoice.days_past_due >= 0\n"
+                                            "    steps:\n      - { id: a, at: due, send: sms, template: t }\n")
+    assert result.plan is None and "bad-templates-dir" in codes(result)
+    assert "is outside the policy's folder" in " ".join(d.message for d in result.diagnostics.items)
+
+
 # -- command line ---------------------------------------------------------------------------------
 
 def test_validate_exit_codes_and_json(tmp_path):

@@ -4,6 +4,7 @@ HTML parts, and what a render may cost."""
 import datetime as dt
 import re
 import time
+from pathlib import Path
 from decimal import Decimal
 
 import pytest
@@ -105,6 +106,34 @@ def test_templates_dir_reports_each_bad_file_and_keeps_the_others(tmp_path):
     assert found == {"aviso": {"sms": "SMS"}, "z": {"echo": "a plugin's channel"}}
     assert [(str(p).split(": ", 1)[1], p.template) for p in problems] == [
         ("unknown channel 'fax'", None), ("an email template starts with a 'Subject: ...' line", ("y", "email"))]
+
+
+def test_templates_are_read_only_from_files_kept_with_the_policy(tmp_path):
+    """A link to a file outside the policy's folder (a secret, the process's environment), a folder
+    outside it, something that is not a regular file, or an oversized file is refused; a link inside is
+    fine."""
+    import os
+
+    policy, outside = tmp_path / "pol", tmp_path / "elsewhere"
+    (policy / "templates").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.txt").write_text("TOKEN=s3cr3t")
+    folder = policy / "templates"
+    (folder / "leak.sms.j2").symlink_to(outside / "secret.txt")
+    (folder / "env.letter.j2").symlink_to("/proc/self/environ")
+    (policy / "shared.txt").write_text("Hola {{ customer.name }}")
+    (folder / "ok.sms.j2").symlink_to(policy / "shared.txt")
+    (folder / "big.sms.j2").write_text("x" * (256 * 1024 + 1))
+    os.mkfifo(folder / "pipe.sms.j2")
+    found, problems = load_templates_dir(folder, root=policy)
+    assert found == {"ok": {"sms": "Hola {{ customer.name }}"}}
+    said = [(Path(str(p).split(": ", 1)[0]).name, str(p).split(": ", 1)[1].split(",")[0]) for p in problems]
+    assert said == [("big.sms.j2", "262"), ("env.letter.j2", f"a link to /proc/{os.getpid()}/environ"),
+                    ("leak.sms.j2", f"a link to {(outside / 'secret.txt').resolve()}"),
+                    ("pipe.sms.j2", "not a regular file")]
+    assert all("outside the policy's folder" in str(p) for p in problems[1:3])
+    with pytest.raises(TemplateDirError, match="outside the policy's folder"):
+        load_templates_dir(outside, root=policy)
 
 
 @settings(max_examples=100, deadline=None)
