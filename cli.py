@@ -387,9 +387,11 @@ def run(policy: PolicyArg, db: DbOpt = None,
         from . import views
 
         views.show_tick(summary, dry_run)
+    for error in summary.errors:
+        typer.echo(f"error: {error}", err=True)
     for failure in summary.provider_failures:
         typer.echo(f"provider failure: {failure}", err=True)
-    if summary.provider_failures:
+    if summary.provider_failures or summary.errors:
         raise typer.Exit(EXIT_RUNTIME)
 
 
@@ -529,6 +531,8 @@ def serve(policy: PolicyArg, db: DbOpt = None,
         summary = worker.tick(now)
         if not quiet:
             typer.echo(f"{now.isoformat(timespec='seconds')}: {views.tick_line(summary)}", err=True)
+        for error in summary.errors:
+            typer.echo(f"error: {error}", err=True)
         for failure in summary.provider_failures:
             typer.echo(f"provider failure: {failure}", err=True)
 

@@ -42,6 +42,8 @@ MAP_KEYS = ("columns", "delimiter", "date_format", "datetime_format", "decimal",
 KNOWN_COLUMNS = frozenset(INVOICE_COLUMNS + CUSTOMER_COLUMNS + PAYMENT_COLUMNS + PROMISE_COLUMNS + DISPUTE_COLUMNS
                           + EVENT_COLUMNS)
 TRUE, FALSE = {"true", "1", "yes", "y"}, {"false", "0", "no", "n"}
+MAX_DIGITS = 15  # digits before the point of amounts and numeric fields: more is a broken cell, not money
+FIRST_YEAR, LAST_YEAR = 1900, 2199  # dates the calendar can add steps, horizons and holidays to
 
 
 @dataclass(frozen=True)
@@ -299,6 +301,9 @@ class Cells:
         if number < 0 and not negative:
             self.problem(name, f"amount cannot be negative ({value})")
             return None
+        if number and number.adjusted() >= MAX_DIGITS:  # 1E+999999999: finite, but no sum or int() survives it
+            self.problem(name, f"'{value}' is too large (at most 15 digits before the decimal point)")
+            return None
         return number
 
     def date(self, name: str, required: bool = False, with_time: bool = False):
@@ -309,23 +314,32 @@ class Cells:
         # an export may write its dates and its date-times differently (`datetime_format`)
         formats = [f for f in (cmap.datetime_format if with_time else None, cmap.date_format) if f]
         try:
-            # a time with a UTC offset keeps its instant; a naive one is the customer's local time
-            for fmt in formats:
-                try:
-                    parsed = dt.datetime.strptime(value, fmt)
-                except ValueError:
-                    continue
-                return parsed if with_time and (parsed.hour or parsed.minute or parsed.tzinfo) else parsed.date()
-            if formats:
-                raise ValueError(value)
-            if with_time and ("T" in value or " " in value):
-                return dt.datetime.fromisoformat(value)
-            return dt.date.fromisoformat(value)
+            parsed = self._parse_date(value, formats, with_time)
         except ValueError:
             expected = " or ".join(formats) or (
                 "YYYY-MM-DD, or YYYY-MM-DDTHH:MM with an optional UTC offset" if with_time else "YYYY-MM-DD")
             self.problem(name, f"'{value}' is not a date (expected {expected})")
             return None
+        if not FIRST_YEAR <= parsed.year <= LAST_YEAR:  # 9999-12-31 + a day overflows every calendar sum
+            self.problem(name, f"'{value}' is out of range (years {FIRST_YEAR} to {LAST_YEAR})")
+            return None
+        return parsed
+
+    @staticmethod
+    def _parse_date(value: str, formats: list[str], with_time: bool):
+        """A date, or a date-time when the value has a time: with a UTC offset it keeps its instant; a
+        naive one is the customer's local time."""
+        for fmt in formats:
+            try:
+                parsed = dt.datetime.strptime(value, fmt)
+            except ValueError:
+                continue
+            return parsed if with_time and (parsed.hour or parsed.minute or parsed.tzinfo) else parsed.date()
+        if formats:
+            raise ValueError(value)
+        if with_time and ("T" in value or " " in value):
+            return dt.datetime.fromisoformat(value)
+        return dt.date.fromisoformat(value)
 
     def boolean(self, name: str) -> bool | None:
         """True/False; None for an empty cell (the file does not know: a stored value is kept) or a bad

@@ -137,6 +137,7 @@ class TickSummary:
     statuses: Counter = field(default_factory=Counter)
     by_channel: Counter = field(default_factory=Counter)
     provider_failures: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # customers the core could not decide for
     delivery: Counter = field(default_factory=Counter)  # outcomes of the provider calls: sent, retry, failed ...
     # channels whose provider refused the account this tick (credentials, a locked account): not tried again
     # in this tick, whichever delivery (recovered rows, new decisions) comes next; channel -> why
@@ -255,7 +256,10 @@ class Runner:
         batch = _Batch()
         for cid in ids:
             state = states[cid]
-            outcome = decide(self.rt, state, now)
+            outcome = self._decide(state, now, summary)
+            if outcome is None:  # looked at again at the next tick
+                batch.wakes.append({"cid": cid, "wake": now + dt.timedelta(seconds=1)})
+                continue
             self._record(batch, state, outcome, now)
             wake = outcome.wake if outcome.wake is not None else NEVER
             batch.wakes.append({"cid": cid, "wake": max(wake, now + dt.timedelta(seconds=1))})
@@ -264,6 +268,16 @@ class Runner:
                 summary.statuses[d.status] += 1
                 summary.decisions.append(d)
         return batch.write(conn)
+
+    def _decide(self, state, now: dt.datetime, summary: TickSummary) -> Outcome | None:
+        """The core's outcome for a customer; None, with an error in the summary, when deciding fails on
+        its data (say, a date the calendar cannot reach): one customer must not stop everyone's tick."""
+        try:
+            return decide(self.rt, state, now)
+        except Exception as exc:  # noqa: BLE001 - the core is pure: whatever it raises is about this customer
+            summary.errors.append(f"customer {state.customer.id}: deciding failed ({type(exc).__name__}: {exc}); "
+                                  "nothing was decided for it, and the next tick tries again")
+            return None
 
     def _record(self, batch: "_Batch", state, outcome: Outcome, now: dt.datetime) -> None:
         """The same bookkeeping as decide.apply, as rows for the store."""
@@ -489,7 +503,9 @@ class Runner:
             for start in range(0, len(ids), self.batch):
                 states = load_states(conn, ids[start:start + self.batch], dict(self.plan["fields"]))
                 for cid in ids[start:start + self.batch]:
-                    outcome = decide(self.rt, states[cid], now)
+                    outcome = self._decide(states[cid], now, summary)
+                    if outcome is None:
+                        continue
                     summary.customers += 1
                     for d in outcome.decisions:
                         summary.statuses[d.status] += 1

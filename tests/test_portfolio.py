@@ -309,3 +309,17 @@ def test_a_value_table_for_a_column_no_file_has_is_an_error_unless_another_file_
                                                 "(did you mean 'status'?)"]
     shared = load_map(write(tmp_path, "shared.yaml", "values: {method: {TR: transfer}, Vendedor: {R: Rosa}}\n"))
     assert read(portfolio, colmap=shared).invoices["A"].attrs == {"Vendedor": "Rosa"}
+
+
+def test_a_date_or_number_no_calendar_or_sum_can_hold_is_a_row_error(tmp_path):
+    """9999-12-31 plus a day overflows, and 1E+999999999 is a finite Decimal that no sum survives: an
+    import that took them would crash every later tick."""
+    path = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date,issue_date,risk_score\n"
+                 "A,c1,100,9999-12-31,2026-01-01,0.5\n"
+                 "B,c1,1E+999999999,2026-01-01,0001-01-01,1E+20\n"
+                 "C,c1,999999999999999.99,2199-12-31,1900-01-01,0.5\n")
+    assert problems(path) == [
+        "2: column due_date: '9999-12-31' is out of range (years 1900 to 2199)",
+        "3: column amount: '1E+999999999' is too large (at most 15 digits before the decimal point)",
+        "3: column issue_date: '0001-01-01' is out of range (years 1900 to 2199)",
+        "3: column risk_score: '1E+20' is too large (at most 15 digits before the decimal point)"]

@@ -129,3 +129,27 @@ def test_a_tick_leaves_no_lock_file_behind(sqlite_store, tmp_path):
     engine, plan, channels, provider = waiting_rows(sqlite_store, tmp_path, 1)
     Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 11, 0, tzinfo=LIMA))
     assert list(tmp_path.glob("*.lock")) == []
+
+
+def test_a_customer_the_core_cannot_decide_for_does_not_stop_the_others(db_url, tmp_path, monkeypatch):
+    """Deciding is pure, so what it raises is about that customer's data: the tick goes on with the
+    others, says which customer failed and why (exit 3 from `collect run`), and tries it again next time."""
+    engine, plan, channels, provider = waiting_rows(db_url, tmp_path, 0)
+    csv = tmp_path / "more.csv"
+    csv.write_text("invoice_id,customer_id,amount,due_date,phone\n"
+                   "G1,D1,100,2026-11-02,+51987654301\nG2,D2,100,2026-11-02,+51987654302\n")
+    import_file(engine, "invoices", csv, fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    real = runner_module.decide
+
+    def decide(rt, state, now):
+        if state.customer.id == "D1":
+            raise OverflowError("date value out of range")
+        return real(rt, state, now)
+    monkeypatch.setattr(runner_module, "decide", decide)
+    summary = Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 11, 0, tzinfo=LIMA))
+    assert summary.errors == ["customer D1: deciding failed (OverflowError: date value out of range); nothing "
+                              "was decided for it, and the next tick tries again"]
+    assert [key.split("|")[2] for key in provider.placed] == ["G2"]
+    monkeypatch.setattr(runner_module, "decide", real)
+    Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 12, 0, tzinfo=LIMA))
+    assert sorted(key.split("|")[2] for key in provider.placed) == ["G1", "G2"]
