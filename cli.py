@@ -334,7 +334,8 @@ def _channels(path: Path | None, plan, quiet: bool = False):
     file configures (each of its contacts would fail for good); what an adapter lacks for the policy
     (its `check(plan)`, e.g. a Twilio WhatsApp template without a Content SID); real providers with
     templates that need a payment link the file does not give. A channel the policy sends on that the
-    file leaves out, where the step has another channel to fall back to, is a warning (not with --quiet)."""
+    file leaves out, where the step has another channel to fall back to, is a warning: `run --quiet` hides it,
+    `serve` prints it once at start whatever its --quiet (a service's start is seen rarely)."""
     from .engine.channels import ChannelsError, load_channels, pay_link_problem, render
 
     try:

@@ -539,29 +539,30 @@ def withdrawn(rt: Runtime, state: CustomerState, now: dt.datetime, invoice_ids, 
 def held_now(rt: Runtime, state: CustomerState, now: dt.datetime, invoice_ids, channel: str,
              decided_at: dt.datetime) -> tuple[str, dt.datetime | None] | None:
     """Why a contact decided at `decided_at` and not delivered yet must not go out at `now` but wait,
-    and until when: its channel's window or a holiday, or a compliance profile's temporary block (its
-    hours, a frequency rule, the pause after a conversation). A retry comes an hour or a day after its
-    decision, and the law and the windows hold at the moment a message really goes; the guard counts the
-    contacts made meanwhile but not this one. The policy's caps counted it when it was decided. Until
-    None: the channel has no window at all any more (a changed plan): it cannot wait, it falls back.
-    None: it may go now. Agent tasks and webhooks are not contacts with the customer and always go."""
+    and until when: its channel's window or a holiday, a cap, or a compliance profile's temporary block
+    (its hours, a frequency rule, the pause after a conversation). A retry comes an hour or a day after
+    its decision, and the windows, the caps and the law hold at the moment a message really goes (where
+    it is then counted); the caps and the guard count the contacts made meanwhile, not this one. Until
+    None: it cannot wait for this channel (no window at all any more, or a cap with `on_cap: skip`): its
+    step falls back. None: it may go now. Agent tasks and webhooks are not contacts and always go."""
     if channel in NOT_CONTACTS:
         return None
-    tz = ZoneInfo(state.customer.timezone or rt.timezone)
-    local = now.astimezone(tz)
-    slot = rt.calendar.next_slot(channel, local, tz)
+    decider = Decider(rt, state, now)
+    slot = rt.calendar.next_slot(channel, decider.now, decider.tz)
     if slot is None:
         return "no window", None
-    if slot.at > local:
+    if slot.at > decider.now:
         return slot.reason or "window", slot.at
+    ids = tuple(invoice_ids)
+    itself = SentContact(decided_at.astimezone(UTC), channel, ids)
+    if itself in decider.sent:
+        decider.sent.remove(itself)
+    capped, until = decider._cap_block(channel)
+    if capped:
+        return f"cap:{capped}", until if rt.on_cap == "defer" else None
     if rt.guard is None:
         return None
-    ids = tuple(invoice_ids)
-    history = list(state.sent)
-    itself = SentContact(decided_at.astimezone(UTC), channel, ids)
-    if itself in history:
-        history.remove(itself)
-    block = rt.guard.check(state.customer, channel, ids, local, history, state.conversations)
+    block = rt.guard.check(state.customer, channel, ids, decider.now, decider.sent, state.conversations)
     return None if block is None else (block.reason, block.until)
 
 

@@ -70,8 +70,8 @@ class Result:
 NOT_TRIED = ("waiting", "stopped")
 
 
-def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: dict[str, str] | None = None
-                ) -> list[Result]:
+def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: dict[str, str] | None = None,
+                failing: dict[str, int] | None = None) -> list[Result]:
     """Deliver every message, channel by channel in parallel; outcomes in the order given. `on_result`
     is called with each outcome as soon as it is known (from the channel's thread), so that it can be
     stored at once: a crash later in the tick must not deliver again what a provider already took. When
@@ -80,13 +80,15 @@ def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: d
 
     `stopped` maps a channel to why it is stopped (its provider refused the account): its messages are
     not tried, they wait; a channel stopped here is added. Give every call of one tick the same dict, so
-    that a channel refused while recovering earlier rows is not tried again for the new ones.
+    that a channel refused while recovering earlier rows is not tried again for the new ones. `failing`
+    likewise counts each channel's transient failures in a row across the calls of a tick (the breaker).
 
     Messages are rendered here first, in this thread: rendering is CPU work that threads would not
     speed up, and lazy imports or template caches are not shared between threads while they fill."""
     done: dict[str, Result] = {}
     by_channel: dict[str, list] = {}
     stopped = {} if stopped is None else stopped
+    failing = {} if failing is None else failing
     for d in deliveries:
         try:
             message = d.build()
@@ -107,27 +109,28 @@ def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: d
                 stop.set()
                 raise
         with ThreadPoolExecutor(max_workers=len(by_channel), thread_name_prefix="deliver") as pool:
-            futures = [pool.submit(_deliver_channel, items, channels, on_result and kept, stop, stopped)
+            futures = [pool.submit(_deliver_channel, items, channels, on_result and kept, stop, stopped, failing)
                        for items in by_channel.values()]
             done.update({r.delivery.key: r for f in futures for r in f.result()})
     return [done[d.key] for d in deliveries]
 
 
-def _deliver_channel(items: list, channels, on_result=None, stop=None, stopped=None) -> list[Result]:
-    """One channel's messages, in order. `stopped` is shared by the channels' threads, but each touches
-    only its own channel's entry."""
-    results, failing = [], 0
+def _deliver_channel(items: list, channels, on_result=None, stop=None, stopped=None, failing=None) -> list[Result]:
+    """One channel's messages, in order. `stopped` and `failing` are shared by the channels' threads,
+    but each touches only its own channel's entry."""
+    results = []
     stopped = {} if stopped is None else stopped
+    failing = {} if failing is None else failing
     for d, message in items:
         if stop is not None and stop.is_set():
             break  # an outcome could not be stored: send nothing more this tick
         if d.channel in stopped:
             result = Result(d, "waiting", f"not tried: {stopped[d.channel]}", stopped=stopped[d.channel])
-        elif failing >= BREAKER:
+        elif failing.get(d.channel, 0) >= BREAKER:
             result = Result(d, "waiting", f"not tried: {d.channel} failed {BREAKER} times in a row")
         else:
             result = _attempt(d, message, channels)
-            failing = failing + 1 if result.status == "retry" else 0
+            failing[d.channel] = failing.get(d.channel, 0) + 1 if result.status == "retry" else 0
             if result.status == "stopped":
                 stopped[d.channel] = result.stopped
         if on_result is not None:

@@ -76,11 +76,11 @@ def _tick_lock(path: Path | None):
         return
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)  # before the lock goes: a tick that finds no file asks the pid
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        # A tick that fails keeps its file (unlocked once closed): it may own `sending` rows, and if its
+        # end cannot be recorded either, the free lock is what tells the next tick it is dead. A tick that
+        # ends well owns none, and removes it while still holding the lock.
+        yield
+        path.unlink(missing_ok=True)
 
 
 def _lock_held(path: Path | None) -> bool | None:
@@ -142,6 +142,7 @@ class TickSummary:
     # channels whose provider refused the account this tick (credentials, a locked account): not tried again
     # in this tick, whichever delivery (recovered rows, new decisions) comes next; channel -> why
     stopped: dict = field(default_factory=dict)
+    failing: dict = field(default_factory=dict)  # channel -> transient failures in a row (the breaker), for the tick
     decisions: list[Decision] = field(default_factory=list)
 
 
@@ -339,7 +340,7 @@ class Runner:
                     raise
         try:
             with self.engine.connect() as conn:
-                results = deliver_all(deliveries, self.channels, keep, summary.stopped)
+                results = deliver_all(deliveries, self.channels, keep, summary.stopped, summary.failing)
                 for channel in {r.delivery.channel for r in later}:  # on disk before the store says sent
                     getattr(self.channels(channel), "sync", lambda: None)()
                 with conn.begin():

@@ -151,3 +151,73 @@ def test_a_late_message_is_built_as_of_the_moment_it_goes(store):
     tick(2026, 11, 3, 10, 0)
     tick(2026, 11, 3, 13, 0)
     assert seen == [dt.datetime(2026, 11, 3, 10, 0, tzinfo=NY), dt.datetime(2026, 11, 3, 13, 0, tzinfo=NY)]
+
+
+CAPPED = """\
+    policy: c
+    timezone: America/Lima
+    windows: { default: { mon-sun: "00:00-23:59" }, holidays: open }
+    caps:
+      - { channel: any, max: 1, per: 1d }
+    templates: { m: { sms: "Hola", email: { subject: "s", body: "b" } } }
+    stages:
+      s:
+        when: true
+        steps:
+          - { id: s1, at: due+1d 10:00, send: sms, template: m }
+          - { id: e2, at: due+2d 10:00, send: email, template: m }
+    """
+
+
+class Locked:
+    """A provider whose account is refused (a rotated token) until `up`: its messages wait, unattempted."""
+
+    name = "locked"
+    supports_html = supports_templates = False
+    free_text = True
+    dedupes = False
+
+    def __init__(self):
+        self.up, self.placed, self.now = False, [], None
+
+    def send(self, message):
+        if not self.up:
+            return DeliveryResult.account("20003", "authentication failed")
+        self.placed.append((message.channel, self.now))
+        return DeliveryResult.sent(message.key)
+
+    def close(self):
+        pass
+
+
+def test_a_late_delivery_keeps_the_policy_s_caps_at_the_moment_it_goes(db_url, tmp_path, monkeypatch):
+    """s1's SMS waits for its account to be fixed; meanwhile e2's email goes out. Sent then, s1 would be
+    a second contact within a day of it: it waits until the cap frees up."""
+    monkeypatch.chdir(tmp_path)
+    lima = ZoneInfo("America/Lima")
+    path = tmp_path / "policy.yaml"
+    path.write_text(textwrap.dedent(CAPPED))
+    plan = compile_policy(path).plan
+    engine = s.connect(db_url)
+    (tmp_path / "i.csv").write_text("invoice_id,customer_id,amount,due_date,phone,email\n"
+                                    "A,C1,100,2026-11-02,+51987654321,ana@example.pe\n")
+    import_file(engine, "invoices", tmp_path / "i.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    channels = Channels()
+    provider = channels.instances["sms"] = channels.instances["email"] = Locked()
+    runner = Runner(engine, plan, channels)
+
+    def tick(day, hour, minute=0):
+        provider.now = dt.datetime(2026, 11, day, hour, minute, tzinfo=lima)
+        return runner.tick(provider.now)
+    tick(3, 10)  # s1 decided on SMS: the account is refused, it waits
+    provider.up = True  # email works again
+    channels.instances["sms"] = Locked()  # the SMS account is still refused
+    tick(4, 10)  # e2 goes out by email; s1 is still waiting
+    channels.instances["sms"] = provider  # the SMS account is fixed
+    tick(4, 10, 30)
+    assert provider.placed == [("email", dt.datetime(2026, 11, 4, 10, 0, tzinfo=lima))]
+    with engine.connect() as conn:
+        waiting = conn.execute(select(s.contacts).where(s.contacts.c.step == "s1")).one()
+    assert waiting.status == "sending" and "held by cap:" in waiting.reason
+    tick(5, 10)
+    assert provider.placed[-1] == ("sms", dt.datetime(2026, 11, 5, 10, 0, tzinfo=lima))

@@ -45,9 +45,10 @@ class Outage:
     dedupes = False
 
     def __init__(self):
-        self.up, self.placed = False, []
+        self.up, self.placed, self.calls = False, [], 0
 
     def send(self, message):
+        self.calls += 1
         if not self.up:
             return DeliveryResult.transient("503", "service unavailable")
         self.placed.append(message.key)
@@ -87,6 +88,17 @@ def test_waiting_contacts_are_taken_over_a_chunk_at_a_time(db_url, tmp_path, mon
     monkeypatch.setattr(Runner, "_recover_rows", spy)
     Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 11, 0, tzinfo=LIMA))
     assert sizes == [2, 2, 1] and len(set(provider.placed)) == 5
+
+
+def test_a_provider_still_down_is_tried_three_times_a_tick_however_many_chunks_wait(db_url, tmp_path, monkeypatch):
+    engine, plan, channels, provider = waiting_rows(db_url, tmp_path, 7)
+    provider.up, provider.calls = False, 0
+    monkeypatch.setattr(runner_module, "RECOVER_CHUNK", 2)
+    Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 11, 0, tzinfo=LIMA))
+    assert provider.calls == 3  # the breaker holds for the tick, not per chunk: the others wait, no attempt used
+    with engine.connect() as conn:
+        attempts = sorted(conn.execute(select(s.contacts.c.attempts)).scalars())
+    assert attempts == [0] * 4 + [2] * 3  # tried in both ticks, or waiting behind the breaker twice
 
 
 @pytest.fixture
@@ -153,3 +165,29 @@ def test_a_customer_the_core_cannot_decide_for_does_not_stop_the_others(db_url, 
     monkeypatch.setattr(runner_module, "decide", real)
     Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 12, 0, tzinfo=LIMA))
     assert sorted(key.split("|")[2] for key in provider.placed) == ["G1", "G2"]
+
+
+def test_a_failed_tick_whose_end_the_store_did_not_take_is_told_dead_by_its_lock_file(sqlite_store, tmp_path,
+                                                                                      monkeypatch):
+    """The store fails while the tick records an outcome, and again while it records its own end: the
+    tick's lock file stays (its lock released), so the next tick knows its `sending` rows are orphans."""
+    from sqlalchemy.exc import OperationalError
+
+    engine, plan, channels, provider = waiting_rows(sqlite_store, tmp_path, 0)
+    csv = tmp_path / "one.csv"
+    csv.write_text("invoice_id,customer_id,amount,due_date,phone\nH1,E1,100,2026-11-02,+51987654300\n")
+    import_file(engine, "invoices", csv, fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+
+    def locked(*args, **kwargs):
+        raise OperationalError("UPDATE", {}, Exception("database is locked"))
+    monkeypatch.setattr(runner_module, "record", locked)
+    monkeypatch.setattr(Runner, "_finish", locked)
+    with pytest.raises(OperationalError):
+        Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 10, 0, tzinfo=LIMA))
+    monkeypatch.undo()
+    assert len(list(tmp_path.glob("collect.db.tick-*.lock"))) == 1
+    with engine.begin() as conn:  # the failed tick's pid lives on (pid 1 in the next container)
+        conn.execute(update(s.ticks).values(pid=os.getpid(), host=socket.gethostname()))
+    provider.placed.clear()
+    Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 11, 0, tzinfo=LIMA))
+    assert len(provider.placed) == 1 and list(tmp_path.glob("*.lock")) == []
