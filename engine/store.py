@@ -204,9 +204,22 @@ class StoreUrlError(StoreError):
     """The store URL is not a database URL, or names an unknown dialect."""
 
 
+def _ats(url: str) -> int:
+    """How many '@' a server URL has before its query: more than one means a password holding an
+    unencoded '@', which every parser splits at the wrong place (part of the password becomes the host)."""
+    if url.startswith("sqlite") or "://" not in url:
+        return 0
+    return url.split("://", 1)[1].split("?", 1)[0].count("@")
+
+
 def shown_url(url: str) -> str:
     """The URL as it may be printed: its password as ***, also one given as a query parameter
     (libpq takes ?password=, ?sslpassword=)."""
+    if _ats(url) > 1:  # mask up to the last '@' of user:PASSWORD@host, which no parser finds
+        scheme, rest = url.split("://", 1)
+        head, query = rest.split("?", 1) if "?" in rest else (rest, None)
+        user, host = head.split(":", 1)[0], head.rsplit("@", 1)[1]
+        return f"{scheme}://{user}:***@{host}" + (f"?{query}" if query is not None else "")
     try:
         parsed = make_url(url)
         hidden = {k: "***" for k in parsed.query if any(w in k.lower() for w in ("pass", "secret", "token"))}
@@ -222,6 +235,9 @@ def connect(url: str | None = None, upgrade: bool = True) -> Engine:
     Raises StoreError (StoreUrlError for a bad URL) when the store cannot be opened; errors after the
     first connection (migrations, queries) are the database's own and propagate unchanged."""
     given = url = url_from(url)
+    if _ats(url) > 1:
+        raise StoreUrlError(f"{shown_url(url)}: the store URL has more than one '@' before its host; write an '@' "
+                            "of the password as %40")
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     try:

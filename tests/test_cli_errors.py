@@ -145,12 +145,13 @@ def test_store_from_collect_db_is_reported_too(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("url, code", [("postgresql://collect:s3cret@127.0.0.1:1/db", 3),  # nothing listens
-                                       ("postgresql://collect:s3cret@db.internal:port/db", 2)])  # not a port
+                                       ("postgresql://collect:s3cret@db.internal:port/db", 2),  # not a port
+                                       ("postgresql://collect:s3cret@Zq9x@127.0.0.1:1/db", 2)])  # '@' unencoded
 def test_store_error_masks_the_password(url: str, code: int) -> None:
     result = invoke("history", "--db", url)
     assert result.exit_code == code, result.output
     line = one_error_line(result)
-    assert "s3cret" not in line and "collect:***@" in line
+    assert "s3cret" not in line and "Zq9x" not in line and "collect:***@" in line
 
 
 def test_database_error_after_opening_is_not_taken_for_an_unopenable_store(tmp_path: Path, store: str) -> None:
