@@ -292,19 +292,26 @@ def test_a_cadence_warning_names_exactly_the_due_dates_that_break_the_rule(tmp_p
         windows, steps = case
         result = compiled(tmp_path_factory.mktemp("p"), windows, steps, profile, chosen, zone)
         assume(result.plan is not None)  # no day on which the window meets the profile's hours
-        weekdays = simulate_weekdays(result, monday)
-        warned, found = cadence_warnings(result), broken(result, law, chosen, monday, weekdays)
-        for doc in result.plan.to_dict()["compliance_profiles"]:
-            for rule in doc["rules"]:
-                if rule["kind"] not in ("cap", "distinct_channels", "min_spacing"):
-                    continue
-                days = found.get(rule["id"], [False] * 7)
-                why = (rule["id"], windows, steps, days, warned.get(rule["id"]))
-                assert (rule["id"] in warned) == any(days), why
-                if rule["id"] in warned:
-                    assert named_weekdays(warned[rule["id"]]) == days, why
-                    numbers = [n for n in (measure(rule, contacts) for contacts in weekdays) if n is not None]
-                    worst = min(numbers) if rule["kind"] == "min_spacing" else max(numbers)
-                    assert quoted(rule, warned[rule["id"]]) == worst, (*why, numbers)
+        assert_warned_as_simulated(result, law, chosen, monday, (windows, steps))
 
     check()
+
+
+def assert_warned_as_simulated(result, law, chosen, monday: dt.date, case) -> None:
+    """Each cadence rule is warned exactly when, for a due date on some weekday, the contacts the core
+    sends break it (as `law` reads the notes); the warning names those weekdays and quotes the worst
+    numbers. `case`: what generated the policy, for the failure message."""
+    weekdays = simulate_weekdays(result, monday)
+    warned, found = cadence_warnings(result), broken(result, law, chosen, monday, weekdays)
+    for doc in result.plan.to_dict()["compliance_profiles"]:
+        for rule in doc["rules"]:
+            if rule["kind"] not in ("cap", "distinct_channels", "min_spacing"):
+                continue
+            days = found.get(rule["id"], [False] * 7)
+            why = (rule["id"], *case, days, warned.get(rule["id"]))
+            assert (rule["id"] in warned) == any(days), why
+            if rule["id"] in warned:
+                assert named_weekdays(warned[rule["id"]]) == days, why
+                numbers = [n for n in (measure(rule, contacts) for contacts in weekdays) if n is not None]
+                worst = min(numbers) if rule["kind"] == "min_spacing" else max(numbers)
+                assert quoted(rule, warned[rule["id"]]) == worst, (*why, numbers)

@@ -16,8 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from laws import law_cl
-from test_cadence_check import DAYS, PROFILES, broken, cadence_warnings, measure, named_weekdays, quoted, \
-    simulate_weekdays
+from test_cadence_check import DAYS, PROFILES, assert_warned_as_simulated, broken, cadence_warnings
 
 from collect.engine.compiler import compile_policy
 from collect.engine.compliance import resolve
@@ -182,20 +181,7 @@ def test_a_cadence_warning_with_shared_triggers_names_exactly_the_due_dates_that
         windows, steps = case
         result = compiled(tmp_path_factory.mktemp("p"), steps, profile, windows, chosen, zone)
         assume(result.plan is not None)
-        weekdays = simulate_weekdays(result, monday)
-        warned, found = cadence_warnings(result), broken(result, law, chosen, monday, weekdays)
-        for doc in result.plan.to_dict()["compliance_profiles"]:
-            for rule in doc["rules"]:
-                if rule["kind"] not in ("cap", "distinct_channels", "min_spacing"):
-                    continue
-                days = found.get(rule["id"], [False] * 7)
-                why = (rule["id"], windows, steps, days, warned.get(rule["id"]))
-                assert (rule["id"] in warned) == any(days), why
-                if rule["id"] in warned:
-                    assert named_weekdays(warned[rule["id"]]) == days, why
-                    numbers = [n for n in (measure(rule, contacts) for contacts in weekdays) if n is not None]
-                    worst = min(numbers) if rule["kind"] == "min_spacing" else max(numbers)
-                    assert quoted(rule, warned[rule["id"]]) == worst, (*why, numbers)
+        assert_warned_as_simulated(result, law, chosen, monday, (windows, steps))
 
     check()
 
