@@ -245,7 +245,8 @@ def connect(url: str | None = None, upgrade: bool = True) -> Engine:
     except (ArgumentError, ValueError) as exc:  # NoSuchModuleError (unknown dialect) is an ArgumentError
         raise StoreUrlError(f"{shown_url(given)} is not a database URL: {exc}") from exc
     except ImportError as exc:  # a known dialect whose driver is not installed
-        raise StoreError(f"cannot open the store {shown_url(given)}: {exc}") from exc
+        hint = "; install the PostgreSQL driver: pip install -e '.[postgres]'" if "psycopg" in str(exc) else ""
+        raise StoreError(f"cannot open the store {shown_url(given)}: {exc}{hint}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:

@@ -276,3 +276,14 @@ def test_a_store_that_fails_during_a_tick_is_one_line_and_exit_3(tmp_path, monke
     lines = []
     Ticks(lambda now: tick(None, now), log=lines.append)._tick()
     assert len(lines) == 1 and lines[0].endswith("failed: database is locked")
+
+
+def test_a_missing_postgresql_driver_says_how_to_install_it(monkeypatch):
+    from collect.engine import store
+
+    def no_driver(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'psycopg'")
+    monkeypatch.setattr(store, "create_engine", no_driver)
+    with pytest.raises(store.StoreError, match=r"No module named 'psycopg'; install the PostgreSQL driver: "
+                                               r"pip install -e '\.\[postgres\]'"):
+        store.connect("postgresql://collect@db.internal/collect")

@@ -284,6 +284,18 @@ def test_init_writes_a_project_that_validates(tmp_path):
     assert again.exit_code == 1 and "would overwrite" in again.output
 
 
+def test_the_starter_is_warning_free_with_the_compliance_line_it_suggests(tmp_path):
+    """Uncommenting `# compliance: [us-reg-f]` is the first thing a US user does: the starter's messages
+    must already say how to opt out (12 CFR 1006.6(e)) and its cadence keep Reg F's limits."""
+    assert runner.invoke(app, ["init", str(tmp_path / "p")]).exit_code == 0
+    policy = tmp_path / "p/policy.yaml"
+    text = policy.read_text()
+    assert "# compliance: [us-reg-f]" in text
+    policy.write_text(text.replace("# compliance: [us-reg-f]", "compliance: [us-reg-f]  "))
+    result = compile_policy(policy)
+    assert result.plan is not None and [d.code for d in result.diagnostics.items] == []
+
+
 def test_python_dash_m_collect_works():
     proc = subprocess.run([sys.executable, "-m", "collect", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "validate" in proc.stdout
