@@ -5,7 +5,7 @@ than in report.py so that a simulation does not load the store's database code."
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from .events import end_of_day, kept_at
 from .state import CustomerState, PromiseInfo
@@ -22,8 +22,14 @@ def bucket(days_past_due: int) -> str:
 
 
 def ratio(part, whole, places: str) -> Decimal | None:
-    """part / whole rounded to `places`, or None when `whole` is not positive."""
-    return (Decimal(part) / Decimal(whole)).quantize(Decimal(places)) if whole > 0 else None
+    """part / whole rounded to `places`, or None when `whole` is not positive. With room for 80 digits:
+    quantize fails on a quotient longer than the context's precision (28), which a huge balance over a
+    tiny one would give."""
+    if not whole > 0:
+        return None
+    with localcontext() as context:
+        context.prec = 80
+        return (Decimal(part) / Decimal(whole)).quantize(Decimal(places))
 
 
 def pct(part, whole) -> Decimal | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import zoneinfo
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -43,6 +44,18 @@ KNOWN_COLUMNS = frozenset(INVOICE_COLUMNS + CUSTOMER_COLUMNS + PAYMENT_COLUMNS +
                           + EVENT_COLUMNS)
 TRUE, FALSE = {"true", "1", "yes", "y"}, {"false", "0", "no", "n"}
 MAX_DIGITS = 15  # digits before the point of amounts and numeric fields: more is a broken cell, not money
+# Decimal places of an amount (amount, balance): every ISO 4217 currency has at most 4 (CLF, UYW), and with
+# 15 digits before the point, 6 after keep a sum of up to ten million amounts within Decimal's 28 digits
+# (exact: aging, DSO and CEI add them up), an amount within the store's Money column (String(40)), and
+# the smallest amount (0.000001) far enough from zero for the KPIs' ratios. Trailing zeros beyond the 6th
+# place are no precision: `100.00000000` is 100.000000.
+MONEY_PLACES = 6
+# The store's column sizes (engine/store.py) that a standard column's text is kept in: a longer value is a
+# row error, in `collect simulate` too, not a value that SQLite keeps and PostgreSQL refuses. The other
+# standard columns are Text or JSON, or are checked against short lists (timezone, country, currency,
+# status, an event's type and channel).
+SIZES = {"invoice_id": 100, "customer_id": 100, "payment_id": 200, "language": 16, "legal_status": 32,
+         "channel": 32}
 FIRST_YEAR, LAST_YEAR = 1900, 2199  # dates the calendar can add steps, horizons and holidays to
 
 
@@ -228,11 +241,19 @@ def _value_map_problems(values) -> list[str]:
 
 def unmatched_value_columns(cmap: ColumnMap, tables: list["Table"]) -> list[Problem]:
     """A `values:` column that is neither a column of the files read nor a known column of any file (which
-    a map shared between files may name): a misspelt name would otherwise translate nothing, unnoticed."""
+    a map shared between files may name): a misspelt name would otherwise translate nothing, unnoticed.
+
+    `values:` is keyed by our names, which are the file's headers but for the columns that `columns:`
+    renames: such a header names no column of any file read with the map, and is said to be one."""
     seen = {name for table in tables for name in table.index if name}
+    renamed = {header: name for name, header in cmap.columns.items() if header != name}
     problems = []
     for column in cmap.values:
-        if column not in seen and column not in KNOWN_COLUMNS:
+        if column in renamed and column not in cmap.columns:
+            ours = renamed[column]
+            problems.append(Problem(cmap.source, 1, None, f"values: '{column}' is the file's header of column "
+                                    f"'{ours}': key values by our name (values: {{{ours}: ...}})"))
+        elif column not in seen and column not in KNOWN_COLUMNS:
             hint = suggest(column, sorted(seen | KNOWN_COLUMNS))
             problems.append(Problem(cmap.source, 1, None, f"values: column '{column}' is in none of the files read"
                                     + (f" ({hint})" if hint else "")))
@@ -260,10 +281,26 @@ class Cells:
     def problem(self, name: str, reason: str) -> None:
         self.t.problems.append(Problem(self.t.file, self.number, self.t.header_of(name), reason))
 
-    def text(self, name: str, required: bool = False) -> str | None:
+    def text(self, name: str, required: bool = False, sized: bool = True) -> str | None:
+        """The cell as text. A standard column kept in a sized column of the store (SIZES; not `sized`:
+        a custom field, kept as JSON) holds at most that many characters; no cell holds a NUL
+        character, which PostgreSQL cannot store."""
         value = self.raw(name)
-        if value is None and required:
-            self.problem(name, "a value is required")
+        if value is None:
+            if required:
+                self.problem(name, "a value is required")
+            return None
+        if "\x00" in value:
+            self.problem(name, "a NUL character (0x00) cannot be stored")
+            return None
+        return self.fits(name, value) if sized else value
+
+    def fits(self, name: str, value: str | None) -> str | None:
+        """The value, if it fits the store's column of `name` (SIZES); else a problem, and None."""
+        size = SIZES.get(name)
+        if value is not None and size is not None and len(value) > size:
+            self.problem(name, f"at most {size} characters")
+            return None
         return value
 
     def ident(self, name: str) -> str | None:
@@ -289,13 +326,15 @@ class Cells:
             return None
         cmap = self.t.cmap
         cleaned = value.replace(cmap.thousands, "") if cmap.thousands else value
-        cleaned = cleaned.replace(cmap.decimal, ".") if cmap.decimal != "." else cleaned
         try:
-            number = Decimal(cleaned)
+            if cmap.decimal != "." and "." in cleaned:  # the map says '.' is not the point: 1.200 is no 1.2
+                raise InvalidOperation
+            number = Decimal(cleaned.replace(cmap.decimal, ".") if cmap.decimal != "." else cleaned)
             if not number.is_finite():
                 raise InvalidOperation
         except InvalidOperation:
-            extra = "; use --map decimal: ','" if "," in value and cmap.decimal == "." else ""
+            hint = separator_hint(value, cmap.decimal)
+            extra = f"; use --map {hint}" if hint else ""
             self.problem(name, f"'{value}' is not a number (decimal separator '{cmap.decimal}'{extra})")
             return None
         if number < 0 and not negative:
@@ -305,6 +344,17 @@ class Cells:
             self.problem(name, f"'{value}' is too large (at most 15 digits before the decimal point)")
             return None
         return number
+
+    def money(self, name: str, required: bool = False) -> Decimal | None:
+        """An amount (amount, balance): a number at least 0 with at most MONEY_PLACES decimal places."""
+        number = self.decimal(name, required)
+        if number is None or number.as_tuple().exponent >= -MONEY_PLACES:
+            return number
+        places = number.quantize(Decimal(1).scaleb(-MONEY_PLACES))  # exact: at most 21 digits
+        if places != number:
+            self.problem(name, f"'{self.raw(name)}' is too precise (at most {MONEY_PLACES} decimal places)")
+            return None
+        return places
 
     def date(self, name: str, required: bool = False, with_time: bool = False):
         value = self.text(name, required)
@@ -369,7 +419,33 @@ class Cells:
             return self.boolean(name)
         if kind in ("date", "datetime"):
             return self.date(name, with_time=kind == "datetime")
-        return self.text(name)
+        return self.text(name, sized=False)
+
+
+_GROUPED = {  # digits in groups of three (the first of one to three, not 0), then maybe a fraction
+    (",", "."): re.compile(r"[1-9]\d{0,2}(,\d{3})+(\.\d+)?"),
+    (".", ","): re.compile(r"[1-9]\d{0,2}(\.\d{3})+(,\d+)?"),
+}
+
+
+def separator_hint(value: str, decimal: str) -> str:
+    """The map keys that would read a number written with other separators, or "": `1,200.50` has a
+    thousands comma (thousands: ','), `12,5` a decimal comma (decimal: ','), `1.200,50` both the other way.
+    A single comma followed by exactly three digits (`1,200`) is taken for a thousands one."""
+    digits = value.lstrip("+-")
+    if decimal == ".":
+        if _GROUPED[",", "."].fullmatch(digits):
+            return "thousands: ','"
+        if _GROUPED[".", ","].fullmatch(digits):
+            return "decimal: ',' and thousands: '.'"
+        if re.fullmatch(r"\d+,\d+", digits):  # not grouped: 12,5 or 0,500 or 1234,567
+            return "decimal: ','"
+    elif decimal == ",":
+        if _GROUPED[".", ","].fullmatch(digits):
+            return "thousands: '.'"
+        if _GROUPED[",", "."].fullmatch(digits):
+            return "decimal: '.' and thousands: ','"
+    return ""
 
 
 class Table:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def read_all(portfolio_csv, customers_csv, payments_csv, promises_csv, disputes_
         if path is not None:
             tables.append(Table(Path(path), colmap, problems))
             read(tables[-1], book)
-    problems += unmatched_value_columns(colmap, tables)
+    problems[:0] = unmatched_value_columns(colmap, tables)  # first: a map's mistake may cause row errors
     if problems:
         raise CsvError(problems)
     return book
@@ -64,8 +65,8 @@ def _customer_from(cells: Cells, custom: dict) -> dict:
     values["flags"] = {col: value for col, value in flags.items() if value is not None}
     if any(col.startswith("consent_") for col in flags):
         values["keeps_consents"] = True
-    if "legal_status" in cells.t.index:
-        values["legal_status"] = (cells.text("legal_status") or "").lower() or None
+    if "legal_status" in cells.t.index:  # lowercased, it may grow (İ is i and a dot): the store keeps that
+        values["legal_status"] = cells.fits("legal_status", (cells.text("legal_status") or "").lower()) or None
     attrs = {name: cells.typed(name, kind) for name, kind in custom["customer"].items() if name in cells.t.index}
     values["attrs"] = attrs
     return values
@@ -119,8 +120,8 @@ def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, curr
     untyped = table.extra(known | set(custom["invoice"]))
     for cells in table:
         iid, cid = cells.ident("invoice_id"), cells.ident("customer_id")
-        amount = cells.decimal("amount", True)
-        balance = cells.decimal("balance")
+        amount = cells.money("amount", True)
+        balance = cells.money("balance")
         due, issued = cells.date("due_date", True), cells.date("issue_date")
         status = (cells.text("status") or "open").lower()
         if status not in STATUSES:
@@ -179,7 +180,7 @@ def _payments(table: Table, book: Portfolio) -> None:
     seen: dict[str, tuple] = {}
     extra = table.extra(PAYMENT_COLUMNS)
     for cells in table:
-        iid, amount = _known_invoice(cells, book), cells.decimal("amount", True)
+        iid, amount = _known_invoice(cells, book), cells.money("amount", True)
         paid_at = cells.date("paid_at", True, with_time=True)
         # without a payment_id, the payment is named by what it is, so the same line in tomorrow's
         # export (whatever the file's name or the line's place) is recognised and not counted twice
@@ -209,21 +210,27 @@ def _promises(table: Table, book: Portfolio) -> None:
     for cells in table:
         iid = _known_invoice(cells, book, required=False)
         cid = cells.text("customer_id")
-        if iid is None and cid is None and cells.raw("invoice_id") is None:
+        if cells.raw("invoice_id") is None and cells.raw("customer_id") is None:  # not: a bad one
             cells.problem("invoice_id", "a promise needs an invoice_id or a customer_id")
         if cid is not None and cid not in book.customers:
             where = getattr(book.customers, "missing", None)
             cells.problem("customer_id", f"unknown customer '{cid}'" + (f" ({where})" if where else ""))
             cid = None
-        amount, promised = cells.decimal("amount", True), cells.date("promised_date", True)
+        # a promise is its customer's (the store keeps it by customer): one about another's invoice is a
+        # mistake that the decision core would never see
+        owner = getattr(book.invoices.get(iid), "customer_id", None) if iid else None
+        if cid is not None and owner is not None and cid != owner:
+            cells.problem("customer_id", f"invoice '{iid}' belongs to customer '{owner}', not '{cid}'")
+            cid = iid = None
+        amount, promised = cells.money("amount", True), cells.date("promised_date", True)
         made = cells.date("made_at", with_time=True)
+        channel = cells.text("channel")
         if not ((iid or cid) and amount is not None and promised is not None):
             continue
-        promise = Promise(iid, cid, amount, promised, made, cells.text("channel"), cells.texts(extra))
+        promise = Promise(iid, cid, amount, promised, made, channel, cells.texts(extra))
         # named as the store names it (its customer, the default made_at): the same promise written two
         # ways, with and without its invoice's customer or made_at, counts once, as in the store
-        owner = cid or getattr(book.invoices.get(iid), "customer_id", None)  # import knows ids only: the store names it
-        name = (iid, owner, amount, promised, promise.made())
+        name = (iid, cid or owner, amount, promised, promise.made())
         if name not in seen:
             seen.add(name)
             book.promises.append(promise)
@@ -251,18 +258,31 @@ def _disputes(table: Table, book: Portfolio) -> None:
         book.disputes.append(dispute)
 
 
+class _Owned:
+    """A stored invoice as a file's references see it: its owner."""
+
+    __slots__ = ("customer_id",)
+
+    def __init__(self, customer_id: str | None):
+        self.customer_id = customer_id
+
+
 class _Known(dict):
-    """Stands in for the store's invoices/customers when checking references in a single file."""
+    """Stands in for the store's invoices/customers when checking references in a single file: ids, or
+    invoice id -> its customer's id."""
 
     def __init__(self, ids, missing: str):
-        super().__init__((i, None) for i in ids)
+        pairs = ids.items() if isinstance(ids, Mapping) else ((i, None) for i in ids)
+        super().__init__((i, _Owned(owner)) for i, owner in pairs)
         self.missing = missing  # what an unknown reference is told, after its id
 
 
 def read_one(kind: str, path, *, fields: dict[str, str], colmap: ColumnMap, known_invoices=(), known_customers=()):
     """One file of one kind (for `collect import`): customers, payments, promises or disputes.
 
-    References are checked against the ids already in the store. Raises CsvError with every problem."""
+    References are checked against the ids already in the store: `known_invoices` their ids, or better a
+    mapping of each to its customer's id (a promise's customer must own its invoice). Raises CsvError
+    with every problem."""
     problems: list[Problem] = []
     table = Table(Path(path), colmap, problems)
     book = Portfolio()
@@ -280,7 +300,7 @@ def read_one(kind: str, path, *, fields: dict[str, str], colmap: ColumnMap, know
         else:
             {"payments": _payments, "promises": _promises, "disputes": _disputes}[kind](table, book)
             result = {"payments": book.payments, "promises": book.promises, "disputes": book.disputes}[kind]
-    problems += unmatched_value_columns(colmap, [table])
+    problems[:0] = unmatched_value_columns(colmap, [table])  # first: a map's mistake may cause row errors
     if problems:
         raise CsvError(problems)
     return result

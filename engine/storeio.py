@@ -156,7 +156,25 @@ def _aware(value, tz: ZoneInfo) -> dt.datetime:
 def import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str], colmap: ColumnMap,
                 default_tz: str = "UTC", default_currency: str = "USD") -> Imported:
     """Validate the whole file, then write it in one transaction; returns what it did (new rows, rows
-    stored already)."""
+    stored already).
+
+    Raises CsvError for the file's problems. The readers keep every value within the store's columns;
+    should the database still refuse one (sqlalchemy DataError: a value too long, a character it cannot
+    store), nothing is written and that is a CsvError too, one line without the SQL."""
+    from sqlalchemy.exc import DataError
+
+    from .store import one_line
+
+    try:
+        return _import_file(engine, kind, path, fields=fields, colmap=colmap, default_tz=default_tz,
+                            default_currency=default_currency)
+    except DataError as exc:
+        raise CsvError([Problem(str(path), 1, None, f"the store refused a value of the file: {one_line(exc)}")]) \
+            from exc
+
+
+def _import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str], colmap: ColumnMap,
+                 default_tz: str, default_currency: str) -> Imported:
     from .portfolio import read_portfolio
     from .portfolio_rows import read_one
 
@@ -188,7 +206,7 @@ def import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str]
             new, stored = _import_events(conn, path, colmap, zone)
             return Imported(kind, new, stored)
         known_customers = {r.id for r in conn.execute(select(s.customers.c.id))}
-        found = read_one(kind, path, fields=fields, colmap=colmap, known_invoices=set(owners),
+        found = read_one(kind, path, fields=fields, colmap=colmap, known_invoices=owners,
                          known_customers=known_customers)
         if kind == "customers":
             stored = _merge_customers(conn, found)
@@ -357,7 +375,7 @@ def _import_events(conn: Connection, path: Path, colmap: ColumnMap, zone) -> tup
     rows = []
     if table.headers and table.require("at", "channel", "type"):
         rows = _event_rows(conn, table, set(known_channels()), zone)
-    problems += unmatched_value_columns(colmap, [table])
+    problems[:0] = unmatched_value_columns(colmap, [table])  # first: a map's mistake may cause row errors
     if problems:
         raise CsvError(problems)
     rows, stored = _new_events(conn, rows)
@@ -388,13 +406,18 @@ def _event_rows(conn: Connection, table: Table, channels: set[str], zone) -> lis
             cells.problem("channel", f"unknown channel '{channel}'" + (f" ({hint})" if hint else ""))
         if contact_id and contact is None:
             cells.problem("contact_id", f"unknown contact '{contact_id}' (neither a contact key nor a provider id)")
+        # a report about a contact is about its customer: a STOP must not opt out another one
+        elsewhere = contact is not None and cid is not None and cid != contact.customer_id
         cid = cid or (contact.customer_id if contact else None)
-        if cid is None and not contact_id:
+        if cid is None and not contact_id and cells.raw("customer_id") is None:  # not: a bad one
             cells.problem("customer_id", "an event needs a contact_id or a customer_id")
         elif cid is not None and cid not in customers:
             cells.problem("customer_id", f"unknown customer '{cid}' ({NOT_STORED_CUSTOMER})")
+        elif elsewhere:
+            cells.problem("customer_id", f"contact '{contact_id}' belongs to customer '{contact.customer_id}', "
+                          f"not '{cid}'")
         at = cells.date("at", True, with_time=True)
-        if at is not None and cid in customers and kind in EVENT_TYPES and channel in channels:
+        if at is not None and cid in customers and kind in EVENT_TYPES and channel in channels and not elsewhere:
             rows.append({"at": _aware(at, zone(customer_id=cid)), "channel": channel, "type": kind,
                          "contact_id": contact.key if contact else None, "customer_id": cid,
                          "detail": cells.text("detail"), "attrs": cells.texts(extra), "contact": contact})

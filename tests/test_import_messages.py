@@ -38,6 +38,7 @@ def cli(db_url, tmp_path, monkeypatch):
             (tmp_path / name).write_text(text, encoding="utf-8")
         return CliRunner().invoke(app, ["import", kind, name, "--db", db_url, "--timezone", "America/Lima",
                                         *options])
+    run.url = db_url
     return run
 
 
@@ -125,3 +126,59 @@ def test_import_translates_the_map_s_values_and_refuses_a_misspelt_column(cli, t
     assert refused.exit_code == 1
     assert "typo.yaml:1: values: column 'metod' is in none of the files read (did you mean 'method'?)" in refused.output
     assert said(cli("payments", "pagos.csv")) == "imported 1 new payment from pagos.csv"  # nothing was half-written
+
+
+def test_a_promise_about_another_customer_s_invoice_is_refused(cli):
+    """The store keeps a promise by customer: CUST-2's promise about CUST-1's invoice would be ignored by
+    the decision core of both."""
+    said(cli("invoices", "facturas.csv", "invoice_id,customer_id,amount,due_date\nINV-1001,CUST-1,100,2026-12-01\n"
+                                         "INV-2001,CUST-2,100,2026-12-01\n"))
+    promesas = ("invoice_id,customer_id,amount,promised_date\nINV-1001,CUST-1,50,2026-12-10\n"
+                "INV-1001,CUST-2,50,2026-12-11\n")
+    result = cli("promises", "promesas.csv", promesas)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "promesas.csv:3: column customer_id: invoice 'INV-1001' belongs to customer 'CUST-1', not 'CUST-2'",
+        "nothing imported: 1 problem(s)"]
+    assert said(cli("promises", "promesas.csv", promesas.rsplit("INV-1001,CUST-2", 1)[0])) == (
+        "imported 1 new promise from promesas.csv")
+
+
+def test_a_value_table_keyed_by_the_file_s_header_is_told_first(cli, tmp_path):
+    (tmp_path / "map.yaml").write_text("columns: {status: Estado}\nvalues: {Estado: {ABIERTA: open}}\n")
+    result = cli("invoices", "facturas.csv",
+                 "invoice_id,customer_id,amount,due_date,Estado\nFE-1,C1,1,2026-12-01,ABIERTA\n", "--map", "map.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "map.yaml:1: values: 'Estado' is the file's header of column 'status': key values by our name "
+        "(values: {status: ...})",
+        "facturas.csv:2: column Estado: unknown status 'ABIERTA' (expected open, paid, disputed, written_off)",
+        "nothing imported: 2 problem(s)"]
+
+
+def test_an_event_about_another_customer_s_contact_is_refused(cli):
+    """A report names its contact and, maybe, a customer: another customer's would take the contact's
+    STOP (the opt-out would go to the wrong customer, and the right one would still be texted)."""
+    import datetime as dt
+
+    from sqlalchemy import insert, select
+
+    from collect.engine import store as s
+
+    said(cli("invoices", "facturas.csv", INVOICES + "FE-2001,C2,100,2026-12-01,Beta\n"))
+    engine = s.connect(cli.url)
+    now = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
+    with engine.begin() as conn:
+        conn.execute(insert(s.contacts).values(key="k1", policy="p", plan_hash="h", customer_id="C1",
+                                               invoice_ids="FE-1001", channel="sms", status="sent", attempts=1,
+                                               at=now, tz="America/Lima", fallbacks=[], updated_at=now))
+    events = "at,channel,type,contact_id,customer_id,detail\n2026-11-20T10:00,sms,replied,k1,C2,STOP\n"
+    result = cli("events", "eventos.csv", events)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "eventos.csv:2: column customer_id: contact 'k1' belongs to customer 'C1', not 'C2'",
+        "nothing imported: 1 problem(s)"]
+    assert said(cli("events", "eventos.csv", events.replace(",C2,", ",C1,"))) == "imported 1 new event from eventos.csv"
+    with engine.connect() as conn:
+        assert dict(conn.execute(select(s.customers.c.id, s.customers.c.optouts)).all()) == {"C1": ["sms"], "C2": []}
+    engine.dispose()

@@ -323,3 +323,66 @@ def test_a_date_or_number_no_calendar_or_sum_can_hold_is_a_row_error(tmp_path):
         "3: column amount: '1E+999999999' is too large (at most 15 digits before the decimal point)",
         "3: column issue_date: '0001-01-01' is out of range (years 1900 to 2199)",
         "3: column risk_score: '1E+20' is too large (at most 15 digits before the decimal point)"]
+
+
+@pytest.mark.parametrize("value, decimal, hint", [
+    ("1,200", ".", "thousands: ','"),
+    ("1,200.50", ".", "thousands: ','"),
+    ("12,345,678.9", ".", "thousands: ','"),
+    ("12,5", ".", "decimal: ','"),
+    ("0,500", ".", "decimal: ','"),  # not a thousands group: nobody writes 500 as 0,500
+    ("1234,567", ".", "decimal: ','"),  # nor 1234567 as 1234,567
+    ("1.200,50", ".", "decimal: ',' and thousands: '.'"),
+    ("1.200.000", ".", "decimal: ',' and thousands: '.'"),
+    ("1.200,50", ",", "thousands: '.'"),
+    ("1.200", ",", "thousands: '.'"),
+    ("1,200.50", ",", "decimal: '.' and thousands: ','"),
+    ("1,2,3", ".", None),
+    ("12.5", ",", None),
+    ("12;5", ".", None),
+])
+def test_a_number_with_other_separators_is_told_the_map_keys_that_read_it(tmp_path, value, decimal, hint):
+    """The hint is right: following it reads the number as written (`1,200.50` needs `thousands: ','`, and
+    `decimal: ','` would read `1,200` as 1.2). With `decimal: ','` a point is not the decimal point: `1.200`
+    is an error, not 1.2."""
+    cmap = load_map(write(tmp_path, "map.yaml", f"decimal: '{decimal}'\n"))
+    path = write(tmp_path, "p.csv", f'invoice_id,customer_id,amount,due_date\nA,c1,"{value}",2026-01-01\n')
+    extra = f"; use --map {hint}" if hint else ""
+    assert problems(path, colmap=cmap) == [
+        f"2: column amount: '{value}' is not a number (decimal separator '{decimal}'{extra})"]
+    if hint:
+        keys = dict(part.split(": ") for part in hint.split(" and "))
+        fixed = load_map(write(tmp_path, "fixed.yaml", "".join(f"{k}: {v}\n" for k, v in
+                                                               {"decimal": f"'{decimal}'", **keys}.items())))
+        expected = Decimal(value.replace(fixed.thousands, "").replace(fixed.decimal, "."))
+        assert read(path, colmap=fixed).invoices["A"].amount == expected
+
+
+def test_a_promise_about_another_customer_s_invoice_is_a_row_error(tmp_path):
+    portfolio = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date\nINV-1001,CUST-1,10,2026-01-01\n"
+                                         "INV-2001,CUST-2,10,2026-01-01\n")
+    promises = write(tmp_path, "pr.csv", "invoice_id,customer_id,amount,promised_date\n"
+                                         "INV-1001,CUST-1,5,2026-01-10\nINV-1001,,5,2026-01-11\n"
+                                         "INV-1001,CUST-2,5,2026-01-12\n")
+    assert problems(portfolio, promises=promises) == [
+        "4: column customer_id: invoice 'INV-1001' belongs to customer 'CUST-1', not 'CUST-2'"]
+
+
+def test_a_value_table_keyed_by_the_file_s_header_says_to_key_it_by_our_name_before_the_rows(tmp_path):
+    """`values:` is keyed by our names; a header that `columns:` renames is no name (whether or not the
+    file read has it), and the map's mistake comes before the row errors it causes."""
+    cmap = load_map(write(tmp_path, "map.yaml", "columns: {status: Estado}\nvalues: {Estado: {ABIERTA: open}}\n"))
+    path = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date,Estado\nA,c1,10,2026-01-01,ABIERTA\n")
+    assert problems(path, colmap=cmap) == [
+        "1: values: 'Estado' is the file's header of column 'status': key values by our name (values: {status: ...})",
+        "2: column Estado: unknown status 'ABIERTA' (expected open, paid, disputed, written_off)"]
+    other = write(tmp_path, "q.csv", "invoice_id,customer_id,amount,due_date\nA,c1,10,2026-01-01\n")
+    assert problems(other, colmap=cmap) == [
+        "1: values: 'Estado' is the file's header of column 'status': key values by our name (values: {status: ...})"]
+    # an unmapped header is our name: its values are keyed by it
+    custom = load_map(write(tmp_path, "ok.yaml", "columns: {status: Estado}\nvalues: {status: {ABIERTA: open}, "
+                                                  "Vendedor: {R: Rosa}}\n"))
+    both = write(tmp_path, "r.csv", "invoice_id,customer_id,amount,due_date,Estado,Vendedor\n"
+                                    "A,c1,10,2026-01-01,ABIERTA,R\n")
+    invoice = read(both, colmap=custom).invoices["A"]
+    assert (invoice.status, invoice.attrs) == ("open", {"Vendedor": "Rosa"})

@@ -301,3 +301,12 @@ def test_one_promise_written_two_ways_counts_once_as_in_the_store(tmp_path):
         counted = {k: summary.kpis[f"promises_{k}"] for k in ("made", "due", "kept", "broken")}
         assert data["promises"]["made"] == counted["made"] == 1
         assert counted == {k: data["promises"][k] for k in counted}
+
+
+def test_a_ratio_of_a_huge_sum_to_a_tiny_one_is_a_number_not_a_crash():
+    """Decimal's quantize fails past 28 digits: 15-digit balances over millions of invoices against a
+    few cents invoiced must still give the KPI."""
+    from collect.engine.kpis import ratio
+
+    assert ratio(Decimal("999999999999999.99") * 10**7, Decimal("0.000001"), "0.1") == Decimal(
+        "9999999999999999900000000000.0")
