@@ -206,6 +206,7 @@ def simulate(
         typer.echo(f"error: --start {start!r} is not a date (YYYY-MM-DD)", err=True)
         raise typer.Exit(EXIT_USAGE)
     plans = [_compile(policy, format, quiet).plan] + ([_compile(compare, format, quiet).plan] if compare else [])
+    costs = _costs(channels) if channels else None  # before the portfolio is read: it takes longer
     if behavior not in ("none", "historic") and not quiet:
         for plan in plans:  # a name the policy does not have would silently change nothing
             for warning in model.unknown_names(plan):
@@ -219,11 +220,6 @@ def simulate(
     except CsvError as exc:
         for problem in exc.problems:
             typer.echo(str(problem), err=True)
-        raise typer.Exit(EXIT_INPUT)
-    try:
-        costs = simrun.load_costs(channels) if channels else None
-    except (OSError, ValueError) as exc:  # the messages name the file
-        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_INPUT)
     from . import views
 
@@ -326,6 +322,19 @@ def _parse_now(now: str | None):
         typer.echo(f"error: --now {now!r} is not an ISO date-time (2026-11-23T09:00:00+00:00)", err=True)
         raise typer.Exit(EXIT_USAGE)
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def _costs(path: Path):
+    """The `costs:` of channels.yaml for `simulate` (nothing else of it is read); exit 1 with every
+    problem of `costs:` at its place, as `run` reports them."""
+    from .engine.channels import ChannelsError
+    from .engine.simrun import load_costs
+
+    try:
+        return load_costs(path)
+    except ChannelsError as exc:  # each line names the file
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_INPUT)
 
 
 def _channels(path: Path | None, plan, quiet: bool = False):

@@ -12,6 +12,13 @@ message was not delivered, and is sent again in full. `sync()` puts the lines wr
 the runner calls it before it records their outcomes in the store, which survives a power cut, so that
 no letter recorded as sent can be lost by one (once per tick, not per line: an fsync costs ~1 ms).
 
+A `path` that is a folder (or inside a file) is a channels.yaml error at load. An outbox that cannot be
+opened, locked or written at send time (no permission, a read-only or full disk, a folder that cannot be
+made) is the channel's failure, not the message's: `send` returns an account-level result, so the runner
+stops the channel for the tick and its messages wait without using an attempt, instead of each being
+retried and then falling back to another channel because of a wrong path. The file's folder is made when
+missing (outbox/ on a fresh machine).
+
 POSIX only (`fcntl.flock`): elsewhere the adapter refuses to start rather than risk duplicate letters.
 """
 
@@ -20,6 +27,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+
+from pydantic import ValidationInfo, field_validator
 
 from .base import Adapter, DeliveryResult, Message, Settings, message_dict
 
@@ -31,6 +40,24 @@ except ImportError:  # Windows: no flock
 
 class FileSettings(Settings):
     path: str | None = None  # default: outbox/<channel>.jsonl in the working directory
+
+    @field_validator("path")
+    @classmethod
+    def _a_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A folder, or a path inside a file, can never take a line: say so at load, not at each send. (A
+        missing folder is fine: the first send makes it.) The value is not shown: it may come from ${ENV}."""
+        if not value:
+            return value
+        channel = (info.context or {}).get("channel") or "<channel>"
+        path = Path(value)
+        if os.path.isdir(path):
+            raise ValueError(f"is a folder, not a file: name a file in it, such as <folder>/{channel}.jsonl")
+        for parent in path.parents:  # os.path's checks take an unreadable folder as missing, never raise
+            if os.path.lexists(parent):
+                if not os.path.isdir(parent):
+                    raise ValueError("is inside a file, not a folder: no file can be made there")
+                break
+        return value
 
 
 class FileChannel(Adapter):
@@ -66,20 +93,28 @@ class FileChannel(Adapter):
 
     def send(self, message: Message) -> DeliveryResult:
         line = (json.dumps(message_dict(message), ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        try:
+            return self._append(message.key, line)
+        except OSError as exc:  # the outbox's problem, so every message's: stop the channel, keep the attempts
+            return DeliveryResult.account("outbox", f"{self.path} cannot be written: {exc.strerror or exc}")
+
+    def _append(self, key: str, line: bytes) -> DeliveryResult:
+        """Append the line unless the key is in the file already; OSError when the outbox cannot be
+        opened, locked or written (a torn tail left by a failed write is cut off by the next send)."""
         fd = self._open_locked()
         try:
-            if message.key in self._catch_up(fd):
-                return DeliveryResult.sent(message.key)
+            if key in self._catch_up(fd):
+                return DeliveryResult.sent(key)
             # writes go to the end (O_APPEND): _catch_up has cut off a torn tail, so this starts a line
             view = memoryview(line)
             while view:  # one write(); a regular file takes it whole unless the disk is full
                 view = view[os.write(fd, view):]
             self._unsynced = True
-            self._keys.add(message.key)
+            self._keys.add(key)
             self._offset += len(line)
         finally:
             os.close(fd)  # releases the lock
-        return DeliveryResult.sent(message.key)
+        return DeliveryResult.sent(key)
 
     def _known(self) -> set[str]:
         """The keys in the file now."""

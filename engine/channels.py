@@ -3,8 +3,9 @@
 Everything in channels.yaml is checked when it is loaded, and every problem is reported with its place
 (FILE:LINE:COL), not only the first: channel names that are no channel (a built-in one or an installed
 plugin's), unknown adapters (naming the ones installed), unknown or missing settings (from each adapter's
-settings model), `${ENV}` references to unset variables (naming the variable, never a value), `retry:`
-and `costs:`. Once the policy is known too (`collect run`, `collect serve`), `Channels.check_plan` says
+settings model), `${ENV}` references to unset variables (naming the variable, never a value), a `file` adapter `path`
+that is a folder, `retry:` and `costs:`. `collect simulate --channels` reads `costs:` alone (`load_costs`),
+checked the same way. Once the policy is known too (`collect run`, `collect serve`), `Channels.check_plan` says
 what the configuration lacks for it: a step none of whose channels is configured, and what an adapter's
 optional `check(plan)` hook reports (a Twilio WhatsApp template without a Content SID).
 
@@ -166,8 +167,10 @@ class Channels:
         Errors: a step none of whose channels is configured (each of its contacts would fail for good,
         `channel_not_configured`), and what an adapter's optional `check(plan) -> list[str]` says it lacks
         for the plan (e.g. a Twilio WhatsApp template without a Content SID). Warnings: a channel the policy
-        sends on that is not configured but whose steps have a configured channel to fall back to, agent
-        task hand-offs with no `agent` adapter (the tasks stay in `collect tasks`), and a check that crashed.
+        sends on that is not configured but whose steps each have a configured channel, naming apart the
+        steps that go on from it to a configured channel and those for which it is where the fallback ends
+        (no configured channel after it: a contact their earlier channels cannot take fails the step);
+        agent task hand-offs with no `agent` adapter (the tasks stay in `collect tasks`); a check that crashed.
         Without a configuration every channel goes to the `file` adapter: nothing is missing.
         """
         errors, warnings = Diagnostics(), Diagnostics()
@@ -193,11 +196,19 @@ class Channels:
     def _check_unconfigured(self, plan, errors: Diagnostics, warnings: Diagnostics) -> None:
         place = self._where(("channels",), True)
         used: dict[str, list[str]] = {}  # channel -> the steps that send on it, in plan order
+        # channel -> the steps with a configured channel after it in their fallback order
+        after: dict[str, set[str]] = {}
+        escalating: set[str] = set()  # the steps with on_exhausted
         dead: dict[tuple, list[str]] = {}  # a step's channels, none configured -> the steps
         for step in plan_steps(plan):
             on = delivered_on(step)
             for channel in on + (("agent",) if step.get("on_exhausted") and "agent" not in on else ()):
                 used.setdefault(channel, []).append(step["id"])
+            for i, channel in enumerate(on):
+                if any(later in self.config for later in on[i + 1:]):
+                    after.setdefault(channel, set()).add(step["id"])
+            if step.get("on_exhausted"):
+                escalating.add(step["id"])
             if on and on != ("agent",) and len(self.unconfigured(on)) == len(on):
                 dead.setdefault(on, []).append(step["id"])
         for on, steps in dead.items():
@@ -215,14 +226,12 @@ class Channels:
             steps = [s for s in used[channel] if s not in failed_for_good]
             if not steps:
                 continue
-            one = len(steps) == 1
-            which = f"{'step' if one else 'steps'} {', '.join(steps)}"
             if channel == "agent":
-                message = (f"channels: agent is not configured: the agent tasks of {which} stay in `collect tasks`, "
-                           "but each hand-off fails (channel_not_configured)")
+                message = (f"channels: agent is not configured: the agent tasks of {_steps(steps)} stay in "
+                           "`collect tasks`, but each hand-off fails (channel_not_configured)")
             else:
-                message = (f"channels: {channel} is not configured: each send on it fails (channel_not_configured) "
-                           f"and {which} {'goes' if one else 'go'} on to {'its' if one else 'their'} next channel")
+                message = (f"channels: {channel} is not configured: each send on it fails (channel_not_configured)"
+                           + _after_unconfigured(steps, after.get(channel, set()), escalating))
             warnings.warning("channel-unconfigured", message, place)
 
     # -- checking one channel -----------------------------------------------------------------------
@@ -313,7 +322,7 @@ class Channels:
 
     def _validate(self, model: type[BaseModel], values: dict, channel: str, adapter: str, diags) -> None:
         try:
-            model.model_validate(values)
+            model.model_validate(values, context={"channel": channel})  # a validator may name the channel
         except ValidationError as exc:
             allowed = [f.alias or name for name, f in model.model_fields.items()]
             for error in exc.errors(include_input=False, include_url=False):
@@ -341,6 +350,37 @@ class Channels:
                                             self._where(("channels", channel), True))]) from None
 
 
+def _steps(steps: list[str]) -> str:
+    return f"{'step' if len(steps) == 1 else 'steps'} {', '.join(steps)}"
+
+
+def _after_unconfigured(steps: list[str], after: set[str], escalating: set[str]) -> str:
+    """What the steps that send on an unconfigured channel do when they get to it (each has a configured
+    channel, else it is an error). Those with a configured channel after it go on to it. For the others
+    it is where their fallback ends: a contact their earlier channels cannot take (no address, no window,
+    no consent, a provider's permanent failure) fails there, and so does the step (escalating, with
+    on_exhausted)."""
+    on = [s for s in steps if s in after]
+    last = [s for s in steps if s not in after]
+    parts = []
+    if on:
+        one = len(on) == 1
+        parts.append(f"{_steps(on)} {'goes' if one else 'go'} on to {'its' if one else 'their'} next channel")
+    if last:
+        one = len(last) == 1
+        escalate = [s for s in last if s in escalating]
+        fails = "the step fails" if one else "they fail"
+        if escalate and len(escalate) == len(last):
+            fails += " and escalates" if one else " and escalate"
+        elif escalate:
+            fails += f" ({_steps(escalate)} escalate{'s' if len(escalate) == 1 else ''})"
+        parts.append(f"{_steps(last)} {'has' if one else 'have'} no configured channel after it: when "
+                     f"{'its' if one else 'their'} earlier channels cannot be used, {fails}")
+    if not last:  # as it always said
+        return " and " + parts[0]
+    return "; " + "; ".join(parts)
+
+
 def plan_steps(plan):
     """Every step of a plan (a Plan or its dict), stage steps first, then event steps."""
     for stage in plan["stages"]:
@@ -365,9 +405,9 @@ def delivered_on(step) -> tuple[str, ...]:
 
 # -- channels.yaml ----------------------------------------------------------------------------------
 
-def load_channels(path: str | Path | None) -> Channels:
-    if path is None:
-        return Channels()
+def _read(path: str | Path):
+    """channels.yaml parsed, with the places of its values (None for an empty file); ChannelsError when
+    it cannot be read or is not YAML."""
     from ..dsl.yamlload import load_yaml
 
     file = str(path)
@@ -376,10 +416,24 @@ def load_channels(path: str | Path | None) -> Channels:
     except OSError as exc:
         raise ChannelsError([Diagnostic("channels-read", "error", f"cannot read: {exc.strerror or exc}",
                                         Span(file, 1, 1))]) from None
+    except UnicodeDecodeError:
+        raise ChannelsError([Diagnostic("channels-read", "error", "cannot read: not UTF-8 text",
+                                        Span(file, 1, 1))]) from None
     diags = Diagnostics()
     located = load_yaml(text, file, diags) if text.strip() else None
+    if [d.code for d in diags.items] == ["empty-policy"]:  # comments only: as an empty file (no policy here)
+        return None
     if diags:
         raise ChannelsError(diags.items)
+    return located
+
+
+def load_channels(path: str | Path | None) -> Channels:
+    if path is None:
+        return Channels()
+    file = str(path)
+    located = _read(path)
+    diags = Diagnostics()
     data = located.data if located else None
     if not isinstance(data, dict) or not isinstance(data.get("channels"), dict):
         raise ChannelsError([Diagnostic("channels-not-mapping", "error", "expected a `channels:` mapping of "
@@ -399,6 +453,29 @@ def load_channels(path: str | Path | None) -> Channels:
         channels.close()
         raise ChannelsError(diags.items)
     return channels
+
+
+def load_costs(path: str | Path) -> dict[str, Decimal]:
+    """The `costs:` of channels.yaml, checked as `load_channels` checks it, and nothing else of the file
+    (`collect simulate --channels` sends nothing: its adapters and settings need not be valid, nor their
+    ${ENV} variables set). ChannelsError with every problem of `costs:`, each with its place. A top-level
+    key that looks like a misspelt `costs` is one too: the costs would silently be left out. No `costs:`
+    (or an empty file): no costs."""
+    located = _read(path)
+    if located is None or located.data is None:  # empty, comments only, or `~`
+        return {}
+    data, diags = located.data, Diagnostics()
+    if not isinstance(data, dict):
+        raise ChannelsError([Diagnostic("channels-not-mapping", "error", "expected a mapping with `channels:` "
+                                        "and `costs:` (channel -> cost per message)", Span(str(path), 1, 1))])
+    for key in data:
+        if key not in TOP_KEYS and suggest(str(key), ("costs",)):
+            diags.error("channels-unknown-key", f"unknown key '{key}'", located.span((key,), prefer_key=True),
+                        suggest(str(key), ("costs",)))
+    costs = _costs(data.get("costs"), located, diags)
+    if diags:
+        raise ChannelsError(diags.items)
+    return costs
 
 
 def _retry(value, located, diags: Diagnostics) -> Retry:
@@ -473,7 +550,7 @@ def _costs(value, located, diags: Diagnostics) -> dict[str, Decimal]:
     for channel, amount in value.items():
         if str(channel) not in known:  # a misspelt channel would silently cost nothing
             diags.error("channels-bad-cost", f"costs.{channel}: unknown channel '{channel}' (available: "
-                        f"{', '.join(known)})", located.span(("costs", channel)), suggest(str(channel), known))
+                        f"{', '.join(known)})", located.span(("costs", channel), True), suggest(str(channel), known))
             continue
         try:
             if isinstance(amount, bool):

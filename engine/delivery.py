@@ -153,7 +153,7 @@ def _outcome(d: Delivery, outcome, channels) -> Result:
     if outcome.status == "sent":
         return Result(d, "sent", provider_id=outcome.provider_id)
     if getattr(outcome, "account_level", False):  # a plugin built against an older base has no such field
-        why = channel_stopped(d.channel, reason)
+        why = channel_stopped(d.channel, reason, outcome.error_code)
         return Result(d, "stopped", why, error_code=outcome.error_code, retry_after=outcome.retry_after, stopped=why)
     status = "retry" if outcome.status == "transient" else "failed"
     return _retry_or_give_up(Result(d, status, reason, error_code=outcome.error_code, retry_after=outcome.retry_after,
@@ -168,11 +168,14 @@ def _retry_or_give_up(r: Result, channels) -> Result:
     return r
 
 
-def channel_stopped(channel: str, reason: str) -> str:
+def channel_stopped(channel: str, reason: str, code: str | None = None) -> str:
     """The one line that says a channel stopped, why, and where to fix it."""
-    return (f"channel {channel} stopped for this tick, the provider refused its account: {reason} "
-            f"(check the credentials and settings of channels.{channel} in channels.yaml, and the account "
-            f"with the provider); its messages wait for a later tick without using an attempt")
+    if code == "outbox":  # the file adapter: no provider, no account, a file that cannot be written
+        why = f"{reason.removeprefix('outbox ')} (check channels.{channel}.path in channels.yaml, and the disk)"
+    else:
+        why = (f"the provider refused its account: {reason} (check the credentials and settings of "
+               f"channels.{channel} in channels.yaml, and the account with the provider)")
+    return f"channel {channel} stopped for this tick, {why}; its messages wait for a later tick without using an attempt"
 
 
 def failure_lines(results: list[Result]) -> list[str]:

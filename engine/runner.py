@@ -341,8 +341,7 @@ class Runner:
         try:
             with self.engine.connect() as conn:
                 results = deliver_all(deliveries, self.channels, keep, summary.stopped, summary.failing)
-                for channel in {r.delivery.channel for r in later}:  # on disk before the store says sent
-                    getattr(self.channels(channel), "sync", lambda: None)()
+                later = self._synced(later, summary)
                 with conn.begin():
                     record(conn, later, self.channels, now)
         except Exception:
@@ -356,6 +355,21 @@ class Runner:
         # a line per failed message; one per channel stopped by an account-level refusal, not one per
         # message it left waiting
         summary.provider_failures.extend(failure_lines(results))
+
+    def _synced(self, results: list, summary: TickSummary) -> list:
+        """The outcomes of the channels whose receiver drops a key it has had, once what they wrote is on
+        disk (`sync`): the store must not say sent before. A channel that cannot sync keeps its contacts
+        `sending`, unrecorded; the next tick takes them over and its receiver drops what it has already."""
+        kept = []
+        for channel in sorted({r.delivery.channel for r in results}):
+            try:
+                getattr(self.channels(channel), "sync", lambda: None)()
+            except OSError as exc:
+                summary.provider_failures.append(f"channel {channel}: what it wrote could not be put on disk "
+                                                 f"({exc}); its messages are recorded by the next tick")
+                continue
+            kept += [r for r in results if r.delivery.channel == channel]
+        return kept
 
     def _delivery(self, key: str, channel: str, customer_id: str, steps, attempts: int, decision: Decision,
                   state, late: bool = False) -> Delivery:

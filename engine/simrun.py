@@ -452,19 +452,10 @@ def load_portfolio(plan, portfolio: Path, *, customers=None, payments=None, prom
                           colmap=load_map(colmap) if colmap else None)
 
 
-def load_costs(channels_yaml: Path) -> dict[str, float]:
-    """The `costs:` table of channels.yaml (message cost per channel), nothing else of the file."""
-    from ..dsl.yamlload import load_yaml_file
+def load_costs(channels_yaml: Path) -> dict[str, Decimal]:
+    """The `costs:` table of channels.yaml (message cost per channel), nothing else of the file: checked
+    as `collect run` checks it. Raises ChannelsError with every problem of `costs:`, each with its
+    place (FILE:LINE:COL), or why the file cannot be read or parsed."""
+    from .channels import load_costs as costs_of
 
-    data = load_yaml_file(channels_yaml) or {}  # ValueError FILE:LINE:COL for bad YAML, OSError unreadable
-    costs = data.get("costs") or {} if isinstance(data, dict) else None
-    if not isinstance(costs, dict) or not all(isinstance(v, (int, float)) for v in costs.values()):
-        raise ValueError(f"{channels_yaml}: costs must map channel names to numbers")
-    from ..dsl.diagnostics import suggest
-    from .compiler import known_channels
-
-    for channel in costs:  # a misspelt channel would silently cost nothing
-        if str(channel) not in known_channels():
-            hint = suggest(str(channel), known_channels())
-            raise ValueError(f"{channels_yaml}: costs.{channel}: unknown channel '{channel}'" + (f" ({hint})" if hint else ""))
-    return {str(k): float(v) for k, v in costs.items()}
+    return costs_of(channels_yaml)

@@ -210,8 +210,10 @@ def test_run_stops_before_the_tick_when_a_step_can_never_be_sent(project, tmp_pa
                         "configure: every contact of this step would fail for good (add `email: { adapter: ... }` "
                         "under channels:; `{ adapter: file }` writes the messages to outbox/email.jsonl)")
     assert lines[1:] == [  # all at once: the documented fallbacks still work, and are said up front
-        "channels.yaml:1:1: warning: channels: sms is not configured: each send on it fails (channel_not_configured) "
-        "and step d0 goes on to its next channel",
+        # sms is d0's last channel: it has no next one to go on to (whatsapp, before it, is configured)
+        "channels.yaml:1:1: warning: channels: sms is not configured: each send on it fails (channel_not_configured); "
+        "step d0 has no configured channel after it: when its earlier channels cannot be used, the step fails and "
+        "escalates",
         "channels.yaml:1:1: warning: channels: agent is not configured: the agent tasks of step d0 stay in "
         "`collect tasks`, but each hand-off fails (channel_not_configured)"]
     assert contacts(project.db) == [] and not (tmp_path / "outbox").exists()

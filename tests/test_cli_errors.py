@@ -198,9 +198,10 @@ def test_an_output_that_cannot_be_written_exits_3(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("costs: [\n", "channels.yaml:2:1: YAML syntax error"),
-    ("costs: 5\n", "costs must map channel names to numbers"),
-    ("- a\n", "costs must map channel names to numbers"),
-    ("costs: { emial: 0.001 }\n", "costs.emial: unknown channel 'emial' (did you mean 'email'?)"),
+    ("costs: 5\n", "channels.yaml:1:8: costs: expected a mapping of channel -> cost per message"),
+    ("- a\n", "channels.yaml:1:1: expected a mapping with `channels:` and `costs:`"),
+    ("costs: { emial: 0.001 }\n", "channels.yaml:1:10: costs.emial: unknown channel 'emial' (available: email, "
+                                  "sms, whatsapp, voice, letter, webhook, agent) (did you mean 'email'?)"),
     (None, "No such file or directory"),
 ])
 def test_simulate_with_a_bad_channels_file_says_why(tmp_path, text, message):
