@@ -43,13 +43,8 @@ MAP_KEYS = ("columns", "delimiter", "date_format", "datetime_format", "decimal",
 KNOWN_COLUMNS = frozenset(INVOICE_COLUMNS + CUSTOMER_COLUMNS + PAYMENT_COLUMNS + PROMISE_COLUMNS + DISPUTE_COLUMNS
                           + EVENT_COLUMNS)
 TRUE, FALSE = {"true", "1", "yes", "y"}, {"false", "0", "no", "n"}
-MAX_DIGITS = 15  # digits before the point of amounts and numeric fields: more is a broken cell, not money
-# Decimal places of an amount (amount, balance): every ISO 4217 currency has at most 4 (CLF, UYW), and with
-# 15 digits before the point, 6 after keep a sum of up to ten million amounts within Decimal's 28 digits
-# (exact: aging, DSO and CEI add them up), an amount within the store's Money column (String(40)), and
-# the smallest amount (0.000001) far enough from zero for the KPIs' ratios. Trailing zeros beyond the 6th
-# place are no precision: `100.00000000` is 100.000000.
-MONEY_PLACES = 6
+MAX_DIGITS = 15  # digits before the point of an amount or balance: more is a broken cell, not money
+FIELD_DIGITS = 28  # of a custom number field (an 18-digit account number is fine): Decimal's precision
 # The store's column sizes (engine/store.py) that a standard column's text is kept in: a longer value is a
 # row error, in `collect simulate` too, not a value that SQLite keeps and PostgreSQL refuses. The other
 # standard columns are Text or JSON, or are checked against short lists (timezone, country, currency,
@@ -320,7 +315,11 @@ class Cells:
             return None
         return value
 
-    def decimal(self, name: str, required: bool = False, negative: bool = False) -> Decimal | None:
+    def decimal(self, name: str, required: bool = False, negative: bool = False,
+                digits: int = MAX_DIGITS) -> Decimal | None:
+        """A number as written: exact, whatever its decimal places (the store rounds an amount to
+        MONEY_PLACES); at most `digits` before the point (1E+999999999 is finite, but no sum or int()
+        survives it)."""
         value = self.text(name, required)
         if value is None:
             return None
@@ -329,6 +328,8 @@ class Cells:
         try:
             if cmap.decimal != "." and "." in cleaned:  # the map says '.' is not the point: 1.200 is no 1.2
                 raise InvalidOperation
+            if cmap.thousands and cmap.decimal in value and value.rfind(cmap.thousands) > value.find(cmap.decimal):
+                raise InvalidOperation  # a separator after the point: 1,200.50 read with decimal ',' is no 1.2005
             number = Decimal(cleaned.replace(cmap.decimal, ".") if cmap.decimal != "." else cleaned)
             if not number.is_finite():
                 raise InvalidOperation
@@ -340,23 +341,14 @@ class Cells:
         if number < 0 and not negative:
             self.problem(name, f"amount cannot be negative ({value})")
             return None
-        if number and number.adjusted() >= MAX_DIGITS:  # 1E+999999999: finite, but no sum or int() survives it
-            self.problem(name, f"'{value}' is too large (at most 15 digits before the decimal point)")
+        if number and number.adjusted() >= digits:
+            self.problem(name, f"'{value}' is too large (at most {digits} digits before the decimal point)")
             return None
         return number
 
-    def money(self, name: str, required: bool = False) -> Decimal | None:
-        """An amount (amount, balance): a number at least 0 with at most MONEY_PLACES decimal places."""
-        number = self.decimal(name, required)
-        if number is None or number.as_tuple().exponent >= -MONEY_PLACES:
-            return number
-        places = number.quantize(Decimal(1).scaleb(-MONEY_PLACES))  # exact: at most 21 digits
-        if places != number:
-            self.problem(name, f"'{self.raw(name)}' is too precise (at most {MONEY_PLACES} decimal places)")
-            return None
-        return places
-
-    def date(self, name: str, required: bool = False, with_time: bool = False):
+    def date(self, name: str, required: bool = False, with_time: bool = False, bounded: bool = True):
+        """A date or date-time; `bounded`: within FIRST_YEAR..LAST_YEAR, for the dates the calendar adds
+        steps and horizons to (a custom field may hold an ERP's open-ended 9999-12-31)."""
         value = self.text(name, required)
         if value is None:
             return None
@@ -370,7 +362,7 @@ class Cells:
                 "YYYY-MM-DD, or YYYY-MM-DDTHH:MM with an optional UTC offset" if with_time else "YYYY-MM-DD")
             self.problem(name, f"'{value}' is not a date (expected {expected})")
             return None
-        if not FIRST_YEAR <= parsed.year <= LAST_YEAR:  # 9999-12-31 + a day overflows every calendar sum
+        if bounded and not FIRST_YEAR <= parsed.year <= LAST_YEAR:  # 9999-12-31 + a day overflows
             self.problem(name, f"'{value}' is out of range (years {FIRST_YEAR} to {LAST_YEAR})")
             return None
         return parsed
@@ -406,7 +398,7 @@ class Cells:
 
     def typed(self, name: str, kind: str):
         if kind in ("decimal", "float", "int"):
-            number = self.decimal(name, negative=True)
+            number = self.decimal(name, negative=True, digits=FIELD_DIGITS)
             if number is None:
                 return None
             if kind == "int":
@@ -418,7 +410,7 @@ class Cells:
         if kind == "bool":
             return self.boolean(name)
         if kind in ("date", "datetime"):
-            return self.date(name, with_time=kind == "datetime")
+            return self.date(name, with_time=kind == "datetime", bounded=False)
         return self.text(name, sized=False)
 
 

@@ -74,13 +74,27 @@ def _tick_lock(path: Path | None):
     if path is None:
         yield
         return
-    with open(path, "a") as handle:
+    fresh = path.with_name(f"{path.name}.{os.getpid()}.new")
+    with open(fresh, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
+        os.replace(fresh, path)  # locked before it has its name: a file at `path` is never free but dead
         # A tick that fails keeps its file (unlocked once closed): it may own `sending` rows, and if its
-        # end cannot be recorded either, the free lock is what tells the next tick it is dead. A tick that
-        # ends well owns none, and removes it while still holding the lock.
+        # end cannot be recorded either, the free lock is what tells the next tick it is dead (the next
+        # tick removes it once it has taken the rows over). A tick that ends well owns none, and removes
+        # it while still holding the lock.
         yield
         path.unlink(missing_ok=True)
+
+
+def _sweep_lock_files(engine: Engine, own: int) -> None:
+    """Remove the lock files of dead ticks, once their `sending` rows are taken over (after recovery): a
+    free lock is a dead tick, as a live one holds its lock from before the file has its name."""
+    path = _lock_path(engine, own)
+    if path is None:
+        return
+    for other in path.parent.glob(f"{path.name.rsplit('.tick-', 1)[0]}.tick-*.lock"):
+        if other != path:
+            _lock_held(other)  # removes it when free
 
 
 def _lock_held(path: Path | None) -> bool | None:
@@ -205,6 +219,7 @@ class Runner:
             self._finish_earlier()
             with self._alive(tick_id):
                 self._recover(now, summary)
+                _sweep_lock_files(self.engine, tick_id)
                 while True:
                     with self.engine.begin() as conn:
                         ids = self._claim(conn, now)

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import os
 import re
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from pathlib import Path
 
@@ -27,14 +27,24 @@ DEFAULT_URL = "sqlite:///collect.db"
 UTC = dt.timezone.utc
 
 
+MONEY_PLACES = 6  # an amount's decimal places in the store: every ISO 4217 currency has at most 4
+
+
 class Money(TypeDecorator):
-    """Exact decimals on every backend (stored as text)."""
+    """Exact decimals on every backend (stored as text). More than MONEY_PLACES decimal places (a float's
+    0.30000000000000004 from an export) are rounded half-even, so that the text fits the column: with at
+    most 15 digits before the point (the CSV reader's limit) it is at most 22 characters."""
 
     impl = String(40)
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
-        return None if value is None else str(Decimal(value))
+        if value is None:
+            return None
+        value = Decimal(value)
+        if value.as_tuple().exponent < -MONEY_PLACES:
+            value = value.quantize(Decimal(1).scaleb(-MONEY_PLACES), rounding=ROUND_HALF_EVEN)
+        return str(value)
 
     def process_result_value(self, value, dialect):
         return None if value is None else Decimal(value)
@@ -204,18 +214,23 @@ class StoreUrlError(StoreError):
     """The store URL is not a database URL, or names an unknown dialect."""
 
 
-def _ats(url: str) -> int:
-    """How many '@' a server URL has before its query: more than one means a password holding an
-    unencoded '@', which every parser splits at the wrong place (part of the password becomes the host)."""
+def _at_in_password(url: str) -> bool:
+    """Does a server URL's password hold an unencoded '@' (user:pass@word@host)? Every parser splits it at
+    the wrong place, and part of the password becomes the host. An '@' in the user name before the
+    password (Azure's myadmin@server:pw@host) parses fine."""
     if url.startswith("sqlite") or "://" not in url:
-        return 0
-    return url.split("://", 1)[1].split("?", 1)[0].count("@")
+        return False
+    head = url.split("://", 1)[1].split("?", 1)[0]
+    if head.count("@") < 2:
+        return False
+    userinfo = head.rsplit("@", 1)[0]
+    return ":" in userinfo and "@" in userinfo.split(":", 1)[1]
 
 
 def shown_url(url: str) -> str:
     """The URL as it may be printed: its password as ***, also one given as a query parameter
     (libpq takes ?password=, ?sslpassword=)."""
-    if _ats(url) > 1:  # mask up to the last '@' of user:PASSWORD@host, which no parser finds
+    if _at_in_password(url):  # mask up to the last '@' of user:PASSWORD@host, which no parser finds
         scheme, rest = url.split("://", 1)
         head, query = rest.split("?", 1) if "?" in rest else (rest, None)
         user, host = head.split(":", 1)[0], head.rsplit("@", 1)[1]
@@ -235,9 +250,8 @@ def connect(url: str | None = None, upgrade: bool = True) -> Engine:
     Raises StoreError (StoreUrlError for a bad URL) when the store cannot be opened; errors after the
     first connection (migrations, queries) are the database's own and propagate unchanged."""
     given = url = url_from(url)
-    if _ats(url) > 1:
-        raise StoreUrlError(f"{shown_url(url)}: the store URL has more than one '@' before its host; write an '@' "
-                            "of the password as %40")
+    if _at_in_password(url):
+        raise StoreUrlError(f"{shown_url(url)}: the store URL's password holds an '@'; write it as %40")
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     try:

@@ -288,3 +288,14 @@ def test_a_missing_postgresql_driver_says_how_to_install_it(monkeypatch):
     with pytest.raises(store.StoreError, match=r"No module named 'psycopg'; install the PostgreSQL driver: "
                                                r"pip install -e '\.\[postgres\]'"):
         store.connect("postgresql://collect@db.internal/collect")
+
+
+def test_an_at_sign_in_the_user_name_is_no_password_problem():
+    """Azure's user@server:password@host form parses fine: it is not refused as an '@' in the password."""
+    from collect.engine.store import StoreError, StoreUrlError, connect, shown_url
+
+    assert shown_url("postgresql://myadmin@mydemoserver:s3cret@127.0.0.1:1/db") == \
+        "postgresql://myadmin%40mydemoserver:***@127.0.0.1:1/db"  # as SQLAlchemy writes the user
+    with pytest.raises(StoreError) as info:  # nothing listens there: refused by the network, not the URL check
+        connect("postgresql://myadmin@mydemoserver:s3cret@127.0.0.1:1/db")
+    assert not isinstance(info.value, StoreUrlError) and "s3cret" not in str(info.value)

@@ -1,8 +1,9 @@
 """Values the store's columns cannot hold: PostgreSQL refuses a text longer than its VARCHAR(n) (and a NUL
 character) where SQLite keeps it. The readers make each a row error, `FILE:ROW: column COL: at most N
 characters`, the same in `collect simulate` and in `collect import` on either store, reported with every
-other bad row and nothing written; an amount has at most 6 decimal places (engine/portfolio.py
-MONEY_PLACES). Should the database still refuse a value, `collect import` says so in one line."""
+other bad row and nothing written. An amount is read exactly as written and stored rounded to 6 decimal
+places (engine/store.py MONEY_PLACES). Should the database still refuse a value, `collect import` says
+so in one line."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ MONEY = (("invoices", "amount"), ("invoices", "balance"), ("payments", "amount")
 def test_every_sized_column_a_file_fills_is_guarded_by_the_readers():
     """A new VARCHAR(n) in a table that files fill must be guarded here too (SIZES), or PostgreSQL refuses
     what SQLite keeps."""
-    from collect.engine.portfolio import MONEY_PLACES, SIZES
+    from collect.engine.portfolio import SIZES
+    from collect.engine.store import MONEY_PLACES
 
     largest = len(str(Decimal("9" * MAX_DIGITS + "." + "9" * MONEY_PLACES)))  # an amount, as Money writes it
     guarded = {**GUARDS, **{where: largest for where in MONEY}}
@@ -63,30 +65,24 @@ def test_every_sized_column_a_file_fills_is_guarded_by_the_readers():
 
 FILES = {  # kind -> (file, what the row errors are)
     "invoices": ("invoice_id,customer_id,amount,due_date,balance,language,legal_status\n"
-                 f"FE-9,C9,1.00000000000000000000000000000000000000000001,2026-12-01,,,\n"
                  f"{LONG[100]},C9,1,2026-12-01,,,\n"
                  f"FE-8,{LONG[100]},1,2026-12-01,,,\n"
-                 f"FE-7,C7,1,2026-12-01,0.0000001,{LONG[16]},\n"
+                 f"FE-7,C7,1,2026-12-01,,{LONG[16]},\n"
                  f"FE-6,C6,1,2026-12-01,,,{LONG[32]}\n",
-                 ["2: column amount: '1.00000000000000000000000000000000000000000001' is too precise (at most 6 "
-                  "decimal places)",
-                  "3: column invoice_id: at most 100 characters",
-                  "4: column customer_id: at most 100 characters",
-                  "5: column balance: '0.0000001' is too precise (at most 6 decimal places)",
-                  "5: column language: at most 16 characters",
-                  "6: column legal_status: at most 32 characters"]),
+                 ["2: column invoice_id: at most 100 characters",
+                  "3: column customer_id: at most 100 characters",
+                  "4: column language: at most 16 characters",
+                  "5: column legal_status: at most 32 characters"]),
     "customers": (f"customer_id,language,legal_status\n{LONG[100]},,\nC1,{LONG[16]},\nC2,,{LONG[32]}\n",
                   ["2: column customer_id: at most 100 characters", "3: column language: at most 16 characters",
                    "4: column legal_status: at most 32 characters"]),
     "payments": (f"payment_id,invoice_id,amount,paid_at\n{LONG[200]},FE-1,10,2026-11-20\n"
-                 f"P2,{LONG[100]},10,2026-11-20\nP3,FE-1,10.1234567,2026-11-20\n",
-                 ["2: column payment_id: at most 200 characters", "3: column invoice_id: at most 100 characters",
-                  "4: column amount: '10.1234567' is too precise (at most 6 decimal places)"]),
+                 f"P2,{LONG[100]},10,2026-11-20\n",
+                 ["2: column payment_id: at most 200 characters", "3: column invoice_id: at most 100 characters"]),
     "promises": (f"invoice_id,customer_id,amount,promised_date,channel\nFE-1,,10,2026-12-10,{LONG[32]}\n"
-                 f",{LONG[100]},10,2026-12-10,\n{LONG[100]},,10,2026-12-10,\nFE-1,,1E-9,2026-12-10,\n",
+                 f",{LONG[100]},10,2026-12-10,\n{LONG[100]},,10,2026-12-10,\n",
                  ["2: column channel: at most 32 characters", "3: column customer_id: at most 100 characters",
-                  "4: column invoice_id: at most 100 characters",
-                  "5: column amount: '1E-9' is too precise (at most 6 decimal places)"]),
+                  "4: column invoice_id: at most 100 characters"]),
     "disputes": (f"invoice_id,opened_at\n{LONG[100]},2026-11-20\n",
                  ["2: column invoice_id: at most 100 characters"]),
     "events": (f"at,channel,type,customer_id\n2026-11-20T10:00,sms,conversation,{LONG[100]}\n"
@@ -143,17 +139,22 @@ def test_simulate_says_the_same(tmp_path, kind):
     assert [str(p).split(":", 1)[1] for p in info.value.problems] == expected
 
 
-def test_the_longest_values_and_trailing_zeros_beyond_six_places_are_stored(cli):
-    """At the limit is fine; `100.00000000` (an export's fixed 8 places) is 100.000000, no precision lost."""
+def test_the_longest_values_fit_and_amounts_are_stored_to_six_places(cli):
+    """At the limit is fine. An amount is read as written and stored rounded half-even to 6 decimal
+    places: `100.00000000` (an export's fixed 8 places) is 100.000000, a float's `0.30000000000000004`
+    is 0.300000, and 44 decimals fit the column."""
     text = (f"invoice_id,customer_id,amount,due_date,balance,language,legal_status\n"
-            f"{'i' * 100},{'c' * 100},999999999999999.999999,2026-12-01,100.00000000,{'l' * 16},{'S' * 32}\n")
+            f"{'i' * 100},{'c' * 100},999999999999999.999999,2026-12-01,100.00000000,{'l' * 16},{'S' * 32}\n"
+            f"FE-2,C2,0.30000000000000004,2026-12-01,1.00000000000000000000000000000000000000000001,,\n")
     assert cli("invoices", "facturas.csv", text).exit_code == 0
     engine = s.connect(cli.url)
     with engine.connect() as conn:
-        invoice = conn.execute(select(s.invoices)).one()
-        customer = conn.execute(select(s.customers)).one()
+        invoices = {i.id: i for i in conn.execute(select(s.invoices))}
+        customer = conn.execute(select(s.customers).where(s.customers.c.id == "c" * 100)).one()
     engine.dispose()
-    assert (invoice.amount, str(invoice.balance)) == (Decimal("999999999999999.999999"), "100.000000")
+    longest, floaty = invoices["i" * 100], invoices["FE-2"]
+    assert (longest.amount, str(longest.balance)) == (Decimal("999999999999999.999999"), "100.000000")
+    assert (str(floaty.amount), str(floaty.balance)) == ("0.300000", "1.000000")
     assert (customer.language, customer.legal_status) == ("l" * 16, "s" * 32)
 
 

@@ -191,3 +191,16 @@ def test_a_failed_tick_whose_end_the_store_did_not_take_is_told_dead_by_its_lock
     provider.placed.clear()
     Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 11, 0, tzinfo=LIMA))
     assert len(provider.placed) == 1 and list(tmp_path.glob("*.lock")) == []
+
+
+def test_the_lock_files_of_dead_ticks_are_swept_once_their_rows_are_taken_over(sqlite_store, tmp_path, monkeypatch):
+    """A failed tick keeps its file (it may own rows); a killed one leaves it. The next tick removes those
+    whose lock is free once it has taken their rows over, and never a live tick's."""
+    engine, plan, channels, provider = waiting_rows(sqlite_store, tmp_path, 1)
+    dead, live = tmp_path / "collect.db.tick-97.lock", tmp_path / "collect.db.tick-98.lock"
+    dead.touch()
+    live.touch()
+    with open(live) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 11, 0, tzinfo=LIMA))
+        assert sorted(p.name for p in tmp_path.glob("*.lock")) == [live.name]
