@@ -277,8 +277,11 @@ class Decider:
                     self.out.wake_at(trigger)
                     continue
                 r = Ready(step, invoice, key, trigger, ctx, occ.id if occ.customer_wide else None)
-                if occ.moot(trigger):
-                    self._settle(r, "skipped", "promise kept", emit=r.key in self.state.pending)
+                # kept before the trigger: nothing to remind, whatever the tick; kept while the reminder
+                # waited for its slot (deferred): it must not go out either
+                waiting = r.key in self.state.pending
+                if occ.moot(self.utc if waiting else trigger):
+                    self._settle(r, "skipped", "promise kept", emit=waiting)
                 elif self._event_applies(r):
                     ready.append(r)
         return ready
@@ -301,9 +304,13 @@ class Decider:
         """group_by customer: one message per step for all the invoices due now (SPEC 2, group_by)."""
         ready = sorted(ready, key=lambda r: (r.trigger, r.invoice.due_date, r.invoice.id))  # oldest first (SPEC 4.3)
         groups: dict = {}
+        seen: dict = {}  # (step, invoice) -> occurrences so far: an invoice is listed once per message
         for n, r in enumerate(ready):
             if self.rt.group_by == "customer":
-                groups.setdefault(r.step.id, []).append(r)
+                # two occurrences of an event step for one invoice (two partial payments in a morning) are
+                # two messages, as with group_by: invoice, not one listing the invoice twice
+                nth = seen[r.step.id, r.invoice.id] = seen.get((r.step.id, r.invoice.id), -1) + 1
+                groups.setdefault((r.step.id, nth), []).append(r)
             else:  # one message per invoice, but one per occurrence of an event about all the invoices
                 groups.setdefault((r.step.id, r.shared) if r.shared else n, []).append(r)
         return list(groups.values())

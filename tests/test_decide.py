@@ -369,6 +369,43 @@ def test_a_kept_promise_gets_no_reminder_and_a_customer_promise_is_one_message(t
     assert reminders == [("wide", ("W1", "W2", "W3"))]
 
 
+def test_a_reminder_deferred_past_its_trigger_does_not_go_out_once_the_promise_is_kept(tmp_path):
+    """The reminder of a promise due Monday the 23rd triggers on Sunday (no window): it waits for Monday
+    08:00. The customer pays on Sunday at noon: the waiting reminder is closed, `skipped: promise kept`."""
+    rt = runtime(PREVENTIVE + dedent("""
+    events:
+      promise_made: [ { id: pm-rem, at: promise-1d, send: email, template: m } ]
+    """), tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-12-20")
+    c.promises.append(PromiseInfo("p1", Decimal("300"), dt.date(2026, 11, 23),
+                                  dt.datetime(2026, 11, 18, 12, tzinfo=LIMA), "F1"))
+    c.payments.append(PaymentInfo("pay1", "F1", Decimal("300"), dt.datetime(2026, 11, 22, 12, tzinfo=LIMA)))
+    result = run(rt, [c], "2026-11-17", 8)
+    reminder = [(d.at.strftime("%a %d %H:%M"), d.status, d.reason) for d in result.decisions if d.step == "pm-rem"]
+    assert reminder == [("Sun 22 00:00", "deferred", "window"), ("Sun 22 12:00", "skipped", "promise kept")]
+
+
+def test_two_occurrences_for_one_invoice_are_two_messages_under_group_by_customer(tmp_path):
+    """Two partial payments of F1 in one morning, seen by the same tick (the next day's first): two
+    `payment_partial` thank-yous, each listing F1 once (one message listing F1 twice would show twice its
+    balance)."""
+    rt = runtime(PREVENTIVE + dedent("""
+    group_by: customer
+    events:
+      payment_partial: [ { id: thanks, at: event, send: email, template: m } ]
+    """), tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-12-20")
+    invoice(c, "F2", "2026-12-20")
+    for pid, hour in (("a", 9), ("b", 10)):
+        c.payments.append(PaymentInfo(pid, "F1", Decimal("100"), dt.datetime(2026, 11, 18, hour, tzinfo=LIMA)))
+    c.payments.append(PaymentInfo("c", "F2", Decimal("100"), dt.datetime(2026, 11, 18, 9, tzinfo=LIMA)))
+    result = run(rt, [c], "2026-11-19", 2)
+    thanks = sorted(d.invoice_ids for d in result.decisions if d.step == "thanks" and d.status == "sent")
+    assert thanks == [("F1",), ("F1", "F2")]
+
+
 def test_a_trigger_in_the_repeated_hour_of_a_fall_back_day_is_due_at_the_first_tick_after_it(tmp_path):
     """Madrid, 2026-10-25: `due 02:30` is the first 02:30 (+02:00), 00:30 UTC. The tick at 01:00 UTC is
     02:00+01:00 on the wall clock, earlier than 02:30, yet half an hour after the trigger: it sends."""
