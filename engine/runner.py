@@ -8,7 +8,8 @@ the outcome recorded (engine/delivery.py: retries across ticks, fallback to the 
 the decision core). A crash between the two leaves `sending` rows, which the next tick delivers again
 through the (idempotent) adapter: nothing lost, nothing twice. A contact key already stored is never
 written or delivered again. A late delivery (a retry, a crash recovery) first asks the decision core
-whether the contact may still go: an opt-out, do_not_contact or a payment since withdraws it.
+whether the contact may still go: an opt-out, do_not_contact or a payment since withdraws it, and its
+window, the caps and the law at that moment may hold it for later (decide.held_now).
 When the plan changed since the last tick, every customer is decided again: their wake times were
 worked out under the old plan.
 
@@ -499,8 +500,9 @@ class Runner:
         self._deliver(deliveries, summary, now)
 
     def _hold(self, rows: list, summary: TickSummary) -> None:
-        """Contacts that may not go out now (outside their window, or the law's hours or frequency) wait,
-        still `sending`, for the moment they may: no attempt is counted, and the decision's reason stays."""
+        """Contacts that may not go out now (outside their window, over a cap, or against the law's hours or
+        frequency) wait, still `sending`, for the moment they may: no attempt is counted, and the
+        decision's reason stays."""
         updated = dt.datetime.now(dt.timezone.utc)
         with self.engine.begin() as conn:
             for row, why, until in rows:
