@@ -453,16 +453,21 @@ class _Profile:
         self.windows = tuple(r for r in self.rules if isinstance(r, _Window))
 
 
+def covers(channels, channel: str) -> bool:
+    """Does a rule whose `channels` are these (resolved: ["any"], or names and `plugins`) limit contacts on
+    `channel`? The guard asks it at run time and the compile-time checks alike."""
+    if channel in NOT_CONTACTS:
+        return False
+    return "any" in channels or channel in channels or (PLUGINS in channels and channel not in CHANNELS)
+
+
 class _Rule:
     def __init__(self, profile: str, country: str, doc: dict):
         self.profile, self.country, self.id = profile, country, doc["id"]
-        self.channels = None if doc["channels"] == ["any"] else frozenset(doc["channels"])
+        self.channels = frozenset(doc["channels"])
 
     def covers(self, channel: str) -> bool:
-        if channel in NOT_CONTACTS:
-            return False
-        return (self.channels is None or channel in self.channels
-                or (PLUGINS in self.channels and channel not in CHANNELS))
+        return covers(self.channels, channel)
 
     def block(self, until: dt.datetime | None) -> Block:
         return Block(self.profile, self.id, until)

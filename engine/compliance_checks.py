@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from itertools import combinations
 
 from ..dsl.timeparse import DAYS, format_time
-from .compliance import CHANNELS
+from .compliance import PLUGINS, covers
 
 FULL_DAY = ((0, 1440),)
 
@@ -66,13 +66,6 @@ def check_plan(plan: dict, compliance: list[dict], dead: set[str] = frozenset())
 # -- windows --------------------------------------------------------------------------------------
 
 
-PLUGINS = "plugins"  # in a rule's channels: every channel a plugin adds (engine/compliance.py)
-
-
-def _covers(rule: dict, channel: str) -> bool:
-    """As the guard reads a rule's channels: `any`, the channel itself, or `plugins` for a plugin's."""
-    return (rule["channels"] == ["any"] or channel in rule["channels"]
-            or (PLUGINS in rule["channels"] and channel not in CHANNELS))
 
 
 def _intersect(a, b) -> tuple:
@@ -86,7 +79,7 @@ def _intersect(a, b) -> tuple:
 
 def _profile_hours(doc: dict, channel: str) -> tuple[dict, list[str]]:
     """The profile's allowed hours per day for a channel (every window rule applies), and those rules."""
-    rules = [r for r in doc["rules"] if r["kind"] == "window" and _covers(r, channel)]
+    rules = [r for r in doc["rules"] if r["kind"] == "window" and covers(r["channels"], channel)]
     hours = {day: FULL_DAY for day in DAYS}
     for rule in rules:
         hours = {day: _intersect(hours[day], rule["days"].get(day, ())) for day in DAYS}
@@ -216,7 +209,7 @@ def _counted(stage: dict, rule: dict, conditions: "Conditions") -> list[dict]:
     at one moment on the same facts; steps at different triggers all count."""
     by_trigger: dict[tuple, list[dict]] = {}
     for step in stage["steps"]:
-        if step["action"] == "send" and step["channels"] and _covers(rule, step["channels"][0]):
+        if step["action"] == "send" and step["channels"] and covers(rule["channels"], step["channels"][0]):
             by_trigger.setdefault((step["trigger"]["days"], step["trigger"]["time_minutes"]), []).append(step)
     return [step for group in by_trigger.values() for step in together(group, conditions.exclusive)]
 
