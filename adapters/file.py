@@ -116,14 +116,6 @@ class FileChannel(Adapter):
             os.close(fd)  # releases the lock
         return DeliveryResult.sent(key)
 
-    def _known(self) -> set[str]:
-        """The keys in the file now."""
-        fd = self._open_locked()
-        try:
-            return self._catch_up(fd)
-        finally:
-            os.close(fd)
-
     def _open_locked(self) -> int:
         """The outbox, opened for appending and locked; the file at `path` once the lock is held (another
         process may have renamed it away in between)."""
