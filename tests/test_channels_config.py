@@ -26,6 +26,7 @@ from collect.engine import channels as channels_module
 from collect.engine import store as s
 from collect.engine.channels import Channels, ChannelsError, load_channels
 from collect.engine.compiler import compile_policy
+from clitools import cli_project
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pe-b2b"
 
@@ -145,18 +146,7 @@ MONDAY = "2026-11-16T15:00:00+00:00"
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     """policy.yaml and an imported portfolio in tmp_path; returns a function that runs `collect`."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "policy.yaml").write_text(POLICY, encoding="utf-8")
-    (tmp_path / "p.csv").write_text(PORTFOLIO, encoding="utf-8")
-    db = f"sqlite:///{tmp_path / 'c.db'}"
-    cli = CliRunner()
-    assert cli.invoke(app, ["import", "invoices", "p.csv", "--db", db, "-q"]).exit_code == 0
-
-    def collect(*args):
-        return cli.invoke(app, [*args, "--db", db])
-
-    collect.db = db
-    return collect
+    return cli_project(tmp_path, monkeypatch, POLICY, PORTFOLIO)
 
 
 def plan():

@@ -32,6 +32,7 @@ from collect.engine import store as s
 from collect.engine import channels as channels_module
 from collect.engine.channels import ChannelsError, load_channels, render
 from collect.engine.compiler import compile_policy
+from clitools import cli_project
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pe-b2b"
 
@@ -160,18 +161,8 @@ MONDAY = "2026-11-16T15:00:00+00:00"
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "policy.yaml").write_text(POLICY, encoding="utf-8")
-    (tmp_path / "p.csv").write_text(PORTFOLIO, encoding="utf-8")
-    db = f"sqlite:///{tmp_path / 'c.db'}"
-    cli = CliRunner()
-    assert cli.invoke(app, ["import", "invoices", "p.csv", "--db", db, "-q"]).exit_code == 0
-
-    def collect(*args):
-        return cli.invoke(app, [*args, "--db", db])
-
-    collect.db = db
-    return collect
+    """policy.yaml and an imported portfolio in tmp_path; returns a function that runs `collect`."""
+    return cli_project(tmp_path, monkeypatch, POLICY, PORTFOLIO)
 
 
 def rows(db: str) -> list:

@@ -1,0 +1,24 @@
+"""Helpers for command-line tests: a project folder with a policy and an imported portfolio."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from collect.cli import app
+
+
+def cli_project(tmp_path, monkeypatch, policy: str, portfolio: str):
+    """policy.yaml and an imported portfolio in tmp_path (the working folder); returns a function that runs
+    `collect` on that store (`.db` is its URL)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "policy.yaml").write_text(policy, encoding="utf-8")
+    (tmp_path / "p.csv").write_text(portfolio, encoding="utf-8")
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    cli = CliRunner()
+    assert cli.invoke(app, ["import", "invoices", "p.csv", "--db", db, "-q"]).exit_code == 0
+
+    def collect(*args):
+        return cli.invoke(app, [*args, "--db", db])
+
+    collect.db = db
+    return collect
