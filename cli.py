@@ -200,11 +200,7 @@ def simulate(
         except BehaviorError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_INPUT)
-    try:
-        first_day = dt.date.fromisoformat(start) if start else dt.date.today()
-    except ValueError:
-        typer.echo(f"error: --start {start!r} is not a date (YYYY-MM-DD)", err=True)
-        raise typer.Exit(EXIT_USAGE)
+    first_day = _date_option("--start", start) if start else dt.date.today()
     plans = [_compile(policy, format, quiet).plan] + ([_compile(compare, format, quiet).plan] if compare else [])
     costs = _costs(channels) if channels else None  # before the portfolio is read: it takes longer
     if behavior not in ("none", "historic") and not quiet:
@@ -321,6 +317,7 @@ def _parse_now(now: str | None):
     except ValueError:
         typer.echo(f"error: --now {now!r} is not an ISO date-time (2026-11-23T09:00:00+00:00)", err=True)
         raise typer.Exit(EXIT_USAGE)
+    _date_option("--now", moment.date().isoformat())  # in the years the calendar can compute with
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
 
@@ -410,15 +407,9 @@ def history(db: DbOpt = None,
             out: Annotated[Optional[Path], typer.Option(help="Write to a .csv or .jsonl file (default: CSV on stdout).")] = None,
             since: Annotated[Optional[str], typer.Option(help="Only contacts from this date (YYYY-MM-DD).")] = None) -> None:
     """Every contact attempt made, in the contacts schema (docs/files.md): the audit log."""
-    import datetime as dt
-
     from .engine.history import history_text
 
-    try:
-        first = dt.date.fromisoformat(since) if since else None
-    except ValueError:
-        typer.echo(f"error: --since {since!r} is not a date", err=True)
-        raise typer.Exit(EXIT_USAGE)
+    first = _date_option("--since", since) if since else None
     _check_contacts_file(out)
     fmt = "jsonl" if out is not None and out.suffix == ".jsonl" else "csv"
     text = history_text(_store(db), first, fmt)
@@ -475,11 +466,28 @@ class ReportFormat(str, Enum):
     html = "html"
 
 
+def _date_option(option: str, value: str):
+    """A date option, in the years the files' dates may take (the calendar adds periods to it)."""
+    import datetime as dt
+
+    from .engine.portfolio import FIRST_YEAR, LAST_YEAR
+
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        typer.echo(f"error: {option} {value!r} is not a date (YYYY-MM-DD)", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        typer.echo(f"error: {option} {value} is out of range (years {FIRST_YEAR} to {LAST_YEAR})", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    return day
+
+
 @app.command()
 def report(db: DbOpt = None, format: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.table,
            date: Annotated[Optional[str], typer.Option(help="As of this date (default: today).")] = None,
-           days: Annotated[int, typer.Option(min=1, help="The period of CEI, recovery and promises: "
-                                                        "the N days ending with --date.")] = 30,
+           days: Annotated[int, typer.Option(min=1, max=36500, help="The period of CEI, recovery and promises: "
+                                                                   "the N days ending with --date.")] = 30,
            timezone: Annotated[str, typer.Option(help="Zone of customers without one (as given to import).")] = "UTC",
            ) -> None:
     """KPIs from the store: aging, DSO, CEI, recovery rate, promises kept, contacts per channel with
@@ -489,11 +497,7 @@ def report(db: DbOpt = None, format: Annotated[ReportFormat, typer.Option("--for
 
     from .engine.report import report as build
 
-    try:
-        today = dt.date.fromisoformat(date) if date else dt.date.today()
-    except ValueError:
-        typer.echo(f"error: --date {date!r} is not a date", err=True)
-        raise typer.Exit(EXIT_USAGE)
+    today = _date_option("--date", date) if date else dt.date.today()
     _check_timezone(timezone)
     data = build(_store(db), today, days, timezone)
     from . import views

@@ -138,7 +138,9 @@ def _from_memory(state, key: str, step_id: str, owner: str, contacts) -> StepLin
         return None
     if status == "not applicable":
         return StepLine(owner, step_id, status, "", "its for/if condition was false when it was due")
-    rows = [c for c in contacts if c.step == step_id]
+    # this instance's contacts: an event step has one instance per occurrence. Rows that settle no instance
+    # (the agent task after a failure) or from before the store kept them (0002) match by the step alone.
+    rows = [c for c in contacts if (key in c.steps if c.steps else c.step == step_id)]
     last = rows[-1] if rows else None
     when = last.at.astimezone(ZoneInfo(last.tz)).isoformat(timespec="minutes") if last else ""
     why = (last.reason or "") if last else ""

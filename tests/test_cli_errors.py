@@ -299,3 +299,18 @@ def test_an_at_sign_in_the_user_name_is_no_password_problem():
     with pytest.raises(StoreError) as info:  # nothing listens there: refused by the network, not the URL check
         connect("postgresql://myadmin@mydemoserver:s3cret@127.0.0.1:1/db")
     assert not isinstance(info.value, StoreUrlError) and "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["report", "--days", "1000000"], "--days"),
+    (["report", "--date", "0001-01-05"], "error: --date 0001-01-05 is out of range (years 1900 to 2199)"),
+    (["report", "--date", "9999-12-31"], "error: --date 9999-12-31 is out of range (years 1900 to 2199)"),
+    (["history", "--since", "0001-01-01"], "error: --since 0001-01-01 is out of range (years 1900 to 2199)"),
+    (["simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(EXAMPLE / "portfolio.csv"), "--start", "9999-12-01"],
+     "error: --start 9999-12-01 is out of range (years 1900 to 2199)"),
+    (["run", str(EXAMPLE / "policy.yaml"), "--now", "9999-12-31T23:00:00Z"],
+     "error: --now 9999-12-31 is out of range (years 1900 to 2199)"),
+])
+def test_a_date_or_period_no_calendar_can_hold_is_a_usage_error(tmp_path: Path, store: str, args, message) -> None:
+    result = invoke(*args, *(["--db", store] if args[0] != "simulate" else []))
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output

@@ -648,3 +648,23 @@ def test_history_csv_never_starts_a_cell_with_a_spreadsheet_formula(db_url, tmp_
     rows = list(csv.reader(io.StringIO(history_text(engine, None, "csv"))))[1:]
     assert rows and all((r[1], r[2]) == ("'=HYPERLINK(1)", "'+F1") for r in rows)
     assert json.loads(history_text(engine, None, "jsonl").splitlines()[0])["customer_id"] == "=HYPERLINK(1)"
+
+
+def test_explain_shows_each_occurrence_of_an_event_step_with_its_own_contact(tmp_path, plan):
+    """Two partial payments of I1: two `parcial` thank-yous on two days; each explain line is its own."""
+    from collect.engine.explain import explain
+
+    url = f"sqlite:///{tmp_path / 'collect.db'}"
+    engine = s.connect(url)
+    import_text(engine, "invoices", tmp_path / "i.csv",
+                "invoice_id,customer_id,amount,issue_date,due_date,customer_name,email,phone,country,risk_score,"
+                "tier,sector\nI1,C1,1000.00,2026-11-01,2026-12-01,Uno SAC,a@x.example,+51911111111,PE,0.5,silver,"
+                "retail\n")
+    import_text(engine, "payments", tmp_path / "p.csv", "payment_id,invoice_id,amount,paid_at\n"
+                "P1,I1,200.00,2026-12-02T10:00:00\nP2,I1,300.00,2026-12-03T10:00:00\n")
+    run = Runner(engine, plan, file_channels(tmp_path))
+    for day in (2, 3):
+        run.tick(dt.datetime(2026, 12, day, 16, tzinfo=UTC))
+    _, lines = explain(engine, plan, "I1", dt.datetime(2026, 12, 4, 14, tzinfo=UTC))
+    assert sorted(line.when for line in lines if line.step == "parcial") == ["2026-12-02T11:00-05:00",
+                                                                            "2026-12-03T11:00-05:00"]
