@@ -324,8 +324,7 @@ def _parse_now(now: str | None):
 def _costs(path: Path):
     """The `costs:` of channels.yaml for `simulate` (nothing else of it is read); exit 1 with every
     problem of `costs:` at its place, as `run` reports them."""
-    from .engine.channels import ChannelsError
-    from .engine.simrun import load_costs
+    from .engine.channels import ChannelsError, load_costs
 
     try:
         return load_costs(path)

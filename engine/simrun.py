@@ -450,12 +450,3 @@ def load_portfolio(plan, portfolio: Path, *, customers=None, payments=None, prom
     return read_portfolio(portfolio, customers, payments, promises, disputes, fields=dict(plan["fields"]),
                           default_timezone=plan["timezone"], default_currency=plan["currency"],
                           colmap=load_map(colmap) if colmap else None)
-
-
-def load_costs(channels_yaml: Path) -> dict[str, Decimal]:
-    """The `costs:` table of channels.yaml (message cost per channel), nothing else of the file: checked
-    as `collect run` checks it. Raises ChannelsError with every problem of `costs:`, each with its
-    place (FILE:LINE:COL), or why the file cannot be read or parsed."""
-    from .channels import load_costs as costs_of
-
-    return costs_of(channels_yaml)

@@ -281,9 +281,6 @@ def test_simulate_reads_only_costs(tmp_path, monkeypatch):
     assert load_costs(path) == {"sms": Decimal("0.045"), "email": Decimal("0.001")}
     result = simulate("--channels", str(path))
     assert result.exit_code == 0, result.output
-    from collect.engine import simrun
-
-    assert simrun.load_costs(path) == {"sms": Decimal("0.045"), "email": Decimal("0.001")}
 
 
 def test_simulate_without_costs_has_no_costs(tmp_path):
