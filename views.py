@@ -3,6 +3,7 @@ Presentation only."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 from rich.cells import cell_len
@@ -262,6 +263,12 @@ def compare_labels(old, new) -> list[str]:
     return [f"old: {'/'.join(old_parts[-n:])}", f"new: {'/'.join(new_parts[-n:])}"]
 
 
+def _horizon(start, end) -> str:
+    """The horizon's first and last days, both included, as `collect report` prints its period."""
+    last = end.date() - dt.timedelta(days=1)
+    return f"{start:%Y-%m-%d} .. {last:%Y-%m-%d} ({(last - start.date()).days + 1} days)"
+
+
 def show_simulation(names, results, summaries, kpis: bool = True) -> None:
     """The summary of one policy, or of two side by side: `names` (the policy files) are then the baseline
     (`--compare`, old) and the candidate (POLICY, new), in this order, and the difference is new - old."""
@@ -269,7 +276,7 @@ def show_simulation(names, results, summaries, kpis: bool = True) -> None:
     short = compare_labels(*names) if len(names) == 2 else ["contacts"]
     for label, name, result in zip(short if len(names) == 2 else [""], names, results):
         line = Text.assemble(*((label.split(":")[0], "  ") if len(names) == 2 else ()), (str(name), "bold"),
-                             f"  plan {result.plan_hash[:12]}  {result.start:%Y-%m-%d} .. {result.end:%Y-%m-%d}")
+                             f"  plan {result.plan_hash[:12]}  {_horizon(result.start, result.end)}")
         console.print(line)
     _print(console, _counter_table("Sent per channel", short, [s.sent_by_channel for s in summaries]))
     _print(console, _counter_table("Sent per step", short, [s.sent_by_step for s in summaries]))

@@ -23,7 +23,7 @@ from .files import FORMULA_START, spreadsheet_safe
 from .kpis import (BUCKETS, bucket, cei_pct, cost_per_contact, dso_days, failure_rate_pct, in_dso_period, pct,
                    promise_outcome, promise_totals)
 from .runtime import Runtime
-from .simulate import SimResult, ceil_tick, run_customer, simulate, start_moment
+from .simulate import SimResult, customer_horizon, run_customer, simulate, start_moment
 from .state import PAID_EPSILON, CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, PaymentInfo, PromiseInfo
 
 CONTACT_COLUMNS = ("at", "customer_id", "invoice_ids", "stage", "step", "channel", "template", "status", "reason",
@@ -179,8 +179,8 @@ class Summary:
                 self.sent_by_step[d.step] += 1
                 year, week, _ = d.at.isocalendar()
                 self.sent_by_week[f"{year}-W{week:02d}"] += 1
-                if costs:
-                    cost = costs.get(d.channel, Decimal(0))
+                if costs and d.channel in costs:  # a channel without a price has no cost: unknown, not 0
+                    cost = costs[d.channel]
                     self.cost += cost
                     self.cost_by_channel[d.channel] += cost
             elif d.status == "failed":
@@ -274,13 +274,14 @@ class Summary:
         if channels is None:
             channels = sorted(set(self.sent_by_channel) | set(self.failed_by_channel))
 
-        def kpis(sent: int, failed: int, cost: Decimal) -> dict:
+        def kpis(sent: int, failed: int, cost: Decimal | None) -> dict:
             return {"sent": sent, "failed": failed, "failure_rate_pct": failure_rate_pct(sent, failed),
-                    "cost": cost if self.priced else None,
-                    "cost_per_contact": cost_per_contact(cost, sent) if self.priced else None}
+                    "cost": cost, "cost_per_contact": None if cost is None else cost_per_contact(cost, sent)}
+        # as `collect report`: None (n/a) where no contact has a price (no costs, or none for the channel)
         per_channel = {ch: kpis(self.sent_by_channel.get(ch, 0), self.failed_by_channel.get(ch, 0),
-                                self.cost_by_channel.get(ch, Decimal(0))) for ch in channels}
-        return per_channel, kpis(sum(self.sent_by_channel.values()), sum(self.failed_by_channel.values()), self.cost)
+                                self.cost_by_channel.get(ch)) for ch in channels}
+        total = self.cost if self.cost_by_channel else None
+        return per_channel, kpis(sum(self.sent_by_channel.values()), sum(self.failed_by_channel.values()), total)
 
 
 def _open(balance: Decimal) -> Decimal:
@@ -342,8 +343,8 @@ class _Job:
     states: PortfolioStates
     ids: list
     start: dt.datetime
-    first: dt.datetime
     end: dt.datetime
+    days: int
     tick_s: int
     behavior: object
     costs: dict | None
@@ -366,7 +367,8 @@ def _run_chunk(index: int) -> tuple[Summary, str | None, int]:
         writer = ContactWriter(handle, job.fmt, job.rt.plan_hash) if handle else None
         for cid in job.ids[index * CHUNK:(index + 1) * CHUNK]:
             state = job.states.state(cid)  # built now, dropped after: memory does not grow with customers
-            decisions = run_customer(job.rt, state, job.first, job.end, job.tick_s, job.behavior)
+            first, end = customer_horizon(job.rt, state, job.start, job.days, job.tick_s)
+            decisions = run_customer(job.rt, state, first, end, job.tick_s, job.behavior)
             summary.add(decisions, job.costs)
             summary.add_money(state, job.start, job.end)
             if writer is not None:
@@ -396,7 +398,7 @@ def stream_simulation(plan, portfolio, *, start: dt.date, days: int, behavior: s
     end = begin + dt.timedelta(days=days)
     fmt = out.suffix[1:] if out is not None else None
     with tempfile.TemporaryDirectory(prefix=".collect-sim-", dir=out.parent if out else None) as folder:
-        _JOB = _Job(rt, states, ids, begin, ceil_tick(begin, tick_minutes * 60), end, tick_minutes * 60, model,
+        _JOB = _Job(rt, states, ids, begin, end, days, tick_minutes * 60, model,
                     _decimal_costs(costs), fmt, folder if out is not None else None)
         try:
             chunks = range(-(-len(ids) // CHUNK))

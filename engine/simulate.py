@@ -38,16 +38,17 @@ def ceil_tick(moment: dt.datetime, tick_s: int) -> dt.datetime:
 
 def simulate(rt: Runtime, states: dict[str, CustomerState], start: dt.datetime, days: int, *,
              tick_s: int = 3600, behavior=None, progress=None) -> SimResult:
-    """Run every customer from `start` (aware) for `days`; `states` are updated in place.
+    """Run every customer for `days` from the midnight of `start`'s day in its own time zone
+    (`customer_horizon`); `states` are updated in place.
 
     Customers never affect one another (caps, promises and behavior draws are per customer), so each
     one's whole horizon is run before the next: no global queue, and the decisions come grouped by
     customer (in id order), in time order within each customer."""
     end = start + dt.timedelta(days=days)
     result = SimResult(rt.plan_hash, start, end, states=states)
-    first = ceil_tick(start, tick_s)
     for done, cid in enumerate(sorted(states), start=1):
-        result.decisions += run_customer(rt, states[cid], first, end, tick_s, behavior, result.payments)
+        first, last = customer_horizon(rt, states[cid], start, days, tick_s)
+        result.decisions += run_customer(rt, states[cid], first, last, tick_s, behavior, result.payments)
         if progress is not None and (done % 1000 == 0 or done == len(states)):
             progress(done, len(states))
     return result
@@ -78,6 +79,17 @@ def run_customer(rt: Runtime, state: CustomerState, now: dt.datetime, end: dt.da
         # `now` is a tick, so the next one is the first tick after it unless the wake is later
         now = now + step if wake <= now + step else ceil_tick(wake, tick_s)
     return decisions
+
+
+def customer_horizon(rt: Runtime, state: CustomerState, start: dt.datetime, days: int,
+                     tick_s: int) -> tuple[dt.datetime, dt.datetime]:
+    """The first tick and the end of the horizon on the customer's days: from the midnight that starts
+    `start`'s day in the customer's time zone (else the policy's) to the one `days` days later. Every
+    time is the customer's (SPEC 4.1), and so are the KPIs' days (docs/simulate.md): a clock stopped at
+    the policy's midnight would leave out the evening of the last day west of it and add a day east."""
+    tz = ZoneInfo(state.customer.timezone or rt.timezone)
+    begin = dt.datetime.combine(start.date(), dt.time(), tz)
+    return ceil_tick(begin, tick_s), begin + dt.timedelta(days=days)  # wall-clock days: DST-proof
 
 
 def start_moment(date: dt.date, timezone: str) -> dt.datetime:
