@@ -180,6 +180,8 @@ def load_map(path: str | Path) -> ColumnMap:
     columns = data.get("columns") or {}
     if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
         reasons.append("columns maps canonical names to the file's headers")
+    else:
+        reasons += _shared_header_problems(columns)
     reasons += _map_value_problems(data)
     if reasons:
         raise CsvError([Problem(str(path), 1, None, reason) for reason in reasons])
@@ -197,6 +199,38 @@ def _short(value) -> str:
     return reprlib.repr(value)
 
 
+def _shared_header_problems(columns: dict) -> list[str]:
+    """Two of our columns given the same header (`amount: Importe, balance: Importe`). A header is one
+    column of the file, read as one of ours: the others would be reported missing under the very header
+    the file has, a message that contradicts itself. Said once per header, naming every column."""
+    names_of: dict[str, list[str]] = {}
+    for name, header in columns.items():
+        names_of.setdefault(header, []).append(str(name))
+    reasons = []
+    for header, names in names_of.items():
+        if len(names) > 1:
+            listed = ", ".join(f"'{n}'" for n in names[:-1]) + f" and '{names[-1]}'"
+            every = "both" if len(names) == 2 else "all"
+            reasons.append(f"columns: {listed} {every} name the header '{header}': a header is read as one "
+                           "column; keep one of them")
+    return reasons
+
+
+def _separator_problems(data: dict) -> list[str]:
+    """`decimal` and `thousands` the same character: the thousands separator is removed first, so the
+    decimal one would be gone too and `12,50` read as 1250, a hundredfold amount, silently. `decimal`
+    defaults to '.', so `thousands: '.'` alone is that mistake as well."""
+    decimal, thousands = data.get("decimal", "."), data.get("thousands")
+    if not (isinstance(decimal, str) and isinstance(thousands, str)) or not thousands or thousands != decimal:
+        return []
+    example = f"12{decimal}50 would be read as 1250"
+    if "decimal" not in data:
+        return [f"thousands: '{thousands}' is also the decimal separator ('.' unless the map says another, "
+                f"e.g. decimal: ','): {example}"]
+    return [f"decimal and thousands are both '{decimal}': a number has one decimal separator and another "
+            f"thousands one ({example})"]
+
+
 def _map_value_problems(data: dict) -> list[str]:
     """Values the csv module or strptime would reject with a traceback, said as map errors."""
     reasons = []
@@ -210,7 +244,7 @@ def _map_value_problems(data: dict) -> list[str]:
         value = data.get(key)
         if value is not None and not (isinstance(value, str) and len(value) <= 1 and (empty or value)):
             reasons.append(f"{key} must be one character (got {_short(value)})")
-    return reasons + _value_map_problems(data.get("values"))
+    return reasons + _separator_problems(data) + _value_map_problems(data.get("values"))
 
 
 def _value_map_problems(values) -> list[str]:
@@ -466,8 +500,14 @@ class Table:
         except csv.Error as exc:
             problems.append(Problem(self.file, start, None, f"cannot read the file: {exc}"))
             return
-        if not rows:
-            problems.append(Problem(self.file, 1, None, "the file is empty"))
+        if not any(cell.strip() for _, row in rows for cell in row):
+            problems.append(Problem(self.file, 1, None, "the file is empty" + (" (blank lines only)" if rows else "")))
+            return
+        if not any(cell.strip() for cell in rows[0][1]):
+            # some exports put a blank line before the header: the first line is the header (docs/files.md),
+            # and a header of no names would read the rows as no columns at all, an empty file, silently
+            problems.append(Problem(self.file, 1, None, "the first line is the header, and it names no column "
+                                    "(remove the blank lines before the header)"))
             return
         self.headers = [h.strip() for h in rows[0][1]]
         source_of = {v: k for k, v in cmap.columns.items()}

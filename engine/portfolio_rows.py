@@ -213,8 +213,8 @@ def _promises(table: Table, book: Portfolio) -> None:
         if cells.raw("invoice_id") is None and cells.raw("customer_id") is None:  # not: a bad one
             cells.problem("invoice_id", "a promise needs an invoice_id or a customer_id")
         if cid is not None and cid not in book.customers:
-            where = getattr(book.customers, "missing", None)
-            cells.problem("customer_id", f"unknown customer '{cid}'" + (f" ({where})" if where else ""))
+            where = getattr(book.customers, "missing", "not in the portfolio")  # as _known_invoice says it
+            cells.problem("customer_id", f"unknown customer '{cid}' ({where})")
             cid = None
         # a promise is its customer's (the store keeps it by customer): one about another's invoice is a
         # mistake that the decision core would never see
