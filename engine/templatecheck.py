@@ -8,14 +8,19 @@ extends), define macros, turn escaping off (autoescape), use `_` names or comput
 sandbox would block those when the message renders, and the contact would fail then instead of the
 policy now. Kinds of values are followed as far as they
 are known, so that a filter or an operator applied to the wrong kind (`customer.name | round`,
-`invoices | money`) is an error at compile time as well.
+`invoices | money`) is an error at compile time as well, and so is an argument of `money` or `date`
+written out that could never work (`money("USD", "zz_ZZ")`, `date("dd/MM/yyyy HH:mm")`).
+
+Each problem is reported where the parser read it (templates.SourceMap): inside the {{ ... }} or
+{% ... %} that is wrong, not at the same word in the message's text.
 """
 
 from __future__ import annotations
 
 from ..dsl.diagnostics import near_typo, suggest
 from ..dsl.exprcheck import CUSTOM_FIELD
-from .templates import RECORDS, VARIABLES, TemplateIssue, _column
+from .templates import (FILTER_PARAMETERS, RECORDS, VARIABLES, TemplateIssue, currency_problem,
+                        date_format_problem, locale_problem)
 
 ANY = "any"
 KINDS = {"customer": "customer", "invoice": "invoice", "promise": "promise", "invoices": "list:invoice",
@@ -42,16 +47,19 @@ ORDERING = ("lt", "lteq", "gt", "gteq")
 
 
 class Walker:
-    def __init__(self, source: str, schema: dict[str, str], env):
-        self.source, self.env = source, env
+    def __init__(self, where, schema: dict[str, str], env):
+        """`where`: the template's templates.SourceMap, which places what is reported."""
+        self.where, self.env = where, env
         self.fields = {ns: {k.split(".", 1)[1]: FIELD_KINDS.get(v, v) for k, v in schema.items()
                             if k.startswith(ns + ".")} for ns in RECORDS.values()}
         self.issues: list[TemplateIssue] = []
 
     def issue(self, code: str, message: str, node, needle: str, hint: str | None = None,
-              severity: str = "error") -> None:
-        line = getattr(node, "lineno", 1) or 1
-        self.issues.append(TemplateIssue(code, message, line, _column(self.source, line, needle), hint, severity))
+              severity: str = "error", before=None) -> None:
+        """Reported at `needle` from `node`'s token on (or its last before the node `before`), else at the
+        node's token: inside the {{ ... }} or {% ... %} that is wrong, never in the message's text."""
+        line, col = self.where.locate(node, needle, before)
+        self.issues.append(TemplateIssue(code, message, line, col, hint, severity))
 
     def walk(self, tree) -> list[TemplateIssue]:
         self.statements(tree.body, dict(KINDS))
@@ -208,7 +216,7 @@ class Walker:
                 self.kind(arg, scope)
         name = getattr(node.node, "attr", None) or getattr(node.node, "name", None) or "("
         self.issue("unsafe-template", f"templates cannot call functions or methods ('{name}'); use a filter, "
-                   "e.g. invoices | length", node, name)
+                   "e.g. invoices | length", node.node, name)
         return ANY
 
     def _filter(self, node, scope: dict) -> str:
@@ -228,7 +236,7 @@ class Walker:
             right = self.kind(operand.expr, scope)
             if operand.op in ORDERING and ANY not in (left, right) and not _comparable(left, right):
                 self.issue("template-type", f"cannot compare {_describe(left)} with {_describe(right)}", node,
-                           _OPS.get(operand.op, ""))
+                           _OPS.get(operand.op, ""), before=operand.expr)
             left = right
         return "bool"
 
@@ -243,7 +251,8 @@ class Walker:
         left, right = self.kind(node.left, scope), self.kind(node.right, scope)
         op = node.operator
         if op in ("/", "//") and isinstance(node.right, nodes.Const) and node.right.value == 0:
-            self.issue("division-by-zero", "division by zero: this prints nothing", node, op, severity="warning")
+            self.issue("division-by-zero", "division by zero: this prints nothing", node, op, severity="warning",
+                       before=node.right)
         if ANY in (left, right) or left == right == "number":
             return "number" if "str" not in (left, right) else ANY
         if (op == "+" and left == right == "str") or (op == "%" and left == "str"):
@@ -252,7 +261,8 @@ class Walker:
             return "str"
         if op == "-" and {left, right} <= {"date", "datetime"}:
             return ANY  # a timedelta
-        self.issue("template-type", f"cannot compute {_describe(left)} {op} {_describe(right)}", node, op)
+        self.issue("template-type", f"cannot compute {_describe(left)} {op} {_describe(right)}", node, op,
+                   before=node.right)
         return ANY
 
     def need_number(self, node, kind: str, op: str) -> str:
@@ -265,7 +275,7 @@ class Walker:
     def filter(self, node, value: str, scope: dict) -> str:
         """Check a filter applied to a value of kind `value`; the kind it gives."""
         name = node.name
-        self.arguments(node, scope)
+        given = self.arguments(node, scope)
         if name == "attr":
             self.issue("unsafe-template", "the 'attr' filter reaches around the sandbox's attribute checks; "
                        "write the field out: customer.name", node, name)
@@ -278,13 +288,49 @@ class Walker:
         if need and value != ANY and value not in ACCEPTS[need]:
             self.issue("template-type", f"the '{name}' filter needs {_NEED_WORDS[need]}, not {_describe(value)}",
                        node, name)
+        if name in FILTER_PARAMETERS:
+            self.formatting_arguments(node, given)
         return _filter_gives(name, value)
 
-    def arguments(self, node, scope: dict) -> None:
-        for arg in [*node.args, *(k.value for k in node.kwargs)]:
-            self.kind(arg, scope)
+    def arguments(self, node, scope: dict) -> list[tuple[int | str, object, str]]:
+        """Check a filter's or test's arguments; each one's position (or keyword), node and kind."""
+        given = [(i, arg, self.kind(arg, scope)) for i, arg in enumerate(node.args)]
+        given += [(k.key, k.value, self.kind(k.value, scope)) for k in node.kwargs]
         if node.dyn_args is not None or node.dyn_kwargs is not None:
             self.issue("unsafe-template", "write a filter's arguments out (no *args or **kwargs)", node, "*")
+        return given
+
+    def formatting_arguments(self, node, given: list) -> None:
+        """`money(currency, locale)` and `date(format, locale)`: an argument that could never work (one too
+        many, an unknown locale or currency, a date pattern asking for hours) would fail every message that
+        uses the template when it renders, so it is an error now, at the argument. A null or empty one
+        means the default (the policy's currency, the customer's locale, the medium format)."""
+        from jinja2 import nodes
+
+        name, parameters = node.name, FILTER_PARAMETERS[node.name]
+        usage = f"{name}({', '.join(repr(p) for p in _EXAMPLES[name])})"
+        seen: set[str] = set()
+        for key, arg, kind in given:
+            parameter = (parameters[key] if key < len(parameters) else None) if isinstance(key, int) else key
+            if parameter not in parameters or parameter in seen:
+                what = "one argument too many" if parameter is None else (
+                    f"'{parameter}' is given twice" if parameter in seen else f"no argument '{parameter}'")
+                self.issue("template-type", f"the '{name}' filter takes a {parameters[0]} and a locale: {what}",
+                           arg, key if isinstance(key, str) else None, f"e.g. {usage}", before=arg)
+                continue
+            seen.add(parameter)
+            literal = arg.value if isinstance(arg, nodes.Const) else None
+            if literal is None and kind in (ANY, "str"):
+                continue  # null (the default), or known only when a message renders
+            if not isinstance(literal, str) and kind != "str":
+                self.issue("template-type", f"the {parameter} given to '{name}' is text such as "
+                           f"{_EXAMPLES[name][parameters.index(parameter)]!r}, not {_describe(kind)}", arg, None)
+                continue
+            check = {"currency": currency_problem, "locale": locale_problem, "format": date_format_problem}
+            problem = check[parameter](literal) if literal else None
+            if problem:
+                message, hint = problem
+                self.issue("template-type", f"the '{name}' filter: {message}", arg, None, hint)
 
     def names_in_arguments(self, node, value: str) -> None:
         """Filters that take an attribute, filter or test by name: the name must be written out and safe."""
@@ -309,6 +355,7 @@ class Walker:
                            f"{'filter' if name == 'map' else 'test'}, written out", node, name)
 
 
+_EXAMPLES = {"money": ("USD", "es_PE"), "date": ("dd/MM/yyyy", "es_PE")}
 _OPS = {"lt": "<", "lteq": "<=", "gt": ">", "gteq": ">="}
 _NEED_WORDS = {"number": "a number", "date": "a date", "mapping": "a record", "sequence": "a list or text"}
 

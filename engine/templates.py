@@ -2,7 +2,8 @@
 
 A template sees only: customer, invoice (the first of the message's invoices), invoices, total_balance,
 pay_link, promise, currency, today. Filters: `money` (babel, currency- and locale-aware; locale from
-customer.language + customer.country) and `date` (babel, default format "medium"), plus Jinja's own.
+customer.language + customer.country) and `date` (babel, default format "medium"), plus Jinja's own; a
+locale given to them may be written `es_PE` or `es-PE`.
 Anything reaching for Python internals is rejected when the policy compiles (`_` names, the `attr` filter,
 computed subscripts, calls, include/import/extends), and the sandbox blocks it again when a message
 renders. Rendering never fails on null: an absent field prints as "", null-unsafe filters and arithmetic
@@ -18,6 +19,7 @@ then a blank line, then the body.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
 import re
@@ -26,7 +28,7 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
-from ..dsl.diagnostics import suggest
+from ..dsl.diagnostics import near_typo, suggest
 from . import templatelimits as limits
 
 VARIABLES = ("customer", "invoice", "invoices", "total_balance", "pay_link", "promise", "currency", "today")
@@ -171,7 +173,8 @@ def _message_filters(jinja: dict) -> dict:
         if amount is None:
             return ""
         value = amount if isinstance(amount, Decimal) else Decimal(str(amount))
-        return format_currency(value, currency or ctx.get("currency") or "USD", locale=locale or _locale(ctx))
+        return format_currency(value, currency or ctx.get("currency") or "USD",
+                               locale=_given_locale(locale) if locale else _locale(ctx))
 
     @pass_context
     def date(ctx, value, format="medium", locale=None):
@@ -181,7 +184,8 @@ def _message_filters(jinja: dict) -> dict:
             return ""
         if isinstance(value, str):
             value = dt.date.fromisoformat(value)
-        return format_date(value, format=format, locale=locale or _locale(ctx))
+        return format_date(value, format=format or "medium",
+                           locale=_given_locale(locale) if locale else _locale(ctx))
 
     # null in, null out (printed as ""): an absent field neither raises nor prints "None"
     bounded = limits.bounded_filters({name: jinja[name] for name in JINJA_FILTERS})
@@ -190,29 +194,199 @@ def _message_filters(jinja: dict) -> dict:
     return filters
 
 
+@lru_cache(maxsize=256)
+def _given_locale(identifier: str):
+    """The locale a template names (`money("USD", "es_PE")`): babel's `es_PE`, or the BCP 47 `es-PE`."""
+    from babel import Locale
+
+    if not isinstance(identifier, str):
+        raise TypeError(f"a locale is written as text such as 'es_PE', not {identifier!r}")
+    return Locale.parse(identifier.replace("-", "_"))
+
+
+# What `money` and `date` can be given, checked when the policy compiles (engine/templatecheck.py): an
+# argument written out that could never work would otherwise fail every message that uses it.
+FILTER_PARAMETERS = {"money": ("currency", "locale"), "date": ("format", "locale")}
+DATE_FORMATS = ("short", "medium", "long", "full")
+
+
+def locale_problem(identifier: str) -> tuple[str, str | None] | None:
+    """Why `identifier` is not a locale `money` or `date` can use (and a hint), or None."""
+    from babel import UnknownLocaleError
+    from babel.localedata import locale_identifiers
+
+    try:
+        _given_locale(identifier)
+        return None
+    except (UnknownLocaleError, ValueError, TypeError):
+        pass
+    typo = near_typo(identifier.replace("-", "_"), locale_identifiers())
+    return (f"unknown locale '{identifier}'",
+            (f"did you mean '{typo}'? " if typo else "") + "a locale is a language and a country: 'es_PE', "
+            "'en_US', 'pt-BR'")
+
+
+def currency_problem(code: str) -> tuple[str, str | None] | None:
+    """Why `code` is not a currency `money` knows (and a hint), or None. Empty: the policy's currency."""
+    from babel.numbers import list_currencies
+
+    known = list_currencies()
+    if not code or code in known:
+        return None
+    if code.upper() in known:
+        return f"unknown currency '{code}'", f"currency codes are upper case: '{code.upper()}'"
+    typo = near_typo(code.upper(), known)
+    return (f"unknown currency '{code}'",
+            (f"did you mean '{typo}'? " if typo else "") + "a currency is an ISO 4217 code: 'PEN', 'USD', 'EUR'")
+
+
+def date_format_problem(format: str) -> tuple[str, str | None] | None:
+    """Why `format` cannot format a date (and a hint), or None: one of DATE_FORMATS, or a babel (CLDR)
+    pattern of date fields. The value is always a date (a date-time is formatted as its date), so hours,
+    minutes, AM/PM or a time zone can never be filled."""
+    from babel.dates import format_date, parse_pattern, tokenize_pattern
+
+    if format in DATE_FORMATS:
+        return None
+    if format.lower() in DATE_FORMATS or (format.isalpha() and near_typo(format, DATE_FORMATS)):
+        named = format.lower() if format.lower() in DATE_FORMATS else near_typo(format, DATE_FORMATS)
+        return f"'{format}' is not a date format", f"did you mean '{named}'?"
+    try:
+        parse_pattern(format)
+    except (ValueError, TypeError) as exc:
+        return f"'{format}' is not a date pattern: {exc}", _PATTERN_HINT
+    sample = dt.date(2000, 1, 1)
+    times = []
+    for kind, value in tokenize_pattern(format):
+        if kind == "field":
+            field = value[0] * value[1]
+            try:
+                format_date(sample, field, locale="en")
+            except Exception:  # noqa: BLE001 - babel fails on a date's missing hour, minute, zone ...
+                times.append(field)
+    if times:
+        fields = ", ".join(f"'{t}'" for t in dict.fromkeys(times))
+        return (f"the pattern '{format}' asks for a time of day ({fields}), which a date does not have",
+                _PATTERN_HINT)
+    return None
+
+
+_PATTERN_HINT = ("a date pattern uses d, M, y, E ... ('dd/MM/yyyy', 'EEEE d MMMM'); put text in quotes: "
+                 "\"d 'de' MMMM\"")
+
+
 # -- compile-time check -----------------------------------------------------------------------------
 
+class _At(int):
+    """A token's line number, as Jinja keeps it on the nodes it parses, that also holds the token's offset in
+    the source: check_template parses with these, so that each node knows where on its line it is."""
+
+    def __new__(cls, line: int, offset: int):
+        at = super().__new__(cls, line)
+        at.offset = offset
+        return at
+
+
+class SourceMap:
+    """Where a template's tokens are: Jinja's lexer gives their lines, this finds their columns."""
+
+    def __init__(self, source: str):
+        from jinja2.lexer import newline_re
+
+        self.text = "\n".join(newline_re.split(source)[::2])  # with its newlines as Jinja's lexer sees them
+        self.lines = [0] + [m.end() for m in re.finditer("\n", self.text)]  # the offset each line starts at
+        self.code: list[tuple[int, int]] = []  # the spans of {{ ... }} and {% ... %}, in order
+
+    def positioned(self, tokens):
+        """Jinja's raw tokens (lexer.tokeniter), each line number an _At. A token's text is the source's,
+        less whitespace that `-` strips, so each one is found from where the one before it ended."""
+        pos, start = 0, None
+        for lineno, kind, value in tokens:
+            at = self.text.find(value, pos) if value else -1
+            if at >= 0 and self.line_col(at)[0] == lineno:
+                pos = at + len(value)
+                if kind in ("variable_begin", "block_begin"):
+                    start = at
+                elif kind in ("variable_end", "block_end") and start is not None:
+                    self.code.append((start, pos))
+                    start = None
+                lineno = _At(lineno, at)
+            yield lineno, kind, value
+
+    def line_col(self, offset: int) -> tuple[int, int]:
+        line = bisect.bisect_right(self.lines, offset)
+        return line, offset - self.lines[line - 1] + 1
+
+    def span(self, offset: int) -> tuple[int, int]:
+        """The {{ ... }} or {% ... %} around `offset` (else just it)."""
+        i = bisect.bisect_right(self.code, (offset, len(self.text) + 1)) - 1
+        if i >= 0 and self.code[i][0] <= offset < self.code[i][1]:
+            return self.code[i]
+        return offset, offset + 1
+
+    def locate(self, node, needle: str | None = None, before=None) -> tuple[int, int]:
+        """The line and column of `needle` in `node`'s {{ ... }} or {% ... %}, from the node's token on; with
+        `before` (an operator's right operand), its last occurrence before that node. Else the node's."""
+        if needle and before is not None and (end := start_of(before)) is not None:
+            found = self.text.rfind(needle, self.span(end)[0], end)
+            if found >= 0:
+                return self.line_col(found)
+        at = getattr(node, "lineno", None)
+        if isinstance(at, _At):
+            found = self.text.find(needle, at.offset, self.span(at.offset)[1]) if needle else -1
+            return self.line_col(found if found >= 0 else at.offset)
+        line = int(at or 1)
+        return line, _column(self.text, line, needle or "")
+
+
+def start_of(node) -> int | None:
+    """Where in the source the expression `node` starts: the first of its tokens (check_template's parse)."""
+    from jinja2 import nodes
+
+    offsets = [n.lineno.offset for n in (node, *node.find_all(nodes.Node)) if isinstance(n.lineno, _At)]
+    return min(offsets, default=None)
+
+
 def _column(source: str, line: int, needle: str) -> int:
+    """The column of `needle` on `line`, when no token says where: its first occurrence inside {{ ... }} or
+    {% ... %} (a whole word when it is a name), not in the message's text; else its first anywhere."""
     lines = source.splitlines() or [""]
     text = lines[min(max(line, 1), len(lines)) - 1]
-    index = text.find(needle)
+    word = re.compile(rf"(?<![\w.]){re.escape(needle)}(?!\w)" if needle.isidentifier() else re.escape(needle))
+    for code in re.finditer(r"\{[{%].*?(?:[}%]\}|$)", text):
+        found = word.search(text, code.start(), code.end())
+        if found:
+            return found.start() + 1
+    index = text.find(needle) if needle else -1
     return index + 1 if index >= 0 else 1
+
+
+def _parse(env, source: str):
+    """The template's tree, its nodes' line numbers carrying their offsets (_At), and the SourceMap."""
+    from jinja2.lexer import TokenStream
+    from jinja2.parser import Parser
+
+    where = SourceMap(source)
+    parser = Parser(env, source)
+    tokens = where.positioned(env.lexer.tokeniter(env.preprocess(source), None))
+    parser.stream = TokenStream(env.lexer.wrap(tokens), None, None)
+    return parser.parse(), where
 
 
 def check_template(source: str, schema: dict[str, str], *, html: bool = False) -> list[TemplateIssue]:
     """Every problem of one template: syntax, unknown names, attributes and filters, sandbox escapes,
-    values of the wrong type for a filter or an operator. `html`: checked in the environment that will
-    render it (the two accept the same templates)."""
+    values of the wrong type for a filter or an operator, arguments of `money` and `date` that could never
+    work. `html`: checked in the environment that will render it (the two accept the same templates)."""
     from jinja2 import TemplateSyntaxError
 
     env = environment(html)
     try:
-        tree = env.parse(source)
+        tree, where = _parse(env, source)
         from .templatecheck import Walker
 
-        return Walker(source, schema, env).walk(tree)
+        return Walker(where, schema, env).walk(tree)
     except TemplateSyntaxError as exc:
-        return [TemplateIssue("template-syntax", f"template syntax: {exc.message}", exc.lineno or 1, 1)]
+        return [TemplateIssue("template-syntax", f"template syntax: {exc.message}", int(exc.lineno or 1), 1)]
     except RecursionError:
         return [TemplateIssue("template-syntax", "the template is nested too deeply", 1, 1)]
 
@@ -238,7 +412,8 @@ def render(source: str, context: dict, *, html: bool = False) -> str:
         raise TemplateRenderError(f"the template failed: {exc}") from None
     except limits.TemplateLimitError as exc:
         raise TemplateRenderError(f"the template is too costly: {exc}") from None
-    except (ArithmeticError, ValueError, TypeError, LookupError) as exc:  # a value the filters cannot format
+    except Exception as exc:  # noqa: BLE001 - a value or an argument a filter cannot work with (babel's
+        # UnknownLocaleError, AttributeError ...): the template's failure, reported as every other one is
         raise TemplateRenderError(f"the template failed: {type(exc).__name__}: {exc}") from None
 
 
