@@ -23,7 +23,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-from .diagnostics import suggest
 from .source import SURROGATE
 from .timeparse import parse_duration
 
@@ -81,6 +80,8 @@ _TOKEN_WORDS = {"COMPARE": "a comparison", "ADD": "'+' or '-'", "MUL": "'*' or '
 
 
 def _describe(expected) -> str:
+    if set(expected) == {"LSQB"}:  # only after `in` / `not in`: a list is the one thing that may follow
+        return """'[': 'in' takes a list in brackets, e.g. in ["PE", "CO"]"""
     words = sorted({_TOKEN_WORDS.get(t, t.lower() if not t.startswith("__") else "") for t in expected} - {""})
     value_words = {"a name", "a number", "a string", "a date", "a duration", "'('", "'['"}
     if value_words & set(words):

@@ -8,7 +8,7 @@ import re
 from decimal import Decimal
 
 from .diagnostics import closest, near_typo, suggest
-from .expr import FUNCTIONS, NOT_CONSTANT, NUMBER_TYPES, Checked, ExprError, Node
+from .expr import FUNCTIONS, NUMBER_TYPES, Checked, ExprError, Node
 from .fields import NAMESPACES
 from .timeparse import MAX_DAYS, format_duration
 

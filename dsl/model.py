@@ -13,9 +13,10 @@ import zoneinfo
 from typing import Annotated, Literal, Union
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StrictBool,
-                      StrictFloat, StrictInt, StrictStr, Tag, WithJsonSchema, field_validator, model_validator)
+                      StrictFloat, StrictInt, StrictStr, Tag, ValidationInfo, WithJsonSchema, field_validator,
+                      model_validator)
 
-from . import timeparse
+from . import holidaycheck, timeparse
 
 BUILTIN_CHANNELS = ("email", "sms", "whatsapp", "voice", "letter", "webhook", "agent")
 EVENT_TYPES = ("promise_broken", "promise_made", "promise_kept", "payment_partial", "payment_received",
@@ -41,9 +42,22 @@ def _trigger(value) -> str:
 
 
 def _identifier(value) -> str:
-    if not isinstance(value, str) or not _IDENT.match(value):
+    if isinstance(value, str) and _IDENT.match(value):
+        return value
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         raise ValueError(f"'{value}' is not a valid name: use letters, digits, '_' and '-', starting with a letter")
-    return value
+    # not text at all: say what YAML read, in YAML's words (`true`, not Python's `True`)
+    raise ValueError(f"expected a name (letters, digits, '_' and '-', starting with a letter), not {_yaml_kind(value)}")
+
+
+def _yaml_kind(value) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {'true' if value else 'false'}"
+    if value is None:
+        return "an empty value"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    return "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else type(value).__name__
 
 
 def _one_or_many(value):
@@ -91,16 +105,44 @@ def _date(text: str) -> dt.date:
         raise ValueError(f"'{text}' is not a date; write YYYY-MM-DD, e.g. 2026-12-24") from None
 
 
+def _holiday(value):
+    if isinstance(value, str):
+        return _date(value)
+    if isinstance(value, (bool, int, float)):  # pydantic would read a number as seconds since 1970
+        raise ValueError(f"expected a date, YYYY-MM-DD (e.g. 2026-12-24), not {_yaml_kind(value)}")
+    return value
+
+
+HolidayDate = Annotated[dt.date, BeforeValidator(_holiday)]  # checked one by one: an error points at its date
+
+
 class Calendar(Model):
     country: str | None = None
     subdivision: str | None = None
-    extra_holidays: list[dt.date] = []
+    extra_holidays: list[HolidayDate] = []
     weekend: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = ["sat", "sun"]
 
-    @field_validator("extra_holidays", mode="before")
+    @field_validator("country")
     @classmethod
-    def _dates(cls, value):
-        return [_date(v) if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
+    def _known_country(cls, value):
+        # the run takes the public holidays from the `holidays` package, which fails on a code it does not know
+        problem = value and holidaycheck.country_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("subdivision")
+    @classmethod
+    def _known_subdivision(cls, value, info: ValidationInfo):
+        # without a valid country there is nothing to look it up in: a bad country is reported on its own (and
+        # a country left out cannot be told from one that error recovery took out, so no error for that here)
+        country = info.data.get("country")
+        if value is None or not country:
+            return value
+        problem = holidaycheck.subdivision_problem(country, value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("extra_holidays")
     @classmethod
@@ -110,7 +152,7 @@ class Calendar(Model):
 
 class Cap(Model):
     channel: str = "any"
-    max: int = Field(gt=0, le=10_000)
+    max: StrictInt = Field(gt=0, le=10_000)  # strict: YAML's `true` is no count (lax pydantic reads it as 1)
     per: PositiveDuration
     cooldown_after_conversation: PositiveDuration | None = None
 
@@ -151,7 +193,7 @@ class Step(Model):
     template: Name | None = None
     escalate: Escalation | None = None
     webhook: Name | None = None
-    stop: bool = False
+    stop: StrictBool = False  # strict: only true/false, as YAML reads them (`stop: no` is the text "no")
     on_exhausted: Escalation | None = Field(None, json_schema_extra=_exhausted_schema)
 
     @field_validator("on_exhausted", mode="before")
@@ -242,7 +284,8 @@ def _percentage(value: int) -> int:
 class Experiment(Model):
     unit: Literal["customer", "invoice"] = "customer"
     # each percentage checked on its own, so that the total is checked only when they are all valid
-    variants: dict[Name, Annotated[int, AfterValidator(_percentage)]]
+    # strict: `true` is no percentage (lax pydantic reads it as 1)
+    variants: dict[Name, Annotated[StrictInt, AfterValidator(_percentage)]]
 
     @field_validator("variants")
     @classmethod

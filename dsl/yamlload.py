@@ -295,21 +295,60 @@ def _trace_scalar(node, path, value: str, located: Located) -> None:
 
 def _build_mapping(node, path, located: Located, loader, diags: Diagnostics) -> dict:
     _drop_bad_merges(node, located.file, diags)
-    loader.flatten_mapping(node)  # resolves `<<` merge keys
-    result: dict = {}
-    for key_node, value_node in node.value:
-        key = _build(key_node, path + ("<key>",), located, loader, diags)
-        located.values.pop(path + ("<key>",), None)
-        if not isinstance(key, (str, int, float, bool)) and key is not None:
-            key = str(key)
-        key = key if isinstance(key, str) else _scalar_key(key, key_node)
-        if key in result:
+    written, merged = _merge_pairs(node, located.file, diags)
+    # YAML merge keys: a key written in the mapping overrides a merged one, and among merged mappings the
+    # first to give a key wins (`<<: [*a, *b]`: a's). Only a key written twice by hand is a duplicate.
+    # Resolved here rather than by PyYAML's flatten_mapping, whose order of merged pairs differs by version.
+    chosen: dict = {}  # key -> (key node, value node), in the order the keys first appear
+    for key_node, value_node in merged:
+        chosen.setdefault(_key(key_node, path, located, loader, diags), (key_node, value_node))
+    seen: set = set()
+    for key_node, value_node in written:
+        key = _key(key_node, path, located, loader, diags)
+        if key in seen:
             diags.error("duplicate-key", f"duplicate key '{key}'", _span(located.file, key_node),
                         "a key may appear once in a mapping; the second one would silently replace the first")
             continue
-        located.keys[path + (key,)] = _span(located.file, key_node)
+        seen.add(key)
+        chosen[key] = (key_node, value_node)
+    result: dict = {}
+    for key, (key_node, value_node) in chosen.items():
+        located.keys[path + (key,)] = _span(located.file, key_node)  # the winning key: an error points at it
         result[key] = _build(value_node, path + (key,), located, loader, diags)
     return result
+
+
+def _key(key_node, path, located: Located, loader, diags: Diagnostics):
+    key = _build(key_node, path + ("<key>",), located, loader, diags)
+    located.values.pop(path + ("<key>",), None)
+    if not isinstance(key, (str, int, float, bool)) and key is not None:
+        key = str(key)
+    return key if isinstance(key, str) else _scalar_key(key, key_node)
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _merge_pairs(node, file: str, diags: Diagnostics | None) -> tuple[list, list]:
+    """The pairs written in a mapping, and those its `<<` brings in, most important first: the mappings
+    of a list in their order, each one's own keys before those it merges in turn. `diags` is None for a
+    merged mapping, whose own mistakes are reported where it is written."""
+    written, merged = [], []
+    merges = 0
+    for key, value in node.value:
+        if key.tag != _MERGE:
+            if key.tag == "tag:yaml.org,2002:value":  # a `=` key is plain text (as flatten_mapping has it)
+                key.tag = "tag:yaml.org,2002:str"
+            written.append((key, value))
+            continue
+        merges += 1
+        if merges > 1 and diags is not None:  # which of two `<<` would win is anyone's guess: one takes a list
+            diags.error("duplicate-key", "duplicate key '<<'", _span(file, key),
+                        "merge several mappings with one '<<' and a list, e.g. <<: [*a, *b]; the first one wins")
+        for item in value.value if isinstance(value, yaml.SequenceNode) else [value]:
+            own, inherited = _merge_pairs(item, file, None)
+            merged += own + inherited
+    return written, merged
 
 
 def _drop_bad_merges(node, file: str, diags: Diagnostics) -> None:

@@ -22,7 +22,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator
 
 from .state import PAID_EPSILON, PaymentInfo, balance_at
 
@@ -43,8 +43,12 @@ def _problem(error: dict) -> str:
     return f"{where}: {error['msg'].removeprefix('Value error, ')}"
 
 
-Chance = Annotated[float, Field(ge=0, le=1)]
-Multiplier = Annotated[float, Field(ge=0)]
+# strict: YAML's `true` is no number (lax pydantic reads it as 1); a strict float still takes 1 for 1.0
+Chance = Annotated[StrictFloat, Field(ge=0, le=1)]
+Multiplier = Annotated[StrictFloat, Field(ge=0)]
+# a payment drawn further out than any simulation runs changes nothing, and one millions of days out
+# overflows the calendar (year 9999) when it is dated: ten years, the limit of a policy's offsets too
+MAX_DELAY_DAYS = 3650
 
 
 class BehaviorSpec(BaseModel):
@@ -53,9 +57,9 @@ class BehaviorSpec(BaseModel):
     by_channel: dict[str, Chance] = {}
     by_stage: dict[str, Multiplier] = {}
     by_segment: dict[str, Multiplier] = {}
-    delay_days: tuple[int, int] = (1, 5)
+    delay_days: tuple[StrictInt, StrictInt] = (1, 5)
     partial_share: Chance = 0.0
-    partial_fraction: float = Field(0.5, gt=0, lt=1)
+    partial_fraction: StrictFloat = Field(0.5, gt=0, lt=1)
 
     @field_validator("by_channel")
     @classmethod
@@ -75,6 +79,8 @@ class BehaviorSpec(BaseModel):
     def _delay(cls, value: tuple[int, int]) -> tuple[int, int]:
         if not 0 <= value[0] <= value[1]:  # a payment before its contact, or an empty range
             raise ValueError(f"must be [fewest, most] days with 0 <= fewest <= most, not {list(value)}")
+        if value[1] > MAX_DELAY_DAYS:
+            raise ValueError(f"must be at most {MAX_DELAY_DAYS} days (ten years), not {value[1]}")
         return value
 
 

@@ -21,7 +21,7 @@ policy: every-key
 description: Every key in every form
 timezone: America/Lima
 currency: PEN
-calendar: { country: PE, subdivision: LIM, extra_holidays: [2026-12-24, 2026-12-31], weekend: [sat, sun] }
+calendar: { country: CL, subdivision: RM, extra_holidays: [2026-12-24, 2026-12-31], weekend: [sat, sun] }
 fields: { customer.risk_score: float, invoice.po_number: str }
 compliance: [co-ley-2300, cl-sernac]
 compliance_settings:

@@ -24,7 +24,7 @@ FULL = '''
 policy demo "Every key"   # comment
 timezone America/Lima
 currency PEN
-calendar PE { subdivision "LIM"; extra_holidays 2026-12-24; weekend sat, sun }
+calendar CL { subdivision "RM"; extra_holidays 2026-12-24; weekend sat, sun }
 field customer.risk_score: float
 compliance pe-indecopi, co-ley-2300
 window default mon-fri 08:00-12:00, 14:00-19:00, sat 09:00-13:00, sun closed
@@ -67,7 +67,7 @@ policy: demo
 description: Every key
 timezone: America/Lima
 currency: PEN
-calendar: { country: PE, subdivision: LIM, extra_holidays: [2026-12-24], weekend: [sat, sun] }
+calendar: { country: CL, subdivision: RM, extra_holidays: [2026-12-24], weekend: [sat, sun] }
 fields: { customer.risk_score: float }
 compliance: [pe-indecopi, co-ley-2300]
 windows:
