@@ -525,3 +525,16 @@ def test_map_examples_load(tmp_path):
         path = tmp_path / "map.yaml"
         path.write_text(text + "\n", encoding="utf-8")
         load_map(path)
+
+
+# -- keys quoted from the starter project -----------------------------------------------------------------
+
+def test_contact_keys_in_the_docs_are_the_starter_policys():
+    """The events examples use contact keys of `collect init`'s policy, which start with its plan_hash:
+    a change to the starter changes the hash, and an example copied from the docs would then import as
+    `unknown contact`."""
+    from collect.engine.compiler import compile_policy
+
+    prefix = compile_policy(ROOT / "engine" / "starter" / "policy.yaml").plan.plan_hash[:12]
+    quoted = {m for text in (CLI_MD, FILES_MD) for m in re.findall(r"\b([0-9a-f]{12})\|[\w-]+\|INV-", text)}
+    assert quoted == {prefix}
