@@ -151,6 +151,10 @@ def init(directory: Annotated[Path, typer.Argument(metavar="[DIRECTORY]", help="
     except StarterExists as exc:
         typer.echo(f"error: {exc} (use --force to overwrite)", err=True)
         raise typer.Exit(EXIT_INPUT)
+    except OSError as exc:  # files that cannot be written, as for the other commands' output files
+        where = exc.filename or directory
+        typer.echo(f"error: cannot write the starter project: {where}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(EXIT_RUNTIME)
     for path in written:
         typer.echo(f"created {path}")
     typer.echo(f"next: collect validate {directory / 'policy.yaml'}")
@@ -523,13 +527,13 @@ def serve(policy: PolicyArg, db: DbOpt = None,
     from .engine.serve import parse_every
     from .engine.serve import serve as run_forever
 
-    if every and cron:
+    if every is not None and cron is not None:
         typer.echo("error: give --every or --cron, not both", err=True)
         raise typer.Exit(EXIT_USAGE)
-    try:
-        if every:
+    try:  # `is not None`: an empty value (an unset shell variable) is refused, not taken for the default
+        if every is not None:
             parse_every(every)
-        if cron:
+        if cron is not None:
             from .engine.serve import cron_trigger
 
             cron_trigger(cron)  # read as crontab reads it (0 and 7 are Sunday)
@@ -559,10 +563,14 @@ app.add_typer(db_app, name="db")
 @db_app.command("upgrade")
 def db_upgrade(db: DbOpt = None) -> None:
     """Apply pending schema migrations (they are also applied automatically when the store opens)."""
-    from .engine.store import current_version, migrate
+    from .engine.store import StoreError, current_version, migrate
 
     engine = _store(db, upgrade=False)
-    applied = migrate(engine)
+    try:
+        applied = migrate(engine)
+    except StoreError as exc:  # a store newer than this code, as _store reports it for the other commands
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_RUNTIME)
     typer.echo(f"schema revision {current_version(engine)}"
                + (f" (applied {', '.join(applied)})" if applied else " (up to date)"))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 from pathlib import Path
 
@@ -13,8 +15,11 @@ class StarterExists(Exception):
 
 
 def write_starter(directory: str | Path, force: bool = False) -> list[Path]:
-    """Copy every starter file; refuse (before writing anything) if one would be overwritten."""
+    """Copy every starter file; refuse (before writing anything) if one would be overwritten. OSError when
+    the folder cannot hold them (a file of that name, no permission)."""
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():  # said at once: mkdir would say "File exists"
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory))
     files = sorted(p for p in STARTER.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     targets = [(src, directory / src.relative_to(STARTER)) for src in files]
     clashes = [str(dst) for _, dst in targets if dst.exists()]

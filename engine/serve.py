@@ -16,15 +16,23 @@ import signal
 import threading
 
 DEFAULT_EVERY = "15m"
+# The longest --every. serve stands in for cron, and a tick less often than once a year schedules no
+# dunning; a far longer one overflows the dates APScheduler works out (datetime ends in the year 9999)
+MAX_EVERY_S = 366 * 86400
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")  # crontab numbers: 0 and 7 are Sunday
 
 
 def parse_every(text: str) -> int:
-    """'15m' -> seconds; also '30s', '1h', '1d'."""
+    """'15m' -> seconds; also '30s', '1h', '1d' (at most 366d)."""
+    if not text.strip():  # `--every "$INTERVAL"` with the variable unset: not the default 15m in silence
+        raise ValueError("--every is empty; write 30s, 15m, 1h or 1d")
     match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text)
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"'{text}' is not an interval; write 30s, 15m, 1h or 1d")
-    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    if seconds > MAX_EVERY_S:
+        raise ValueError(f"'{text}' is too long an interval; at most 366d")
+    return seconds
 
 
 def cron_trigger(expr: str):
@@ -34,6 +42,8 @@ def cron_trigger(expr: str):
     would be Tuesday to Saturday: numeric days are rewritten as the names crontab means."""
     from apscheduler.triggers.cron import CronTrigger
 
+    if not expr.strip():  # `--cron "$SCHEDULE"` with the variable unset: not ticking around the clock instead
+        raise ValueError("--cron is empty; write a crontab expression, e.g. '0 8-20 * * mon-sat'")
     fields = expr.split()
     if len(fields) == 5:
         fields[4] = ",".join(_weekday_names(part) for part in fields[4].split(","))
@@ -100,13 +110,18 @@ class Ticks:
 
 
 def serve(tick, every: str | None = None, cron: str | None = None, log=print) -> None:
-    """Call `tick(now)` on the schedule until SIGTERM/SIGINT; from the main thread (signals)."""
+    """Call `tick(now)` on the schedule until SIGTERM/SIGINT; from the main thread (signals). ValueError,
+    before anything runs, for a bad or empty schedule."""
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.triggers.interval import IntervalTrigger
 
     ticks = Ticks(tick, log)
-    trigger = cron_trigger(cron) if cron else IntervalTrigger(seconds=parse_every(every or DEFAULT_EVERY))
-    if not cron:
+    # `is None`, not falsiness: an empty --every or --cron is an error (ValueError), not the default
+    if cron is not None:
+        trigger = cron_trigger(cron)
+    else:
+        trigger = IntervalTrigger(seconds=parse_every(DEFAULT_EVERY if every is None else every))
+    if cron is None:
         ticks.fire()  # --every: tick at once, then every interval from now
     scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "misfire_grace_time": None})
     scheduler.add_job(ticks.fire, trigger, id="tick")

@@ -247,8 +247,9 @@ def shown_url(url: str) -> str:
 def connect(url: str | None = None, upgrade: bool = True) -> Engine:
     """Open the store; apply pending migrations unless told not to.
 
-    Raises StoreError (StoreUrlError for a bad URL) when the store cannot be opened; errors after the
-    first connection (migrations, queries) are the database's own and propagate unchanged."""
+    Raises StoreError (StoreUrlError for a bad URL, or a SQLite database in memory) when the store cannot
+    be opened or is newer than this code; other errors after the first connection (migrations, queries)
+    are the database's own and propagate unchanged."""
     given = url = url_from(url)
     if _at_in_password(url):
         raise StoreUrlError(f"{shown_url(url)}: the store URL's password holds an '@'; write it as %40")
@@ -262,6 +263,10 @@ def connect(url: str | None = None, upgrade: bool = True) -> Engine:
         hint = "; install the PostgreSQL driver: pip install -e '.[postgres]'" if "psycopg" in str(exc) else ""
         raise StoreError(f"cannot open the store {shown_url(given)}: {exc}{hint}") from exc
     if engine.dialect.name == "sqlite":
+        if _in_memory(engine.url):
+            shown = given if engine.url.password is None else shown_url(given)  # as typed: sqlite:///:memory:
+            raise StoreUrlError(f"{shown} is a database in memory, which every command would see empty; "
+                                "give a file, e.g. sqlite:///collect.db")
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
         with engine.connect():  # connect now, so that an unreachable store is told apart from a failing query
@@ -272,6 +277,15 @@ def connect(url: str | None = None, upgrade: bool = True) -> Engine:
     if upgrade:
         migrate(engine)
     return engine
+
+
+def _in_memory(url) -> bool:
+    """Is this SQLite URL a database in memory (sqlite://, sqlite:///:memory:, a URI's mode=memory)? Each
+    process, even each connection, would get an empty one of its own: useless for a store that one
+    command fills and the next reads."""
+    database = url.database or ""  # sqlite:// and sqlite:/// are :memory: to the driver
+    return (database in ("", ":memory:") or database.startswith("file::memory:")
+            or url.query.get("mode") == "memory")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -290,13 +304,17 @@ def _wal(cursor, wait_s: float = 30.0) -> None:
     import time
 
     deadline = time.monotonic() + wait_s
-    while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+    while (mode := cursor.execute("PRAGMA journal_mode").fetchone()[0].lower()) != "wal":
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            if cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() == "wal":
+                return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
-            time.sleep(0.05)
+        else:  # the mode unchanged without an error (a database in memory always answers so): the deadline
+            if time.monotonic() > deadline:  # holds here too, or the loop would spin forever
+                raise sqlite3.OperationalError(f"cannot switch the store to WAL: its journal mode stays {mode}")
+        time.sleep(0.05)
 
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -337,8 +355,10 @@ def migrate(engine: Engine) -> list[str]:
     from alembic.script import ScriptDirectory
 
     head = head_version()
-    if current_version(engine) == head:
+    current = current_version(engine)
+    if current == head:
         return []  # the common case, without taking a write lock
+    _check_known(current, head)  # before the lock: a newer collect may be ticking on this store
     if engine.dialect.name == "sqlite":  # an engine of its own: the caller's reads stay unlocked
         engine = create_engine(engine.url, poolclass=NullPool)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -348,6 +368,7 @@ def migrate(engine: Engine) -> list[str]:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
         config = _alembic_config(conn)
         before = MigrationContext.configure(conn).get_current_revision()
+        _check_known(before, head)  # again under the lock: a newer collect may have migrated it meanwhile
         if before is None and inspect(conn).has_table("schema_version"):
             command.stamp(config, LEGACY_V1)
             conn.execute(text("DROP TABLE schema_version"))  # Alembic's version table replaces it
@@ -356,6 +377,18 @@ def migrate(engine: Engine) -> list[str]:
     script = ScriptDirectory(str(MIGRATIONS))
     return [r.revision for r in reversed(list(script.iterate_revisions(head, before or "base")))
             if r.revision != before]
+
+
+def _check_known(revision: str | None, head: str) -> None:
+    """Refuse a store at a revision missing here, in words, before Alembic fails on it with a traceback
+    ("Can't locate revision"): an older collect can neither read the newer schema nor migrate it back."""
+    from alembic.script import ScriptDirectory
+
+    if revision is None:
+        return
+    if revision not in {r.revision for r in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}:
+        raise StoreError(f"the store is at revision {revision}, newer than this collect (latest {head}): "
+                         "upgrade collect")
 
 
 def immediate(engine: Engine) -> None:
