@@ -30,12 +30,26 @@ _MEASURE = 1 << 16  # measure cells unbounded: what they need, not what the cons
 
 def _key(table: Table, header: str = "", **options) -> None:
     """A column of values: never wrapped nor cut."""
-    table.add_column(header, no_wrap=True, **options)
+    table.add_column(_cell(header), no_wrap=True, **options)
 
 
 def _text(table: Table, header: str = "", fold: bool = True, **options) -> None:
     """A column of free text: wraps (and, with `fold`, breaks a word longer than the column)."""
-    table.add_column(header, overflow="fold" if fold else "ellipsis", **options)
+    table.add_column(_cell(header), overflow="fold" if fold else "ellipsis", **options)
+
+
+# Rich reads a str cell as console markup: a template shown as "[reminder]" would vanish and a reason with
+# "[bold]" would restyle the table. The cells and headings hold names, expressions and reasons from the
+# policy, the store and file names, so every one goes in as Text, which rich shows as written.
+
+def _cell(value):
+    """A table cell or heading shown as written: a str becomes Text; other renderables are left alone."""
+    return Text(value) if isinstance(value, str) else value
+
+
+def _row(table: Table, *cells, **options) -> None:
+    """table.add_row, with each cell shown as written (`_cell`)."""
+    table.add_row(*map(_cell, cells), **options)
 
 
 def _fit(console: Console, table: Table) -> int:
@@ -57,7 +71,8 @@ def _fit(console: Console, table: Table) -> int:
             continue
         longest_word = max(m.minimum for m in sizes)
         header_word = Measurement.get(console, options, column.header).minimum
-        floor = min(widest, max(1, header_word if column.overflow == "fold" else longest_word))
+        # a folding column still keeps its min_width: the width of the names in it, which it must not break
+        floor = min(widest, max(1, column.min_width or 0, header_word if column.overflow == "fold" else longest_word))
         wrapping.append((column, floor, min(widest, max(floor, longest_word)), widest))
     width = console.width
     room = width - fixed
@@ -116,6 +131,13 @@ def _action(step) -> str:
     return "stop"
 
 
+def _action_names(step) -> list[str]:
+    """The words of `_action` that are names (channels, "[template]", queues, a webhook): never broken."""
+    names = list(step["channels"]) + ([f"[{step['template']}]"] if step["template"] else [])
+    names += [esc["queue"] for esc in (step["escalate"], step["on_exhausted"]) if esc]
+    return names + ([step["webhook"]] if step["webhook"] else [])
+
+
 def _condition(step) -> str:
     return " and ".join(f"({c})" if " or " in c else c for c in (step["for"], step["if"]) if c) or ""
 
@@ -130,14 +152,20 @@ def steps_table(plan) -> Table:
     _text(table, "action")  # channels, template, queue, and a priority's expression
     for stage in plan["stages"]:
         for i, step in enumerate(stage["steps"]):
-            table.add_row(stage["name"] if i == 0 else "", stage["when"] if i == 0 else "", step["id"],
-                          _trigger(step["trigger"]), _condition(step), _action(step))
+            _row(table, stage["name"] if i == 0 else "", stage["when"] if i == 0 else "", step["id"],
+                 _trigger(step["trigger"]), _condition(step), _action(step))
         if not stage["steps"]:
-            table.add_row(stage["name"], stage["when"], "-", "", "", "(no steps)")
+            _row(table, stage["name"], stage["when"], "-", "", "", "(no steps)")
     for event, steps in sorted(plan["events"].items()):
         for i, step in enumerate(steps):
-            table.add_row(f"on {event}" if i == 0 else "", "", step["id"], _trigger(step["trigger"]),
-                          _condition(step), _action(step))
+            _row(table, f"on {event}" if i == 0 else "", "", step["id"], _trigger(step["trigger"]),
+                 _condition(step), _action(step))
+    # The action column folds a priority's long expression, but its names stay whole ("collections", not
+    # "collecti" / "ons"): a word no wider than the column goes to the next line whole, so the column is
+    # made at least as wide as its widest name (`_fit` keeps a column's min_width).
+    steps = [step for stage in plan["stages"] for step in stage["steps"]]
+    steps += [step for event_steps in plan["events"].values() for step in event_steps]
+    table.columns[-1].min_width = max((cell_len(name) for step in steps for name in _action_names(step)), default=None)
     return table
 
 
@@ -163,7 +191,7 @@ def windows_table(plan) -> Table:
     _text(table, "hours", fold=False)  # time ranges, a line break only between two of them
     for channel, days in sorted(windows["channels"].items()):
         for i, (group, hours) in enumerate(_day_groups(days)):
-            table.add_row(channel if i == 0 else "", group, hours)
+            _row(table, channel if i == 0 else "", group, hours)
     return table
 
 
@@ -173,8 +201,8 @@ def caps_table(plan) -> Table:
         _key(table, column)
     for cap in plan["caps"]:
         cooldown = cap["cooldown_minutes"]
-        table.add_row(cap["channel"], str(cap["max"]), format_duration(cap["per_minutes"]),
-                      format_duration(cooldown) if cooldown else "")
+        _row(table, cap["channel"], str(cap["max"]), format_duration(cap["per_minutes"]),
+             format_duration(cooldown) if cooldown else "")
     return table
 
 
@@ -183,20 +211,21 @@ def segments_table(plan) -> Table:
     _key(table, "segment")
     _text(table, "expression")
     for segment in plan["segments"]:
-        table.add_row(segment["name"], segment["expr"])
+        _row(table, segment["name"], segment["expr"])
     for name, exp in sorted(plan["experiments"].items()):
         variants = ", ".join(f"{v} {p}%" for v, p in exp["variants"].items())
-        table.add_row(f"experiment {name}", f"per {exp['unit']}: {variants}")
+        _row(table, f"experiment {name}", f"per {exp['unit']}: {variants}")
     return table
 
 
 def show_plan(plan) -> None:
     console = _console()
     compliance = plan["compliance"]
-    console.print(f"[bold]{plan['policy']}[/bold]  {plan['description']}")
-    console.print(f"plan {plan.plan_hash}  time zone {plan['timezone']}  currency {plan['currency']}  "
-                  f"group_by {plan['group_by']}  catch_up {plan['catch_up']}  "
-                  f"compliance {compliance if isinstance(compliance, str) else ', '.join(compliance) or 'none'}")
+    # Text: a description with "[...]" in it is shown as written, not read as markup
+    console.print(Text.assemble((plan["policy"], "bold"), f"  {plan['description']}"))
+    console.print(Text(f"plan {plan.plan_hash}  time zone {plan['timezone']}  currency {plan['currency']}  "
+                       f"group_by {plan['group_by']}  catch_up {plan['catch_up']}  compliance "
+                       f"{compliance if isinstance(compliance, str) else ', '.join(compliance) or 'none'}"))
     for table in (steps_table(plan), windows_table(plan), caps_table(plan), segments_table(plan)):
         _print(console, table)
 
@@ -237,14 +266,14 @@ def _counter_table(title: str, names: list[str], counters: list, total: bool = T
     keys = sorted(set().union(*counters))
     for key in keys:
         values = [c.get(key, 0) for c in counters]
-        row = [Text(str(key)), *map(str, values)]  # Text: a queue named "[bold]" is shown, not read as markup
+        row = [str(key), *map(str, values)]
         if len(values) == 2:
             row.append(f"{values[1] - values[0]:+d}")
-        table.add_row(*row)
+        _row(table, *row)
     if total and keys:
         sums = [sum(c.values()) for c in counters]
         row = ["total", *map(str, sums)] + ([f"{sums[1] - sums[0]:+d}"] if len(sums) == 2 else [])
-        table.add_row(*row, style="bold")
+        _row(table, *row, style="bold")
     return table
 
 
@@ -303,6 +332,9 @@ def show_simulation(names, results, summaries, kpis: bool = True) -> None:
         buckets = [s.aging_buckets() for s in summaries]
         _print(console, _kpi_table("Projected aging at the end of the horizon",
                                    [""], short, [([b], [a[b] for a in buckets], "aging") for b in buckets[0]]))
+        mixed = mixed_currencies(set().union(*(s.currencies for s in summaries)))
+        if mixed:
+            console.print(Text(f"warning: {mixed}"))
 
 
 CHANNEL_KPIS = {"failed": "failed (no usable channel)", "failure_rate_pct": "failure rate", "cost": "cost",
@@ -317,7 +349,7 @@ def _channels_table(short, kpis, channels, priced: bool) -> Table:
     rows += [(["all", CHANNEL_KPIS[key]], [total[key] for _, total in kpis], key) for key in keys]
     table = _kpi_table("Contacts per channel", ["channel", "KPI"], short, rows)
     # the simulation hands nothing to a provider, so there is no delivery report to count: no number
-    table.add_row("all", "delivery rate", *["not modelled"] * len(short), *([""] if len(short) == 2 else []))
+    _row(table, "all", "delivery rate", *["not modelled"] * len(short), *([""] if len(short) == 2 else []))
     table.caption = ("failed: the step found no usable channel (no or an invalid address, an opt-out, no consent, "
                      "no window), counted on its last channel; provider refusals, bounces and delivery are not "
                      "modelled")
@@ -339,10 +371,10 @@ def _kpi_table(title: str, heads: list[str], short: list[str], rows) -> Table:
     if len(short) == 2:
         _key(table, DIFFERENCE, justify="right")  # "+2.5 pp", "-1,234.50": short, on one line
     for labels, values, key in rows:
-        row = [*map(Text, labels), *(_kpi(v, key) for v in values)]
+        row = [*labels, *(_kpi(v, key) for v in values)]
         if len(values) == 2:
             row.append(_kpi_difference(values[0], values[1], key))
-        table.add_row(*row)
+        _row(table, *row)
     return table
 
 
@@ -419,14 +451,14 @@ def show_tick(summary, dry_run: bool) -> None:
     table = Table(title=title, title_justify="left")
     _key(table)
     _key(table, "count", justify="right")
-    table.add_row("customers decided", str(summary.customers))
+    _row(table, "customers decided", str(summary.customers))
     for status, count in sorted(summary.statuses.items()):
-        table.add_row(status, str(count))
+        _row(table, status, str(count))
     for channel, count in sorted(summary.by_channel.items()):
-        table.add_row(Text(f"delivered by {channel}"), str(count))
+        _row(table, f"delivered by {channel}", str(count))
     for outcome, count in sorted(summary.delivery.items()):
         if outcome != "sent":
-            table.add_row(Text(f"provider {outcome}"), str(count))
+            _row(table, f"provider {outcome}", str(count))
     _print(console, table)
     if dry_run:  # one line per decision, never broken: a line for grep
         for d in summary.decisions:
@@ -451,7 +483,7 @@ def show_explain(header: dict, lines) -> None:
     _text(table, "when", fold=False)
     _text(table, "why")
     for line in lines:
-        table.add_row(*map(Text, (line.owner, line.step, line.state, _spaced(line.when), line.why)))
+        _row(table, line.owner, line.step, line.state, _spaced(line.when), line.why)
     _print(console, table)
 
 
@@ -464,8 +496,8 @@ def show_tasks(rows) -> None:
     for r in rows:
         invoices = "\n".join(r["invoice_ids"].split(";"))  # one id a line: each whole, however many
         created = r["created_at"].isoformat(sep=" ", timespec="minutes")
-        table.add_row(*map(Text, (str(r["priority"] or ""), r["queue"], r["customer_id"], invoices, r["step"] or "",
-                                  r["reason"] or "", created)))
+        _row(table, str(r["priority"] or ""), r["queue"], r["customer_id"], invoices, r["step"] or "",
+             r["reason"] or "", created)
     _print(_console(), table)
 
 
@@ -475,6 +507,16 @@ def _na(value) -> str:
 
 def _pct(value) -> str:
     return "n/a" if value is None else f"{value}%"
+
+
+def mixed_currencies(currencies) -> str | None:
+    """The warning for money KPIs over invoices in several currencies, which are added as they are (no
+    exchange rates): a DSO of PEN and USD balances is a number of neither. None for one currency."""
+    if len(currencies) < 2:
+        return None
+    return (f"the invoices are in {len(currencies)} currencies ({', '.join(sorted(currencies))}) and their amounts "
+            "are added as they are, without exchange rates: the money KPIs and the aging mix them; run each "
+            "currency's invoices apart for figures in one currency")
 
 
 def report_sections(data: dict) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -510,7 +552,7 @@ def report_sections(data: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                                   "failure rate"] + (["cost", "per contact"] if priced else []), contacts),
         ("Deferrals by reason", ["", "count"], [[k, str(v)] for k, v in sorted(data["deferrals"].items())]),
         ("Agent tasks by queue", ["", "count"], [[k, str(v)] for k, v in sorted(data["tasks_by_queue"].items())]),
-    ]
+    ] + ([("Warning", [""], [[mixed]])] if (mixed := mixed_currencies(data["currencies"])) else [])
 
 
 def _report_title(data: dict) -> str:
@@ -525,6 +567,9 @@ def show_report(data: dict) -> None:
         if not rows:  # a table of nothing is a header to puzzle over
             console.print(Text(f"{title}: none"))
             continue
+        if title == "Warning":  # a sentence, wrapped as text (a table would keep it on one line)
+            console.print(Text(f"warning: {rows[0][0]}"))
+            continue
         table = Table(title=title, title_justify="left", min_width=len(title))
         for column in columns:
             justify = "left" if column in ("", "KPI", "channel", "from") else "right"
@@ -533,7 +578,7 @@ def show_report(data: dict) -> None:
             else:
                 _key(table, column, justify=justify)
         for row in rows:
-            table.add_row(*map(Text, row))  # Text: a queue named "[bold]" is shown, not read as markup
+            _row(table, *row)
         _print(console, table)
 
 

@@ -26,7 +26,9 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # A key is read only as the file writes it: no populate_by_name, or a step's `if_:` / `for_:` (the Python
+    # names of `if` / `for`) would be taken silently where `collect schema` and the docs say unknown key.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _duration(value) -> str:

@@ -89,6 +89,7 @@ class _Invoice:
     status: str
     issue_date: dt.date | None
     due_date: dt.date
+    currency: str | None = None
     payments: list[tuple[dt.date, PaymentInfo]] = field(default_factory=list)  # with their local day
 
     def open_balance(self, day: dt.date) -> Decimal:
@@ -103,8 +104,9 @@ class _Invoice:
 
 def _book(conn, zone_of) -> dict[str, _Invoice]:
     i = s.invoices.c
-    book = {r.id: _Invoice(r.customer_id, r.amount, r.balance, r.status, r.issue_date, r.due_date)
-            for r in conn.execute(select(i.id, i.customer_id, i.amount, i.balance, i.status, i.issue_date, i.due_date))}
+    book = {r.id: _Invoice(r.customer_id, r.amount, r.balance, r.status, r.issue_date, r.due_date, r.currency)
+            for r in conn.execute(select(i.id, i.customer_id, i.amount, i.balance, i.status, i.issue_date, i.due_date,
+                                         i.currency))}
     for r in conn.execute(select(s.payments).order_by(s.payments.c.paid_at)):
         invoice = book.get(r.invoice_id)
         if invoice is not None:
@@ -218,6 +220,8 @@ def report(engine, today: dt.date, days: int = 30, timezone: str = "UTC") -> dic
         "contacts": contacts,
         "deferrals": dict(deferrals),
         "tasks_by_queue": tasks,
+        # the amounts are added as they are: with several currencies the money KPIs mix them (the views warn)
+        "currencies": sorted({i.currency for i in book.values() if i.currency}),
     }
 
 

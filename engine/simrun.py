@@ -167,6 +167,7 @@ class Summary:
     money: Counter = field(default_factory=Counter)  # the sums behind the KPIs
     aging: Counter = field(default_factory=Counter)  # bucket -> closing balance
     promises: Counter = field(default_factory=Counter)  # made, due, kept
+    currencies: set = field(default_factory=set)  # of the invoices in the money sums: several are added as is
     kpis: dict = field(default_factory=dict)
 
     def add(self, decisions, costs: dict | None = None) -> None:
@@ -211,6 +212,8 @@ class Summary:
         tz = ZoneInfo(state.customer.timezone) if state.customer.timezone else start.tzinfo
         start, end = dt.datetime.combine(first, dt.time(), tz), dt.datetime.combine(after, dt.time(), tz)
         for inv in state.invoices.values():
+            if inv.currency:
+                self.currencies.add(inv.currency)
             if inv.status != "written_off" and inv.issue_date is not None and first <= inv.issue_date < after:
                 self.money["invoiced_in_horizon"] += inv.amount
             if in_dso_period(inv.issue_date, last):  # any status, as collect report counts it
@@ -247,6 +250,7 @@ class Summary:
             getattr(self, name).update(getattr(other, name))
         self.cost += other.cost
         self.priced = self.priced or other.priced
+        self.currencies |= other.currencies
 
     def finish(self, days: int) -> None:
         """Projected KPIs over the horizon, with `collect report`'s formulas (docs/simulate.md)."""

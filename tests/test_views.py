@@ -116,7 +116,7 @@ REPORT = {
     "promises": {"made": 4, "due": 3, "kept": 2, "broken": 1, "kept_rate_pct": "66.7"},
     "contacts": {"email": {"sent": 3, "failed": 1, "sending": 1, "delivered": 2, "delivery_rate_pct": "50.0",
                            "failure_rate_pct": "25.0", "cost": "0", "cost_per_contact": "0.0000"}},
-    "deferrals": {"cap:any-4-per-1w": 2}, "tasks_by_queue": {"cuentas-clave-corporativas": 3},
+    "deferrals": {"cap:any-4-per-1w": 2}, "tasks_by_queue": {"cuentas-clave-corporativas": 3}, "currencies": ["PEN"],
 }
 
 
