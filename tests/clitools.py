@@ -22,3 +22,14 @@ def cli_project(tmp_path, monkeypatch, policy: str, portfolio: str):
 
     collect.db = db
     return collect
+
+
+def cli_simulate(tmp_path, policy: str, portfolio: str, *args, files: dict | None = None):
+    """`collect simulate` on policy.yaml and p.csv written in tmp_path, with other files written there too
+    (name -> text); `{tmp}` in an argument stands for tmp_path."""
+    (tmp_path / "policy.yaml").write_text(policy, encoding="utf-8")
+    (tmp_path / "p.csv").write_text(portfolio, encoding="utf-8")
+    for name, text in (files or {}).items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    return CliRunner().invoke(app, ["simulate", str(tmp_path / "policy.yaml"), "--portfolio", str(tmp_path / "p.csv"),
+                                    *[a.replace("{tmp}", str(tmp_path)) for a in args]])

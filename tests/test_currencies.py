@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 
-from typer.testing import CliRunner
-
-from collect.cli import app
-
-from clitools import cli_project
+from clitools import cli_project, cli_simulate
 
 POLICY = """
 policy: t
@@ -32,12 +28,9 @@ ONE = TWO.replace("USD", "PEN")
 
 
 def simulate(tmp_path, portfolio: str):
-    (tmp_path / "policy.yaml").write_text(POLICY)
-    (tmp_path / "p.csv").write_text(portfolio)
-    (tmp_path / "pay.csv").write_text("invoice_id,amount,paid_at\nA,100,2026-03-05\n")
-    return CliRunner().invoke(app, ["simulate", str(tmp_path / "policy.yaml"), "--portfolio", str(tmp_path / "p.csv"),
-                                    "--payments", str(tmp_path / "pay.csv"), "--behavior", "historic",
-                                    "--start", "2026-03-01", "--days", "10"])
+    return cli_simulate(tmp_path, POLICY, portfolio, "--payments", "{tmp}/pay.csv", "--behavior", "historic",
+                        "--start", "2026-03-01", "--days", "10",
+                        files={"pay.csv": "invoice_id,amount,paid_at\nA,100,2026-03-05\n"})
 
 
 def test_simulate_warns_that_the_kpis_mix_currencies(tmp_path):

@@ -5,13 +5,10 @@ customer of a promise said without where it was looked for."""
 import textwrap
 
 import pytest
-from clitools import cli_project
-from typer.testing import CliRunner
+from clitools import cli_project, cli_simulate
 
-from collect.cli import app
 from collect.engine.portfolio import CsvError, load_map, read_portfolio
 
-runner = CliRunner()
 
 POLICY = textwrap.dedent("""
     policy: t
@@ -52,10 +49,7 @@ def map_problems(path):
 
 
 def simulate(tmp_path, *args, portfolio=PORTFOLIO):
-    write(tmp_path, "policy.yaml", POLICY)
-    write(tmp_path, "p.csv", portfolio)
-    return runner.invoke(app, ["simulate", str(tmp_path / "policy.yaml"), "--portfolio", str(tmp_path / "p.csv"),
-                               "--start", "2026-03-01", "--days", "10", "-q", *args])
+    return cli_simulate(tmp_path, POLICY, portfolio, "--start", "2026-03-01", "--days", "10", "-q", *args)
 
 
 # -- a blank first line ------------------------------------------------------------------------------

@@ -7,9 +7,8 @@ import datetime as dt
 import textwrap
 from decimal import Decimal
 
-from typer.testing import CliRunner
+from clitools import cli_simulate
 
-from collect.cli import app
 from collect.engine.compiler import compile_policy
 from collect.engine.simrun import load_portfolio, stream_simulation
 
@@ -32,13 +31,8 @@ POLICY = textwrap.dedent("""
 
 
 def simulate(tmp_path, portfolio: str, *args, files: dict | None = None):
-    (tmp_path / "policy.yaml").write_text(POLICY)
-    (tmp_path / "p.csv").write_text(portfolio)
-    for name, text in (files or {}).items():
-        (tmp_path / name).write_text(text)
-    return CliRunner().invoke(app, ["simulate", str(tmp_path / "policy.yaml"), "--portfolio", str(tmp_path / "p.csv"),
-                                    "--start", "2026-03-01", "--days", "10", "--out", str(tmp_path / "c.csv"),
-                                    *[a.replace("{tmp}", str(tmp_path)) for a in args]])
+    return cli_simulate(tmp_path, POLICY, portfolio, "--start", "2026-03-01", "--days", "10", "--out", "{tmp}/c.csv",
+                        *args, files=files)
 
 
 def sent(tmp_path) -> list[tuple[str, str]]:
