@@ -7,6 +7,7 @@ import textwrap
 from decimal import Decimal
 from pathlib import Path
 
+from collect.adapters.base import DeliveryResult
 from collect.engine.compiler import compile_policy
 from collect.engine.runtime import Runtime
 from collect.engine.simulate import simulate, start_moment
@@ -57,3 +58,27 @@ def rows(result, status: str | None = "sent"):
     """(local datetime text, step, channel, invoice ids) of the decisions with that status."""
     return [(d.at.strftime("%Y-%m-%d %H:%M"), d.step, d.channel, d.invoice_ids, d.reason)
             for d in result.decisions if status is None or d.status == status]
+
+
+class Flaky:
+    """A channel adapter in this process that answers 503 the first time, then sends; `placed` notes the
+    `now` the test set before each tick that sent. `free_text`: the channel takes text without a
+    provider template (an SMS does; the calls here do not)."""
+
+    name = "flaky"
+    supports_html = supports_templates = False
+    dedupes = False
+
+    def __init__(self, free_text: bool = False):
+        self.free_text = free_text
+        self.now, self.placed, self.tries = None, [], 0
+
+    def send(self, message):
+        self.tries += 1
+        if self.tries == 1:
+            return DeliveryResult.transient("503", "service unavailable")
+        self.placed.append(self.now)
+        return DeliveryResult.sent(f"msg-{self.tries}")
+
+    def close(self):
+        pass

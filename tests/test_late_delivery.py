@@ -10,6 +10,7 @@ import textwrap
 from zoneinfo import ZoneInfo
 
 import pytest
+from coretools import Flaky
 from sqlalchemy import select
 
 from collect.adapters.base import DeliveryResult
@@ -41,25 +42,6 @@ POLICY = """\
     """
 
 
-class Flaky:
-    """A voice provider that answers 503 the first time, then places the call; notes when it did."""
-
-    name = "flaky"
-    supports_html = supports_templates = free_text = False
-    dedupes = False
-
-    def __init__(self):
-        self.now, self.placed, self.tries = None, [], 0
-
-    def send(self, message):
-        self.tries += 1
-        if self.tries == 1:
-            return DeliveryResult.transient("503", "service unavailable")
-        self.placed.append(self.now)
-        return DeliveryResult.sent(f"call-{self.tries}")
-
-    def close(self):
-        pass
 
 
 @pytest.fixture

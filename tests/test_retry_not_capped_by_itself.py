@@ -9,10 +9,9 @@ import datetime as dt
 import textwrap
 from zoneinfo import ZoneInfo
 
-from coretools import customer, invoice, runtime
+from coretools import Flaky, customer, invoice, runtime
 from sqlalchemy import select
 
-from collect.adapters.base import DeliveryResult
 from collect.engine import store as s
 from collect.engine.channels import Channels
 from collect.engine.compiler import compile_policy
@@ -39,26 +38,6 @@ POLICY = """\
     """
 
 
-class Flaky:
-    """An SMS provider that answers 503 the first time, then sends; notes when it did."""
-
-    name = "flaky"
-    supports_html = supports_templates = False
-    free_text = True
-    dedupes = False
-
-    def __init__(self):
-        self.now, self.placed, self.tries = None, [], 0
-
-    def send(self, message):
-        self.tries += 1
-        if self.tries == 1:
-            return DeliveryResult.transient("503", "service unavailable")
-        self.placed.append(self.now)
-        return DeliveryResult.sent(f"sms-{self.tries}")
-
-    def close(self):
-        pass
 
 
 def test_a_retry_goes_at_its_time_under_a_cap_of_one(db_url, tmp_path, monkeypatch):
@@ -70,7 +49,7 @@ def test_a_retry_goes_at_its_time_under_a_cap_of_one(db_url, tmp_path, monkeypat
     (tmp_path / "i.csv").write_text("invoice_id,customer_id,amount,due_date,phone\nA,C1,100,2026-11-02,+51987654321\n")
     import_file(engine, "invoices", tmp_path / "i.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
     channels = Channels()
-    provider = channels.instances["sms"] = Flaky()
+    provider = channels.instances["sms"] = Flaky(free_text=True)
     runner = Runner(engine, plan, channels)
 
     def tick(day, hour, minute=0):
