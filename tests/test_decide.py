@@ -453,6 +453,12 @@ def test_a_stop_step_seen_late_still_stops_and_leaves_nothing_waiting(tmp_path, 
     assert rows(result) == []
     assert ("handoff", "stopped by step") in {(d.step, d.reason) for d in result.decisions}
     assert not set(state.pending), state.pending  # nothing left deferred for ever
+    # o9 (due+9d, already due) is recorded once as stopped, not dropped in silence (docs/language.md,
+    # catch-up); o15 is never due for an ended invoice and gets no row
+    decided = [(d.step, d.status, d.reason) for d in result.decisions]
+    assert [r for r in decided if r[0] == "o9"] == [("o9", "skipped", "stopped by step")], decided
+    assert not any(r[0] == "o15" for r in decided)
+    assert state.done.get("o9|A") == "skipped"
 
 
 @pytest.mark.parametrize("zone", ["America/Lima", "Asia/Kolkata", "Asia/Kathmandu"])
