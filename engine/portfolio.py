@@ -23,6 +23,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 
 from ..dsl.diagnostics import suggest
@@ -52,6 +53,7 @@ FIELD_DIGITS = 28  # of a custom number field (an 18-digit account number is fin
 SIZES = {"invoice_id": 100, "customer_id": 100, "payment_id": 200, "language": 16, "legal_status": 32,
          "channel": 32}
 FIRST_YEAR, LAST_YEAR = 1900, 2199  # dates the calendar can add steps, horizons and holidays to
+HEAD_LINES = 10  # the first lines looked at for a header under a title line (Table.header_below)
 
 
 @dataclass(frozen=True)
@@ -483,6 +485,7 @@ class Table:
         self.index: dict[str, int] = {}
         self.headers: list[str] = []
         self.translate: dict[int, dict[str, str]] = {}
+        self.head: list[str] = []  # the first lines as written, for a header below a title
         try:
             text = path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
@@ -500,6 +503,8 @@ class Table:
         except csv.Error as exc:
             problems.append(Problem(self.file, start, None, f"cannot read the file: {exc}"))
             return
+        source.seek(0)
+        self.head = list(islice(source, HEAD_LINES))  # lines as the reader counts them (\n, \r\n or \r)
         if not any(cell.strip() for _, row in rows for cell in row):
             problems.append(Problem(self.file, 1, None, "the file is empty" + (" (blank lines only)" if rows else "")))
             return
@@ -532,11 +537,35 @@ class Table:
 
     def require(self, *names: str) -> bool:
         missing = [n for n in names if n not in self.index]
+        below = self.header_below(names) if missing else None
+        if below:  # one error that says where the header is, not every column "missing" from a title line
+            before = "the line" if below == 2 else f"the {below - 1} lines"
+            self.problems.append(Problem(self.file, 1, None, f"the header is on line {below}, but the first line "
+                                         f"must be the header: remove {before} before it (a title?)"))
+            return False
         for name in missing:
             hint = suggest(self.cmap.columns.get(name, name), self.headers)
             self.problems.append(Problem(self.file, 1, self.cmap.columns.get(name, name),
                                          "required column is missing" + (f" ({hint})" if hint else "")))
         return not missing
+
+    def header_below(self, names) -> int | None:
+        """The line (2 to HEAD_LINES) that names every one of `names` (after the map), if any: an ERP export
+        with a title over its header. Not skipped: the first line is the header (docs/files.md), and a
+        guess at where a file starts would be a silent fallback. Each line is split by the delimiter it
+        has itself: the file's was guessed from line 1, and a title has none."""
+        source_of = {v: k for k, v in self.cmap.columns.items()}
+        for number, line in enumerate(self.head[1:], start=2):
+            if not all(self.cmap.columns.get(n, n) in line for n in names):
+                continue  # cheap: most lines are rows, not worth guessing a delimiter for
+            line = line.rstrip("\r\n")
+            try:
+                cells = next(csv.reader([line], delimiter=self.cmap.delimiter or _sniff(line)), [])
+            except csv.Error:  # a cell beyond the csv module's size limit: not a header
+                continue
+            if set(names) <= {source_of.get(c.strip(), c.strip()) for c in cells}:
+                return number
+        return None
 
     def __iter__(self):
         for number, row in self.rows:
