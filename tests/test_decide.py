@@ -251,6 +251,29 @@ def test_holdout_gets_no_sends_and_assignment_is_stable(tmp_path):
     assert rows(result) == [] and {r[4] for r in rows(result, "skipped")} == {"holdout"}
 
 
+def test_a_holdout_is_held_out_of_messages_only_unless_a_step_says_so(tmp_path):
+    """docs/language.md, experiments: agent tasks and webhooks still happen for a holdout customer; a
+    step's `if:` on the variant holds it out of those too."""
+    rt = runtime(dedent("""
+    experiments:
+      tone: { unit: customer, variants: { soft: 50, holdout: 50 } }
+    stages:
+      late:
+        when: invoice.days_past_due >= 1
+        steps:
+          - { id: mail, at: due+1d, send: email, template: m }
+          - { id: task, at: due+2d, escalate: { queue: agents } }
+          - { id: hook, at: due+3d, webhook: legal }
+          - { id: task-treated, at: due+4d, if: variant("tone") != "holdout", escalate: { queue: agents } }
+    """), tmp_path)
+    held = next(f"c{i}" for i in range(100) if rt.variant("tone", f"c{i}") == "holdout")
+    c = customer(held)
+    invoice(c, "F1", "2026-11-20")
+    result = run(rt, [c], "2026-11-20", 10)
+    assert [(d.step, d.status, d.reason) for d in result.decisions] == [
+        ("mail", "skipped", "holdout"), ("task", "escalated", ""), ("hook", "sent", "")]
+
+
 def test_escalation_priority_expression(tmp_path):
     rt = runtime("""
     fields: { customer.risk_score: float }
