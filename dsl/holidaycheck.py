@@ -65,3 +65,19 @@ def subdivision_problem(country: str, subdivision: str) -> str | None:
     listed = ", ".join(codes[:MAX_LISTED]) + (f" ... ({len(codes)} in all)" if len(codes) > MAX_LISTED else "")
     return (f"'{subdivision}' is not a subdivision of {country} in the holidays package"
             + (f" ({hint})" if hint else "") + f"; it has {listed}")
+
+
+def lone_subdivision_problem(country, subdivision) -> str | None:
+    """Why a subdivision written without a country is an error (the package reads a subdivision only within
+    its country: the run would take no public holidays at all), or None when there is a country. A value that
+    is no text is reported by its type instead."""
+    if not isinstance(subdivision, str) or country not in (None, ""):  # `country: ""` takes no holidays either
+        return None
+    import holidays
+
+    code = subdivision.strip().upper()
+    countries = [c for c, codes in holidays.list_supported_countries().items()
+                 if _ALPHA2.fullmatch(c) and code in codes]
+    return (f"subdivision '{subdivision}' needs country: too, the two-letter ISO 3166 code of its country "
+            "(without one no public holidays are taken)"
+            + (f"; {code} is a subdivision of {', '.join(countries)} in the holidays package" if countries else ""))

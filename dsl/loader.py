@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import reprlib
 import types
 import typing
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from . import holidaycheck
 from .diagnostics import Diagnostics, PolicyError, Span, suggest
 from .model import Policy
 from .recovery import replace
@@ -50,12 +52,13 @@ def validate(located: Located, diags: Diagnostics, recover: bool = False) -> Pol
                     located.span(()))
         return None
     data = located.data
+    calendar_ok = _check_calendar(located, diags)
     reported: set = set()
     unsure: set = set()  # mappings that had an unknown key removed: their own rules may not hold without it
     for _ in range(MAX_ROUNDS):
         try:
             policy = Policy.model_validate(data)
-            return policy if recover or not reported else None
+            return policy if recover or (calendar_ok and not reported) else None
         except ValidationError as exc:
             errors = [e for e in exc.errors(include_url=False) if _key(e) not in reported]
         reported.update(map(_key, errors))
@@ -72,6 +75,18 @@ def validate(located: Located, diags: Diagnostics, recover: bool = False) -> Pol
 
 def _key(error: dict) -> tuple:
     return tuple(map(str, error["loc"])), error["type"]
+
+
+def _check_calendar(located: Located, diags: Diagnostics) -> bool:
+    """Report a subdivision written without a country (False when it does). Checked here, on the file as
+    written: in the model a country left out cannot be told from one that error recovery took out."""
+    calendar = located.data.get("calendar")
+    if not isinstance(calendar, dict):
+        return True
+    problem = holidaycheck.lone_subdivision_problem(calendar.get("country"), calendar.get("subdivision"))
+    if problem:
+        diags.error("bad-value", problem, located.span(("calendar", "subdivision")))
+    return not problem
 
 
 def _report_all(errors: list[dict], located: Located, diags: Diagnostics, data, unsure: set) -> None:
@@ -102,13 +117,42 @@ def _report(error: dict, located: Located, diags: Diagnostics, data) -> None:
         message = f"'{error.get('input')}' is not allowed here; expected {error['ctx']['expected']}"
     elif kind in _LIMITS:
         message = f"{path[-1] if path else 'the value'} " + _LIMITS[kind].format(**error.get("ctx", {}))
-    elif kind.endswith("_type") or kind.endswith("_parsing"):
-        message = f"wrong type: {message.lower()} (got {type(error.get('input')).__name__} {error.get('input')!r})"
+    elif kind.endswith("_type") or kind.endswith("_parsing") or kind == "int_from_float":
+        expected = _EXPECTED.get(kind.split("_")[0], message.lower().removeprefix("input should be "))
+        message = f"wrong type: expected {expected}, got {_found(error.get('input'))}"
     hint = None
     if kind == "literal_error":
         options = [o.strip(" '") for o in error["ctx"]["expected"].replace(" or ", ",").split(",")]
         hint = suggest(str(error.get("input")), options)
     diags.error(_code(kind), message, span, hint)
+
+
+# What a type error expected, by the first word of pydantic's error type (int_type, int_parsing, int_from_float
+# ...), said as a YAML writer would: not pydantic's message, which names Python's types.
+_EXPECTED = {"int": "a whole number", "float": "a number", "decimal": "a number", "bool": "true or false",
+             "string": "text", "date": "a date (YYYY-MM-DD)", "datetime": "a date and time", "list": "a list",
+             "tuple": "a list", "set": "a list", "dict": "a mapping (key: value)", "model": "a mapping (key: value)"}
+
+
+class _YamlRepr(reprlib.Repr):
+    """A value cut short (an alias may stand for a huge list), with YAML's true, false and null."""
+
+    def repr_bool(self, value, level):
+        return "true" if value else "false"
+
+    def repr_NoneType(self, value, level):
+        return "null"
+
+
+def _found(value) -> str:
+    """What YAML (or the text DSL) read, in its words: never a Python type name (str, NoneType ...)."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    kind = ("text" if isinstance(value, str) else "the number" if isinstance(value, (int, float))
+            else "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else "the value")
+    return f"{kind} {_YamlRepr().repr(value)}"
 
 
 _LIMITS = {"greater_than": "must be more than {gt}", "less_than_equal": "must be at most {le}",
