@@ -90,10 +90,37 @@ def _check_calendar(located: Located, diags: Diagnostics) -> bool:
 
 
 def _report_all(errors: list[dict], located: Located, diags: Diagnostics, data, unsure: set) -> None:
+    # a value that fits none of a union's types (a setting: true or false, a number or text) gets one
+    # pydantic error per type; the reader gets one message that lists them
+    expected: dict[tuple, list[str]] = {}
+    for error in errors:
+        if _is_type_error(error["type"]):
+            alternatives = expected.setdefault(_data_path(tuple(error["loc"]), data), [])
+            if (what := _expected(error)) not in alternatives:
+                alternatives.append(what)
     for error in errors:
         path = _data_path(tuple(error["loc"]), data)
-        if not located.is_broken(path) and path not in unsure:  # about the file, not about a stand-in
-            _report(error, located, diags, data)
+        if located.is_broken(path) or path in unsure:  # about a stand-in, not about the file
+            continue
+        if _is_type_error(error["type"]):
+            if path not in expected:
+                continue  # said with the first of its union's errors
+            error = {**error, "expected": _either(expected.pop(path))}
+        _report(error, located, diags, data)
+
+
+def _is_type_error(kind: str) -> bool:
+    return kind.endswith("_type") or kind.endswith("_parsing") or kind == "int_from_float"
+
+
+def _expected(error: dict) -> str:
+    """What a type error expected, in a YAML writer's words."""
+    message = error["msg"].lower().removeprefix("input should be ")
+    return _EXPECTED.get(error["type"].split("_")[0], message)
+
+
+def _either(alternatives: list[str]) -> str:
+    return alternatives[0] if len(alternatives) == 1 else ", ".join(alternatives[:-1]) + " or " + alternatives[-1]
 
 
 def _report(error: dict, located: Located, diags: Diagnostics, data) -> None:
@@ -117,9 +144,8 @@ def _report(error: dict, located: Located, diags: Diagnostics, data) -> None:
         message = f"'{error.get('input')}' is not allowed here; expected {error['ctx']['expected']}"
     elif kind in _LIMITS:
         message = f"{path[-1] if path else 'the value'} " + _LIMITS[kind].format(**error.get("ctx", {}))
-    elif kind.endswith("_type") or kind.endswith("_parsing") or kind == "int_from_float":
-        expected = _EXPECTED.get(kind.split("_")[0], message.lower().removeprefix("input should be "))
-        message = f"wrong type: expected {expected}, got {_found(error.get('input'))}"
+    elif _is_type_error(kind):
+        message = f"wrong type: expected {error['expected']}, got {_found(error.get('input'))}"
     hint = None
     if kind == "literal_error":
         options = [o.strip(" '") for o in error["ctx"]["expected"].replace(" or ", ",").split(",")]
