@@ -38,7 +38,7 @@ def pct(part, whole) -> Decimal | None:
 
 def in_dso_period(issue_date: dt.date | None, today: dt.date) -> bool:
     """Is an invoice's amount in DSO's denominator: issued in the 90 days ending with `today`?"""
-    return issue_date is not None and 0 <= (today - issue_date).days <= 90
+    return issue_date is not None and 0 <= (today - issue_date).days < 90  # D-89 .. D: 90 days, as x 90 counts
 
 
 def dso_days(receivables, invoiced_90) -> Decimal | None:

@@ -139,6 +139,16 @@ def test_ratios_without_a_denominator_are_none_not_zero(tmp_path):
     assert data["dso_days"] == "90.0" and data["recovery"]["recovery_rate_pct"] is None
 
 
+def test_dso_counts_the_invoices_of_exactly_90_days(tmp_path):
+    """DSO = receivables / invoiced in the last 90 days x 90: D-89 .. D. An invoice issued on D-90 is
+    the 91st day and counting it halved DSO here."""
+    engine = s.connect(f"sqlite:///{tmp_path / 'c.db'}")
+    import_text(engine, "invoices", tmp_path / "i.csv", "invoice_id,customer_id,amount,issue_date,due_date,status\n"
+                f"D1,C1,900,{DAY - dt.timedelta(days=89)},2026-04-30,open\n"
+                f"D2,C1,900,{DAY - dt.timedelta(days=90)},2026-01-31,paid\n")
+    assert report(engine, DAY)["dso_days"] == "90.0"
+
+
 def test_delivery_and_failure_rate_per_channel(tmp_path):
     engine = s.connect(f"sqlite:///{tmp_path / 'c.db'}")
     for n, (channel, status, delivery) in enumerate([
