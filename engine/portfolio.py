@@ -366,13 +366,16 @@ class Cells:
                 raise InvalidOperation
             if cmap.thousands and cmap.decimal in value and value.rfind(cmap.thousands) > value.find(cmap.decimal):
                 raise InvalidOperation  # a separator after the point: 1,200.50 read with decimal ',' is no 1.2005
+            if cmap.thousands and cmap.thousands in value and not _grouped(value, cmap.thousands, cmap.decimal):
+                raise InvalidOperation  # 55.94 under thousands '.' is a slip, not 5594: a hundredfold amount
             number = Decimal(cleaned.replace(cmap.decimal, ".") if cmap.decimal != "." else cleaned)
             if not number.is_finite():
                 raise InvalidOperation
         except InvalidOperation:
             hint = separator_hint(value, cmap.decimal)
             extra = f"; use --map {hint}" if hint else ""
-            self.problem(name, f"'{value}' is not a number (decimal separator '{cmap.decimal}'{extra})")
+            grouping = f", thousands separator '{cmap.thousands}' between groups of three digits" if cmap.thousands else ""
+            self.problem(name, f"'{value}' is not a number (decimal separator '{cmap.decimal}'{grouping}{extra})")
             return None
         if number < 0 and not negative:
             self.problem(name, f"amount cannot be negative ({value})")
@@ -454,6 +457,18 @@ _GROUPED = {  # digits in groups of three (the first of one to three, not 0), th
     (",", "."): re.compile(r"[1-9]\d{0,2}(,\d{3})+(\.\d+)?"),
     (".", ","): re.compile(r"[1-9]\d{0,2}(\.\d{3})+(,\d+)?"),
 }
+
+
+@lru_cache(maxsize=None)
+def _groups(thousands: str) -> re.Pattern:
+    t = re.escape(thousands)  # 1.234.567, or the Indian 12,34,567 (lakhs and crores): three digits last
+    return re.compile(rf"\d{{1,3}}({t}\d{{3}})+|\d{{1,2}}({t}\d{{2}})*{t}\d{{3}}")
+
+
+def _grouped(value: str, thousands: str, decimal: str) -> bool:
+    """Are the digits before the decimal separator grouped as a thousands separator says?"""
+    whole = value.lstrip("+-").split(decimal, 1)[0]
+    return _groups(thousands).fullmatch(whole) is not None
 
 
 def separator_hint(value: str, decimal: str) -> str:

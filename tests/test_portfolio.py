@@ -349,6 +349,27 @@ def test_a_thousands_separator_after_the_decimal_one_is_an_error_not_a_thousandf
     assert read(indian, colmap=us).invoices["A"].amount == Decimal("1234567.00")
 
 
+def test_a_thousands_separator_that_groups_no_thousands_is_an_error_not_a_hundredfold_amount(tmp_path):
+    """Under thousands '.', 55.94 read as 5594: a separator is one only between groups of three digits
+    (or the Indian 12,34,567)."""
+    from collect.engine.portfolio import load_map
+
+    euro = load_map(write(tmp_path, "eu.yaml", "decimal: ','\nthousands: '.'\n"))
+    us = load_map(write(tmp_path, "us.yaml", "thousands: ','\n"))
+    slips = write(tmp_path, "p.csv", "invoice_id;customer_id;amount;due_date\nA;c1;55.94;2026-12-01\n"
+                                     "B;c1;1.2.3,5;2026-12-01\nC;c1;12.34,5;2026-12-01\nD;c1;1234.567,5;2026-12-01\n")
+    said = ("is not a number (decimal separator ',', thousands separator '.' between groups of three digits)")
+    assert problems(slips, colmap=euro) == [f"{n}: column amount: '{v}' {said}"
+                                            for n, v in ((2, "55.94"), (3, "1.2.3,5"), (4, "12.34,5"), (5, "1234.567,5"))]
+    comma = write(tmp_path, "c.csv", 'invoice_id,customer_id,amount,due_date\nA,c1,"12,5",2026-12-01\n')
+    assert problems(comma, colmap=us) == ["2: column amount: '12,5' is not a number (decimal separator '.', thousands "
+                                          "separator ',' between groups of three digits; use --map decimal: ',')"]
+    fine = write(tmp_path, "f.csv", "invoice_id;customer_id;amount;due_date\nA;c1;1.234.567,5;2026-12-01\n"
+                                    "B;c1;1.200;2026-12-01\nC;c1;55,94;2026-12-01\n")
+    book = read(fine, colmap=euro)
+    assert [book.invoices[i].amount for i in "ABC"] == [Decimal("1234567.5"), Decimal(1200), Decimal("55.94")]
+
+
 def test_a_promise_about_another_customer_s_invoice_is_a_row_error(tmp_path):
     portfolio = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date\nINV-1001,CUST-1,10,2026-01-01\n"
                                          "INV-2001,CUST-2,10,2026-01-01\n")
