@@ -36,7 +36,7 @@ RULE_KEYS = {"id": True, "kind": True, "source": True, "channels": False, "note"
 KINDS = {  # kind -> its own keys (True: required)
     "window": {"days": True, "holidays": False},
     "cap": {"max": True, "period": True, "scope": False, "after_conversation": False},
-    "after_conversation": {"days": True, "scope": False},
+    "after_conversation": {"days": True, "scope": False, "conversations": False},
     "distinct_channels": {"max": True, "period": True, "after_conversation": False},
     "min_spacing": {"spacing": True},
     "consent_required": {"channels": True},
@@ -246,6 +246,15 @@ def _channels(value) -> list[str]:
     return ["any"] if "any" in items else [c for c in (*CHANNELS, PLUGINS) if c in items]
 
 
+def _talk_channels(value) -> list[str]:
+    """The channels whose conversations start a lock: `any`, or names (`agent`: an agent's call or visit)."""
+    items = [value] if isinstance(value, str) else value
+    known = (*CHANNELS, "agent")
+    if not isinstance(items, list) or not items or not all(c == "any" or c in known for c in items):
+        raise ValueError(f"conversations: give any or a list of channels among {', '.join(known)}")
+    return ["any"] if "any" in items else list(items)
+
+
 def _count(value, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{key}: '{value}' must be a whole number of at least 1")
@@ -323,7 +332,8 @@ PARSERS = {
                       "scope": _choice(p("scope", "customer"), "scope", ("customer", "debt")),
                       "after_conversation": _flag(p("after_conversation", False), "after_conversation")},
     "after_conversation": lambda p: {"days": _count(p("days"), "days"),
-                                     "scope": _choice(p("scope", "customer"), "scope", ("customer", "debt"))},
+                                     "scope": _choice(p("scope", "customer"), "scope", ("customer", "debt")),
+                                     "conversations": _talk_channels(p("conversations", "any"))},
     "distinct_channels": lambda p: {"max": _count(p("max"), "max"), **_period(p("period")),
                                     "after_conversation": _flag(p("after_conversation", False), "after_conversation")},
     "min_spacing": lambda p: _spacing(p("spacing")),
@@ -565,12 +575,16 @@ class _AfterConversation(_Rule):
     def __init__(self, profile, country, doc):
         super().__init__(profile, country, doc)
         self.days, self.scope = doc["days"], doc["scope"]
+        talks = doc.get("conversations", ["any"])
+        self.talks = None if "any" in talks else frozenset(talks)  # Reg F: telephone conversations only
 
     def check(self, ask: _Ask) -> Block | None:
         if not self.covers(ask.channel):
             return None
         until = None
         for talk in ask.talks:
+            if self.talks is not None and talk.channel not in self.talks:
+                continue
             if self.scope == "debt" and talk.invoice_ids and ask.ids and not ask.ids.intersection(talk.invoice_ids):
                 continue
             # the conversation's day is day 1: the lock ends when day `days` ends, in local time

@@ -43,6 +43,8 @@ def law_us(chosen, cust, channel, ids, now, sent, talks) -> set[str]:
                 if sum(start <= at <= now for at in calls) > 7:
                     broken.add("calls-7-in-7-days")
     for talk in talks:
+        if talk.channel not in ("voice", "agent"):  # a telephone conversation (an agent's call too)
+            continue
         day_number = (now.date() - talk.at.astimezone(now.tzinfo).date()).days + 1
         overlaps = not ids or not talk.invoice_ids or set(ids) & set(talk.invoice_ids)
         if overlaps and 1 <= day_number <= 7:

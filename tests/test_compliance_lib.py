@@ -124,6 +124,9 @@ def test_a_valid_profile_in_another_folder_loads(tmp_path):
     (lambda d: d["rules"][1].update(period="7d"), "period: '7d' is not rolling <duration>"),
     (lambda d: d["rules"][1].update(period="$month"), r"xx-test.yaml: rules\[1\] \(calls\): period: '\$month' names no"),
     (lambda d: d["rules"][1].update(channels=["fax"]), "unknown channel 'fax'"),
+    (lambda d: d["rules"].__setitem__(1, {"id": "calls", "kind": "after_conversation", "days": 7, "source": "law",
+                                          "conversations": ["fax"]}),
+     r"conversations: give any or a list of channels among email, sms, whatsapp, voice, letter, agent"),
     (lambda d: d["rules"][1].update(max=0), "max: '0' must be a whole number of at least 1"),
     (lambda d: d["rules"][1].update(id="hours"), "rule id 'hours' is used twice"),
     (lambda d: d["rules"][1].update(source="other-law"), "source 'other-law' is not one of the profile's sources"),
@@ -192,6 +195,17 @@ def test_reg_f_conversation_on_monday_blocks_calls_until_next_monday():
     assert rule_of(g.check(c, "voice", ("B",), t(NY, 24, 10), [], about_both)) == "no-call-after-conversation"
     assert rule_of(g.check(c, "voice", ("C",), t(NY, 24, 10), [], [contact(t(NY, 23, 11), "voice")])) is not None
     assert g.check(c, "voice", ("A",), t(NY, 23, 10), [], talk) is None  # the conversation is still to come
+
+
+def test_reg_f_only_a_telephone_conversation_blocks_calls():
+    """12 CFR 1006.14(b)(2)(i)(B): 'after having had a telephone conversation'. A chat, a text or an email
+    exchange starts no lock; an agent's call (a conversation reported on `agent`) does."""
+    g, c = guard("us-reg-f"), customer("US")
+    for channel in ("whatsapp", "sms", "email", "letter"):
+        assert g.check(c, "voice", ("A",), t(NY, 24, 10), [], [contact(t(NY, 23, 11), channel, "A")]) is None
+    agent = [contact(t(NY, 23, 11), "agent", "A")]
+    assert g.check(c, "voice", ("A",), t(NY, 24, 10), [], agent) == Block("us-reg-f", "no-call-after-conversation",
+                                                                            t(NY, 30, 0))
 
 
 # -- 3. Reg F hours ----------------------------------------------------------------------------------
