@@ -419,6 +419,13 @@ class Guard:
                     worst = block
         return worst
 
+    def consent_block(self, customer, channel: str) -> Block | None:
+        """The block of a profile that requires consent for `channel` (the customer has none for it), or
+        None: the law's reason for what the core finds as `no consent`, so that both read the same."""
+        ask = _Ask(customer, channel, frozenset(), None, [], [])
+        return next((block for profile in self._applicable(customer) for rule in profile.rules
+                     if isinstance(rule, _ConsentRequired) and (block := rule.check(ask)) is not None), None)
+
     def next_open(self, customer, channel: str, earliest: dt.datetime) -> dt.datetime | None:
         """The first instant >= earliest (aware, customer's zone) inside every applicable window rule for
         the channel: where the core can look for a lawful slot. None: no such instant within the horizon."""

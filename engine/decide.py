@@ -361,7 +361,13 @@ class Decider:
         """Why the customer cannot be reached on the channel (None: they can); fixed for a state."""
         memo, key = self.state.memo, ("reach", channel)
         if key not in memo:
-            memo[key] = address_problem(self.state.customer, channel)
+            problem = address_problem(self.state.customer, channel)
+            if problem == "no consent" and self.rt.guard is not None:
+                # a law that requires consent holds the contact back (skipped, no task), with or without
+                # consent records: say it as the law's block, as when the customer has no records at all
+                block = self.rt.guard.consent_block(self.state.customer, channel)
+                problem = block.reason if block is not None else problem
+            memo[key] = problem
         return memo[key]
 
     def _try_channel(self, group: list[Ready], channel: str, fallbacks: tuple[str, ...]) -> str | None:

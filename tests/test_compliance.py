@@ -110,6 +110,22 @@ def test_colombia_needs_consent_per_channel_and_falls_back(tmp_path):
     assert skipped.status == "skipped" and "compliance:co-ley-2300:authorised-channels" in skipped.reason
 
 
+def test_colombia_unauthorised_channels_are_skipped_with_or_without_consent_records(tmp_path):
+    """docs/compliance.md: no channel left under the law is `skipped`, and on_exhausted opens no task
+    (an agent would chase the debtor on channels never authorised). A customer whose records authorise
+    other channels was `failed: no consent` and escalated."""
+    rt = policy(tmp_path, "compliance: [co-ley-2300]\nstages:\n  s:\n    when: true\n    steps:\n"
+                          "      - { id: s1, at: due+1d 10:00, send: [whatsapp, sms], template: m, on_exhausted: escalate }\n",
+                timezone="America/Bogota", country="CO")
+    law = "compliance:co-ley-2300:authorised-channels"
+    for consents in (frozenset({"email"}), None):
+        state = customer("c1", timezone="America/Bogota", country="CO", phone="+573001234567",
+                         whatsapp="+573001234567", consents=consents)
+        invoice(state, "F1", "2026-11-24")
+        result = run(rt, [state], "2026-11-20", 10)
+        assert [(d.status, d.reason) for d in result.decisions] == [("skipped", f"whatsapp: {law}; sms: {law}")], consents
+
+
 def test_chile_stops_all_contact_with_a_debtor_who_is_sued(tmp_path):
     rt = policy(tmp_path, "compliance: [cl-sernac]\nstages:\n  s:\n    when: true\n    steps:\n"
                           "      - { id: s1, at: due+1d 10:00, send: [sms, email], template: m, on_exhausted: escalate }\n",
