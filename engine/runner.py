@@ -48,6 +48,7 @@ from .decide import Decision, Outcome, decide, held_now, to_float
 from .decide import withdrawn as decide_withdrawn
 from .delivery import REOPENED, RETRY_NOTE, Delivery, deliver_all, failure_lines, record, reopen
 from .runtime import Runtime
+from .state import SentContact
 from .storeio import _insert_new, _upsert, load_states
 
 NEVER = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)  # next_action_at of a customer with nothing ahead
@@ -144,6 +145,20 @@ def _decided_reason(row) -> str:
     if row.decided_reason is not None:
         return row.decided_reason
     return "" if (row.reason or "").startswith(RETRY_NOTE) else row.reason or ""
+
+
+def _goes_now(state, row, now: dt.datetime) -> None:
+    """A waiting contact released now counts for the customer's caps and laws at `now`, not at its
+    decision: the rows that come after it in this tick must see it (two held up by an outage would
+    otherwise both go, breaking a once-a-day rule). Agent tasks and webhooks are no contacts."""
+    if row.channel in ("", "webhook", "agent"):
+        return
+    ids = tuple(row.invoice_ids.split(";"))
+    decided = SentContact(row.at.astimezone(dt.timezone.utc), row.channel, ids)
+    if decided in state.sent:
+        state.sent.remove(decided)
+    state.sent.append(SentContact(now.astimezone(dt.timezone.utc), row.channel, ids))
+    state.sent.sort(key=lambda c: c.at)  # caps read it in time order
 
 
 @dataclass
@@ -472,7 +487,8 @@ class Runner:
         with self.engine.connect() as conn:
             states = load_states(conn, sorted({r.customer_id for r in rows}), dict(self.plan["fields"]))
         deliveries, withdrawn, held = [], [], []
-        for row in rows:
+        # oldest decisions first: after an outage, those a customer's caps and laws let through now go first
+        for row in sorted(rows, key=lambda r: (r.customer_id, r.at, r.key)):
             state = states[row.customer_id]
             ids = row.invoice_ids.split(";")
             why = decide_withdrawn(self.rt, state, now, ids, row.channel)
@@ -493,6 +509,7 @@ class Runner:
             steps = () if row.channel == "agent" else _steps_of(row, self.rt)
             deliveries.append(self._delivery(row.key, row.channel, row.customer_id, steps, row.attempts,
                                              decision, state, late=True))
+            _goes_now(state, row, now)
         if withdrawn:
             self._withdraw(withdrawn, now, summary)
         if held:

@@ -203,3 +203,38 @@ def test_a_late_delivery_keeps_the_policy_s_caps_at_the_moment_it_goes(db_url, t
     assert waiting.status == "sending" and "held by cap:" in waiting.reason
     tick(5, 10)
     assert provider.placed[-1] == ("sms", dt.datetime(2026, 11, 5, 10, 0, tzinfo=lima))
+
+
+def test_contacts_held_up_by_an_outage_are_released_within_the_caps_not_all_at_once(db_url, tmp_path, monkeypatch):
+    """Two SMS decided two days apart wait for a refused account. When it is fixed, each waiting row was
+    checked against a history holding the other at its decision day, more than a day ago: both went in
+    one tick, two contacts where the cap (and Colombia's law after a conversation) allows one a day."""
+    monkeypatch.chdir(tmp_path)
+    lima = ZoneInfo("America/Lima")
+    path = tmp_path / "policy.yaml"
+    path.write_text(textwrap.dedent(CAPPED).replace("{ id: e2, at: due+2d 10:00, send: email",
+                                                    "{ id: s3, at: due+3d 10:00, send: sms"))
+    plan = compile_policy(path).plan
+    engine = s.connect(db_url)
+    (tmp_path / "i.csv").write_text("invoice_id,customer_id,amount,due_date,phone\nA,C1,100,2026-11-02,+51987654321\n")
+    import_file(engine, "invoices", tmp_path / "i.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    channels = Channels()
+    provider = channels.instances["sms"] = Locked()
+    runner = Runner(engine, plan, channels)
+
+    def tick(day, hour):
+        provider.now = dt.datetime(2026, 11, day, hour, tzinfo=lima)
+        return runner.tick(provider.now)
+    tick(3, 10)  # s1 decided, waits for the account
+    tick(5, 10)  # s3 decided (s1, on the 3rd, is out of the cap's day), waits too
+    provider.up = True
+    tick(7, 9)
+    assert provider.placed == [("sms", dt.datetime(2026, 11, 7, 9, tzinfo=lima))]
+    with engine.connect() as conn:
+        waiting = conn.execute(select(s.contacts).where(s.contacts.c.status == "sending")).one()
+    assert waiting.step == "s3" and "held by cap:" in waiting.reason  # the older decision, s1, went first
+    for hour in (10, 15, 20):
+        tick(7, hour)
+    assert len(provider.placed) == 1  # the cap frees a day after the one that went
+    tick(8, 9)
+    assert provider.placed[-1] == ("sms", dt.datetime(2026, 11, 8, 9, tzinfo=lima))
