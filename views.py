@@ -307,19 +307,22 @@ def show_simulation(names, results, summaries, kpis: bool = True) -> None:
         line = Text.assemble(*((label.split(":")[0], "  ") if len(names) == 2 else ()), (str(name), "bold"),
                              f"  plan {result.plan_hash[:12]}  {_horizon(result.start, result.end)}")
         console.print(line)
-    _print(console, _counter_table("Sent per channel", short, [s.sent_by_channel for s in summaries]))
-    _print(console, _counter_table("Sent per step", short, [s.sent_by_step for s in summaries]))
-    _print(console, _counter_table("Sent per week", short, [s.sent_by_week for s in summaries]))
-    _print(console, _counter_table("Outcomes", short, [s.status for s in summaries]))
-    _print(console, _counter_table("Deferrals by reason", short, [s.deferrals for s in summaries]))
-    _print(console, _counter_table("Skipped by reason", short, [s.skipped for s in summaries]))
-    _print(console, _counter_table("Agent tasks by queue", short, [s.tasks_by_queue for s in summaries]))
+    for title, counts in (("Sent per channel", "sent_by_channel"), ("Sent per step", "sent_by_step"),
+                          ("Sent per week", "sent_by_week"), ("Outcomes", "status"),
+                          ("Deferrals by reason", "deferrals"), ("Skipped by reason", "skipped"),
+                          ("Agent tasks by queue", "tasks_by_queue")):
+        counters = [getattr(s, counts) for s in summaries]
+        if any(counters):
+            _print(console, _counter_table(title, short, counters))
+        else:  # as `collect report` says it: an empty table reads as a display fault
+            console.print(Text(f"{title}: none"))
     if any(s.cost for s in summaries):
         costs = [s.cost for s in summaries]
-        roles = ["old", "new"] if len(costs) == 2 else ["contacts"]
-        line = "Message cost: " + "  ".join(f"{n} {_cost(c)}" for n, c in zip(roles, costs))
         if len(costs) == 2:
-            line += f"  {DIFFERENCE} {_cost(costs[1] - costs[0], sign=True)}"
+            line = (f"Message cost: old {_cost(costs[0])}  new {_cost(costs[1])}  "
+                    f"{DIFFERENCE} {_cost(costs[1] - costs[0], sign=True)}")
+        else:
+            line = f"Message cost: {_cost(costs[0])}"
         console.print(Text(line))
     short = short if len(names) > 1 else ["value"]  # the tables below hold figures, not contact counts
     channels = sorted(set().union(*(set(s.sent_by_channel) | set(s.failed_by_channel) for s in summaries)))

@@ -452,6 +452,24 @@ def test_compare_shows_the_difference_of_the_kpis_and_the_exact_cost(tmp_path):
     assert "0.046" in cost and "new - old" in cost
 
 
+def test_the_summary_says_none_for_what_did_not_happen_and_the_cost_without_a_label(tmp_path):
+    """An empty table read as a display fault; `collect report` says `none`. One policy's cost line
+    read `Message cost: contacts 0.046`."""
+    from clitools import cli_simulate
+
+    portfolio = f"invoice_id,customer_id,amount,due_date,email,phone\nI1,C1,100,2026-03-01,{PHONES}\n"
+    costs = {"costs.yaml": "costs: { email: 0.001, sms: 0.045 }\n"}
+    quiet = cli_simulate(tmp_path, TWO_STEPS % 1, portfolio, "--start", "2026-02-01", "--days", "5")  # not due yet
+    assert quiet.exit_code == 0, quiet.output
+    lines = quiet.output.splitlines()
+    for title in ("Sent per channel", "Sent per step", "Sent per week", "Outcomes", "Deferrals by reason",
+                  "Skipped by reason", "Agent tasks by queue"):
+        assert f"{title}: none" in lines
+    busy = cli_simulate(tmp_path, TWO_STEPS % 1, portfolio, "--start", "2026-03-01", "--days", "10",
+                        "--channels", "{tmp}/costs.yaml", files=costs)
+    assert "Message cost: 0.046" in busy.output.splitlines() and "Sent per channel: none" not in busy.output
+
+
 def test_kpi_differences_are_na_without_a_value():
     from collect.views import _cost, _kpi_difference
 
