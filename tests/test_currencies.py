@@ -54,6 +54,7 @@ def test_report_lists_the_currencies_and_warns(tmp_path, monkeypatch):
     assert "warning: the invoices are in 2 currencies (PEN, USD)" in " ".join(table.output.split())
     html = collect("report", "--date", "2026-03-31", "--format", "html").output
     assert "2 currencies (PEN, USD)" in html
+    assert "kpi,currencies,PEN;USD" in collect("report", "--date", "2026-03-31", "--format", "csv").output.splitlines()
 
 
 def test_report_in_one_currency_has_no_warning(tmp_path, monkeypatch):
