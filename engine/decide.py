@@ -277,20 +277,37 @@ class Decider:
                     self.out.wake_at(trigger)
                     continue
                 r = Ready(step, invoice, key, trigger, ctx, occ.id if occ.customer_wide else None)
-                # kept before the trigger: nothing to remind, whatever the tick; kept while the reminder
-                # waited for its slot (deferred): it must not go out either
+                if self._not_for_this_invoice(r, occ):
+                    self._settle(r, "skipped", "", emit=False)
+                    continue
+                # kept or replaced before the trigger: nothing to remind, whatever the tick; kept while the
+                # reminder waited for its slot (deferred): it must not go out either
                 waiting = r.key in self.state.pending
-                if occ.moot(self.utc if waiting else trigger):
-                    self._settle(r, "skipped", "promise kept", emit=waiting)
+                if moot := occ.moot(self.utc if waiting else trigger):
+                    self._settle(r, "skipped", moot, emit=waiting)
                 elif self._event_applies(r):
                     ready.append(r)
         return ready
 
+    def _not_for_this_invoice(self, r: Ready, occ) -> bool:
+        """A reminder due before its promise was made (promise-3d of a promise made the day before) was
+        never one to send; an occurrence about all the customer's invoices that one of them has had its
+        step for already is not new to an invoice seen later (one message per occurrence)."""
+        if r.step.anchor == "promise" and occ.made is not None and r.trigger < occ.made:
+            return True
+        if not occ.customer_wide:
+            return False
+        done, step = self.state.done, r.step.id
+        return any(done.get(f"{step}|{other}|{occ.id}", "not applicable") != "not applicable"
+                   for other in self.state.invoices if other != r.invoice.id)
+
     def _event_applies(self, r: Ready) -> bool:
-        """Each event step fires once per occurrence; only `catch_up: none` drops a late one."""
+        """Each event step fires once per occurrence. One seen due long after its trigger (an old promise
+        in the history, a run after downtime) is stale: beyond `max_lateness` it is missed, unless
+        `catch_up: all` sends everything that came due."""
         if r.key in self.state.pending:
             return True
-        if self.rt.catch_up == "none" and (self.utc - r.trigger).total_seconds() > self.rt.max_lateness_s:
+        if self.rt.catch_up != "all" and (self.utc - r.trigger).total_seconds() > self.rt.max_lateness_s:
             self._settle(r, "skipped", "missed")
             return False
         if r.step.condition is not None and r.step.condition(r.ctx) is not True:

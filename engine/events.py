@@ -30,11 +30,18 @@ class Occurrence:
     promised_date: dt.date | None = None
     customer_wide: bool = False  # a promise about all the customer's invoices: one occurrence for them all
     kept: dt.datetime | None = None  # promise_made: when the promise was kept
+    replaced: dt.datetime | None = None  # promise_made: when a newer promise replaced it
+    made: dt.datetime | None = None  # promise_made: when the promise was made
 
-    def moot(self, trigger: dt.datetime) -> bool:
-        """A step of this occurrence triggered at `trigger` has nothing to say: a reminder of a promise
-        that was kept before it (the core skips it, explain says so)."""
-        return self.kept is not None and self.kept <= trigger
+    def moot(self, trigger: dt.datetime) -> str:
+        """Why a step of this occurrence triggered at `trigger` has nothing to say ("" if it has): a
+        reminder of a promise kept or replaced by a newer one before it (the core skips it, explain says
+        so)."""
+        if self.kept is not None and self.kept <= trigger:
+            return "promise kept"
+        if self.replaced is not None and self.replaced <= trigger:
+            return "promise replaced"
+        return ""
 
 
 def _local(moment: dt.datetime, tz) -> dt.date:
@@ -71,8 +78,17 @@ def promise_active(state: CustomerState, invoice: InvoiceInfo, now: dt.datetime)
     return max(active, key=lambda p: p.made_at, default=None)
 
 
+def replaced_at(state: CustomerState, promise: PromiseInfo, now: dt.datetime) -> dt.datetime | None:
+    """When a newer promise about the same debts (or about all of them) replaced this one by `now`,
+    before its promised date ended: a renegotiated promise is neither broken nor to be reminded of."""
+    deadline = min(now, end_of_day(promise.promised_date, now.tzinfo))
+    return min((p.made_at for p in state.promises if promise.made_at < p.made_at <= deadline
+                and p.invoice_id in (None, promise.invoice_id)), default=None)
+
+
 def broken(state: CustomerState, promise: PromiseInfo, now: dt.datetime) -> bool:
-    return now.date() > promise.promised_date and kept_at(state, promise, now, now.tzinfo) is None
+    return (now.date() > promise.promised_date and kept_at(state, promise, now, now.tzinfo) is None
+            and replaced_at(state, promise, now) is None)
 
 
 class Facts(dict):
@@ -226,11 +242,12 @@ def occurrences(rt, state: CustomerState, invoice: InvoiceInfo, now: dt.datetime
         if not covers(p, invoice) or p.made_at > now:
             continue
         wide = p.invoice_id is None
-        kept = kept_at(state, p, now, tz)
-        found.append(Occurrence("promise_made", p.id, _local(p.made_at, tz), p.promised_date, wide, kept))
+        kept, replaced = kept_at(state, p, now, tz), replaced_at(state, p, now)
+        found.append(Occurrence("promise_made", p.id, _local(p.made_at, tz), p.promised_date, wide, kept, replaced,
+                                p.made_at))
         if kept is not None:
             found.append(Occurrence("promise_kept", p.id, _local(kept, tz), p.promised_date, wide))
-        elif now.date() > p.promised_date:
+        elif now.date() > p.promised_date and replaced is None:
             found.append(Occurrence("promise_broken", p.id, p.promised_date + dt.timedelta(days=1), p.promised_date,
                                     wide))
     remaining = invoice.balance

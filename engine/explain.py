@@ -63,16 +63,19 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
     lines = []
     for owner, step, key, trigger, occ in _instances(rt, state, invoice, tz, local):
         when = trigger.isoformat(timespec="minutes") if trigger else ""
-        moot = occ is not None and occ.moot(trigger) and key not in state.done
+        moot = occ.moot(trigger) if occ is not None and key not in state.done else ""
         if key in next_tick:
             lines.append(next_tick[key])
         elif key in silent or moot:
-            lines.append(StepLine(owner, step.id, "not applicable", when, "the promise was kept before it" if moot
+            lines.append(StepLine(owner, step.id, "not applicable", when, _MOOT.get(moot) if moot
                                   else "its for/if condition is false: closed without a contact"))
         else:  # the core leaves it alone: settled or deferred before, not due yet, or held
             rest, why = _rest(state, invoice, local, header["status"] if ended else None, stage, owner, trigger, occ)
             lines.append(_from_memory(state, key, step.id, owner, mine) or StepLine(owner, step.id, rest, when, why))
     return header, lines
+
+
+_MOOT = {"promise kept": "the promise was kept before it", "promise replaced": "a newer promise replaced it before it"}
 
 
 def _instances(rt, state, invoice, tz, local):

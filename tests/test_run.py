@@ -433,6 +433,20 @@ def test_explain_says_what_the_next_tick_does_with_a_left_stage_and_a_kept_promi
     assert states["prom-rec"] == ("not applicable", "the promise was kept before it")
 
 
+def test_explain_says_a_replaced_promise_is_not_reminded(tmp_path):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    plan = compile_policy(EXAMPLE / "policy.yaml").plan
+    load_example(db, plan)
+    engine = s.connect(db)
+    import_text(engine, "promises", tmp_path / "prom.csv", "invoice_id,amount,promised_date,made_at\n"
+                "F001-00001,100,2026-11-25,2026-11-16T09:00\nF001-00001,100,2026-11-30,2026-11-18T09:00\n")
+    from collect.engine.explain import explain
+
+    _, lines = explain(engine, plan, "F001-00001", dt.datetime(2026, 11, 26, 14, tzinfo=UTC))
+    reminders = [(line.state, line.why) for line in lines if line.step == "prom-rec"]
+    assert ("not applicable", "a newer promise replaced it before it") in reminders
+
+
 def example_store(folder: Path, catch_up: str = "latest"):
     """pe-b2b (under `catch_up`) in a SQLite store with its payments and promises, and a dispute."""
     policy = folder / "policy.yaml"

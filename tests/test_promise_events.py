@@ -1,0 +1,92 @@
+"""Event steps of promises in the cases a customer's history brings (docs/language.md, Promises and
+Catch-up): old promises seen at the first tick, a promise renegotiated before its date, a reminder due
+before its promise was made, a promise about all the invoices and an invoice that arrives later."""
+
+import datetime as dt
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from coretools import customer, invoice, rows, run, runtime
+
+from collect.engine.events import customer_facts
+from collect.engine.simulate import run_customer
+from collect.engine.state import PaymentInfo, PromiseInfo
+
+LIMA = ZoneInfo("America/Lima")
+EVENTS = """
+stages:
+  s:
+    when: invoice.days_past_due >= 1
+    steps:
+      - { id: od-1, at: due+1d, send: email, template: m }
+events:
+  promise_made:   [ { id: pm-rem, at: promise-1d 10:00, send: email, template: m } ]
+  promise_broken: [ { id: pb, at: event 10:00, send: email, template: m } ]
+"""
+
+
+def at(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=LIMA)
+
+
+def promise(pid: str, amount: int, day: str, made: str, invoice_id: str | None = "F1") -> PromiseInfo:
+    return PromiseInfo(pid, Decimal(amount), dt.date.fromisoformat(day), at(made), invoice_id)
+
+
+def steps(result, *names) -> list[tuple]:
+    return [(d.step, d.status, d.reason) for d in result.decisions if d.step in names]
+
+
+def test_promises_months_old_at_the_first_tick_send_nothing_unless_catch_up_all(tmp_path):
+    """A July reminder and a broken July promise were sent on the first tick in November."""
+    for catch_up, expected in (("latest", [("pm-rem", "skipped", "missed"), ("pb", "skipped", "missed")]),
+                               ("all", [("pm-rem", "deferred", "window"), ("pb", "deferred", "window"),
+                                        ("pm-rem", "sent", "window"), ("pb", "sent", "window")])):
+        rt = runtime(EVENTS + f"catch_up: {catch_up}\n", tmp_path)
+        c = customer()
+        invoice(c, "F1", "2026-06-01")
+        c.promises.append(promise("A", 1000, "2026-07-15", "2026-07-10T12:00"))
+        result = run(rt, [c], "2026-11-02", 3)
+        assert sorted(steps(result, "pm-rem", "pb")) == sorted(expected), catch_up
+
+
+def test_a_promise_replaced_before_its_date_is_neither_reminded_nor_broken(tmp_path):
+    """A (for the 12th) is renegotiated on the 6th into B (for the 25th), which is kept: no reminder of A on
+    the 11th, no 'promise broken' on the 13th, and A is no broken promise of the customer."""
+    rt = runtime(EVENTS, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-02")
+    c.promises += [promise("A", 1000, "2026-11-12", "2026-11-03T12:00"),
+                   promise("B", 1000, "2026-11-25", "2026-11-06T12:00")]
+    c.payments.append(PaymentInfo("p1", "F1", Decimal(1000), at("2026-11-24T12:00")))
+    result = run(rt, [c], "2026-11-01", 30)
+    assert rows(result) == [("2026-11-03 08:00", "od-1", "email", ("F1",), ""),
+                            ("2026-11-24 10:00", "pm-rem", "email", ("F1",), "")]  # B's reminder only
+    assert customer_facts(rt, c, at("2026-11-20T12:00"))["customer.broken_promises_12m"] == 0
+
+
+def test_a_reminder_due_before_its_promise_was_made_is_not_sent(tmp_path):
+    """promise-3d of a promise made the day before its date: the reminder went out at once."""
+    rt = runtime(EVENTS.replace("promise-1d 10:00", "promise-3d 10:00"), tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-02")
+    c.promises.append(promise("A", 1000, "2026-11-12", "2026-11-11T16:00"))
+    c.payments.append(PaymentInfo("p1", "F1", Decimal(1000), at("2026-11-12T09:00")))
+    result = run(rt, [c], "2026-11-09", 6)
+    assert steps(result, "pm-rem") == []
+
+
+def test_a_promise_about_all_invoices_is_not_new_to_an_invoice_that_arrives_later(tmp_path):
+    """W covers every invoice: broken, it is one message for F1 and F2. F3, in the portfolio from the
+    16th, got a second 'promise broken' for the same promise."""
+    rt = runtime(EVENTS, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-02")
+    invoice(c, "F2", "2026-11-02")
+    c.promises.append(promise("W", 1500, "2026-11-12", "2026-11-05T12:00", None))
+    utc = dt.timezone.utc
+    decisions = run_customer(rt, c, at("2026-11-10T00:00").astimezone(utc), at("2026-11-16T00:00").astimezone(utc), 3600)
+    invoice(c, "F3", "2026-11-20")
+    decisions += run_customer(rt, c, at("2026-11-16T00:00").astimezone(utc), at("2026-11-20T00:00").astimezone(utc), 3600)
+    assert [(d.step, d.invoice_ids, d.status) for d in decisions if d.step == "pb"] == [
+        ("pb", ("F1", "F2"), "sent")]
