@@ -50,6 +50,7 @@ class Delivery:
     build: object  # () -> Message; may raise when the template cannot be rendered
     reason: str = ""  # the decision's reason (why it was deferred first): the row's once delivered
     late: bool = False  # decided at an earlier tick (a retry, a crashed tick's row): `at` becomes the send's
+    overdue: object = None  # () -> why it may no longer go (the tick ran past its window), or None
 
 
 @dataclass
@@ -128,6 +129,8 @@ def _deliver_channel(items: list, channels, on_result=None, stop=None, stopped=N
             result = Result(d, "waiting", f"not tried: {stopped[d.channel]}", stopped=stopped[d.channel])
         elif failing.get(d.channel, 0) >= BREAKER:
             result = Result(d, "waiting", f"not tried: {d.channel} failed {BREAKER} times in a row")
+        elif d.overdue is not None and (why := d.overdue()):
+            result = Result(d, "waiting", f"not tried: {why}")  # a later tick holds it until it may go
         else:
             result = _attempt(d, message, channels)
             failing[d.channel] = failing.get(d.channel, 0) + 1 if result.status == "retry" else 0

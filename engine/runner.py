@@ -30,6 +30,7 @@ import datetime as dt
 import os
 import socket
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,6 +55,7 @@ from .storeio import _insert_new, _upsert, load_states
 NEVER = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)  # next_action_at of a customer with nothing ahead
 ADVISORY_KEY = 7_240_113  # first half of the advisory lock id (tick id second) held by a live tick
 RECOVER_CHUNK = 500  # `sending` rows taken over per statement (a statement may name ~32k values on SQLite)
+OVERDUE_AFTER = 60  # seconds into a tick after which a contact is checked again at its turn to be sent
 
 
 def plan_changed(conn: Connection, plan_hash: str) -> bool:
@@ -213,6 +215,8 @@ class Runner:
         self.engine, self.plan, self.channels = engine, plan, channels
         self.rt = Runtime(plan)
         self.batch = batch
+        self._clock = time.monotonic  # seconds since the tick began (a test may drive it)
+        self._now, self._started = None, 0.0
         self.pay_link = pay_link or "https://pay.example.com/c/{customer_id}"
         self._unfinished: dict[int, dt.datetime] = {}  # ticks whose finished_at the store did not take then
 
@@ -222,6 +226,7 @@ class Runner:
         summary = TickSummary()
         if dry_run:
             return self._dry_run(now, summary)
+        self._now, self._started = now, self._clock()  # the tick's timeline, for `_overdue`
         started = dt.datetime.now(dt.timezone.utc)
         with self.engine.begin() as conn:
             changed = plan_changed(conn, self.rt.plan_hash)
@@ -409,7 +414,21 @@ class Runner:
 
         return Delivery(key, channel, customer_id, tuple(steps), attempts,
                         lambda: build_message(self.rt, self.plan, decision, state, self.pay_link), decision.reason,
-                        late)
+                        late, lambda: self._overdue(state, decision, channel))
+
+    def _overdue(self, state, decision: Decision, channel: str) -> str | None:
+        """Why a contact decided as of the tick's `now` may no longer go when its turn to be sent comes:
+        a tick that delivers for long (thousands of emails through one SMTP server) may reach a window's
+        end, or the law's hours, after its decisions. Looked at once the tick has run OVERDUE_AFTER."""
+        elapsed = self._clock() - self._started
+        if elapsed < OVERDUE_AFTER:
+            return None
+        moment = self._now + dt.timedelta(seconds=elapsed)
+        held = held_now(self.rt, state, moment, decision.invoice_ids, channel, decision.at)
+        if held is None:
+            return None
+        local = moment.astimezone(decision.at.tzinfo)
+        return f"the tick was still delivering at {local:%H:%M} local time, when {held[0]} held it"
 
     @contextlib.contextmanager
     def _alive(self, tick_id: int):

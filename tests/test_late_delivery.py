@@ -238,3 +238,37 @@ def test_contacts_held_up_by_an_outage_are_released_within_the_caps_not_all_at_o
     assert len(provider.placed) == 1  # the cap frees a day after the one that went
     tick(8, 9)
     assert provider.placed[-1] == ("sms", dt.datetime(2026, 11, 8, 9, tzinfo=lima))
+
+
+def test_a_tick_that_delivers_past_the_window_s_end_leaves_the_rest_for_the_window(db_url, tmp_path, monkeypatch):
+    """A tick decides its contacts as of its start and then delivers them one by one; thousands of emails
+    through one SMTP server take minutes. One decided at 17:59 and reached at 18:04 is past the 09:00-18:00
+    window (for a law's hours, past the law): it is not sent then, but when the window opens."""
+    monkeypatch.chdir(tmp_path)
+    lima = ZoneInfo("America/Lima")
+    path = tmp_path / "policy.yaml"
+    path.write_text(textwrap.dedent(CAPPED).replace('mon-sun: "00:00-23:59"', 'mon-sun: "09:00-18:00"')
+                    .replace("due+1d 10:00", "due+1d 17:59"))
+    plan = compile_policy(path).plan
+    engine = s.connect(db_url)
+    (tmp_path / "i.csv").write_text("invoice_id,customer_id,amount,due_date,phone\nA,C1,100,2026-11-02,+51987654321\n")
+    import_file(engine, "invoices", tmp_path / "i.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    channels = Channels()
+    provider = channels.instances["sms"] = Locked()
+    provider.up = True
+    runner = Runner(engine, plan, channels)
+
+    def tick(day, hour, minute, delivering_for=0.0):
+        seconds = iter([0.0])  # the tick starts at 0; every later reading is `delivering_for` seconds on
+        runner._clock = lambda: next(seconds, delivering_for)
+        provider.now = dt.datetime(2026, 11, day, hour, minute, tzinfo=lima)
+        return runner.tick(provider.now)
+    summary = tick(3, 17, 59, delivering_for=300)
+    assert provider.placed == [] and summary.delivery["waiting"] == 1
+    assert any("still delivering at 18:04 local time, when window held it" in line for line in summary.provider_failures)
+    tick(3, 18, 30)
+    with engine.connect() as conn:
+        waiting = conn.execute(select(s.contacts)).one()
+    assert waiting.status == "sending" and waiting.next_attempt_at.astimezone(lima) == dt.datetime(2026, 11, 4, 9, tzinfo=lima)
+    tick(4, 9, 0, delivering_for=30)  # under a minute: not looked at again
+    assert provider.placed == [("sms", dt.datetime(2026, 11, 4, 9, 0, tzinfo=lima))]
