@@ -56,7 +56,8 @@ class Delivery:
 @dataclass
 class Result:
     delivery: Delivery
-    # sent | retry | failed | waiting (not tried: the channel's provider is failing) | stopped (the
+    # sent | retry | failed | held (not tried: its window or the law closed while the tick delivered) |
+    # waiting (not tried: the channel's provider is failing) | stopped (the
     # provider refused the channel's account: the contact waits, no attempt used, and so does the channel)
     status: str
     reason: str = ""
@@ -67,8 +68,8 @@ class Result:
     stopped: str = ""  # why the channel is stopped for the tick (status stopped, and waiting behind it)
 
 
-# stopped and waiting contacts stay `sending`, released to a later tick, without using an attempt
-NOT_TRIED = ("waiting", "stopped")
+# stopped, waiting and held contacts stay `sending`, released to a later tick, without using an attempt
+NOT_TRIED = ("waiting", "stopped", "held")
 
 
 def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: dict[str, str] | None = None,
@@ -130,7 +131,7 @@ def _deliver_channel(items: list, channels, on_result=None, stop=None, stopped=N
         elif failing.get(d.channel, 0) >= BREAKER:
             result = Result(d, "waiting", f"not tried: {d.channel} failed {BREAKER} times in a row")
         elif d.overdue is not None and (why := d.overdue()):
-            result = Result(d, "waiting", f"not tried: {why}")  # a later tick holds it until it may go
+            result = Result(d, "held", f"held: {why}")  # no failure: a later tick holds it until it may go
         else:
             result = _attempt(d, message, channels)
             failing[d.channel] = failing.get(d.channel, 0) + 1 if result.status == "retry" else 0
@@ -188,7 +189,7 @@ def failure_lines(results: list[Result]) -> list[str]:
     channel stopped by an earlier call of the tick was reported by that call)."""
     lines, reported = [], set()
     for r in results:
-        if r.status == "sent":
+        if r.status in ("sent", "held"):
             continue
         if r.stopped:
             if r.status == "stopped" and r.delivery.channel not in reported:

@@ -387,6 +387,9 @@ class Runner:
         for r in results:
             if r.status == "sent":
                 summary.by_channel[r.delivery.channel] += 1
+            if r.status == "held":  # as a late contact held by `_hold`: no provider outcome
+                summary.statuses["held"] += 1
+                continue
             summary.delivery[r.status] += 1
         # a line per failed message; one per channel stopped by an account-level refusal, not one per
         # message it left waiting

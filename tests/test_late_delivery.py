@@ -264,8 +264,12 @@ def test_a_tick_that_delivers_past_the_window_s_end_leaves_the_rest_for_the_wind
         provider.now = dt.datetime(2026, 11, day, hour, minute, tzinfo=lima)
         return runner.tick(provider.now)
     summary = tick(3, 17, 59, delivering_for=300)
-    assert provider.placed == [] and summary.delivery["waiting"] == 1
-    assert any("still delivering at 18:04 local time, when window held it" in line for line in summary.provider_failures)
+    assert provider.placed == [] and summary.statuses["held"] == 1 and summary.delivery == {}
+    assert summary.provider_failures == []  # no failure: `collect run` exits 0
+    with engine.connect() as conn:
+        held = conn.execute(select(s.contacts)).one()
+    assert held.status == "sending" and held.reason.endswith(
+        "held: the tick was still delivering at 18:04 local time, when window held it")
     tick(3, 18, 30)
     with engine.connect() as conn:
         waiting = conn.execute(select(s.contacts)).one()
