@@ -277,7 +277,7 @@ class Decider:
                     self.out.wake_at(trigger)
                     continue
                 r = Ready(step, invoice, key, trigger, ctx, occ.id if occ.customer_wide else None)
-                if self._not_for_this_invoice(r, occ):
+                if not_for_this_invoice(self.state, step, invoice.id, trigger, occ):
                     self._settle(r, "skipped", "", emit=False)
                     continue
                 # kept or replaced before the trigger: nothing to remind, whatever the tick; kept while the
@@ -288,18 +288,6 @@ class Decider:
                 elif self._event_applies(r):
                     ready.append(r)
         return ready
-
-    def _not_for_this_invoice(self, r: Ready, occ) -> bool:
-        """A reminder due before its promise was made (promise-3d of a promise made the day before) was
-        never one to send; an occurrence about all the customer's invoices that one of them has had its
-        step for already is not new to an invoice seen later (one message per occurrence)."""
-        if r.step.anchor == "promise" and occ.made is not None and r.trigger < occ.made:
-            return True
-        if not occ.customer_wide:
-            return False
-        done, step = self.state.done, r.step.id
-        return any(done.get(f"{step}|{other}|{occ.id}", "not applicable") != "not applicable"
-                   for other in self.state.invoices if other != r.invoice.id)
 
     def _event_applies(self, r: Ready) -> bool:
         """Each event step fires once per occurrence. One seen due long after its trigger (an old promise
@@ -527,6 +515,19 @@ class Decider:
             self._emit([r], "", status, reason)
         else:
             self.out.silent.append(r.key)
+
+
+def not_for_this_invoice(state: CustomerState, step: StepRt, invoice_id: str, trigger: dt.datetime, occ) -> str:
+    """Why an event step of this occurrence is none for this invoice ("" if it is one): a reminder due
+    before its promise was made (promise-3d of a promise made the day before) never was one to send; an
+    occurrence about all the customer's invoices whose step one of them has had already is not new to an
+    invoice seen later (one message per occurrence). Closed without a contact; explain says why."""
+    if step.anchor == "promise" and occ.made is not None and trigger < occ.made:
+        return "it was due before the promise was made"
+    if occ.customer_wide and any(state.done.get(f"{step.id}|{other}|{occ.id}", "not applicable") != "not applicable"
+                                 for other in state.invoices if other != invoice_id):
+        return "the promise is about all the invoices: its message went out with another one"
+    return ""
 
 
 def to_float(value) -> float | None:

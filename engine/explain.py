@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from . import store as s
-from .decide import decide, stopped
+from .decide import decide, not_for_this_invoice, stopped
 from .events import customer_facts, invoice_context, occurrences, promise_active
 from .runner import NEVER, next_look
 from .runtime import Runtime
@@ -59,20 +59,32 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
               "next_look": _next_look(look, tz)}
     mine = [c for c in contacts if invoice_id in c.invoice_ids.split(";")]
     next_tick, silent = ({}, set()) if look else _next_tick(rt, state, invoice_id, local)
-    ended = stopped(rt, state, invoice, local)
+    ended = None
+    if stopped(rt, state, invoice, local):
+        ended = "a stop step ended it" if invoice_id in state.stopped else f"the invoice is {header['status']}"
     lines = []
     for owner, step, key, trigger, occ in _instances(rt, state, invoice, tz, local):
         when = trigger.isoformat(timespec="minutes") if trigger else ""
-        moot = occ.moot(trigger) if occ is not None and key not in state.done else ""
+        moot = _silent_reason(state, invoice, step, trigger, occ)  # a reason other than its for/if
         if key in next_tick:
             lines.append(next_tick[key])
-        elif key in silent or moot:
-            lines.append(StepLine(owner, step.id, "not applicable", when, _MOOT.get(moot) if moot
-                                  else "its for/if condition is false: closed without a contact"))
+        elif key in silent or (moot and key not in state.done):
+            lines.append(StepLine(owner, step.id, "not applicable", when,
+                                  moot or "its for/if condition is false: closed without a contact"))
         else:  # the core leaves it alone: settled or deferred before, not due yet, or held
-            rest, why = _rest(state, invoice, local, header["status"] if ended else None, stage, owner, trigger, occ)
-            lines.append(_from_memory(state, key, step.id, owner, mine) or StepLine(owner, step.id, rest, when, why))
+            rest, why = _rest(state, invoice, local, ended, stage, owner, trigger, occ)
+            lines.append(_from_memory(state, key, step.id, owner, mine, moot)
+                         or StepLine(owner, step.id, rest, when, why))
     return header, lines
+
+
+def _silent_reason(state, invoice, step, trigger, occ) -> str:
+    """Why an event step instance is closed without a contact other than its for/if condition, or ""."""
+    if occ is None or trigger is None:
+        return ""
+    if moot := occ.moot(trigger):
+        return _MOOT[moot]
+    return not_for_this_invoice(state, step, invoice.id, trigger, occ)
 
 
 _MOOT = {"promise kept": "the promise was kept before it", "promise replaced": "a newer promise replaced it before it"}
@@ -116,7 +128,7 @@ def _rest(state, invoice, local, stopped, stage, owner, trigger, occ) -> tuple[s
     if trigger is None:
         return "waiting", f"no {owner} event for this invoice yet"
     if stopped:
-        return "stopped", f"the invoice is {stopped}"
+        return "stopped", stopped
     if trigger > local:
         return "scheduled", f"{owner} on {occ.date}" if occ else f"if the invoice is then in stage '{owner}'"
     if stage != owner:
@@ -132,15 +144,16 @@ def _next_look(look: dt.datetime | None, tz) -> str:
     return "never" if look >= NEVER else look.astimezone(tz).isoformat(timespec="minutes")
 
 
-def _from_memory(state, key: str, step_id: str, owner: str, contacts) -> StepLine | None:
-    """A step instance settled or deferred at an earlier tick, as the store remembers it."""
+def _from_memory(state, key: str, step_id: str, owner: str, contacts, silent_why: str = "") -> StepLine | None:
+    """A step instance settled or deferred at an earlier tick, as the store remembers it; `silent_why`:
+    why it was closed without a contact, when its for/if was not the reason."""
     if key in state.pending:
         return StepLine(owner, step_id, "deferred", "", f"waiting: {state.pending[key]}")
     status = state.done.get(key)
     if status is None:
         return None
     if status == "not applicable":
-        return StepLine(owner, step_id, status, "", "its for/if condition was false when it was due")
+        return StepLine(owner, step_id, status, "", silent_why or "its for/if condition was false when it was due")
     # this instance's contacts: an event step has one instance per occurrence. Rows that settle no instance
     # (the agent task after a failure) or from before the store kept them (0002) match by the step alone.
     rows = [c for c in contacts if (key in c.steps if c.steps else c.step == step_id)]

@@ -398,3 +398,13 @@ def test_a_value_table_keyed_by_the_file_s_header_says_to_key_it_by_our_name_bef
                                     "A,c1,10,2026-01-01,ABIERTA,R\n")
     invoice = read(both, colmap=custom).invoices["A"]
     assert (invoice.status, invoice.attrs) == ("open", {"Vendedor": "Rosa"})
+
+
+def test_a_customers_file_saying_false_does_not_lift_an_opt_out_of_the_invoice_rows(tmp_path):
+    """`false` or empty changes nothing (docs/files.md): the customers file wins where both give a value,
+    but not to lift an opt-out, which `collect import` keeps too (the dry run contacted the customer by
+    SMS where production did not)."""
+    portfolio = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date,optout_sms,optout_email\n"
+                                         "A,c1,100,2026-12-01,true,\n")
+    customers = write(tmp_path, "c.csv", "customer_id,optout_sms,optout_email\nc1,false,true\n")
+    assert read(portfolio, customers=customers).customers["c1"].optouts == frozenset({"sms", "email"})

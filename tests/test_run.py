@@ -447,6 +447,48 @@ def test_explain_says_a_replaced_promise_is_not_reminded(tmp_path):
     assert ("not applicable", "a newer promise replaced it before it") in reminders
 
 
+STOPPED_AND_KEPT = """
+policy: r3
+timezone: America/Lima
+currency: USD
+windows:
+  default: { mon-sun: "08:00-20:00" }
+templates:
+  t:
+    email: { subject: "s", body: "b {{ customer.name }}" }
+stages:
+  due:
+    when: invoice.days_past_due >= 0
+    steps:
+      - { id: d0, at: due 09:00, send: email, template: t }
+      - { id: end, at: due+1d 10:00, stop: true }
+      - { id: d2, at: due+2d 09:00, send: email, template: t }
+events:
+  promise_made: [ { id: remind, at: promise-1d 09:00, send: email, template: t } ]
+"""
+
+
+def test_explain_after_the_ticks_says_why_a_step_closed_without_a_contact(tmp_path):
+    """After the tick that closed it, a kept promise's reminder read 'its for/if condition was false',
+    and the steps after a `stop` step 'stopped: the invoice is open'."""
+    from collect.engine.explain import explain
+
+    (tmp_path / "policy.yaml").write_text(STOPPED_AND_KEPT)
+    plan = compile_policy(tmp_path / "policy.yaml").plan
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    engine = s.connect(db)
+    import_text(engine, "invoices", tmp_path / "i.csv", "invoice_id,customer_id,amount,due_date,email\n"
+                "X1,Q1,1000,2026-11-25,q1@example.com\nX2,Q2,1000,2026-11-17,q2@example.com\n")
+    import_text(engine, "promises", tmp_path / "pr.csv",
+                "invoice_id,amount,promised_date,made_at\nX1,400,2026-11-20,2026-11-16T10:00:00\n")
+    import_text(engine, "payments", tmp_path / "pay.csv", "invoice_id,amount,paid_at\nX1,400,2026-11-17T15:00:00\n")
+    ticks(db, plan, dt.datetime(2026, 11, 16, 5, tzinfo=UTC), 24 * 5, tmp_path)
+    now = dt.datetime(2026, 11, 21, 5, tzinfo=UTC)
+    why = {(line.step, line.state): line.why for invoice in ("X1", "X2") for line in explain(engine, plan, invoice, now)[1]}
+    assert why[("remind", "not applicable")] == "the promise was kept before it"
+    assert why[("d2", "stopped")] == "a stop step ended it"
+
+
 def example_store(folder: Path, catch_up: str = "latest"):
     """pe-b2b (under `catch_up`) in a SQLite store with its payments and promises, and a dispute."""
     policy = folder / "policy.yaml"
