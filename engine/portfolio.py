@@ -21,7 +21,7 @@ import io
 import re
 import zoneinfo
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
 from itertools import islice
 from pathlib import Path
@@ -45,6 +45,7 @@ KNOWN_COLUMNS = frozenset(INVOICE_COLUMNS + CUSTOMER_COLUMNS + PAYMENT_COLUMNS +
                           + EVENT_COLUMNS)
 TRUE, FALSE = {"true", "1", "yes", "y"}, {"false", "0", "no", "n"}
 MAX_DIGITS = 15  # digits before the point of an amount or balance: more is a broken cell, not money
+MONEY_PLACES = 6  # an amount's decimal places, in the store and in a simulation: every ISO 4217 currency has at most 4
 FIELD_DIGITS = 28  # of a custom number field (an 18-digit account number is fine): Decimal's precision
 # The store's column sizes (engine/store.py) that a standard column's text is kept in: a longer value is a
 # row error, in `collect simulate` too, not a value that SQLite keeps and PostgreSQL refuses. The other
@@ -354,7 +355,7 @@ class Cells:
     def decimal(self, name: str, required: bool = False, negative: bool = False,
                 digits: int = MAX_DIGITS) -> Decimal | None:
         """A number as written: exact, whatever its decimal places (the store rounds an amount to
-        MONEY_PLACES); at most `digits` before the point (1E+999999999 is finite, but no sum or int()
+        MONEY_PLACES, `money`); at most `digits` before the point (1E+999999999 is finite, but no sum or int()
         survives it)."""
         value = self.text(name, required)
         if value is None:
@@ -384,6 +385,10 @@ class Cells:
             self.problem(name, f"'{value}' is too large (at most {digits} digits before the decimal point)")
             return None
         return number
+
+    def money(self, name: str, required: bool = False) -> Decimal | None:
+        """An amount (invoice, payment, promise), rounded as the store keeps it (`money`)."""
+        return money(self.decimal(name, required))
 
     def date(self, name: str, required: bool = False, with_time: bool = False, bounded: bool = True):
         """A date or date-time; `bounded`: within FIRST_YEAR..LAST_YEAR, for the dates the calendar adds
@@ -457,6 +462,15 @@ _GROUPED = {  # digits in groups of three (the first of one to three, not 0), th
     (",", "."): re.compile(r"[1-9]\d{0,2}(,\d{3})+(\.\d+)?"),
     (".", ","): re.compile(r"[1-9]\d{0,2}(\.\d{3})+(,\d+)?"),
 }
+
+
+def money(value: Decimal | None) -> Decimal | None:
+    """An amount as the store keeps it: beyond MONEY_PLACES decimal places (a float's 0.30000000000000004
+    from an export) rounded half-even. The CSV reader rounds so too, so that a simulation reads the
+    amounts `collect run` will: a payment of 99.9949999 on 100 leaves nothing open in both."""
+    if value is None or value.as_tuple().exponent >= -MONEY_PLACES:
+        return value
+    return value.quantize(Decimal(1).scaleb(-MONEY_PLACES), rounding=ROUND_HALF_EVEN)
 
 
 @lru_cache(maxsize=None)

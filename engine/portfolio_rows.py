@@ -122,8 +122,8 @@ def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, curr
     untyped = table.extra(known | set(custom["invoice"]))
     for cells in table:
         iid, cid = cells.ident("invoice_id"), cells.ident("customer_id")
-        amount = cells.decimal("amount", True)
-        balance = cells.decimal("balance")
+        amount = cells.money("amount", True)
+        balance = cells.money("balance")
         due, issued = cells.date("due_date", True), cells.date("issue_date")
         status = (cells.text("status") or "open").lower()
         if status not in STATUSES:
@@ -182,7 +182,7 @@ def _payments(table: Table, book: Portfolio) -> None:
     seen: dict[str, tuple] = {}
     extra = table.extra(PAYMENT_COLUMNS)
     for cells in table:
-        iid, amount = _known_invoice(cells, book), cells.decimal("amount", True)
+        iid, amount = _known_invoice(cells, book), cells.money("amount", True)
         paid_at = cells.date("paid_at", True, with_time=True)
         # without a payment_id, the payment is named by what it is, so the same line in tomorrow's
         # export (whatever the file's name or the line's place) is recognised and not counted twice
@@ -224,7 +224,7 @@ def _promises(table: Table, book: Portfolio) -> None:
         if cid is not None and owner is not None and cid != owner:
             cells.problem("customer_id", f"invoice '{iid}' belongs to customer '{owner}', not '{cid}'")
             cid = iid = None
-        amount, promised = cells.decimal("amount", True), cells.date("promised_date", True)
+        amount, promised = cells.money("amount", True), cells.date("promised_date", True)
         made = cells.date("made_at", with_time=True)
         channel = cells.text("channel")
         if not ((iid or cid) and amount is not None and promised is not None):

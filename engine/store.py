@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import os
 import re
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 
 from pathlib import Path
 
@@ -23,17 +23,17 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
+from .portfolio import money
+
 DEFAULT_URL = "sqlite:///collect.db"
 UTC = dt.timezone.utc
 
 
-MONEY_PLACES = 6  # an amount's decimal places in the store: every ISO 4217 currency has at most 4
-
-
 class Money(TypeDecorator):
     """Exact decimals on every backend (stored as text). More than MONEY_PLACES decimal places (a float's
-    0.30000000000000004 from an export) are rounded half-even, so that the text fits the column: with at
-    most 15 digits before the point (the CSV reader's limit) it is at most 22 characters."""
+    0.30000000000000004 from an export) are rounded half-even (portfolio.money, as the CSV reader does),
+    so that the text fits the column: with at most 15 digits before the point (the CSV reader's limit)
+    it is at most 22 characters."""
 
     impl = String(40)
     cache_ok = True
@@ -41,10 +41,7 @@ class Money(TypeDecorator):
     def process_bind_param(self, value, dialect):
         if value is None:
             return None
-        value = Decimal(value)
-        if value.as_tuple().exponent < -MONEY_PLACES:
-            value = value.quantize(Decimal(1).scaleb(-MONEY_PLACES), rounding=ROUND_HALF_EVEN)
-        return str(value)
+        return str(money(Decimal(value)))
 
     def process_result_value(self, value, dialect):
         return None if value is None else Decimal(value)

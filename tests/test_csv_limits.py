@@ -2,7 +2,7 @@
 character) where SQLite keeps it. The readers make each a row error, `FILE:ROW: column COL: at most N
 characters`, the same in `collect simulate` and in `collect import` on either store, reported with every
 other bad row and nothing written. An amount is read exactly as written and stored rounded to 6 decimal
-places (engine/store.py MONEY_PLACES). Should the database still refuse a value, `collect import` says
+places (engine/portfolio.py MONEY_PLACES). Should the database still refuse a value, `collect import` says
 so in one line."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def test_every_sized_column_a_file_fills_is_guarded_by_the_readers():
     """A new VARCHAR(n) in a table that files fill must be guarded here too (SIZES), or PostgreSQL refuses
     what SQLite keeps."""
     from collect.engine.portfolio import SIZES
-    from collect.engine.store import MONEY_PLACES
+    from collect.engine.portfolio import MONEY_PLACES
 
     largest = len(str(Decimal("9" * MAX_DIGITS + "." + "9" * MONEY_PLACES)))  # an amount, as Money writes it
     guarded = {**GUARDS, **{where: largest for where in MONEY}}

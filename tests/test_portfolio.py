@@ -408,3 +408,14 @@ def test_a_customers_file_saying_false_does_not_lift_an_opt_out_of_the_invoice_r
                                          "A,c1,100,2026-12-01,true,\n")
     customers = write(tmp_path, "c.csv", "customer_id,optout_sms,optout_email\nc1,false,true\n")
     assert read(portfolio, customers=customers).customers["c1"].optouts == frozenset({"sms", "email"})
+
+
+def test_amounts_are_read_to_the_store_s_six_decimal_places(tmp_path):
+    """The store rounds an amount to 6 places: a payment of 99.9949999 on 100 pays it there. A simulation
+    read it as written and left 0.0050001 open, contacting a customer `collect run` would not."""
+    portfolio = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,balance,due_date\n"
+                                         "A,c1,100.0000004,100.0000005,2026-12-01\n")
+    payments = write(tmp_path, "pay.csv", "invoice_id,amount,paid_at\nA,99.9949999,2026-11-17\n")
+    book = read(portfolio, payments=payments)
+    assert (book.invoices["A"].amount, book.invoices["A"].balance, book.payments[0].amount) == (
+        Decimal("100.000000"), Decimal("100.000000"), Decimal("99.995000"))
