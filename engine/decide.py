@@ -99,6 +99,7 @@ class Decider:
         self._facts: dict | None = None  # customer-level context, built when first needed
         self._stops: set[str] = set()  # invoices a `stop` step ended in this call
         self._waiting: list[list[Ready]] = []  # groups deferred in this call
+        self._wide: dict[tuple, set] = {}  # (step, occurrence) -> invoices it went out for (`_sent_for`)
 
     # -- per invoice ---------------------------------------------------------------------------
 
@@ -277,25 +278,31 @@ class Decider:
                     self.out.wake_at(trigger)
                     continue
                 r = Ready(step, invoice, key, trigger, ctx, occ.id if occ.customer_wide else None)
-                if not_for_this_invoice(self.state, step, invoice.id, trigger, occ):
+                waiting = r.key in self.state.pending
+                if not waiting and not_for_this_invoice(self.state, step, invoice.id, trigger, occ, self._sent_for):
                     self._settle(r, "skipped", "", emit=False)
                     continue
                 # kept or replaced before the trigger: nothing to remind, whatever the tick; kept while the
                 # reminder waited for its slot (deferred): it must not go out either
-                waiting = r.key in self.state.pending
-                if moot := occ.moot(self.utc if waiting else trigger):
+                if moot := occ.moot(trigger, self.utc, waiting):
                     self._settle(r, "skipped", moot, emit=waiting)
                 elif self._event_applies(r):
                     ready.append(r)
         return ready
 
+    def _sent_for(self, step_id: str, occurrence: str) -> set[str]:
+        """The invoices whose instance of an event step for an occurrence went out: asked for every
+        invoice of a promise about all of them, so worked out once per call, not once per invoice."""
+        key = (step_id, occurrence)
+        if key not in self._wide:
+            self._wide[key] = sent_for(self.state, step_id, occurrence)
+        return self._wide[key]
+
     def _event_applies(self, r: Ready) -> bool:
-        """Each event step fires once per occurrence. One seen due long after its trigger (an old promise
-        in the history, a run after downtime) is stale: beyond `max_lateness` it is missed, unless
-        `catch_up: all` sends everything that came due."""
+        """Each event step fires once per occurrence; only `catch_up: none` drops a late one."""
         if r.key in self.state.pending:
             return True
-        if self.rt.catch_up != "all" and (self.utc - r.trigger).total_seconds() > self.rt.max_lateness_s:
+        if self.rt.catch_up == "none" and (self.utc - r.trigger).total_seconds() > self.rt.max_lateness_s:
             self._settle(r, "skipped", "missed")
             return False
         if r.step.condition is not None and r.step.condition(r.ctx) is not True:
@@ -517,17 +524,26 @@ class Decider:
             self.out.silent.append(r.key)
 
 
-def not_for_this_invoice(state: CustomerState, step: StepRt, invoice_id: str, trigger: dt.datetime, occ) -> str:
-    """Why an event step of this occurrence is none for this invoice ("" if it is one): a reminder due
-    before its promise was made (promise-3d of a promise made the day before) never was one to send; an
-    occurrence about all the customer's invoices whose step one of them has had already is not new to an
-    invoice seen later (one message per occurrence). Closed without a contact; explain says why."""
+def not_for_this_invoice(state: CustomerState, step: StepRt, invoice_id: str, trigger: dt.datetime, occ,
+                         sent=None) -> str:
+    """Why an event step of this occurrence, not decided yet, is none for this invoice ("" if it is
+    one): a reminder due before its promise was made (promise-3d of a promise made the day before) never
+    was one to send; an occurrence about all the customer's invoices whose message went out for one of
+    them is not new to an invoice seen later (one message per occurrence). Closed without a contact;
+    explain says why. `sent`: `sent_for`, memoised by the caller."""
     if step.anchor == "promise" and occ.made is not None and trigger < occ.made:
         return "it was due before the promise was made"
-    if occ.customer_wide and any(state.done.get(f"{step.id}|{other}|{occ.id}", "not applicable") != "not applicable"
-                                 for other in state.invoices if other != invoice_id):
-        return "the promise is about all the invoices: its message went out with another one"
+    if occ.customer_wide:
+        went = sent(step.id, occ.id) if sent else sent_for(state, step.id, occ.id)
+        if went - {invoice_id}:
+            return "the promise is about all the invoices: its message went out with another one"
     return ""
+
+
+def sent_for(state: CustomerState, step_id: str, occurrence: str) -> set[str]:
+    """The invoices for which an event step's instance of this occurrence went out (sent, or an agent task)."""
+    done = state.done
+    return {i for i in state.invoices if done.get(f"{step_id}|{i}|{occurrence}") in ("sent", "escalated")}
 
 
 def to_float(value) -> float | None:

@@ -30,17 +30,25 @@ class Occurrence:
     promised_date: dt.date | None = None
     customer_wide: bool = False  # a promise about all the customer's invoices: one occurrence for them all
     kept: dt.datetime | None = None  # promise_made: when the promise was kept
-    replaced: dt.datetime | None = None  # promise_made: when a newer promise replaced it
+    # promise_made: when a newer promise replaced it before its date; promise_broken: when a newer
+    # promise was made since (by now)
+    replaced: dt.datetime | None = None
     made: dt.datetime | None = None  # promise_made: when the promise was made
+    expires: dt.datetime | None = None  # promise_made: the end of the promised date
 
-    def moot(self, trigger: dt.datetime) -> str:
-        """Why a step of this occurrence triggered at `trigger` has nothing to say ("" if it has): a
-        reminder of a promise kept or replaced by a newer one before it (the core skips it, explain says
-        so)."""
-        if self.kept is not None and self.kept <= trigger:
+    def moot(self, trigger: dt.datetime, now: dt.datetime, waiting: bool = False) -> str:
+        """Why a step of this occurrence triggered at `trigger` has nothing to say at `now` ("" if it
+        has); `waiting`: it was deferred at an earlier tick. A reminder of a promise kept or replaced
+        before its trigger (or while it waited), or seen only once the promised date is over (an old
+        promise in an imported history); a 'promise broken' message once a newer promise is made. The
+        core skips it, explain says so."""
+        at = now if waiting else trigger
+        if self.kept is not None and self.kept <= at:
             return "promise kept"
-        if self.replaced is not None and self.replaced <= trigger:
+        if self.replaced is not None and (self.event == "promise_broken" or self.replaced <= at):
             return "promise replaced"
+        if self.expires is not None and trigger <= self.expires < now:
+            return "promise date passed"
         return ""
 
 
@@ -81,8 +89,13 @@ def promise_active(state: CustomerState, invoice: InvoiceInfo, now: dt.datetime)
 def replaced_at(state: CustomerState, promise: PromiseInfo, now: dt.datetime) -> dt.datetime | None:
     """When a newer promise about the same debts (or about all of them) replaced this one by `now`,
     before its promised date ended: a renegotiated promise is neither broken nor to be reminded of."""
-    deadline = min(now, end_of_day(promise.promised_date, now.tzinfo))
-    return min((p.made_at for p in state.promises if promise.made_at < p.made_at <= deadline
+    newer = _newer(state, promise, now)
+    return newer if newer is not None and newer <= end_of_day(promise.promised_date, now.tzinfo) else None
+
+
+def _newer(state: CustomerState, promise: PromiseInfo, now: dt.datetime) -> dt.datetime | None:
+    """When the first promise about the same debts made after this one was made, by `now`."""
+    return min((p.made_at for p in state.promises if promise.made_at < p.made_at <= now
                 and p.invoice_id in (None, promise.invoice_id)), default=None)
 
 
@@ -244,12 +257,12 @@ def occurrences(rt, state: CustomerState, invoice: InvoiceInfo, now: dt.datetime
         wide = p.invoice_id is None
         kept, replaced = kept_at(state, p, now, tz), replaced_at(state, p, now)
         found.append(Occurrence("promise_made", p.id, _local(p.made_at, tz), p.promised_date, wide, kept, replaced,
-                                p.made_at))
+                                p.made_at, end_of_day(p.promised_date, tz)))
         if kept is not None:
             found.append(Occurrence("promise_kept", p.id, _local(kept, tz), p.promised_date, wide))
         elif now.date() > p.promised_date and replaced is None:
             found.append(Occurrence("promise_broken", p.id, p.promised_date + dt.timedelta(days=1), p.promised_date,
-                                    wide))
+                                    wide, replaced=_newer(state, p, now)))
     remaining = invoice.balance
     for pay in state.payments:
         if pay.invoice_id != invoice.id or pay.at > now:

@@ -65,12 +65,14 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
     lines = []
     for owner, step, key, trigger, occ in _instances(rt, state, invoice, tz, local):
         when = trigger.isoformat(timespec="minutes") if trigger else ""
-        moot = _silent_reason(state, invoice, step, trigger, occ)  # a reason other than its for/if
+        moot = _silent_reason(state, invoice, step, trigger, occ, local)  # a reason other than its for/if
         if key in next_tick:
             lines.append(next_tick[key])
-        elif key in silent or (moot and key not in state.done):
-            lines.append(StepLine(owner, step.id, "not applicable", when,
-                                  moot or "its for/if condition is false: closed without a contact"))
+        elif key in silent:  # the next tick closes it
+            lines.append(StepLine(owner, step.id, "not applicable", when, f"{moot or 'its for/if condition is false'}: "
+                                  "closed without a contact"))
+        elif moot and key not in state.done:
+            lines.append(StepLine(owner, step.id, "not applicable", when, moot))
         else:  # the core leaves it alone: settled or deferred before, not due yet, or held
             rest, why = _rest(state, invoice, local, ended, stage, owner, trigger, occ)
             lines.append(_from_memory(state, key, step.id, owner, mine, moot)
@@ -78,16 +80,17 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
     return header, lines
 
 
-def _silent_reason(state, invoice, step, trigger, occ) -> str:
+def _silent_reason(state, invoice, step, trigger, occ, now) -> str:
     """Why an event step instance is closed without a contact other than its for/if condition, or ""."""
     if occ is None or trigger is None:
         return ""
-    if moot := occ.moot(trigger):
+    if moot := occ.moot(trigger, now):
         return _MOOT[moot]
     return not_for_this_invoice(state, step, invoice.id, trigger, occ)
 
 
-_MOOT = {"promise kept": "the promise was kept before it", "promise replaced": "a newer promise replaced it before it"}
+_MOOT = {"promise kept": "the promise was kept before it", "promise replaced": "a newer promise replaced it",
+         "promise date passed": "the promised date was over when it came due"}
 
 
 def _instances(rt, state, invoice, tz, local):

@@ -37,17 +37,24 @@ def steps(result, *names) -> list[tuple]:
     return [(d.step, d.status, d.reason) for d in result.decisions if d.step in names]
 
 
-def test_promises_months_old_at_the_first_tick_send_nothing_unless_catch_up_all(tmp_path):
-    """A July reminder and a broken July promise were sent on the first tick in November."""
-    for catch_up, expected in (("latest", [("pm-rem", "skipped", "missed"), ("pb", "skipped", "missed")]),
-                               ("all", [("pm-rem", "deferred", "window"), ("pb", "deferred", "window"),
-                                        ("pm-rem", "sent", "window"), ("pb", "sent", "window")])):
+def test_old_promises_at_the_first_tick_send_only_the_latest_broken_one(tmp_path):
+    """A July and an August promise, both broken, seen at the first tick in November: their reminders,
+    whose dates are over, and the July 'promise broken', since followed by the August promise, are moot;
+    the August 'promise broken' is the latest event and goes, as `latest` sends the newest due step
+    (under `none`, it is older than max_lateness: missed)."""
+    for catch_up, expected in (("latest", [("pb", "deferred", "window"), ("pb", "sent", "window")]),
+                               ("none", [("pb", "skipped", "missed")])):
         rt = runtime(EVENTS + f"catch_up: {catch_up}\n", tmp_path)
         c = customer()
         invoice(c, "F1", "2026-06-01")
-        c.promises.append(promise("A", 1000, "2026-07-15", "2026-07-10T12:00"))
+        c.promises += [promise("A", 1000, "2026-07-15", "2026-07-10T12:00"),
+                       promise("B", 1000, "2026-08-20", "2026-08-10T12:00")]
         result = run(rt, [c], "2026-11-02", 3)
-        assert sorted(steps(result, "pm-rem", "pb")) == sorted(expected), catch_up
+        assert steps(result, "pm-rem", "pb") == expected, catch_up
+        assert all(d.invoice_ids == ("F1",) for d in result.decisions)
+        assert {k: v for k, v in c.done.items() if k.startswith(("pm-rem", "pb"))} == {
+            "pm-rem|F1|A": "not applicable", "pm-rem|F1|B": "not applicable", "pb|F1|A": "not applicable",
+            "pb|F1|B": "sent" if catch_up == "latest" else "skipped"}
 
 
 def test_a_promise_replaced_before_its_date_is_neither_reminded_nor_broken(tmp_path):
@@ -90,3 +97,18 @@ def test_a_promise_about_all_invoices_is_not_new_to_an_invoice_that_arrives_late
     decisions += run_customer(rt, c, at("2026-11-16T00:00").astimezone(utc), at("2026-11-20T00:00").astimezone(utc), 3600)
     assert [(d.step, d.invoice_ids, d.status) for d in decisions if d.step == "pb"] == [
         ("pb", ("F1", "F2"), "sent")]
+
+
+def test_a_reminder_waiting_for_all_invoices_still_goes_when_one_of_them_is_paid(tmp_path):
+    """The reminder of a promise about F1 and F2 waits over a Sunday; F1 is paid on Sunday. F2's
+    reminder was closed silently as if it had gone out with F1's."""
+    rt = runtime(EVENTS, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-12-01")
+    invoice(c, "F2", "2026-12-01")
+    c.promises.append(promise("W", 1500, "2026-11-16", "2026-11-10T12:00", None))
+    c.payments.append(PaymentInfo("p1", "F1", Decimal(1000), at("2026-11-15T12:00")))
+    result = run(rt, [c], "2026-11-14", 3)
+    assert [(d.at.strftime("%a %H:%M"), d.invoice_ids, d.status, d.reason) for d in result.decisions] == [
+        ("Sun 10:00", ("F1", "F2"), "deferred", "window"), ("Sun 12:00", ("F1",), "skipped", "paid"),
+        ("Mon 08:00", ("F2",), "sent", "window")]
