@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal, localcontext
 
-from .events import end_of_day, kept_at
+from .events import end_of_day, kept_at, replaced_at
 from .state import CustomerState, PromiseInfo
 
 BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
@@ -68,7 +68,9 @@ def promise_outcome(state: CustomerState, promise: PromiseInfo, start: dt.date, 
     if promise.made_at >= now:
         return False, False, False
     made = promise.made_at.astimezone(tz).date() > start
-    due = start < promise.promised_date <= today
+    # a promise renegotiated before its date is replaced by the newer one, which counts on its own: it is
+    # neither kept nor broken (as for the core's promise_broken and broken_promises_12m)
+    due = start < promise.promised_date <= today and replaced_at(state, promise, now) is None
     return made, due, due and kept_at(state, promise, now, tz) is not None
 
 

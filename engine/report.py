@@ -150,15 +150,17 @@ def _promises(conn, book: dict[str, _Invoice], zone_of, start: dt.date, today: d
     for invoice in book.values():
         paid[invoice.customer_id] += [p for _, p in invoice.payments]
     states: dict[str, CustomerState] = {}
-    made = due = kept = 0
     for r in conn.execute(select(s.promises).order_by(s.promises.c.id)):
         state = states.get(r.customer_id)
-        if state is None:  # kept_at reads only the payments, in time order
+        if state is None:  # kept_at reads the payments, in time order; replaced_at the other promises
             payments = sorted(paid[r.customer_id], key=lambda p: p.at)
             state = states[r.customer_id] = CustomerState(CustomerInfo(r.customer_id), payments=payments)
-        promise = PromiseInfo(f"promise-{r.id}", r.amount, r.promised_date, r.made_at, r.invoice_id)
-        counted = promise_outcome(state, promise, start, today, zone_of(r.customer_id))
-        made, due, kept = made + counted[0], due + counted[1], kept + counted[2]
+        state.promises.append(PromiseInfo(f"promise-{r.id}", r.amount, r.promised_date, r.made_at, r.invoice_id))
+    made = due = kept = 0
+    for cid, state in states.items():
+        for promise in state.promises:
+            counted = promise_outcome(state, promise, start, today, zone_of(cid))
+            made, due, kept = made + counted[0], due + counted[1], kept + counted[2]
     totals = promise_totals(made, due, kept)
     return {**totals, "kept_rate_pct": _text(totals["kept_rate_pct"])}
 

@@ -106,6 +106,18 @@ def test_promises_kept_by_the_decision_cores_rule(book):
     assert promises == {"made": 4, "due": 3, "kept": 2, "broken": 1, "kept_rate_pct": "66.7"}
 
 
+def test_a_renegotiated_promise_is_neither_kept_nor_broken(tmp_path):
+    """P1 (for 03-20) is replaced on 03-15 by P2 (for 03-28), which is kept: one promise due and kept,
+    not a broken one beside it (the core sends no 'promise broken' for P1 either)."""
+    engine = s.connect(f"sqlite:///{tmp_path / 'c.db'}")
+    import_text(engine, "invoices", tmp_path / "i.csv",
+                "invoice_id,customer_id,amount,issue_date,due_date\nX,C1,500,2026-02-01,2026-03-01\n")
+    import_text(engine, "promises", tmp_path / "pr.csv", "invoice_id,amount,promised_date,made_at\n"
+                "X,500,2026-03-20,2026-03-10T10:00\nX,500,2026-03-28,2026-03-15T10:00\n")
+    import_text(engine, "payments", tmp_path / "pay.csv", "invoice_id,amount,paid_at\nX,500,2026-03-27T10:00\n")
+    assert report(engine, DAY)["promises"] == {"made": 2, "due": 1, "kept": 1, "broken": 0, "kept_rate_pct": "100.0"}
+
+
 def test_a_shorter_period_moves_the_opening(book):
     data = report(book, DAY, days=10)  # 03-22 .. 03-31, opening as of 03-21
     assert data["cei"]["opening_receivables"] == "900"  # A 300 + B 400 + N 200
