@@ -475,8 +475,8 @@ def money(value: Decimal | None) -> Decimal | None:
 
 @lru_cache(maxsize=None)
 def _groups(thousands: str) -> re.Pattern:
-    t = re.escape(thousands)  # 1.234.567, or the Indian 12,34,567 (lakhs and crores): three digits last
-    return re.compile(rf"\d{{1,3}}({t}\d{{3}})+|\d{{1,2}}({t}\d{{2}})*{t}\d{{3}}")
+    t = re.escape(thousands)  # 1.234.567, or the Indian 12,34,567 (lakhs and crores): three digits last; 0.500 is no 500
+    return re.compile(rf"[1-9]\d{{0,2}}({t}\d{{3}})+|[1-9]\d?({t}\d{{2}})*{t}\d{{3}}")
 
 
 def _grouped(value: str, thousands: str, decimal: str) -> bool:

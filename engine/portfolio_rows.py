@@ -101,7 +101,8 @@ def _merge(existing: dict, new: dict, cells: Cells, override: bool) -> None:
         old = existing.get(key)
         if value is None or value == old:
             continue
-        if key.startswith("optout_") and old:  # an opt-out is never lifted (SPEC 4.6), as `collect import` keeps it
+        if key.startswith("optout_"):  # an opt-out is never lifted (SPEC 4.6), as `collect import` keeps it:
+            existing[key] = old or value  # a true anywhere stands, whichever row or file says false
             continue
         if old is not None and not override:
             column = next((c for c, a in CUSTOMER_FIELDS.items() if a == key), key)

@@ -357,10 +357,11 @@ def test_a_thousands_separator_that_groups_no_thousands_is_an_error_not_a_hundre
     euro = load_map(write(tmp_path, "eu.yaml", "decimal: ','\nthousands: '.'\n"))
     us = load_map(write(tmp_path, "us.yaml", "thousands: ','\n"))
     slips = write(tmp_path, "p.csv", "invoice_id;customer_id;amount;due_date\nA;c1;55.94;2026-12-01\n"
-                                     "B;c1;1.2.3,5;2026-12-01\nC;c1;12.34,5;2026-12-01\nD;c1;1234.567,5;2026-12-01\n")
+                                     "B;c1;1.2.3,5;2026-12-01\nC;c1;12.34,5;2026-12-01\nD;c1;1234.567,5;2026-12-01\n"
+                                     "E;c1;0.500;2026-12-01\n")
     said = ("is not a number (decimal separator ',', thousands separator '.' between groups of three digits)")
-    assert problems(slips, colmap=euro) == [f"{n}: column amount: '{v}' {said}"
-                                            for n, v in ((2, "55.94"), (3, "1.2.3,5"), (4, "12.34,5"), (5, "1234.567,5"))]
+    assert problems(slips, colmap=euro) == [f"{n}: column amount: '{v}' {said}" for n, v in (
+        (2, "55.94"), (3, "1.2.3,5"), (4, "12.34,5"), (5, "1234.567,5"), (6, "0.500"))]
     comma = write(tmp_path, "c.csv", 'invoice_id,customer_id,amount,due_date\nA,c1,"12,5",2026-12-01\n')
     assert problems(comma, colmap=us) == ["2: column amount: '12,5' is not a number (decimal separator '.', thousands "
                                           "separator ',' between groups of three digits; use --map decimal: ',')"]
@@ -408,6 +409,9 @@ def test_a_customers_file_saying_false_does_not_lift_an_opt_out_of_the_invoice_r
                                          "A,c1,100,2026-12-01,true,\n")
     customers = write(tmp_path, "c.csv", "customer_id,optout_sms,optout_email\nc1,false,true\n")
     assert read(portfolio, customers=customers).customers["c1"].optouts == frozenset({"sms", "email"})
+    rows = write(tmp_path, "r.csv", "invoice_id,customer_id,amount,due_date,optout_sms\n"
+                                    "A,c1,100,2026-12-01,false\nB,c1,100,2026-12-01,true\n")  # no conflict either way
+    assert read(rows).customers["c1"].optouts == frozenset({"sms"})
 
 
 def test_amounts_are_read_to_the_store_s_six_decimal_places(tmp_path):
