@@ -41,7 +41,7 @@ try:
 except ImportError:  # Windows: the tick's process id tells, on one machine
     fcntl = None
 
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import or_, select, text, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
 from . import store as s
@@ -389,6 +389,9 @@ class Runner:
                 summary.by_channel[r.delivery.channel] += 1
             if r.status == "held":  # as a late contact held by `_hold`: no provider outcome
                 summary.statuses["held"] += 1
+                if not r.delivery.late:  # decided in this tick as sent: it is held instead
+                    summary.statuses["sent"] -= 1
+                    summary.statuses = +summary.statuses  # no "0 sent"
                 continue
             summary.delivery[r.status] += 1
         # a line per failed message; one per channel stopped by an account-level refusal, not one per
@@ -481,23 +484,26 @@ class Runner:
         and the provider call, or waiting for a retry whose time has come.
 
         Rows are taken over by moving their tick_id to this tick in one UPDATE ... RETURNING, so two
-        ticks never deliver the same row. They are taken RECOVER_CHUNK at a time, in key order: after a
-        long provider outage tens of thousands wait, more than one statement may name."""
+        ticks never deliver the same row. They are taken RECOVER_CHUNK at a time, by customer and
+        then oldest decision first (so that the caps let the older ones go first, `_recover_rows`): after
+        a long provider outage tens of thousands wait, more than one statement may name."""
         due = or_(s.contacts.c.next_attempt_at.is_(None), s.contacts.c.next_attempt_at <= now)
         with self.engine.begin() as conn:
             owners = {r.tick_id for r in conn.execute(select(s.contacts.c.tick_id).distinct()
                                                        .where(s.contacts.c.status == "sending", due))}
             dead = [t for t in owners if t is not None and t != self.tick_id and self._dead(conn, t)]
         free = or_(s.contacts.c.tick_id.is_(None), s.contacts.c.tick_id.in_(dead))
-        after = ""
+        c = s.contacts.c
+        after = None
         while True:
             with self.engine.begin() as conn:
-                keys = list(conn.execute(select(s.contacts.c.key).where(s.contacts.c.status == "sending", due, free,
-                                                                       s.contacts.c.key > after)
-                                         .order_by(s.contacts.c.key).limit(RECOVER_CHUNK)).scalars())
-                if not keys:
+                query = select(c.customer_id, c.at, c.key).where(c.status == "sending", due, free)
+                if after is not None:
+                    query = query.where(tuple_(c.customer_id, c.at, c.key) > tuple_(*after))
+                found = list(conn.execute(query.order_by(c.customer_id, c.at, c.key).limit(RECOVER_CHUNK)))
+                if not found:
                     return
-                after = keys[-1]
+                after, keys = tuple(found[-1]), [r.key for r in found]
                 taken = list(conn.execute(update(s.contacts).where(s.contacts.c.key.in_(keys),
                                                                    s.contacts.c.status == "sending", due, free)
                                           .values(tick_id=self.tick_id).returning(s.contacts.c.key)).scalars())
