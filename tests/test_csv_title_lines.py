@@ -2,30 +2,14 @@
 says on which line the header is, not every required column "missing" from a title. The title is not
 skipped: the first line is the header (docs/files.md)."""
 
-import textwrap
-
 import pytest
 from clitools import cli_simulate
+from test_portfolio_review import POLICY  # a policy that reads any portfolio
 from typer.testing import CliRunner
 
 from collect.cli import app
 from collect.engine.portfolio import CsvError, read_portfolio
 
-POLICY = textwrap.dedent("""
-    policy: t
-    timezone: UTC
-    currency: USD
-    windows:
-      default: { mon-sun: "08:00-20:00" }
-      holidays: open
-    templates:
-      a: { email: { subject: "a", body: "b" } }
-    stages:
-      s:
-        when: invoice.days_past_due >= -100
-        steps:
-          - { id: d1, at: due+1d, send: email, template: a }
-    """)
 PORTFOLIO = "invoice_id,customer_id,amount,due_date\nA,C1,1000,2026-03-02\n"
 TITLE = "Reporte de cartera al 30/11/2026\n"
 

@@ -205,16 +205,11 @@ def test_a_late_delivery_keeps_the_policy_s_caps_at_the_moment_it_goes(db_url, t
     assert provider.placed[-1] == ("sms", dt.datetime(2026, 11, 5, 10, 0, tzinfo=lima))
 
 
-def test_contacts_held_up_by_an_outage_are_released_within_the_caps_not_all_at_once(db_url, tmp_path, monkeypatch):
-    """Two SMS decided two days apart wait for a refused account. When it is fixed, each waiting row was
-    checked against a history holding the other at its decision day, more than a day ago: both went in
-    one tick, two contacts where the cap (and Colombia's law after a conversation) allows one a day."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("collect.engine.runner.RECOVER_CHUNK", 1)  # taken one at a time, oldest first all the same
-    lima = ZoneInfo("America/Lima")
+def sms_store(db_url, tmp_path, policy: str):
+    """(engine, provider, tick(day, hour, minute=0)) for one customer with an SMS number (invoice A, due
+    2026-11-02) under `policy`, its SMS on a Locked provider, ticks at Lima times of November 2026."""
     path = tmp_path / "policy.yaml"
-    path.write_text(textwrap.dedent(CAPPED).replace("{ id: s1, at: due+1d 10:00", "{ id: z1, at: due+1d 10:00")
-                    .replace("{ id: e2, at: due+2d 10:00, send: email", "{ id: a3, at: due+3d 10:00, send: sms"))
+    path.write_text(policy)
     plan = compile_policy(path).plan
     engine = s.connect(db_url)
     (tmp_path / "i.csv").write_text("invoice_id,customer_id,amount,due_date,phone\nA,C1,100,2026-11-02,+51987654321\n")
@@ -223,9 +218,23 @@ def test_contacts_held_up_by_an_outage_are_released_within_the_caps_not_all_at_o
     provider = channels.instances["sms"] = Locked()
     runner = Runner(engine, plan, channels)
 
-    def tick(day, hour):
-        provider.now = dt.datetime(2026, 11, day, hour, tzinfo=lima)
+    def tick(day, hour, minute=0):
+        provider.now = dt.datetime(2026, 11, day, hour, minute, tzinfo=ZoneInfo("America/Lima"))
         return runner.tick(provider.now)
+    tick.runner = runner
+    return engine, provider, tick
+
+
+def test_contacts_held_up_by_an_outage_are_released_within_the_caps_not_all_at_once(db_url, tmp_path, monkeypatch):
+    """Two SMS decided two days apart wait for a refused account. When it is fixed, each waiting row was
+    checked against a history holding the other at its decision day, more than a day ago: both went in
+    one tick, two contacts where the cap (and Colombia's law after a conversation) allows one a day."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("collect.engine.runner.RECOVER_CHUNK", 1)  # taken one at a time, oldest first all the same
+    lima = ZoneInfo("America/Lima")
+    engine, provider, tick = sms_store(db_url, tmp_path, textwrap.dedent(CAPPED).replace(
+        "{ id: s1, at: due+1d 10:00", "{ id: z1, at: due+1d 10:00").replace(
+        "{ id: e2, at: due+2d 10:00, send: email", "{ id: a3, at: due+3d 10:00, send: sms"))
     tick(3, 10)  # z1 decided, waits for the account
     tick(5, 10)  # a3 decided (z1, on the 3rd, is out of the cap's day), waits too; its key sorts first
     provider.up = True
@@ -247,23 +256,14 @@ def test_a_tick_that_delivers_past_the_window_s_end_leaves_the_rest_for_the_wind
     window (for a law's hours, past the law): it is not sent then, but when the window opens."""
     monkeypatch.chdir(tmp_path)
     lima = ZoneInfo("America/Lima")
-    path = tmp_path / "policy.yaml"
-    path.write_text(textwrap.dedent(CAPPED).replace('mon-sun: "00:00-23:59"', 'mon-sun: "09:00-18:00"')
-                    .replace("due+1d 10:00", "due+1d 17:59"))
-    plan = compile_policy(path).plan
-    engine = s.connect(db_url)
-    (tmp_path / "i.csv").write_text("invoice_id,customer_id,amount,due_date,phone\nA,C1,100,2026-11-02,+51987654321\n")
-    import_file(engine, "invoices", tmp_path / "i.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
-    channels = Channels()
-    provider = channels.instances["sms"] = Locked()
+    engine, provider, at = sms_store(db_url, tmp_path, textwrap.dedent(CAPPED).replace(
+        'mon-sun: "00:00-23:59"', 'mon-sun: "09:00-18:00"').replace("due+1d 10:00", "due+1d 17:59"))
     provider.up = True
-    runner = Runner(engine, plan, channels)
 
     def tick(day, hour, minute, delivering_for=0.0):
         seconds = iter([0.0])  # the tick starts at 0; every later reading is `delivering_for` seconds on
-        runner._clock = lambda: next(seconds, delivering_for)
-        provider.now = dt.datetime(2026, 11, day, hour, minute, tzinfo=lima)
-        return runner.tick(provider.now)
+        at.runner._clock = lambda: next(seconds, delivering_for)
+        return at(day, hour, minute)
     summary = tick(3, 17, 59, delivering_for=300)
     assert provider.placed == [] and summary.statuses == {"held": 1} and summary.delivery == {}  # not also "sent"
     assert summary.provider_failures == []  # no failure: `collect run` exits 0
