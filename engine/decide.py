@@ -288,7 +288,23 @@ class Decider:
                     self._settle(r, "skipped", moot, emit=waiting)
                 elif self._event_applies(r):
                     ready.append(r)
-        return ready
+        return self._latest_events(ready) if self.rt.catch_up == "latest" and len(ready) > 1 else ready
+
+    def _latest_events(self, ready: list[Ready]) -> list[Ready]:
+        """SPEC 2, max_lateness: under `latest`, an event step seen due more than max_lateness after its
+        trigger is missed unless it is the invoice's newest due event step. A history imported with
+        months of payments and promises sends one message, not one per event; a payment imported a few
+        days late still gets its step."""
+        fresh = [r for r in ready if r.key not in self.state.pending]
+        if not fresh:
+            return ready
+        newest, kept = max(r.trigger for r in fresh), []
+        for r in ready:
+            if r in fresh and r.trigger < newest and (self.utc - r.trigger).total_seconds() > self.rt.max_lateness_s:
+                self._settle(r, "skipped", "missed")
+            else:
+                kept.append(r)
+        return kept
 
     def _sent_for(self, step_id: str, occurrence: str) -> set[str]:
         """The invoices whose instance of an event step for an occurrence went out: asked for every

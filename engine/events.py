@@ -45,7 +45,7 @@ class Occurrence:
         at = now if waiting else trigger
         if self.kept is not None and self.kept <= at:
             return "promise kept"
-        if self.replaced is not None and (self.event == "promise_broken" or self.replaced <= at):
+        if self.replaced is not None and self.replaced <= (now if self.event == "promise_broken" else at):
             return "promise replaced"
         if self.expires is not None and trigger <= self.expires < now:
             return "promise date passed"
@@ -88,9 +88,12 @@ def promise_active(state: CustomerState, invoice: InvoiceInfo, now: dt.datetime)
 
 def replaced_at(state: CustomerState, promise: PromiseInfo, now: dt.datetime) -> dt.datetime | None:
     """When a newer promise about the same debts (or about all of them) replaced this one by `now`,
-    before its promised date ended: a renegotiated promise is neither broken nor to be reminded of."""
+    before its promised date ended and before it was kept: a renegotiated promise is neither broken nor
+    to be reminded of (one kept first, the first instalment of a plan, stays kept)."""
     newer = _newer(state, promise, now)
-    return newer if newer is not None and newer <= end_of_day(promise.promised_date, now.tzinfo) else None
+    if newer is None or newer > end_of_day(promise.promised_date, now.tzinfo):
+        return None
+    return newer if kept_at(state, promise, newer, now.tzinfo) is None else None
 
 
 def _newer(state: CustomerState, promise: PromiseInfo, now: dt.datetime) -> dt.datetime | None:

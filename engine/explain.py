@@ -65,7 +65,7 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
     lines = []
     for owner, step, key, trigger, occ in _instances(rt, state, invoice, tz, local):
         when = trigger.isoformat(timespec="minutes") if trigger else ""
-        moot = _silent_reason(state, invoice, step, trigger, occ, local)  # a reason other than its for/if
+        moot = _silent_reason(state, invoice, step, trigger, occ, local)  # a reason other than its for/if, now
         if key in next_tick:
             lines.append(next_tick[key])
         elif key in silent:  # the next tick closes it
@@ -75,9 +75,23 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
             lines.append(StepLine(owner, step.id, "not applicable", when, moot))
         else:  # the core leaves it alone: settled or deferred before, not due yet, or held
             rest, why = _rest(state, invoice, local, ended, stage, owner, trigger, occ)
-            lines.append(_from_memory(state, key, step.id, owner, mine, moot)
+            closed = _closed_reason(state, invoice, step, trigger, occ, local) if key in state.done else ""
+            lines.append(_from_memory(state, key, step.id, owner, mine, closed)
                          or StepLine(owner, step.id, rest, when, why))
     return header, lines
+
+
+def _closed_reason(state, invoice, step, trigger, occ, now) -> str:
+    """Why an instance an earlier tick closed without a contact was closed, as far as the facts tell
+    (the store keeps only that it was): what held at its trigger (the promise kept or replaced by then,
+    or made after it), else its for/if when it has one (""), else what holds now."""
+    if occ is None or trigger is None:
+        return ""
+    if moot := occ.moot(trigger, trigger):
+        return _MOOT[moot]
+    if step.anchor == "promise" and occ.made is not None and trigger < occ.made:
+        return not_for_this_invoice(state, step, invoice.id, trigger, occ)
+    return "" if step.condition is not None else _silent_reason(state, invoice, step, trigger, occ, now)
 
 
 def _silent_reason(state, invoice, step, trigger, occ, now) -> str:

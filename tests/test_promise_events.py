@@ -1,6 +1,7 @@
-"""Event steps of promises in the cases a customer's history brings (docs/language.md, Promises and
-Catch-up): old promises seen at the first tick, a promise renegotiated before its date, a reminder due
-before its promise was made, a promise about all the invoices and an invoice that arrives later."""
+"""Event steps in the cases a customer's history brings (docs/language.md, Promises and Catch-up): old
+payments and promises seen at the first tick, a payment imported days late, a promise renegotiated
+before its date, a reminder due before its promise was made, a promise about all the invoices and an
+invoice that arrives later."""
 
 import datetime as dt
 from decimal import Decimal
@@ -112,3 +113,45 @@ def test_a_reminder_waiting_for_all_invoices_still_goes_when_one_of_them_is_paid
     assert [(d.at.strftime("%a %H:%M"), d.invoice_ids, d.status, d.reason) for d in result.decisions] == [
         ("Sun 10:00", ("F1", "F2"), "deferred", "window"), ("Sun 12:00", ("F1",), "skipped", "paid"),
         ("Mon 08:00", ("F2",), "sent", "window")]
+
+
+HISTORY = """
+stages:
+  s:
+    when: invoice.days_past_due >= 1
+    steps:
+      - { id: od-1, at: due+1d, send: email, template: m }
+events:
+  promise_broken:  [ { id: pb, at: event+1d 10:00, send: email, template: m } ]
+  promise_kept:    [ { id: pk, at: event, send: email, template: m } ]
+  payment_partial: [ { id: pp, at: event, send: email, template: m } ]
+"""
+
+
+def test_a_history_seen_at_the_first_tick_sends_one_event_message_not_one_per_event(tmp_path):
+    """Four partial payments, a kept promise and a broken one, months old: under `latest` only the
+    newest event step goes (SPEC 2, max_lateness: the latest applicable one), the others are missed;
+    under `all`, all of them go."""
+    for catch_up, sent in (("latest", ["pb"]), ("all", ["pk", "pp", "pp", "pp", "pp", "pb"])):
+        rt = runtime(HISTORY + f"catch_up: {catch_up}\n", tmp_path)
+        c = customer()
+        invoice(c, "F1", "2026-01-10", "5000")
+        for i, day in enumerate(["2026-02-10", "2026-03-10", "2026-04-10", "2026-05-10"]):
+            c.payments.append(PaymentInfo(f"P{i}", "F1", Decimal(500), at(day + "T12:00")))
+        c.promises += [promise("A", 500, "2026-03-10", "2026-03-01T12:00"),
+                       promise("B", 900, "2026-06-20", "2026-06-10T12:00")]
+        result = run(rt, [c], "2026-11-02", 2)
+        assert sorted(d.step for d in result.decisions if d.status == "sent" and d.step != "od-1") == sorted(sent)
+        if catch_up == "latest":
+            assert sorted(steps(result, "pk", "pp")) == [("pk", "skipped", "missed")] + [("pp", "skipped", "missed")] * 4
+
+
+def test_a_payment_imported_days_late_still_gets_its_step(tmp_path):
+    """A Thursday partial payment that reaches the store with Monday's export, past max_lateness (3
+    days): it is the invoice's newest event, so its message goes."""
+    rt = runtime(HISTORY, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-30", "1000")
+    c.payments.append(PaymentInfo("P1", "F1", Decimal(300), at("2026-11-12T08:00")))
+    result = run(rt, [c], "2026-11-16", 1)  # first seen on Monday: the state arrives with the export
+    assert steps(result, "pp") == [("pp", "deferred", "window"), ("pp", "sent", "window")]

@@ -118,6 +118,19 @@ def test_a_renegotiated_promise_is_neither_kept_nor_broken(tmp_path):
     assert report(engine, DAY)["promises"] == {"made": 2, "due": 1, "kept": 1, "broken": 0, "kept_rate_pct": "100.0"}
 
 
+def test_a_promise_kept_before_the_next_one_is_made_stays_kept(tmp_path):
+    """An instalment plan: 300 by 03-10, kept on 03-05; 300 by 03-20, made on 03-08, kept on 03-19. The
+    first was not renegotiated: two due, two kept."""
+    engine = s.connect(f"sqlite:///{tmp_path / 'c.db'}")
+    import_text(engine, "invoices", tmp_path / "i.csv",
+                "invoice_id,customer_id,amount,issue_date,due_date\nX,C1,600,2026-02-01,2026-03-01\n")
+    import_text(engine, "promises", tmp_path / "pr.csv", "invoice_id,amount,promised_date,made_at\n"
+                "X,300,2026-03-10,2026-03-02T10:00\nX,300,2026-03-20,2026-03-08T10:00\n")
+    import_text(engine, "payments", tmp_path / "pay.csv", "payment_id,invoice_id,amount,paid_at\n"
+                "P1,X,300,2026-03-05T10:00\nP2,X,300,2026-03-19T10:00\n")
+    assert report(engine, DAY)["promises"] == {"made": 2, "due": 2, "kept": 2, "broken": 0, "kept_rate_pct": "100.0"}
+
+
 def test_a_shorter_period_moves_the_opening(book):
     data = report(book, DAY, days=10)  # 03-22 .. 03-31, opening as of 03-21
     assert data["cei"]["opening_receivables"] == "900"  # A 300 + B 400 + N 200

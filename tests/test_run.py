@@ -489,6 +489,47 @@ def test_explain_after_the_ticks_says_why_a_step_closed_without_a_contact(tmp_pa
     assert why[("d2", "stopped")] == "a stop step ended it"
 
 
+def test_explain_gives_the_for_if_reason_of_a_step_closed_before_a_new_promise(tmp_path):
+    """Both steps were closed on time because their `if` was false; explained after a newer promise (made
+    the day after) and past the promised date, they read 'the promised date was over' and 'a newer
+    promise replaced it'."""
+    from collect.engine.explain import explain
+
+    (tmp_path / "policy.yaml").write_text(textwrap.dedent("""
+        policy: ex
+        timezone: America/Lima
+        currency: PEN
+        windows:
+          default: { mon-fri: "08:00-19:00" }
+        templates:
+          m: { email: { subject: "s", body: "b" } }
+        stages:
+          s:
+            when: invoice.days_past_due >= 100
+            steps:
+              - { id: far, at: due+100d, send: email, template: m }
+        events:
+          promise_made:
+            - { id: big-rem, at: promise-0d 09:00, if: invoice.balance > 5000, send: email, template: m }
+          promise_broken:
+            - { id: pb-big, at: event 10:00, if: invoice.balance > 5000, send: email, template: m }
+        """))
+    plan = compile_policy(tmp_path / "policy.yaml").plan
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    engine = s.connect(db)
+    import_text(engine, "invoices", tmp_path / "i.csv", "invoice_id,customer_id,amount,due_date,email\n"
+                "F1,C1,1000,2026-11-02,c1@example.pe\n")
+    import_text(engine, "promises", tmp_path / "pr.csv", "invoice_id,amount,promised_date,made_at\n"
+                "F1,1000,2026-11-10,2026-11-05T10:00:00\nF1,1000,2026-11-20,2026-11-12T10:00:00\n")
+    run = Runner(engine, plan, file_channels(tmp_path))
+    for hour in (dt.datetime(2026, 11, 10, 14), dt.datetime(2026, 11, 10, 15), dt.datetime(2026, 11, 11, 16)):
+        run.tick(hour.replace(tzinfo=UTC))
+    lines = explain(engine, plan, "F1", dt.datetime(2026, 11, 13, 15, tzinfo=UTC))[1]
+    closed = {(line.step, line.why) for line in lines if line.state == "not applicable"}
+    assert closed == {("big-rem", "its for/if condition was false when it was due"),
+                      ("pb-big", "its for/if condition was false when it was due")}
+
+
 def example_store(folder: Path, catch_up: str = "latest"):
     """pe-b2b (under `catch_up`) in a SQLite store with its payments and promises, and a dispute."""
     policy = folder / "policy.yaml"
