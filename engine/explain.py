@@ -75,23 +75,27 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
             lines.append(StepLine(owner, step.id, "not applicable", when, moot))
         else:  # the core leaves it alone: settled or deferred before, not due yet, or held
             rest, why = _rest(state, invoice, local, ended, stage, owner, trigger, occ)
-            closed = _closed_reason(state, invoice, step, trigger, occ, local) if key in state.done else ""
+            closed = _closed_reason(rt, state, invoice, step, trigger, occ, local) if key in state.done else ""
             lines.append(_from_memory(state, key, step.id, owner, mine, closed)
                          or StepLine(owner, step.id, rest, when, why))
     return header, lines
 
 
-def _closed_reason(state, invoice, step, trigger, occ, now) -> str:
+def _closed_reason(rt, state, invoice, step, trigger, occ, now) -> str:
     """Why an instance an earlier tick closed without a contact was closed, as far as the facts tell
     (the store keeps only that it was): what held at its trigger (the promise kept or replaced by then,
-    or made after it), else its for/if when it has one (""), else what holds now."""
+    or made after it), else its for/if when false at the trigger (""), else what holds now."""
     if occ is None or trigger is None:
         return ""
     if moot := occ.moot(trigger, trigger):
         return _MOOT[moot]
     if step.anchor == "promise" and occ.made is not None and trigger < occ.made:
         return not_for_this_invoice(state, step, invoice.id, trigger, occ)
-    return "" if step.condition is not None else _silent_reason(state, invoice, step, trigger, occ, now)
+    if step.condition is not None:
+        ctx = invoice_context(rt, state, invoice, customer_facts(rt, state, trigger), trigger)
+        if step.condition(ctx) is not True:
+            return ""
+    return _silent_reason(state, invoice, step, trigger, occ, now)
 
 
 def _silent_reason(state, invoice, step, trigger, occ, now) -> str:

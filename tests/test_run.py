@@ -528,6 +528,19 @@ def test_explain_gives_the_for_if_reason_of_a_step_closed_before_a_new_promise(t
     closed = {(line.step, line.why) for line in lines if line.state == "not applicable"}
     assert closed == {("big-rem", "its for/if condition was false when it was due"),
                       ("pb-big", "its for/if condition was false when it was due")}
+    # the same steps with an `if` that holds, closed because the promise had nothing to say: not for/if
+    (tmp_path / "policy.yaml").write_text((tmp_path / "policy.yaml").read_text().replace("> 5000", "> 0"))
+    plan = compile_policy(tmp_path / "policy.yaml").plan
+    engine = s.connect(f"sqlite:///{tmp_path / 'd.db'}")
+    import_text(engine, "invoices", tmp_path / "i.csv", "invoice_id,customer_id,amount,due_date,email\n"
+                "F1,C1,1000,2026-06-02,c1@example.pe\n")
+    import_text(engine, "promises", tmp_path / "pr.csv", "invoice_id,amount,promised_date,made_at\n"
+                "F1,1000,2026-07-15,2026-07-10T10:00:00\nF1,1000,2026-08-20,2026-08-10T10:00:00\n")
+    Runner(engine, plan, file_channels(tmp_path)).tick(dt.datetime(2026, 11, 2, 15, tzinfo=UTC))
+    lines = explain(engine, plan, "F1", dt.datetime(2026, 11, 2, 16, tzinfo=UTC))[1]
+    assert sorted((line.step, line.why) for line in lines if line.state == "not applicable") == [
+        ("big-rem", "the promised date was over when it came due"),
+        ("big-rem", "the promised date was over when it came due"), ("pb-big", "a newer promise replaced it")]
 
 
 def example_store(folder: Path, catch_up: str = "latest"):
