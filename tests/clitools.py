@@ -7,6 +7,26 @@ from typer.testing import CliRunner
 from collect.cli import app
 
 
+# A policy that reads any portfolio (one email step for every invoice) and a one-invoice portfolio for it,
+# for the tests about the files and options around a simulation rather than about the policy.
+EMAIL_POLICY = """\
+policy: t
+timezone: UTC
+currency: USD
+windows:
+  default: { mon-sun: "08:00-20:00" }
+  holidays: open
+templates:
+  a: { email: { subject: "a", body: "b" } }
+stages:
+  s:
+    when: invoice.days_past_due >= -100
+    steps:
+      - { id: d1, at: due+1d, send: email, template: a }
+"""
+EMAIL_PORTFOLIO = "invoice_id,customer_id,amount,due_date,email\nA,C1,1000,2026-03-02,a@example.com\n"
+
+
 def cli_project(tmp_path, monkeypatch, policy: str, portfolio: str):
     """policy.yaml and an imported portfolio in tmp_path (the working folder); returns a function that runs
     `collect` on that store (`.db` is its URL)."""

@@ -4,25 +4,13 @@ is read, not met as an OverflowError in the middle of a run, and YAML's true/fal
 from __future__ import annotations
 
 import pytest
+from clitools import EMAIL_POLICY, EMAIL_PORTFOLIO
 from typer.testing import CliRunner
 
 from collect.cli import app
 from collect.engine.behavior import BehaviorError, BehaviorModel
 
-POLICY = """\
-policy: t
-timezone: UTC
-windows:
-  default: { mon-sun: "08:00-20:00" }
-templates:
-  a: { email: { subject: "a", body: "b" } }
-stages:
-  s:
-    when: invoice.days_past_due >= -100
-    steps:
-      - { id: d1, at: due+1d, send: email, template: a }
-"""
-PORTFOLIO = "invoice_id,customer_id,amount,due_date,email\nA,C1,1000,2026-03-02,a@example.com\n"
+POLICY, PORTFOLIO = EMAIL_POLICY, EMAIL_PORTFOLIO
 
 
 def load(tmp_path, text: str) -> BehaviorModel:

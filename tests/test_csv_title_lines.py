@@ -3,8 +3,8 @@ says on which line the header is, not every required column "missing" from a tit
 skipped: the first line is the header (docs/files.md)."""
 
 import pytest
+from clitools import EMAIL_POLICY as POLICY
 from clitools import cli_simulate
-from test_portfolio_review import POLICY  # a policy that reads any portfolio
 from typer.testing import CliRunner
 
 from collect.cli import app

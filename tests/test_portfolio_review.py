@@ -2,30 +2,13 @@
 and thousands separators are one character, a map giving one header to two columns, and an unknown
 customer of a promise said without where it was looked for."""
 
-import textwrap
-
 import pytest
-from clitools import cli_project, cli_simulate
+from clitools import EMAIL_POLICY, EMAIL_PORTFOLIO, cli_project, cli_simulate
 
 from collect.engine.portfolio import CsvError, load_map, read_portfolio
 
 
-POLICY = textwrap.dedent("""
-    policy: t
-    timezone: UTC
-    currency: USD
-    windows:
-      default: { mon-sun: "08:00-20:00" }
-      holidays: open
-    templates:
-      a: { email: { subject: "a", body: "b" } }
-    stages:
-      s:
-        when: invoice.days_past_due >= -100
-        steps:
-          - { id: d1, at: due+1d, send: email, template: a }
-    """)
-PORTFOLIO = "invoice_id,customer_id,amount,due_date,email\nA,C1,1000,2026-03-02,a@example.com\n"
+POLICY, PORTFOLIO = EMAIL_POLICY, EMAIL_PORTFOLIO
 
 
 def write(tmp_path, name, text):
