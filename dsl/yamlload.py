@@ -376,6 +376,12 @@ def load_yaml_file(path) -> object:
     """A side file (a column map, a behavior model, channels.yaml's costs) read with the policy's limits:
     no alias bomb, no nesting past MAX_DEPTH. None for an empty file; ValueError `FILE:LINE:COL: reason`
     for the first problem; OSError when it cannot be read."""
+    located = load_yaml_file_located(path)
+    return located.data if located else None
+
+
+def load_yaml_file_located(path) -> Located | None:
+    """`load_yaml_file` with the places of its keys and values, for problems that say their line."""
     from pathlib import Path
 
     text = Path(path).read_text(encoding="utf-8")
@@ -387,4 +393,4 @@ def load_yaml_file(path) -> object:
         first = diags.items[0]
         hint = f" ({first.hint})" if first.hint and first.code == "yaml-syntax" else ""  # the line to fix
         raise ValueError(f"{first.span.file}:{first.span.line}:{first.span.col}: {first.message}{hint}")
-    return located.data if located else None
+    return located

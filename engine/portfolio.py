@@ -163,36 +163,43 @@ class ColumnMap:
     datetime_format: str | None = None  # for the date-time columns (paid_at, made_at ...), else date_format
     values: dict[str, dict[str, str]] = field(default_factory=dict)  # column -> {file's value: ours}
     source: str = "the column map"  # the map's file, for its problems
+    lines: dict[str, int] = field(default_factory=dict, compare=False)  # `values:` column -> its line in the map
 
 
 def load_map(path: str | Path) -> ColumnMap:
-    from ..dsl.yamlload import load_yaml_file
+    """Read a column map; every problem is reported at the line of the key or value it is about."""
+    from ..dsl.yamlload import load_yaml_file_located
 
     path = Path(path)
     try:
-        data = load_yaml_file(path) or {}
+        located = load_yaml_file_located(path)
     except (OSError, ValueError) as exc:
         raise CsvError([Problem(str(path), 1, None, f"cannot read the column map: {exc}")]) from None
+    data = located.data if located else {}
     if not isinstance(data, dict):
         raise CsvError([Problem(str(path), 1, None, "a column map is a mapping (columns:, delimiter:, ...)")])
-    reasons = []
+    reasons = []  # (the YAML path of the key or value it is about, reason)
     for key in data:
         if key not in MAP_KEYS:
             hint = suggest(str(key), MAP_KEYS)
-            reasons.append(f"unknown key '{key}'" + (f" ({hint})" if hint else ""))
+            reasons.append(((key,), f"unknown key '{key}'" + (f" ({hint})" if hint else "")))
     columns = data.get("columns") or {}
     if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
-        reasons.append("columns maps canonical names to the file's headers")
+        wrong = next((k for k, v in columns.items() if not isinstance(v, str)), None) if isinstance(columns, dict) else None
+        reasons.append((("columns",) if wrong is None else ("columns", wrong),
+                        "columns maps canonical names to the file's headers"))
     else:
         reasons += _shared_header_problems(columns)
     reasons += _map_value_problems(data)
     if reasons:
-        raise CsvError([Problem(str(path), 1, None, reason) for reason in reasons])
+        raise CsvError([Problem(str(path), located.span(where, prefer_key=len(where) == 1).line, None, reason)
+                        for where, reason in reasons])
     values = {str(column): {key.strip(): ours for key, ours in mapping.items()}
               for column, mapping in (data.get("values") or {}).items()}
+    lines = {str(column): located.span(("values", column), prefer_key=True).line for column in values} if located else {}
     return ColumnMap({str(k): v for k, v in columns.items()}, data.get("delimiter"), data.get("date_format"),
                      str(data.get("decimal", ".")), str(data.get("thousands", "")), data.get("datetime_format"),
-                     values, str(path))
+                     values, str(path), lines)
 
 
 def _short(value) -> str:
@@ -202,7 +209,7 @@ def _short(value) -> str:
     return reprlib.repr(value)
 
 
-def _shared_header_problems(columns: dict) -> list[str]:
+def _shared_header_problems(columns: dict) -> list[tuple[tuple, str]]:
     """Two of our columns given the same header (`amount: Importe, balance: Importe`). A header is one
     column of the file, read as one of ours: the others would be reported missing under the very header
     the file has, a message that contradicts itself. Said once per header, naming every column."""
@@ -214,12 +221,12 @@ def _shared_header_problems(columns: dict) -> list[str]:
         if len(names) > 1:
             listed = ", ".join(f"'{n}'" for n in names[:-1]) + f" and '{names[-1]}'"
             every = "both" if len(names) == 2 else "all"
-            reasons.append(f"columns: {listed} {every} name the header '{header}': a header is read as one "
-                           "column; keep one of them")
+            reasons.append((("columns", names[-1]), f"columns: {listed} {every} name the header '{header}': a "
+                            "header is read as one column; keep one of them"))
     return reasons
 
 
-def _separator_problems(data: dict) -> list[str]:
+def _separator_problems(data: dict) -> list[tuple[tuple, str]]:
     """`decimal` and `thousands` the same character: the thousands separator is removed first, so the
     decimal one would be gone too and `12,50` read as 1250, a hundredfold amount, silently. `decimal`
     defaults to '.', so `thousands: '.'` alone is that mistake as well."""
@@ -228,29 +235,31 @@ def _separator_problems(data: dict) -> list[str]:
         return []
     example = f"12{decimal}50 would be read as 1250"
     if "decimal" not in data:
-        return [f"thousands: '{thousands}' is also the decimal separator ('.' unless the map says another, "
-                f"e.g. decimal: ','): {example}"]
-    return [f"decimal and thousands are both '{decimal}': a number has one decimal separator and another "
-            f"thousands one ({example})"]
+        return [(("thousands",), f"thousands: '{thousands}' is also the decimal separator ('.' unless the map "
+                 f"says another, e.g. decimal: ','): {example}")]
+    return [(("thousands",), f"decimal and thousands are both '{decimal}': a number has one decimal separator "
+             f"and another thousands one ({example})")]
 
 
-def _map_value_problems(data: dict) -> list[str]:
+def _map_value_problems(data: dict) -> list[tuple[tuple, str]]:
     """Values the csv module or strptime would reject with a traceback, said as map errors."""
     reasons = []
     delimiter = data.get("delimiter")
     if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n'):
-        reasons.append(f"delimiter must be one character, not a quote or a line break (got {_short(delimiter)})")
+        reasons.append((("delimiter",), "delimiter must be one character, not a quote or a line break "
+                        f"(got {_short(delimiter)})"))
     for key in ("date_format", "datetime_format"):
         if data.get(key) is not None and not isinstance(data[key], str):
-            reasons.append(f"{key} must be a strptime format text such as '%d/%m/%Y' (got {_short(data[key])})")
+            reasons.append(((key,), f"{key} must be a strptime format text such as '%d/%m/%Y' "
+                            f"(got {_short(data[key])})"))
     for key, empty in (("decimal", False), ("thousands", True)):
         value = data.get(key)
         if value is not None and not (isinstance(value, str) and len(value) <= 1 and (empty or value)):
-            reasons.append(f"{key} must be one character (got {_short(value)})")
+            reasons.append(((key,), f"{key} must be one character (got {_short(value)})"))
     return reasons + _separator_problems(data) + _value_map_problems(data.get("values"))
 
 
-def _value_map_problems(values) -> list[str]:
+def _value_map_problems(values) -> list[tuple[tuple, str]]:
     """`values:` is column -> {file's value: ours}. The file's values are keys, read as written; ours
     must be text, as a cell is: YAML reads an unquoted 1.50 as the number 1.5 and true as a boolean, which
     would not say which text is meant."""
@@ -258,16 +267,17 @@ def _value_map_problems(values) -> list[str]:
         return []
     example = "e.g. values: {status: {ABIERTA: open, PAGADA: paid}}"
     if not isinstance(values, dict):
-        return [f"values maps column names to the file's values and ours ({example}), got {_short(values)}"]
+        return [(("values",), f"values maps column names to the file's values and ours ({example}), "
+                 f"got {_short(values)}")]
     reasons = []
     for column, mapping in values.items():
         if not isinstance(mapping, dict) or not mapping:
-            reasons.append(f"values: {column}: a mapping of the file's values to ours ({example})")
+            reasons.append((("values", column), f"values: {column}: a mapping of the file's values to ours ({example})"))
             continue
         for key, ours in mapping.items():
             if not isinstance(ours, str):
-                reasons.append(f"values: {column}: {key}: the value is not text (YAML read {_short(ours)}); "
-                               "quote it, e.g. '1.50', or '' for an empty cell")
+                reasons.append((("values", column, key), f"values: {column}: {key}: the value is not text (YAML "
+                                f"read {_short(ours)}); quote it, e.g. '1.50', or '' for an empty cell"))
     return reasons
 
 
@@ -283,11 +293,11 @@ def unmatched_value_columns(cmap: ColumnMap, tables: list["Table"]) -> list[Prob
     for column in cmap.values:
         if column in renamed and column not in cmap.columns:
             ours = renamed[column]
-            problems.append(Problem(cmap.source, 1, None, f"values: '{column}' is the file's header of column "
+            problems.append(Problem(cmap.source, cmap.lines.get(column, 1), None, f"values: '{column}' is the file's header of column "
                                     f"'{ours}': key values by our name (values: {{{ours}: ...}})"))
         elif column not in seen and column not in KNOWN_COLUMNS:
             hint = suggest(column, sorted(seen | KNOWN_COLUMNS))
-            problems.append(Problem(cmap.source, 1, None, f"values: column '{column}' is in none of the files read"
+            problems.append(Problem(cmap.source, cmap.lines.get(column, 1), None, f"values: column '{column}' is in none of the files read"
                                     + (f" ({hint})" if hint else "")))
     return problems
 

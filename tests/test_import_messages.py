@@ -150,7 +150,7 @@ def test_a_value_table_keyed_by_the_file_s_header_is_told_first(cli, tmp_path):
                  "invoice_id,customer_id,amount,due_date,Estado\nFE-1,C1,1,2026-12-01,ABIERTA\n", "--map", "map.yaml")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        "map.yaml:1: values: 'Estado' is the file's header of column 'status': key values by our name "
+        "map.yaml:2: values: 'Estado' is the file's header of column 'status': key values by our name "
         "(values: {status: ...})",
         "facturas.csv:2: column Estado: unknown status 'ABIERTA' (expected open, paid, disputed, written_off)",
         "nothing imported: 2 problem(s)"]

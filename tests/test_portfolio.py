@@ -147,7 +147,7 @@ def test_a_bad_map_delimiter_or_date_format_is_a_map_error(tmp_path):
         load_map(path)
     assert [str(p) for p in info.value.problems] == [
         f"{path}:1: delimiter must be one character, not a quote or a line break (got ';;')",
-        f"{path}:1: date_format must be a strptime format text such as '%d/%m/%Y' (got 5)"]
+        f"{path}:2: date_format must be a strptime format text such as '%d/%m/%Y' (got 5)"]  # each at its line
 
 
 def test_a_line_break_in_a_quoted_cell_is_kept_and_rows_are_numbered_by_their_first_line(tmp_path):
@@ -387,11 +387,11 @@ def test_a_value_table_keyed_by_the_file_s_header_says_to_key_it_by_our_name_bef
     cmap = load_map(write(tmp_path, "map.yaml", "columns: {status: Estado}\nvalues: {Estado: {ABIERTA: open}}\n"))
     path = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date,Estado\nA,c1,10,2026-01-01,ABIERTA\n")
     assert problems(path, colmap=cmap) == [
-        "1: values: 'Estado' is the file's header of column 'status': key values by our name (values: {status: ...})",
+        "2: values: 'Estado' is the file's header of column 'status': key values by our name (values: {status: ...})",
         "2: column Estado: unknown status 'ABIERTA' (expected open, paid, disputed, written_off)"]
     other = write(tmp_path, "q.csv", "invoice_id,customer_id,amount,due_date\nA,c1,10,2026-01-01\n")
     assert problems(other, colmap=cmap) == [
-        "1: values: 'Estado' is the file's header of column 'status': key values by our name (values: {status: ...})"]
+        "2: values: 'Estado' is the file's header of column 'status': key values by our name (values: {status: ...})"]
     # an unmapped header is our name: its values are keyed by it
     custom = load_map(write(tmp_path, "ok.yaml", "columns: {status: Estado}\nvalues: {status: {ABIERTA: open}, "
                                                   "Vendedor: {R: Rosa}}\n"))

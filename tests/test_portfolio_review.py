@@ -79,7 +79,7 @@ def test_import_of_a_file_with_a_blank_line_before_its_header_imports_nothing(tm
 
 def test_a_map_whose_decimal_and_thousands_are_one_character_is_refused(tmp_path):
     both = write(tmp_path, "both.yaml", "decimal: ','\nthousands: ','\n")
-    assert map_problems(both) == [f"{both}:1: decimal and thousands are both ',': a number has one decimal "
+    assert map_problems(both) == [f"{both}:2: decimal and thousands are both ',': a number has one decimal "
                                   "separator and another thousands one (12,50 would be read as 1250)"]
     # the decimal separator is '.' unless the map says another: thousands '.' alone is the same mistake
     dot = write(tmp_path, "dot.yaml", "thousands: '.'\n")
@@ -93,7 +93,7 @@ def test_simulate_with_such_a_map_stops_before_reading_any_file(tmp_path):
     result = simulate(tmp_path, "--map", str(tmp_path / "map.yaml"), "--payments", str(tmp_path / "absent.csv"),
                       portfolio="invoice_id;customer_id;amount;due_date\nA;C1;12,50;2026-03-02\n")
     assert result.exit_code == 1, result.output
-    assert f"{tmp_path / 'map.yaml'}:1: decimal and thousands are both ','" in result.output
+    assert f"{tmp_path / 'map.yaml'}:3: decimal and thousands are both ','" in result.output
     assert "absent.csv" not in result.output  # the map's problem first, before any file is read
 
 
@@ -126,3 +126,27 @@ def test_an_unknown_customer_of_a_promise_is_not_in_the_portfolio(tmp_path):
     promises = write(tmp_path, "promises.csv", "customer_id,amount,promised_date\nC9,10,2026-03-05\n")
     assert problems(portfolio, promises=promises) == [
         f"{promises}:2: column customer_id: unknown customer 'C9' (not in the portfolio)"]
+
+
+def test_each_map_problem_is_reported_at_the_line_of_its_key_or_value(tmp_path):
+    """A column map of a dozen lines: every problem says its line, not line 1 of the map."""
+    path = write(tmp_path, "map.yaml", "# ERP export\n"
+                                       "columns:\n"
+                                       "  invoice_id: Factura\n"
+                                       "  amount: Importe\n"
+                                       "  balance: Importe\n"
+                                       "date_fromat: '%d/%m/%Y'\n"
+                                       "values:\n"
+                                       "  status:\n"
+                                       "    ABIERTA: open\n"
+                                       "    PAGADA: 1.5\n"
+                                       "decimal: ',,'\n")
+    assert map_problems(path) == [
+        f"{path}:6: unknown key 'date_fromat' (did you mean 'date_format'?)",
+        f"{path}:5: columns: 'amount' and 'balance' both name the header 'Importe': a header is read as one "
+        "column; keep one of them",
+        f"{path}:11: decimal must be one character (got ',,')",
+        f"{path}:10: values: status: PAGADA: the value is not text (YAML read 1.5); quote it, e.g. '1.50', or '' "
+        "for an empty cell"]
+    bad_header = write(tmp_path, "h.yaml", "columns:\n  invoice_id: Factura\n  amount: 5\n")
+    assert map_problems(bad_header) == [f"{bad_header}:3: columns maps canonical names to the file's headers"]
