@@ -60,8 +60,20 @@ def end_of_day(day: dt.date, tz) -> dt.datetime:
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tz)
 
 
-def covers(promise: PromiseInfo, invoice: InvoiceInfo) -> bool:
-    return promise.invoice_id in (None, invoice.id)
+def covers(promise: PromiseInfo, invoice: InvoiceInfo, tz) -> bool:
+    """Is the invoice one the promise is about? A promise without an invoice is about the debts the
+    customer had when making it: not about an invoice issued later (one without an issue date counts)."""
+    if promise.invoice_id is not None:
+        return promise.invoice_id == invoice.id
+    return invoice.issue_date is None or invoice.issue_date <= _local(promise.made_at, tz)
+
+
+def _pays(state: CustomerState, promise: PromiseInfo, payment, tz) -> bool:
+    """Does the payment go to the promise: it pays an invoice the promise is about."""
+    invoice = state.invoices.get(payment.invoice_id)
+    if invoice is None:
+        return promise.invoice_id in (None, payment.invoice_id)
+    return covers(promise, invoice, tz)
 
 
 def kept_at(state: CustomerState, promise: PromiseInfo, now: dt.datetime, tz) -> dt.datetime | None:
@@ -69,7 +81,7 @@ def kept_at(state: CustomerState, promise: PromiseInfo, now: dt.datetime, tz) ->
     deadline = min(now, end_of_day(promise.promised_date, tz))
     total = Decimal(0)
     for payment in state.payments:
-        if promise.made_at <= payment.at <= deadline and promise.invoice_id in (None, payment.invoice_id):
+        if promise.made_at <= payment.at <= deadline and _pays(state, promise, payment, tz):
             total += payment.amount
             if total >= promise.amount - PAID_EPSILON:
                 return payment.at
@@ -81,7 +93,7 @@ def promise_active(state: CustomerState, invoice: InvoiceInfo, now: dt.datetime)
         return None
     tz = now.tzinfo
     today = now.date()
-    active = [p for p in state.promises if covers(p, invoice) and p.made_at <= now and today <= p.promised_date
+    active = [p for p in state.promises if covers(p, invoice, tz) and p.made_at <= now and today <= p.promised_date
               and kept_at(state, p, now, tz) is None]
     return max(active, key=lambda p: p.made_at, default=None)
 
@@ -255,7 +267,7 @@ def occurrences(rt, state: CustomerState, invoice: InvoiceInfo, now: dt.datetime
     tz = now.tzinfo
     found: list[Occurrence] = []
     for p in state.promises:
-        if not covers(p, invoice) or p.made_at > now:
+        if not covers(p, invoice, tz) or p.made_at > now:
             continue
         wide = p.invoice_id is None
         kept, replaced = kept_at(state, p, now, tz), replaced_at(state, p, now)
@@ -287,7 +299,7 @@ def future_moments(state: CustomerState, invoice: InvoiceInfo, now: dt.datetime)
     tz = now.tzinfo
     moments = [p.at for p in state.payments if p.invoice_id == invoice.id and p.at > now]
     for p in state.promises:
-        if covers(p, invoice):
+        if covers(p, invoice, tz):
             moments += [p.made_at, end_of_day(p.promised_date, tz)]
     for d in state.disputes:
         if d.invoice_id == invoice.id:

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from ..adapters.base import Message
 from ..dsl.fields import schema_for
 from .contacts import address
+from .events import promise_active
 from .state import balance_at
 from .templates import make_context, render_channel
 
@@ -22,11 +23,30 @@ def _template_object(doc: dict):
     return {"subject": doc.get("subject"), "body": doc["body"], **({"html": doc["html"]} if doc.get("html") else {})}
 
 
+PROMISE_EVENTS = ("promise_made", "promise_kept", "promise_broken")
+
+
+def _promise(state, decision, steps) -> tuple[object | None, bool]:
+    """The promise a template sees, and whether it is active: a promise event step's own promise (kept or
+    broken too), else the newest active promise about the message's invoices, as the core sees it."""
+    invoices = [state.invoices[i] for i in decision.invoice_ids if i in state.invoices]
+    active = [p for p in (promise_active(state, inv, decision.at) for inv in invoices) if p is not None]
+    if decision.stage in PROMISE_EVENTS:
+        ids = {key.split("|", 2)[2] for key in (steps or decision.keys) if key.count("|") >= 2}
+        own = next((p for p in state.promises if p.id in ids), None)
+        if own is not None:
+            return own, own in active
+    newest = max(active, key=lambda p: p.made_at, default=None)
+    return newest, newest is not None
+
+
 def recipient(customer, channel: str) -> str | None:
     return address(customer, channel)
 
 
-def build_message(rt, plan, decision, state, pay_link: str) -> Message:
+def build_message(rt, plan, decision, state, pay_link: str, steps=()) -> Message:
+    """The message of a decision; `steps`: the step instances it settles (their keys), which name the
+    promise of a promise event step."""
     c = state.customer
     schema = schema_for(dict(plan["fields"]))
     invoices = []
@@ -38,10 +58,10 @@ def build_message(rt, plan, decision, state, pay_link: str) -> Message:
                          "days_past_due": (decision.at.date() - inv.due_date).days, **inv.attrs})
     customer = {"id": c.id, "name": c.name, "email": c.email, "phone": c.phone, "whatsapp": c.whatsapp,
                 "timezone": c.timezone, "country": c.country, "language": c.language, **c.attrs}
-    promise = next((p for p in reversed(state.promises) if p.invoice_id in (None, *decision.invoice_ids)), None)
+    promise, active = _promise(state, decision, steps)
     context = make_context(customer, invoices, pay_link=pay_link.format(customer_id=quote(c.id, safe="")), today=decision.at.date(),
                            currency=(invoices[0]["currency"] if invoices else None) or rt.currency, schema=schema,
-                           promise={"amount": promise.amount, "date": promise.promised_date, "active": True} if promise else None)
+                           promise={"amount": promise.amount, "date": promise.promised_date, "active": active} if promise else None)
     subject = body = html = template_name = template_language = None
     params: tuple = ()
     if decision.template:

@@ -57,7 +57,7 @@ from sqlalchemy import func, select
 from . import store as s
 from .kpis import (BUCKETS, bucket, cei_pct, cost_per_contact, dso_days, failure_rate_pct, in_dso_period, pct,
                    promise_outcome, promise_totals, ratio)
-from .state import PAID_EPSILON, CustomerInfo, CustomerState, PaymentInfo, PromiseInfo
+from .state import PAID_EPSILON, CustomerInfo, CustomerState, InvoiceInfo, PaymentInfo, PromiseInfo
 from .storeio import DELIVERY_TYPES
 
 CLOSED = ("paid", "written_off")
@@ -147,14 +147,18 @@ def _recovery(book: dict[str, _Invoice], start: dt.date, today: dt.date) -> dict
 
 def _promises(conn, book: dict[str, _Invoice], zone_of, start: dt.date, today: dt.date) -> dict:
     paid: dict[str, list[PaymentInfo]] = defaultdict(list)
-    for invoice in book.values():
+    owed: dict[str, dict[str, InvoiceInfo]] = defaultdict(dict)  # which invoices a customer-wide promise covers
+    for iid, invoice in book.items():
         paid[invoice.customer_id] += [p for _, p in invoice.payments]
+        owed[invoice.customer_id][iid] = InvoiceInfo(iid, invoice.customer_id, invoice.amount, invoice.balance,
+                                                     invoice.due_date, issue_date=invoice.issue_date)
     states: dict[str, CustomerState] = {}
     for r in conn.execute(select(s.promises).order_by(s.promises.c.id)):
         state = states.get(r.customer_id)
         if state is None:  # kept_at reads the payments, in time order; replaced_at the other promises
             payments = sorted(paid[r.customer_id], key=lambda p: p.at)
-            state = states[r.customer_id] = CustomerState(CustomerInfo(r.customer_id), payments=payments)
+            state = states[r.customer_id] = CustomerState(CustomerInfo(r.customer_id), invoices=owed[r.customer_id],
+                                                          payments=payments)
         state.promises.append(PromiseInfo(f"promise-{r.id}", r.amount, r.promised_date, r.made_at, r.invoice_id))
     made = due = kept = 0
     for cid, state in states.items():

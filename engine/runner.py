@@ -419,7 +419,8 @@ class Runner:
         from .messages import build_message
 
         return Delivery(key, channel, customer_id, tuple(steps), attempts,
-                        lambda: build_message(self.rt, self.plan, decision, state, self.pay_link), decision.reason,
+                        lambda: build_message(self.rt, self.plan, decision, state, self.pay_link, steps),
+                        decision.reason,
                         late, lambda: self._overdue(state, decision, channel))
 
     def _overdue(self, state, decision: Decision, channel: str) -> str | None:

@@ -131,6 +131,20 @@ def test_a_promise_kept_before_the_next_one_is_made_stays_kept(tmp_path):
     assert report(engine, DAY)["promises"] == {"made": 2, "due": 2, "kept": 2, "broken": 0, "kept_rate_pct": "100.0"}
 
 
+def test_a_customer_wide_promise_is_not_kept_by_paying_an_invoice_issued_after_it(tmp_path):
+    """A promise about all of C1's invoices, made on 03-10, covers X; Y was issued on 03-12. Paying Y
+    pays no promised debt: the promise is broken, as the decision core sees it (`kept_at`)."""
+    engine = s.connect(f"sqlite:///{tmp_path / 'c.db'}")
+    import_text(engine, "invoices", tmp_path / "i.csv", "invoice_id,customer_id,amount,issue_date,due_date\n"
+                "X,C1,500,2026-02-01,2026-03-01\nY,C1,500,2026-03-12,2026-04-12\n")
+    import_text(engine, "promises", tmp_path / "pr.csv", "customer_id,amount,promised_date,made_at\n"
+                "C1,500,2026-03-20,2026-03-10T10:00\n")
+    import_text(engine, "payments", tmp_path / "pay.csv", "invoice_id,amount,paid_at\nY,500,2026-03-15T10:00\n")
+    assert report(engine, DAY)["promises"] == {"made": 1, "due": 1, "kept": 0, "broken": 1, "kept_rate_pct": "0.0"}
+    import_text(engine, "payments", tmp_path / "pay2.csv", "invoice_id,amount,paid_at\nX,500,2026-03-16T10:00\n")
+    assert report(engine, DAY)["promises"]["kept"] == 1
+
+
 def test_a_shorter_period_moves_the_opening(book):
     data = report(book, DAY, days=10)  # 03-22 .. 03-31, opening as of 03-21
     assert data["cei"]["opening_receivables"] == "900"  # A 300 + B 400 + N 200
