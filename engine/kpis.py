@@ -5,7 +5,7 @@ than in report.py so that a simulation does not load the store's database code."
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from .events import end_of_day, kept_at, replaced_at
 from .state import CustomerState, PromiseInfo
@@ -28,8 +28,8 @@ def ratio(part, whole, places: str) -> Decimal | None:
     if not whole > 0:
         return None
     with localcontext() as context:
-        context.prec = 80
-        return (Decimal(part) / Decimal(whole)).quantize(Decimal(places))
+        context.prec = 80  # half up, as a reader rounds: 6.25 % is 6.3, not the banker's 6.2
+        return (Decimal(part) / Decimal(whole)).quantize(Decimal(places), rounding=ROUND_HALF_UP)
 
 
 def pct(part, whole) -> Decimal | None:

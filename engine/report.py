@@ -15,7 +15,7 @@ payments; re-importing an invoice with a new balance rewrites its past too.
 KPIs (a ratio whose denominator is zero is None, shown as "n/a": never a 0 that looks like a value):
 - aging: open balances as of D by days past due (D - due date): current (0 or less), 1-30, 31-60,
   61-90, 90+; receivables = their sum.
-- DSO = receivables / amount invoiced D-90..D (any status) x 90; None when nothing was invoiced then.
+- DSO = receivables / amount invoiced D-89..D (90 days, any status) x 90; None when nothing was invoiced then.
 - CEI = (opening + invoiced - closing) / (opening + invoiced - closing current) x 100, with opening =
   the receivables as of D-N, invoiced = the amounts of the invoices issued in the period (written-off
   ones left out), closing = the receivables as of D, closing current = its `current` bucket; None when
@@ -176,14 +176,19 @@ def _contacts(conn) -> tuple[dict, Counter]:
     c = s.contacts.c
     for r in conn.execute(select(c.channel, c.status, c.reason, c.cost, c.delivery, c.attempts, c.provider_id)):
         channel = r.channel or "-"
-        if r.status == "failed" and not (r.attempts or r.provider_id or r.delivery):
+        status = r.status
+        if status == "escalated" and (r.attempts or r.provider_id):
+            status = "sent"  # an agent task handed to the agent channel's adapter: that channel's success
+        if status == "failed" and not (r.attempts or r.provider_id or r.delivery):
             pass  # failed in the decision core (runner._record writes attempts 0): no provider outcome
-        elif r.status in ("sent", "failed", "sending"):
-            counts[channel][r.status] += 1
+        elif status in ("sent", "failed", "sending"):
+            counts[channel][status] += 1
             counts[channel]["delivered"] += r.delivery in DELIVERY_TYPES
             counts[channel]["reported"] += r.delivery is not None
         if r.cost is not None:
             costs[channel] = (costs[channel] or Decimal(0)) + r.cost
+            # paid for, then bounced: its cost stays in the channel's, so it counts in what the cost is per
+            counts[channel]["paid_failed"] += status == "failed"
         if r.status == "deferred":
             deferrals[r.reason or "?"] += 1
     return {ch: _channel(n, costs[ch]) for ch, n in sorted(counts.items())}, deferrals
@@ -194,7 +199,7 @@ def _channel(n: Counter, cost: Decimal | None) -> dict:
     return {"sent": n["sent"], "failed": n["failed"], "sending": n["sending"], "delivered": n["delivered"],
             "delivery_rate_pct": _pct(n["delivered"], settled if n["reported"] else 0),
             "failure_rate_pct": _text(failure_rate_pct(n["sent"], n["failed"])),
-            "cost": _text(cost), "cost_per_contact": None if cost is None else _text(cost_per_contact(cost, n["sent"]))}
+            "cost": _text(cost), "cost_per_contact": None if cost is None else _text(cost_per_contact(cost, n["sent"] + n["paid_failed"]))}
 
 
 def report(engine, today: dt.date, days: int = 30, timezone: str = "UTC") -> dict:

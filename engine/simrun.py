@@ -278,14 +278,17 @@ class Summary:
         if channels is None:
             channels = sorted(set(self.sent_by_channel) | set(self.failed_by_channel))
 
-        def kpis(sent: int, failed: int, cost: Decimal | None) -> dict:
-            return {"sent": sent, "failed": failed, "failure_rate_pct": failure_rate_pct(sent, failed),
-                    "cost": cost, "cost_per_contact": None if cost is None else cost_per_contact(cost, sent)}
+        def kpis(sent: int, failed: int, cost: Decimal | None, priced: int | None = None) -> dict:
+            """`priced`: the contacts the cost is over (the sends on priced channels), default `sent`."""
+            return {"sent": sent, "failed": failed, "failure_rate_pct": failure_rate_pct(sent, failed), "cost": cost,
+                    "cost_per_contact": None if cost is None else cost_per_contact(cost, sent if priced is None else priced)}
         # as `collect report`: None (n/a) where no contact has a price (no costs, or none for the channel)
         per_channel = {ch: kpis(self.sent_by_channel.get(ch, 0), self.failed_by_channel.get(ch, 0),
                                 self.cost_by_channel.get(ch)) for ch in channels}
         total = self.cost if self.cost_by_channel else None
-        return per_channel, kpis(sum(self.sent_by_channel.values()), sum(self.failed_by_channel.values()), total)
+        # an unpriced channel's sends cost an unknown amount, not 0: the cost per contact is the priced ones'
+        priced = sum(n for ch, n in self.sent_by_channel.items() if ch in self.cost_by_channel)
+        return per_channel, kpis(sum(self.sent_by_channel.values()), sum(self.failed_by_channel.values()), total, priced)
 
 
 def _open(balance: Decimal) -> Decimal:

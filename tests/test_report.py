@@ -62,12 +62,12 @@ def book(db_url, tmp_path):
     return engine
 
 
-def add_contact(engine, n: int, channel: str, status: str, delivery: str | None = None, cost=None) -> None:
+def add_contact(engine, n: int, channel: str, status: str, delivery: str | None = None, cost=None, **extra) -> None:
     at = dt.datetime(2026, 3, 20, 15, tzinfo=UTC)
     with engine.begin() as conn:
         conn.execute(s.contacts.insert().values(
             key=f"k{n}", policy="p", plan_hash="h", customer_id="C1", invoice_ids="A", step="s", channel=channel,
-            status=status, at=at, tz="America/Lima", updated_at=at, delivery=delivery, cost=cost))
+            status=status, at=at, tz="America/Lima", updated_at=at, delivery=delivery, cost=cost, **extra))
 
 
 def add_task(engine, n: int, queue: str) -> None:
@@ -203,6 +203,22 @@ def test_delivery_and_failure_rate_per_channel(tmp_path):
             contacts["sms"]["cost_per_contact"]) == (None, "0.0", "0.5000")
     assert (contacts["voice"]["delivery_rate_pct"], contacts["voice"]["failure_rate_pct"],
             contacts["voice"]["cost_per_contact"]) == (None, None, None)
+
+
+def test_agent_hand_offs_count_as_sent_and_a_bounced_paid_contact_in_the_cost_per_contact(tmp_path):
+    """A task handed to the agent channel's adapter is stored `escalated`: it was counted nowhere, so the
+    one failed hand-off read as a 100% failure rate. A bounced email keeps the cost paid for it: divided by
+    the sent ones alone, the cost per contact came out above the channel's price."""
+    engine = s.connect(f"sqlite:///{tmp_path / 'c.db'}")
+    for n in range(3):
+        add_contact(engine, n, "agent", "escalated", attempts=1)
+    add_contact(engine, 3, "agent", "failed", attempts=1)
+    add_contact(engine, 4, "agent", "escalated")  # a task not handed off yet (attempts 0): no outcome
+    for n, (status, delivery) in enumerate([("sent", "delivered"), ("sent", None), ("failed", "bounced")], start=5):
+        add_contact(engine, n, "email", status, delivery, cost="0.01", attempts=1)
+    contacts = report(engine, DAY)["contacts"]
+    assert (contacts["agent"]["sent"], contacts["agent"]["failed"], contacts["agent"]["failure_rate_pct"]) == (3, 1, "25.0")
+    assert (contacts["email"]["cost"], contacts["email"]["cost_per_contact"]) == ("0.03", "0.0100")
 
 
 def test_html_escapes_names_from_the_store_and_carries_the_kpis(book, db_url):

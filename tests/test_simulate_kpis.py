@@ -162,6 +162,18 @@ def test_failure_rate_and_cost_per_contact_per_channel_by_hand(tmp_path):
                      "cost_per_contact": Decimal("0.0186")}
 
 
+def test_the_all_row_costs_per_contact_of_the_priced_channels_only(tmp_path):
+    """sms has no price: its 2 sends cost an unknown amount, not 0, so the cost per contact of all channels
+    is the email cost over the email sends (0.003 / 3), not over the 5 sends."""
+    (tmp_path / "policy.yaml").write_text(POLICY % "sms", encoding="utf-8")
+    (tmp_path / "p.csv").write_text(CONTACTS, encoding="utf-8")
+    plan = compile_policy(tmp_path / "policy.yaml").plan
+    result = run_simulation(plan, load_portfolio(plan, tmp_path / "p.csv"), start=dt.date(2026, 3, 1), days=10)
+    per_channel, total = summarize(result, {"email": 0.001}).channel_kpis()
+    assert per_channel["sms"]["cost_per_contact"] is None
+    assert (total["sent"], total["cost"], total["cost_per_contact"]) == (5, Decimal("0.003"), Decimal("0.0010"))
+
+
 def test_a_channel_that_only_failed_has_no_cost_per_contact(tmp_path):
     per_channel, _ = _channels(tmp_path, "invoice_id,customer_id,amount,due_date,email,phone\n"
                                          "I2,C2,100,2026-03-01,b@example.com,\n").channel_kpis()
