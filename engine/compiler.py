@@ -114,6 +114,10 @@ def _names_pass(comp: Compilation) -> None:
             _check_anchor(comp, path, owner, step)
         for i, channel in enumerate(step.send or [] if not comp.broken(path + ("send",)) else []):
             _check_channel(comp, channel, path + ("send", i))  # span() falls back to `send`
+            if channel == "agent":  # the channel tasks go out on: a send on it would reach no one
+                comp.diags.error("send-agent", "'agent' is the channel of agent tasks, not a message to the "
+                                 "customer", comp.span(path + ("send", i)),
+                                 "write `escalate: { queue: QUEUE }` to hand the invoice to a person")
     for name in policy.windows.channels():
         if name != "default" and name not in comp.channels:
             diags.error("unknown-channel", f"windows for unknown channel '{name}'",

@@ -5,12 +5,13 @@ from __future__ import annotations
 from urllib.parse import quote  # an ERP's customer id may hold / ? # or spaces: it is one path segment of the link
 
 from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 from ..adapters.base import Message
 from ..dsl.fields import schema_for
 from .contacts import address
-from .events import promise_active
-from .state import balance_at
+from .decide import stopped
+from .events import customer_facts, invoice_context, promise_active
 from .templates import make_context, render_channel
 
 
@@ -40,6 +41,11 @@ def _promise(state, decision, steps) -> tuple[object | None, bool]:
     return newest, newest is not None
 
 
+def _fields(ctx, prefix: str, schema) -> dict:
+    """A template record: the schema's fields of a namespace, read from an expression context."""
+    return {name[len(prefix):]: ctx[name] for name in schema if name.startswith(prefix)}
+
+
 def recipient(customer, channel: str) -> str | None:
     return address(customer, channel)
 
@@ -49,17 +55,18 @@ def build_message(rt, plan, decision, state, pay_link: str, steps=()) -> Message
     promise of a promise event step."""
     c = state.customer
     schema = schema_for(dict(plan["fields"]))
-    invoices = []
-    for invoice_id in decision.invoice_ids:
-        inv = state.invoices[invoice_id]
-        invoices.append({"id": inv.id, "number": inv.number or inv.id, "customer_id": inv.customer_id,
-                         "amount": inv.amount, "balance": balance_at(state, inv, decision.at), "currency": inv.currency,
-                         "issue_date": inv.issue_date, "due_date": inv.due_date, "status": inv.status,
-                         "days_past_due": (decision.at.date() - inv.due_date).days, **inv.attrs})
-    customer = {"id": c.id, "name": c.name, "email": c.email, "phone": c.phone, "whatsapp": c.whatsapp,
-                "timezone": c.timezone, "country": c.country, "language": c.language, **c.attrs}
+    # the fields as the decision core's expressions read them (built-in ones such as days_to_due and
+    # open_balance included), at the moment the message goes, in the customer's zone
+    now = decision.at.astimezone(ZoneInfo(c.timezone or rt.timezone))
+    facts = customer_facts(rt, state, now)
+    listed = [state.invoices[i] for i in decision.invoice_ids]
+    # a message rebuilt for a retry leaves out the invoices paid or written off meanwhile (the runner
+    # withdraws it when all of them are)
+    listed = [inv for inv in listed if not stopped(rt, state, inv, now)] or listed
+    invoices = [_fields(invoice_context(rt, state, inv, facts, now), "invoice.", schema) for inv in listed]
+    customer = _fields(facts, "customer.", schema)
     promise, active = _promise(state, decision, steps)
-    context = make_context(customer, invoices, pay_link=pay_link.format(customer_id=quote(c.id, safe="")), today=decision.at.date(),
+    context = make_context(customer, invoices, pay_link=pay_link.format(customer_id=quote(c.id, safe="")), today=now.date(),
                            currency=(invoices[0]["currency"] if invoices else None) or rt.currency, schema=schema,
                            promise={"amount": promise.amount, "date": promise.promised_date, "active": active} if promise else None)
     subject = body = html = template_name = template_language = None
@@ -74,7 +81,7 @@ def build_message(rt, plan, decision, state, pay_link: str, steps=()) -> Message
         body = (f"Escalation of step {decision.step} to queue {decision.queue or 'collections'}: customer {c.id}"
                 f"{f' ({c.name})' if c.name else ''}, invoices {', '.join(decision.invoice_ids)}, "
                 f"balance {sum((i['balance'] for i in invoices), start=0)}"
-                + (f", priority {decision.priority:g}" if decision.priority is not None else ""))
+                + (f", priority {decision.priority:.15g}" if decision.priority is not None else ""))
     replies = [r.at for r in state.replies if r.channel == decision.channel and r.at <= decision.at]
     return Message(key=decision.contact_key, channel=decision.channel, customer_id=c.id,
                    invoice_ids=tuple(decision.invoice_ids), recipient=recipient(c, decision.channel), subject=subject,

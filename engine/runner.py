@@ -530,9 +530,14 @@ class Runner:
             if hold is not None:
                 held.append((row, *hold))
                 continue
-            # the message is built as of now, when it goes: its dates, WhatsApp's 24-hour window
-            decision = Decision(now.astimezone(ZoneInfo(row.tz)), row.customer_id, tuple(row.invoice_ids.split(";")),
-                                row.stage, row.step, row.channel, row.template, "sent", _decided_reason(row),
+            # the message is built as of now, when it goes: its dates, WhatsApp's 24-hour window; but for a
+            # receiver that drops a key it has had (a webhook's Idempotency-Key), as of the decision, so that
+            # a repeated delivery is the same body (one that differs under the same key is refused for good)
+            same = getattr(self.channels(row.channel), "dedupes", False)
+            decision = Decision((row.at if same else now).astimezone(ZoneInfo(row.tz)), row.customer_id,
+                                tuple(row.invoice_ids.split(";")),
+                                row.stage, row.step, row.channel, None if row.channel == "agent" else row.template,
+                                "sent", _decided_reason(row),
                                 contact_key=row.key, queue=row.queue, priority=to_float(row.priority),
                                 webhook=row.webhook)
             steps = () if row.channel == "agent" else _steps_of(row, self.rt)

@@ -85,10 +85,13 @@ def _locale(ctx):
 
 @lru_cache(maxsize=1024)  # parsing a locale costs more than formatting with it, for every message
 def _locale_of(language: str, country: str):
-    """The babel Locale for a customer: language and country, else the language, else English."""
+    """The babel Locale for a customer: language and country, else the language, else English. A
+    language may carry its own region, as a BCP 47 tag or babel writes it (`es-PE`, `pt_BR`): that one first."""
     from babel import Locale, UnknownLocaleError
 
-    for candidate in (f"{language}_{country}", language):
+    base, _, region = language.replace("-", "_").partition("_")
+    tagged = (f"{base}_{region.upper()}",) if region else ()
+    for candidate in (*tagged, f"{base}_{country}", base):
         try:
             return Locale.parse(candidate)
         except (UnknownLocaleError, ValueError):
@@ -184,6 +187,8 @@ def _message_filters(jinja: dict) -> dict:
             return ""
         if isinstance(value, str):
             value = dt.date.fromisoformat(value)
+        if isinstance(value, dt.datetime) and value.tzinfo is not None:
+            value = value.astimezone(_zone(ctx))  # every date is the customer's local one (SPEC 4.1)
         return format_date(value, format=format or "medium",
                            locale=_given_locale(locale) if locale else _locale(ctx))
 
@@ -192,6 +197,17 @@ def _message_filters(jinja: dict) -> dict:
     filters = {name: _null_safe(fn) for name, fn in bounded.items()}
     filters.update(limits.bounded_filters({"money": money, "date": date}), default=_default, d=_default)
     return filters
+
+
+def _zone(ctx):
+    """The customer's time zone (the message's `customer.timezone`: theirs, else the policy's)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = (ctx.get("customer") or {}).get("timezone")
+    try:
+        return ZoneInfo(name) if isinstance(name, str) and name else dt.timezone.utc
+    except (ZoneInfoNotFoundError, ValueError):  # a sample value in the compile-time check
+        return dt.timezone.utc
 
 
 @lru_cache(maxsize=256)

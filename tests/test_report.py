@@ -377,3 +377,12 @@ def test_an_empty_section_is_one_line_not_a_bare_header(tmp_path):
     assert "Deferrals by reason: none" in result.output and "Agent tasks by queue: none" in result.output
     page = runner.invoke(app, ["report", "--db", db, "--date", "2026-03-31", "--format", "html"]).output
     assert "<p>Deferrals by reason: none</p>" in page and "<th></th><th>count</th>" not in page
+
+
+def test_rates_round_half_up_as_a_reader_does():
+    from decimal import Decimal
+
+    from collect.engine.kpis import failure_rate_pct, ratio
+
+    assert ratio(100 * 100, 1600, "0.1") == Decimal("6.3")  # 6.25: the banker's rounding gave 6.2
+    assert failure_rate_pct(15, 1) == Decimal("6.3")

@@ -1,0 +1,131 @@
+"""What a message says, found by review of the messages `collect run` sends: a task handed off again after
+a provider failure, a group message sent again after one invoice was paid, a webhook body sent again,
+built-in fields, several currencies, a customer language written as a BCP 47 tag, dates of date-time
+fields, and `send: agent`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from coretools import BASE, customer, invoice, run, runtime
+from sqlalchemy import select
+from test_delivery import MONDAY, OK, Scripted, contacts, setup  # noqa: F401 (fixture)
+
+from collect.adapters.base import DeliveryResult
+from collect.engine import store as s
+from collect.engine.compiler import compile_policy
+from collect.engine.messages import build_message
+from collect.engine.portfolio import ColumnMap
+from collect.engine.state import PaymentInfo
+from collect.engine.storeio import import_file
+from collect.engine.templates import render
+
+DOWN = DeliveryResult.transient("503", "service unavailable")
+LIMA = ZoneInfo("America/Lima")
+
+
+def test_a_task_handed_off_again_after_a_provider_failure_goes_out(setup):
+    """An `on_exhausted` task kept the send step's template; sent again, it looked for that template's
+    `agent` body and failed for good (`KeyError: 'agent'`): the CRM never got the task."""
+    run, engine = setup(whatsapp=[DeliveryResult.permanent("21211", "invalid")], sms=[DeliveryResult.permanent("21211", "invalid")],
+                        email=[DeliveryResult.permanent("550", "no mailbox")], agent=[DOWN, OK])
+    run.tick(MONDAY)
+    run.tick(MONDAY + dt.timedelta(minutes=5))
+    assert ("d0", "agent", "escalated", 2) in contacts(engine)
+    assert len(run.channels("agent").sent) == 2 and "Escalation of step d0" in run.channels("agent").sent[1].body
+
+
+def test_a_group_message_sent_again_leaves_out_an_invoice_paid_meanwhile(setup, tmp_path):
+    run, engine = setup(rows="F1,C1,100,2026-11-16,ACME,pagos@acme.pe,+51987654321\n"
+                             "F2,C1,250,2026-11-16,ACME,pagos@acme.pe,+51987654321\n", whatsapp=[DOWN, OK])
+    run.tick(MONDAY)
+    pay = tmp_path / "pay.csv"
+    pay.write_text("invoice_id,amount,paid_at\nF1,220,2026-11-16T10:30-05:00\n", encoding="utf-8")
+    import_file(engine, "payments", pay, fields={}, colmap=ColumnMap())
+    run.tick(MONDAY + dt.timedelta(hours=1))
+    first, again = run.channels("whatsapp").sent
+    assert first.invoice_ids == again.invoice_ids == ("F1", "F2")
+    assert first.params[1].endswith("350.00") and again.params[1].endswith("250.00")  # F1 overpaid: not -20
+
+
+def test_a_webhook_body_sent_again_is_the_same_bytes(setup, tmp_path):
+    """The receiver drops a key it has had, and refuses one with another body: a retry rebuilt a day
+    later with a new balance and date would fail for good. It is built as of the decision."""
+    from collect.adapters.webhook import body_bytes
+
+    run, engine = setup(whatsapp=[DOWN, OK])
+    run.channels.instances["whatsapp"].dedupes = True  # as the webhook adapter
+    run.tick(MONDAY)
+    pay = tmp_path / "pay.csv"
+    pay.write_text("invoice_id,amount,paid_at\nF1,30,2026-11-17T09:00-05:00\n", encoding="utf-8")
+    import_file(engine, "payments", pay, fields={}, colmap=ColumnMap())
+    run.tick(MONDAY + dt.timedelta(days=1))
+    first, again = run.channels("whatsapp").sent
+    assert body_bytes(first) == body_bytes(again)
+
+
+POLICY = """
+fields: { invoice.region: str }
+stages:
+  s:
+    when: invoice.days_to_due <= 2
+    steps:
+      - { id: s1, at: due-2d 10:00, send: email, template: f }
+"""
+FIELDS = BASE + """
+  f:
+    email: { subject: "{{ invoice.days_to_due }}|{{ customer.open_balance }}|{{ customer.open_invoices }}|{{ customer.timezone }}|{{ invoice.region }}", body: "{% for i in invoices %}{{ i.balance | money }};{% endfor %}{{ total_balance | money }}|{{ currency }}" }
+"""
+
+
+def _sent(tmp_path, c, start="2026-11-08", days=4):
+    rt = runtime(POLICY, tmp_path, base=FIELDS)
+    result = run(rt, [c], start, days)
+    return [build_message(rt, rt.plan, d, c, "https://pay/{customer_id}") for d in result.decisions if d.status == "sent"]
+
+
+def test_built_in_fields_reach_templates_as_expressions_read_them(tmp_path):
+    c = customer()
+    invoice(c, "A", "2026-11-12", "100", attrs={"region": "norte"})
+    invoice(c, "B", "2026-12-30", "200")
+    (message,) = _sent(tmp_path, c)
+    assert message.subject == "2|300|2|America/Lima|norte"  # the customer has no zone: the policy's
+
+
+def test_invoices_in_two_currencies_go_in_one_message_per_currency(tmp_path):
+    c = customer()
+    invoice(c, "A", "2026-11-12", "100", currency="USD")
+    invoice(c, "B", "2026-11-12", "5000", currency="PEN")
+    invoice(c, "C", "2026-11-12", "7")  # none: the policy's (PEN)
+    bodies = sorted((m.invoice_ids, m.body) for m in _sent(tmp_path, c))
+    assert bodies == [(("A",), "USD\xa0100.00;USD\xa0100.00|USD"),
+                      (("B", "C"), "S/\xa05,000.00;S/\xa07.00;S/\xa05,007.00|PEN")]
+
+
+def test_a_language_written_as_a_bcp_47_tag_formats_in_that_locale():
+    for language, country in (("es-PE", None), ("es_PE", "PE"), ("es", "PE")):
+        ctx = {"customer": {"language": language, "country": country}, "currency": "PEN"}
+        assert render("{{ 1234.5 | money }} | {{ d | date }}", {**ctx, "d": dt.date(2026, 11, 5)}) == \
+            "S/\xa01,234.50 | 5 nov. 2026"
+
+
+def test_the_date_of_a_date_time_field_is_the_customers_local_date():
+    at = dt.datetime(2026, 11, 10, 2, tzinfo=dt.timezone.utc)  # 21:00 on the 9th in Lima
+    ctx = {"customer": {"language": "es", "country": "PE", "timezone": "America/Lima"}}
+    assert render("{{ at | date }}", {**ctx, "at": at}) == "9 nov. 2026"
+
+
+def test_send_agent_is_an_error_that_points_to_escalate(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(BASE + """
+stages:
+  s:
+    when: invoice.days_past_due >= 0
+    steps:
+      - { id: s1, at: due, send: [sms, agent], template: m }
+""", encoding="utf-8")
+    result = compile_policy(path)
+    (error,) = [d for d in result.diagnostics.sorted() if d.code == "send-agent"]
+    assert result.plan is None and "escalate: { queue: QUEUE }" in error.render()
