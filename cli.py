@@ -288,10 +288,17 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(metavar="KIND", help="What t
         raise typer.Exit(EXIT_USAGE)
     # --quiet: the policy's warnings are not printed (a daily import from cron would mail them every day)
     fields = dict(_compile(policy, quiet=quiet).plan["fields"]) if policy else {}
+    from sqlalchemy.exc import DBAPIError
+
+    from .engine.store import one_line
+
     try:
         colmap = load_map(map) if map else ColumnMap()
         done = import_file(_store(db), kind.value, csv_file, fields=fields, colmap=colmap, default_tz=timezone,
                            default_currency=currency)
+    except DBAPIError as exc:  # a store locked past its busy timeout, a server gone: not a bad file
+        typer.echo(f"error: the store failed during the import, nothing imported: {one_line(exc)}", err=True)
+        raise typer.Exit(EXIT_RUNTIME)
     except CsvError as exc:
         for problem in exc.problems:
             typer.echo(str(problem), err=True)

@@ -317,8 +317,9 @@ class Cells:
         return self.row[index] or None  # cells are stripped once per row (Table.__iter__)
 
     def texts(self, names) -> dict[str, str | None]:
-        """These columns' cells as text, an empty one None: a file's extra columns, kept untyped."""
-        return {name: self.raw(name) for name in names}
+        """These columns' cells as text, an empty one None: a file's extra columns, kept untyped (and
+        checked as every cell is: no NUL)."""
+        return {name: self.text(name, sized=False) for name in names}
 
     def problem(self, name: str, reason: str) -> None:
         self.t.problems.append(Problem(self.t.file, self.number, self.t.header_of(name), reason))
@@ -379,12 +380,15 @@ class Cells:
                 raise InvalidOperation  # a separator after the point: 1,200.50 read with decimal ',' is no 1.2005
             if cmap.thousands and cmap.thousands in value and not _grouped(value, cmap.thousands, cmap.decimal):
                 raise InvalidOperation  # 55.94 under thousands '.' is a slip, not 5594: a hundredfold amount
-            number = Decimal(cleaned.replace(cmap.decimal, ".") if cmap.decimal != "." else cleaned)
-            if not number.is_finite():
+            plain = cleaned.replace(cmap.decimal, ".") if cmap.decimal != "." else cleaned
+            if not _PLAIN_NUMBER.fullmatch(plain):  # Decimal also reads 1_000, 1E+5, Infinity
                 raise InvalidOperation
+            number = Decimal(plain)
         except InvalidOperation:
             hint = separator_hint(value, cmap.decimal)
             extra = f"; use --map {hint}" if hint else ""
+            if re.fullmatch(r"[+-]?[\d.,]+[eE][+-]?\d+", value):
+                extra = "; scientific notation: write the digits out (a spreadsheet's 1.23457E+11 lost some)"
             grouping = f", thousands separator '{cmap.thousands}' between groups of three digits" if cmap.thousands else ""
             self.problem(name, f"'{value}' is not a number (decimal separator '{cmap.decimal}'{grouping}{extra})")
             return None
@@ -432,6 +436,8 @@ class Cells:
                 continue
             return parsed if with_time and (parsed.hour or parsed.minute or parsed.tzinfo) else parsed.date()
         if formats:
+            raise ValueError(value)
+        if not _ISO_DAY.match(value):  # fromisoformat also takes 20261120 and 2026-W47-5, which no doc names
             raise ValueError(value)
         if with_time and ("T" in value or " " in value):
             return dt.datetime.fromisoformat(value)
@@ -483,6 +489,12 @@ def money(value: Decimal | None) -> Decimal | None:
     return value.quantize(Decimal(1).scaleb(-MONEY_PLACES), rounding=ROUND_HALF_EVEN)
 
 
+# a number as an export writes it once the separators are read: digits, one point, a sign. Excel's
+# scientific notation (1.23457E+11) has lost digits of the amount; Decimal would take it, and 1_000 too.
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}(?!\d)")  # YYYY-MM-DD, then a time or nothing
+
+
 @lru_cache(maxsize=None)
 def _groups(thousands: str) -> re.Pattern:
     t = re.escape(thousands)  # 1.234.567, or the Indian 12,34,567 (lakhs and crores): three digits last; 0.500 is no 500
@@ -525,14 +537,21 @@ class Table:
         self.headers: list[str] = []
         self.translate: dict[int, dict[str, str]] = {}
         self.head: list[str] = []  # the first lines as written, for a header below a title
+        self.delimiter = cmap.delimiter or ","
         try:
-            text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
+            data = path.read_bytes()
+            text = data.decode("utf-8-sig")
+        except OSError as exc:
             problems.append(Problem(self.file, 1, None, f"cannot read the file: {exc}"))
+            return
+        except UnicodeDecodeError as exc:  # an export in Windows-1252 or Latin-1, as many ERPs write
+            line = data[:exc.start].count(b"\n") + 1
+            problems.append(Problem(self.file, line, None, f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x}): "
+                                    "save it as UTF-8 (in Excel: CSV UTF-8)"))
             return
         # the csv reader, not str.splitlines, finds the rows: a quoted cell may hold a line break
         source = io.StringIO(text, newline="")
-        delimiter = cmap.delimiter or _sniff(source.readline().rstrip("\r\n"))
+        delimiter = self.delimiter = cmap.delimiter or _sniff(source.readline().rstrip("\r\n"))
         source.seek(0)
         reader, rows, start = csv.reader(source, delimiter=delimiter), [], 1
         try:
@@ -607,8 +626,14 @@ class Table:
         return None
 
     def __iter__(self):
+        width = len(self.headers)
         for number, row in self.rows:
             row = [cell.strip() for cell in row]
+            if any(row[width:]):  # `1,200.50` unquoted in a comma file: the cells after it moved over by one
+                self.problems.append(Problem(self.file, number, None, f"{len(row)} cells but the header names "
+                                             f"{width} columns: is a value holding the delimiter "
+                                             f"'{self.delimiter}' without quotes (write \"1,200.50\")?"))
+                continue
             if any(row):
                 for index, table in self.translate.items():
                     if index < len(row):
@@ -617,10 +642,18 @@ class Table:
 
 
 def _sniff(header: str) -> str:
-    try:
-        return csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
-    except csv.Error:
-        return ","
+    """The delimiter of a header line: the one of `,` `;` tab `|` that splits it into the most columns
+    (the first of them on a tie). csv.Sniffer, given one line, took `,` for a `;` file whose header has
+    one `Importe, S/` in it, and every column was then missing."""
+    best, most = ",", 1
+    for candidate in ",;\t|":
+        try:
+            count = len(next(csv.reader([header], delimiter=candidate), []))
+        except csv.Error:  # a cell beyond the csv module's size limit
+            continue
+        if count > most:
+            best, most = candidate, count
+    return best
 
 
 @lru_cache(maxsize=1)

@@ -17,7 +17,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from . import store as s
-from .portfolio import (EVENT_COLUMNS, OPTOUT_CHANNELS, ColumnMap, CsvError, Problem, Table,
+from .portfolio import (EVENT_COLUMNS, FALSE, OPTOUT_CHANNELS, TRUE, ColumnMap, CsvError, Problem, Table,
                         unmatched_value_columns)
 from .state import (CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, PaymentInfo, PromiseInfo, SentContact)
 
@@ -125,7 +125,11 @@ def _merge_customers(conn: Connection, found: dict) -> int:
 
 def _answered(stored: list | None, given, answered: frozenset, prefix: str) -> list | None:
     """A stored channel list (consents) changed only for the channels whose column said true or false;
-    none said: the stored list, even None (no consent records kept)."""
+    none said: the stored list. A customer with no record yet (None) takes the file's, when it has such
+    columns: agreed where a cell says true, not agreed elsewhere (docs/files.md, Consent), as a customer
+    imported new, and as `collect simulate` reads the file."""
+    if stored is None and given is not None:
+        return sorted(given)
     said = {c for c in OPTOUT_CHANNELS if prefix + c in answered}
     if not said:
         return stored
@@ -206,8 +210,10 @@ def _import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str
             new, stored = _import_events(conn, path, colmap, zone)
             return Imported(kind, new, stored)
         known_customers = {r.id for r in conn.execute(select(s.customers.c.id))}
+        paid = ({r.payment_id: (r.invoice_id, r.amount) for r in conn.execute(
+            select(s.payments.c.payment_id, s.payments.c.invoice_id, s.payments.c.amount))} if kind == "payments" else None)
         found = read_one(kind, path, fields=fields, colmap=colmap, known_invoices=owners,
-                         known_customers=known_customers)
+                         known_customers=known_customers, known_payments=paid)
         if kind == "customers":
             stored = _merge_customers(conn, found)
             return Imported(kind, len(found) - stored, stored)
@@ -247,14 +253,36 @@ def _stored(conn: Connection, table, column, values) -> list:
     return rows
 
 
+# A date without a time zone is read in the customer's zone, which may change between two imports of the
+# same file (a customers file with `timezone` imported later, another --timezone): the same row then
+# reads as an instant up to this far from the stored one (UTC-12 to UTC+14).
+ZONE_SPREAD = dt.timedelta(hours=26)
+
+
 def _new_promises(conn: Connection, rows: list[dict]) -> tuple[list[dict], int]:
     """The promises not stored yet, and how many are. The file has no promise id, so a promise is named by
     what it says: the same file imported twice must not make one promise two (two reminders, a doubled
-    amount)."""
+    amount). `made_at` names it to within ZONE_SPREAD: the same promise restated within a day is one."""
     def ident(r) -> tuple:
-        return r["customer_id"], r["invoice_id"], r["amount"], r["promised_date"], r["made_at"]
-    stored = _stored(conn, s.promises, s.promises.c.customer_id, [r["customer_id"] for r in rows])
-    return _unseen(rows, {ident(r._mapping) for r in stored}, ident)
+        return r["customer_id"], r["invoice_id"], r["amount"], r["promised_date"]
+    stored: dict[tuple, list[dt.datetime]] = {}
+    for r in _stored(conn, s.promises, s.promises.c.customer_id, [r["customer_id"] for r in rows]):
+        stored.setdefault(ident(r._mapping), []).append(r.made_at)
+    fresh, seen, known = [], {}, set()
+    for row in rows:
+        key = ident(row)
+        hit = _near(row["made_at"], stored.get(key, ()))
+        if hit is not None:
+            known.add((key, hit))
+        elif _near(row["made_at"], seen.get(key, ())) is None:  # else a repeat within the file
+            seen.setdefault(key, []).append(row["made_at"])
+            fresh.append(row)
+    return fresh, len(known)
+
+
+def _near(moment: dt.datetime, moments) -> dt.datetime | None:
+    """The first of `moments` less than ZONE_SPREAD from `moment`: the same date read in another zone."""
+    return next((m for m in moments if abs(m - moment) < ZONE_SPREAD), None)
 
 
 def _unseen(rows: list[dict], stored: set, ident) -> tuple[list[dict], int]:
@@ -272,14 +300,17 @@ def _unseen(rows: list[dict], stored: set, ident) -> tuple[list[dict], int]:
 
 
 def _upsert_disputes(conn: Connection, rows: list[dict]) -> int:
-    """A dispute is named by its invoice and opening time: imported again, it is the same dispute, and
-    what the file now adds (a resolution, a reason, an attribute) updates it; an empty cell keeps the
-    stored value. Returns how many were stored already."""
-    stored = {(r.invoice_id, r.opened_at): r for r in _stored(conn, s.disputes, s.disputes.c.invoice_id,
-                                                              [r["invoice_id"] for r in rows])}
+    """A dispute is named by its invoice and opening time (to within a day, ZONE_SPREAD): imported again,
+    it is the same dispute, and what the file now adds (a resolution, a reason, an attribute) updates it;
+    an empty cell keeps the stored value. Returns how many were stored already."""
+    stored: dict[str, list] = {}
+    for r in _stored(conn, s.disputes, s.disputes.c.invoice_id, [r["invoice_id"] for r in rows]):
+        stored.setdefault(r.invoice_id, []).append(r)
     fresh = []
     for row in rows:
-        known = stored.get((row["invoice_id"], row["opened_at"]))
+        # named by its opening time to within ZONE_SPREAD: read again in another zone, it is the same one
+        same = [r for r in stored.get(row["invoice_id"], ()) if abs(r.opened_at - row["opened_at"]) < ZONE_SPREAD]
+        known = min(same, key=lambda r: abs(r.opened_at - row["opened_at"]), default=None)
         given = {k: row[k] for k in ("reason", "resolved_at") if row[k] is not None}
         attrs = {k: v for k, v in row["attrs"].items() if v is not None}
         if known is None:
@@ -295,9 +326,9 @@ def _upsert_disputes(conn: Connection, rows: list[dict]) -> int:
 
 
 def _move_step_memory(conn: Connection, rows: list[dict]) -> set[str]:
-    """An invoice that a re-import gives to another customer takes its step memory along: steps are
-    loaded by customer, and a step fires at most once per invoice whoever owns it (SPEC 4.4). Returns
-    the former owners."""
+    """An invoice that a re-import gives to another customer takes its step memory and its promises
+    along: both are loaded by customer, and a step fires at most once per invoice whoever owns it (SPEC
+    4.4). Returns the former owners."""
     owners: dict[str, str] = {}
     for chunk in _chunks([r["id"] for r in rows], 900):
         owners.update(conn.execute(select(s.invoices.c.id, s.invoices.c.customer_id)
@@ -312,6 +343,8 @@ def _move_step_memory(conn: Connection, rows: list[dict]) -> set[str]:
     for owner, owned in keys.items():
         for chunk in _chunks(owned, 900):
             conn.execute(update(s.steps).where(s.steps.c.key.in_(chunk)).values(customer_id=owner))
+    for iid, owner in moved.items():  # its promises too: they are loaded by customer, and pause the invoice
+        conn.execute(update(s.promises).where(s.promises.c.invoice_id == iid).values(customer_id=owner))
     return former
 
 
@@ -491,8 +524,8 @@ def _typed(attrs: dict, kinds: dict[str, str]) -> dict:
             if kind in ("float", "decimal", "int"):
                 number = Decimal(value)
                 out[name] = float(number) if kind == "float" else int(number) if kind == "int" else number
-            elif kind == "bool":
-                out[name] = value.lower() in ("true", "1", "yes", "y")
+            elif kind == "bool":  # as the CSV reader reads it: another word is no answer, not false
+                out[name] = True if value.lower() in TRUE else False if value.lower() in FALSE else None
             elif kind == "date":
                 out[name] = dt.date.fromisoformat(value[:10])
             elif kind == "datetime":

@@ -6,24 +6,18 @@ fields, and `send: agent`."""
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from coretools import BASE, customer, invoice, run, runtime
-from sqlalchemy import select
-from test_delivery import MONDAY, OK, Scripted, contacts, setup  # noqa: F401 (fixture)
+from test_delivery import MONDAY, OK, contacts, setup  # noqa: F401 (setup: a fixture)
 
 from collect.adapters.base import DeliveryResult
-from collect.engine import store as s
 from collect.engine.compiler import compile_policy
 from collect.engine.messages import build_message
 from collect.engine.portfolio import ColumnMap
-from collect.engine.state import PaymentInfo
 from collect.engine.storeio import import_file
 from collect.engine.templates import render
 
 DOWN = DeliveryResult.transient("503", "service unavailable")
-LIMA = ZoneInfo("America/Lima")
 
 
 def test_a_task_handed_off_again_after_a_provider_failure_goes_out(setup):

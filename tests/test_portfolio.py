@@ -325,9 +325,11 @@ def test_a_date_or_number_no_calendar_or_sum_can_hold_is_a_row_error(tmp_path):
         read_portfolio(path, fields=fields, default_timezone="America/Lima", default_currency="PEN")
     assert [str(p).split(":", 1)[1] for p in info.value.problems] == [
         "2: column due_date: '9999-12-31' is out of range (years 1900 to 2199)",
-        "3: column amount: '1E+999999999' is too large (at most 15 digits before the decimal point)",
+        "3: column amount: '1E+999999999' is not a number (decimal separator '.'; scientific notation: write "
+        "the digits out (a spreadsheet's 1.23457E+11 lost some))",
         "3: column issue_date: '0001-01-01' is out of range (years 1900 to 2199)",
-        "3: column risk_score: '1E+30' is too large (at most 28 digits before the decimal point)"]
+        "3: column risk_score: '1E+30' is not a number (decimal separator '.'; scientific notation: write the "
+        "digits out (a spreadsheet's 1.23457E+11 lost some))"]
     fine = write(tmp_path, "ok.csv", "invoice_id,customer_id,amount,due_date,contract_end,clabe\n"
                  "A,c1,100,2026-12-31,9999-12-31,012180001234567897\n")
     book = read_portfolio(fine, fields=fields, default_timezone="America/Lima", default_currency="PEN")

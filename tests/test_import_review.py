@@ -1,0 +1,147 @@
+"""`collect import` and the CSV reader, found by review of daily-export scenarios: a value holding the
+delimiter without quotes, a header with a `, ` in a `;` file, and a store locked past its busy timeout."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from test_import_messages import cli  # noqa: F401 (fixture)
+
+from collect.engine import store as s
+from collect.engine.portfolio import CsvError, read_portfolio
+
+
+def test_a_row_with_more_cells_than_the_header_is_an_error_not_a_shifted_amount(cli):
+    """`1,200.50` unquoted in a comma file was read as an amount of 1 (the `200.50` cell dropped), and
+    `Acme, Inc.` as the name `Acme` with the email `Inc.`."""
+    result = cli("invoices", "inv.csv", "invoice_id,customer_id,due_date,amount\nI1,C1,2026-12-01,1,200.50\n"
+                                        "I2,C1,2026-12-01,300,\n")  # a trailing empty cell is no value
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == ("inv.csv:2: 5 cells but the header names 4 columns: is a value "
+                                             "holding the delimiter ',' without quotes (write \"1,200.50\")?")
+    with s.connect(cli.url).connect() as conn:
+        assert conn.execute(select(s.invoices)).all() == []  # all or nothing
+
+
+def test_simulate_reads_such_a_row_as_an_error_too(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("invoice_id,customer_id,amount,due_date,customer_name,email\n"
+                    "I1,C1,100,2026-12-01,Acme, Inc.,billing@acme.example\n", encoding="utf-8")
+    with pytest.raises(CsvError) as info:
+        read_portfolio(path, fields={}, default_timezone="UTC", default_currency="USD")
+    assert [p.row for p in info.value.problems] == [2] and "7 cells but the header names 6" in str(info.value)
+
+
+def test_a_semicolon_file_whose_header_has_a_comma_in_a_name_is_read_with_semicolons(cli):
+    result = cli("invoices", "semi.csv", "invoice_id;customer_id;amount;due_date;Importe, S/\nI1;C1;100;2026-12-01;x\n")
+    assert result.exit_code == 0, result.output
+    with s.connect(cli.url).connect() as conn:
+        assert conn.execute(select(s.invoices.c.id, s.invoices.c.amount)).one() == ("I1", 100)
+
+
+def test_a_store_locked_past_its_busy_timeout_is_exit_3_and_one_line(cli, monkeypatch):
+    """Not a traceback and exit 1, which cron would take for a bad file."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    import collect.engine.storeio as storeio
+
+    def locked(*args, **kwargs):
+        raise OperationalError("INSERT INTO invoices ...", {}, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(storeio, "import_file", locked)
+    result = cli("invoices", "inv.csv", "invoice_id,customer_id,amount,due_date\nI1,C1,100,2026-12-01\n")
+    assert result.exit_code == 3
+    assert result.stderr.splitlines() == [
+        "error: the store failed during the import, nothing imported: database is locked"]
+
+
+def test_a_dispute_and_a_promise_read_in_another_zone_later_are_the_same_ones(cli):
+    """The customer's zone became known after the first import (here --timezone; a customers file with
+    `timezone` does the same): the resolved dispute opened a second one, still open, and the promise
+    was stored twice."""
+    assert cli("invoices", "inv.csv", "invoice_id,customer_id,amount,due_date\nI1,C1,100,2026-11-20\n",
+               "--timezone", "UTC").exit_code == 0
+    assert cli("disputes", "d.csv", "invoice_id,opened_at,reason\nI1,2026-11-22,wrong amount\n",
+               "--timezone", "UTC").exit_code == 0
+    assert cli("promises", "p.csv", "invoice_id,amount,promised_date\nI1,100,2026-12-01\n",
+               "--timezone", "UTC").exit_code == 0
+    resolved = cli("disputes", "d2.csv", "invoice_id,opened_at,reason,resolved_at\nI1,2026-11-22,wrong amount,2026-11-25\n")
+    again = cli("promises", "p.csv")  # the fixture's --timezone America/Lima
+    assert "(0 new, 1 updated)" in resolved.output and "(1 already stored)" in again.output
+    with s.connect(cli.url).connect() as conn:
+        disputes = conn.execute(select(s.disputes.c.resolved_at)).all()
+        assert len(disputes) == 1 and disputes[0].resolved_at is not None
+        assert conn.execute(select(s.promises)).all().__len__() == 1
+
+
+def test_a_consent_file_records_no_consent_for_a_customer_without_a_record_whatever_the_order(cli):
+    """docs/files.md, Consent: empty cells are 'not agreed' for a customer with no consent on record, as
+    `collect simulate` reads them. Imported after the invoices, the customer kept no record at all, and
+    `collect run` sent what simulate said the law blocks."""
+    assert cli("invoices", "inv.csv", "invoice_id,customer_id,amount,due_date,email\nI1,C1,100,2026-11-20,a@x.pe\n"
+               "I2,C2,100,2026-11-20,b@x.pe\n").exit_code == 0
+    assert cli("customers", "c.csv", "customer_id,consent_email,consent_sms\nC1,,\nC2,true,\n").exit_code == 0
+    with s.connect(cli.url).connect() as conn:
+        assert dict(conn.execute(select(s.customers.c.id, s.customers.c.consents)).all()) == {"C1": [], "C2": ["email"]}
+    assert cli("customers", "c2.csv", "customer_id,consent_sms\nC1,true\n").exit_code == 0  # a later answer adds
+    with s.connect(cli.url).connect() as conn:
+        assert conn.execute(select(s.customers.c.consents).where(s.customers.c.id == "C1")).scalar() == ["sms"]
+
+
+def test_a_payment_id_stored_for_another_payment_is_an_error_not_a_payment_lost(cli):
+    assert cli("invoices", "inv.csv", "invoice_id,customer_id,amount,due_date\nI1,C1,100,2026-11-20\n"
+               "I2,C1,500,2026-11-20\n").exit_code == 0
+    assert cli("payments", "p1.csv", "payment_id,invoice_id,amount,paid_at\nOP-1,I1,100,2026-11-21\n").exit_code == 0
+    assert "(1 already stored)" in cli("payments", "p1.csv").output  # the same payment again: ignored
+    result = cli("payments", "p2.csv", "payment_id,invoice_id,amount,paid_at\nOP-1,I2,500,2026-11-22\n")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == ("p2.csv:2: column payment_id: payment 'OP-1' is stored already, for "
+                                             "invoice 'I1' and amount 100: a payment id names one payment")
+
+
+def test_an_invoice_given_to_another_customer_takes_its_promises_along(cli):
+    assert cli("invoices", "inv.csv", "invoice_id,customer_id,amount,due_date\nI1,C1,100,2026-11-20\n").exit_code == 0
+    assert cli("promises", "p.csv", "invoice_id,amount,promised_date,made_at\nI1,100,2026-12-15,2026-11-21\n").exit_code == 0
+    assert cli("invoices", "inv2.csv", "invoice_id,customer_id,amount,due_date\nI1,C2,100,2026-11-20\n").exit_code == 0
+    with s.connect(cli.url).connect() as conn:
+        assert conn.execute(select(s.promises.c.customer_id)).scalar() == "C2"  # loaded with C2: I1 stays paused
+
+
+def test_numbers_and_dates_in_forms_no_doc_names_are_row_errors(tmp_path):
+    """Decimal and fromisoformat take more than the documented forms: Excel's 1.23457E+11 (digits of the
+    amount lost), 1_000, 20261120 and 2026-W47-5 were read without a word."""
+    path = tmp_path / "p.csv"
+    path.write_text("invoice_id,customer_id,amount,due_date\nI1,C1,1.23457E+11,2026-12-01\nI2,C1,1_000,20261120\n"
+                    "I3,C1,100,2026-W47-5\nI4,C1,.5,2026-12-01\n", encoding="utf-8")
+    with pytest.raises(CsvError) as info:
+        read_portfolio(path, fields={}, default_timezone="UTC", default_currency="USD")
+    assert [(p.row, p.column) for p in info.value.problems] == [(2, "amount"), (3, "amount"), (3, "due_date"),
+                                                                (4, "due_date")]
+
+
+def test_a_file_that_is_not_utf_8_says_at_which_line_and_how_to_save_it(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_bytes("invoice_id,customer_id,amount,due_date,customer_name\nI1,C1,1,2026-12-01,Cía\n".encode("cp1252"))
+    with pytest.raises(CsvError) as info:
+        read_portfolio(path, fields={}, default_timezone="UTC", default_currency="USD")
+    assert str(info.value) == f"{path}:2: the file is not UTF-8 text (byte 0xed): save it as UTF-8 (in Excel: CSV UTF-8)"
+
+
+def test_a_custom_bool_stored_as_text_is_typed_as_the_csv_reader_reads_it():
+    """Imported without --policy, a custom column is text; typed when loaded, a word that is no answer
+    (`maybe`) read as false, where the CSV reader reports it: it is null (comparisons with it are false)."""
+    from collect.engine.storeio import _typed
+
+    kinds = {"customer.vip": "bool", "customer.ok": "bool", "customer.yes": "bool"}
+    assert _typed({"customer.vip": "maybe", "customer.ok": "No", "customer.yes": "y"}, kinds) == {
+        "customer.vip": None, "customer.ok": False, "customer.yes": True}
+
+
+def test_a_nul_in_an_extra_column_is_a_row_error_as_in_any_other(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("invoice_id,customer_id,amount,due_date,note\nI1,C1,1,2026-12-01,b\x00c\n", encoding="utf-8")
+    with pytest.raises(CsvError) as info:
+        read_portfolio(path, fields={}, default_timezone="UTC", default_currency="USD")
+    assert str(info.value) == f"{path}:2: column note: a NUL character (0x00) cannot be stored"
