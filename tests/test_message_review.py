@@ -31,15 +31,21 @@ def test_a_task_handed_off_again_after_a_provider_failure_goes_out(setup):
     assert len(run.channels("agent").sent) == 2 and "Escalation of step d0" in run.channels("agent").sent[1].body
 
 
+def _sent_twice(run, engine, tmp_path, payment: str, later: dt.timedelta):
+    """A tick whose WhatsApp message the provider refuses for now, a payment, and the tick that sends it
+    again: both messages as the provider got them."""
+    run.tick(MONDAY)
+    pay = tmp_path / "pay.csv"
+    pay.write_text(f"invoice_id,amount,paid_at\n{payment}\n", encoding="utf-8")
+    import_file(engine, "payments", pay, fields={}, colmap=ColumnMap())
+    run.tick(MONDAY + later)
+    return run.channels("whatsapp").sent
+
+
 def test_a_group_message_sent_again_leaves_out_an_invoice_paid_meanwhile(setup, tmp_path):
     run, engine = setup(rows="F1,C1,100,2026-11-16,ACME,pagos@acme.pe,+51987654321\n"
                              "F2,C1,250,2026-11-16,ACME,pagos@acme.pe,+51987654321\n", whatsapp=[DOWN, OK])
-    run.tick(MONDAY)
-    pay = tmp_path / "pay.csv"
-    pay.write_text("invoice_id,amount,paid_at\nF1,220,2026-11-16T10:30-05:00\n", encoding="utf-8")
-    import_file(engine, "payments", pay, fields={}, colmap=ColumnMap())
-    run.tick(MONDAY + dt.timedelta(hours=1))
-    first, again = run.channels("whatsapp").sent
+    first, again = _sent_twice(run, engine, tmp_path, "F1,220,2026-11-16T10:30-05:00", dt.timedelta(hours=1))
     assert first.invoice_ids == again.invoice_ids == ("F1", "F2")
     assert first.params[1].endswith("350.00") and again.params[1].endswith("250.00")  # F1 overpaid: not -20
 
@@ -51,12 +57,7 @@ def test_a_webhook_body_sent_again_is_the_same_bytes(setup, tmp_path):
 
     run, engine = setup(whatsapp=[DOWN, OK])
     run.channels.instances["whatsapp"].dedupes = True  # as the webhook adapter
-    run.tick(MONDAY)
-    pay = tmp_path / "pay.csv"
-    pay.write_text("invoice_id,amount,paid_at\nF1,30,2026-11-17T09:00-05:00\n", encoding="utf-8")
-    import_file(engine, "payments", pay, fields={}, colmap=ColumnMap())
-    run.tick(MONDAY + dt.timedelta(days=1))
-    first, again = run.channels("whatsapp").sent
+    first, again = _sent_twice(run, engine, tmp_path, "F1,30,2026-11-17T09:00-05:00", dt.timedelta(days=1))
     assert body_bytes(first) == body_bytes(again)
 
 
