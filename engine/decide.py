@@ -329,8 +329,7 @@ class Decider:
     # -- per message -----------------------------------------------------------------------------
 
     def _groups(self, ready: list[Ready]) -> list[list[Ready]]:
-        """group_by customer: one message per step for all the invoices due now (SPEC 2, group_by), one
-        per currency when they are in several (a total across currencies means nothing)."""
+        """group_by customer: one message per step for all the invoices due now (SPEC 2, group_by)."""
         ready = sorted(ready, key=lambda r: (r.trigger, r.invoice.due_date, r.invoice.id))  # oldest first (SPEC 4.3)
         groups: dict = {}
         seen: dict = {}  # (step, invoice) -> occurrences so far: an invoice is listed once per message
@@ -339,8 +338,7 @@ class Decider:
                 # two occurrences of an event step for one invoice (two partial payments in a morning) are
                 # two messages, as with group_by: invoice, not one listing the invoice twice
                 nth = seen[r.step.id, r.invoice.id] = seen.get((r.step.id, r.invoice.id), -1) + 1
-                # one message per currency: its total and its amounts are in one currency
-                groups.setdefault((r.step.id, r.invoice.currency or self.rt.currency, nth), []).append(r)
+                groups.setdefault((r.step.id, nth), []).append(r)
             else:  # one message per invoice, but one per occurrence of an event about all the invoices
                 groups.setdefault((r.step.id, r.shared) if r.shared else n, []).append(r)
         return list(groups.values())

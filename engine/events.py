@@ -68,24 +68,39 @@ def covers(promise: PromiseInfo, invoice: InvoiceInfo, tz) -> bool:
     return invoice.issue_date is None or invoice.issue_date <= _local(promise.made_at, tz)
 
 
-def _pays(state: CustomerState, promise: PromiseInfo, payment, tz) -> bool:
-    """Does the payment go to the promise: it pays an invoice the promise is about."""
-    invoice = state.invoices.get(payment.invoice_id)
-    if invoice is None:
-        return promise.invoice_id in (None, payment.invoice_id)
-    return covers(promise, invoice, tz)
+def _later_invoices(state: CustomerState, promise: PromiseInfo, tz) -> frozenset[str]:
+    """The invoices a customer-wide promise is not about (issued after it was made): worked out once per
+    state, as kept_at asks for every payment of every promise at every decision."""
+    key = ("later", promise.id, promise.made_at, tz)
+    found = state.memo.get(key)
+    if found is None:
+        day = _local(promise.made_at, tz)
+        found = state.memo[key] = frozenset(
+            i.id for i in state.invoices.values() if i.issue_date is not None and i.issue_date > day)
+    return found
 
 
 def kept_at(state: CustomerState, promise: PromiseInfo, now: dt.datetime, tz) -> dt.datetime | None:
-    """When the payments made since the promise reached its amount (by the end of the promised date)."""
+    """When the payments made since the promise reached its amount (by the end of the promised date),
+    counting the payments on the invoices it is about. Asked for each invoice of a decision with the
+    same `now`: the last answer per promise is kept (while no payment is added)."""
+    key, asked = ("kept", promise.id, promise.made_at), (now, tz, len(state.payments))
+    last = state.memo.get(key)
+    if last is not None and last[0] == asked:
+        return last[1]
     deadline = min(now, end_of_day(promise.promised_date, tz))
-    total = Decimal(0)
+    total, kept = Decimal(0), None
+    later = _later_invoices(state, promise, tz) if promise.invoice_id is None else ()
     for payment in state.payments:
-        if promise.made_at <= payment.at <= deadline and _pays(state, promise, payment, tz):
+        if not promise.made_at <= payment.at <= deadline:
+            continue
+        if payment.invoice_id not in later if promise.invoice_id is None else payment.invoice_id == promise.invoice_id:
             total += payment.amount
             if total >= promise.amount - PAID_EPSILON:
-                return payment.at
-    return None
+                kept = payment.at
+                break
+    state.memo[key] = (asked, kept)
+    return kept
 
 
 def promise_active(state: CustomerState, invoice: InvoiceInfo, now: dt.datetime) -> PromiseInfo | None:

@@ -11,7 +11,7 @@ from ..adapters.base import Message
 from ..dsl.fields import schema_for
 from .contacts import address
 from .decide import stopped
-from .events import customer_facts, invoice_context, promise_active
+from .events import covers, customer_facts, invoice_context, kept_at
 from .templates import make_context, render_channel
 
 
@@ -30,10 +30,16 @@ PROMISE_EVENTS = ("promise_made", "promise_kept", "promise_broken")
 def _promise(state, decision, steps) -> tuple[object | None, bool]:
     """The promise a template sees, and whether it is active: a promise event step's own promise (kept or
     broken too), else the newest active promise about the message's invoices, as the core sees it."""
+    if not state.promises:
+        return None, False
     invoices = [state.invoices[i] for i in decision.invoice_ids if i in state.invoices]
-    active = [p for p in (promise_active(state, inv, decision.at) for inv in invoices) if p is not None]
-    if decision.stage in PROMISE_EVENTS:
-        ids = {key.split("|", 2)[2] for key in (steps or decision.keys) if key.count("|") >= 2}
+    at, tz = decision.at, decision.at.tzinfo
+    # promise_active for each invoice, with each promise's payments added up once, not once per invoice
+    live = [p for p in state.promises if p.made_at <= at and at.date() <= p.promised_date
+            and kept_at(state, p, at, tz) is None]
+    active = [p for p in live if any(covers(p, inv, tz) for inv in invoices)]
+    if decision.stage in PROMISE_EVENTS:  # keys: step|invoice|occurrence; a promise's occurrence is its id
+        ids = {key.rsplit("|", 1)[1] for key in (steps or decision.keys)}
         own = next((p for p in state.promises if p.id in ids), None)
         if own is not None:
             return own, own in active

@@ -117,6 +117,7 @@ class Payment:
     currency: str | None = None
     method: str | None = None
     attrs: dict = field(default_factory=dict)  # the file's other columns, as text
+    line: int = field(default=0, compare=False)  # where the row starts in its file, for problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -538,6 +539,7 @@ class Table:
         self.translate: dict[int, dict[str, str]] = {}
         self.head: list[str] = []  # the first lines as written, for a header below a title
         self.delimiter = cmap.delimiter or ","
+        self._full = True
         try:
             data = path.read_bytes()
             text = data.decode("utf-8-sig")
@@ -545,8 +547,9 @@ class Table:
             problems.append(Problem(self.file, 1, None, f"cannot read the file: {exc}"))
             return
         except UnicodeDecodeError as exc:  # an export in Windows-1252 or Latin-1, as many ERPs write
-            line = data[:exc.start].count(b"\n") + 1
-            problems.append(Problem(self.file, line, None, f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x}): "
+            at = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)  # the codec skipped a BOM
+            line = data[:at].count(b"\n") + 1
+            problems.append(Problem(self.file, line, None, f"the file is not UTF-8 text (byte 0x{data[at]:02x}): "
                                     "save it as UTF-8 (in Excel: CSV UTF-8)"))
             return
         # the csv reader, not str.splitlines, finds the rows: a quoted cell may hold a line break
@@ -581,6 +584,7 @@ class Table:
                                         f"{self.index[name] + 1} and {i + 1})"))
             self.index.setdefault(name, i)
         self.rows = rows[1:]
+        self._full = False  # rows with too many cells not checked yet: when first read, after the header's checks
         # the map's `values:` by column position, so that a row is translated once, before any reading
         self.translate = {self.index[name]: table for name, table in cmap.values.items() if name in self.index}
 
@@ -625,15 +629,25 @@ class Table:
                 return number
         return None
 
-    def __iter__(self):
-        width = len(self.headers)
+    def _overfull(self) -> None:
+        """Rows with a value beyond the header's columns: `1,200.50` unquoted in a comma file moves the
+        cells after it over by one. Each is a problem, said once, and is left out of the rows read."""
+        width, kept = len(self.headers), []
         for number, row in self.rows:
-            row = [cell.strip() for cell in row]
-            if any(row[width:]):  # `1,200.50` unquoted in a comma file: the cells after it moved over by one
+            if any(cell.strip() for cell in row[width:]):
                 self.problems.append(Problem(self.file, number, None, f"{len(row)} cells but the header names "
                                              f"{width} columns: is a value holding the delimiter "
                                              f"'{self.delimiter}' without quotes (write \"1,200.50\")?"))
-                continue
+            else:
+                kept.append((number, row))
+        self.rows = kept
+
+    def __iter__(self):
+        if not self._full:
+            self._overfull()
+            self._full = True
+        for number, row in self.rows:
+            row = [cell.strip() for cell in row]
             if any(row):
                 for index, table in self.translate.items():
                     if index < len(row):
@@ -642,18 +656,20 @@ class Table:
 
 
 def _sniff(header: str) -> str:
-    """The delimiter of a header line: the one of `,` `;` tab `|` that splits it into the most columns
-    (the first of them on a tie). csv.Sniffer, given one line, took `,` for a `;` file whose header has
-    one `Importe, S/` in it, and every column was then missing."""
-    best, most = ",", 1
-    for candidate in ",;\t|":
-        try:
-            count = len(next(csv.reader([header], delimiter=candidate), []))
-        except csv.Error:  # a cell beyond the csv module's size limit
-            continue
-        if count > most:
-            best, most = candidate, count
-    return best
+    """The delimiter of a header line, among `,` `;` tab `|`: the one that occurs most outside quoted
+    names, not counting those followed by a space (`Importe, S/` in a `;` file is a name, and the
+    delimiters of an export are not spaced); `,` on a tie. csv.Sniffer, given one line, took `,` there,
+    and every column was then reported missing."""
+    bare = re.sub(r'"[^"]*"', "", header)
+
+    def count(candidate: str, spaced: bool) -> int:
+        return bare.count(candidate) if spaced else len(re.findall(re.escape(candidate) + r"(?! )", bare))
+    for spaced in (False, True):  # `a, b, c`: only spaced delimiters, then count them
+        counts = {candidate: count(candidate, spaced) for candidate in ",;\t|"}
+        best = max(counts, key=lambda c: counts[c])  # the first of the most: `,` on a tie
+        if counts[best]:
+            return best
+    return ","
 
 
 @lru_cache(maxsize=1)

@@ -177,9 +177,7 @@ def _known_invoice(cells: Cells, book: Portfolio, required: bool = True) -> str 
     return iid
 
 
-def _payments(table: Table, book: Portfolio, stored=None) -> None:
-    """`stored`: the store's payments, id -> (invoice, amount), for `collect import`: an id names one
-    payment, and one stored already is ignored, so another payment under it would be lost unnoticed."""
+def _payments(table: Table, book: Portfolio) -> None:
     if not table.headers or not table.require("invoice_id", "amount", "paid_at"):
         return
     seen: dict[str, tuple] = {}
@@ -196,14 +194,9 @@ def _payments(table: Table, book: Portfolio, stored=None) -> None:
                                             "amount or date")
             continue
         seen[pid] = (iid, amount, paid_at)
-        known = (stored or {}).get(pid)
-        if known is not None and iid and amount is not None and known != (iid, amount):
-            cells.problem("payment_id", f"payment '{pid}' is stored already, for invoice '{known[0]}' and amount "
-                                        f"{known[1]}: a payment id names one payment")
-            continue
         if iid and amount is not None and paid_at is not None:
             book.payments.append(Payment(pid, iid, amount, paid_at, cells.currency(), cells.text("method"),
-                                         cells.texts(extra)))
+                                         cells.texts(extra), cells.number))
 
 
 def _content_id(*parts) -> str:
@@ -287,13 +280,12 @@ class _Known(dict):
         self.missing = missing  # what an unknown reference is told, after its id
 
 
-def read_one(kind: str, path, *, fields: dict[str, str], colmap: ColumnMap, known_invoices=(), known_customers=(),
-             known_payments=None):
+def read_one(kind: str, path, *, fields: dict[str, str], colmap: ColumnMap, known_invoices=(), known_customers=()):
     """One file of one kind (for `collect import`): customers, payments, promises or disputes.
 
     References are checked against the ids already in the store: `known_invoices` their ids, or better a
-    mapping of each to its customer's id (a promise's customer must own its invoice); `known_payments`
-    the stored payments, id -> (invoice, amount). Raises CsvError with every problem."""
+    mapping of each to its customer's id (a promise's customer must own its invoice). Raises CsvError
+    with every problem."""
     problems: list[Problem] = []
     table = Table(Path(path), colmap, problems)
     book = Portfolio()
@@ -309,10 +301,7 @@ def read_one(kind: str, path, *, fields: dict[str, str], colmap: ColumnMap, know
                 _customers(table, values, custom)
             result = {cid: _customer(cid, v) for cid, v in values.items()}
         else:
-            if kind == "payments":
-                _payments(table, book, known_payments)
-            else:
-                {"promises": _promises, "disputes": _disputes}[kind](table, book)
+            {"payments": _payments, "promises": _promises, "disputes": _disputes}[kind](table, book)
             result = {"payments": book.payments, "promises": book.promises, "disputes": book.disputes}[kind]
     problems[:0] = unmatched_value_columns(colmap, [table])  # first: a map's mistake may cause row errors
     if problems:

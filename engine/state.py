@@ -102,7 +102,22 @@ class CustomerState:
 def paid_by(state: CustomerState, invoice_id: str, now: dt.datetime) -> Decimal:
     if not state.payments:
         return Decimal(0)
-    return sum((p.amount for p in state.payments if p.invoice_id == invoice_id and p.at <= now), Decimal(0))
+    return sum((p.amount for p in _payments_of(state).get(invoice_id, ()) if p.at <= now), Decimal(0))
+
+
+def _payments_of(state: CustomerState) -> dict[str, list[PaymentInfo]]:
+    """The payments by invoice: a message or a decision asks for the balance of every invoice of a
+    customer, and a scan of all the customer's payments for each was quadratic. Payments only grow."""
+    key = ("payments by invoice", len(state.payments))
+    found = state.memo.get(key)
+    if found is None:
+        found = {}
+        for payment in state.payments:
+            found.setdefault(payment.invoice_id, []).append(payment)
+        for old in [k for k in state.memo if isinstance(k, tuple) and k[:1] == ("payments by invoice",)]:
+            del state.memo[old]
+        state.memo[key] = found
+    return found
 
 
 def balance_at(state: CustomerState, invoice: InvoiceInfo, now: dt.datetime) -> Decimal:

@@ -210,10 +210,8 @@ def _import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str
             new, stored = _import_events(conn, path, colmap, zone)
             return Imported(kind, new, stored)
         known_customers = {r.id for r in conn.execute(select(s.customers.c.id))}
-        paid = ({r.payment_id: (r.invoice_id, r.amount) for r in conn.execute(
-            select(s.payments.c.payment_id, s.payments.c.invoice_id, s.payments.c.amount))} if kind == "payments" else None)
         found = read_one(kind, path, fields=fields, colmap=colmap, known_invoices=owners,
-                         known_customers=known_customers, known_payments=paid)
+                         known_customers=known_customers)
         if kind == "customers":
             stored = _merge_customers(conn, found)
             return Imported(kind, len(found) - stored, stored)
@@ -223,7 +221,9 @@ def _import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str
                      "paid_at": _aware(p.paid_at, zone(p.invoice_id)), "currency": p.currency, "method": p.method,
                      "attrs": p.attrs}
                     for p in found]
-            stored = len(_stored(conn, s.payments, s.payments.c.payment_id, [r["payment_id"] for r in rows]))
+            known = _stored(conn, s.payments, s.payments.c.payment_id, [r["payment_id"] for r in rows])
+            _same_payments(path, found, {r.payment_id: r for r in known})
+            stored = len(known)
             new -= stored
             _insert_new(conn, s.payments, rows, ["payment_id"])  # a payment seen before is ignored
             touched = {owners[p.invoice_id] for p in found}
@@ -238,11 +238,22 @@ def _import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str
             rows = [{"invoice_id": d.invoice_id, "opened_at": _aware(d.opened_at, zone(d.invoice_id)), "reason": d.reason,
                      "resolved_at": _aware(d.resolved_at, zone(d.invoice_id)) if d.resolved_at else None,
                      "attrs": d.attrs} for d in found]
-            stored = _upsert_disputes(conn, rows)
+            stored = _upsert_disputes(conn, rows, [not isinstance(d.opened_at, dt.datetime) for d in found])
             new -= stored
             touched = {owners[d.invoice_id] for d in found}
         _mark_due(conn, touched)
         return Imported(kind, new, stored)
+
+
+def _same_payments(path: Path, found, stored: dict) -> None:
+    """A stored payment id is ignored in a file, as the same payment imported again; another invoice or
+    amount under it is a row error: an id names one payment, and that one would be lost unnoticed."""
+    problems = [Problem(str(path), p.line, "payment_id", f"payment '{p.payment_id}' is stored already, for "
+                        f"invoice '{known.invoice_id}' and amount {known.amount}: a payment id names one payment")
+                for p in found if (known := stored.get(p.payment_id)) is not None
+                and (known.invoice_id, known.amount) != (p.invoice_id, p.amount)]
+    if problems:
+        raise CsvError(problems)
 
 
 def _stored(conn: Connection, table, column, values) -> list:
@@ -299,17 +310,19 @@ def _unseen(rows: list[dict], stored: set, ident) -> tuple[list[dict], int]:
     return fresh, len(known)
 
 
-def _upsert_disputes(conn: Connection, rows: list[dict]) -> int:
-    """A dispute is named by its invoice and opening time (to within a day, ZONE_SPREAD): imported again,
-    it is the same dispute, and what the file now adds (a resolution, a reason, an attribute) updates it;
-    an empty cell keeps the stored value. Returns how many were stored already."""
+def _upsert_disputes(conn: Connection, rows: list[dict], dated: list[bool]) -> int:
+    """A dispute is named by its invoice and opening time: imported again, it is the same dispute, and
+    what the file now adds (a resolution, a reason, an attribute) updates it; an empty cell keeps the
+    stored value. An opening given as a date (`dated`) names it to within ZONE_SPREAD: that date read in
+    another zone is the same dispute; two disputes of one invoice in a day have their times. Returns how
+    many were stored already."""
     stored: dict[str, list] = {}
     for r in _stored(conn, s.disputes, s.disputes.c.invoice_id, [r["invoice_id"] for r in rows]):
         stored.setdefault(r.invoice_id, []).append(r)
     fresh = []
-    for row in rows:
-        # named by its opening time to within ZONE_SPREAD: read again in another zone, it is the same one
-        same = [r for r in stored.get(row["invoice_id"], ()) if abs(r.opened_at - row["opened_at"]) < ZONE_SPREAD]
+    for row, day in zip(rows, dated):
+        spread = ZONE_SPREAD if day else dt.timedelta(0)
+        same = [r for r in stored.get(row["invoice_id"], ()) if abs(r.opened_at - row["opened_at"]) <= spread]
         known = min(same, key=lambda r: abs(r.opened_at - row["opened_at"]), default=None)
         given = {k: row[k] for k in ("reason", "resolved_at") if row[k] is not None}
         attrs = {k: v for k, v in row["attrs"].items() if v is not None}

@@ -175,9 +175,12 @@ def _message_filters(jinja: dict) -> dict:
 
         if amount is None:
             return ""
+        where = _given_locale(locale) if locale else _locale(ctx)
+        if isinstance(amount, Total) and not currency:
+            return " + ".join(format_currency(v, code, locale=where) for code, v in amount.parts.items())
         value = amount if isinstance(amount, Decimal) else Decimal(str(amount))
-        return format_currency(value, currency or ctx.get("currency") or "USD",
-                               locale=_given_locale(locale) if locale else _locale(ctx))
+        return format_currency(value, currency or getattr(amount, "currency", None) or ctx.get("currency") or "USD",
+                               locale=where)
 
     @pass_context
     def date(ctx, value, format="medium", locale=None):
@@ -461,10 +464,40 @@ def make_context(customer: dict, invoices: list[dict], *, pay_link: str, today: 
         return {name: (values or {}).get(name) for name in names}
 
     items = [record("invoice", inv) for inv in invoices]
-    total = sum((Decimal(str(i.get("balance") or 0)) for i in items), Decimal(0))
+    sums: dict[str, Decimal] = {}
+    for item in items:
+        code = item.get("currency") or currency
+        for name in ("amount", "balance"):  # `money` formats them in their invoice's currency
+            if isinstance(item.get(name), (Decimal, int, float)):
+                item[name] = Amount(item[name], code)
+        sums[code] = sums.get(code, Decimal(0)) + Decimal(str(item.get("balance") or 0))
+    if len(sums) > 1:
+        total = Total(sum(sums.values(), Decimal(0)), sums)
+    else:
+        code, value = next(iter(sums.items()), (currency, Decimal(0)))
+        total = Amount(value, code)
     return {"customer": record("customer", customer), "invoice": items[0] if items else record("invoice", {}),
             "invoices": items, "total_balance": total, "pay_link": pay_link, "today": today,
             "currency": currency, "promise": record("promise", promise)}
+
+
+class Amount(Decimal):
+    """An invoice's amount or balance: a number, that `money` formats in its invoice's currency."""
+
+    def __new__(cls, value, currency: str | None):
+        self = super().__new__(cls, str(value))
+        self.currency = currency
+        return self
+
+
+class Total(Decimal):
+    """`total_balance` of a message about invoices in several currencies: `money` writes one total per
+    currency (`S/ 5,007.00 + US$100.00`); as a number it is their plain sum, which means little."""
+
+    def __new__(cls, value, parts: dict[str, Decimal]):
+        self = super().__new__(cls, str(value))
+        self.parts = dict(parts)
+        return self
 
 
 # -- templates_dir ----------------------------------------------------------------------------------

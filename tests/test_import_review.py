@@ -145,3 +145,40 @@ def test_a_nul_in_an_extra_column_is_a_row_error_as_in_any_other(tmp_path):
     with pytest.raises(CsvError) as info:
         read_portfolio(path, fields={}, default_timezone="UTC", default_currency="USD")
     assert str(info.value) == f"{path}:2: column note: a NUL character (0x00) cannot be stored"
+
+
+def test_two_disputes_of_one_invoice_on_one_day_with_their_times_are_two(cli):
+    assert cli("invoices", "inv.csv", "invoice_id,customer_id,amount,due_date\nI1,C1,100,2026-11-20\n").exit_code == 0
+    assert cli("disputes", "d1.csv", "invoice_id,opened_at,resolved_at,reason\n"
+               "I1,2026-11-10T09:00,2026-11-10T11:00,wrong amount\n").exit_code == 0
+    assert cli("disputes", "d2.csv", "invoice_id,opened_at,resolved_at,reason\nI1,2026-11-10T15:00,,goods damaged\n"
+               ).exit_code == 0
+    with s.connect(cli.url).connect() as conn:
+        rows = conn.execute(select(s.disputes.c.reason, s.disputes.c.resolved_at).order_by(s.disputes.c.id)).all()
+    assert [(r.reason, r.resolved_at is None) for r in rows] == [("wrong amount", False), ("goods damaged", True)]
+
+
+@pytest.mark.parametrize("header, delimiter", [
+    ('invoice_id,amount,paid_at,"Banco; Op; Canal; Ref; Nota"', ","),  # a quoted name holds no delimiter
+    ("Factura;Importe, S/;Fecha de pago, dd/mm", ";"),  # a comma followed by a space is in a name
+    ("a, b, c", ","), ("a\tb\tc", "\t"), ("a|b|c", "|"), ("single", ",")])
+def test_the_delimiter_is_guessed_from_the_header_as_a_person_reads_it(header, delimiter):
+    from collect.engine.portfolio import _sniff
+
+    assert _sniff(header) == delimiter
+
+
+def test_an_overfull_row_of_an_events_file_is_one_problem(cli):
+    """The events import reads its table three times: the row was reported three times."""
+    assert cli("invoices", "inv.csv", "invoice_id,customer_id,amount,due_date\nI1,C1,100,2026-11-20\n").exit_code == 0
+    result = cli("events", "ev.csv", "at,channel,type,customer_id,detail\n2026-11-21,email,replied,C1,hola, gracias\n")
+    assert result.exit_code == 1 and result.stderr.splitlines()[-1] == "nothing imported: 1 problem(s)"
+
+
+def test_a_file_with_a_byte_order_mark_says_the_right_line_and_byte(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_bytes(b"\xef\xbb\xbfinvoice_id,customer_id,amount,due_date,customer_name\nI1,C1,1,2026-12-01,x\n"
+                     b"I2,C1,1,2026-12-01,Ca\xf1a\n")
+    with pytest.raises(CsvError) as info:
+        read_portfolio(path, fields={}, default_timezone="UTC", default_currency="USD")
+    assert str(info.value).startswith(f"{path}:3: the file is not UTF-8 text (byte 0xf1)")

@@ -62,3 +62,14 @@ def test_a_promise_event_message_cites_its_own_promise_and_a_cadence_one_only_an
                     ("pk", ("F1",), "inactive 300"),  # kept: no longer active, still the one it thanks for
                     ("pm", ("F1",), "active 700 by 2026-11-12"),
                     ("pb", ("F1",), "inactive 700")]
+
+
+def test_a_promise_event_message_finds_its_promise_for_an_invoice_id_holding_a_bar(tmp_path):
+    """Step keys are step|invoice|occurrence, and an invoice id may hold `|`."""
+    c = customer()
+    invoice(c, "F001|17", "2026-11-02")
+    c.promises.append(PromiseInfo("pr1", Decimal("300"), dt.date(2026, 11, 6), dt.datetime(2026, 11, 4, 10, tzinfo=LIMA),
+                                  "F001|17"))
+    c.payments.append(PaymentInfo("pay1", "F001|17", Decimal("300"), dt.datetime(2026, 11, 5, 12, tzinfo=LIMA)))
+    sent = bodies(tmp_path, c, "2026-11-03", 5)
+    assert ("pk", ("F001|17",), "inactive 300") in sent

@@ -1,6 +1,6 @@
 """What a message says, found by review of the messages `collect run` sends: a task handed off again after
 a provider failure, a group message sent again after one invoice was paid, a webhook body sent again,
-built-in fields, several currencies, a customer language written as a BCP 47 tag, dates of date-time
+built-in fields, several currencies in one message, a customer language written as a BCP 47 tag, dates of date-time
 fields, and `send: agent`."""
 
 from __future__ import annotations
@@ -89,14 +89,16 @@ def test_built_in_fields_reach_templates_as_expressions_read_them(tmp_path):
     assert message.subject == "2|300|2|America/Lima|norte"  # the customer has no zone: the policy's
 
 
-def test_invoices_in_two_currencies_go_in_one_message_per_currency(tmp_path):
+def test_invoices_in_two_currencies_are_each_in_its_own_and_the_total_is_one_per_currency(tmp_path):
+    """group_by: customer put USD and PEN invoices in one message (as it should: one message, one cap
+    unit) and formatted every amount, and a total across both, in the first invoice's currency."""
     c = customer()
     invoice(c, "A", "2026-11-12", "100", currency="USD")
     invoice(c, "B", "2026-11-12", "5000", currency="PEN")
     invoice(c, "C", "2026-11-12", "7")  # none: the policy's (PEN)
-    bodies = sorted((m.invoice_ids, m.body) for m in _sent(tmp_path, c))
-    assert bodies == [(("A",), "USD\xa0100.00;USD\xa0100.00|USD"),
-                      (("B", "C"), "S/\xa05,000.00;S/\xa07.00;S/\xa05,007.00|PEN")]
+    (message,) = _sent(tmp_path, c)
+    assert message.invoice_ids == ("A", "B", "C")
+    assert message.body == "USD\xa0100.00;S/\xa05,000.00;S/\xa07.00;USD\xa0100.00 + S/\xa05,007.00|USD"
 
 
 def test_a_language_written_as_a_bcp_47_tag_formats_in_that_locale():
