@@ -11,7 +11,7 @@ from ..adapters.base import Message
 from ..dsl.fields import schema_for
 from .contacts import address
 from .decide import stopped
-from .events import covers, customer_facts, invoice_context, kept_at
+from .events import customer_facts, invoice_context, promise_active
 from .templates import make_context, render_channel
 
 
@@ -32,12 +32,11 @@ def _promise(state, decision, steps) -> tuple[object | None, bool]:
     broken too), else the newest active promise about the message's invoices, as the core sees it."""
     if not state.promises:
         return None, False
-    invoices = [state.invoices[i] for i in decision.invoice_ids if i in state.invoices]
-    at, tz = decision.at, decision.at.tzinfo
-    # promise_active for each invoice, with each promise's payments added up once, not once per invoice
-    live = [p for p in state.promises if p.made_at <= at and at.date() <= p.promised_date
-            and kept_at(state, p, at, tz) is None]
-    active = [p for p in live if any(covers(p, inv, tz) for inv in invoices)]
+    active = []  # each invoice's active promise (kept_at keeps its answer for the moment: no rescan)
+    for invoice_id in decision.invoice_ids:
+        found = promise_active(state, state.invoices[invoice_id], decision.at)
+        if found is not None and found not in active:
+            active.append(found)
     if decision.stage in PROMISE_EVENTS:  # keys: step|invoice|occurrence; a promise's occurrence is its id
         ids = {key.rsplit("|", 1)[1] for key in (steps or decision.keys)}
         own = next((p for p in state.promises if p.id in ids), None)

@@ -533,7 +533,7 @@ class Runner:
             # the message is built as of now, when it goes: its dates, WhatsApp's 24-hour window; but for a
             # receiver that drops a key it has had (a webhook's Idempotency-Key), as of the decision, so that
             # a repeated delivery is the same body (one that differs under the same key is refused for good)
-            same = row.attempts > 0 and getattr(self.channels(row.channel), "dedupes", False)  # else no body yet
+            same = getattr(self.channels(row.channel), "dedupes", False)
             decision = Decision((row.at if same else now).astimezone(ZoneInfo(row.tz)), row.customer_id,
                                 tuple(row.invoice_ids.split(";")),
                                 row.stage, row.step, row.channel, None if row.channel == "agent" else row.template,

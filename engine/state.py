@@ -108,15 +108,12 @@ def paid_by(state: CustomerState, invoice_id: str, now: dt.datetime) -> Decimal:
 def _payments_of(state: CustomerState) -> dict[str, list[PaymentInfo]]:
     """The payments by invoice: a message or a decision asks for the balance of every invoice of a
     customer, and a scan of all the customer's payments for each was quadratic. Payments only grow."""
-    key = ("payments by invoice", len(state.payments))
-    found = state.memo.get(key)
-    if found is None:
+    count, found = state.memo.get(("payments by invoice",), (-1, None))
+    if count != len(state.payments):
         found = {}
         for payment in state.payments:
             found.setdefault(payment.invoice_id, []).append(payment)
-        for old in [k for k in state.memo if isinstance(k, tuple) and k[:1] == ("payments by invoice",)]:
-            del state.memo[old]
-        state.memo[key] = found
+        state.memo[("payments by invoice",)] = (len(state.payments), found)  # a tuple: invoice ids key schedules
     return found
 
 

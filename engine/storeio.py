@@ -222,7 +222,7 @@ def _import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str
                      "attrs": p.attrs}
                     for p in found]
             known = _stored(conn, s.payments, s.payments.c.payment_id, [r["payment_id"] for r in rows])
-            _same_payments(path, found, {r.payment_id: r for r in known})
+            _same_payments(path, found, {r.payment_id: r for r in known}, colmap.columns.get("payment_id", "payment_id"))
             stored = len(known)
             new -= stored
             _insert_new(conn, s.payments, rows, ["payment_id"])  # a payment seen before is ignored
@@ -245,10 +245,11 @@ def _import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str
         return Imported(kind, new, stored)
 
 
-def _same_payments(path: Path, found, stored: dict) -> None:
+def _same_payments(path: Path, found, stored: dict, header: str) -> None:
     """A stored payment id is ignored in a file, as the same payment imported again; another invoice or
-    amount under it is a row error: an id names one payment, and that one would be lost unnoticed."""
-    problems = [Problem(str(path), p.line, "payment_id", f"payment '{p.payment_id}' is stored already, for "
+    amount under it is a row error: an id names one payment, and that one would be lost unnoticed.
+    `header`: the file's name of the payment_id column."""
+    problems = [Problem(str(path), p.line, header, f"payment '{p.payment_id}' is stored already, for "
                         f"invoice '{known.invoice_id}' and amount {known.amount}: a payment id names one payment")
                 for p in found if (known := stored.get(p.payment_id)) is not None
                 and (known.invoice_id, known.amount) != (p.invoice_id, p.amount)]

@@ -492,7 +492,7 @@ class Amount(Decimal):
 
 class Total(Decimal):
     """`total_balance` of a message about invoices in several currencies: `money` writes one total per
-    currency (`S/ 5,007.00 + US$100.00`); as a number it is their plain sum, which means little."""
+    currency (`USD 100.00 + S/ 5,007.00`); as a number it is their plain sum, which means little."""
 
     def __new__(cls, value, parts: dict[str, Decimal]):
         self = super().__new__(cls, str(value))

@@ -161,7 +161,9 @@ def test_two_disputes_of_one_invoice_on_one_day_with_their_times_are_two(cli):
 @pytest.mark.parametrize("header, delimiter", [
     ('invoice_id,amount,paid_at,"Banco; Op; Canal; Ref; Nota"', ","),  # a quoted name holds no delimiter
     ("Factura;Importe, S/;Fecha de pago, dd/mm", ";"),  # a comma followed by a space is in a name
-    ("a, b, c", ","), ("a\tb\tc", "\t"), ("a|b|c", "|"), ("single", ",")])
+    ("a, b, c", ","), ("a\tb\tc", "\t"), ("a|b|c", "|"), ("single", ","),
+    ("invoice_id; customer_id; Importe,S/; due_date", ";"), ("invoice_id | customer_id | Monto,S/ | due_date", "|"),
+    ("invoice_id, customer_id, amount;neto, due_date", ",")])  # spaced delimiters, a name holding another
 def test_the_delimiter_is_guessed_from_the_header_as_a_person_reads_it(header, delimiter):
     from collect.engine.portfolio import _sniff
 

@@ -73,3 +73,21 @@ def test_a_promise_event_message_finds_its_promise_for_an_invoice_id_holding_a_b
     c.payments.append(PaymentInfo("pay1", "F001|17", Decimal("300"), dt.datetime(2026, 11, 5, 12, tzinfo=LIMA)))
     sent = bodies(tmp_path, c, "2026-11-03", 5)
     assert ("pk", ("F001|17",), "inactive 300") in sent
+
+
+def test_a_promise_replaced_by_a_newer_one_is_not_the_active_one_in_its_message():
+    """As promise_active sees it: the newest promise of the invoice is the active one."""
+    from types import SimpleNamespace
+
+    from collect.engine.messages import _promise
+
+    c = customer()
+    invoice(c, "F1", "2026-11-02")
+    first = PromiseInfo("promise-1", Decimal("300"), dt.date(2026, 11, 12), dt.datetime(2026, 11, 4, 9, tzinfo=LIMA), "F1")
+    newer = PromiseInfo("promise-2", Decimal("500"), dt.date(2026, 11, 14), dt.datetime(2026, 11, 4, 9, 30, tzinfo=LIMA),
+                        "F1")
+    c.promises += [first, newer]
+    message = SimpleNamespace(at=dt.datetime(2026, 11, 4, 10, tzinfo=LIMA), invoice_ids=("F1",), stage="promise_made",
+                              keys=("pm|F1|promise-1",))
+    assert _promise(c, message, ()) == (first, False)
+    assert _promise(c, SimpleNamespace(**{**vars(message), "stage": "overdue", "keys": ()}), ()) == (newer, True)
