@@ -48,12 +48,18 @@ def test_a_message_about_an_invoice_issued_after_a_customer_wide_promise_does_no
     assert not [b for step, ids, b in sent if ids == ("NEW",) and "5000" in b]
 
 
-def test_a_promise_event_message_cites_its_own_promise_and_a_cadence_one_only_an_active_one(tmp_path):
+def kept_promise(invoice_id: str):
+    """A customer whose invoice due 2026-11-02 was promised 300 by 11-06 on 11-04, paid on 11-05."""
     c = customer()
-    invoice(c, "F1", "2026-11-02")
+    invoice(c, invoice_id, "2026-11-02")
     c.promises.append(PromiseInfo("pr1", Decimal("300"), dt.date(2026, 11, 6), dt.datetime(2026, 11, 4, 10, tzinfo=LIMA),
-                                  "F1"))
-    c.payments.append(PaymentInfo("pay1", "F1", Decimal("300"), dt.datetime(2026, 11, 5, 12, tzinfo=LIMA)))
+                                  invoice_id))
+    c.payments.append(PaymentInfo("pay1", invoice_id, Decimal("300"), dt.datetime(2026, 11, 5, 12, tzinfo=LIMA)))
+    return c
+
+
+def test_a_promise_event_message_cites_its_own_promise_and_a_cadence_one_only_an_active_one(tmp_path):
+    c = kept_promise("F1")
     c.promises.append(PromiseInfo("pr2", Decimal("700"), dt.date(2026, 11, 12), dt.datetime(2026, 11, 9, 10, tzinfo=LIMA),
                                   "F1"))
     sent = bodies(tmp_path, c, "2026-11-02", 14)
@@ -66,12 +72,7 @@ def test_a_promise_event_message_cites_its_own_promise_and_a_cadence_one_only_an
 
 def test_a_promise_event_message_finds_its_promise_for_an_invoice_id_holding_a_bar(tmp_path):
     """Step keys are step|invoice|occurrence, and an invoice id may hold `|`."""
-    c = customer()
-    invoice(c, "F001|17", "2026-11-02")
-    c.promises.append(PromiseInfo("pr1", Decimal("300"), dt.date(2026, 11, 6), dt.datetime(2026, 11, 4, 10, tzinfo=LIMA),
-                                  "F001|17"))
-    c.payments.append(PaymentInfo("pay1", "F001|17", Decimal("300"), dt.datetime(2026, 11, 5, 12, tzinfo=LIMA)))
-    sent = bodies(tmp_path, c, "2026-11-03", 5)
+    sent = bodies(tmp_path, kept_promise("F001|17"), "2026-11-03", 5)
     assert ("pk", ("F001|17",), "inactive 300") in sent
 
 
