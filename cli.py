@@ -52,6 +52,21 @@ def _writing(path: Path | None):
         raise typer.Exit(EXIT_RUNTIME)
 
 
+@contextlib.contextmanager
+def _store_failure(during: str):
+    """A store locked past its busy timeout, or a server gone, during the work: one line and exit 3 (a
+    runtime failure the next run gets past), not a traceback, nor exit 1, which cron reads as bad input."""
+    from sqlalchemy.exc import DBAPIError
+
+    from .engine.store import one_line
+
+    try:
+        yield
+    except DBAPIError as exc:
+        typer.echo(f"error: the store failed during {during}: {one_line(exc)}", err=True)
+        raise typer.Exit(EXIT_RUNTIME)
+
+
 class Format(str, Enum):
     text = "text"
     json = "json"
@@ -288,17 +303,11 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(metavar="KIND", help="What t
         raise typer.Exit(EXIT_USAGE)
     # --quiet: the policy's warnings are not printed (a daily import from cron would mail them every day)
     fields = dict(_compile(policy, quiet=quiet).plan["fields"]) if policy else {}
-    from sqlalchemy.exc import DBAPIError
-
-    from .engine.store import one_line
-
     try:
         colmap = load_map(map) if map else ColumnMap()
-        done = import_file(_store(db), kind.value, csv_file, fields=fields, colmap=colmap, default_tz=timezone,
-                           default_currency=currency)
-    except DBAPIError as exc:  # a store locked past its busy timeout, a server gone: not a bad file
-        typer.echo(f"error: the store failed during the import, nothing imported: {one_line(exc)}", err=True)
-        raise typer.Exit(EXIT_RUNTIME)
+        with _store_failure("the import, nothing imported"):
+            done = import_file(_store(db), kind.value, csv_file, fields=fields, colmap=colmap, default_tz=timezone,
+                               default_currency=currency)
     except CsvError as exc:
         for problem in exc.problems:
             typer.echo(str(problem), err=True)
@@ -389,15 +398,9 @@ def run(policy: PolicyArg, db: DbOpt = None,
     plan = _compile(policy, quiet=quiet).plan
     moment = _parse_now(now)
     adapters = _channels(channels, plan, quiet)
-    from sqlalchemy.exc import DBAPIError
-
-    from .engine.store import one_line
-
     try:
-        summary = Runner(_store(db), plan, adapters, pay_link=adapters.pay_link).tick(moment, dry_run=dry_run)
-    except DBAPIError as exc:  # a store locked past its busy timeout, a server gone: the next run goes on
-        typer.echo(f"error: the store failed during the tick: {one_line(exc)}", err=True)
-        raise typer.Exit(EXIT_RUNTIME)
+        with _store_failure("the tick"):
+            summary = Runner(_store(db), plan, adapters, pay_link=adapters.pay_link).tick(moment, dry_run=dry_run)
     finally:
         adapters.close()
     if not quiet:

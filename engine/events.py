@@ -74,9 +74,7 @@ def _later_invoices(state: CustomerState, promise: PromiseInfo, tz) -> frozenset
     key = ("later", promise.id, promise.made_at, tz)
     found = state.memo.get(key)
     if found is None:
-        day = _local(promise.made_at, tz)
-        found = state.memo[key] = frozenset(
-            i.id for i in state.invoices.values() if i.issue_date is not None and i.issue_date > day)
+        found = state.memo[key] = frozenset(i.id for i in state.invoices.values() if not covers(promise, i, tz))
     return found
 
 
