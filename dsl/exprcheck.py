@@ -154,6 +154,13 @@ class Checker:
     def _op_compare(self, node: Node, kinds: list[str]) -> str:
         a, b = kinds
         left, right = node.args
+        if _is_null(left) or _is_null(right):
+            # SQL's rule: a comparison with null is never true, so `x != null` would silently never hold
+            other = right if _is_null(left) else left
+            test = "is not null" if node.value == "!=" else "is null"
+            self.error("type-error", "a comparison with null is always false",
+                       node, f"write {_show(other)} {test}")
+            return "bool"
         if "any" in kinds or "null" in kinds:
             return "bool"
         if not _comparable(a, b):
@@ -177,6 +184,10 @@ class Checker:
         left, items = node.args
         kind = kinds[0]
         for item in items.args:
+            if _is_null(item):
+                self.error("type-error", "null in a list never matches (a comparison with null is false)", item,
+                           f"write {_show(left)} is null or ...")
+                continue
             item_kind = self.type_of(item)
             if kind != "any" and item_kind not in ("any", "null") and not _comparable(kind, item_kind):
                 self.error("type-error", f"{_show(item)} ({item_kind}) cannot be in a list compared with "
@@ -289,6 +300,10 @@ def value_type(value) -> str:
 def _comparable(a: str, b: str) -> bool:
     dates = {"date", "datetime"}
     return a == b or (a in dates and b in dates)
+
+
+def _is_null(node: Node) -> bool:
+    return node.kind == "literal" and node.value is None
 
 
 def _arith_type(op: str, a: str, b: str) -> str | None:

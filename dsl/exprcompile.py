@@ -178,6 +178,8 @@ def _arithmetic(op: str, x, y):
     if x is None or y is None:
         return None
     x, y = to_number(x), to_number(y)
+    if type(x) is not type(y) and isinstance(x, dt.date) and isinstance(y, dt.date):
+        x, y = _align(x, y)  # date - datetime: days between local dates, as comparisons align them
     if isinstance(x, dt.timedelta) and isinstance(y, Decimal):
         y = float(y)  # durations scale by plain numbers
     try:

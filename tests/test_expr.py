@@ -250,3 +250,22 @@ def test_a_segment_call_that_cannot_be_a_bare_name_stays_a_call(name):
     result = analyze(f'segment("{name}")', SCHEMA, {name}, {}, "bool")
     assert result.errors == [] and result.canonical == f'segment("{name}")'
     assert parse(result.canonical).kind == "call"
+
+
+@pytest.mark.parametrize("text, hint", [
+    ("customer.email != null", "write customer.email is not null"),
+    ("null == customer.email", "write customer.email is null"),
+    ('customer.tier in ["a", null]', "write customer.tier is null or ..."),
+])
+def test_a_comparison_with_null_is_an_error_not_a_condition_that_never_holds(text, hint):
+    errors = check(text).errors
+    assert [(e.code, e.hint) for e in errors] == [("type-error", hint)]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("invoice.due_date - customer.paid_at", Decimal(3)),
+    ("customer.paid_at - invoice.due_date", Decimal(-3)),
+])
+def test_date_minus_date_time_counts_days_between_local_dates(text, expected):
+    ctx = {"invoice__due_date": dt.date(2026, 3, 4), "customer__paid_at": dt.datetime(2026, 3, 1, 23, 59)}
+    assert run(text, **ctx) == expected
