@@ -106,8 +106,9 @@ def promise_active(state: CustomerState, invoice: InvoiceInfo, now: dt.datetime)
         return None
     tz = now.tzinfo
     today = now.date()
+    # a renegotiated promise pauses no more: the newer one decides, kept or broken, from then on
     active = [p for p in state.promises if covers(p, invoice, tz) and p.made_at <= now and today <= p.promised_date
-              and kept_at(state, p, now, tz) is None]
+              and kept_at(state, p, now, tz) is None and replaced_at(state, p, now) is None]
     return max(active, key=lambda p: p.made_at, default=None)
 
 

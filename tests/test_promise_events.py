@@ -73,6 +73,22 @@ def test_a_promise_replaced_before_its_date_is_neither_reminded_nor_broken(tmp_p
     assert customer_facts(rt, c, at("2026-11-20T12:00"))["customer.broken_promises_12m"] == 0
 
 
+def test_the_cadence_resumes_when_the_newer_promise_of_a_renegotiation_is_kept(tmp_path):
+    """A (1000 by the 28th) is renegotiated on the 6th into B (300 by the 9th), kept on the 8th: A no
+    longer pauses the cadence, so due+12d goes on the 14th (it was skipped as superseded until the 29th)."""
+    policy = EVENTS.replace("- { id: od-1, at: due+1d, send: email, template: m }",
+                            "- { id: od-1, at: due+1d, send: email, template: m }\n"
+                            "      - { id: od-12, at: due+12d, send: email, template: m }")
+    rt = runtime(policy, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-02")
+    c.promises += [promise("A", 1000, "2026-11-28", "2026-11-04T10:00"),
+                   promise("B", 300, "2026-11-09", "2026-11-06T10:00")]
+    c.payments.append(PaymentInfo("p1", "F1", Decimal(300), at("2026-11-08T12:00")))
+    result = run(rt, [c], "2026-11-01", 20)
+    assert steps(result, "od-12", "pb") == [("od-12", "sent", "")]
+
+
 def test_a_reminder_due_before_its_promise_was_made_is_not_sent(tmp_path):
     """promise-3d of a promise made the day before its date: the reminder went out at once."""
     rt = runtime(EVENTS.replace("promise-1d 10:00", "promise-3d 10:00"), tmp_path)
