@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from .contacts import address_problem
-from .events import customer_facts, future_moments, invoice_context, occurrences, promise_active
+from .events import customer_facts, event_trigger, future_moments, invoice_context, occurrences, promise_active
 from .runtime import NOT_CONTACTS, Runtime, StepRt
 from .state import PAID_EPSILON, CustomerState, InvoiceInfo, SentContact
 
@@ -273,7 +273,7 @@ class Decider:
                 key = f"{step.id}|{invoice.id}|{occ.id}"
                 if key in self.state.done:
                     continue
-                trigger = self._trigger(step, occ.promised_date if step.anchor == "promise" else occ.date)
+                trigger = event_trigger(self.rt, step, occ, self.tz).astimezone(UTC)
                 if trigger > self.utc:
                     self.out.wake_at(trigger)
                     continue

@@ -35,6 +35,7 @@ class Occurrence:
     replaced: dt.datetime | None = None
     made: dt.datetime | None = None  # promise_made: when the promise was made
     expires: dt.datetime | None = None  # promise_made: the end of the promised date
+    happened: dt.datetime | None = None  # the instant of the event, when it has one (a payment's paid_at)
 
     def moot(self, trigger: dt.datetime, now: dt.datetime, waiting: bool = False) -> str:
         """Why a step of this occurrence triggered at `trigger` has nothing to say at `now` ("" if it
@@ -286,9 +287,9 @@ def occurrences(rt, state: CustomerState, invoice: InvoiceInfo, now: dt.datetime
         wide = p.invoice_id is None
         kept, replaced = kept_at(state, p, now, tz), replaced_at(state, p, now)
         found.append(Occurrence("promise_made", p.id, _local(p.made_at, tz), p.promised_date, wide, kept, replaced,
-                                p.made_at, end_of_day(p.promised_date, tz)))
+                                p.made_at, end_of_day(p.promised_date, tz), happened=p.made_at))
         if kept is not None:
-            found.append(Occurrence("promise_kept", p.id, _local(kept, tz), p.promised_date, wide))
+            found.append(Occurrence("promise_kept", p.id, _local(kept, tz), p.promised_date, wide, happened=kept))
         elif now.date() > p.promised_date and replaced is None:
             found.append(Occurrence("promise_broken", p.id, p.promised_date + dt.timedelta(days=1), p.promised_date,
                                     wide, replaced=_newer(state, p, now)))
@@ -297,15 +298,25 @@ def occurrences(rt, state: CustomerState, invoice: InvoiceInfo, now: dt.datetime
         if pay.invoice_id != invoice.id or pay.at > now:
             continue
         remaining -= pay.amount
-        found.append(Occurrence("payment_received", pay.payment_id, _local(pay.at, tz)))
+        found.append(Occurrence("payment_received", pay.payment_id, _local(pay.at, tz), happened=pay.at))
         if remaining > PAID_EPSILON:
-            found.append(Occurrence("payment_partial", pay.payment_id, _local(pay.at, tz)))
+            found.append(Occurrence("payment_partial", pay.payment_id, _local(pay.at, tz), happened=pay.at))
     for d in state.disputes:
         if d.invoice_id == invoice.id and d.opened_at <= now:
-            found.append(Occurrence("dispute_opened", d.id, _local(d.opened_at, tz)))
+            found.append(Occurrence("dispute_opened", d.id, _local(d.opened_at, tz), happened=d.opened_at))
             if d.resolved_at is not None and d.resolved_at <= now:
-                found.append(Occurrence("dispute_resolved", d.id, _local(d.resolved_at, tz)))
+                found.append(Occurrence("dispute_resolved", d.id, _local(d.resolved_at, tz), happened=d.resolved_at))
     return [o for o in found if o.event in rt.events]
+
+
+def event_trigger(rt, step, occ: Occurrence, tz) -> dt.datetime:
+    """SPEC 4.1 for a step of an event: its day (or the promised date's) at its time or the window's
+    opening, but never before the event itself. `at: event` opens the window of the event's day, maybe
+    hours before a payment made at 15:00: the step is due from the payment on, and only then late."""
+    trigger = rt.step_trigger(step, occ.promised_date if step.anchor == "promise" else occ.date, tz)
+    if step.anchor != "promise" and occ.happened is not None and occ.happened > trigger:
+        return occ.happened.astimezone(tz)
+    return trigger
 
 
 def future_moments(state: CustomerState, invoice: InvoiceInfo, now: dt.datetime) -> list[dt.datetime]:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from . import store as s
 from .decide import decide, not_for_this_invoice, stopped
-from .events import customer_facts, invoice_context, occurrences, promise_active
+from .events import customer_facts, event_trigger, invoice_context, occurrences, promise_active
 from .runner import NEVER, next_look
 from .runtime import Runtime
 from .state import balance_at
@@ -123,8 +123,7 @@ def _instances(rt, state, invoice, tz, local):
             if not any(o.event == event for o in occs):
                 yield event, step, None, None, None
             for occ in (o for o in occs if o.event == event):
-                anchor = occ.promised_date if step.anchor == "promise" else occ.date
-                yield event, step, f"{step.id}|{invoice.id}|{occ.id}", rt.step_trigger(step, anchor, tz), occ
+                yield event, step, f"{step.id}|{invoice.id}|{occ.id}", event_trigger(rt, step, occ, tz), occ
 
 
 def _next_tick(rt, state, invoice_id: str, now: dt.datetime) -> tuple[dict[str, StepLine], set[str]]:

@@ -44,7 +44,21 @@ def test_an_event_step_is_missed_exactly_when_seen_later_than_max_lateness(rt, p
     now = max(paid, trigger) + dt.timedelta(minutes=seen_after_min)
     out = [d for d in decide(rt, c, now).decisions if d.step == "thanks"]
     assert len(out) == 1
-    if now - trigger > dt.timedelta(days=2):
+    # due from 09:00, or from the payment when it came later: lateness counts from then
+    if now - max(paid, trigger) > dt.timedelta(days=2):
         assert (out[0].status, out[0].reason) == ("skipped", "missed")
     else:
         assert out[0].status == "sent"
+
+
+def test_a_payment_after_the_window_opened_is_not_late_when_it_happens(tmp_path):
+    """`at: event` is due from the window's opening (08:00) of the payment's day, but the payment came at
+    15:00: with max_lateness 2h it is thanked at 15:00, not missed for being 7 hours late."""
+    policy = POLICY.replace("max_lateness: 2d", "max_lateness: 2h").replace("at: event 09:00", "at: event")
+    rt = runtime(policy, tmp_path)  # windows: mon-fri 08:00-19:00 (the 18th is a Wednesday)
+    c = customer()
+    invoice(c, "F1", "2026-11-01")
+    paid = dt.datetime(2026, 11, 18, 15, tzinfo=LIMA)
+    c.payments.append(PaymentInfo("p1", "F1", Decimal("400"), paid))
+    out = [(d.status, d.reason) for d in decide(rt, c, paid).decisions if d.step == "thanks"]
+    assert out == [("sent", "")]
