@@ -464,31 +464,32 @@ class Decider:
             if not cap.counts(channel):
                 continue
             free = None
-            window = [at for at, age, sent_on in recent if age < cap.per_s and cap.counts(sent_on)]
+            start = cap_shift(at, -cap.per_s, self.tz)
+            window = [sent_at for sent_at, sent_on in recent if sent_at > start and cap.counts(sent_on)]
             if len(window) >= cap.max:  # newest first: the max-th newest must leave the window
-                free = window[cap.max - 1] + dt.timedelta(seconds=cap.per_s)
+                free = cap_shift(window[cap.max - 1], cap.per_s, self.tz)
             if cap.cooldown_s:
-                talks = [c.at for c in self.state.conversations if c.at <= at and cap.counts(c.channel)
-                         and (at - c.at).total_seconds() < cap.cooldown_s]
+                start = cap_shift(at, -cap.cooldown_s, self.tz)
+                talks = [c.at for c in self.state.conversations if start < c.at <= at and cap.counts(c.channel)]
                 if talks:
-                    end = max(talks) + dt.timedelta(seconds=cap.cooldown_s)
+                    end = cap_shift(max(talks), cap.cooldown_s, self.tz)
                     free = max(free, end) if free else end
             if free is not None:
                 blocked = blocked or cap.rule
                 until = max(until, free) if until else free
         return blocked, until
 
-    def _recent_sends(self, at: dt.datetime) -> list[tuple[dt.datetime, float, str]]:
-        """(when, seconds before `at`, channel) of the sends inside the longest cap period, newest first."""
-        longest = self.rt.longest_cap_s
+    def _recent_sends(self, at: dt.datetime) -> list[tuple[dt.datetime, str]]:
+        """(when, channel) of the sends inside the longest cap period, newest first (and a few more: a
+        period of days on the customer's clock is an hour longer across a DST change)."""
+        oldest = at - dt.timedelta(seconds=self.rt.longest_cap_s) - DST_SLACK
         recent = []
         for c in reversed(self.sent):  # in time order: stop at the first one too old for every cap
-            age = (at - c.at).total_seconds()
-            if age < 0:
-                continue  # after `at`
-            if age >= longest:
+            if c.at > at:
+                continue
+            if c.at <= oldest:
                 break
-            recent.append((c.at, age, c.channel))
+            recent.append((c.at, c.channel))
         return recent
 
     def _defer(self, group: list[Ready], channel: str, reason: str, until: dt.datetime | None) -> None:
@@ -538,6 +539,17 @@ class Decider:
             self._emit([r], "", status, reason)
         else:
             self.out.silent.append(r.key)
+
+
+DST_SLACK = dt.timedelta(hours=3)  # more than any zone's DST shift
+
+
+def cap_shift(at: dt.datetime, seconds: int, tz) -> dt.datetime:
+    """`at` moved by a cap's period: whole days on the customer's clock, so that `1 per 1d` lets a daily
+    09:00 cadence through the 23-hour day of a DST change; shorter periods exactly."""
+    if seconds % 86400:
+        return at + dt.timedelta(seconds=seconds)
+    return (at.astimezone(tz) + dt.timedelta(days=seconds // 86400)).astimezone(UTC)  # wall-clock arithmetic
 
 
 def not_for_this_invoice(state: CustomerState, step: StepRt, invoice_id: str, trigger: dt.datetime, occ,

@@ -97,6 +97,28 @@ def test_cap_defers_and_records_the_rule(tmp_path):
     assert [(r[0], r[1]) for r in sent] == [("2026-11-23 08:00", "a"), ("2026-11-24 08:00", "b")]
 
 
+def test_a_cap_of_days_counts_days_on_the_customer_s_clock_across_dst(tmp_path):
+    """1 SMS per 1d and an SMS at 09:00 each day, in New York across 2026-03-08 (a 23-hour day): each
+    goes at 09:00. In elapsed time the second came an hour early and was deferred, and so were the rest."""
+    rt = runtime("""
+    caps:
+      - { channel: sms, max: 1, per: 1d }
+    stages:
+      s:
+        when: invoice.days_past_due >= 0
+        steps:
+          - { id: d1, at: due+1d 09:00, send: sms, template: m }
+          - { id: d2, at: due+2d 09:00, send: sms, template: m }
+          - { id: d3, at: due+3d 09:00, send: sms, template: m }
+    """, tmp_path, base=BASE_WINDOWS.replace('mon-fri: "08:00-19:00", sat: "09:00-13:00"', 'mon-sun: "08:00-19:00"'))
+    c = customer(timezone="America/New_York", phone="+12025550143")
+    invoice(c, "F1", "2026-03-06")
+    result = run(rt, [c], "2026-03-06", 5)
+    assert [(d.at.astimezone(ZoneInfo("America/New_York")).strftime("%m-%d %H:%M"), d.step, d.status)
+            for d in result.decisions] == [("03-07 09:00", "d1", "sent"), ("03-08 09:00", "d2", "sent"),
+                                          ("03-09 09:00", "d3", "sent")]
+
+
 def test_on_cap_skip_falls_back_then_skips(tmp_path):
     rt = runtime("""
     caps:
