@@ -80,23 +80,25 @@ def _later_invoices(state: CustomerState, promise: PromiseInfo, tz) -> frozenset
 
 
 def kept_at(state: CustomerState, promise: PromiseInfo, now: dt.datetime, tz) -> dt.datetime | None:
-    """When the payments made since the promise reached its amount (by the end of the promised date),
+    """When the payments made since the promise reached its amount (before the promised date ended),
     counting the payments on the invoices it is about. Asked for each invoice of a decision with the
     same `now`: the last answer per promise is kept (while no payment is added)."""
     key, asked = ("kept", promise.id, promise.made_at), (now, tz, len(state.payments))
     last = state.memo.get(key)
     if last is not None and last[0] == asked:
         return last[1]
-    deadline = min(now, end_of_day(promise.promised_date, tz))
+    end = end_of_day(promise.promised_date, tz)
+    # a payment dated by its day only is read as local midnight: made on the day of the promise, it counts
+    day_made = dt.datetime.combine(_local(promise.made_at, tz), dt.time(), tz)
     total, kept = Decimal(0), None
     later = _later_invoices(state, promise, tz) if promise.invoice_id is None else ()
     for payment in state.payments:
-        if not promise.made_at <= payment.at <= deadline:
+        if payment.at > now or payment.at >= end or (payment.at < promise.made_at and payment.at != day_made):
             continue
         if payment.invoice_id not in later if promise.invoice_id is None else payment.invoice_id == promise.invoice_id:
             total += payment.amount
             if total >= promise.amount - PAID_EPSILON:
-                kept = payment.at
+                kept = max(payment.at, promise.made_at)  # a payment dated by day: kept when made
                 break
     state.memo[key] = (asked, kept)
     return kept

@@ -171,3 +171,17 @@ def test_a_payment_imported_days_late_still_gets_its_step(tmp_path):
     c.payments.append(PaymentInfo("P1", "F1", Decimal(300), at("2026-11-12T08:00")))
     result = run(rt, [c], "2026-11-16", 1)  # first seen on Monday: the state arrives with the export
     assert steps(result, "pp") == [("pp", "deferred", "window"), ("pp", "sent", "window")]
+
+
+def test_a_payment_dated_by_day_counts_from_the_day_of_the_promise_to_the_end_of_its_date(tmp_path):
+    """Payments dated by day only are read as local midnight. One dated the day the promise was made (at
+    11:20) keeps it; one dated the day after the promised date comes too late: the promise is broken."""
+    for paid, broken in (("2026-11-05T00:00", False), ("2026-11-13T00:00", True)):
+        rt = runtime(EVENTS, tmp_path)
+        c = customer()
+        invoice(c, "F1", "2026-11-02")
+        c.promises.append(promise("A", 500, "2026-11-12", "2026-11-05T11:20"))
+        c.payments.append(PaymentInfo("p1", "F1", Decimal(500), at(paid)))
+        result = run(rt, [c], "2026-11-04", 12)
+        assert steps(result, "pb") == ([("pb", "sent", "")] if broken else []), paid
+        assert steps(result, "pm-rem") == ([("pm-rem", "sent", "")] if broken else []), paid
