@@ -404,6 +404,10 @@ class Decider:
         if slot is None:
             return "no window"
         if slot.at > self.now:
+            # with on_cap: skip, a channel a cap will still hold when its window opens is passed over now
+            # (caps only hold more as sends are added), not waited for
+            if self.rt.on_cap == "skip" and (capped := self._cap_block(channel, slot.at.astimezone(UTC))[0]):
+                return f"cap:{capped}"
             self._defer(group, channel, slot.reason or "window", slot.at)
             return None
         blocked, until = self._cap_block(channel)
@@ -455,8 +459,8 @@ class Decider:
         return next((self.state.pending[r.key] for r in group if r.key in self.state.pending), "")
 
     def _cap_block(self, channel: str, at: dt.datetime | None = None) -> tuple[str | None, dt.datetime | None]:
-        """The first cap that blocks a send now (or at `at`, earlier in this tick), and when every blocking
-        cap frees up."""
+        """The first cap that blocks a send now (or at `at`: earlier in this tick, or a slot to come), and
+        when every blocking cap frees up."""
         blocked, until = None, None
         at = at or self.utc
         recent = self._recent_sends(at)

@@ -139,6 +139,27 @@ def test_on_cap_skip_falls_back_then_skips(tmp_path):
     assert skipped[0][1] == "b" and "cap:any-1-per-1w" in skipped[0][4]
 
 
+def test_on_cap_skip_passes_over_a_closed_channel_its_cap_will_still_hold_when_it_opens(tmp_path):
+    """Saturday 10:00: SMS is closed until Monday and its cap (1 a week, one sent Wednesday) will still
+    hold then; the email, open on Saturdays, goes at once instead of waiting for Monday."""
+    rt = runtime("""
+    caps:
+      - { channel: sms, max: 1, per: 7d }
+    on_cap: skip
+    stages:
+      s:
+        when: invoice.days_past_due > 0
+        steps:
+          - { id: a, at: due+1d 10:00, send: sms, template: m }
+          - { id: b, at: due+4d 10:00, send: [sms, email], template: m }
+    """, tmp_path, base=BASE_WINDOWS.replace('sat: "09:00-13:00"', 'sat: "09:00-13:00" }\n  sms: { mon-fri: "08:00-19:00"'))
+    c = customer()
+    invoice(c, "F1", "2026-11-24")  # a Tuesday
+    result = run(rt, [c], "2026-11-24", 7)
+    assert [(d.at.strftime("%a %H:%M"), d.step, d.channel, d.status) for d in result.decisions] == [
+        ("Wed 10:00", "a", "sms", "sent"), ("Sat 10:00", "b", "email", "sent")]
+
+
 def test_catch_up_latest_supersedes_older_steps(tmp_path):
     rt = runtime(PREVENTIVE, tmp_path)
     c = customer()
