@@ -107,20 +107,19 @@ class ContactCalendar:
     def _next_slot(self, channel: str, earliest: dt.datetime, tz: ZoneInfo) -> Slot | None:
         """The first instant >= earliest inside the channel's window on an open day (None: never)."""
         local = earliest.astimezone(tz)
-        skipped_holiday = False
+        reason = None  # what holds a contact at `earliest`: a holiday that day, else the window
         for offset in range(HORIZON_DAYS):
             date = local.date() + dt.timedelta(days=offset)
             ranges = self._ranges(channel, date)
             if ranges == "holiday":
-                skipped_holiday = True
+                reason = reason or "holiday"
                 continue
+            reason = reason or "window"
             for lo, hi in ranges:
                 start, end = local_instant(date, lo, tz), local_instant(date, hi, tz)
                 candidate = max(start, local)
                 if candidate < end:
-                    if candidate == local:
-                        return Slot(candidate, None)
-                    return Slot(candidate, "holiday" if skipped_holiday else "window")
+                    return Slot(candidate, None if candidate == local else reason)
         return None
 
     def trigger_instant(self, date: dt.date, time: int | None, channel: str | None, tz: ZoneInfo) -> dt.datetime:

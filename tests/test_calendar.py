@@ -23,7 +23,9 @@ def at(tz, *args):
     (at(LIMA, 2026, 11, 23, 9, 30), at(LIMA, 2026, 11, 23, 9, 30), None),  # inside
     (at(LIMA, 2026, 11, 23, 19, 0), at(LIMA, 2026, 11, 24, 8, 0), "window"),  # the end is exclusive
     (at(LIMA, 2026, 11, 21, 10, 0), at(LIMA, 2026, 11, 23, 8, 0), "window"),  # weekend
-    (at(LIMA, 2026, 7, 27, 20, 0), at(LIMA, 2026, 7, 30, 8, 0), "holiday"),  # 28-29 July, Fiestas Patrias
+    (at(LIMA, 2026, 7, 28, 10, 0), at(LIMA, 2026, 7, 30, 8, 0), "holiday"),  # 28-29 July, Fiestas Patrias
+    # closed at 20:00 the evening before: the window holds it at its trigger, then the holidays
+    (at(LIMA, 2026, 7, 27, 20, 0), at(LIMA, 2026, 7, 30, 8, 0), "window"),
     (at(LIMA, 2026, 12, 24, 10, 0), at(LIMA, 2026, 12, 28, 8, 0), "holiday"),  # extra 24th, Christmas, weekend
     (at(ZoneInfo("UTC"), 2026, 11, 23, 12, 0), at(LIMA, 2026, 11, 23, 8, 0), "window"),  # 07:00 in Lima
 ])
