@@ -254,8 +254,11 @@ class Decider:
             applicable = [r for r in applicable if r.trigger <= stop.trigger]
         messages = [r for r in applicable if r.step.action != "stop"]
         if self.rt.catch_up == "latest" and messages:
-            newest = applicable[-1].trigger  # a due stop is the newest step: it supersedes what came before it
-            late = [r for r in messages if r.trigger < newest and self.utc - r.trigger > ON_TIME]
+            newest = applicable[-1]  # a due stop is the newest step: it supersedes what came before it
+            # steps written with the same `at` share a trigger, though one without a time opens its own
+            # channel's window (an escalation, with none, local midnight)
+            late = [r for r in messages if r.trigger < newest.trigger and self.utc - r.trigger > ON_TIME
+                    and (r.step.days, r.step.time) != (newest.step.days, newest.step.time)]
             for r in late:
                 self._settle(r, "skipped", "superseded")
             applicable = [r for r in applicable if r not in late]

@@ -160,6 +160,25 @@ def test_on_cap_skip_passes_over_a_closed_channel_its_cap_will_still_hold_when_i
         ("Wed 10:00", "a", "sms", "sent"), ("Sat 10:00", "b", "email", "sent")]
 
 
+def test_catch_up_latest_keeps_the_steps_written_with_the_newest_at(tmp_path):
+    """An escalation and an email both `at: due+15d`, first seen 16 days past due: the task (local
+    midnight, having no window) and the email (08:00) share the trigger; only od-1 is superseded."""
+    rt = runtime("""
+    stages:
+      s:
+        when: invoice.days_past_due > 0
+        steps:
+          - { id: od-1, at: due+1d, send: email, template: m }
+          - { id: od-15-task, at: due+15d, escalate: { queue: agents } }
+          - { id: od-15-mail, at: due+15d, send: email, template: m }
+    """, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-01")
+    result = run(rt, [c], "2026-11-17", 1)  # a Tuesday
+    assert [(d.step, d.status, d.reason) for d in result.decisions if d.status != "deferred"] == [
+        ("od-1", "skipped", "superseded"), ("od-15-task", "escalated", ""), ("od-15-mail", "sent", "window")]
+
+
 def test_catch_up_latest_supersedes_older_steps(tmp_path):
     rt = runtime(PREVENTIVE, tmp_path)
     c = customer()
