@@ -109,6 +109,10 @@ class Decider:
         dated = bool(state.payments or state.promises or state.disputes)  # facts that may change a decision later
         with_facts = self._invoices_with_events() if dated and self.rt.events else frozenset()
         for invoice in state.invoices.values():
+            if invoice.issue_date is not None and invoice.issue_date > self.today:
+                # not issued yet: nothing to remind of; its steps are due (or caught up) from its issue day
+                self.out.wake_at(dt.datetime.combine(invoice.issue_date, dt.time(), self.tz).astimezone(UTC))
+                continue
             if dated:
                 for moment in future_moments(state, invoice, self.now):
                     self.out.wake_at(moment)

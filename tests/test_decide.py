@@ -680,3 +680,19 @@ def test_a_deferred_contact_whose_invoice_is_paid_meanwhile_is_closed_by_a_row(t
     assert [(d.at.strftime("%a %H:%M"), d.status, d.reason) for d in result.decisions] == [
         ("Sat 14:00", "deferred", "window"), ("Sun 12:00", "skipped", "paid")]
     assert c.pending == {} and c.done == {"p3|F1": "skipped"}
+
+
+def test_an_invoice_is_not_contacted_before_its_issue_date(tmp_path):
+    """Issued on the 13th, due on the 20th: the due-10d reminder (the 10th) does not go before the
+    invoice exists; on its issue day it is the newest due step and is caught up."""
+    rt = runtime("""
+    stages:
+      preventive:
+        when: invoice.days_past_due <= 0
+        steps:
+          - { id: pre-10, at: due-10d, send: email, template: m }
+    """, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-20", issue_date=dt.date(2026, 11, 13))
+    result = run(rt, [c], "2026-11-05", 10)
+    assert rows(result) == [("2026-11-13 08:00", "pre-10", "email", ("F1",), "window")]
