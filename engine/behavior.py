@@ -163,7 +163,9 @@ class BehaviorModel:
               drawn: list[PaymentInfo] = ()) -> PaymentInfo | None:
         """`drawn`: the payments already drawn in the same call, not yet in `state.payments` (two contacts
         about one invoice in the same tick must not each pay the whole balance)."""
-        pays, delay, partial = self._draws(state.customer.id, d.step, invoice_id, *d.keys)  # stable ids
+        # the invoice's own key only: whether another invoice shares the message must not change its luck
+        own = [k for k in d.keys if k.split("|", 2)[1] == invoice_id]
+        pays, delay, partial = self._draws(state.customer.id, d.step, invoice_id, *own)
         if pays >= self._most_likely(d):
             return None  # no payment whatever the segments: most draws end here, without evaluating them
         invoice = state.invoices[invoice_id]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import hashlib
 import io
 import json
 import os
@@ -76,13 +77,32 @@ class PortfolioStates:
                                                  inv.number, inv.currency, inv.issue_date, inv.status, dict(inv.attrs))
         state.payments = sorted((PaymentInfo(p.payment_id, p.invoice_id, p.amount, _aware(p.paid_at, tz))
                                  for p in self.payments.get(cid, ())), key=lambda p: p.at)
-        for i, p in self.promises.get(cid, ()):
-            state.promises.append(PromiseInfo(f"promise-{i + 1}", p.amount, p.promised_date, _aware(p.made(), tz),
-                                              p.invoice_id))
-        for i, d in self.disputes.get(cid, ()):
-            state.disputes.append(DisputeInfo(f"dispute-{i + 1}", d.invoice_id, _aware(d.opened_at, tz),
+        named = _Names()
+        for _, p in self.promises.get(cid, ()):
+            made = _aware(p.made(), tz)
+            state.promises.append(PromiseInfo(named("promise", p.invoice_id, p.amount, p.promised_date, made),
+                                              p.amount, p.promised_date, made, p.invoice_id))
+        for _, d in self.disputes.get(cid, ()):
+            opened = _aware(d.opened_at, tz)
+            state.disputes.append(DisputeInfo(named("dispute", d.invoice_id, opened), d.invoice_id, opened,
                                               _aware(d.resolved_at, tz) if d.resolved_at else None))
+        state.promises.sort(key=lambda p: (p.made_at, p.id))  # the order of the rows decides nothing
+        state.disputes.sort(key=lambda d: (d.opened_at, d.id))
         return state
+
+
+class _Names:
+    """Ids of a customer's promises and disputes from what they are, not from their rows' places: the
+    behavior model's draws hash them, so a row added for another customer, or rows in another order,
+    must not change this customer's luck."""
+
+    def __init__(self):
+        self.seen: Counter = Counter()
+
+    def __call__(self, kind: str, *facts) -> str:
+        name = f"{kind}-{hashlib.sha256(repr(facts).encode()).hexdigest()[:12]}"
+        self.seen[name] += 1
+        return name if self.seen[name] == 1 else f"{name}-{self.seen[name]}"
 
 
 def states_from_portfolio(portfolio, rt: Runtime, *, historic: bool) -> dict[str, CustomerState]:
