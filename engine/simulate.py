@@ -62,11 +62,12 @@ def run_customer(rt: Runtime, state: CustomerState, now: dt.datetime, end: dt.da
     step = dt.timedelta(seconds=tick_s)
     while now < end:
         outcome = decide(rt, state, now)
+        # the customer reacts to contacts as they were when sent: its segments before this tick's sends
+        caused = behavior.react(rt, state, outcome.decisions, now) if behavior is not None else ()
         apply(state, outcome)
         decisions += outcome.decisions
         wake = outcome.wake
         if behavior is not None:
-            caused = behavior.react(rt, state, outcome.decisions, now)
             for payment in caused:
                 state.payments.append(payment)
                 if payments is not None:

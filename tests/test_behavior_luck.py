@@ -57,3 +57,20 @@ def test_promise_rows_of_other_customers_or_their_order_change_no_one_s_luck(tmp
     assert paid(tmp_path, invoices("A"), promises[::-1]) == base
     more = paid(tmp_path, invoices("A"), ["A0,500,2026-11-27,2026-11-22T10:00\n"] + promises)
     assert {p for p in more if p[0] != "A0"} == {p for p in base if p[0] != "A0"}
+
+
+def test_a_segment_multiplier_applies_as_the_segment_was_when_the_contact_went(tmp_path):
+    """`if: not already_contacted` sends od-1, so the invoice was not in `already_contacted` when it
+    went: its multiplier 0 must not apply (it did, counting the contact just made)."""
+    policy = POLICY.replace("stages:", "segments:\n  already_contacted: contacts.count_7d >= 1\nstages:").replace(
+        "send: email, template: t }", "if: not already_contacted, send: email, template: t }", 1)
+    (tmp_path / "policy.yaml").write_text(policy, encoding="utf-8")
+    (tmp_path / "b.yaml").write_text("pay_probability: 1\ndelay_days: [1, 1]\nby_segment: { already_contacted: 0 }\n",
+                                     encoding="utf-8")
+    (tmp_path / "p.csv").write_text("invoice_id,customer_id,amount,due_date,email\nA1,C1,1000,2026-11-01,a@x.example\n",
+                                    encoding="utf-8")
+    plan = compile_policy(tmp_path / "policy.yaml").plan
+    result = run_simulation(plan, load_portfolio(plan, tmp_path / "p.csv"), start=dt.date(2026, 11, 20), days=5,
+                            behavior=tmp_path / "b.yaml", seed=7)
+    assert [d.step for d in result.decisions if d.status == "sent"] == ["od-1"]
+    assert [p.amount for s in result.states.values() for p in s.payments] == [1000]
