@@ -92,14 +92,19 @@ def _report(results: list, fmt: Format) -> int:
 def _compile(policy: Path, fmt: Format = Format.text, quiet: bool = False):
     """Compile one policy or exit 1 with its diagnostics (errors are printed even when quiet; warnings
     are not, so that cron does not mail them every hour)."""
+    return _compile_all([policy], fmt, quiet)[0]
+
+
+def _compile_all(policies: list[Path], fmt: Format = Format.text, quiet: bool = False) -> list:
+    """Compile every policy, or exit 1 with the diagnostics of them all (not of the first one only)."""
     from .engine.compiler import compile_policy
 
-    result = compile_policy(policy)
-    if result.plan is None:
-        raise typer.Exit(_report([result], fmt))
+    results = [compile_policy(p) for p in policies]
+    if any(r.plan is None for r in results):
+        raise typer.Exit(_report(results, fmt))
     if fmt is Format.text and not quiet:
-        _report([result], fmt)  # warnings
-    return result
+        _report(results, fmt)  # warnings
+    return results
 
 
 @app.command()
@@ -220,21 +225,24 @@ def simulate(
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_INPUT)
     first_day = _date_option("--start", start) if start else dt.date.today()
-    plans = [_compile(policy, format, quiet).plan] + ([_compile(compare, format, quiet).plan] if compare else [])
+    plans = [r.plan for r in _compile_all([policy] + ([compare] if compare else []), format, quiet)]
     costs = _costs(channels) if channels else None  # before the portfolio is read: it takes longer
     if behavior not in ("none", "historic") and not quiet:
         for plan in plans:  # a name the policy does not have would silently change nothing
             for warning in model.unknown_names(plan):
                 typer.echo(f"{behavior}: warning: {warning}", err=True)
     books: list = []
-    try:  # each policy types the custom columns by its own `fields:` (read once when they are the same)
-        for plan in plans:
-            books.append(books[0] if books and plan["fields"] == plans[0]["fields"] else simrun.load_portfolio(
+    problems: list = []  # every bad row under either policy's reading, each once
+    for plan in plans:  # each policy reads the files by its own `fields:`, time zone and currency
+        try:
+            books.append(books[0] if books and _reads_alike(plan, plans[0]) else simrun.load_portfolio(
                 plan, portfolio, customers=customers, payments=payments, promises=promises, disputes=disputes,
                 colmap=map))
-    except CsvError as exc:
-        for problem in exc.problems:
-            typer.echo(str(problem), err=True)
+        except CsvError as exc:
+            problems += [str(p) for p in exc.problems if str(p) not in problems]  # (`map` is --map here)
+    if problems:
+        for problem in problems:
+            typer.echo(problem, err=True)
         raise typer.Exit(EXIT_INPUT)
     from . import views
 
@@ -248,6 +256,11 @@ def simulate(
     if not quiet:  # comparing: the baseline (--compare, old) first, then the candidate (POLICY, new)
         names, shown = ([compare, policy], results[::-1]) if compare else ([policy], results)
         views.show_simulation(names, shown, [r.summary for r in shown], kpis=behavior != "none")
+
+
+def _reads_alike(a: dict, b: dict) -> bool:
+    """Do two plans read a portfolio into the same values (simrun.load_portfolio)?"""
+    return all(a[k] == b[k] for k in ("fields", "timezone", "currency"))
 
 
 DbOpt = Annotated[Optional[str], typer.Option("--db", help="Store URL (default: $COLLECT_DB, else sqlite:///collect.db).")]

@@ -316,7 +316,7 @@ def show_simulation(names, results, summaries, kpis: bool = True) -> None:
             _print(console, _counter_table(title, short, counters))
         else:  # as `collect report` says it: an empty table reads as a display fault
             console.print(Text(f"{title}: none"))
-    if any(s.cost for s in summaries):
+    if any(s.priced for s in summaries):  # costs were given: a cost of 0.00 is a figure too
         costs = [s.cost for s in summaries]
         if len(costs) == 2:
             line = (f"Message cost: old {_cost(costs[0])}  new {_cost(costs[1])}  "
@@ -329,17 +329,31 @@ def show_simulation(names, results, summaries, kpis: bool = True) -> None:
     if channels:
         _print(console, _channels_table(short, [s.channel_kpis(channels) for s in summaries], channels,
                                         priced=any(s.priced for s in summaries)))
+    else:
+        console.print(Text(f"{CHANNELS_TITLE}: none"))
     if kpis and summaries[0].kpis:
         _print(console, _kpi_table("Projected KPIs over the horizon", [""], short,
                                    [([key], [s.kpis.get(key) for s in summaries], key) for key in summaries[0].kpis]))
         buckets = [s.aging_buckets() for s in summaries]
         _print(console, _kpi_table("Projected aging at the end of the horizon",
                                    [""], short, [([b], [a[b] for a in buckets], "aging") for b in buckets[0]]))
-        mixed = mixed_currencies(set().union(*(s.currencies for s in summaries)))
-        if mixed:
-            console.print(Text(f"warning: {mixed}"))
+        for warning in _currency_warnings(short, [s.currencies for s in summaries]):
+            console.print(Text(f"warning: {warning}"))
 
 
+def _currency_warnings(labels, sides) -> list[str]:
+    """Each side's own mix of currencies; and two sides each in one currency, but not the same one (the
+    policies' `currency:` differ), whose `new - old` subtracts amounts in different currencies."""
+    two = len(sides) == 2
+    found = [f"{label.split(':')[0]}: {mixed}" if two else mixed
+             for label, currencies in zip(labels, sides) if (mixed := mixed_currencies(currencies))]
+    if two and all(len(c) == 1 for c in sides) and sides[0] != sides[1]:
+        found.append(f"the old policy's invoices are in {next(iter(sides[0]))} and the new one's in "
+                     f"{next(iter(sides[1]))}: new - old subtracts amounts in different currencies")
+    return found
+
+
+CHANNELS_TITLE = "Contacts per channel"
 CHANNEL_KPIS = {"failed": "failed (no usable channel)", "failure_rate_pct": "failure rate", "cost": "cost",
                 "cost_per_contact": "cost per contact"}
 
@@ -350,7 +364,7 @@ def _channels_table(short, kpis, channels, priced: bool) -> Table:
     rows = [([channel, CHANNEL_KPIS[key]], [per[channel][key] for per, _ in kpis], key)
             for channel in channels for key in keys]
     rows += [(["all", CHANNEL_KPIS[key]], [total[key] for _, total in kpis], key) for key in keys]
-    table = _kpi_table("Contacts per channel", ["channel", "KPI"], short, rows)
+    table = _kpi_table(CHANNELS_TITLE, ["channel", "KPI"], short, rows)
     # the simulation hands nothing to a provider, so there is no delivery report to count: no number
     _row(table, "all", "delivery rate", *["not modelled"] * len(short), *([""] if len(short) == 2 else []))
     table.caption = ("failed: the step found no usable channel (no or an invalid address, an opt-out, no consent, "

@@ -59,7 +59,8 @@ def import_invoices(tmp_path: Path, db: str, rows: str) -> None:
 
 # --- history --since: the customer's local date, the one `at` shows ------------------------------------
 
-def test_history_since_is_the_customers_local_date(tmp_path: Path, store: str) -> None:
+def test_history_since_is_the_customers_local_date(tmp_path: Path, store: str, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # `collect run` without channels.yaml writes outbox/ where it runs
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     import_invoices(tmp_path, store, "I1,C1,100,2026-01-01,a@example.com,Asia/Tokyo\n"
