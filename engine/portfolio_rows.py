@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
@@ -202,7 +204,17 @@ def _payments(table: Table, book: Portfolio) -> None:
 def _content_id(*parts) -> str:
     import hashlib
 
-    return "auto-" + hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:20]
+    return "auto-" + hashlib.sha256("|".join(map(_canonical, parts)).encode()).hexdigest()[:20]
+
+
+def _canonical(value) -> str:
+    """One text per value, however the file wrote it: 500, 500.0 and 500.00 are one amount; a date
+    alone is its midnight, as the readers take it."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return str(dt.datetime.combine(value, dt.time()))
+    return str(value)
 
 
 def _promises(table: Table, book: Portfolio) -> None:

@@ -223,7 +223,7 @@ def _import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str
                     for p in found]
             known = _stored(conn, s.payments, s.payments.c.payment_id, [r["payment_id"] for r in rows])
             _same_payments(path, found, {r.payment_id: r for r in known}, colmap.columns.get("payment_id", "payment_id"))
-            stored = len(known)
+            stored = len(known) + _restated(conn, rows, {r.payment_id for r in known})
             new -= stored
             _insert_new(conn, s.payments, rows, ["payment_id"])  # a payment seen before is ignored
             touched = {owners[p.invoice_id] for p in found}
@@ -255,6 +255,24 @@ def _same_payments(path: Path, found, stored: dict, header: str) -> None:
                 and (known.invoice_id, known.amount) != (p.invoice_id, p.amount)]
     if problems:
         raise CsvError(problems)
+
+
+def _restated(conn: Connection, rows: list[dict], known: set[str]) -> int:
+    """Payments without an id of their own are named by what they are (invoice, amount, moment); one
+    stored for the same invoice, amount and moment under another such name (written 500.00 yesterday
+    and 500 today, or named before names were canonical) is the same payment: the row takes its name,
+    so that it is not stored twice. Returns how many rows were such payments."""
+    loose = [r for r in rows if r["payment_id"].startswith("auto-") and r["payment_id"] not in known]
+    if not loose:
+        return 0
+    named = {(p.invoice_id, p.amount, p.paid_at): p.payment_id  # amounts and aware moments: equal by value
+             for p in _stored(conn, s.payments, s.payments.c.invoice_id, [r["invoice_id"] for r in loose])
+             if p.payment_id.startswith("auto-")}
+    found = 0
+    for r in loose:
+        if (same := named.get((r["invoice_id"], r["amount"], r["paid_at"]))) is not None:
+            r["payment_id"], found = same, found + 1
+    return found
 
 
 def _stored(conn: Connection, table, column, values) -> list:

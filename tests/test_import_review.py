@@ -184,3 +184,31 @@ def test_a_file_with_a_byte_order_mark_says_the_right_line_and_byte(tmp_path):
     with pytest.raises(CsvError) as info:
         read_portfolio(path, fields={}, default_timezone="UTC", default_currency="USD")
     assert str(info.value).startswith(f"{path}:3: the file is not UTF-8 text (byte 0xf1)")
+
+
+@pytest.mark.parametrize("monday, tuesday", [
+    ("I1,500.00,2026-11-12T10:00:00", "I1,500,2026-11-12T10:00"),  # a spreadsheet re-save
+    ("I1,500,2026-11-12", "I1,500.0,2026-11-12 00:00"),
+])
+def test_a_payment_without_id_exported_again_in_other_words_is_stored_once(cli, monday, tuesday):
+    """Without a payment_id a payment is named by its invoice, amount and date: the name hashed them as
+    written, so 500.00 on Monday and 500 on Tuesday were two payments, and the invoice showed paid."""
+    assert cli("invoices", "inv.csv", "invoice_id,customer_id,amount,due_date\nI1,C1,1000,2026-11-10\n").exit_code == 0
+    assert cli("payments", "mon.csv", "invoice_id,amount,paid_at\n" + monday + "\n").exit_code == 0
+    result = cli("payments", "tue.csv", "invoice_id,amount,paid_at\n" + tuesday + "\n")
+    assert result.exit_code == 0, result.output
+    assert "0 new payments" in result.stderr + result.stdout
+    with s.connect(cli.url).connect() as conn:
+        assert [r.amount for r in conn.execute(select(s.payments))] == [500]
+
+
+def test_a_payment_stored_under_a_name_made_before_names_were_canonical_is_recognised(cli):
+    """Stores hold payments named from the amount as written (500.00): the same line imported after
+    the upgrade (named from 500) is still that payment."""
+    assert cli("invoices", "inv.csv", "invoice_id,customer_id,amount,due_date\nI1,C1,1000,2026-11-10\n").exit_code == 0
+    assert cli("payments", "mon.csv", "invoice_id,amount,paid_at\nI1,500.00,2026-11-12T10:00\n").exit_code == 0
+    with s.connect(cli.url).begin() as conn:
+        conn.execute(s.payments.update().values(payment_id="auto-00000000000000000000"))  # an older name
+    assert cli("payments", "mon.csv", "invoice_id,amount,paid_at\nI1,500.00,2026-11-12T10:00\n").exit_code == 0
+    with s.connect(cli.url).connect() as conn:
+        assert [r.payment_id for r in conn.execute(select(s.payments))] == ["auto-00000000000000000000"]
