@@ -58,7 +58,7 @@ from . import store as s
 from .kpis import (BUCKETS, bucket, cei_pct, cost_per_contact, dso_days, failure_rate_pct, in_dso_period, pct,
                    promise_outcome, promise_totals, ratio)
 from .state import PAID_EPSILON, CustomerInfo, CustomerState, InvoiceInfo, PaymentInfo, PromiseInfo
-from .storeio import DELIVERY_TYPES
+from .storeio import DELIVERY_TYPES, _chunks
 
 CLOSED = ("paid", "written_off")
 ZERO = Decimal(0)
@@ -242,6 +242,9 @@ def tasks(engine, queue: str | None = None) -> list[dict]:
         query = query.where(s.agent_tasks.c.queue == queue)
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
+        ended = _ended(conn, {i for r in rows for i in r["invoice_ids"].split(";")})
+    # a task about invoices all paid or written off since has nothing left to collect (SPEC 4.6)
+    rows = [r for r in rows if not set(r["invoice_ids"].split(";")) <= ended]
 
     def priority(row) -> float:
         try:
@@ -249,3 +252,19 @@ def tasks(engine, queue: str | None = None) -> list[dict]:
         except (TypeError, ValueError):
             return float("-inf")
     return sorted(rows, key=lambda r: (-priority(r), r["created_at"], r["id"]))
+
+
+def _ended(conn, ids: set[str]) -> set[str]:
+    """The invoices among `ids` that are paid (by status, or by the payments stored) or written off."""
+    ended, owed = set(), {}
+    i, p = s.invoices.c, s.payments.c
+    for chunk in _chunks(sorted(ids), 900):  # within the bound parameters SQLite takes
+        for r in conn.execute(select(i.id, i.status, i.balance).where(i.id.in_(chunk))):
+            if r.status in ("paid", "written_off"):
+                ended.add(r.id)
+            else:
+                owed[r.id] = r.balance
+        for r in conn.execute(select(p.invoice_id, p.amount).where(p.invoice_id.in_(chunk))):
+            if r.invoice_id in owed:  # amounts are stored as exact text: added here, not by SQL's sum
+                owed[r.invoice_id] -= r.amount
+    return ended | {iid for iid, left in owed.items() if left <= PAID_EPSILON}

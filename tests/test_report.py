@@ -386,3 +386,15 @@ def test_rates_round_half_up_as_a_reader_does():
 
     assert ratio(100 * 100, 1600, "0.1") == Decimal("6.3")  # 6.25: the banker's rounding gave 6.2
     assert failure_rate_pct(15, 1) == Decimal("6.3")
+
+
+def test_a_task_whose_invoices_are_all_paid_or_written_off_leaves_the_queue(book):
+    """F is paid by its payments, W written off, A still owed: the tasks about F, and about W, have
+    nothing left to collect; the one about A and F still has A."""
+    from collect.engine.report import tasks
+
+    with book.begin() as conn:
+        for n, ids in enumerate(["A", "F", "W", "A;F"]):
+            conn.execute(s.agent_tasks.insert().values(contact_key=f"t{n}", queue="q", customer_id="C1",
+                                                       invoice_ids=ids, created_at=dt.datetime(2026, 3, 20, tzinfo=UTC)))
+    assert sorted(t["invoice_ids"] for t in tasks(book)) == ["A", "A;F"]
