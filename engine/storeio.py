@@ -342,8 +342,11 @@ def _upsert_disputes(conn: Connection, rows: list[dict], dated: list[bool]) -> i
     for row, day in zip(rows, dated):
         spread = ZONE_SPREAD if day else dt.timedelta(0)
         same = [r for r in stored.get(row["invoice_id"], ()) if abs(r.opened_at - row["opened_at"]) <= spread]
-        known = min(same, key=lambda r: abs(r.opened_at - row["opened_at"]), default=None)
         given = {k: row[k] for k in ("reason", "resolved_at") if row[k] is not None}
+        if not same and not day:  # stored from a date alone (its local midnight), now given with its time
+            same = [r for r in stored.get(row["invoice_id"], ()) if _midnight_of(r.opened_at, row["opened_at"])]
+            given["opened_at"] = row["opened_at"]  # the time, from now on named exactly
+        known = min(same, key=lambda r: abs(r.opened_at - row["opened_at"]), default=None)
         attrs = {k: v for k, v in row["attrs"].items() if v is not None}
         if known is None:
             fresh.append(row)
@@ -355,6 +358,11 @@ def _upsert_disputes(conn: Connection, rows: list[dict], dated: list[bool]) -> i
     if fresh:
         conn.execute(s.disputes.insert(), fresh)
     return len(rows) - len(fresh)
+
+
+def _midnight_of(stored: dt.datetime, moment: dt.datetime) -> bool:
+    """Is `stored` the local midnight that starts `moment`'s day (in `moment`'s zone)?"""
+    return stored == dt.datetime.combine(moment.date(), dt.time(), moment.tzinfo)
 
 
 def _move_step_memory(conn: Connection, rows: list[dict]) -> set[str]:

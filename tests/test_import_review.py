@@ -158,6 +158,19 @@ def test_two_disputes_of_one_invoice_on_one_day_with_their_times_are_two(cli):
     assert [(r.reason, r.resolved_at is None) for r in rows] == [("wrong amount", False), ("goods damaged", True)]
 
 
+def test_a_dispute_stored_from_its_date_and_exported_later_with_its_time_is_the_same_one(cli):
+    """Open, the ERP exported the day; resolved, the day and the time: two disputes were stored, the
+    first never resolved, so the invoice stayed paused for ever and `dispute_opened` went twice."""
+    assert cli("invoices", "inv.csv", "invoice_id,customer_id,amount,due_date\nI1,C1,100,2026-11-20\n").exit_code == 0
+    assert cli("disputes", "d1.csv", "invoice_id,opened_at,resolved_at\nI1,2026-11-12,\n").exit_code == 0
+    assert cli("disputes", "d2.csv", "invoice_id,opened_at,resolved_at\nI1,2026-11-12T09:30,2026-11-14T17:00\n"
+               ).exit_code == 0
+    with s.connect(cli.url).connect() as conn:
+        rows = conn.execute(select(s.disputes.c.opened_at, s.disputes.c.resolved_at)).all()
+    assert len(rows) == 1 and rows[0].resolved_at is not None
+    assert (rows[0].opened_at.hour, rows[0].opened_at.minute) == (14, 30)  # 09:30 in Lima, the time given
+
+
 @pytest.mark.parametrize("header, delimiter", [
     ('invoice_id,amount,paid_at,"Banco; Op; Canal; Ref; Nota"', ","),  # a quoted name holds no delimiter
     ("Factura;Importe, S/;Fecha de pago, dd/mm", ";"),  # a comma followed by a space is in a name
