@@ -133,7 +133,14 @@ def _newer(state: CustomerState, promise: PromiseInfo, now: dt.datetime) -> dt.d
 
 def broken(state: CustomerState, promise: PromiseInfo, now: dt.datetime) -> bool:
     return (now.date() > promise.promised_date and kept_at(state, promise, now, now.tzinfo) is None
-            and replaced_at(state, promise, now) is None)
+            and replaced_at(state, promise, now) is None and not settled(state, promise, now.tzinfo))
+
+
+def settled(state: CustomerState, promise: PromiseInfo, tz) -> bool:
+    """Are the invoices the promise is about all paid or written off by their status (an ERP export
+    that marks an invoice paid, without the payment)? Then no one can tell it broken."""
+    about = [i for i in state.invoices.values() if covers(promise, i, tz)]
+    return bool(about) and all(i.status in ("paid", "written_off") for i in about)
 
 
 class Facts(dict):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
-from .events import end_of_day, kept_at, replaced_at
+from .events import end_of_day, kept_at, replaced_at, settled
 from .state import CustomerState, PromiseInfo
 
 BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
@@ -71,7 +71,10 @@ def promise_outcome(state: CustomerState, promise: PromiseInfo, start: dt.date, 
     # a promise renegotiated before its date is replaced by the newer one, which counts on its own: it is
     # neither kept nor broken (as for the core's promise_broken and broken_promises_12m)
     due = start < promise.promised_date <= today and replaced_at(state, promise, now) is None
-    return made, due, due and kept_at(state, promise, now, tz) is not None
+    kept = due and kept_at(state, promise, now, tz) is not None
+    if due and not kept and settled(state, promise, tz):
+        due = False  # its invoices were marked paid without the payments: not known kept, not broken
+    return made, due, kept
 
 
 def promise_totals(made: int, due: int, kept: int) -> dict:

@@ -151,7 +151,8 @@ def _promises(conn, book: dict[str, _Invoice], zone_of, start: dt.date, today: d
     for iid, invoice in book.items():
         paid[invoice.customer_id] += [p for _, p in invoice.payments]
         owed[invoice.customer_id][iid] = InvoiceInfo(iid, invoice.customer_id, invoice.amount, invoice.balance,
-                                                     invoice.due_date, issue_date=invoice.issue_date)
+                                                     invoice.due_date, issue_date=invoice.issue_date,
+                                                     status=invoice.status)
     states: dict[str, CustomerState] = {}
     for r in conn.execute(select(s.promises).order_by(s.promises.c.id)):
         state = states.get(r.customer_id)

@@ -185,3 +185,21 @@ def test_a_payment_dated_by_day_counts_from_the_day_of_the_promise_to_the_end_of
         result = run(rt, [c], "2026-11-04", 12)
         assert steps(result, "pb") == ([("pb", "sent", "")] if broken else []), paid
         assert steps(result, "pm-rem") == ([("pm-rem", "sent", "")] if broken else []), paid
+
+
+def test_a_promise_about_an_invoice_the_erp_marks_paid_is_not_broken(tmp_path):
+    """The export marks F1 paid without the payment: after the promised date the promise is not counted
+    broken (the other invoice would get 'you broke your promise'), nor in the KPIs as due."""
+    from collect.engine.kpis import promise_outcome
+
+    c = customer()
+    invoice(c, "F1", "2026-11-02", status="paid")
+    invoice(c, "F2", "2026-11-16")
+    c.promises.append(promise("A", 500, "2026-11-20", "2026-11-12T10:00"))
+    rt = runtime(EVENTS, tmp_path)
+    assert customer_facts(rt, c, at("2026-11-25T12:00"))["customer.broken_promises_12m"] == 0
+    assert promise_outcome(c, c.promises[0], dt.date(2026, 11, 1), dt.date(2026, 11, 30), LIMA)[1] is False
+    c.invoices["F1"].status = "open"  # still owed: broken, and due in the KPIs
+    c.memo.clear()
+    assert customer_facts(rt, c, at("2026-11-25T12:00"))["customer.broken_promises_12m"] == 1
+    assert promise_outcome(c, c.promises[0], dt.date(2026, 11, 1), dt.date(2026, 11, 30), LIMA)[1] is True
