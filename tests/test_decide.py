@@ -696,3 +696,24 @@ def test_an_invoice_is_not_contacted_before_its_issue_date(tmp_path):
     invoice(c, "F1", "2026-11-20", issue_date=dt.date(2026, 11, 13))
     result = run(rt, [c], "2026-11-05", 10)
     assert rows(result) == [("2026-11-13 08:00", "pre-10", "email", ("F1",), "window")]
+
+
+def test_catch_up_latest_supersedes_a_step_added_behind_one_already_sent(tmp_path):
+    """od-7 went out; the policy then gains od-3, due 4 days before it: the cadence is past od-3, so
+    under `latest` it is superseded, not sent after od-7."""
+    old = """
+    stages:
+      s:
+        when: invoice.days_past_due > 0
+        steps:
+          - { id: od-1, at: due+1d, send: email, template: m }
+          - { id: od-7, at: due+7d, send: email, template: m }
+    """
+    c = customer()
+    invoice(c, "F1", "2026-11-02")
+    run(runtime(old, tmp_path), [c], "2026-11-02", 10)
+    assert c.done == {"od-1|F1": "sent", "od-7|F1": "sent"}
+    new = old.replace("- { id: od-7", "- { id: od-3, at: due+3d, send: email, template: m }\n          - { id: od-7")
+    c.memo.clear()  # `collect run` builds the state anew at each tick, with the plan of the tick
+    result = run(runtime(new, tmp_path), [c], "2026-11-12", 2)
+    assert [(d.step, d.status, d.reason) for d in result.decisions] == [("od-3", "skipped", "superseded")]
