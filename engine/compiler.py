@@ -21,6 +21,7 @@ from ..dsl.loader import TEXT_SUFFIXES, load_policy
 from ..dsl.model import BUILTIN_CHANNELS, EmailTemplate, Policy, WhatsAppTemplate
 from ..dsl.source import Located
 from .plan import Plan
+from .runtime import NOT_CONTACTS
 
 PROMISE_EVENTS = ("promise_made", "promise_broken", "promise_kept")
 
@@ -125,6 +126,13 @@ def _names_pass(comp: Compilation) -> None:
     for i, cap in enumerate(policy.caps):
         if cap.channel != "any" and not comp.broken(("caps", i, "channel")):
             _check_channel(comp, cap.channel, ("caps", i, "channel"))
+            if cap.channel in NOT_CONTACTS:  # a cap that would never hold anything
+                diags.error("cap-not-contact", f"a cap on '{cap.channel}' never holds anything: caps count "
+                            "contacts with the customer, and agent tasks and webhooks are none",
+                            comp.span(("caps", i, "channel")), "cap the channels that reach the customer, or `any`")
+    for name, channels in policy.templates.items():
+        for channel in channels:
+            _check_channel(comp, channel, ("templates", name, channel), prefer_key=True)
     from .compliance_pass import resolve_profiles
 
     comp.compliance = resolve_profiles(comp)
@@ -144,9 +152,9 @@ def _check_anchor(comp: Compilation, path: tuple, owner: str, step) -> None:
     comp.diags.error("bad-anchor", message, comp.span(path + ("at",)))
 
 
-def _check_channel(comp: Compilation, channel: str, path: tuple) -> None:
+def _check_channel(comp: Compilation, channel: str, path: tuple, prefer_key: bool = False) -> None:
     if channel not in comp.channels:
-        comp.diags.error("unknown-channel", f"unknown channel '{channel}'", comp.span(path),
+        comp.diags.error("unknown-channel", f"unknown channel '{channel}'", comp.span(path, prefer_key=prefer_key),
                          suggest(channel, comp.channels) or f"channels: {', '.join(comp.channels)}")
 
 

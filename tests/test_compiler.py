@@ -330,3 +330,17 @@ def test_a_time_zone_that_is_a_folder_or_malformed_is_an_error_at_its_place(tmp_
     result = compile_policy(path)  # a folder of the zone database made ZoneInfo raise IsADirectoryError
     [error] = [d for d in result.diagnostics.errors if "IANA time zone" in d.message]
     assert (error.span.line, zone in error.message) == (3, True)
+
+
+@pytest.mark.parametrize("channel", ["webhook", "agent"])
+def test_a_cap_on_a_channel_caps_never_count_is_an_error(tmp_path, channel):
+    result = compile_text(tmp_path, f"caps:\n  - {{ channel: {channel}, max: 1, per: 30d }}\nstages: {{}}\n")
+    assert [(d.code, d.span.line, d.span.col) for d in result.diagnostics.items] == [("cap-not-contact", 11, 16)]
+
+
+def test_a_misspelt_channel_of_a_template_is_an_error_at_its_key(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(HEAD.replace('    sms: "x"\n', '    sms: "x"\n    emial: "y"\n') + "stages: {}\n", encoding="utf-8")
+    result = compile_policy(path)
+    assert [(d.code, d.span.line, d.span.col, d.hint) for d in result.diagnostics.items] == [
+        ("unknown-channel", 10, 5, "did you mean 'email'?")]
