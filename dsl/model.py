@@ -17,6 +17,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Di
                       model_validator)
 
 from . import holidaycheck, timeparse
+from .fields import BUILTIN_FIELDS
 
 BUILTIN_CHANNELS = ("email", "sms", "whatsapp", "voice", "letter", "webhook", "agent")
 EVENT_TYPES = ("promise_broken", "promise_made", "promise_kept", "payment_partial", "payment_received",
@@ -356,6 +357,9 @@ def _field_name(name: str) -> str:
     """Checked one by one, so that a bad name does not take the other custom fields with it."""
     if not _FIELD_NAME.match(name):
         raise ValueError(f"custom field '{name}' must be named customer.<name> or invoice.<name> (lowercase)")
+    if name in BUILTIN_FIELDS:  # the readers and the expressions would each take a different type
+        raise ValueError(f"'{name}' is a built-in field ({BUILTIN_FIELDS[name]}): leave it out of fields, or "
+                         "give the column another name")
     return name
 
 

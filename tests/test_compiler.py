@@ -344,3 +344,11 @@ def test_a_misspelt_channel_of_a_template_is_an_error_at_its_key(tmp_path):
     result = compile_policy(path)
     assert [(d.code, d.span.line, d.span.col, d.hint) for d in result.diagnostics.items] == [
         ("unknown-channel", 10, 5, "did you mean 'email'?")]
+
+
+def test_a_custom_field_that_redeclares_a_built_in_one_is_an_error(tmp_path):
+    """The expressions kept the built-in type and the CSV reader took the declared one: `amount: int`
+    validated, then rejected 100.50 in every portfolio."""
+    result = compile_text(tmp_path, "fields: { invoice.amount: int, invoice.region: str }\nstages: {}\n")
+    assert [(d.code, d.span.line) for d in result.diagnostics.items] == [("bad-value", 10)]
+    assert "'invoice.amount' is a built-in field (decimal)" in result.diagnostics.items[0].message
