@@ -140,16 +140,23 @@ def _report(error: dict, located: Located, diags: Diagnostics, data) -> None:
         where = "/".join(str(p) for p in parent) or "the policy"
         diags.error("missing-key", f"'{field}' is required in {where}", located.span(parent))
         return
-    if kind == "literal_error":
-        message = f"'{error.get('input')}' is not allowed here; expected {error['ctx']['expected']}"
+    value = error.get("input")
+    if kind == "literal_error" and loc[-1:] == ("auto",):  # `compliance:`: auto, else a list of profiles
+        message = f"expected auto or a list of profiles, got {_found(value)}"
+    elif kind == "literal_error":
+        # a choice left blank or written true reads as YAML's null or boolean: say so, not None or True
+        shown = f"'{value}'" if isinstance(value, str) else _found(value)
+        message = f"{shown} is not allowed here; expected {error['ctx']['expected']}"
     elif kind in _LIMITS:
         message = f"{path[-1] if path else 'the value'} " + _LIMITS[kind].format(**error.get("ctx", {}))
     elif _is_type_error(kind):
         message = f"wrong type: expected {error['expected']}, got {_found(error.get('input'))}"
     hint = None
-    if kind == "literal_error":
+    if kind == "literal_error" and loc[-1:] == ("auto",):
+        hint = f"write [{value}]" if isinstance(value, str) else None
+    elif kind == "literal_error" and isinstance(value, str):  # a misspelt word, not a blank
         options = [o.strip(" '") for o in error["ctx"]["expected"].replace(" or ", ",").split(",")]
-        hint = suggest(str(error.get("input")), options)
+        hint = suggest(value, options)
     diags.error(_code(kind), message, span, hint)
 
 

@@ -178,3 +178,16 @@ def test_a_name_that_yaml_read_as_no_text_is_named_in_yaml_words(tmp_path, step,
     assert [(d.span.line, d.span.col) for d in found] == [where(text, 15, value)]
     assert "expected a name" in found[0].message and "True" not in found[0].message
     assert "None" not in found[0].message and "False" not in found[0].message
+
+
+@pytest.mark.parametrize("extra, said, hint", [
+    ("catch_up:", "nothing (null) is not allowed here; expected 'latest', 'all' or 'none'", None),
+    ("on_cap: true", "true is not allowed here; expected 'defer' or 'skip'", None),
+    ("catch_up: lates", "'lates' is not allowed here; expected 'latest', 'all' or 'none'", "did you mean 'latest'?"),
+    ("compliance: pe-indecopi", "expected auto or a list of profiles, got text 'pe-indecopi'", "write [pe-indecopi]"),
+])
+def test_a_wrong_choice_says_what_yaml_read_and_suggests_only_for_a_word(tmp_path, extra, said, hint):
+    """A blank `catch_up:` said 'None' is not allowed, did you mean 'none' (which means: skip late
+    steps); `compliance: pe-indecopi` said expected 'auto'."""
+    result, _ = compile_yaml(tmp_path, extra=extra)
+    assert [(d.message, d.hint) for d in errors(result)] == [(said, hint)]
