@@ -181,7 +181,7 @@ def _templates_pass(comp: Compilation) -> None:
 
 
 def _load_templates_dir(comp: Compilation) -> None:
-    from .templates import TemplateDirError, check_template, load_templates_dir
+    from .templates import TemplateDirError, check_template, email_body_line, load_templates_dir
 
     directory = comp.base_dir / comp.policy.templates_dir
     span = comp.span(("templates_dir",))
@@ -203,11 +203,13 @@ def _load_templates_dir(comp: Compilation) -> None:
                                  f"policy and in {directory}", span)
                 continue
             comp.templates.setdefault(name, {})[channel] = template
+            path = directory / f"{name}.{channel}.j2"
+            body_line = email_body_line(path.read_text(encoding="utf-8")) if channel == "email" else 1
             for key, source in _template_sources(template):
                 for issue in check_template(source, comp.schema, html=key == "html"):
                     report = comp.diags.warning if issue.severity == "warning" else comp.diags.error
-                    report(issue.code, f"{directory / f'{name}.{channel}.j2'}:{issue.line}: {issue.message}", span,
-                           issue.hint)
+                    line = issue.line + (body_line - 1 if key == "body" else 0)
+                    report(issue.code, f"{path}:{line}: {issue.message}", span, issue.hint)
 
 
 def _template_sources(template) -> list[tuple[str | None, str]]:

@@ -563,3 +563,10 @@ def _inside(path: Path, root: str | Path) -> bool:
 def _email_file(text: str) -> dict:
     first, _, rest = text.partition("\n")
     return {"subject": first.split(":", 1)[1].strip(), "body": rest.lstrip("\n")}
+
+
+def email_body_line(text: str) -> int:
+    """The line of an email template file that its body starts on: after `Subject:` and the blank lines
+    `_email_file` leaves out (a mistake in the body is reported on the file's own line)."""
+    rest = text.partition("\n")[2]
+    return 2 + len(rest) - len(rest.lstrip("\n"))

@@ -352,3 +352,13 @@ def test_a_custom_field_that_redeclares_a_built_in_one_is_an_error(tmp_path):
     result = compile_text(tmp_path, "fields: { invoice.amount: int, invoice.region: str }\nstages: {}\n")
     assert [(d.code, d.span.line) for d in result.diagnostics.items] == [("bad-value", 10)]
     assert "'invoice.amount' is a built-in field (decimal)" in result.diagnostics.items[0].message
+
+
+def test_a_mistake_in_an_email_file_is_reported_on_the_file_s_own_line(tmp_path):
+    """The body starts after `Subject:` and a blank line: the line was counted from the body (4, not 6)."""
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "aviso.email.j2").write_text("Subject: Hola {{ customer.name }}\n\nEstimado cliente,\n\n"
+                                                   "Su saldo vence pronto.\nAtentamente {{ customer.nmae }}\n",
+                                                   encoding="utf-8")
+    result = compile_text(tmp_path, "templates_dir: t\nstages: {}\n")
+    assert [d.message.split(": ", 1)[0] for d in result.diagnostics.items] == [f"{tmp_path / 't' / 'aviso.email.j2'}:6"]
