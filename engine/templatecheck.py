@@ -290,7 +290,41 @@ class Walker:
                        node, name)
         if name in FILTER_PARAMETERS:
             self.formatting_arguments(node, given)
+        else:
+            self.call_shape(node, given)
         return _filter_gives(name, value)
+
+    def call_shape(self, node, given: list) -> None:
+        """A filter given arguments it cannot take (one missing, one too many, text where it counts) would
+        fail every message that uses the template when it renders: an error now. Checked against the
+        filter's own signature; an argument known only at render time is taken as it comes."""
+        import inspect
+
+        from jinja2 import nodes
+
+        func = self.env.filters[node.name]
+        try:
+            signature = inspect.signature(func)
+        except (TypeError, ValueError):
+            return
+        # the value, and before it the environment or context Jinja passes (when the signature shows it: an
+        # async variant's shows the plain function's)
+        first = next(iter(signature.parameters), None)
+        passed = getattr(func, "jinja_pass_arg", None) is not None and first in ("environment", "env", "eval_ctx",
+                                                                                  "context")
+        lead = 2 if passed else 1
+        try:
+            bound = signature.bind(*[None] * lead, *[arg for key, arg, _ in given if isinstance(key, int)],
+                                   **{key: arg for key, arg, _ in given if isinstance(key, str)})
+        except TypeError as exc:
+            self.issue("template-type", f"the '{node.name}' filter cannot be called so: {exc}", node, node.name)
+            return
+        for parameter, arg in list(bound.arguments.items())[lead:]:
+            default = signature.parameters[parameter].default
+            if (isinstance(arg, nodes.Const) and isinstance(arg.value, str) and isinstance(default, (int, float))
+                    and not isinstance(default, bool)):
+                self.issue("template-type", f"the '{node.name}' filter's {parameter} is a number, not the text "
+                           f"{arg.value!r}", arg, None)
 
     def arguments(self, node, scope: dict) -> list[tuple[int | str, object, str]]:
         """Check a filter's or test's arguments; each one's position (or keyword), node and kind."""

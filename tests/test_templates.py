@@ -339,3 +339,22 @@ def test_large_but_reasonable_messages_still_render():
     body = "{% filter upper %}" + "y" * 60_000 + "{{ customer.name }}{% endfilter %}"
     assert render(body, context, html=True).endswith("ACME")
 
+
+
+@pytest.mark.parametrize("source, said", [
+    ('{{ customer.name | replace("Sr.") }}', "the 'replace' filter cannot be called so: missing a required argument: 'new'"),
+    ('{{ total_balance | round("2") }}', "the 'round' filter's precision is a number, not the text '2'"),
+    ('{{ customer.name | center("x") }}', "the 'center' filter's width is a number, not the text 'x'"),
+    ('{{ customer.name | upper(1) }}', "the 'upper' filter cannot be called so: too many positional arguments"),
+])
+def test_a_filter_given_arguments_it_cannot_take_is_an_error_at_compile_time(source, said):
+    """They validated and then failed every message at render (`collect run`: exit 3, a provider failure)."""
+    assert [i.message for i in check_template(source, SCHEMA)] == [said]
+
+
+@pytest.mark.parametrize("source", ['{{ customer.name | replace("Sr.", "") | truncate(30) | center(40) }}',
+                                    '{{ invoices | map(attribute="number") | join(", ") }}',
+                                    '{{ total_balance | round(2, "floor") }}', '{{ customer.name | default("cliente") }}',
+                                    '{{ invoices | map(attribute="number") | list | length }}'])
+def test_filters_called_as_they_may_be_pass(source):
+    assert check_template(source, SCHEMA) == []
