@@ -152,6 +152,8 @@ class Portfolio:
     payments: list[Payment] = field(default_factory=list)
     promises: list[Promise] = field(default_factory=list)
     disputes: list[Dispute] = field(default_factory=list)
+    # invoices whose own row is in error: a payment or promise about one is not an error of its own
+    unreadable: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)

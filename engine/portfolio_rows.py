@@ -149,6 +149,8 @@ def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, curr
         attrs = {name: cells.typed(name, kind) for name, kind in typed}
         attrs.update(cells.texts(untyped))
         if iid is None or cid is None or amount is None or due is None:
+            if iid is not None:
+                book.unreadable.add(iid)
             continue
         book.invoices[iid] = Invoice(iid, cid, amount, amount if balance is None else balance, due,
                                      cells.text("number"), cells.currency() or currency, issued, status, attrs)
@@ -172,6 +174,8 @@ def _customers(table: Table, customers: dict, custom: dict) -> None:
 
 def _known_invoice(cells: Cells, book: Portfolio, required: bool = True) -> str | None:
     iid = cells.text("invoice_id", required)
+    if iid in book.unreadable:
+        return None  # its row's own error says what is wrong; "unknown invoice" would point elsewhere
     if iid is not None and iid not in book.invoices:
         where = getattr(book.invoices, "missing", "not in the portfolio")
         cells.problem("invoice_id", f"unknown invoice '{iid}' ({where})")

@@ -225,3 +225,16 @@ def test_a_payment_stored_under_a_name_made_before_names_were_canonical_is_recog
     assert cli("payments", "mon.csv", "invoice_id,amount,paid_at\nI1,500.00,2026-11-12T10:00\n").exit_code == 0
     with s.connect(cli.url).connect() as conn:
         assert [r.payment_id for r in conn.execute(select(s.payments))] == ["auto-00000000000000000000"]
+
+
+def test_a_payment_of_an_invoice_whose_row_is_in_error_adds_no_error_of_its_own(tmp_path):
+    """I2's due date is no date: that is the error; its payment was also reported as about an unknown
+    invoice, pointing the analyst at the wrong file."""
+    (tmp_path / "p.csv").write_text("invoice_id,customer_id,amount,due_date\nI1,C1,100,2026-11-20\n"
+                                    "I2,C1,100,2026-11-31\n", encoding="utf-8")
+    (tmp_path / "pay.csv").write_text("invoice_id,amount,paid_at\nI2,50,2026-11-21\nI9,50,2026-11-21\n", encoding="utf-8")
+    with pytest.raises(CsvError) as info:
+        read_portfolio(tmp_path / "p.csv", payments_csv=tmp_path / "pay.csv", fields={}, default_timezone="UTC",
+                       default_currency="USD")
+    assert [(p.file.rsplit("/", 1)[-1], p.row, p.column) for p in info.value.problems] == [
+        ("p.csv", 3, "due_date"), ("pay.csv", 3, "invoice_id")]  # I9 is unknown indeed
