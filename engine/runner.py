@@ -41,7 +41,7 @@ try:
 except ImportError:  # Windows: the tick's process id tells, on one machine
     fcntl = None
 
-from sqlalchemy import or_, select, text, tuple_, update
+from sqlalchemy import bindparam, or_, select, text, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
 from . import store as s
@@ -515,12 +515,15 @@ class Runner:
     def _recover_rows(self, rows: list, now: dt.datetime, summary: TickSummary) -> None:
         with self.engine.connect() as conn:
             states = load_states(conn, sorted({r.customer_id for r in rows}), dict(self.plan["fields"]))
-        deliveries, withdrawn, held = [], [], []
+        deliveries, withdrawn, held, renamed = [], [], [], []
         # oldest decisions first: after an outage, those a customer's caps and laws let through now go first
         for row in sorted(rows, key=lambda r: (r.customer_id, r.at, r.key)):
             state = states[row.customer_id]
             ids = row.invoice_ids.split(";")
             why = decide_withdrawn(self.rt, state, now, ids, row.channel)
+            template = row.template if row.channel == "agent" else self._template_now(row)
+            if why is None and row.channel != "agent" and template is None:
+                why = f"the policy no longer has template '{row.template}' for {row.channel}"
             hold = held_now(self.rt, state, now, ids, row.channel, row.at) if why is None else None
             if hold is not None and hold[1] is None:
                 why = hold[0]
@@ -536,10 +539,12 @@ class Runner:
             same = getattr(self.channels(row.channel), "dedupes", False)
             decision = Decision((row.at if same else now).astimezone(ZoneInfo(row.tz)), row.customer_id,
                                 tuple(row.invoice_ids.split(";")),
-                                row.stage, row.step, row.channel, None if row.channel == "agent" else row.template,
+                                row.stage, row.step, row.channel, None if row.channel == "agent" else template,
                                 "sent", _decided_reason(row),
                                 contact_key=row.key, queue=row.queue, priority=to_float(row.priority),
                                 webhook=row.webhook)
+            if template != row.template:  # the audit says which template the message went out with
+                renamed.append({"k": row.key, "template": template})
             steps = () if row.channel == "agent" else _steps_of(row, self.rt)
             deliveries.append(self._delivery(row.key, row.channel, row.customer_id, steps, row.attempts,
                                              decision, state, late=True))
@@ -548,7 +553,21 @@ class Runner:
             self._withdraw(withdrawn, now, summary)
         if held:
             self._hold(held, summary)
+        if renamed:
+            with self.engine.begin() as conn:
+                conn.execute(update(s.contacts).where(s.contacts.c.key == bindparam("k"))
+                             .values(template=bindparam("template")), renamed)
         self._deliver(deliveries, summary, now)
+
+    def _template_now(self, row) -> str | None:
+        """The template a waiting message goes out with: the one it was decided with, or, when the policy
+        has since renamed it, the step's own template now (None: neither has a body for the channel)."""
+        templates = self.plan["templates"]
+        step = self.rt.steps.get(row.step)
+        for name in (row.template, step.template if step is not None else None):
+            if name is not None and row.channel in templates.get(name, {}):
+                return name
+        return None
 
     def _hold(self, rows: list, summary: TickSummary) -> None:
         """Contacts that may not go out now (outside their window, over a cap, or against the law's hours or

@@ -277,3 +277,22 @@ def test_a_tick_that_delivers_past_the_window_s_end_leaves_the_rest_for_the_wind
     assert waiting.status == "sending" and waiting.next_attempt_at.astimezone(lima) == dt.datetime(2026, 11, 4, 9, tzinfo=lima)
     tick(4, 9, 0, delivering_for=30)  # under a minute: not looked at again
     assert provider.placed == [("sms", dt.datetime(2026, 11, 4, 9, 0, tzinfo=lima))]
+
+
+def test_a_retry_after_the_policy_renamed_its_template_goes_with_the_step_s_template_now(store, tmp_path):
+    """The call waits for a retry; the policy then renames template m to m2: it failed for good with
+    `template: KeyError: 'm'` (exit 3, a provider failure that never was) and fell back."""
+    engine, provider, tick = store("[]", "09:00-18:00", "10:00")
+    tick(2026, 11, 3, 10, 0)
+    assert contact(engine).status == "sending"
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(textwrap.dedent(POLICY.format(compliance="[]", window="09:00-18:00", at="10:00"))
+                       .replace("  m:\n", "  m2:\n").replace("template: m }", "template: m2 }"))
+    plan = compile_policy(renamed).plan
+    channels = Channels()
+    channels.instances["voice"] = provider
+    provider.now = dt.datetime(2026, 11, 3, 11, 0, tzinfo=NY)
+    summary = Runner(engine, plan, channels).tick(provider.now)
+    row = contact(engine)
+    assert (row.status, row.template, summary.statuses["failed"]) == ("sent", "m2", 0)
+    assert provider.placed == [provider.now]
