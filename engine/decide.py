@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from .contacts import address_problem
 from .events import customer_facts, event_trigger, future_moments, invoice_context, occurrences, promise_active
 from .runtime import NOT_CONTACTS, Runtime, StepRt
-from .state import PAID_EPSILON, CustomerState, InvoiceInfo, SentContact
+from .state import PAID_EPSILON, REOPENED, CustomerState, InvoiceInfo, SentContact
 
 HOLDOUT = "holdout"  # a variant with this name gets no sends (it measures what doing nothing yields)
 # Contacts and step triggers are kept as UTC instants, as the store keeps them: two times of one zone
@@ -517,7 +517,10 @@ class Decider:
         """A contact that cannot go now waits; a new deferral says what held it at its trigger when that
         came earlier in this tick (the same row whatever the tick), else what holds it now."""
         self._waiting.append(group)
-        new = [r for r in group if r.key not in self.state.pending]
+        # a step reopened by a channel that failed for good is no deferral yet: waiting for the next
+        # channel's window is one, and says so
+        pending = self.state.pending
+        new = [r for r in group if r.key not in pending or pending[r.key].startswith(REOPENED)]
         if new:
             self._emit(new, channel, "deferred", self._held_at_trigger(new, channel) or reason)
         self.out.wake_at(until)

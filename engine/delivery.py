@@ -32,10 +32,10 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from . import store as s
+from .state import REOPENED
 
 BREAKER = 3  # transient failures in a row after which a channel is left alone until the next tick
 RETRY_NOTE = "retrying from "  # how the reason of a contact waiting for a retry starts
-REOPENED = "failed:"  # how the step memory's status of a step reopened by a failed channel starts
 
 
 @dataclass

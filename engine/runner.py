@@ -194,12 +194,15 @@ class _Batch:
         """Write the rows; returns the sends to deliver. A contact whose key is stored already was made
         before (exactly once is by key, whatever the step memory says, e.g. after an invoice moved to
         another customer): it is neither written again nor delivered."""
-        from sqlalchemy import bindparam
-
         keys = [c["key"] for c in self.contacts]
         made = set(conn.execute(select(s.contacts.c.key).where(s.contacts.c.key.in_(keys))).scalars()) if keys else set()
         _insert_new(conn, s.contacts, self.contacts, ["key"])
         _insert_new(conn, s.steps, self.pending, ["key"])  # a deferral never overwrites a settled step
+        if self.pending:  # but it says why a step reopened by a failed channel now waits (decide._defer)
+            step = s.steps.c
+            conn.execute(update(s.steps).where(step.key == bindparam("k"), step.state == "pending",
+                                               step.status.startswith(REOPENED)).values(status=bindparam("why")),
+                         [{"k": r["key"], "why": r["status"]} for r in self.pending])
         _upsert(conn, s.steps, self.done, ["key"])
         _insert_new(conn, s.agent_tasks, self.tasks, ["contact_key"])
         _insert_new(conn, s.stopped, self.stopped, ["invoice_id"])

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 PAID_EPSILON = Decimal("0.005")  # SPEC 4.6: a balance at or below this is paid
+REOPENED = "failed:"  # how the step memory's status of a step reopened by a failed channel starts
 
 
 @dataclass(slots=True)

@@ -581,3 +581,25 @@ def test_a_channel_whose_receiver_dedupes_is_stored_at_the_end_of_the_tick(setup
     run.tick(MONDAY)
     assert [statuses.count("sent") for statuses in seen] == [0, 0]
     assert [c[2] for c in contacts(engine)] == ["sent", "sent"]
+
+
+def test_a_fallback_that_waits_for_its_window_is_recorded_deferred(setup, tmp_path):
+    """The WhatsApp bounce comes in after closing time: the SMS it falls back to waits until the morning.
+    It went out with no `deferred` row, and explain said `waiting: failed:whatsapp`."""
+    run, engine = setup(whatsapp=[OK], sms=[OK])
+    run.tick(MONDAY)
+    with engine.connect() as conn:
+        key = conn.execute(select(s.contacts.c.key).where(s.contacts.c.channel == "whatsapp")).scalar()
+    _events(engine, tmp_path, f"at,channel,type,contact_id,detail\n2026-11-16T20:30,whatsapp,bounced,{key},131026\n")
+    evening = MONDAY + dt.timedelta(hours=11)  # 21:00 in Lima
+    run.tick(evening)
+    run.tick(evening + dt.timedelta(hours=1))  # decided again: no second deferral row
+    run.tick(evening + dt.timedelta(hours=11))  # 08:00
+    with engine.connect() as conn:
+        rows = [(r.channel, r.status, r.reason) for r in conn.execute(select(s.contacts).order_by(s.contacts.c.id))]
+    assert rows[1:] == [("sms", "deferred", "window"), ("sms", "sent", "window")]
+    from collect.engine.explain import explain
+
+    lines = explain(engine, run.plan, "F1", evening + dt.timedelta(hours=12))[1]
+    assert [(line.step, line.why) for line in lines] == [
+        ("d0", "on sms after deferral (window) after whatsapp failed (bounced: 131026)")]
