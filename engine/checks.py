@@ -189,13 +189,14 @@ def _cadence_vs_caps(comp, dead: set[tuple]) -> None:
     for ci, cap in enumerate(comp.policy.caps):
         if comp.located.broken_within(("caps", ci)):
             continue
-        width = max(1, -(-timeparse.parse_duration(cap.per) // (24 * 60)))  # days, rounded up
+        width = timeparse.parse_duration(cap.per)  # minutes
         for name, stage in comp.policy.stages.items():
-            by_trigger: dict[str, list[dict]] = defaultdict(list)
+            by_trigger: dict[int, list[dict]] = defaultdict(list)
             for path, step in _live_steps(comp, name, stage, dead):
                 if step.send and cap.channel in ("any", step.send[0]):
                     when, cond = _condition(comp, path)
-                    by_trigger[step.at].append({"id": step.id, "channels": step.send, "for": when, "if": cond})
+                    moment = _moment(comp, step.at, step.send[0])
+                    by_trigger[moment].append({"id": step.id, "channels": step.send, "for": when, "if": cond})
             counted = {at: [s["id"] for s in together(group, conditions.exclusive)] for at, group in by_trigger.items()}
             ids = [i for group in _densest(counted, width) for i in group]
             if len(ids) > cap.max:
@@ -220,12 +221,24 @@ def _no_lateness(comp) -> None:
                        comp.span(("max_lateness",)), "allow at least the time between two runs, e.g. 1h")
 
 
-def _densest(by_trigger: dict[str, list[str]], width: int) -> list[list[str]]:
-    """The triggers whose days fit in a window of `width` days with the most steps between them."""
-    days = sorted((timeparse.parse_trigger(at).days, ids) for at, ids in by_trigger.items())
+def _moment(comp, at: str, channel: str) -> int:
+    """A trigger as minutes from the anchor's midnight: its time, or without one the earliest opening of
+    the channel's window (the trigger's weekday is not known when checking)."""
+    trigger = timeparse.parse_trigger(at)
+    if trigger.time is not None:
+        return trigger.days * 1440 + trigger.time
+    windows = comp.policy.windows.channels()
+    days = windows.get(channel) or windows.get("default") or {}
+    openings = [ranges[0][0] for ranges in days.values() if isinstance(ranges, list) and ranges]
+    return trigger.days * 1440 + min(openings, default=0)
+
+
+def _densest(by_trigger: dict[int, list[str]], width: int) -> list[list[str]]:
+    """The triggers (minutes) that fit in a window of `width` minutes with the most steps between them."""
+    moments = sorted(by_trigger.items())
     best: list[list[str]] = []
-    for start, (day, _) in enumerate(days):
-        group = [ids for d, ids in days[start:] if d < day + width]
+    for start, (moment, _) in enumerate(moments):
+        group = [ids for m, ids in moments[start:] if m < moment + width]
         if sum(map(len, group)) > sum(map(len, best)):
             best = group
     return best

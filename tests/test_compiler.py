@@ -149,6 +149,22 @@ def test_cadence_warning_names_steps_count_and_limit(tmp_path):
     assert "steps a, b send 2 messages on sms within 1w" in warning.message and "allows 1" in warning.message
 
 
+@pytest.mark.parametrize("cap, first, second, warned", [
+    ("1, per: 2h", "due+1d 09:00", "due+1d 15:00", False),  # six hours apart: the cap of 2 hours holds neither
+    ("1, per: 1d", "due+1d 18:00", "due+2d 09:00", True),  # 15 hours apart: within a day, the second waits
+    ("1, per: 1d", "due+1d 09:00", "due+2d 09:00", False),  # a day apart exactly: each goes
+    ("1, per: 1d", "due+1d", "due+2d 07:00", True),  # no time: the window's opening (08:00), 23 hours before
+])
+def test_the_cadence_check_counts_the_trigger_times_not_whole_days(tmp_path, cap, first, second, warned):
+    """A cap of hours was rounded up to a day and times were left out: a false warning for two SMS six
+    hours apart under `1 per 2h`, none for two 15 hours apart under `1 per 1d`."""
+    result = compile_text(tmp_path, f"caps: [ {{ channel: sms, max: {cap} }} ]\nstages:\n  s:\n"
+                                    "    when: invoice.days_past_due > 0\n    steps:\n"
+                                    f"      - {{ id: a, at: {first}, send: sms, template: m }}\n"
+                                    f"      - {{ id: b, at: {second}, send: sms, template: m }}\n")
+    assert ("cadence-exceeds-cap" in codes(result)) is warned
+
+
 def test_missing_template_body_and_anchor_errors(tmp_path):
     result = compile_text(tmp_path, "stages:\n  s:\n    when: invoice.days_past_due > 0\n    steps:\n"
                                     "      - { id: a, at: due+1d, send: [whatsapp], template: m }\n"
