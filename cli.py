@@ -288,11 +288,9 @@ def _store(db: str | None, upgrade: bool = True):
 
 def _check_timezone(zone: str) -> None:
     """A --timezone that is not a time zone is a usage error, before anything is read or written."""
-    from zoneinfo import ZoneInfo
+    from .dsl.timeparse import time_zones
 
-    try:
-        ZoneInfo(zone)
-    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError; a folder ("America") an OSError
+    if zone not in time_zones():
         typer.echo(f"error: --timezone {zone!r} is not a time zone", err=True)
         raise typer.Exit(EXIT_USAGE)
 

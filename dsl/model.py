@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import zoneinfo
 from typing import Annotated, Literal, Union
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StrictBool,
@@ -401,10 +400,8 @@ class Policy(Model):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value):
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # a folder ("America"): OSError
-            raise ValueError(f"'{value}' is not an IANA time zone (e.g. America/Lima)") from None
+        if value not in timeparse.time_zones():
+            raise ValueError(f"'{value}' is not an IANA time zone (e.g. America/Lima)")
         return value
 
     @field_validator("currency")

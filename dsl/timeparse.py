@@ -6,7 +6,9 @@ Each parser returns a value or raises ValueError with a message meant for an ana
 from __future__ import annotations
 
 import re
+import zoneinfo
 from dataclasses import dataclass
+from functools import lru_cache
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Ten years either way: far beyond any cadence, and far inside what dates and timedeltas can hold,
@@ -110,3 +112,12 @@ def parse_trigger(text: str) -> Trigger:
         raise ValueError(f"'{text}' is too far from its {anchor} date; offsets go up to ±{MAX_DAYS}d (ten years)")
     offset = int(days or 0) * (-1 if sign == "-" else 1)
     return Trigger(anchor, offset, parse_time(time) if time else None)
+
+
+@lru_cache(maxsize=1)
+def time_zones() -> frozenset[str]:
+    """The IANA time zone names a policy, a portfolio or --timezone may give: not `localtime`, which is
+    whatever zone the machine running collect is set to, nor the leap-second `right/` and `posix/`
+    copies, so that a file means the same on every machine."""
+    return frozenset(z for z in zoneinfo.available_timezones()
+                     if z != "localtime" and not z.startswith(("right/", "posix/")))

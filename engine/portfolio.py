@@ -19,7 +19,6 @@ import csv
 import datetime as dt
 import io
 import re
-import zoneinfo
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
@@ -27,6 +26,7 @@ from itertools import islice
 from pathlib import Path
 
 from ..dsl.diagnostics import suggest
+from ..dsl.timeparse import time_zones
 
 STATUSES = ("open", "paid", "disputed", "written_off")
 OPTOUT_CHANNELS = ("email", "sms", "whatsapp", "voice", "letter")
@@ -671,9 +671,7 @@ def _sniff(header: str) -> str:
     return best if rank(best)[0] else ","
 
 
-@lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+_zones = time_zones  # the readers' check of a row's timezone
 
 
 # -- files ------------------------------------------------------------------------------------------

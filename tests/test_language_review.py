@@ -191,3 +191,21 @@ def test_a_wrong_choice_says_what_yaml_read_and_suggests_only_for_a_word(tmp_pat
     steps); `compliance: pe-indecopi` said expected 'auto'."""
     result, _ = compile_yaml(tmp_path, extra=extra)
     assert [(d.message, d.hint) for d in errors(result)] == [(said, hint)]
+
+
+@pytest.mark.parametrize("zone", ["localtime", "right/America/Lima", "posix/America/Lima"])
+def test_a_time_zone_that_depends_on_the_machine_is_not_one(tmp_path, zone):
+    """`localtime` is whatever the machine running collect is set to: a policy in it would send at other
+    hours on the laptop and on the server; `right/` zones count leap seconds."""
+    path = tmp_path / "p.yaml"
+    path.write_text(POLICY.format(extra="", windows="", steps="").replace("America/Lima", zone), encoding="utf-8")
+    assert [d.message for d in errors(compile_policy(path))] == [f"'{zone}' is not an IANA time zone (e.g. America/Lima)"]
+    from collect.engine.portfolio import CsvError, read_portfolio
+
+    (tmp_path / "p.csv").write_text(f"invoice_id,customer_id,amount,due_date,timezone\nI1,C1,1,2026-11-20,{zone}\n",
+                                    encoding="utf-8")
+    with pytest.raises(CsvError) as info:
+        read_portfolio(tmp_path / "p.csv", fields={}, default_timezone="UTC", default_currency="USD")
+    assert [p.column for p in info.value.problems] == ["timezone"]
+    result = CliRunner().invoke(app, ["report", "--db", f"sqlite:///{tmp_path / 'c.db'}", "--timezone", zone])
+    assert result.exit_code == 2
