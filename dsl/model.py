@@ -209,13 +209,13 @@ class Step(Model):
 
     @model_validator(mode="after")
     def _one_action(self):
+        if self.send is not None and not self.send:  # before the count, which takes `send: []` for none
+            raise ValueError("send needs at least one channel")
         actions = [name for name in ("send", "escalate", "webhook") if getattr(self, name)]
         actions += ["stop"] if self.stop else []
         if len(actions) != 1:
             found = ", ".join(actions) or "none"
             raise ValueError(f"a step does exactly one of send, escalate, webhook, stop (found: {found})")
-        if self.send is not None and not self.send:
-            raise ValueError("send needs at least one channel")
         if self.send and not self.template:
             raise ValueError("a send step needs a template")
         if self.template and not self.send:

@@ -209,3 +209,13 @@ def test_a_time_zone_that_depends_on_the_machine_is_not_one(tmp_path, zone):
     assert [p.column for p in info.value.problems] == ["timezone"]
     result = CliRunner().invoke(app, ["report", "--db", f"sqlite:///{tmp_path / 'c.db'}", "--timezone", zone])
     assert result.exit_code == 2
+
+
+def test_send_without_channels_and_a_misspelt_holidays_say_what_is_meant(tmp_path):
+    """`send: []` said a step does one of send, escalate ... (found: none); `holiday: open` expected a
+    mapping, with no word of `holidays`."""
+    result, _ = compile_yaml(tmp_path, windows="  holiday: open",
+                             steps="      - { id: b, at: due+2d, send: [], template: m }")
+    assert [(d.message, d.hint) for d in errors(result)] == [
+        ("wrong type: expected a mapping (key: value), got text 'open'", "did you mean 'holidays'?"),
+        ("send needs at least one channel", None)]
