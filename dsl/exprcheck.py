@@ -169,7 +169,16 @@ class Checker:
             self.error("type-error", f"'{node.value}' needs numbers, dates or text; {_show(left)} is {_article(a)}", node)
         self._check_variant_literal(left, right)
         self._check_variant_literal(right, left)
+        self._check_lower_literal(left, right)
+        self._check_lower_literal(right, left)
         return "bool"
+
+    def _check_lower_literal(self, call: Node, literal: Node) -> None:
+        """`lower(x) == "A"` never holds: lower() gives no capital letters."""
+        if (call.kind == "call" and call.value == "lower" and literal.kind == "literal"
+                and isinstance(literal.value, str) and literal.value != literal.value.lower()):
+            self.error("type-error", f"lower(...) gives lower-case text, never {_show(literal)}", literal,
+                       f"write {render(Node('literal', 0, 0, literal.value.lower(), ()))}")
 
     def _check_variant_literal(self, call: Node, literal: Node) -> None:
         if call.kind != "call" or call.value != "variant" or literal.kind != "literal":
@@ -189,6 +198,7 @@ class Checker:
                            f"write {_show(left)} is null or ...")
                 continue
             item_kind = self.type_of(item)
+            self._check_lower_literal(left, item)
             if kind != "any" and item_kind not in ("any", "null") and not _comparable(kind, item_kind):
                 self.error("type-error", f"{_show(item)} ({item_kind}) cannot be in a list compared with "
                            f"{_show(left)} ({kind})", item)

@@ -269,3 +269,12 @@ def test_a_comparison_with_null_is_an_error_not_a_condition_that_never_holds(tex
 def test_date_minus_date_time_counts_days_between_local_dates(text, expected):
     ctx = {"invoice__due_date": dt.date(2026, 3, 4), "customer__paid_at": dt.datetime(2026, 3, 1, 23, 59)}
     assert run(text, **ctx) == expected
+
+
+@pytest.mark.parametrize("text, hint, offset", [
+    ('lower(customer.tier) == "A"', 'write "a"', 24),
+    ('lower(customer.tier) in ["a", "Gold"]', 'write "gold"', 30),
+])
+def test_lower_compared_with_capitals_is_an_error_not_a_condition_that_never_holds(text, hint, offset):
+    assert [(e.code, e.hint, e.offset) for e in check(text).errors] == [("type-error", hint, offset)]
+    assert check(text.replace("A", "a").replace("Gold", "gold")).errors == []
