@@ -524,8 +524,10 @@ class Runner:
             state = states[row.customer_id]
             ids = row.invoice_ids.split(";")
             why = decide_withdrawn(self.rt, state, now, ids, row.channel)
-            template = row.template if row.channel == "agent" else self._template_now(row)
-            if why is None and row.channel != "agent" and template is None:
+            # agent tasks (their own text) and webhooks (no template) have nothing to look up again
+            looked_up = row.channel != "agent" and row.template is not None
+            template = self._template_now(row) if looked_up else None
+            if why is None and looked_up and template is None:
                 why = f"the policy no longer has template '{row.template}' for {row.channel}"
             hold = held_now(self.rt, state, now, ids, row.channel, row.at) if why is None else None
             if hold is not None and hold[1] is None:

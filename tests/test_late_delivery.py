@@ -296,3 +296,32 @@ def test_a_retry_after_the_policy_renamed_its_template_goes_with_the_step_s_temp
     row = contact(engine)
     assert (row.status, row.template, summary.statuses["failed"]) == ("sent", "m2", 0)
     assert provider.placed == [provider.now]
+
+
+def test_a_webhook_retried_after_a_503_goes_out_it_has_no_template_to_look_up(db_url, tmp_path):
+    """A webhook step has no template: its retry was withdrawn as 'no longer has template None'."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(textwrap.dedent("""\
+        policy: wh
+        timezone: America/New_York
+        currency: USD
+        windows:
+          default: { mon-sun: "00:00-24:00" }
+          holidays: open
+        stages:
+          s:
+            when: true
+            steps:
+              - { id: handoff, at: due+1d 10:00, webhook: legal-handoff }
+        """))
+    engine = s.connect(db_url)
+    csv = tmp_path / "i.csv"
+    csv.write_text("invoice_id,customer_id,amount,due_date,timezone\nA,C1,100,2026-11-02,America/New_York\n")
+    import_file(engine, "invoices", csv, fields={}, colmap=ColumnMap(), default_tz="America/New_York")
+    channels = Channels()
+    provider = channels.instances["webhook"] = Flaky()
+    runner = Runner(engine, compile_policy(path).plan, channels)
+    for hour in (10, 11):
+        provider.now = dt.datetime(2026, 11, 3, hour, 0, tzinfo=NY)
+        runner.tick(provider.now)
+    assert (contact(engine).status, provider.placed) == ("sent", [dt.datetime(2026, 11, 3, 11, 0, tzinfo=NY)])
