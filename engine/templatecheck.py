@@ -320,9 +320,8 @@ class Walker:
             self.issue("template-type", f"the '{node.name}' filter cannot be called so: {exc}", node, node.name)
             return
         for parameter, arg in list(bound.arguments.items())[lead:]:
-            default = signature.parameters[parameter].default
-            if (isinstance(arg, nodes.Const) and isinstance(arg.value, str) and isinstance(default, (int, float))
-                    and not isinstance(default, bool)):
+            if (parameter in NUMBER_PARAMETERS.get(node.name, ()) and isinstance(arg, nodes.Const)
+                    and isinstance(arg.value, str)):
                 self.issue("template-type", f"the '{node.name}' filter's {parameter} is a number, not the text "
                            f"{arg.value!r}", arg, None)
 
@@ -390,6 +389,10 @@ class Walker:
 
 
 _EXAMPLES = {"money": ("USD", "es_PE"), "date": ("dd/MM/yyyy", "es_PE")}
+# the filters' arguments that only a number will do (a default's type does not say it: `indent` takes
+# a width as text too, `int` and `float` a default of any kind)
+NUMBER_PARAMETERS = {"round": ("precision",), "center": ("width",), "truncate": ("length", "leeway"),
+                     "wordwrap": ("width",), "batch": ("linecount",), "slice": ("slices",)}
 _OPS = {"lt": "<", "lteq": "<=", "gt": ">", "gteq": ">="}
 _NEED_WORDS = {"number": "a number", "date": "a date", "mapping": "a record", "sequence": "a list or text"}
 

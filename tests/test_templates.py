@@ -355,6 +355,8 @@ def test_a_filter_given_arguments_it_cannot_take_is_an_error_at_compile_time(sou
 @pytest.mark.parametrize("source", ['{{ customer.name | replace("Sr.", "") | truncate(30) | center(40) }}',
                                     '{{ invoices | map(attribute="number") | join(", ") }}',
                                     '{{ total_balance | round(2, "floor") }}', '{{ customer.name | default("cliente") }}',
-                                    '{{ invoices | map(attribute="number") | list | length }}'])
+                                    '{{ invoices | map(attribute="number") | list | length }}',
+                                    "{{ customer.name | indent('  > ', true) }}", "{{ customer.name | int('-') }}",
+                                    "{{ customer.name | float('n/a') }}"])
 def test_filters_called_as_they_may_be_pass(source):
     assert check_template(source, SCHEMA) == []
