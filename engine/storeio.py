@@ -238,7 +238,8 @@ def _import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str
             rows = [{"invoice_id": d.invoice_id, "opened_at": _aware(d.opened_at, zone(d.invoice_id)), "reason": d.reason,
                      "resolved_at": _aware(d.resolved_at, zone(d.invoice_id)) if d.resolved_at else None,
                      "attrs": d.attrs} for d in found]
-            stored = _upsert_disputes(conn, rows, [not isinstance(d.opened_at, dt.datetime) for d in found])
+            stored = _upsert_disputes(conn, rows, [not isinstance(d.opened_at, dt.datetime) for d in found],
+                                      [zone(d.invoice_id) for d in found])
             new -= stored
             touched = {owners[d.invoice_id] for d in found}
         _mark_due(conn, touched)
@@ -329,7 +330,7 @@ def _unseen(rows: list[dict], stored: set, ident) -> tuple[list[dict], int]:
     return fresh, len(known)
 
 
-def _upsert_disputes(conn: Connection, rows: list[dict], dated: list[bool]) -> int:
+def _upsert_disputes(conn: Connection, rows: list[dict], dated: list[bool], zones: list) -> int:
     """A dispute is named by its invoice and opening time: imported again, it is the same dispute, and
     what the file now adds (a resolution, a reason, an attribute) updates it; an empty cell keeps the
     stored value. An opening given as a date (`dated`) names it to within ZONE_SPREAD: that date read in
@@ -338,13 +339,15 @@ def _upsert_disputes(conn: Connection, rows: list[dict], dated: list[bool]) -> i
     stored: dict[str, list] = {}
     for r in _stored(conn, s.disputes, s.disputes.c.invoice_id, [r["invoice_id"] for r in rows]):
         stored.setdefault(r.invoice_id, []).append(r)
-    fresh = []
-    for row, day in zip(rows, dated):
+    fresh, timed = [], set()  # timed: the stored disputes a row of this file gave their time
+    for row, day, tz in zip(rows, dated, zones):
         spread = ZONE_SPREAD if day else dt.timedelta(0)
         same = [r for r in stored.get(row["invoice_id"], ()) if abs(r.opened_at - row["opened_at"]) <= spread]
         given = {k: row[k] for k in ("reason", "resolved_at") if row[k] is not None}
         if not same and not day:  # stored from a date alone (its local midnight), now given with its time
-            same = [r for r in stored.get(row["invoice_id"], ()) if _midnight_of(r.opened_at, row["opened_at"])]
+            same = [r for r in stored.get(row["invoice_id"], ())
+                    if r.id not in timed and _midnight_of(r.opened_at, row["opened_at"], tz)][:1]
+            timed |= {r.id for r in same}  # the first timed row of that day is it; another is another dispute
             given["opened_at"] = row["opened_at"]  # the time, from now on named exactly
         known = min(same, key=lambda r: abs(r.opened_at - row["opened_at"]), default=None)
         attrs = {k: v for k, v in row["attrs"].items() if v is not None}
@@ -360,9 +363,10 @@ def _upsert_disputes(conn: Connection, rows: list[dict], dated: list[bool]) -> i
     return len(rows) - len(fresh)
 
 
-def _midnight_of(stored: dt.datetime, moment: dt.datetime) -> bool:
-    """Is `stored` the local midnight that starts `moment`'s day (in `moment`'s zone)?"""
-    return stored == dt.datetime.combine(moment.date(), dt.time(), moment.tzinfo)
+def _midnight_of(stored: dt.datetime, moment: dt.datetime, tz) -> bool:
+    """Is `stored` the midnight that starts `moment`'s day in the invoice's zone `tz` (where a date alone
+    was read)? `moment` may carry another offset (`14:30Z`)."""
+    return stored == dt.datetime.combine(moment.astimezone(tz).date(), dt.time(), tz)
 
 
 def _move_step_memory(conn: Connection, rows: list[dict]) -> set[str]:

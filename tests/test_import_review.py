@@ -171,6 +171,20 @@ def test_a_dispute_stored_from_its_date_and_exported_later_with_its_time_is_the_
     assert (rows[0].opened_at.hour, rows[0].opened_at.minute) == (14, 30)  # 09:30 in Lima, the time given
 
 
+@pytest.mark.parametrize("later, expected", [
+    # the first timed row of that day is the stored dispute; a second one that day is another dispute
+    ("I1,2026-11-12T09:30,\nI1,2026-11-12T15:00,2026-11-13T10:00\n", [("14:30", False), ("20:00", True)]),
+    ("I1,2026-11-12T14:30:00Z,2026-11-13T15:00:00Z\n", [("14:30", True)]),  # another offset, the same moment
+])
+def test_a_dispute_stored_from_its_date_is_claimed_once_whatever_the_offset(cli, later, expected):
+    assert cli("invoices", "inv.csv", "invoice_id,customer_id,amount,due_date\nI1,C1,100,2026-11-20\n").exit_code == 0
+    assert cli("disputes", "d1.csv", "invoice_id,opened_at,resolved_at\nI1,2026-11-12,\n").exit_code == 0
+    assert cli("disputes", "d2.csv", "invoice_id,opened_at,resolved_at\n" + later).exit_code == 0
+    with s.connect(cli.url).connect() as conn:
+        rows = conn.execute(select(s.disputes.c.opened_at, s.disputes.c.resolved_at).order_by(s.disputes.c.opened_at))
+        assert [(r.opened_at.strftime("%H:%M"), r.resolved_at is not None) for r in rows] == expected
+
+
 @pytest.mark.parametrize("header, delimiter", [
     ('invoice_id,amount,paid_at,"Banco; Op; Canal; Ref; Nota"', ","),  # a quoted name holds no delimiter
     ("Factura;Importe, S/;Fecha de pago, dd/mm", ";"),  # a comma followed by a space is in a name
