@@ -222,15 +222,19 @@ def _no_lateness(comp) -> None:
 
 
 def _moment(comp, at: str, channel: str) -> int:
-    """A trigger as minutes from the anchor's midnight: its time, or without one the earliest opening of
-    the channel's window (the trigger's weekday is not known when checking)."""
+    """When a step's message goes, as minutes from the anchor's midnight: its time moved into the
+    channel's window (before the opening: the opening; after closing: the next day's), or without a
+    time the opening. The trigger's weekday is not known when checking: the earliest opening and the
+    latest closing of the week stand for every day."""
     trigger = timeparse.parse_trigger(at)
-    if trigger.time is not None:
-        return trigger.days * 1440 + trigger.time
     windows = comp.policy.windows.channels()
-    days = windows.get(channel) or windows.get("default") or {}
-    openings = [ranges[0][0] for ranges in days.values() if isinstance(ranges, list) and ranges]
-    return trigger.days * 1440 + min(openings, default=0)
+    days = [r for r in (windows.get(channel) or windows.get("default") or {}).values() if isinstance(r, list) and r]
+    opening = min((r[0][0] for r in days), default=0)
+    closing = max((r[-1][1] for r in days), default=1440)
+    time = opening if trigger.time is None else max(trigger.time, opening)
+    if time >= closing:
+        return (trigger.days + 1) * 1440 + opening
+    return trigger.days * 1440 + time
 
 
 def _densest(by_trigger: dict[int, list[str]], width: int) -> list[list[str]]:

@@ -153,7 +153,10 @@ def test_cadence_warning_names_steps_count_and_limit(tmp_path):
     ("1, per: 2h", "due+1d 09:00", "due+1d 15:00", False),  # six hours apart: the cap of 2 hours holds neither
     ("1, per: 1d", "due+1d 18:00", "due+2d 09:00", True),  # 15 hours apart: within a day, the second waits
     ("1, per: 1d", "due+1d 09:00", "due+2d 09:00", False),  # a day apart exactly: each goes
-    ("1, per: 1d", "due+1d", "due+2d 07:00", True),  # no time: the window's opening (08:00), 23 hours before
+    ("1, per: 1d", "due+1d", "due+2d 07:00", False),  # 07:00 waits for 08:00: a whole day after the first
+    ("1, per: 3h", "due+1d 07:00", "due+1d 10:00", True),  # 07:00 goes at the 08:00 opening, 2 hours before
+    ("1, per: 15h", "due+1d 18:00", "due+1d 21:00", True),  # 21:00 is after closing: the next 08:00, 14h later
+    ("1, per: 12h", "due+1d 18:00", "due+1d 21:00", False),
 ])
 def test_the_cadence_check_counts_the_trigger_times_not_whole_days(tmp_path, cap, first, second, warned):
     """A cap of hours was rounded up to a day and times were left out: a false warning for two SMS six
