@@ -318,7 +318,7 @@ def _open(balance: Decimal) -> Decimal:
 
 def summarize(result: SimResult, costs: dict | None = None, kpis: bool = False) -> Summary:
     """The summary of an in-memory simulation (the streamed one adds up the same way as it goes)."""
-    s = Summary()
+    s = Summary(priced=bool(costs))
     s.add(result.decisions, _decimal_costs(costs))
     if kpis:
         for state in result.states.values():
@@ -429,7 +429,7 @@ def stream_simulation(plan, portfolio, *, start: dt.date, days: int, behavior: s
                     _decimal_costs(costs), fmt, folder if out is not None else None)
         try:
             chunks = range(-(-len(ids) // CHUNK))
-            total, rows = Summary(), 0
+            total, rows = Summary(priced=bool(costs)), 0  # priced also when no customer adds a contact
             target = Path(folder) / "contacts"
             with open(target, "w", encoding="utf-8", newline="") as merged, _pool(workers, len(ids)) as pool:
                 merged.write(_header(fmt) if fmt else "")

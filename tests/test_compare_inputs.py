@@ -62,3 +62,6 @@ def test_costs_of_zero_are_a_message_cost_and_no_channel_is_one_line(tmp_path):
     empty = simulate(tmp_path, policy(tmp_path, "new"), policy(tmp_path, "old"), "invoice_id,customer_id,amount,due_date\n")
     assert empty.exit_code == 0, empty.output
     assert "Contacts per channel: none" in empty.output
+    priced = simulate(tmp_path, policy(tmp_path, "new"), policy(tmp_path, "old"), "invoice_id,customer_id,amount,due_date\n",
+                      "--channels", str(tmp_path / "channels.yaml"))
+    assert "Message cost: old 0.00  new 0.00" in priced.output  # costs given: a figure, though nothing went
