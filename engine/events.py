@@ -137,10 +137,12 @@ def broken(state: CustomerState, promise: PromiseInfo, now: dt.datetime) -> bool
 
 
 def settled(state: CustomerState, promise: PromiseInfo, tz) -> bool:
-    """Are the invoices the promise is about all paid or written off by their status (an ERP export
-    that marks an invoice paid, without the payment)? Then no one can tell it broken."""
-    about = [i for i in state.invoices.values() if covers(promise, i, tz)]
-    return bool(about) and all(i.status in ("paid", "written_off") for i in about)
+    """Are the invoices the promise is about all marked paid by their status, without a payment stored
+    for any of them (an ERP export that marks an invoice paid, not the payment)? Then no one can tell the
+    promise broken. Written off, or paid with the payments in view (late ones, say), it can be told."""
+    about = {i.id for i in state.invoices.values() if covers(promise, i, tz)}
+    return (bool(about) and all(state.invoices[i].status == "paid" for i in about)
+            and not any(p.invoice_id in about for p in state.payments))
 
 
 class Facts(dict):

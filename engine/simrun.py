@@ -86,8 +86,6 @@ class PortfolioStates:
             opened = _aware(d.opened_at, tz)
             state.disputes.append(DisputeInfo(named("dispute", d.invoice_id, opened), d.invoice_id, opened,
                                               _aware(d.resolved_at, tz) if d.resolved_at else None))
-        state.promises.sort(key=lambda p: (p.made_at, p.id))  # the order of the rows decides nothing
-        state.disputes.sort(key=lambda d: (d.opened_at, d.id))
         return state
 
 

@@ -199,7 +199,10 @@ def test_a_promise_about_an_invoice_the_erp_marks_paid_is_not_broken(tmp_path):
     rt = runtime(EVENTS, tmp_path)
     assert customer_facts(rt, c, at("2026-11-25T12:00"))["customer.broken_promises_12m"] == 0
     assert promise_outcome(c, c.promises[0], dt.date(2026, 11, 1), dt.date(2026, 11, 30), LIMA)[1] is False
-    c.invoices["F1"].status = "open"  # still owed: broken, and due in the KPIs
-    c.memo.clear()
-    assert customer_facts(rt, c, at("2026-11-25T12:00"))["customer.broken_promises_12m"] == 1
-    assert promise_outcome(c, c.promises[0], dt.date(2026, 11, 1), dt.date(2026, 11, 30), LIMA)[1] is True
+    # still owed, written off, or paid with the payment in view (a late one): broken, and due in the KPIs
+    for status, paid in (("open", None), ("written_off", None), ("paid", "2026-11-24T10:00")):
+        c.invoices["F1"].status = status
+        c.payments = [PaymentInfo("p1", "F1", Decimal(500), at(paid))] if paid else []
+        c.memo.clear()
+        assert customer_facts(rt, c, at("2026-11-25T12:00"))["customer.broken_promises_12m"] == 1, status
+        assert promise_outcome(c, c.promises[0], dt.date(2026, 11, 1), dt.date(2026, 11, 30), LIMA)[1] is True
