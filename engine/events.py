@@ -79,11 +79,12 @@ def _later_invoices(state: CustomerState, promise: PromiseInfo, tz) -> frozenset
     return found
 
 
-def kept_at(state: CustomerState, promise: PromiseInfo, now: dt.datetime, tz) -> dt.datetime | None:
+def kept_at(state: CustomerState, promise: PromiseInfo, now: dt.datetime, tz, slot: str = "now") -> dt.datetime | None:
     """When the payments made since the promise reached its amount (before the promised date ended),
     counting the payments on the invoices it is about. Asked for each invoice of a decision with the
-    same `now`: the last answer per promise is kept (while no payment is added)."""
-    key, asked = ("kept", promise.id, promise.made_at), (now, tz, len(state.payments))
+    same `now`: the last answer per promise is kept (while no payment is added), one per `slot`, so
+    that replaced_at's question (as of the newer promise) does not push out the decision's."""
+    key, asked = ("kept", slot, promise.id, promise.made_at), (now, tz, len(state.payments))
     last = state.memo.get(key)
     if last is not None and last[0] == asked:
         return last[1]
@@ -122,7 +123,7 @@ def replaced_at(state: CustomerState, promise: PromiseInfo, now: dt.datetime) ->
     newer = _newer(state, promise, now)
     if newer is None or newer > end_of_day(promise.promised_date, now.tzinfo):
         return None
-    return newer if kept_at(state, promise, newer, now.tzinfo) is None else None
+    return newer if kept_at(state, promise, newer, now.tzinfo, slot="newer") is None else None
 
 
 def _newer(state: CustomerState, promise: PromiseInfo, now: dt.datetime) -> dt.datetime | None:
