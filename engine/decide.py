@@ -573,7 +573,14 @@ def cap_shift(at: dt.datetime, seconds: int, tz) -> dt.datetime:
     09:00 cadence through the 23-hour day of a DST change; shorter periods exactly."""
     if seconds % 86400:
         return at + dt.timedelta(seconds=seconds)
-    return (at.astimezone(tz) + dt.timedelta(days=seconds // 86400)).astimezone(UTC)  # wall-clock arithmetic
+    local = at.astimezone(tz) + dt.timedelta(days=seconds // 86400)  # wall-clock arithmetic
+    # a local time the clock shows twice (autumn) or never (spring) has two readings. Back in time (a
+    # window's start) the later one: the window is never longer than the days on the clock. Forward (when
+    # a send leaves the window) the earlier one of a time shown twice, the later one of a time skipped:
+    # the first instant whose window no longer holds the send.
+    readings = (local.replace(fold=0).astimezone(UTC), local.replace(fold=1).astimezone(UTC))
+    skipped = readings[0].astimezone(tz).replace(tzinfo=None) != local.replace(tzinfo=None)
+    return max(readings) if seconds < 0 or skipped else min(readings)
 
 
 def not_for_this_invoice(state: CustomerState, step: StepRt, invoice_id: str, trigger: dt.datetime, occ,
