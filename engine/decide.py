@@ -218,12 +218,13 @@ class Decider:
                 self._settle(Ready(step, invoice, key, trigger, ctx), "skipped", "stage ended")
         return self._catch_up(due, self._passed(invoice, stage.name) if stage is not None else None) if due else []
 
-    def _passed(self, invoice: InvoiceInfo, stage: str) -> dt.datetime | None:
-        """The newest trigger of the stage's steps already decided for the invoice (not those whose
-        condition left them out): how far its cadence has gone."""
+    def _passed(self, invoice: InvoiceInfo, stage: str) -> tuple | None:
+        """(trigger, days, time) of the newest of the stage's steps already decided for the invoice (not
+        those whose condition left them out): how far its cadence has gone, and its written `at`."""
         done = self.state.done
-        return max((trigger for trigger, step, key in self._stage_schedule(invoice).steps
-                    if step.owner == stage and done.get(key, "not applicable") != "not applicable"), default=None)
+        return max(((trigger, step.days, step.time) for trigger, step, key in self._stage_schedule(invoice).steps
+                    if step.owner == stage and done.get(key, "not applicable") != "not applicable"),
+                   key=lambda p: p[0], default=None)
 
     def _paused(self, invoice: InvoiceInfo, ctx: dict) -> bool:
         if "disputed" in self.rt.pause_when and ctx.get("invoice.status") == "disputed":
@@ -240,7 +241,7 @@ class Decider:
     def _trigger(self, step: StepRt, anchor: dt.date) -> dt.datetime:
         return self.rt.step_trigger(step, anchor, self.tz).astimezone(UTC)
 
-    def _catch_up(self, due: list[Ready], passed: dt.datetime | None = None) -> list[Ready]:
+    def _catch_up(self, due: list[Ready], passed: tuple | None = None) -> list[Ready]:
         """SPEC 4.3, applied to steps seen due for the first time; conditions first, so that
         `latest` means the latest step that applies to this invoice. A deferred step is not caught up:
         it was decided already and waits for its slot (SPEC 4.2), and steps with the same trigger are
@@ -271,8 +272,8 @@ class Decider:
             # steps written with the same `at` share a trigger, though one without a time opens its own
             # channel's window (an escalation, with none, local midnight)
             late = [r for r in messages if self.utc - r.trigger > ON_TIME and (
-                passed is not None and r.trigger < passed or r.trigger < newest.trigger
-                and (r.step.days, r.step.time) != (newest.step.days, newest.step.time))]
+                passed is not None and r.trigger < passed[0] and (r.step.days, r.step.time) != passed[1:]
+                or r.trigger < newest.trigger and (r.step.days, r.step.time) != (newest.step.days, newest.step.time))]
             for r in late:
                 self._settle(r, "skipped", "superseded")
             applicable = [r for r in applicable if r not in late]

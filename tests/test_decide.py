@@ -717,3 +717,8 @@ def test_catch_up_latest_supersedes_a_step_added_behind_one_already_sent(tmp_pat
     c.memo.clear()  # `collect run` builds the state anew at each tick, with the plan of the tick
     result = run(runtime(new, tmp_path), [c], "2026-11-12", 2)
     assert [(d.step, d.status, d.reason) for d in result.decisions] == [("od-3", "skipped", "superseded")]
+    # one added with the same `at` as the step sent shares its trigger: it goes
+    c.memo.clear()
+    same = old.replace("- { id: od-7", "- { id: od-7-task, at: due+7d, escalate: { queue: q } }\n          - { id: od-7")
+    result = run(runtime(same, tmp_path), [c], "2026-11-12", 2)
+    assert [(d.step, d.status) for d in result.decisions] == [("od-7-task", "escalated")]
