@@ -212,8 +212,10 @@ def invoice_context(rt, state: CustomerState, invoice: InvoiceInfo, facts: Facts
 
 
 def _open_invoices(state: CustomerState, now: dt.datetime) -> list[InvoiceInfo]:
-    return [i for i in state.invoices.values()
-            if i.status not in ("paid", "written_off") and balance_at(state, i, now) > PAID_EPSILON]
+    """Issued by `now`'s (local) day, neither paid nor written off: one issued later is not there yet."""
+    today = now.date()
+    return [i for i in state.invoices.values() if (i.issue_date is None or i.issue_date <= today)
+            and i.status not in ("paid", "written_off") and balance_at(state, i, now) > PAID_EPSILON]
 
 
 def _broken_12m(state: CustomerState, now: dt.datetime, rt) -> int:

@@ -149,6 +149,8 @@ def _rest(state, invoice, local, stopped, stage, owner, trigger, occ) -> tuple[s
         return "waiting", f"no {owner} event for this invoice yet"
     if stopped:
         return "stopped", stopped
+    if invoice.issue_date is not None and invoice.issue_date > local.date():  # the core leaves it out
+        return "not due", f"the invoice is issued on {invoice.issue_date}"
     if trigger > local:
         return "scheduled", f"{owner} on {occ.date}" if occ else f"if the invoice is then in stage '{owner}'"
     if stage != owner:

@@ -778,3 +778,20 @@ def test_explain_shows_each_occurrence_of_an_event_step_with_its_own_contact(tmp
     _, lines = explain(engine, plan, "I1", dt.datetime(2026, 12, 4, 14, tzinfo=UTC))
     assert sorted(line.when for line in lines if line.step == "parcial") == ["2026-12-02T11:00-05:00",
                                                                             "2026-12-03T11:00-05:00"]
+
+
+def test_explain_says_an_invoice_not_issued_yet_is_not_due(tmp_path):
+    """Issued on the 13th: on the 11th its due-10d step (the 10th) waits for the invoice, not for a
+    dispute that does not exist (explain said `paused: the invoice is disputed`)."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text(STOPPED_AND_KEPT.replace("invoice.days_past_due >= 0", "true")
+                      .replace("at: due 09:00", "at: due-10d 09:00"), encoding="utf-8")
+    plan = compile_policy(policy).plan
+    engine = s.connect(f"sqlite:///{tmp_path / 'c.db'}")
+    import_text(engine, "invoices", tmp_path / "i.csv", "invoice_id,customer_id,amount,issue_date,due_date,email\n"
+                "F1,C1,100,2026-11-13,2026-11-20,a@acme.pe\n")
+    from collect.engine.explain import explain
+
+    _, lines = explain(engine, plan, "F1", dt.datetime(2026, 11, 11, 15, tzinfo=UTC))
+    assert [(line.state, line.why) for line in lines if line.step == "d0"] == [
+        ("not due", "the invoice is issued on 2026-11-13")]
