@@ -511,4 +511,13 @@ def _opt_out(doc: dict, rule: str, name: str, channel: str, body: dict) -> list[
                     f"{doc['profile']} wants every email, text or other electronic message to say how to stop "
                     f"them (12 CFR 1006.6(e)); add {_ADD['email' if email else 'text']}",
                     None, doc["profile"], rule, (name, channel, part if email else None))
-            for part in parts if isinstance(body.get(part), str) and not OPT_OUT.search(body[part])]
+            for part in parts if isinstance(body.get(part), str) and not OPT_OUT.search(_sent_text(body[part]))]
+
+
+_JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.DOTALL)
+
+
+def _sent_text(source: str) -> str:
+    """A template's source without its Jinja comments, which never reach the customer: a `{# TODO: add
+    the opt-out line #}` is no opt-out."""
+    return _JINJA_COMMENT.sub("", source)

@@ -196,3 +196,11 @@ def test_the_profile_no_longer_lists_the_opt_out_as_not_covered():
     doc = load_profile("us-reg-f")
     assert not any("1006.6(e)" in item and "template content" in item for item in doc["not_covered"])
     assert any(source["id"] == "reg-f-1006-6-e" for source in doc["sources"])
+
+
+def test_an_opt_out_only_in_a_jinja_comment_is_none(tmp_path):
+    """`{# reply STOP line to add #}` never reaches the customer: the SMS still says nowhere how to stop."""
+    result = policy(tmp_path, '  m:\n    sms: "Please pay now. {# TODO: add the Reply STOP line #}"\n', steps=SMS)
+    assert len(opt_outs(result)) == 1
+    assert opt_outs(policy(tmp_path, '  m:\n    sms: "Please pay now. {# note #} Reply STOP to opt out."\n',
+                           steps=SMS)) == []
