@@ -53,14 +53,33 @@ def check_plan(plan: dict, compliance: list[dict], dead: set[str] = frozenset())
     steps = [s for stage in plan["stages"] for s in stage["steps"]]
     steps += [s for event_steps in plan["events"].values() for s in event_steps]
     conditions = Conditions(plan)
+    sends = [s for s in steps if s["action"] == "send" and s["channels"]]
     for doc in compliance:
-        for step in steps:
-            if step["action"] == "send" and step["channels"]:
-                findings += _step_windows(doc, step, windows)
+        for step in sends:
+            findings += _step_windows(doc, step, windows)
         for stage in plan["stages"]:
             findings += _cadence(doc, _live(stage, dead), windows, conditions)
         findings += _template_rules(doc, plan, [s for s in steps if s["id"] not in dead])
-    return findings
+    return findings + _stacked_windows(plan, compliance, sends, windows, findings)
+
+
+NEVER = ("compliance-never-lawful", "compliance-channel-never-lawful")
+
+
+def _stacked_windows(plan: dict, compliance: list[dict], sends: list[dict], windows: dict, found) -> list[Finding]:
+    """Profiles that apply together (all of a list; with `auto`, those of one country) stack: their hours
+    intersect. A step each profile alone lets through may still never be lawful under them all."""
+    groups: dict = {}
+    for doc in compliance:
+        groups.setdefault(doc["country"] if plan.get("compliance") == "auto" else "", []).append(doc)
+    alone = {f.step_id for f in found if f.code in NEVER}
+    out = []
+    for docs in (g for g in groups.values() if len(g) > 1):
+        merged = {"profile": "+".join(d["profile"] for d in docs),
+                  "rules": [r for d in docs for r in d["rules"] if r["kind"] == "window"]}
+        out += [f for step in sends if step["id"] not in alone
+                for f in _step_windows(merged, step, windows) if f.code in NEVER]
+    return out
 
 
 # -- windows --------------------------------------------------------------------------------------

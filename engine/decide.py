@@ -17,6 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from .calendar import HORIZON_DAYS
 from .contacts import address_problem
 from .events import customer_facts, event_trigger, future_moments, invoice_context, occurrences, promise_active
 from .runtime import NOT_CONTACTS, Runtime, StepRt
@@ -418,6 +419,8 @@ class Decider:
 
     def _try_channel(self, group: list[Ready], channel: str, fallbacks: tuple[str, ...]) -> str | None:
         """Send on `channel` now, or defer; returns a reason to fall back (cap with on_cap: skip)."""
+        if self.rt.guard is not None and (never := self._never_lawful(channel)):
+            return never  # waiting would be for ever: the window and the profiles' hours never meet
         slot = self.rt.calendar.next_slot(channel, self.now, self.tz)
         if slot is None:
             return "no window"
@@ -455,6 +458,25 @@ class Decider:
         ids = tuple(r.invoice.id for r in group)
         return self.rt.guard.check(self.state.customer, channel, ids, at or self.now, self.sent,
                                    self.state.conversations)
+
+    def _never_lawful(self, channel: str) -> str:
+        """Why the channel can never be used lawfully ("" if it can): its window and the hours of the
+        profiles that apply never meet within the calendar's horizon. Once per channel, zone and profiles."""
+        guard, customer = self.rt.guard, self.state.customer
+        profiles = guard.profiles_for(customer)
+        key = (channel, str(self.tz), profiles)
+        never = self.rt.lawless.get(key)
+        if never is None:
+            at, limit, opening = self.now, self.now + dt.timedelta(days=HORIZON_DAYS), None
+            while at <= limit:
+                slot = self.rt.calendar.next_slot(channel, at, self.tz)
+                opening = guard.next_open(customer, channel, slot.at) if slot is not None else None
+                if opening is None or opening == slot.at:
+                    break
+                at = opening
+            lawful = opening is not None and at <= limit
+            never = self.rt.lawless[key] = "" if lawful else f"compliance:{'+'.join(profiles)}:hours never meet the window"
+        return never
 
     def _held_at_trigger(self, group: list[Ready], channel: str) -> str:
         """What held the contact at its trigger, when that came earlier in this tick: the channel's window

@@ -87,6 +87,7 @@ class Runtime:
                                 c["cooldown_minutes"] * 60 if c["cooldown_minutes"] else None)
                           for c in doc["caps"])
         self.longest_cap_s = max((c.per_s for c in self.caps), default=0)
+        self.lawless: dict = {}  # (channel, zone, profiles) -> never lawful within the window: Decider._never_lawful
         self.experiments = {name: sorted(e["variants"].items()) for name, e in doc["experiments"].items()}
         self.experiment_units = {name: e["unit"] for name, e in doc["experiments"].items()}
         cal = doc["calendar"]

@@ -242,3 +242,47 @@ def test_no_simulated_contact_ever_breaks_the_law(tmp_path_factory, name, chosen
                 history.append(SentContact(d.at, d.channel, d.invoice_ids))
 
     check()
+
+
+STACKED = """
+policy: stack
+timezone: America/Bogota
+currency: COP
+calendar: { country: CO }
+compliance: [co-ley-2300, pe-indecopi]
+windows:
+  default: { mon-fri: "08:00-18:00" }
+  voice: { mon-fri: "19:00-20:00", sat: "09:00-12:00" }
+templates:
+  t:
+    voice: "Hola {{ customer.name }}."
+    email: { subject: "x", body: "Hola {{ customer.name }}. Responda BAJA." }
+stages:
+  s:
+    when: true
+    steps:
+      - { id: call, at: due+1d, send: [voice, email], template: t }
+"""
+
+
+def test_a_channel_the_profiles_hours_and_its_window_never_meet_is_passed_over_not_waited_for(tmp_path):
+    """Each profile alone meets the voice window (19:00-20:00 weekdays, Saturday morning); together they
+    never do. The call waited for ever, the email never tried; now the email goes the next morning."""
+    path = tmp_path / "p.yaml"
+    path.write_text(STACKED, encoding="utf-8")
+    rt = Runtime(compile_policy(path).plan)
+    c = customer("c1", timezone="America/Bogota", country="CO", phone="+573211234567",
+                 consents=frozenset({"voice", "email"}))
+    invoice(c, "I1", "2026-11-17")
+    result = run(rt, [c], "2026-11-15", 10)
+    assert [(d.at.strftime("%m-%d %H:%M"), d.channel, d.status) for d in result.decisions] == [
+        ("11-18 19:00", "email", "deferred"), ("11-19 08:00", "email", "sent")]
+
+
+@pytest.mark.parametrize("send, code, severity", [("[voice, email]", "compliance-channel-never-lawful", "warning"),
+                                                  ("voice", "compliance-never-lawful", "error")])
+def test_stacked_profiles_whose_hours_never_meet_the_window_are_found_at_compile_time(tmp_path, send, code, severity):
+    path = tmp_path / "p.yaml"
+    path.write_text(STACKED.replace("send: [voice, email]", f"send: {send}"), encoding="utf-8")
+    found = [(d.code, d.severity) for d in compile_policy(path).diagnostics.items]
+    assert found == [(code, severity)]
