@@ -55,6 +55,14 @@ def profile_names() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
+@lru_cache(maxsize=1)
+def legal_states() -> frozenset[str]:
+    """The `legal_status` values some built-in profile acts on (`sued`, `insolvent`): the only ones that
+    mean anything to collect."""
+    return frozenset(state for name in profile_names() for rule in load_profile(name)["rules"]
+                     if rule["kind"] == "stop_states" for state in rule["states"])
+
+
 def load_profile(name: str, directory: Path | str | None = None) -> dict:
     """The validated profile as written in its file (`verified` as an ISO date string)."""
     folder = Path(directory) if directory is not None else PROFILE_DIR

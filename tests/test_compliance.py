@@ -286,3 +286,17 @@ def test_stacked_profiles_whose_hours_never_meet_the_window_are_found_at_compile
     path.write_text(STACKED.replace("send: [voice, email]", f"send: {send}"), encoding="utf-8")
     found = [(d.code, d.severity) for d in compile_policy(path).diagnostics.items]
     assert found == [(code, severity)]
+
+
+@pytest.mark.parametrize("written", ["demandado", "en quiebra"])
+def test_a_legal_status_collect_does_not_know_is_a_row_error_not_a_state_that_stops_nothing(tmp_path, written):
+    """cl-sernac stops all contact with a debtor who is `sued`; `demandado` stopped nothing, silently."""
+    from collect.engine.portfolio import CsvError, read_portfolio
+
+    path = tmp_path / "p.csv"
+    path.write_text(f"invoice_id,customer_id,amount,due_date,legal_status\nI1,C1,1,2026-11-20,{written}\n"
+                    "I2,C2,1,2026-11-20,Sued\nI3,C3,1,2026-11-20,\n", encoding="utf-8")
+    with pytest.raises(CsvError) as info:
+        read_portfolio(path, fields={}, default_timezone="UTC", default_currency="USD")
+    assert [(p.row, p.column) for p in info.value.problems] == [(2, "legal_status")]
+    assert "is not a legal status collect knows (insolvent, sued)" in str(info.value)
