@@ -21,6 +21,7 @@ from pathlib import Path
 from ..dsl.timeparse import DAYS, parse_days, parse_duration, parse_time_ranges
 from .calendar import local_instant
 from .runtime import NOT_CONTACTS  # not a contact with the debtor: no profile applies
+from .state import SentContact
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 CHANNELS = ("email", "sms", "whatsapp", "voice", "letter")
@@ -383,6 +384,14 @@ class _Ask:
     def tz(self):
         return self.now.tzinfo
 
+    @property
+    def direct(self) -> list:
+        """The contacts a rule about direct contact counts: those sent, and an agent's conversations (an
+        agent's call or visit, `agent`), a contact of the collector's that collect did not send: the day's
+        and the week's contact too, on the phone channel (`voice`). A customer calling in is no contact
+        of the collector's, and a conversation on a contact collect sent is that contact."""
+        return self.sent + [SentContact(t.at, "voice", t.invoice_ids) for t in self.talks if t.channel == "agent"]
+
 
 class Guard:
     """Checks contacts against resolved profile docs. With `auto`, a customer gets the profiles of its
@@ -576,7 +585,8 @@ class _Cap(_Rule):
     def check(self, ask: _Ask) -> Block | None:
         if not self.covers(ask.channel) or (self.after_talk and not ask.talks):
             return None
-        inside = [c for c in ask.sent if self.covers(c.channel) and self.period.holds(c.at, ask)]
+        history = ask.direct if self.after_talk else ask.sent
+        inside = [c for c in history if self.covers(c.channel) and self.period.holds(c.at, ask)]
         until = None
         for key in _debt_keys(self.scope, ask.ids, inside):
             times = sorted(c.at for c in inside if _concerns(c, key))
@@ -618,7 +628,7 @@ class _DistinctChannels(_Rule):
         if not self.covers(ask.channel) or (self.after_talk and not ask.talks):
             return None
         last: dict[str, dt.datetime] = {}
-        for c in ask.sent:
+        for c in ask.direct if self.after_talk else ask.sent:
             if self.covers(c.channel) and self.period.holds(c.at, ask):
                 last[c.channel] = max(last.get(c.channel, c.at), c.at)
         # the channels of the period with this one must stay within max: contacts made before the rule

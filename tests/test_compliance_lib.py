@@ -570,3 +570,15 @@ def test_a_rolling_spacing_is_measured_in_hours():
     dates = check_plan(plan_doc(steps, every_day), resolve(["cl-sernac"], {"cl-sernac": {"spacing": "2d"}}))
     assert codes(dates) == codes(found)
     assert "are 1 day(s) apart" in dates[0].message and dates[0].message.endswith(" (for due dates on Sat)")
+
+
+def test_colombia_an_agent_s_call_is_the_day_s_contact_and_the_week_s_channel():
+    """An agent called the customer at 11:00 (a conversation on `agent`): a call the same afternoon is a
+    second contact that day, an SMS on Wednesday a second channel that week; a call on Wednesday may go.
+    A conversation in which the customer called in is no contact of the collector's."""
+    g, c = guard("co-ley-2300"), customer("CO")
+    agent = [contact(t(BOGOTA, 24, 11), "agent")]
+    assert rule_of(g.check(c, "voice", (), t(BOGOTA, 24, 15), [], agent)) == "one-contact-a-day"
+    assert rule_of(g.check(c, "sms", (), t(BOGOTA, 26, 10), [], agent)) == "one-channel-a-week"
+    assert g.check(c, "voice", (), t(BOGOTA, 26, 10), [], agent) is None
+    assert g.check(c, "sms", (), t(BOGOTA, 24, 15), [], [contact(t(BOGOTA, 24, 11), "voice")]) is None
