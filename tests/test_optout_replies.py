@@ -1,7 +1,6 @@
 """A reply that revokes consent is an opt-out for its channel (TCPA: consent revoked by any reasonable means
 must be honoured; COMPLIANCE-NOTES). The rule (engine/storeio.py is_stop_reply): the reply's first word is
-an opt-out keyword, or its first two words are a two-word one (`opt out`), or it asks to stop anywhere
-(`stop texting`, `unsubscribe`, `no me llamen` ...). Words are runs of letters in
+an opt-out keyword, or its first two words are a two-word one (`opt out`). Words are runs of letters in
 any script; punctuation (also Spanish `¡` `¿`), digits, emoji and line breaks only separate them; case
 and accents do not matter."""
 
