@@ -424,26 +424,14 @@ def reply_words(text: str | None, n: int = 2) -> tuple[str, ...]:
     return tuple(words)
 
 
-# a request to stop anywhere in a reply, as its words: `Please stop texting me`, `I want to unsubscribe`,
-# `No me llamen más` (TCPA: consent is revoked by any reasonable means, not by keywords alone)
-_STOP_REQUEST = re.compile(
-    r"\b(?:(?:stop|quit) (?:texting|calling|messaging|contacting|sending|emailing)"
-    r"|unsubscribe|opt out|(?:do not|don t|dont) (?:text|call|contact|message|email)"
-    r"|no me (?:llamen|escriban|contacten|envien|manden)|dejen de (?:llamar|escribir|enviar|contactar)"
-    r"|darme de baja|dar de baja)\b")
-
-
 def is_stop_reply(text: str | None) -> bool:
     """Does a reply revoke consent (TCPA: by any reasonable means)? Yes when it starts with an opt-out
     keyword: its first word is one of STOP_WORDS (`Stop, please`, `stop?`, `STOP` then more lines,
-    `¡ALTO!`), or its first two words are one of STOP_PHRASES (`Opt out`, `opt-out`); or when it asks
-    to stop anywhere in it (`Please stop texting me`, `I want to unsubscribe`, `No me llamen más`). A
-    bare `stop` later in a reply is not enough: `please don't stop` is no request (an operator records
-    other wordings with an `opted_out` event)."""
+    `¡ALTO!`), or its first two words are one of STOP_PHRASES (`Opt out`, `opt-out`). Only the start
+    counts: `please don't stop` or `I paid, stop` are not keywords (an operator records such an opt-out
+    with an `opted_out` event)."""
     words = reply_words(text)
-    if words and (words[0] in STOP_WORDS or words in STOP_PHRASES):
-        return True
-    return bool(_STOP_REQUEST.search(" ".join(reply_words(text, n=10_000))))
+    return bool(words) and (words[0] in STOP_WORDS or words in STOP_PHRASES)
 
 
 DELIVERY_TYPES = ("delivered", "read", "clicked", "replied")
