@@ -70,12 +70,12 @@ def _customer_from(cells: Cells, custom: dict) -> dict:
         values["keeps_consents"] = True
     if "legal_status" in cells.t.index:  # lowercased, it may grow (İ is i and a dot): the store keeps that
         values["legal_status"] = cells.fits("legal_status", (cells.text("legal_status") or "").lower()) or None
-        known = legal_states()
+        known = legal_states() | {"none"}  # `none` clears a stored state (an empty cell keeps it)
         if values["legal_status"] is not None and values["legal_status"] not in known:
             # `demandado` would stop nothing, silently, where the law says all contact stops
             hint = suggest(values["legal_status"], known)
             cells.problem("legal_status", f"'{values['legal_status']}' is not a legal status collect knows "
-                          f"({', '.join(sorted(known))}); leave the cell empty when none applies"
+                          f"({', '.join(sorted(known))}); write none when no such state applies"
                           + (f" ({hint})" if hint else ""))
     attrs = {name: cells.typed(name, kind) for name, kind in custom["customer"].items() if name in cells.t.index}
     values["attrs"] = attrs

@@ -299,4 +299,4 @@ def test_a_legal_status_collect_does_not_know_is_a_row_error_not_a_state_that_st
     with pytest.raises(CsvError) as info:
         read_portfolio(path, fields={}, default_timezone="UTC", default_currency="USD")
     assert [(p.row, p.column) for p in info.value.problems] == [(2, "legal_status")]
-    assert "is not a legal status collect knows (insolvent, sued)" in str(info.value)
+    assert "is not a legal status collect knows (insolvent, none, sued)" in str(info.value)

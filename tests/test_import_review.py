@@ -252,3 +252,15 @@ def test_a_payment_of_an_invoice_whose_row_is_in_error_adds_no_error_of_its_own(
                        default_currency="USD")
     assert [(p.file.rsplit("/", 1)[-1], p.row, p.column) for p in info.value.problems] == [
         ("p.csv", 3, "due_date"), ("pay.csv", 3, "invoice_id")]  # I9 is unknown indeed
+
+
+def test_a_stored_legal_status_is_cleared_by_none_and_kept_by_an_empty_cell(cli):
+    """A lawsuit ends: `none` clears `sued` (an empty cell keeps what is stored, and any other word is a
+    row error, so without `none` it could not be cleared)."""
+    def status():
+        with s.connect(cli.url).connect() as conn:
+            return conn.execute(select(s.customers.c.legal_status)).scalar()
+    for cell, expected in (("sued", "sued"), ("", "sued"), ("None", "none")):
+        assert cli("invoices", "i.csv", f"invoice_id,customer_id,amount,due_date,legal_status\nI1,C1,1,2026-11-20,{cell}\n"
+                   ).exit_code == 0
+        assert status() == expected, cell
