@@ -138,12 +138,13 @@ def broken(state: CustomerState, promise: PromiseInfo, now: dt.datetime) -> bool
 
 
 def settled(state: CustomerState, promise: PromiseInfo, tz) -> bool:
-    """Are the invoices the promise is about all marked paid by their status, without a payment stored
-    for any of them (an ERP export that marks an invoice paid, not the payment)? Then no one can tell the
-    promise broken. Written off, or paid with the payments in view (late ones, say), it can be told."""
+    """Are the invoices the promise is about all marked paid by their status, without a payment of them
+    stored since the promise (an ERP export that marks an invoice paid, not the payment)? Then no one can
+    tell the promise broken. Written off, or paid with the payments in view (late ones, say), it can be."""
     about = {i.id for i in state.invoices.values() if covers(promise, i, tz)}
+    since = dt.datetime.combine(_local(promise.made_at, tz), dt.time(), tz)  # as kept_at counts them
     return (bool(about) and all(state.invoices[i].status == "paid" for i in about)
-            and not any(p.invoice_id in about for p in state.payments))
+            and not any(p.invoice_id in about and p.at >= since for p in state.payments))
 
 
 class Facts(dict):

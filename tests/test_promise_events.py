@@ -196,6 +196,7 @@ def test_a_promise_about_an_invoice_the_erp_marks_paid_is_not_broken(tmp_path):
     invoice(c, "F1", "2026-11-02", status="paid")
     invoice(c, "F2", "2026-11-16")
     c.promises.append(promise("A", 500, "2026-11-20", "2026-11-12T10:00"))
+    c.payments.append(PaymentInfo("p0", "F1", Decimal(200), at("2026-11-05T10:00")))  # before the promise
     rt = runtime(EVENTS, tmp_path)
     assert customer_facts(rt, c, at("2026-11-25T12:00"))["customer.broken_promises_12m"] == 0
     assert promise_outcome(c, c.promises[0], dt.date(2026, 11, 1), dt.date(2026, 11, 30), LIMA)[1] is False
