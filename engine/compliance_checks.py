@@ -63,23 +63,41 @@ def check_plan(plan: dict, compliance: list[dict], dead: set[str] = frozenset())
     return findings + _stacked_windows(plan, compliance, sends, windows, findings)
 
 
-NEVER = ("compliance-never-lawful", "compliance-channel-never-lawful")
-
-
 def _stacked_windows(plan: dict, compliance: list[dict], sends: list[dict], windows: dict, found) -> list[Finding]:
     """Profiles that apply together (all of a list; with `auto`, those of one country) stack: their hours
     intersect. A step each profile alone lets through may still never be lawful under them all."""
     groups: dict = {}
     for doc in compliance:
         groups.setdefault(doc["country"] if plan.get("compliance") == "auto" else "", []).append(doc)
-    alone = {f.step_id for f in found if f.code in NEVER}
+    errored = {f.step_id for f in found if f.code == "compliance-never-lawful"}
     out = []
     for docs in (g for g in groups.values() if len(g) > 1):
         merged = {"profile": "+".join(d["profile"] for d in docs),
                   "rules": [r for d in docs for r in d["rules"] if r["kind"] == "window"]}
-        out += [f for step in sends if step["id"] not in alone
-                for f in _step_windows(merged, step, windows) if f.code in NEVER]
+        for step in (s for s in sends if s["id"] not in errored):
+            alone = {c for c in step["channels"] if any(_never(d, c, windows) for d in docs)}
+            new = [c for c in step["channels"] if c not in alone and _never(merged, c, windows)]
+            if not new:
+                continue
+            texts = [f"the policy's {c} window ({_format(_policy_hours(windows, c))}) never meets "
+                     f"{merged['profile']}'s hours ({_format(_profile_hours(merged, c)[0])})" for c in new]
+            rule = _profile_hours(merged, new[0])[1][0]
+            if len(alone) + len(new) == len(step["channels"]):  # with the channels one profile rules out
+                out.append(Finding("compliance-never-lawful", "error", f"step '{step['id']}' can never send "
+                                   f"lawfully under {merged['profile']}: {'; '.join(texts)}", step["id"],
+                                   merged["profile"], rule))
+            else:
+                out += [Finding("compliance-channel-never-lawful", "warning", f"step '{step['id']}' can never "
+                                f"use {c} lawfully under {merged['profile']}: {text}", step["id"],
+                                merged["profile"], rule) for c, text in zip(new, texts)]
     return out
+
+
+def _never(doc: dict, channel: str, windows: dict) -> bool:
+    """Do the profile's hours for the channel never meet the policy's window for it?"""
+    hours, rules = _profile_hours(doc, channel)
+    policy = _policy_hours(windows, channel)
+    return bool(rules) and not any(_intersect(policy[d], hours[d]) for d in DAYS)
 
 
 # -- windows --------------------------------------------------------------------------------------

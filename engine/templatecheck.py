@@ -392,7 +392,8 @@ _EXAMPLES = {"money": ("USD", "es_PE"), "date": ("dd/MM/yyyy", "es_PE")}
 # the filters' arguments that only a number will do (a default's type does not say it: `indent` takes
 # a width as text too, `int` and `float` a default of any kind)
 NUMBER_PARAMETERS = {"round": ("precision",), "center": ("width",), "truncate": ("length", "leeway"),
-                     "wordwrap": ("width",), "batch": ("linecount",), "slice": ("slices",)}
+                     "wordwrap": ("width",), "batch": ("linecount",), "slice": ("slices",), "sum": ("start",),
+                     "int": ("base",)}
 _OPS = {"lt": "<", "lteq": "<=", "gt": ">", "gteq": ">="}
 _NEED_WORDS = {"number": "a number", "date": "a date", "mapping": "a record", "sequence": "a list or text"}
 

@@ -300,3 +300,16 @@ def test_a_legal_status_collect_does_not_know_is_a_row_error_not_a_state_that_st
         read_portfolio(path, fields={}, default_timezone="UTC", default_currency="USD")
     assert [(p.row, p.column) for p in info.value.problems] == [(2, "legal_status")]
     assert "is not a legal status collect knows (insolvent, none, sued)" in str(info.value)
+
+
+def test_a_step_whose_channels_one_profile_and_the_stack_rule_out_between_them_is_an_error(tmp_path):
+    """Voice never meets co-ley-2300 alone, SMS never meets co-ley-2300 and pe-indecopi together: no
+    channel is left, which is the error, not one warning about voice."""
+    path = tmp_path / "p.yaml"
+    path.write_text(STACKED.replace('voice: { mon-fri: "19:00-20:00", sat: "09:00-12:00" }',
+                                    'voice: { mon-fri: "19:30-20:00" }\n  sms: { mon-fri: "19:00-19:30", sat: "09:00-12:00" }')
+                    .replace('email: { subject: "x", body: "Hola {{ customer.name }}. Responda BAJA." }',
+                             'sms: "Hola. Responda BAJA."').replace("send: [voice, email]", "send: [voice, sms]"),
+                    encoding="utf-8")
+    found = [(d.code, d.severity) for d in compile_policy(path).diagnostics.items]
+    assert found == [("compliance-channel-never-lawful", "warning"), ("compliance-never-lawful", "error")]

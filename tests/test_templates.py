@@ -346,6 +346,7 @@ def test_large_but_reasonable_messages_still_render():
     ('{{ total_balance | round("2") }}', "the 'round' filter's precision is a number, not the text '2'"),
     ('{{ customer.name | center("x") }}', "the 'center' filter's width is a number, not the text 'x'"),
     ('{{ customer.name | upper(1) }}', "the 'upper' filter cannot be called so: too many positional arguments"),
+    ("{{ '12' | int(0, '16') }}", "the 'int' filter's base is a number, not the text '16'"),
 ])
 def test_a_filter_given_arguments_it_cannot_take_is_an_error_at_compile_time(source, said):
     """They validated and then failed every message at render (`collect run`: exit 3, a provider failure)."""
