@@ -475,7 +475,8 @@ class Decider:
                     break
                 at = opening
             lawful = opening is not None and at <= limit
-            never = self.rt.lawless[key] = "" if lawful else f"compliance:{'+'.join(profiles)}:hours never meet the window"
+            never = "" if lawful else f"compliance:{'+'.join(profiles)}:hours never meet the window"
+            self.rt.lawless[key] = never
         return never
 
     def _held_at_trigger(self, group: list[Ready], channel: str) -> str:
