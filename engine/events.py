@@ -79,7 +79,8 @@ def _later_invoices(state: CustomerState, promise: PromiseInfo, tz) -> frozenset
     return found
 
 
-def kept_at(state: CustomerState, promise: PromiseInfo, now: dt.datetime, tz, slot: str = "now") -> dt.datetime | None:
+def kept_at(state: CustomerState, promise: PromiseInfo, now: dt.datetime, tz,
+            slot: str = "now") -> dt.datetime | None:
     """When the payments made since the promise reached its amount (before the promised date ended),
     counting the payments on the invoices it is about. Asked for each invoice of a decision with the
     same `now`: the last answer per promise is kept (while no payment is added), one per `slot`, so
