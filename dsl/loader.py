@@ -155,7 +155,7 @@ def _report(error: dict, located: Located, diags: Diagnostics, data) -> None:
     if len(path) == 2 and path[0] == "windows" and _is_type_error(kind):  # `holiday: open` is read as a channel
         hint = suggest(str(path[1]), ("holidays",))
     if kind == "literal_error" and loc[-1:] == ("auto",):
-        hint = f"write [{value}]" if isinstance(value, str) else None
+        hint = ("write [] for no profile" if value == "none" else f"write [{value}]") if isinstance(value, str) else None
     elif kind == "literal_error" and isinstance(value, str):  # a misspelt word, not a blank
         options = [o.strip(" '") for o in error["ctx"]["expected"].replace(" or ", ",").split(",")]
         hint = suggest(value, options)

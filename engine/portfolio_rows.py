@@ -156,12 +156,13 @@ def _invoices(table: Table, book: Portfolio, customers: dict, custom: dict, curr
                 seen_cells.pop(cid, None)
         attrs = {name: cells.typed(name, kind) for name, kind in typed}
         attrs.update(cells.texts(untyped))
+        number, own_currency = cells.text("number"), cells.currency()  # checked whatever else is wrong
         if iid is None or cid is None or amount is None or due is None:
             if iid is not None:
                 book.unreadable.add(iid)
             continue
         book.invoices[iid] = Invoice(iid, cid, amount, amount if balance is None else balance, due,
-                                     cells.text("number"), cells.currency() or currency, issued, status, attrs)
+                                     number, own_currency or currency, issued, status, attrs)
 
 
 def _customers(table: Table, customers: dict, custom: dict) -> None:
@@ -202,14 +203,16 @@ def _payments(table: Table, book: Portfolio) -> None:
         # without a payment_id, the payment is named by what it is, so the same line in tomorrow's
         # export (whatever the file's name or the line's place) is recognised and not counted twice
         pid = cells.text("payment_id") or _content_id(iid, amount, paid_at)
+        currency, method = cells.currency(), cells.text("method")  # checked whatever else is wrong
+        facts = tuple(map(_canonical, (iid, amount, paid_at)))  # values, not their text: 100 is 100.00
         if pid in seen:  # the same payment twice in one file counts once; two different ones is a mistake
-            if seen[pid] != (iid, amount, paid_at):
+            if seen[pid] != facts:
                 cells.problem("payment_id", f"payment '{pid}' is already in this file with another invoice, "
                                             "amount or date")
             continue
-        seen[pid] = (iid, amount, paid_at)
+        seen[pid] = facts
         if iid and amount is not None and paid_at is not None:
-            book.payments.append(Payment(pid, iid, amount, paid_at, cells.currency(), cells.text("method"),
+            book.payments.append(Payment(pid, iid, amount, paid_at, currency, method,
                                          cells.texts(extra), cells.number))
 
 
@@ -257,7 +260,7 @@ def _promises(table: Table, book: Portfolio) -> None:
         promise = Promise(iid, cid, amount, promised, made, channel, cells.texts(extra))
         # named as the store names it (its customer, the default made_at): the same promise written two
         # ways, with and without its invoice's customer or made_at, counts once, as in the store
-        name = (iid, cid or owner, amount, promised, promise.made())
+        name = (iid, cid or owner, _canonical(amount), promised, _canonical(promise.made()))  # values, not text
         if name not in seen:
             seen.add(name)
             book.promises.append(promise)
@@ -267,7 +270,7 @@ def _disputes(table: Table, book: Portfolio) -> None:
     """A dispute is named by its invoice and opening time (the store updates it by them)."""
     if not table.headers or not table.require("invoice_id", "opened_at"):
         return
-    first: dict[tuple, tuple[int, Dispute]] = {}
+    first: dict[tuple, tuple[int, tuple]] = {}
     extra = table.extra(DISPUTE_COLUMNS)
     for cells in table:
         iid = _known_invoice(cells, book)
@@ -275,13 +278,15 @@ def _disputes(table: Table, book: Portfolio) -> None:
         if not iid or opened is None:
             continue
         dispute = Dispute(iid, opened, cells.text("reason"), resolved, cells.texts(extra))
-        if (iid, opened) in first:
-            row, earlier = first[iid, opened]
-            if earlier != dispute:
+        # values, not their text: 2026-11-30 and 2026-11-30T00:00 open one dispute
+        key, facts = (iid, _canonical(opened)), (dispute.reason, _canonical(resolved), dispute.attrs)
+        if key in first:
+            row, earlier = first[key]
+            if earlier != facts:
                 cells.problem("opened_at", f"the dispute of invoice {iid} opened at {opened} is on row {row} "
                               "already, with other values")
             continue
-        first[iid, opened] = (cells.number, dispute)
+        first[key] = (cells.number, facts)
         book.disputes.append(dispute)
 
 

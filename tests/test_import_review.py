@@ -264,3 +264,31 @@ def test_a_stored_legal_status_is_cleared_by_none_and_kept_by_an_empty_cell(cli)
         assert cli("invoices", "i.csv", f"invoice_id,customer_id,amount,due_date,legal_status\nI1,C1,1,2026-11-20,{cell}\n"
                    ).exit_code == 0
         assert status() == expected, cell
+
+
+@pytest.mark.parametrize("kind, header, rows, column", [
+    ("payments", "invoice_id,amount,paid_at", ["I1,100,2026-11-12", "I1,100.00,2026-11-12T00:00"], None),
+    ("promises", "invoice_id,amount,promised_date,made_at", ["I1,100,2026-11-30,2026-11-12",
+                                                             "I1,100.0,2026-11-30,2026-11-12 00:00"], None),
+    ("disputes", "invoice_id,opened_at", ["I1,2026-11-30", "I1,2026-11-30T00:00"], None),
+])
+def test_one_row_written_two_ways_in_a_file_counts_once(tmp_path, kind, header, rows, column):
+    """Values, not their text, name a payment, promise or dispute: the payment file was rejected, the
+    promise counted twice in simulate, the dispute stored twice."""
+    (tmp_path / "p.csv").write_text("invoice_id,customer_id,amount,due_date\nI1,C1,1000,2026-11-20\n", encoding="utf-8")
+    (tmp_path / "x.csv").write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    book = read_portfolio(tmp_path / "p.csv", **{f"{kind}_csv": tmp_path / "x.csv"}, fields={},
+                          default_timezone="UTC", default_currency="USD")
+    assert len(getattr(book, kind)) == 1
+
+
+@pytest.mark.parametrize("text", ["invoice_id,customer_id,amount,due_date,currency\nI1,C1,-5,2026-12-01,usd\n"])
+def test_every_bad_cell_of_a_row_is_reported_not_the_first_only(tmp_path, text):
+    (tmp_path / "p.csv").write_text(text, encoding="utf-8")
+    (tmp_path / "pay.csv").write_text("invoice_id,amount,paid_at,currency\nI9,x,2026-12-01,usd\n", encoding="utf-8")
+    with pytest.raises(CsvError) as info:
+        read_portfolio(tmp_path / "p.csv", payments_csv=tmp_path / "pay.csv", fields={}, default_timezone="UTC",
+                       default_currency="USD")
+    assert [(p.file.rsplit("/", 1)[-1], p.column) for p in info.value.problems] == [
+        ("p.csv", "amount"), ("p.csv", "currency"), ("pay.csv", "invoice_id"), ("pay.csv", "amount"),
+        ("pay.csv", "currency")]

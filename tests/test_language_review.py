@@ -185,6 +185,7 @@ def test_a_name_that_yaml_read_as_no_text_is_named_in_yaml_words(tmp_path, step,
     ("on_cap: true", "true is not allowed here; expected 'defer' or 'skip'", None),
     ("catch_up: lates", "'lates' is not allowed here; expected 'latest', 'all' or 'none'", "did you mean 'latest'?"),
     ("compliance: pe-indecopi", "expected auto or a list of profiles, got text 'pe-indecopi'", "write [pe-indecopi]"),
+    ("compliance: none", "expected auto or a list of profiles, got text 'none'", "write [] for no profile"),
 ])
 def test_a_wrong_choice_says_what_yaml_read_and_suggests_only_for_a_word(tmp_path, extra, said, hint):
     """A blank `catch_up:` said 'None' is not allowed, did you mean 'none' (which means: skip late
