@@ -65,8 +65,10 @@ class DeliveryResult:
     account_level: bool = False
 
     @classmethod
-    def sent(cls, provider_id: str | None) -> "DeliveryResult":
-        return cls("sent", provider_id=provider_id)
+    def sent(cls, provider_id) -> "DeliveryResult":
+        """Accepted. `provider_id` as the provider's answer gave it: text or a number is the id, anything
+        else (a list, null) is none we can read: the message went all the same, and must not go again."""
+        return cls("sent", provider_id=readable_id(provider_id))
 
     @classmethod
     def transient(cls, code: str, error: str, retry_after: float | None = None) -> "DeliveryResult":
@@ -234,3 +236,12 @@ def inside_window(metadata: dict) -> bool:
     except (TypeError, ValueError):
         return False  # unreadable: we cannot show the window is open, so it is not
     return last is not None and now - last < WHATSAPP_WINDOW
+
+
+def readable_id(value) -> str | None:
+    """A provider's message id as text, or None when the answer holds none that reads as one."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None

@@ -111,8 +111,9 @@ class WhatsAppCloudChannel(HttpAdapter):
             return response
         body = json_body(response)
         if response.is_success:
-            sent = body.get("messages") or [{}]
-            return DeliveryResult.sent(sent[0].get("id"))
+            sent = body.get("messages")  # accepted: a malformed body must not make it look failed and go again
+            first = sent[0] if isinstance(sent, list) and sent and isinstance(sent[0], dict) else {}
+            return DeliveryResult.sent(first.get("id"))
         error = body.get("error") or {}
         return self.failure(response, error if isinstance(error, dict) else {"message": str(error)})
 

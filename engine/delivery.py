@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
+from ..adapters.base import readable_id
 from . import store as s
 from .state import REOPENED
 
@@ -154,8 +155,8 @@ def _attempt(d: Delivery, message, channels) -> Result:
 
 def _outcome(d: Delivery, outcome, channels) -> Result:
     reason = channels.redact(f"{outcome.error_code or ''} {outcome.error or ''}".strip())
-    if outcome.status == "sent":
-        return Result(d, "sent", provider_id=outcome.provider_id)
+    if outcome.status == "sent":  # a plugin's id may be anything: stored as text or not at all
+        return Result(d, "sent", provider_id=readable_id(outcome.provider_id))
     if getattr(outcome, "account_level", False):  # a plugin built against an older base has no such field
         why = channel_stopped(d.channel, reason, outcome.error_code)
         return Result(d, "stopped", why, error_code=outcome.error_code, retry_after=outcome.retry_after, stopped=why)

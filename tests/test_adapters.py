@@ -321,3 +321,18 @@ def test_twilio_throughput_limits_answered_as_400_are_transient(server, code):
                                                  "messages"))
     result = twilio(server).send(message())
     assert (result.status, result.error_code) == ("transient", str(code))
+
+
+@pytest.mark.parametrize("answer, adapter", [
+    ({"sid": ["SM1"]}, "twilio"), ({"sid": None}, "twilio"), ({"messages": [None]}, "whatsapp"),
+    ({"messages": "wamid.1"}, "whatsapp"), ({"sid": 12345}, "twilio"),
+])
+def test_an_accepted_message_with_a_malformed_answer_is_sent_not_retried(server, answer, adapter):
+    """A 2xx is the provider's acceptance: an id that is no text (a list) stopped every later delivery
+    (it could not be stored) and the message went again at every tick; `[null]` raised, and the accepted
+    WhatsApp went three times. The id is kept when it reads as one, else left out."""
+    server.respond_next(201 if adapter == "twilio" else 200, answer)
+    send = twilio(server).send(message()) if adapter == "twilio" else whatsapp(server).send(
+        message("whatsapp", template_name="recordatorio_pago", template_language="es", params=("Ana", "S/ 1")))
+    assert send.status == "sent"
+    assert send.provider_id == ("12345" if answer.get("sid") == 12345 else None)
