@@ -116,7 +116,15 @@ def seconds(value) -> float:
     return float(match.group(1)) * _UNIT[match.group(2) or "s"]
 
 
-Seconds = Annotated[float, BeforeValidator(seconds)]
+def _timeout(value) -> float:
+    """A timeout: a duration of more than 0 (0 would make a socket non-blocking, a negative one invalid)."""
+    found = seconds(value)
+    if not found > 0:
+        raise ValueError("a timeout must be more than 0, e.g. 10s")
+    return found
+
+
+Seconds = Annotated[float, BeforeValidator(_timeout)]  # the adapters' timeouts
 
 
 def http_url(value: str) -> str:

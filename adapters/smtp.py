@@ -44,7 +44,7 @@ class CaFileError(OSError):
 
 class SmtpSettings(Settings):
     host: str
-    port: int | None = None  # default: 465 with ssl, 587 with starttls, else 25
+    port: int | None = Field(None, ge=1, le=65535)  # default: 465 with ssl, 587 with starttls, else 25
     starttls: bool | None = None  # default: true unless ssl
     ssl: bool = False  # implicit TLS from the first byte (SMTPS, usually port 465)
     from_: str = Field(alias="from")  # "Billing <billing@example.com>"

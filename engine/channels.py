@@ -495,6 +495,8 @@ def _retry(value, located, diags: Diagnostics) -> Retry:
         attempts = Retry.attempts
     try:
         backoff = seconds(value.get("backoff", Retry.backoff))
+        if backoff < 0:
+            raise ValueError("a wait cannot be negative; write 30s, 2m or 0s")
     except ValueError as exc:
         diags.error("channels-bad-retry", f"retry.backoff: {exc}", located.span(("retry", "backoff")))
         backoff = Retry.backoff

@@ -351,3 +351,20 @@ def test_the_plan_a_check_gets_is_the_compiled_one(project):
                                                                                        ("whatsapp", "sms"), "m")
     assert dict(p["templates"]["m"]["whatsapp"])["template_name"] == "recordatorio_pago"
     assert json.loads(p.to_json())["events"] == {}
+
+
+def test_a_timeout_of_0_or_less_a_negative_backoff_and_a_port_out_of_range_are_errors_when_loaded(tmp_path):
+    """They loaded, and then every send failed (a non-blocking socket, a timeout out of range) and every
+    contact was given up and escalated."""
+    path = tmp_path / "channels.yaml"
+    path.write_text(textwrap.dedent("""\
+        channels:
+          email: { adapter: smtp, host: localhost, port: 70000, timeout: 0, from: a@b.c }
+          webhook: { adapter: webhook, url: "http://localhost:1/x", secret: s, timeout: -1 }
+        retry: { attempts: 3, backoff: -30 }
+        """), encoding="utf-8")
+    with pytest.raises(ChannelsError) as error:
+        load_channels(path)
+    found = [line.split(": ", 1)[1] for line in str(error.value).splitlines()]
+    assert [f.split(":")[0] for f in found] == ["channels.email.port", "channels.email.timeout",
+                                                "channels.webhook.timeout", "retry.backoff"]
