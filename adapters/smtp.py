@@ -62,6 +62,10 @@ class SmtpSettings(Settings):
             raise ValueError("choose `ssl` (implicit TLS) or `starttls`, not both")
         if bool(self.username) != bool(self.password and secret(self.password)):
             raise ValueError("`username` and `password` go together")
+        # smtplib sends the login as ASCII: another character fails every message at the first send
+        if not (self.username or "").isascii() or not secret(self.password or SecretStr("")).isascii():
+            raise ValueError("`username` and `password` can hold only ASCII characters (the SMTP login of "
+                             "smtplib sends no others): use an app password, or another account")
         return self
 
     @property

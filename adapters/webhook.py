@@ -19,7 +19,7 @@ import hmac
 import json
 import re
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 
 from .base import DeliveryResult, HttpUrl, Message, Seconds, Settings, message_dict, secret
 from .http import HttpAdapter, json_body, retry_after
@@ -35,6 +35,15 @@ class WebhookSettings(Settings):
     headers: dict[str, SecretStr] = {}  # extra headers, e.g. {Authorization: "Bearer ${CRM_TOKEN}"}
     timeout: Seconds = 10.0
     ca_file: str | None = None  # PEM file of a private CA to trust (default: SSL_CERT_FILE, else certifi's)
+
+    @field_validator("headers")
+    @classmethod
+    def _ascii(cls, headers):
+        """HTTP sends header names and values as ASCII: another character failed every delivery."""
+        bad = sorted(name for name, value in headers.items() if not (name + secret(value)).isascii())
+        if bad:
+            raise ValueError(f"headers {', '.join(bad)}: an HTTP header holds only ASCII characters")
+        return headers
 
 
 def body_bytes(message: Message) -> bytes:

@@ -368,3 +368,19 @@ def test_a_timeout_of_0_or_less_a_negative_backoff_and_a_port_out_of_range_are_e
     found = [line.split(": ", 1)[1] for line in str(error.value).splitlines()]
     assert [f.split(":")[0] for f in found] == ["channels.email.port", "channels.email.timeout",
                                                 "channels.webhook.timeout", "retry.backoff"]
+
+
+def test_a_login_or_header_that_cannot_be_sent_as_ascii_is_an_error_when_loaded(tmp_path):
+    """smtplib sends the login as ASCII, httpx the headers: a password with ñ used up every contact's
+    tries (and its error told where the ñ was in the password); a header with ñ did the same."""
+    path = tmp_path / "channels.yaml"
+    path.write_text(textwrap.dedent("""\
+        channels:
+          email: { adapter: smtp, host: localhost, from: a@b.c, username: u, password: "contraseña-1" }
+          webhook: { adapter: webhook, url: "http://localhost:1/x", secret: s, headers: { X-Tenant: "Compañía" } }
+        """), encoding="utf-8")
+    with pytest.raises(ChannelsError) as error:
+        load_channels(path)
+    text = str(error.value)
+    assert "only ASCII characters" in text and "X-Tenant" in text and "contraseña" not in text
+    assert [line.split(": ", 2)[1] for line in text.splitlines()] == ["channels.email", "channels.webhook.headers"]
