@@ -187,6 +187,12 @@ def retry_after(response: httpx.Response, now: dt.datetime | None = None) -> flo
     return min(max(0.0, (when - (now or dt.datetime.now(dt.timezone.utc))).total_seconds()), MAX_WAIT)
 
 
+def provider_code(value) -> int | str | None:
+    """A provider's error code as its answer gave it, or None when it is no number or text (a list, a
+    mapping): an answer that malformed is classified by its HTTP status alone, never an adapter crash."""
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+
+
 def json_body(response: httpx.Response) -> dict:
     try:
         data = response.json()

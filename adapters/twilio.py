@@ -23,7 +23,7 @@ import httpx
 from pydantic import Field, SecretStr, model_validator
 
 from .base import DeliveryResult, HttpUrl, Message, Seconds, Settings, inside_window, secret
-from .http import ErrorCodes, HttpAdapter, json_body
+from .http import ErrorCodes, HttpAdapter, json_body, provider_code
 
 # Error codes and what they mean. Source: Twilio's error dictionary, one page per code at
 # https://www.twilio.com/docs/api/errors/<code> (e.g. /docs/api/errors/21211).
@@ -112,7 +112,7 @@ class TwilioBase(HttpAdapter):
         return self.failure(response, body)
 
     def failure(self, response: httpx.Response, body: dict) -> DeliveryResult:
-        code, status = body.get("code"), response.status_code
+        code, status = provider_code(body.get("code")), response.status_code
         if status == 401 or code == 20003:
             # the credentials themselves are never part of the message
             return DeliveryResult.account(str(code or f"http_{status}"), f"Twilio refused the credentials "

@@ -19,7 +19,7 @@ import httpx
 from pydantic import SecretStr
 
 from .base import WHATSAPP_WINDOW, DeliveryResult, HttpUrl, Message, Seconds, Settings, inside_window, secret
-from .http import ErrorCodes, HttpAdapter, json_body, retry_after
+from .http import ErrorCodes, HttpAdapter, json_body, provider_code, retry_after
 
 WINDOW = WHATSAPP_WINDOW  # the customer service window (fixed by Meta, not a setting)
 
@@ -133,7 +133,7 @@ class WhatsAppCloudChannel(HttpAdapter):
         return code.replace("-", "_")  # Meta writes locales with an underscore: es_MX
 
     def failure(self, response: httpx.Response, error: dict) -> DeliveryResult:
-        code, status = error.get("code"), response.status_code
+        code, status = provider_code(error.get("code")), response.status_code
         text = self.describe(code, error) or f"WhatsApp answered HTTP {status}"
         if code in AUTH or status == 401:
             return DeliveryResult.account(str(code if code is not None else "http_401"),

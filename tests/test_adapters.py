@@ -336,3 +336,17 @@ def test_an_accepted_message_with_a_malformed_answer_is_sent_not_retried(server,
         message("whatsapp", template_name="recordatorio_pago", template_language="es", params=("Ana", "S/ 1")))
     assert send.status == "sent"
     assert send.provider_id == ("12345" if answer.get("sid") == 12345 else None)
+
+
+@pytest.mark.parametrize("status, answer, adapter, expected", [
+    (400, {"code": {"a": 1}, "message": "bad"}, "twilio", "permanent"),
+    (503, {"code": [1]}, "twilio", "transient"),
+    (400, {"error": {"code": {"a": 1}}}, "whatsapp", "permanent"),
+    (500, {"error": "boom"}, "whatsapp", "transient"),
+])
+def test_a_malformed_error_answer_is_classified_by_its_status_not_an_adapter_crash(server, status, answer, adapter,
+                                                                                   expected):
+    server.respond_next(status, answer)
+    send = twilio(server).send(message()) if adapter == "twilio" else whatsapp(server).send(
+        message("whatsapp", template_name="recordatorio_pago", template_language="es", params=("Ana", "S/ 1")))
+    assert send.status == expected and send.error_code == f"http_{status}"
