@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 
 from .calendar import HORIZON_DAYS
 from .contacts import address_problem
-from .events import customer_facts, event_trigger, future_moments, invoice_context, occurrences, promise_active
+from .events import (customer_facts, event_trigger, future_moments, invoice_context, issued, occurrences,
+                     promise_active)
 from .runtime import NOT_CONTACTS, Runtime, StepRt
 from .state import PAID_EPSILON, REOPENED, CustomerState, InvoiceInfo, SentContact
 
@@ -110,7 +111,7 @@ class Decider:
         dated = bool(state.payments or state.promises or state.disputes)  # facts that may change a decision later
         with_facts = self._invoices_with_events() if dated and self.rt.events else frozenset()
         for invoice in state.invoices.values():
-            if invoice.issue_date is not None and invoice.issue_date > self.today:
+            if not issued(invoice, self.today):
                 # not issued yet: nothing to remind of; its steps are due (or caught up) from its issue day
                 self.out.wake_at(dt.datetime.combine(invoice.issue_date, dt.time(), self.tz).astimezone(UTC))
                 continue

@@ -61,12 +61,18 @@ def end_of_day(day: dt.date, tz) -> dt.datetime:
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tz)
 
 
+def issued(invoice: InvoiceInfo, day: dt.date) -> bool:
+    """Is the invoice there on `day` (a local date)? One not issued yet gets no contact and is none of
+    the customer's open invoices (one without an issue date always is)."""
+    return invoice.issue_date is None or invoice.issue_date <= day
+
+
 def covers(promise: PromiseInfo, invoice: InvoiceInfo, tz) -> bool:
     """Is the invoice one the promise is about? A promise without an invoice is about the debts the
     customer had when making it: not about an invoice issued later (one without an issue date counts)."""
     if promise.invoice_id is not None:
         return promise.invoice_id == invoice.id
-    return invoice.issue_date is None or invoice.issue_date <= _local(promise.made_at, tz)
+    return issued(invoice, _local(promise.made_at, tz))
 
 
 def _later_invoices(state: CustomerState, promise: PromiseInfo, tz) -> frozenset[str]:
@@ -216,7 +222,7 @@ def invoice_context(rt, state: CustomerState, invoice: InvoiceInfo, facts: Facts
 def _open_invoices(state: CustomerState, now: dt.datetime) -> list[InvoiceInfo]:
     """Issued by `now`'s (local) day, neither paid nor written off: one issued later is not there yet."""
     today = now.date()
-    return [i for i in state.invoices.values() if (i.issue_date is None or i.issue_date <= today)
+    return [i for i in state.invoices.values() if issued(i, today)
             and i.status not in ("paid", "written_off") and balance_at(state, i, now) > PAID_EPSILON]
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from . import store as s
 from .decide import decide, not_for_this_invoice, stopped
-from .events import customer_facts, event_trigger, invoice_context, occurrences, promise_active
+from .events import customer_facts, event_trigger, invoice_context, issued, occurrences, promise_active
 from .runner import NEVER, next_look
 from .runtime import Runtime
 from .state import balance_at
@@ -149,7 +149,7 @@ def _rest(state, invoice, local, stopped, stage, owner, trigger, occ) -> tuple[s
         return "waiting", f"no {owner} event for this invoice yet"
     if stopped:
         return "stopped", stopped
-    if invoice.issue_date is not None and invoice.issue_date > local.date():  # the core leaves it out
+    if not issued(invoice, local.date()):  # the core leaves it out
         return "not due", f"the invoice is issued on {invoice.issue_date}"
     if trigger > local:
         return "scheduled", f"{owner} on {occ.date}" if occ else f"if the invoice is then in stage '{owner}'"

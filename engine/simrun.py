@@ -56,11 +56,11 @@ class PortfolioStates:
         for p in portfolio.payments if historic else ():
             self.payments.setdefault(owner[p.invoice_id], []).append(p)
         self.promises: dict[str, list] = {}
-        for i, p in enumerate(portfolio.promises):  # numbered in file order: stable ids
-            self.promises.setdefault(p.customer_id or owner[p.invoice_id], []).append((i, p))
+        for p in portfolio.promises:  # in file order, as the store keeps them
+            self.promises.setdefault(p.customer_id or owner[p.invoice_id], []).append(p)
         self.disputes: dict[str, list] = {}
-        for i, d in enumerate(portfolio.disputes):
-            self.disputes.setdefault(owner[d.invoice_id], []).append((i, d))
+        for d in portfolio.disputes:
+            self.disputes.setdefault(owner[d.invoice_id], []).append(d)
 
     def ids(self) -> list[str]:
         return sorted(set(self.portfolio.customers) | set(self.invoices))
@@ -78,11 +78,11 @@ class PortfolioStates:
         state.payments = sorted((PaymentInfo(p.payment_id, p.invoice_id, p.amount, _aware(p.paid_at, tz))
                                  for p in self.payments.get(cid, ())), key=lambda p: p.at)
         named = _Names()
-        for _, p in self.promises.get(cid, ()):
+        for p in self.promises.get(cid, ()):
             made = _aware(p.made(), tz)
             state.promises.append(PromiseInfo(named("promise", p.invoice_id, p.amount, p.promised_date, made),
                                               p.amount, p.promised_date, made, p.invoice_id))
-        for _, d in self.disputes.get(cid, ()):
+        for d in self.disputes.get(cid, ()):
             opened = _aware(d.opened_at, tz)
             state.disputes.append(DisputeInfo(named("dispute", d.invoice_id, opened), d.invoice_id, opened,
                                               _aware(d.resolved_at, tz) if d.resolved_at else None))
