@@ -77,20 +77,26 @@ def _stacked_windows(plan: dict, compliance: list[dict], sends: list[dict], wind
         for step in (s for s in sends if s["id"] not in errored):
             alone = {c for c in step["channels"] if any(_never(d, c, windows) for d in docs)}
             new = [c for c in step["channels"] if c not in alone and _never(merged, c, windows)]
-            if not new:
-                continue
-            texts = [f"the policy's {c} window ({_format(_policy_hours(windows, c))}) never meets "
-                     f"{merged['profile']}'s hours ({_format(_profile_hours(merged, c)[0])})" for c in new]
-            rule = _profile_hours(merged, new[0])[1][0]
-            if len(alone) + len(new) == len(step["channels"]):  # with the channels one profile rules out
-                out.append(Finding("compliance-never-lawful", "error", f"step '{step['id']}' can never send "
-                                   f"lawfully under {merged['profile']}: {'; '.join(texts)}", step["id"],
-                                   merged["profile"], rule))
-            else:
-                out += [Finding("compliance-channel-never-lawful", "warning", f"step '{step['id']}' can never "
-                                f"use {c} lawfully under {merged['profile']}: {text}", step["id"],
-                                merged["profile"], rule) for c, text in zip(new, texts)]
+            out += _never_findings(merged, step, new, len(alone) + len(new), windows)
     return out
+
+
+def _never_findings(doc: dict, step: dict, never: list[str], ruled_out: int, windows: dict) -> list[Finding]:
+    """The findings of the step's channels `never` that the profile (or stack) `doc` can never let through:
+    an error when, with those ruled out otherwise, `ruled_out` channels are all of them, else a warning
+    each."""
+    if not never:
+        return []
+    name = doc["profile"]
+    texts = [f"the policy's {c} window ({_format(_policy_hours(windows, c))}) never meets {name}'s hours "
+             f"({_format(_profile_hours(doc, c)[0])})" for c in never]
+    rules = [_profile_hours(doc, c)[1][0] for c in never]
+    if ruled_out == len(step["channels"]):
+        return [Finding("compliance-never-lawful", "error", f"step '{step['id']}' can never send lawfully "
+                        f"under {name}: {'; '.join(texts)}", step["id"], name, rules[0])]
+    return [Finding("compliance-channel-never-lawful", "warning", f"step '{step['id']}' can never use {c} "
+                    f"lawfully under {name}: {text}", step["id"], name, rule)
+            for c, text, rule in zip(never, texts, rules)]
 
 
 def _never(doc: dict, channel: str, windows: dict) -> bool:
@@ -129,21 +135,8 @@ def _policy_hours(windows: dict, channel: str) -> dict:
 
 
 def _step_windows(doc: dict, step: dict, windows: dict) -> list[Finding]:
-    name, out, never = doc["profile"], [], []
-    for channel in step["channels"]:
-        hours, rules = _profile_hours(doc, channel)
-        policy = _policy_hours(windows, channel)
-        if rules and not any(_intersect(policy[d], hours[d]) for d in DAYS):
-            never.append((channel, rules, policy, hours))
-    texts = [f"the policy's {channel} window ({_format(policy)}) never meets {name}'s hours ({_format(hours)})"
-             for channel, _, policy, hours in never]
-    if never and len(never) == len(step["channels"]):
-        out.append(Finding("compliance-never-lawful", "error", f"step '{step['id']}' can never send lawfully "
-                           f"under {name}: {'; '.join(texts)}", step["id"], name, never[0][1][0]))
-    elif never:
-        out += [Finding("compliance-channel-never-lawful", "warning", f"step '{step['id']}' can never use "
-                        f"{channel} lawfully under {name}: {text}", step["id"], name, rules[0])
-                for (channel, rules, _, _), text in zip(never, texts)]
+    never = [c for c in step["channels"] if _never(doc, c, windows)]
+    out = _never_findings(doc, step, never, len(never), windows)
     time = step["trigger"]["time_minutes"]
     if time is not None and len(never) < len(step["channels"]):
         out += _time_outside(doc, step, time)
