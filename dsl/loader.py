@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import holidaycheck
 from .diagnostics import Diagnostics, PolicyError, Span, suggest
-from .model import Policy
+from .model import AtKey, Policy
 from .recovery import replace
 from .source import Located
 
@@ -132,6 +132,8 @@ def _report(error: dict, located: Located, diags: Diagnostics, data) -> None:
     # pydantic appends the union tag or "[key]" to the location; positions live on the real path
     path = _data_path(loc, data)
     prefer_key = "[key]" in loc
+    if isinstance(error.get("ctx", {}).get("error"), AtKey):  # an error of one key of the mapping at `path`
+        path, prefer_key = path + (error["ctx"]["error"].key,), True
     span = located.span(path, prefer_key=prefer_key)
     message = error["msg"].removeprefix("Value error, ")
     if kind == "missing":

@@ -140,6 +140,20 @@ def test_window_that_never_opens(tmp_path):
     assert [(d.code, d.span.line) for d in result.diagnostics.items] == [("window-never-opens", 14)] * 2
 
 
+@pytest.mark.parametrize("days, second, day", [
+    ('mon-fri: "07:00-20:00", wed: "09:00-10:00"', "wed:", "wed"),
+    # two spellings of the same days became one key: the second one's hours were silently lost
+    ('mon-wed: "07:00-20:00", "mon,tue,wed": "09:00-10:00"', '"mon,tue,wed"', "mon"),
+])
+def test_a_day_given_twice_in_a_window_is_reported_at_the_second_key(tmp_path, days, second, day):
+    text = HEAD.replace('default: { mon-fri: "08:00-19:00" }', f"email: {{ {days} }}") + "stages: {}\n"
+    (tmp_path / "p.yaml").write_text(text)
+    (error,) = compile_policy(tmp_path / "p.yaml").diagnostics.items
+    line = next(n for n, t in enumerate(text.splitlines(), 1) if "email: {" in t)
+    assert (error.code, error.span.line, error.span.col) == ("bad-value", line, text.splitlines()[line - 1].index(second) + 1)
+    assert error.message == f"'{day}' appears twice in this window"
+
+
 def test_cadence_warning_names_steps_count_and_limit(tmp_path):
     result = compile_text(tmp_path, "caps: [ { channel: sms, max: 1, per: 7d } ]\nstages:\n  s:\n"
                                     "    when: invoice.days_past_due > 0\n    steps:\n"

@@ -581,3 +581,8 @@ def test_a_broken_segment_or_template_line_invents_no_error(data, draw):
 @given(policies(), st.data())
 def test_a_broken_step_line_is_left_out_and_invents_no_error(data, draw):
     _invents_no_error(data, draw, r"\s+\S+ at ", lambda line: line.replace(" at ", " at sned ", 1))
+
+
+def test_a_day_given_again_in_a_second_window_line_is_reported_on_that_line(tmp_path):
+    text = HEAD + "window email mon-fri 07:00-20:00\nwindow email sat 09:00-12:00\nwindow email wed 09:00-10:00\n"
+    assert {d for d in _diag(tmp_path, text) if d[0] == "bad-value"} == {("bad-value", 7, 14)}  # its `wed`
