@@ -58,12 +58,16 @@ def _store_failure(during: str):
     runtime failure the next run gets past), not a traceback, nor exit 1, which cron reads as bad input."""
     from sqlalchemy.exc import DBAPIError
 
+    from .engine.runner import TickLost
     from .engine.store import one_line
 
     try:
         yield
     except DBAPIError as exc:
         typer.echo(f"error: the store failed during {during}: {one_line(exc)}", err=True)
+        raise typer.Exit(EXIT_RUNTIME)
+    except TickLost as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_RUNTIME)
 
 

@@ -74,7 +74,7 @@ NOT_TRIED = ("waiting", "stopped", "held")
 
 
 def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: dict[str, str] | None = None,
-                failing: dict[str, int] | None = None) -> list[Result]:
+                failing: dict[str, int] | None = None, alive=None) -> list[Result]:
     """Deliver every message, channel by channel in parallel; outcomes in the order given. `on_result`
     is called with each outcome as soon as it is known (from the channel's thread), so that it can be
     stored at once: a crash later in the tick must not deliver again what a provider already took. When
@@ -85,6 +85,8 @@ def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: d
     not tried, they wait; a channel stopped here is added. Give every call of one tick the same dict, so
     that a channel refused while recovering earlier rows is not tried again for the new ones. `failing`
     likewise counts each channel's transient failures in a row across the calls of a tick (the breaker).
+    `alive()` is called before each message is sent; it raises when the tick may no longer send (its lock
+    in the store is gone, runner.TickLost), and so does this call then.
 
     Messages are rendered here first, in this thread: rendering is CPU work that threads would not
     speed up, and lazy imports or template caches are not shared between threads while they fill."""
@@ -112,13 +114,14 @@ def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: d
                 stop.set()
                 raise
         with ThreadPoolExecutor(max_workers=len(by_channel), thread_name_prefix="deliver") as pool:
-            futures = [pool.submit(_deliver_channel, items, channels, on_result and kept, stop, stopped, failing)
-                       for items in by_channel.values()]
+            futures = [pool.submit(_deliver_channel, items, channels, on_result and kept, stop, stopped, failing,
+                                   alive) for items in by_channel.values()]
             done.update({r.delivery.key: r for f in futures for r in f.result()})
     return [done[d.key] for d in deliveries]
 
 
-def _deliver_channel(items: list, channels, on_result=None, stop=None, stopped=None, failing=None) -> list[Result]:
+def _deliver_channel(items: list, channels, on_result=None, stop=None, stopped=None, failing=None,
+                     alive=None) -> list[Result]:
     """One channel's messages, in order. `stopped` and `failing` are shared by the channels' threads,
     but each touches only its own channel's entry."""
     results = []
@@ -134,6 +137,8 @@ def _deliver_channel(items: list, channels, on_result=None, stop=None, stopped=N
         elif d.overdue is not None and (why := d.overdue()):
             result = Result(d, "held", f"held: {why}")  # no failure: a later tick holds it until it may go
         else:
+            if alive is not None:
+                alive()  # raises if another tick may now be delivering this very row
             result = _attempt(d, message, channels)
             failing[d.channel] = failing.get(d.channel, 0) + 1 if result.status == "retry" else 0
             if result.status == "stopped":
@@ -238,9 +243,16 @@ def _row(r: Result, channels, now: dt.datetime) -> dict:
     # written before the column existed gets it here, before a retry's note replaces `reason`)
     return {"k": d.key, "status": "sending" if status in ("retry", *NOT_TRIED) else status, "reason": reason,
             "decided": d.reason,
-            "provider_id": r.provider_id, "error_code": r.error_code, "attempts": attempts,
+            "provider_id": r.provider_id, "error_code": _code_column(r.error_code), "attempts": attempts,
             "cost": channels.costs.get(d.channel) if status == "sent" else None, "next_attempt_at": retry_at,
             "tick": None, "updated": dt.datetime.now(dt.timezone.utc)}
+
+
+def _code_column(code) -> str | None:
+    """A provider's error code as its column holds it. A gateway may answer with a code of any length,
+    which PostgreSQL would refuse to store, failing every tick on that answer; the whole code is in
+    `reason` anyway."""
+    return None if code is None else str(code)[:s.contacts.c.error_code.type.length]
 
 
 def reopen(conn: Connection, failures: list[tuple[str, tuple, str, str]], now: dt.datetime) -> None:

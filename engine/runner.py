@@ -56,6 +56,14 @@ NEVER = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)  # next_action_at of a c
 ADVISORY_KEY = 7_240_113  # first half of the advisory lock id (tick id second) held by a live tick
 RECOVER_CHUNK = 500  # `sending` rows taken over per statement (a statement may name ~32k values on SQLite)
 OVERDUE_AFTER = 60  # seconds into a tick after which a contact is checked again at its turn to be sent
+# How often a PostgreSQL tick looks at its lock's session while it runs: the look keeps the session from
+# idling out (`idle_session_timeout`), and finds within this long a session the server dropped
+HEARTBEAT_S = 1.0
+
+
+class TickLost(RuntimeError):
+    """A PostgreSQL tick whose advisory lock went with its session (dropped by the server, a pooler, the
+    network): other ticks now take it for dead and deliver its `sending` rows, so it must send no more."""
 
 
 def plan_changed(conn: Connection, plan_hash: str) -> bool:
@@ -63,6 +71,66 @@ def plan_changed(conn: Connection, plan_hash: str) -> bool:
     the wake times were worked out under the old plan."""
     last = conn.execute(select(s.ticks.c.plan_hash).order_by(s.ticks.c.id.desc()).limit(1)).scalar()
     return last is not None and last != plan_hash
+
+
+def _always_alive() -> None:
+    """An SQLite tick's file lock lives as long as its process: it cannot lose it and live on."""
+
+
+class _Liveness:
+    """The session that holds a PostgreSQL tick's advisory lock, looked at every HEARTBEAT_S from a thread
+    and before each message is sent. Unused for the whole tick, the session could be dropped by the
+    server (`idle_session_timeout`), and its lock with it: another tick would then take over the rows
+    this one is still sending, and both would send them. The looks keep it busy; and if it is dropped
+    anyway (a restart of its backend, a pooler, the network), `check` raises TickLost from then on, so
+    that at most the message each channel has in flight goes twice, as after a crash."""
+
+    HELD = text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND pid = pg_backend_pid() AND classid = :a AND objid = :b AND objsubid = 2)")
+
+    def __init__(self, conn: Connection, tick_id: int):
+        self.conn, self.tick_id, self.lost = conn, tick_id, ""
+        self._mutex, self._stop = threading.Lock(), threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"tick-{tick_id}-alive", daemon=True)
+
+    def __enter__(self) -> "_Liveness":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S) and not self.lost:
+            with contextlib.suppress(TickLost):
+                self.check()
+
+    def check(self) -> None:
+        with self._mutex:  # the beat's thread and the channels' threads share the one connection
+            if not self.lost:
+                try:
+                    held = self.conn.execute(self.HELD, {"a": ADVISORY_KEY, "b": self.tick_id}).scalar()
+                    self.conn.commit()
+                    why = "" if held else "the lock is no longer held"
+                except Exception as exc:  # noqa: BLE001 - whatever ended the session ended the lock
+                    from .store import one_line
+
+                    why = one_line(exc)
+                if why:
+                    self.lost = (f"tick {self.tick_id} lost the session that holds its lock in the store ({why}); "
+                                 "it stopped sending, and the next tick delivers what it had not sent")
+        if self.lost:
+            raise TickLost(self.lost)
+
+    def release(self) -> None:
+        """Let the lock go. A session dropped since the last look took the lock with it: the tick's work
+        is done and stored, so that is no failure."""
+        self._stop.set()
+        self._thread.join()
+        with self._mutex, contextlib.suppress(Exception):
+            self.conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": ADVISORY_KEY, "b": self.tick_id})
+            self.conn.commit()
 
 
 def _lock_path(engine: Engine, tick_id: int) -> Path | None:
@@ -222,6 +290,7 @@ class Runner:
         self._now, self._started = None, 0.0
         self.pay_link = pay_link or "https://pay.example.com/c/{customer_id}"
         self._unfinished: dict[int, dt.datetime] = {}  # ticks whose finished_at the store did not take then
+        self._check_alive = _always_alive  # raises TickLost once this tick's lock is gone (`_alive`)
 
     # -- the tick -----------------------------------------------------------------------------------
 
@@ -367,22 +436,22 @@ class Runner:
         def keep(result) -> None:
             """Each outcome as it comes, so that a crash later in the tick sends none of them again; for a
             channel whose receiver drops a key it has had, at the end, together (one transaction)."""
-            with lock:  # one connection for the channels' threads, one short transaction per outcome
+            with lock:  # one short transaction per outcome, one at a time for the channels' threads
                 if getattr(self.channels(result.delivery.channel), "dedupes", False):
                     later.append(result)
                     return
-                try:
-                    with conn.begin():
+                try:  # a connection from the pool, checked: one kept through slow provider calls may idle out
+                    with self.engine.begin() as conn:
                         record(conn, [result], self.channels, now)
                 except Exception as exc:
                     failed.append(exc)
                     raise
         try:
-            with self.engine.connect() as conn:
-                results = deliver_all(deliveries, self.channels, keep, summary.stopped, summary.failing)
-                later = self._synced(later, summary)
-                with conn.begin():
-                    record(conn, later, self.channels, now)
+            results = deliver_all(deliveries, self.channels, keep, summary.stopped, summary.failing,
+                                  self._check_alive)
+            later = self._synced(later, summary)
+            with self.engine.begin() as conn:
+                record(conn, later, self.channels, now)
         except Exception:
             if failed:
                 raise failed[0] from None  # the first store failure is the cause, not what followed it
@@ -445,7 +514,9 @@ class Runner:
         """While this tick runs, others can tell it is alive: on PostgreSQL it holds a session advisory
         lock named by its id; on SQLite an exclusive lock on a file beside the database, `DB.tick-ID.lock`.
         The system drops either lock when the process dies, however it dies. (A pid could not tell: a
-        container's tick is pid 1 in every container.)"""
+        container's tick is pid 1 in every container.) A PostgreSQL session can also end while the
+        process lives on; `self._check_alive` then raises TickLost, and delivery asks it before every
+        message (see _Liveness)."""
         if self.engine.dialect.name != "postgresql":
             with _tick_lock(_lock_path(self.engine, tick_id)):
                 yield
@@ -453,11 +524,13 @@ class Runner:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:a, :b)"), {"a": ADVISORY_KEY, "b": tick_id})
             conn.commit()
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": ADVISORY_KEY, "b": tick_id})
-                conn.commit()
+            with _Liveness(conn, tick_id) as liveness:
+                self._check_alive = liveness.check
+                try:
+                    yield
+                finally:
+                    self._check_alive = _always_alive
+                    liveness.release()
 
     def _dead(self, conn: Connection, tick_id: int | None) -> bool:
         """Is the tick that owns a `sending` row gone (finished, crashed, killed)?"""

@@ -603,3 +603,81 @@ def test_a_fallback_that_waits_for_its_window_is_recorded_deferred(setup, tmp_pa
     lines = explain(engine, run.plan, "F1", evening + dt.timedelta(hours=12))[1]
     assert [(line.step, line.why) for line in lines] == [
         ("d0", "on sms after deferral (window) after whatsapp failed (bounced: 131026)")]
+
+
+def _postgresql_only(db_url):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("only a PostgreSQL tick can lose its lock and live on (an SQLite tick's file lock lasts "
+                    "as long as its process)")
+
+
+THREE = ("F1,C1,100,2026-11-16,ACME,pagos@acme.pe,+51987654321\n"
+         "F2,C2,100,2026-11-16,BETA,pagos@beta.pe,+51987654322\n"
+         "F3,C3,100,2026-11-16,GAMA,pagos@gama.pe,+51987654323\n")
+
+
+def test_a_tick_whose_lock_session_is_dropped_sends_no_more_and_the_next_tick_sends_the_rest(setup, db_url):
+    """Another tick takes a tick whose advisory lock is free for dead and delivers its `sending` rows: a
+    tick that lost its lock's session (the server dropped it) while it lives on must stop sending, or
+    both send the same messages."""
+    from sqlalchemy import text
+
+    from collect.engine.runner import ADVISORY_KEY, TickLost
+
+    _postgresql_only(db_url)
+    run, engine = setup(rows=THREE, whatsapp=[OK])
+    provider = run.channels("whatsapp")
+    send = provider.send
+
+    def dropping(message):  # the server drops the lock's session while the first message is sent
+        if not provider.sent:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                                  "AND classid = :a"), {"a": ADVISORY_KEY})
+        return send(message)
+    provider.send = dropping
+    with pytest.raises(TickLost, match="lost the session that holds its lock"):
+        run.tick(MONDAY)
+    assert len(provider.sent) == 1  # the message in flight, and nothing after it
+    provider.send = send
+    Runner(engine, run.plan, run.channels).tick(MONDAY + dt.timedelta(minutes=5))
+    assert sorted(m.recipient for m in provider.sent) == ["+51987654321", "+51987654322", "+51987654323"]
+    assert [status for _, channel, status, _ in contacts(engine) if channel == "whatsapp"] == ["sent"] * 3
+
+
+def test_a_slow_tick_keeps_its_lock_session_from_idling_out(setup, db_url, monkeypatch):
+    """A server that ends idle sessions (`idle_session_timeout`) would end the unused session holding a
+    long tick's lock, and another tick would deliver the rows this one is still sending."""
+    from sqlalchemy import text
+
+    from collect.engine import runner
+
+    _postgresql_only(db_url)
+    monkeypatch.setattr(runner, "HEARTBEAT_S", 0.1)
+    database = db_url.rsplit("/", 1)[1]
+    with s.connect(db_url).connect() as conn:
+        conn.execute(text(f"ALTER DATABASE \"{database}\" SET idle_session_timeout = '400ms'"))
+        conn.commit()
+    run, engine = setup(rows=THREE, whatsapp=[OK])
+    provider = run.channels("whatsapp")
+    send = provider.send
+
+    def slow(message):
+        time.sleep(0.6)  # longer than the server lets a session idle
+        return send(message)
+    provider.send = slow
+    run.tick(MONDAY)
+    assert len(provider.sent) == 3
+    assert [status for _, channel, status, _ in contacts(engine) if channel == "whatsapp"] == ["sent"] * 3
+
+
+def test_an_error_code_longer_than_its_column_still_falls_back(setup):
+    """A gateway's code of 80 characters: PostgreSQL refused the row, and every tick failed on it."""
+    code = "GATEWAY_" + "X" * 72
+    run, engine = setup(whatsapp=[DeliveryResult.permanent(code, "refused by the gateway")], sms=[OK])
+    run.tick(MONDAY)
+    assert contacts(engine)[:2] == [("d0", "whatsapp", "failed", 1), ("d0", "sms", "sent", 1)]
+    with engine.connect() as conn:
+        stored = conn.execute(select(s.contacts.c.error_code, s.contacts.c.reason)
+                              .where(s.contacts.c.channel == "whatsapp")).one()
+    assert stored.error_code == code[:64] and code in stored.reason  # the whole code is kept in the reason
