@@ -241,6 +241,9 @@ def shown_url(url: str) -> str:
         return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
+SUPPORTED = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")  # the databases and drivers the store is tested on
+
+
 def connect(url: str | None = None, upgrade: bool = True) -> Engine:
     """Open the store; apply pending migrations unless told not to.
 
@@ -253,8 +256,16 @@ def connect(url: str | None = None, upgrade: bool = True) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     try:
+        kind = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise StoreUrlError(f"{shown_url(given)} is not a database URL: {exc}") from exc
+    if kind.drivername not in SUPPORTED:
+        # another database (mysql://), or another driver: SQLAlchemy would ask for a module to install
+        raise StoreUrlError(f"{shown_url(given)} is not a database URL collect can use ({kind.drivername}): "
+                            "give sqlite:///FILE or postgresql://USER@HOST/DATABASE")
+    try:
         engine = create_engine(url, future=True, pool_pre_ping=True)
-    except (ArgumentError, ValueError) as exc:  # NoSuchModuleError (unknown dialect) is an ArgumentError
+    except (ArgumentError, ValueError) as exc:
         raise StoreUrlError(f"{shown_url(given)} is not a database URL: {exc}") from exc
     except ImportError as exc:  # a known dialect whose driver is not installed
         hint = "; install the PostgreSQL driver: pip install -e '.[postgres]'" if "psycopg" in str(exc) else ""
