@@ -242,8 +242,8 @@ def _check_step_template(comp: Compilation, path: tuple, step) -> None:
         return
     bodies = comp.templates[name]
     for channel in step.send:
-        if channel not in comp.channels or comp.broken(("templates", name, channel)):
-            continue  # reported as an unknown channel, or the body itself failed validation
+        if channel not in comp.channels or channel == "agent" or comp.broken(("templates", name, channel)):
+            continue  # reported as an unknown channel or as `send: agent`, or the body failed validation
         if channel not in bodies:
             comp.diags.error("missing-template-body", f"template '{name}' has no body for channel '{channel}'",
                              comp.span(path + ("template",)),

@@ -124,5 +124,5 @@ stages:
       - { id: s1, at: due, send: [sms, agent], template: m }
 """, encoding="utf-8")
     result = compile_policy(path)
-    (error,) = [d for d in result.diagnostics.sorted() if d.code == "send-agent"]
-    assert result.plan is None and "escalate: { queue: QUEUE }" in error.render()
+    (error,) = result.diagnostics.sorted()  # no second error asking for a template body for `agent`
+    assert error.code == "send-agent" and result.plan is None and "escalate: { queue: QUEUE }" in error.render()
