@@ -290,6 +290,18 @@ def _store(db: str | None, upgrade: bool = True):
         raise typer.Exit(EXIT_USAGE if isinstance(exc, StoreUrlError) else EXIT_RUNTIME)
 
 
+def _check_store_url(db: str | None) -> None:
+    """A `--db` that can never work is a usage error, told before the policy is compiled and its warnings
+    printed (opening the store comes after: a server that does not answer is no usage error)."""
+    from .engine.store import StoreUrlError, engine_url
+
+    try:
+        engine_url(db)
+    except StoreUrlError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+
+
 def _check_timezone(zone: str) -> None:
     """A --timezone that is not a time zone is a usage error, before anything is read or written."""
     from .dsl.timeparse import time_zones
@@ -410,8 +422,9 @@ def run(policy: PolicyArg, db: DbOpt = None,
     """One tick: everything due up to now, exactly once. For cron."""
     from .engine.runner import Runner
 
-    plan = _compile(policy, quiet=quiet).plan
     moment = _parse_now(now)
+    _check_store_url(db)
+    plan = _compile(policy, quiet=quiet).plan
     adapters = _channels(channels, plan, quiet)
     try:
         with _store_failure("the tick"):
@@ -458,9 +471,11 @@ def explain(policy: PolicyArg, invoice: Annotated[str, typer.Option("--invoice",
     from .engine.explain import ExplainError
     from .engine.explain import explain as explain_invoice
 
+    moment = _parse_now(now)
+    _check_store_url(db)
     plan = _compile(policy).plan
     try:
-        header, lines = explain_invoice(_store(db), plan, invoice, _parse_now(now))
+        header, lines = explain_invoice(_store(db), plan, invoice, moment)
     except ExplainError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_INPUT)
@@ -565,6 +580,7 @@ def serve(policy: PolicyArg, db: DbOpt = None,
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE)
+    _check_store_url(db)
     plan = _compile(policy).plan
     adapters = _channels(channels, plan)
     worker = Runner(_store(db), plan, adapters, pay_link=adapters.pay_link)

@@ -244,12 +244,10 @@ def shown_url(url: str) -> str:
 SUPPORTED = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")  # the databases and drivers the store is tested on
 
 
-def connect(url: str | None = None, upgrade: bool = True) -> Engine:
-    """Open the store; apply pending migrations unless told not to.
-
-    Raises StoreError (StoreUrlError for a bad URL, or a SQLite database in memory) when the store cannot
-    be opened or is newer than this code; other errors after the first connection (migrations, queries)
-    are the database's own and propagate unchanged."""
+def engine_url(url: str | None = None) -> str:
+    """The URL SQLAlchemy is given for a `--db` (else $COLLECT_DB, else the default); StoreUrlError when it
+    is no database URL, names a database or driver the store does not use, or a SQLite database in memory.
+    Reads no file and opens no connection: commands check it before they do anything else."""
     given = url = url_from(url)
     if _at_in_password(url):
         raise StoreUrlError(f"{shown_url(url)}: the store URL's password holds an '@'; write it as %40")
@@ -263,6 +261,21 @@ def connect(url: str | None = None, upgrade: bool = True) -> Engine:
         # another database (mysql://), or another driver: SQLAlchemy would ask for a module to install
         raise StoreUrlError(f"{shown_url(given)} is not a database URL collect can use ({kind.drivername}): "
                             "give sqlite:///FILE or postgresql://USER@HOST/DATABASE")
+    if kind.get_backend_name() == "sqlite" and _in_memory(kind):
+        shown = given if kind.password is None else shown_url(given)  # as typed: sqlite:///:memory:
+        raise StoreUrlError(f"{shown} is a database in memory, which every command would see empty; "
+                            "give a file, e.g. sqlite:///collect.db")
+    return url
+
+
+def connect(url: str | None = None, upgrade: bool = True) -> Engine:
+    """Open the store; apply pending migrations unless told not to.
+
+    Raises StoreError (StoreUrlError for a bad URL, or a SQLite database in memory) when the store cannot
+    be opened or is newer than this code; other errors after the first connection (migrations, queries)
+    are the database's own and propagate unchanged."""
+    given = url_from(url)
+    url = engine_url(given)
     try:
         engine = create_engine(url, future=True, pool_pre_ping=True)
     except (ArgumentError, ValueError) as exc:
@@ -271,10 +284,6 @@ def connect(url: str | None = None, upgrade: bool = True) -> Engine:
         hint = "; install the PostgreSQL driver: pip install -e '.[postgres]'" if "psycopg" in str(exc) else ""
         raise StoreError(f"cannot open the store {shown_url(given)}: {exc}{hint}") from exc
     if engine.dialect.name == "sqlite":
-        if _in_memory(engine.url):
-            shown = given if engine.url.password is None else shown_url(given)  # as typed: sqlite:///:memory:
-            raise StoreUrlError(f"{shown} is a database in memory, which every command would see empty; "
-                                "give a file, e.g. sqlite:///collect.db")
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
         with engine.connect():  # connect now, so that an unreachable store is told apart from a failing query

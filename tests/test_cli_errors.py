@@ -320,3 +320,34 @@ def test_an_at_sign_in_the_user_name_is_no_password_problem():
 def test_a_date_or_period_no_calendar_can_hold_is_a_usage_error(tmp_path: Path, store: str, args, message) -> None:
     result = invoke(*args, *(["--db", store] if args[0] != "simulate" else []))
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+WARNED = """
+policy: us-test
+timezone: America/Chicago
+compliance: [us-reg-f]
+windows:
+  default: { mon-fri: "08:00-20:00" }
+templates:
+  t:
+    sms: "Pay now {{ pay_link }}"
+stages:
+  s:
+    when: invoice.days_past_due > 0
+    steps:
+      - { id: b, at: due+2d 07:00, send: sms, template: t }
+"""  # compiles, with warnings (an SMS at 07:00, before Regulation F's 08:00; no opt-out notice)
+
+
+@pytest.mark.parametrize("args, said", [
+    (["run", "--now", "2026-13-01T00:00"], "--now '2026-13-01T00:00' is not an ISO date-time"),
+    (["explain", "--invoice", "X", "--now", "yesterday"], "--now 'yesterday' is not an ISO date-time"),
+    (["run", "--db", "sqlite://"], "sqlite:// is a database in memory"),
+    (["explain", "--invoice", "X", "--db", "mysql://u@h/c"], "is not a database URL collect can use (mysql)"),
+    (["serve", "--every", "1h", "--db", "sqlite://"], "sqlite:// is a database in memory"),
+])
+def test_a_bad_option_is_the_only_line_not_after_the_policys_warnings(tmp_path, args, said):
+    (tmp_path / "p.yaml").write_text(WARNED, encoding="utf-8")
+    assert invoke("validate", str(tmp_path / "p.yaml")).stderr.count("warning") >= 1
+    result = invoke(args[0], str(tmp_path / "p.yaml"), *args[1:], env={"COLLECT_DB": f"sqlite:///{tmp_path / 'c.db'}"})
+    assert result.exit_code == 2 and said in one_error_line(result)
