@@ -223,7 +223,9 @@ def show_plan(plan) -> None:
     compliance = plan["compliance"]
     # Text: a description with "[...]" in it is shown as written, not read as markup
     console.print(Text.assemble((plan["policy"], "bold"), f"  {plan['description']}"))
-    console.print(Text(f"plan {plan.plan_hash}  time zone {plan['timezone']}  currency {plan['currency']}  "
+    # the hash on a line of its own, never broken (it is copied from the terminal); the rest may wrap
+    console.print(Text(f"plan {plan.plan_hash}"), no_wrap=True, overflow="ignore", crop=False)
+    console.print(Text(f"time zone {plan['timezone']}  currency {plan['currency']}  "
                        f"group_by {plan['group_by']}  catch_up {plan['catch_up']}  compliance "
                        f"{compliance if isinstance(compliance, str) else ', '.join(compliance) or 'none'}"))
     for table in (steps_table(plan), windows_table(plan), caps_table(plan), segments_table(plan)):

@@ -210,3 +210,11 @@ def test_simulate_compare_reads_as_the_change_from_old_to_new(tmp_path):
     sms = next(line for line in out.splitlines() if line.startswith("│ sms "))
     assert [c.strip() for c in sms.strip()[1:-1].split("│")] == ["sms", "1", "0", "-1"]
     assert out.index("old  ") < out.index("new  ")  # the runs are named in the same order
+
+
+def test_the_plan_hash_is_printed_whole_on_one_line_in_a_narrow_terminal(monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(views, "_console", lambda: Console(file=out, width=60, highlight=False, color_system=None))
+    plan = compile_policy(ROOT / "examples/us-consumer/policy.yaml").plan
+    views.show_plan(plan)
+    assert f"plan {plan.plan_hash}" in out.getvalue().splitlines()  # copied from the terminal in one piece
