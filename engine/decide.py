@@ -516,7 +516,7 @@ class Decider:
                 free = cap_shift(window[cap.max - 1], cap.per_s, self.tz)
             if cap.cooldown_s:
                 start = cap_shift(at, -cap.cooldown_s, self.tz)
-                talks = [c.at for c in self.state.conversations if start < c.at <= at and cap.counts(c.channel)]
+                talks = [c.at for c in self.state.conversations if start < c.at <= at and cap.cools_after(c.channel)]
                 if talks:
                     end = cap_shift(max(talks), cap.cooldown_s, self.tz)
                     free = max(free, end) if free else end

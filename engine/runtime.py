@@ -48,6 +48,11 @@ class CapRt:
     def counts(self, channel: str) -> bool:
         return self.channel == channel or (self.channel == "any" and channel not in NOT_CONTACTS)
 
+    def cools_after(self, channel: str) -> bool:
+        """Does a conversation on `channel` start this cap's cooldown? On `any`, every conversation does,
+        an agent's call or visit too (agent tasks are no contacts the cap counts, a talk with one is one)."""
+        return self.channel in ("any", channel)
+
 
 @dataclass(frozen=True)
 class StageRt:

@@ -298,13 +298,13 @@ def test_dispute_pauses_the_cadence(tmp_path):
     assert rows(result) == []
 
 
-def test_holdout_gets_no_sends_and_assignment_is_stable(tmp_path):
+def test_holdout_gets_no_sends(tmp_path):
+    # (that assignments are the same in every process: test_experiment_assignment's pinned ids)
     rt = runtime(PREVENTIVE + dedent("""
     experiments:
       tone: { unit: customer, variants: { soft: 50, holdout: 50 } }
     """), tmp_path)
     assignments = {f"c{i}": rt.variant("tone", f"c{i}") for i in range(200)}
-    assert assignments == {f"c{i}": rt.variant("tone", f"c{i}") for i in range(200)}
     assert 60 < sum(v == "holdout" for v in assignments.values()) < 140
     held = next(cid for cid, v in assignments.items() if v == "holdout")
     c = customer(held)
