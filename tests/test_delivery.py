@@ -605,10 +605,8 @@ def test_a_fallback_that_waits_for_its_window_is_recorded_deferred(setup, tmp_pa
         ("d0", "on sms after deferral (window) after whatsapp failed (bounced: 131026)")]
 
 
-def _postgresql_only(db_url):
-    if not db_url.startswith("postgresql"):
-        pytest.skip("only a PostgreSQL tick can lose its lock and live on (an SQLite tick's file lock lasts "
-                    "as long as its process)")
+# only a PostgreSQL tick can lose its lock and live on (an SQLite tick's file lock lasts as long as its process)
+POSTGRESQL_ONLY = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
 
 THREE = ("F1,C1,100,2026-11-16,ACME,pagos@acme.pe,+51987654321\n"
@@ -616,6 +614,7 @@ THREE = ("F1,C1,100,2026-11-16,ACME,pagos@acme.pe,+51987654321\n"
          "F3,C3,100,2026-11-16,GAMA,pagos@gama.pe,+51987654323\n")
 
 
+@POSTGRESQL_ONLY
 def test_a_tick_whose_lock_session_is_dropped_sends_no_more_and_the_next_tick_sends_the_rest(setup, db_url):
     """Another tick takes a tick whose advisory lock is free for dead and delivers its `sending` rows: a
     tick that lost its lock's session (the server dropped it) while it lives on must stop sending, or
@@ -624,7 +623,6 @@ def test_a_tick_whose_lock_session_is_dropped_sends_no_more_and_the_next_tick_se
 
     from collect.engine.runner import ADVISORY_KEY, TickLost
 
-    _postgresql_only(db_url)
     run, engine = setup(rows=THREE, whatsapp=[OK])
     provider = run.channels("whatsapp")
     send = provider.send
@@ -633,7 +631,8 @@ def test_a_tick_whose_lock_session_is_dropped_sends_no_more_and_the_next_tick_se
         if not provider.sent:
             with engine.connect() as conn:
                 conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                                  "AND classid = :a"), {"a": ADVISORY_KEY})
+                                  "AND classid = :a AND database = (SELECT oid FROM pg_database "
+                                  "WHERE datname = current_database())"), {"a": ADVISORY_KEY})  # this test's only
         return send(message)
     provider.send = dropping
     with pytest.raises(TickLost, match="lost the session that holds its lock"):
@@ -645,6 +644,7 @@ def test_a_tick_whose_lock_session_is_dropped_sends_no_more_and_the_next_tick_se
     assert [status for _, channel, status, _ in contacts(engine) if channel == "whatsapp"] == ["sent"] * 3
 
 
+@POSTGRESQL_ONLY
 def test_a_slow_tick_keeps_its_lock_session_from_idling_out(setup, db_url, monkeypatch):
     """A server that ends idle sessions (`idle_session_timeout`) would end the unused session holding a
     long tick's lock, and another tick would deliver the rows this one is still sending."""
@@ -652,7 +652,6 @@ def test_a_slow_tick_keeps_its_lock_session_from_idling_out(setup, db_url, monke
 
     from collect.engine import runner
 
-    _postgresql_only(db_url)
     monkeypatch.setattr(runner, "HEARTBEAT_S", 0.1)
     database = db_url.rsplit("/", 1)[1]
     with s.connect(db_url).connect() as conn:
