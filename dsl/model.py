@@ -298,7 +298,11 @@ class Experiment(Model):
 
 
 def _day_spec(value) -> str:
-    return ",".join(timeparse.parse_days(str(value)))
+    """A window's key as written (`mon-fri`), once it reads as days: `_per_day` spreads it, and tells a
+    day given twice at the key that gives it again (two spellings of one set of days, `mon-wed` and
+    `mon,tue,wed`, stay two keys instead of one silently replacing the other)."""
+    timeparse.parse_days(str(value))
+    return str(value)
 
 
 def _time_ranges(value) -> list[list[int]]:
@@ -319,27 +323,16 @@ class AtKey(ValueError):
         self.key = key
 
 
-def _no_day_twice(spec):
-    """A day given twice is an error, at the key that gives it again (`mon-fri` then `wed`): on the second
-    line of a channel written in two `window` statements. Checked on the keys as written, before they are
-    normalised: `mon-wed` and `mon,tue,wed` would become one key, and one of the two silently lost."""
-    if not isinstance(spec, dict):
-        return spec
-    seen: set[str] = set()
-    for key in spec:
-        try:
-            days = timeparse.parse_days(str(key))
-        except ValueError:
-            continue  # reported by the key's own validation
-        if twice := [d for d in days if d in seen]:
-            raise AtKey(f"'{twice[0]}' appears twice in this window", key)
-        seen.update(days)
-    return spec
-
-
 def _per_day(spec: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
-    """{'mon,tue': ranges} -> {'mon': ranges, 'tue': ranges} (no day is in two keys: `_no_day_twice`)."""
-    days = {day: ranges for day_spec, ranges in spec.items() for day in day_spec.split(",")}
+    """{'mon-tue': ranges} -> {'mon': ranges, 'tue': ranges}. A day given twice is an error at the key that
+    gives it again (`mon-fri` then `wed`): on the second line of a channel written in two `window`
+    statements. It comes after the keys' and hours' own errors (this runs once they are all valid)."""
+    days: dict[str, list[list[int]]] = {}
+    for key, ranges in spec.items():
+        for day in timeparse.parse_days(key):
+            if day in days:
+                raise AtKey(f"'{day}' appears twice in this window", key)
+            days[day] = ranges
     return {d: days[d] for d in timeparse.DAYS if d in days}
 
 
@@ -348,7 +341,6 @@ _HOURS_SCHEMA = {"anyOf": [{"type": "string", "pattern": _HOURS_RX}, {"enum": ["
                  "description": 'hours such as "08:00-19:00" or "08:00-12:00, 14:00-18:00", or closed'}
 ChannelWindow = Annotated[
     dict[Annotated[str, BeforeValidator(_day_spec)], Annotated[list[list[int]], BeforeValidator(_time_ranges)]],
-    BeforeValidator(_no_day_twice),
     AfterValidator(_per_day),
     WithJsonSchema({"type": "object", "propertyNames": {"pattern": _DAYS_RX}, "additionalProperties": _HOURS_SCHEMA,
                     "description": "days (mon-fri, sat, mon,wed) -> hours"}),

@@ -206,17 +206,31 @@ def failure_lines(results: list[Result]) -> list[str]:
     return lines
 
 
-def record(conn: Connection, results: list[Result], channels, now: dt.datetime) -> None:
-    """Write the outcomes in the caller's transaction (a few statements for the whole batch)."""
+def record(conn: Connection, results: list[Result], channels, now: dt.datetime, tick_id: int | None = None) -> None:
+    """Write the outcomes in the caller's transaction (a few statements for the whole batch). With
+    `tick_id`, only those of rows the tick still owns: a tick that lost its lock (runner.TickLost) while a
+    provider answered must not write over a row another tick took over and delivered meanwhile (a retry
+    note over its `sent` would send it again; a failure would reopen its step)."""
+    c = s.contacts.c
+    if tick_id is not None and len(results) > 1:
+        owned = set(conn.execute(select(c.key).where(c.key.in_([r.delivery.key for r in results]),
+                                                     c.tick_id == tick_id, c.status == "sending")
+                                 .with_for_update()).scalars())
+        results = [r for r in results if r.delivery.key in owned]
     rows = [_row(r, channels, now) for r in results]
     if not rows:
         return
-    conn.execute(update(s.contacts).where(s.contacts.c.key == bindparam("k")).values(
+    change = update(s.contacts).where(c.key == bindparam("k")).values(
         status=bindparam("status"), reason=bindparam("reason"), decided_reason=bindparam("decided"),
         provider_id=bindparam("provider_id"),
         error_code=bindparam("error_code"), attempts=bindparam("attempts"), cost=bindparam("cost"),
-        next_attempt_at=bindparam("next_attempt_at"), tick_id=bindparam("tick"), updated_at=bindparam("updated")),
-        rows)
+        next_attempt_at=bindparam("next_attempt_at"), tick_id=bindparam("tick"), updated_at=bindparam("updated"))
+    if tick_id is not None and len(rows) == 1:  # one outcome as it comes: owned is what the update finds
+        if conn.execute(change.where(c.tick_id == tick_id, c.status == "sending").returning(c.key),
+                        rows[0]).first() is None:
+            return
+    else:
+        conn.execute(change, rows)
     late = [{"k": r.delivery.key} for r in results if r.status == "sent" and r.delivery.late]
     if late:  # the contact happened now, not when it was decided: caps, the law and the log count it now
         conn.execute(update(s.contacts).where(s.contacts.c.key == bindparam("k")).values(at=now), late)

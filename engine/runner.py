@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import select as os_select  # sqlalchemy.select is `select` here
 import socket
 import threading
 import time
@@ -78,12 +79,14 @@ def _always_alive() -> None:
 
 
 class _Liveness:
-    """The session that holds a PostgreSQL tick's advisory lock, looked at every HEARTBEAT_S from a thread
-    and before each message is sent. Unused for the whole tick, the session could be dropped by the
-    server (`idle_session_timeout`), and its lock with it: another tick would then take over the rows
-    this one is still sending, and both would send them. The looks keep it busy; and if it is dropped
-    anyway (a restart of its backend, a pooler, the network), `check` raises TickLost from then on, so
-    that at most the message each channel has in flight goes twice, as after a crash."""
+    """The session that holds a PostgreSQL tick's advisory lock. Unused for the whole tick, it could be
+    ended by the server (`idle_session_timeout`), and its lock with it: another tick would then take over
+    the rows this one is still sending, and both would send them. So a thread looks at the lock every
+    HEARTBEAT_S, which keeps the session busy; and before each message `before_send` looks at the
+    session's socket, where the server's word that it ended the session (or the connection's end) arrives
+    unasked, without a round trip, asking the server only when something came. The lock is freed only when
+    the session ends, and the socket hears of that before another tick can take the rows over: at most
+    the message each channel has in flight goes twice, as after a crash. From then on TickLost."""
 
     HELD = text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
                 " AND pid = pg_backend_pid() AND classid = :a AND objid = :b AND objsubid = 2)")
@@ -104,14 +107,17 @@ class _Liveness:
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S) and not self.lost:
             with contextlib.suppress(TickLost):
-                self.check()
+                self.check(ask=True)
 
-    def check(self) -> None:
+    def before_send(self) -> None:
+        self.check(ask=False)
+
+    def check(self, ask: bool) -> None:
+        """Raise TickLost once the lock is gone; `ask` the server, else only when its socket has news."""
         with self._mutex:  # the beat's thread and the channels' threads share the one connection
-            if not self.lost:
+            if not self.lost and (ask or self._news()):
                 try:
                     held = self.conn.execute(self.HELD, {"a": ADVISORY_KEY, "b": self.tick_id}).scalar()
-                    self.conn.commit()
                     why = "" if held else "the lock is no longer held"
                 except Exception as exc:  # noqa: BLE001 - whatever ended the session ended the lock
                     from .store import one_line
@@ -123,6 +129,14 @@ class _Liveness:
         if self.lost:
             raise TickLost(self.lost)
 
+    def _news(self) -> bool:
+        """Has the idle session's socket something to read (the server sends nothing unasked but its end)?"""
+        try:
+            readable, _, _ = os_select.select([self.conn.connection.dbapi_connection.fileno()], [], [], 0)
+        except (OSError, ValueError, AttributeError):  # closed already
+            return True
+        return bool(readable)
+
     def release(self) -> None:
         """Let the lock go. A session dropped since the last look took the lock with it: the tick's work
         is done and stored, so that is no failure."""
@@ -130,7 +144,38 @@ class _Liveness:
         self._thread.join()
         with self._mutex, contextlib.suppress(Exception):
             self.conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": ADVISORY_KEY, "b": self.tick_id})
-            self.conn.commit()
+
+
+class _Outcomes:
+    """The connection a delivery stores its outcomes on, one transaction each. It sits idle while the
+    providers answer; a server that ends idle sessions (`idle_session_timeout`) may end it meanwhile, and
+    the outcome is then written on a new one (nothing of it was committed)."""
+
+    def __init__(self, engine: Engine):
+        self.engine, self.conn = engine, None
+
+    def __enter__(self) -> "_Outcomes":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+    def write(self, work) -> None:
+        from sqlalchemy.exc import DBAPIError
+
+        for last_try in (False, True):
+            if self.conn is None:
+                self.conn = self.engine.connect()
+            try:
+                with self.conn.begin():
+                    work(self.conn)
+                return
+            except DBAPIError as exc:
+                if last_try or not exc.connection_invalidated:
+                    raise
+                self.conn.close()
+                self.conn = None
 
 
 def _lock_path(engine: Engine, tick_id: int) -> Path | None:
@@ -314,6 +359,7 @@ class Runner:
                 self._recover(now, summary)
                 _sweep_lock_files(self.engine, tick_id)
                 while True:
+                    self._check_alive()  # a tick that lost its lock decides nothing more either
                     with self.engine.begin() as conn:
                         ids = self._claim(conn, now)
                         if not ids:
@@ -432,26 +478,26 @@ class Runner:
 
     def _deliver(self, deliveries: list[Delivery], summary: TickSummary, now: dt.datetime) -> None:
         lock, failed, later = threading.Lock(), [], []
+        store = _Outcomes(self.engine)
 
         def keep(result) -> None:
             """Each outcome as it comes, so that a crash later in the tick sends none of them again; for a
             channel whose receiver drops a key it has had, at the end, together (one transaction)."""
-            with lock:  # one short transaction per outcome, one at a time for the channels' threads
+            with lock:  # one connection for the channels' threads, one short transaction per outcome
                 if getattr(self.channels(result.delivery.channel), "dedupes", False):
                     later.append(result)
                     return
-                try:  # a connection from the pool, checked: one kept through slow provider calls may idle out
-                    with self.engine.begin() as conn:
-                        record(conn, [result], self.channels, now)
+                try:
+                    store.write(lambda conn: record(conn, [result], self.channels, now, self.tick_id))
                 except Exception as exc:
                     failed.append(exc)
                     raise
         try:
-            results = deliver_all(deliveries, self.channels, keep, summary.stopped, summary.failing,
-                                  self._check_alive)
-            later = self._synced(later, summary)
-            with self.engine.begin() as conn:
-                record(conn, later, self.channels, now)
+            with store:
+                results = deliver_all(deliveries, self.channels, keep, summary.stopped, summary.failing,
+                                      self._check_alive)
+                later = self._synced(later, summary)
+                store.write(lambda conn: record(conn, later, self.channels, now, self.tick_id))
         except Exception:
             if failed:
                 raise failed[0] from None  # the first store failure is the cause, not what followed it
@@ -521,11 +567,11 @@ class Runner:
             with _tick_lock(_lock_path(self.engine, tick_id)):
                 yield
             return
-        with self.engine.connect() as conn:
+        # autocommit: each look at the lock is one statement, no transaction to end
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("SELECT pg_advisory_lock(:a, :b)"), {"a": ADVISORY_KEY, "b": tick_id})
-            conn.commit()
             with _Liveness(conn, tick_id) as liveness:
-                self._check_alive = liveness.check
+                self._check_alive = liveness.before_send
                 try:
                     yield
                 finally:
@@ -653,8 +699,9 @@ class Runner:
         decision's reason stays."""
         updated = dt.datetime.now(dt.timezone.utc)
         with self.engine.begin() as conn:
-            for row, why, until in rows:
-                conn.execute(update(s.contacts).where(s.contacts.c.key == row.key).values(
+            for row, why, until in rows:  # rows this tick still owns (see delivery.record)
+                conn.execute(update(s.contacts).where(s.contacts.c.key == row.key,
+                                                      s.contacts.c.tick_id == self.tick_id).values(
                     reason=f"{RETRY_NOTE}{until.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC: held by {why}",
                     decided_reason=_decided_reason(row), tick_id=None, next_attempt_at=until, updated_at=updated))
         summary.statuses["held"] += len(rows)
@@ -665,12 +712,13 @@ class Runner:
         closes them as do_not_contact, or leaves a paid invoice alone."""
         updated = dt.datetime.now(dt.timezone.utc)
         with self.engine.begin() as conn:
-            for row, why in rows:
-                conn.execute(update(s.contacts).where(s.contacts.c.key == row.key).values(
+            withdrawn = [(row, why) for row, why in rows if conn.execute(  # rows this tick still owns
+                update(s.contacts).where(s.contacts.c.key == row.key, s.contacts.c.tick_id == self.tick_id).values(
                     status="skipped", reason=f"withdrawn before delivery: {why}", tick_id=None,
-                    next_attempt_at=None, updated_at=updated))
-            reopen(conn, [(row.customer_id, _steps_of(row, self.rt), row.channel, f"withdrawn: {why}")
-                          for row, why in rows], now)
+                    next_attempt_at=None, updated_at=updated).returning(s.contacts.c.key)).first()]
+            if withdrawn:
+                reopen(conn, [(row.customer_id, _steps_of(row, self.rt), row.channel, f"withdrawn: {why}")
+                              for row, why in withdrawn], now)
         summary.statuses["withdrawn"] += len(rows)
 
     def _dry_run(self, now: dt.datetime, summary: TickSummary) -> TickSummary:

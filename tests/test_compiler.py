@@ -154,6 +154,15 @@ def test_a_day_given_twice_in_a_window_is_reported_at_the_second_key(tmp_path, d
     assert error.message == f"'{day}' appears twice in this window"
 
 
+def test_a_day_given_twice_hides_no_other_error_of_its_window(tmp_path):
+    days = 'mon-fri: "08:00-19:00", sat: "25:00-26:00", xyz: "09:00-10:00", wed: "09:00-10:00"'
+    text = HEAD.replace('default: { mon-fri: "08:00-19:00" }', f"email: {{ {days} }}") + "stages: {}\n"
+    (tmp_path / "p.yaml").write_text(text)
+    messages = [d.message for d in compile_policy(tmp_path / "p.yaml").diagnostics.sorted()]
+    assert messages == ["'25:00' is not a valid time of day (00:00 to 23:59)",
+                        "'xyz' is not a day; use mon, tue, wed, thu, fri, sat, sun", "'wed' appears twice in this window"]
+
+
 def test_cadence_warning_names_steps_count_and_limit(tmp_path):
     result = compile_text(tmp_path, "caps: [ { channel: sms, max: 1, per: 7d } ]\nstages:\n  s:\n"
                                     "    when: invoice.days_past_due > 0\n    steps:\n"

@@ -630,7 +630,7 @@ def test_a_tick_whose_lock_session_is_dropped_sends_no_more_and_the_next_tick_se
     def dropping(message):  # the server drops the lock's session while the first message is sent
         if not provider.sent:
             with engine.connect() as conn:
-                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                conn.execute(text("SELECT pg_terminate_backend(pid, 5000) FROM pg_locks WHERE locktype = 'advisory' "
                                   "AND classid = :a AND database = (SELECT oid FROM pg_database "
                                   "WHERE datname = current_database())"), {"a": ADVISORY_KEY})  # this test's only
         return send(message)
@@ -680,3 +680,37 @@ def test_an_error_code_longer_than_its_column_still_falls_back(setup):
         stored = conn.execute(select(s.contacts.c.error_code, s.contacts.c.reason)
                               .where(s.contacts.c.channel == "whatsapp")).one()
     assert stored.error_code == code[:64] and code in stored.reason  # the whole code is kept in the reason
+
+
+@POSTGRESQL_ONLY
+@pytest.mark.parametrize("answer", [BUSY, INVALID])
+def test_a_tick_that_lost_its_lock_stores_no_outcome_over_the_row_another_tick_delivered(setup, db_url, answer):
+    """While the first tick's provider call is in flight, the server drops its lock's session and a second
+    tick takes the row over and delivers it. The first tick's answer (a 429 to retry, or a refusal that
+    would reopen the step for a fallback) must not replace the second tick's `sent`: a later tick would
+    contact the customer again for a step already delivered."""
+    from sqlalchemy import text
+
+    from collect.engine.runner import ADVISORY_KEY, TickLost
+
+    first, engine = setup(whatsapp=[answer])
+    second = Runner(engine, first.plan, Channels(retry=Retry(attempts=3, backoff=60)))
+    second.channels.instances.update({name: Scripted(OK) for name in ("whatsapp", "sms", "email", "agent")})
+    provider = first.channels("whatsapp")
+    send = provider.send
+
+    def lost_meanwhile(message):
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid, 5000) FROM pg_locks WHERE locktype = 'advisory' "
+                              "AND classid = :a AND database = (SELECT oid FROM pg_database "
+                              "WHERE datname = current_database())"), {"a": ADVISORY_KEY})
+        second.tick(MONDAY + dt.timedelta(seconds=30))
+        return send(message)
+    provider.send = lost_meanwhile
+    with pytest.raises(TickLost):
+        first.tick(MONDAY)
+    assert contacts(engine) == [("d0", "whatsapp", "sent", 1)]
+    later = Runner(engine, first.plan, second.channels)
+    later.tick(MONDAY + dt.timedelta(minutes=10))
+    assert contacts(engine) == [("d0", "whatsapp", "sent", 1)]
+    assert [len(second.channels(name).sent) for name in ("whatsapp", "sms", "email")] == [1, 0, 0]
