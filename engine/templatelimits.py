@@ -135,9 +135,19 @@ def too_big(operator: str, left, right) -> bool:
     return False
 
 
+def absent(value) -> bool:
+    """Null, or an item that is not there (`invoices[1]` of a message about one invoice, `loop.previtem`
+    on the first pass): printed as nothing, and its fields are null. A field name no record has stays an
+    error (strict), as the compile check says."""
+    from jinja2 import Undefined
+
+    return value is None or (isinstance(value, Undefined) and not isinstance(value._undefined_name, str))
+
+
 def finalize(value):
-    """What `{{ }}` prints: null as nothing (as expressions do), and nothing over the limit."""
-    if value is None:
+    """What `{{ }}` prints: null and absent items as nothing (as expressions do), and nothing over the
+    limit."""
+    if absent(value):
         return ""
     check(size(value), "a printed value would be")
     return value
@@ -177,11 +187,11 @@ class EnvironmentHooks:
             yield item
 
     def bounded_concat(self, parts: tuple, autoescape: bool):
-        """`a ~ b`, measured before its parts are made text."""
+        """`a ~ b`, measured before its parts are made text; null joins as nothing, as it prints."""
         from jinja2.runtime import markup_join, str_join
 
         spend(sum(size(part) for part in parts), "'~' would give")
-        return (markup_join if autoescape else str_join)(parts)
+        return (markup_join if autoescape else str_join)(["" if part is None else part for part in parts])
 
     def bounded_literal(self, value):
         spend(size(value), "a [list] or {record} would print as")
@@ -220,10 +230,15 @@ def code_generator_class():
             self.hooks[id(node.iter)] = ("loop_steps", f", {weight}")
             super().visit_For(node, frame)
 
-        def visit_Compare(self, node, frame):
+        def visit_Compare(self, node, frame):  # `a < b`: environment.compare(a, "lt", b), null-safe
+            self.write("environment.compare(")
             for operand in (node.expr, *(op.expr for op in node.ops)):
                 self.hooks[id(operand)] = ("gone_through", "")
-            super().visit_Compare(node, frame)
+            self.visit(node.expr, frame)
+            for op in node.ops:
+                self.write(f", {op.op!r}, ")
+                self.visit(op.expr, frame)
+            self.write(")")
 
         def visit_Getitem(self, node, frame):
             if not isinstance(node.arg, nodes.Slice):

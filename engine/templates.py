@@ -119,11 +119,17 @@ def _default(value, default_value="", boolean=False):
 
 def _binop(operator: str, left, right):
     """Arithmetic as in expressions: with null, dividing by zero, or a result too large to build
-    (engine/templatelimits.py), the result is null, never an error."""
+    (engine/templatelimits.py), the result is null, never an error. An amount with a number written
+    with decimals (`total_balance * 0.2`) is exact decimal arithmetic, as in expressions: Python refuses
+    to mix Decimal and float, which made the result null."""
     from jinja2.sandbox import SandboxedEnvironment
 
     if left is None or right is None or limits.too_big(operator, left, right):
         return None
+    if isinstance(left, Decimal) and isinstance(right, float):
+        right = Decimal(repr(right))
+    elif isinstance(right, Decimal) and isinstance(left, float):
+        left = Decimal(repr(left))
     try:
         result = SandboxedEnvironment.default_binop_table[operator](left, right)
     except (ArithmeticError, TypeError, ValueError):
@@ -139,7 +145,7 @@ def environment(html: bool = False):
 
     env = _environment_class()(undefined=StrictUndefined, autoescape=html, keep_trailing_newline=True,
                                finalize=limits.finalize)
-    env.filters = _message_filters(env.filters)
+    env.filters = _message_filters(env.filters, html)
     env.tests = limits.bounded_tests(env.tests)
     return env
 
@@ -162,11 +168,39 @@ def _environment_class():
             except TypeError:
                 return None
 
+        def getattr(self, obj, attribute):  # a field of null is null: `promise.date.year` without a promise
+            return None if limits.absent(obj) else super().getattr(obj, attribute)
+
+        def getitem(self, obj, argument):
+            return None if limits.absent(obj) else super().getitem(obj, argument)
+
+        def compare(self, left, *chain):
+            """`left OP right [OP right ...]`, as in expressions: an order (<, <=, >, >=) with null is
+            false, and so is a comparison of values that cannot be compared (a date with a number), never
+            an error when the message renders (SPEC 3)."""
+            for op, right in zip(chain[::2], chain[1::2]):
+                if op in _ORDER and (limits.absent(left) or limits.absent(right)):
+                    return False
+                try:
+                    if not _COMPARE[op](left, right):
+                        return False
+                except TypeError:
+                    return False
+                left = right
+            return True
+
     return MessageEnvironment
 
 
-def _message_filters(jinja: dict) -> dict:
-    """JINJA_FILTERS, null-safe, and `money`, `date`, `default`; all bounded (engine/templatelimits.py)."""
+_ORDER = {"lt", "lteq", "gt", "gteq"}
+_COMPARE = {"eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
+            "lteq": lambda a, b: a <= b, "gt": lambda a, b: a > b, "gteq": lambda a, b: a >= b,
+            "in": lambda a, b: a in b, "notin": lambda a, b: a not in b}
+
+
+def _message_filters(jinja: dict, html: bool = False) -> dict:
+    """JINJA_FILTERS, null-safe, and `money`, `date`, `default`; all bounded (engine/templatelimits.py).
+    In the HTML part, the filters that make plain text of markup escape what they give (_markup_out)."""
     from jinja2 import pass_context
 
     @pass_context
@@ -195,11 +229,81 @@ def _message_filters(jinja: dict) -> dict:
         return format_date(value, format=format or "medium",
                            locale=_given_locale(locale) if locale else _locale(ctx))
 
-    # null in, null out (printed as ""): an absent field neither raises nor prints "None"
-    bounded = limits.bounded_filters({name: jinja[name] for name in JINJA_FILTERS})
+    # null in, null out (printed as ""): an absent field neither raises nor prints "None"; nor does it
+    # among the items of a list (join, sort, max, min)
+    given = {name: jinja[name] for name in JINJA_FILTERS}
+    given.update(join=_join_nulls_as_nothing(jinja["join"]), sort=_sort_nulls_last(jinja["sort"]),
+                 max=_without_nulls(jinja["max"]), min=_without_nulls(jinja["min"]))
+    bounded = limits.bounded_filters(given)
     filters = {name: _null_safe(fn) for name, fn in bounded.items()}
+    if html:
+        filters.update({name: _markup_out(filters[name], unescape=name != "striptags") for name in MARKUP_TO_TEXT})
     filters.update(limits.bounded_filters({"money": money, "date": date}), default=_default, d=_default)
     return filters
+
+
+# Jinja filters that read markup (what a {% set %} or {% filter %} block captured in the HTML part, its
+# printed values escaped already) as the text of its escapes: `title` and `wordwrap` give that as plain
+# text, printed escaped a second time (O&amp;#39;Brien); `truncate` and `center` count the escapes'
+# characters (and may cut one in half); `striptags` gives the text unescaped, and a `{% filter striptags %}`
+# block prints its result as it is: a customer's name became live HTML.
+MARKUP_TO_TEXT = ("striptags", "title", "wordwrap", "truncate", "center")
+
+
+def _markup_out(fn, unescape: bool):
+    """`fn` given markup works on the text it shows (`unescape`; striptags reads the tags first) and
+    gives that text escaped, as markup: printed once, never as HTML."""
+    from markupsafe import Markup, escape
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        at = 1 if hasattr(fn, "jinja_pass_arg") else 0
+        if len(args) <= at or not isinstance(args[at], Markup):
+            return fn(*args, **kwargs)
+        args = (*args[:at], args[at].unescape() if unescape else args[at], *args[at + 1:])
+        result = fn(*args, **kwargs)
+        return escape(result) if isinstance(result, str) else result
+    return wrapper
+
+
+def _join_nulls_as_nothing(join):
+    """`join` with null items (`invoices | map(attribute="number")` where one has none) as nothing."""
+    from jinja2 import pass_eval_context
+    from jinja2.filters import make_attrgetter
+
+    @pass_eval_context
+    def wrapper(eval_ctx, value, d="", attribute=None):
+        if attribute is not None:
+            value = map(make_attrgetter(eval_ctx.environment, attribute), value)
+        return join(eval_ctx, ["" if v is None else v for v in value], d)
+    return wrapper
+
+
+def _sort_nulls_last(sort):
+    """`sort` with the items whose key is null (an invoice without issue_date) after the others."""
+    from jinja2 import pass_environment
+    from jinja2.filters import make_multi_attrgetter
+
+    @pass_environment
+    def wrapper(environment, value, reverse=False, case_sensitive=False, attribute=None):
+        keys = make_multi_attrgetter(environment, attribute) if attribute is not None else (lambda item: [item])
+        items = list(value)
+        nulls = [i for i in items if any(k is None for k in keys(i))]
+        rest = [i for i in items if not any(k is None for k in keys(i))]
+        return sort(environment, rest, reverse, case_sensitive, attribute) + nulls
+    return wrapper
+
+
+def _without_nulls(pick):
+    """`max` or `min` of the items whose value (or attribute) is not null."""
+    from jinja2 import pass_environment
+    from jinja2.filters import make_attrgetter
+
+    @pass_environment
+    def wrapper(environment, value, case_sensitive=False, attribute=None):
+        get = make_attrgetter(environment, attribute) if attribute is not None else (lambda item: item)
+        return pick(environment, [v for v in value if get(v) is not None], case_sensitive, attribute)
+    return wrapper
 
 
 def _zone(ctx):

@@ -212,6 +212,28 @@ def test_rendering_never_fails_on_null_fields():
     assert [(i.code, i.severity) for i in check_template("{{ 1 / 0 }}", SCHEMA)] == [("division-by-zero", "warning")]
 
 
+@pytest.mark.parametrize("source, expected", [
+    ("{% if customer.tier > 'a' %}x{% else %}y{% endif %}", "y"),  # an order with null is false (SPEC 3)
+    ("{% if promise.amount < total_balance %}x{% endif %}-", "-"),
+    ("{{ [customer.tier, 1] | max }}", "1"),
+    ("Sr. {{ 'x' ~ customer.tier ~ 'y' }}", "Sr. xy"),  # null prints as nothing, also inside `~`
+    ("{{ [customer.tier, 'b'] | join('/') }}", "/b"),
+    ("{{ invoices | map(attribute='number') | join(',') }}", "F1,"),
+    ("{{ invoices | sort(attribute='number') | map(attribute='balance') | join(',') }}", "1234.5,10"),
+    ("{{ promise.date.year }}|{{ promise.date.month == 12 }}", "|False"),  # a field of null is null
+    ("{{ invoices[5].number }}{{ invoices[5] }}", ""),  # an item that is not there
+    ("{% for i in invoices %}{{ loop.previtem.number }};{% endfor %}", ";F1;"),
+    ("{{ (total_balance * 0.2) | money }}|{{ (total_balance / 2.0) | money }}", "S/\xa0248.90|S/\xa0622.25"),
+])
+def test_rendering_never_fails_nor_prints_none_for_a_null_or_absent_value(source, expected):
+    """Each of these passed the compile check and then failed the message when it rendered (TypeError,
+    an attribute of None), printed "None", or printed nothing for exact arithmetic with a decimal number."""
+    context = ctx(tier=None)
+    context["invoices"][1]["number"] = None
+    assert check_template(source, SCHEMA) == []
+    assert render(source, context) == expected
+
+
 def test_rendering_cannot_exhaust_memory_or_time():
     assert render("{{ 'x' * 100000000 }}{{ 10 ** 100000 }}", ctx()) == ""
 
@@ -242,6 +264,10 @@ def test_customer_text_is_escaped_in_the_html_part_and_only_there():
     "{{ customer.name | e | replace('&lt;', '<') }}",
     "{{ customer.name | striptags }}{{ customer.tier | striptags }}",
     "{% filter lower %}{{ customer.name }}{% endfilter %}",
+    # striptags gave the captured text unescaped, and a filter block prints its result as it is
+    "{% filter striptags %}{{ customer.name }}{% endfilter %}{% filter striptags %}{{ customer.tier }}{% endfilter %}",
+    "{% filter title %}{{ customer.name }}{% endfilter %}",
+    "{% set n %}{{ customer.name }}{% endset %}{{ n | wordwrap(20) }}{{ n | truncate(20) }}{{ n | center(90) }}",
     "{% set br %}<br>{% endset %}{{ customer.name | wordwrap(5, wrapstring=br) }}",
     "{{ customer.name | truncate(40, end=customer.tier) }}",
     "{{ total_balance | money(customer.tier) }}",
@@ -250,6 +276,19 @@ def test_no_filter_or_operator_lets_customer_text_out_unescaped_in_html(source):
     html = render(source, ctx(name=MARKUP, tier="&lt;script&gt;x"), html=True)
     assert check_template(source, SCHEMA, html=True) == []
     assert not any(tag in html.lower() for tag in ("<a", "<img", "<script")), html
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("{{ n | title }}", "Sr. O&#39;brien &amp; Sons"),
+    ("{{ n | wordwrap(40) }}", "Sr. O&#39;Brien &amp; Sons"),
+    ("{{ n | truncate(12, true, '...', 0) }}", "Sr. O&#39;Bri..."),  # counts what shows: no &#3 cut in half
+    ("{{ n | striptags }}", "Sr. O&#39;Brien &amp; Sons"),
+])
+def test_captured_text_is_escaped_once_whatever_the_filter(source, expected):
+    """`title` and `wordwrap` read the escapes of captured markup as text, which was printed escaped again:
+    the customer saw O&amp;#39;Brien."""
+    html = render("{% set n %}Sr. {{ customer.name }}{% endset %}" + source, ctx(name="O'Brien & Sons"), html=True)
+    assert html == expected
 
 
 def test_autoescape_cannot_be_turned_off():
