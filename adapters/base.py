@@ -246,6 +246,17 @@ def inside_window(metadata: dict) -> bool:
     return last is not None and now - last < WHATSAPP_WINDOW
 
 
+def empty_param(message: Message) -> DeliveryResult | None:
+    """WhatsApp refuses a template whose parameter is empty (a customer without a name): say which, and
+    how to give it a value, instead of the provider's HTTP 400. None when every parameter has text."""
+    empty = [n for n, param in enumerate(message.params, start=1) if not param.strip()]
+    if not message.template_name or not empty:
+        return None
+    return DeliveryResult.permanent("empty_param", f"parameter {empty[0]} of the WhatsApp template "
+                                    f"'{message.template_name}' is empty, and WhatsApp refuses empty parameters; "
+                                    "give it a default in the policy: {{ customer.name | default(\"cliente\") }}")
+
+
 def readable_id(value) -> str | None:
     """A provider's message id as text, or None when the answer holds none that reads as one."""
     if isinstance(value, str):

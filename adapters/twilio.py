@@ -22,7 +22,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr, model_validator
 
-from .base import DeliveryResult, HttpUrl, Message, Seconds, Settings, inside_window, secret
+from .base import DeliveryResult, HttpUrl, Message, Seconds, Settings, empty_param, inside_window, secret
 from .http import ErrorCodes, HttpAdapter, json_body, provider_code
 
 # Error codes and what they mean. Source: Twilio's error dictionary, one page per code at
@@ -143,6 +143,8 @@ class TwilioChannel(TwilioBase):
             return DeliveryResult.permanent("outside_24h_window", "free text is allowed only within 24 hours "
                                             "of the customer's last message; give the step a WhatsApp template "
                                             "(and its Content SID in content_sids)")
+        if self.whatsapp() and (empty := empty_param(message)):
+            return empty
         form = {"To": self.address(message.recipient), "StatusCallback": self.settings.status_callback}
         form.update(self.sender())
         content = self.content(message)

@@ -18,7 +18,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr
 
-from .base import WHATSAPP_WINDOW, DeliveryResult, HttpUrl, Message, Seconds, Settings, inside_window, secret
+from .base import (WHATSAPP_WINDOW, DeliveryResult, HttpUrl, Message, Seconds, Settings, empty_param, inside_window,
+                   secret)
 from .http import ErrorCodes, HttpAdapter, json_body, provider_code, retry_after
 
 WINDOW = WHATSAPP_WINDOW  # the customer service window (fixed by Meta, not a setting)
@@ -105,6 +106,8 @@ class WhatsAppCloudChannel(HttpAdapter):
         if not message.template_name and not inside_window(message.metadata):
             return DeliveryResult.permanent("outside_24h_window", "free text is allowed only within 24 hours "
                                             "of the customer's last message; give the step a WhatsApp template")
+        if empty := empty_param(message):
+            return empty
         path = f"/{quote(self.settings.phone_number_id, safe='')}/messages"
         response = self.post(path, json=self.payload(message))
         if isinstance(response, DeliveryResult):

@@ -547,7 +547,9 @@ def render_channel(template, context: dict) -> Rendered:
     if isinstance(template, dict):
         template = _Obj(template)
     if hasattr(template, "template_name"):
-        params = tuple(render(p, context) for p in template.params)
+        # WhatsApp refuses a template parameter with a line break, a tab or more than four spaces in a row
+        # (its approved text keeps its own line breaks): each parameter is one line, its blanks single
+        params = tuple(" ".join(render(p, context).split()) for p in template.params)
         return Rendered(" | ".join(params), params=params)
     subject = getattr(template, "subject", None)
     html = getattr(template, "html", None)

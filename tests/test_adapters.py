@@ -197,6 +197,18 @@ def test_whatsapp_template_message_has_the_cloud_api_shape(server):
                                             {"type": "text", "text": "S/ 1,250.00"}]}]}}
 
 
+@pytest.mark.parametrize("adapter", ["cloud", "twilio"])
+def test_an_empty_whatsapp_template_parameter_is_refused_before_sending(server, adapter):
+    """WhatsApp answers HTTP 400 to an empty parameter (a customer without a name): the message fails for
+    good saying which parameter and how to give it a value, without a call."""
+    channel = whatsapp(server) if adapter == "cloud" else twilio(
+        server, channel="whatsapp", content_sids={"recordatorio_pago": "HX" + "a" * 32})
+    result = channel.send(message("whatsapp", template_name="recordatorio_pago", params=("Ana", " ")))
+    assert (result.status, result.error_code) == ("permanent", "empty_param") and not server.requests
+    assert "parameter 2 of the WhatsApp template 'recordatorio_pago' is empty" in result.error
+    assert "default(" in result.error
+
+
 def test_whatsapp_template_language_falls_back_on_the_message_language(server):
     whatsapp(server).send(message("whatsapp", template_name="hello_world", language="en-US"))
     assert server.requests[0].json["template"] == {"name": "hello_world", "language": {"code": "en_US"}}

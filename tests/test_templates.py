@@ -400,3 +400,11 @@ def test_a_filter_given_arguments_it_cannot_take_is_an_error_at_compile_time(sou
                                     "{{ customer.name | float('n/a') }}"])
 def test_filters_called_as_they_may_be_pass(source):
     assert check_template(source, SCHEMA) == []
+
+
+def test_whatsapp_template_parameters_are_one_line_each():
+    """WhatsApp refuses a parameter with a line break, a tab or more than four spaces in a row."""
+    rendered = render_channel(WhatsAppTemplate(template_name="t", language="es",
+                                               params=["{% for i in invoices %}{{ i.number }}\n{% endfor %}",
+                                                       "a\t b     c"]), ctx())
+    assert rendered.params == ("F1 F2", "a b c")
