@@ -204,12 +204,17 @@ def _load_templates_dir(comp: Compilation) -> None:
                 continue
             comp.templates.setdefault(name, {})[channel] = template
             path = directory / f"{name}.{channel}.j2"
-            body_line = email_body_line(path.read_text(encoding="utf-8")) if channel == "email" else 1
+            text = path.read_text(encoding="utf-8")
+            body_line = email_body_line(text) if channel == "email" else 1
+            subject_col = len(text) - len(text.split(":", 1)[-1].lstrip(" \t")) if channel == "email" else 0
             for key, source in _template_sources(template):
                 for issue in check_template(source, comp.schema, html=key == "html"):
                     report = comp.diags.warning if issue.severity == "warning" else comp.diags.error
+                    # reported in the template's own file, at its own line and column (SPEC 6)
                     line = issue.line + (body_line - 1 if key == "body" else 0)
-                    report(issue.code, f"{path}:{line}: {issue.message}", span, issue.hint)
+                    col = issue.col + (subject_col if key == "subject" else 0)
+                    report(issue.code, f"template '{name}' ({channel}): {issue.message}", Span(str(path), line, col),
+                           issue.hint)
 
 
 def _template_sources(template) -> list[tuple[str | None, str]]:

@@ -5,12 +5,12 @@ the resolved docs for the plan — so the plan, and its hash, carry the rules th
 profile is a changed plan — and, once the plan is built, maps the static findings of
 engine/compliance_checks.py (a step that can never send lawfully, a cadence above a legal cap) to
 diagnostics at the steps they name, and those about a template body (no opt-out) at that body: in the
-policy file, or at `templates_dir` naming the template's file there.
+policy file, or at the top of its file in `templates_dir`.
 """
 
 from __future__ import annotations
 
-from ..dsl.diagnostics import suggest
+from ..dsl.diagnostics import Span, suggest
 
 
 def resolve_profiles(comp) -> list[dict]:
@@ -96,10 +96,10 @@ def check_steps(comp, plan_doc: dict, docs: list[dict]) -> None:
 
 
 def _template_place(comp, finding):
-    """(span, message) of a finding about a template body: the body in the policy file, else the
-    `templates_dir` key, the message then naming the file the template came from."""
+    """(span, message) of a finding about a template body: the body in the policy file, else the top of
+    the `templates_dir` file the template came from."""
     name, channel, part = finding.template
     if channel in (comp.policy.templates.get(name) or {}):
         return comp.span(("templates", name, channel) + ((part,) if part else ())), finding.message
     file = comp.base_dir / (comp.policy.templates_dir or "") / f"{name}.{channel}.j2"
-    return comp.span(("templates_dir",)), f"{file}: {finding.message}"
+    return Span(str(file), 1, 1), finding.message

@@ -396,11 +396,28 @@ def test_a_custom_field_that_redeclares_a_built_in_one_is_an_error(tmp_path):
     assert "'invoice.amount' is a built-in field (decimal)" in result.diagnostics.items[0].message
 
 
-def test_a_mistake_in_an_email_file_is_reported_on_the_file_s_own_line(tmp_path):
-    """The body starts after `Subject:` and a blank line: the line was counted from the body (4, not 6)."""
+def test_a_mistake_in_a_templates_dir_file_is_reported_at_its_own_file_line_and_column(tmp_path):
+    """FILE:LINE:COL of the template's file (SPEC 6), not the policy's `templates_dir:` line with the file
+    in the message. The body starts after `Subject:` and a blank line: counted from the file's top."""
     (tmp_path / "t").mkdir()
-    (tmp_path / "t" / "aviso.email.j2").write_text("Subject: Hola {{ customer.name }}\n\nEstimado cliente,\n\n"
+    (tmp_path / "t" / "aviso.email.j2").write_text("Subject:  Hola {{ customer.nmbre }}\n\nEstimado cliente,\n\n"
                                                    "Su saldo vence pronto.\nAtentamente {{ customer.nmae }}\n",
                                                    encoding="utf-8")
     result = compile_text(tmp_path, "templates_dir: t\nstages: {}\n")
-    assert [d.message.split(": ", 1)[0] for d in result.diagnostics.items] == [f"{tmp_path / 't' / 'aviso.email.j2'}:6"]
+    file = str(tmp_path / "t" / "aviso.email.j2")
+    assert [(d.span.file, d.span.line, d.span.col, d.code) for d in result.diagnostics.sorted()] == [
+        (file, 1, 27, "unknown-attribute"), (file, 6, 24, "unknown-attribute")]  # at the '.' of customer.nmbre
+    assert result.diagnostics.sorted()[1].message.startswith("template 'aviso' (email): customer has no field 'nmae'")
+
+
+def test_a_compliance_finding_about_a_templates_dir_file_is_reported_at_that_file(tmp_path):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "x.sms.j2").write_text("Pay now {{ pay_link }}\n", encoding="utf-8")
+    (tmp_path / "p.yaml").write_text(
+        "policy: us\ntimezone: America/Chicago\ncompliance: [us-reg-f]\ntemplates_dir: t\n"
+        "windows:\n  default: { mon-fri: \"08:00-20:00\" }\n"
+        "stages:\n  s:\n    when: invoice.days_past_due > 0\n    steps:\n"
+        "      - { id: b, at: due+2d 09:00, send: sms, template: x }\n", encoding="utf-8")
+    (finding,) = compile_policy(tmp_path / "p.yaml").diagnostics.items
+    assert finding.code == "compliance-no-opt-out"
+    assert (finding.span.file, finding.span.line, finding.span.col) == (str(tmp_path / "t" / "x.sms.j2"), 1, 1)
