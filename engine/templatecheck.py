@@ -386,6 +386,11 @@ class Walker:
             if not (isinstance(first, nodes.Const) and first.value in by_name and first.value != "map"):
                 self.issue("unsafe-template", f"'{name}' takes the name of a known "
                            f"{'filter' if name == 'map' else 'test'}, written out", node, name)
+            elif name == "map":  # `invoices | map('money')`: the filter applies to each item, of a known kind
+                need, item = NEEDS.get(first.value), _element(value)
+                if need and item != ANY and item not in ACCEPTS[need]:
+                    self.issue("template-type", f"the '{first.value}' filter needs {_NEED_WORDS[need]}, not "
+                               f"{_describe(item)}: map('{first.value}') applies it to each item", node, name)
 
 
 _EXAMPLES = {"money": ("USD", "es_PE"), "date": ("dd/MM/yyyy", "es_PE")}

@@ -181,6 +181,8 @@ def test_routes_to_python_internals_are_rejected_at_compile_time(source, col):
     ("{{ customer.name | pprint }}", "unknown-filter", 20),
     ("{% set x = invoices | first %}{{ x.nmbr }}", "unknown-attribute", 35),
     ("{{ invoices | map(attribute='nmber') | join }}", "unknown-attribute", 30),
+    ("{{ invoices | map('money') | join }}", "template-type", 15),  # the filter applies to each invoice
+    ("{{ invoices | map('date') | join }}", "template-type", 15),
 ])
 def test_filters_and_operators_on_the_wrong_kind_are_compile_errors(source, code, col):
     issues = check_template(source, SCHEMA)
