@@ -12,7 +12,13 @@ from ..dsl.fields import schema_for
 from .contacts import address
 from .decide import stopped
 from .events import customer_facts, invoice_context, promise_active
-from .templates import make_context, render_channel
+from .templates import TemplateRenderError, make_context, render_channel
+
+
+# babel writes a no-break space in amounts (S/\xa0100.00, 1\u202f234,50\xa0€); neither is in the GSM 7-bit
+# alphabet, so one would send the whole SMS as UCS-2: 70 characters a part instead of 160, two or three
+# times the parts and the cost, for a character nobody wrote
+_PLAIN_SPACES = str.maketrans({"\xa0": " ", "\u202f": " ", "\u2007": " "})
 
 
 def _template_object(doc: dict):
@@ -78,8 +84,13 @@ def build_message(rt, plan, decision, state, pay_link: str, steps=()) -> Message
     params: tuple = ()
     if decision.template:
         doc = plan["templates"][decision.template][decision.channel]
-        rendered = render_channel(_template_object(dict(doc)), context)
+        try:
+            rendered = render_channel(_template_object(dict(doc)), context)
+        except TemplateRenderError as exc:  # which template: the reason is read in `collect history`
+            raise TemplateRenderError(f"template {decision.template}.{decision.channel}: {exc}") from None
         subject, body, html, params = rendered.subject, rendered.body, rendered.html, rendered.params
+        if decision.channel == "sms":
+            body = body.translate(_PLAIN_SPACES)
         if doc["kind"] == "whatsapp":  # a provider-approved template, sent by name with its parameters
             template_name, template_language = doc["template_name"], doc["language"]
     if decision.channel == "agent":  # a task for a person: what to do, for whom, how urgent

@@ -44,7 +44,9 @@ class TemplateDirError(Exception):
 
 
 class TemplateRenderError(Exception):
-    pass
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.line = line  # of the part that failed, when Jinja tells it
 
 
 @dataclass(frozen=True)
@@ -530,31 +532,51 @@ def render(source: str, context: dict, *, html: bool = False) -> str:
         with limits.render_budget():
             return limits.output(_compiled(source, html).generate(context))
     except SecurityError as exc:
-        raise TemplateRenderError(f"the template tried something the sandbox forbids: {exc}") from None
+        raise TemplateRenderError(f"the template tried something the sandbox forbids: {exc}", _line(exc)) from None
     except TemplateError as exc:
-        raise TemplateRenderError(f"the template failed: {exc}") from None
+        raise TemplateRenderError(f"the template failed: {exc}", _line(exc)) from None
     except limits.TemplateLimitError as exc:
-        raise TemplateRenderError(f"the template is too costly: {exc}") from None
+        raise TemplateRenderError(f"the template is too costly: {exc}", _line(exc)) from None
     except Exception as exc:  # noqa: BLE001 - a value or an argument a filter cannot work with (babel's
         # UnknownLocaleError, AttributeError ...): the template's failure, reported as every other one is
-        raise TemplateRenderError(f"the template failed: {type(exc).__name__}: {exc}") from None
+        raise TemplateRenderError(f"the template failed: {type(exc).__name__}: {exc}", _line(exc)) from None
+
+
+def _line(exc: BaseException) -> int | None:
+    """The line of the template where rendering failed, so that the analyst can find it: Jinja re-raises
+    with the template's own frames, named <template>, in the traceback (the last is the innermost)."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _part(name: str, source: str, context: dict, *, html: bool = False) -> str:
+    """One part of a message, its failure named by the part (body, subject, html, parameter N) and line."""
+    try:
+        return render(source, context, html=html)
+    except TemplateRenderError as exc:
+        where = f"{name}, line {exc.line}" if exc.line else name
+        raise TemplateRenderError(f"{where}: {exc}") from None
 
 
 def render_channel(template, context: dict) -> Rendered:
     """Render one channel's template (a model object from dsl.model, a string, or a templates_dir dict)."""
     if isinstance(template, str):
-        return Rendered(render(template, context))
+        return Rendered(_part("body", template, context))
     if isinstance(template, dict):
         template = _Obj(template)
     if hasattr(template, "template_name"):
         # WhatsApp refuses a template parameter with a line break, a tab or more than four spaces in a row
         # (its approved text keeps its own line breaks): each parameter is one line, its blanks single
-        params = tuple(" ".join(render(p, context).split()) for p in template.params)
+        params = tuple(" ".join(_part(f"parameter {i}", p, context).split()) for i, p in enumerate(template.params, 1))
         return Rendered(" | ".join(params), params=params)
     subject = getattr(template, "subject", None)
     html = getattr(template, "html", None)
-    return Rendered(render(template.body, context), render(subject, context) if subject else None,
-                    render(html, context, html=True) if html else None)
+    return Rendered(_part("body", template.body, context), _part("subject", subject, context) if subject else None,
+                    _part("html", html, context, html=True) if html else None)
 
 
 class _Obj:

@@ -714,3 +714,26 @@ def test_a_tick_that_lost_its_lock_stores_no_outcome_over_the_row_another_tick_d
     later.tick(MONDAY + dt.timedelta(minutes=10))
     assert contacts(engine) == [("d0", "whatsapp", "sent", 1)]
     assert [len(second.channels(name).sent) for name in ("whatsapp", "sms", "email")] == [1, 0, 0]
+
+
+def test_a_template_that_fails_at_delivery_says_which_template_part_and_line(setup):
+    costly = "{% for a in 'x' | center(10000) %}{% for b in 'x' | center(1000) %}{% endfor %}{% endfor %}"
+    policy = POLICY.replace('sms: "Hola {{ customer.name }}: {{ total_balance | money }}"',
+                            f'sms: "Hola\\n{{{{ customer.name }}}}\\n{costly}"')
+    policy = policy.replace("send: [whatsapp, sms, email]", "send: [sms, email]")
+    run, engine = setup(policy, sms=[OK], email=[OK])
+    run.tick(MONDAY)
+    with engine.connect() as conn:
+        failed = conn.execute(select(s.contacts).where(s.contacts.c.channel == "sms")).one()
+    assert failed.error_code == "render"
+    assert failed.reason.startswith("template m.sms: body, line 3: the template is too costly: "), failed.reason
+    assert contacts(engine)[-1][:3] == ("d0", "email", "sent")
+
+
+def test_an_sms_amount_is_written_with_a_plain_space_so_the_message_stays_gsm_7(setup):
+    policy = POLICY.replace("send: [whatsapp, sms, email]", "send: [sms, email]").replace(
+        "total_balance | money }}\"", "total_balance | money(locale='es_PE') }} y {{ 1234567 | money('EUR', 'fr_FR') }}\"")
+    run, _engine = setup(policy, sms=[OK], email=[OK])
+    run.tick(MONDAY)
+    (message,) = run.channels("sms").sent
+    assert message.body == "Hola ACME: S/ 100.00 y 1 234 567,00 €"  # babel writes S/\xa0100.00, which is not GSM 7-bit

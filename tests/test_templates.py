@@ -410,3 +410,13 @@ def test_whatsapp_template_parameters_are_one_line_each():
                                                params=["{% for i in invoices %}{{ i.number }}\n{% endfor %}",
                                                        "a\t b     c"]), ctx())
     assert rendered.params == ("F1 F2", "a b c")
+
+
+def test_a_render_failure_names_the_part_and_its_line():
+    bad = "{{ invoice.balance | money(locale='zz_QQ') }}"  # a locale only known when the message is rendered
+    with pytest.raises(TemplateRenderError, match=r"^subject, line 2: the template failed: UnknownLocaleError"):
+        render_channel({"subject": f"Factura\n{bad}", "body": "ok"}, ctx())
+    with pytest.raises(TemplateRenderError, match=r"^html, line 1: the template failed: "):
+        render_channel({"subject": "s", "body": "ok", "html": bad}, ctx())
+    with pytest.raises(TemplateRenderError, match=r"^parameter 2, line 1: the template failed: "):
+        render_channel({"template_name": "t", "language": "es", "params": ["ok", bad]}, ctx())
