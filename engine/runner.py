@@ -698,13 +698,14 @@ class Runner:
         frequency) wait, still `sending`, for the moment they may: no attempt is counted, and the
         decision's reason stays."""
         updated = dt.datetime.now(dt.timezone.utc)
+        held = 0
         with self.engine.begin() as conn:
             for row, why, until in rows:  # rows this tick still owns (see delivery.record)
-                conn.execute(update(s.contacts).where(s.contacts.c.key == row.key,
-                                                      s.contacts.c.tick_id == self.tick_id).values(
+                held += conn.execute(update(s.contacts).where(s.contacts.c.key == row.key,
+                                                              s.contacts.c.tick_id == self.tick_id).values(
                     reason=f"{RETRY_NOTE}{until.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC: held by {why}",
-                    decided_reason=_decided_reason(row), tick_id=None, next_attempt_at=until, updated_at=updated))
-        summary.statuses["held"] += len(rows)
+                    decided_reason=_decided_reason(row), tick_id=None, next_attempt_at=until, updated_at=updated)).rowcount
+        summary.statuses["held"] += held
 
     def _withdraw(self, rows: list, now: dt.datetime, summary: TickSummary) -> None:
         """Contacts that must no longer go out are `skipped`, and their steps are open again with the
@@ -719,7 +720,7 @@ class Runner:
             if withdrawn:
                 reopen(conn, [(row.customer_id, _steps_of(row, self.rt), row.channel, f"withdrawn: {why}")
                               for row, why in withdrawn], now)
-        summary.statuses["withdrawn"] += len(rows)
+        summary.statuses["withdrawn"] += len(withdrawn)
 
     def _dry_run(self, now: dt.datetime, summary: TickSummary) -> TickSummary:
         """Decide for every due customer and report, writing and sending nothing."""

@@ -562,6 +562,9 @@ def _part(name: str, source: str, context: dict, *, html: bool = False) -> str:
         raise TemplateRenderError(f"{where}: {exc}") from None
 
 
+_ONE_LINE = re.compile(r"[ \t\n\r\v\f]+")
+
+
 def render_channel(template, context: dict) -> Rendered:
     """Render one channel's template (a model object from dsl.model, a string, or a templates_dir dict)."""
     if isinstance(template, str):
@@ -570,8 +573,10 @@ def render_channel(template, context: dict) -> Rendered:
         template = _Obj(template)
     if hasattr(template, "template_name"):
         # WhatsApp refuses a template parameter with a line break, a tab or more than four spaces in a row
-        # (its approved text keeps its own line breaks): each parameter is one line, its blanks single
-        params = tuple(" ".join(_part(f"parameter {i}", p, context).split()) for i, p in enumerate(template.params, 1))
+        # (its approved text keeps its own line breaks): each parameter is one line, its blanks single; the
+        # no-break spaces `money` and `date` write stay (str.split would take them for blanks)
+        params = tuple(_ONE_LINE.sub(" ", _part(f"parameter {i}", p, context)).strip(" ")
+                       for i, p in enumerate(template.params, 1))
         return Rendered(" | ".join(params), params=params)
     subject = getattr(template, "subject", None)
     html = getattr(template, "html", None)

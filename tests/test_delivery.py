@@ -737,3 +737,21 @@ def test_an_sms_amount_is_written_with_a_plain_space_so_the_message_stays_gsm_7(
     run.tick(MONDAY)
     (message,) = run.channels("sms").sent
     assert message.body == "Hola ACME: S/ 100.00 y 1 234 567,00 €"  # babel writes S/\xa0100.00, which is not GSM 7-bit
+
+
+def test_rows_another_tick_took_over_are_neither_held_nor_withdrawn_nor_counted(setup):
+    from collect.engine.runner import TickSummary
+
+    run, engine = setup(whatsapp=[OK])
+    run.tick(MONDAY)
+    with engine.begin() as conn:  # a later tick owns the row now
+        conn.execute(s.contacts.update().values(status="sending", tick_id=999, reason="theirs"))
+        row = conn.execute(select(s.contacts).where(s.contacts.c.channel == "whatsapp")).one()
+    key = row.key
+    run.tick_id, summary = 7, TickSummary()
+    run._hold([(row, "window", MONDAY + dt.timedelta(hours=1))], summary)
+    run._withdraw([(row, "paid")], MONDAY, summary)
+    assert summary.statuses["held"] == 0 and summary.statuses["withdrawn"] == 0
+    with engine.connect() as conn:
+        mine = conn.execute(select(s.contacts).where(s.contacts.c.key == key)).one()
+    assert (mine.status, mine.tick_id, mine.reason) == ("sending", 999, "theirs")

@@ -412,6 +412,14 @@ def test_whatsapp_template_parameters_are_one_line_each():
     assert rendered.params == ("F1 F2", "a b c")
 
 
+def test_whatsapp_parameters_keep_the_no_break_spaces_of_amounts_and_dates():
+    """Only line breaks, tabs and runs of plain spaces are folded: `S/\xa01,244.50` must not wrap apart."""
+    rendered = render_channel(WhatsAppTemplate(template_name="t", language="es",
+                                               params=["{{ total_balance | money }}\n\t al  día"]), ctx())
+    (param,) = rendered.params
+    assert param.startswith("S/\xa01,244.50 ") and param.endswith(" al día") and "\n" not in param
+
+
 def test_a_render_failure_names_the_part_and_its_line():
     bad = "{{ invoice.balance | money(locale='zz_QQ') }}"  # a locale only known when the message is rendered
     with pytest.raises(TemplateRenderError, match=r"^subject, line 2: the template failed: UnknownLocaleError"):
