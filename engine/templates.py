@@ -22,6 +22,8 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import functools
+import itertools
+import os
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -148,7 +150,9 @@ def environment(html: bool = False):
     env = _environment_class()(undefined=StrictUndefined, autoescape=html, keep_trailing_newline=True,
                                finalize=limits.finalize)
     env.filters = _message_filters(env.filters, html)
-    env.tests = limits.bounded_tests(env.tests)
+    tests = dict(env.tests, defined=lambda value: not limits.absent(value),  # null is what is not there
+                 undefined=limits.absent)
+    env.tests = {name: _false_if_unfit(test) for name, test in limits.bounded_tests(tests).items()}
     return env
 
 
@@ -170,11 +174,14 @@ def _environment_class():
             except TypeError:
                 return None
 
-        def getattr(self, obj, attribute):  # a field of null is null: `promise.date.year` without a promise
-            return None if limits.absent(obj) else super().getattr(obj, attribute)
+        # a field of null is null (`promise.date.year` without a promise), and so is an item that is not
+        # there (`invoices[1]` of a message about one invoice, `loop.previtem` on the first pass): null
+        # from the start, so that `if`, `~`, filters and tests treat it as any other null
+        def getattr(self, obj, attribute):
+            return None if limits.absent(obj) else _null_if_absent(super().getattr(obj, attribute))
 
         def getitem(self, obj, argument):
-            return None if limits.absent(obj) else super().getitem(obj, argument)
+            return None if limits.absent(obj) else _null_if_absent(super().getitem(obj, argument))
 
         def compare(self, left, *chain):
             """`left OP right [OP right ...]`, as in expressions: an order (<, <=, >, >=) with null is
@@ -192,6 +199,23 @@ def _environment_class():
             return True
 
     return MessageEnvironment
+
+
+def _null_if_absent(value):
+    return None if limits.absent(value) else value
+
+
+def _false_if_unfit(test):
+    """A test of a value it cannot apply to is false, as a comparison with null is (SPEC 3):
+    `customer.risk_score is gt 0.5` with no score, `selectattr("balance", ">", 0)` over an invoice
+    without a balance, `none is odd`."""
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        try:
+            return test(*args, **kwargs)
+        except (TypeError, ValueError, ArithmeticError):
+            return False
+    return wrapper
 
 
 _ORDER = {"lt", "lteq", "gt", "gteq"}
@@ -239,22 +263,25 @@ def _message_filters(jinja: dict, html: bool = False) -> dict:
     bounded = limits.bounded_filters(given)
     filters = {name: _null_safe(fn) for name, fn in bounded.items()}
     if html:
-        filters.update({name: _markup_out(filters[name], unescape=name != "striptags") for name in MARKUP_TO_TEXT})
+        filters.update({name: _markup_out(name, filters[name]) for name in MARKUP_TO_TEXT})
     filters.update(limits.bounded_filters({"money": money, "date": date}), default=_default, d=_default)
     return filters
 
 
-# Jinja filters that read markup (what a {% set %} or {% filter %} block captured in the HTML part, its
-# printed values escaped already) as the text of its escapes: `title` and `wordwrap` give that as plain
-# text, printed escaped a second time (O&amp;#39;Brien); `truncate` and `center` count the escapes'
-# characters (and may cut one in half); `striptags` gives the text unescaped, and a `{% filter striptags %}`
-# block prints its result as it is: a customer's name became live HTML.
+# Jinja filters that read markup (what a {% set %} or {% filter %} block captured in the HTML part: the
+# template's own tags, and printed values escaped already) as plain text: `title` and `wordwrap` printed
+# its escapes escaped a second time (O&amp;#39;Brien) and its tags as text (a literal <p> in the email);
+# `truncate` and `center` counted the characters of tags and escapes (and could cut one in half);
+# `striptags` gave the text unescaped, and a `{% filter striptags %}` block prints its result as it is:
+# a customer's name became live HTML.
 MARKUP_TO_TEXT = ("striptags", "title", "wordwrap", "truncate", "center")
+_TAG = re.compile(r"(<!--.*?-->|<[^>]*>)", re.S)
 
 
-def _markup_out(fn, unescape: bool):
-    """`fn` given markup works on the text it shows (`unescape`; striptags reads the tags first) and
-    gives that text escaped, as markup: printed once, never as HTML."""
+def _markup_out(name: str, fn):
+    """`fn` given markup works on the text it shows, with the tags kept where they are (striptags gives
+    that text alone), and its result is markup again: printed once, never as HTML. Given plain text
+    (`customer.name | title`) it is the filter as it is, and what it gives is escaped when printed."""
     from markupsafe import Markup, escape
 
     @functools.wraps(fn)
@@ -262,10 +289,51 @@ def _markup_out(fn, unescape: bool):
         at = 1 if hasattr(fn, "jinja_pass_arg") else 0
         if len(args) <= at or not isinstance(args[at], Markup):
             return fn(*args, **kwargs)
-        args = (*args[:at], args[at].unescape() if unescape else args[at], *args[at + 1:])
-        result = fn(*args, **kwargs)
-        return escape(result) if isinstance(result, str) else result
+        if name == "striptags":
+            return escape(fn(*args, **kwargs))
+        pieces = _TAG.split(str(args[at]))  # text, tag, text, tag ... text
+        texts = [Markup(piece).unescape() for piece in pieces[::2]]
+        tags = [Markup(piece) for piece in pieces[1::2]]
+        call = lambda text: fn(*args[:at], text, *args[at + 1:], **kwargs)  # noqa: E731
+        if name == "center":
+            return _centered(args[at], "".join(texts), call)
+        if name == "truncate":
+            texts = _truncated(texts, call)
+        else:  # title, wordwrap: each run of text by itself
+            texts = [call(text) if text else text for text in texts]
+        return Markup("").join(part for text, tag in itertools.zip_longest(texts, tags, fillvalue="")
+                               for part in (escape(text), tag))
     return wrapper
+
+
+def _centered(markup, shown: str, center):
+    """The markup with the spaces `center` puts around the text it shows."""
+    from markupsafe import Markup
+
+    padded = center("x" * len(shown))  # where the padding goes, as center decides it
+    left = len(padded) - len(padded.lstrip(" "))
+    return Markup(" " * left) + markup + Markup(" " * (len(padded) - len(shown) - left))
+
+
+def _truncated(texts: list[str], truncate) -> list[str]:
+    """The runs of text between tags, cut where `truncate` cuts the text they show: its end mark after
+    the last character kept, the runs after it empty (their tags stay, so every tag is still closed)."""
+    shown = "".join(texts)
+    result = truncate(shown)
+    if result == shown:
+        return texts
+    keep = len(os.path.commonprefix([result, shown]))
+    mark, out = result[keep:], []
+    for text in texts:
+        if keep >= len(text):  # kept whole
+            out.append(text)
+            keep -= len(text)
+        else:  # the cut is in this run, or was before it
+            out.append(text[:keep] + mark)
+            mark, keep = "", 0
+    if mark:
+        out[-1] += mark
+    return out
 
 
 def _join_nulls_as_nothing(join):

@@ -225,6 +225,15 @@ def test_rendering_never_fails_on_null_fields():
     ("{{ promise.date.year }}|{{ promise.date.month == 12 }}", "|False"),  # a field of null is null
     ("{{ invoices[5].number }}{{ invoices[5] }}", ""),  # an item that is not there
     ("{% for i in invoices %}{{ loop.previtem.number }};{% endfor %}", ";F1;"),
+    # an item that is not there is null everywhere, not only where it is printed
+    ("{% if invoices[5] %}x{% else %}y{% endif %}|{{ invoices[5] ~ 'z' }}|{{ invoices[5] | upper }}", "y|z|"),
+    ("{% for i in invoices %}{{ loop.previtem is none }}{{ loop.nextitem is defined }};{% endfor %}",
+     "TrueTrue;FalseFalse;"),
+    ("{{ invoices[5] is defined }}|{{ customer.tier is undefined }}|{{ invoices[5].balance + 1 }}", "False|True|"),
+    # a test that cannot apply to null is false, as an order comparison is
+    ("{{ customer.tier is gt 'a' }}|{{ customer.tier is odd }}|{{ 3 is divisibleby 0 }}", "False|False|False"),
+    ("{{ invoices | selectattr('number', '>', 'A') | map(attribute='balance') | join(',') }}", "1234.5"),
+    ("{{ invoices | rejectattr('number', 'lt', 'F2') | list | length }}", "1"),
     ("{{ (total_balance * 0.2) | money }}|{{ (total_balance / 2.0) | money }}", "S/\xa0248.90|S/\xa0622.25"),
 ])
 def test_rendering_never_fails_nor_prints_none_for_a_null_or_absent_value(source, expected):
@@ -291,6 +300,20 @@ def test_captured_text_is_escaped_once_whatever_the_filter(source, expected):
     the customer saw O&amp;#39;Brien."""
     html = render("{% set n %}Sr. {{ customer.name }}{% endset %}" + source, ctx(name="O'Brien & Sons"), html=True)
     assert html == expected
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("{% filter truncate(100) %}<p>Hi {{ customer.name }}</p>{% endfilter %}", "<p>Hi O&#39;Brien</p>"),
+    ("{% filter truncate(9, true, '...', 0) %}<p>Hi <b>{{ customer.name }}</b> Sons</p><hr>{% endfilter %}",
+     "<p>Hi <b>O&#39;B...</b></p><hr>"),  # 9 characters shown; every tag after the cut stays, closed
+    ("{% filter title %}<p>dear <b>{{ customer.name | lower }}</b></p>{% endfilter %}",
+     "<p>Dear <b>O&#39;brien</b></p>"),
+    ("{% filter center(13) %}<b>{{ customer.name }}</b>{% endfilter %}|", "   <b>O&#39;Brien</b>   |"),
+    ("{% set p %}<p>one two</p>{% endset %}{{ p | wordwrap(3) }}", "<p>one\ntwo</p>"),
+])
+def test_filters_on_captured_markup_keep_the_templates_own_tags(source, expected):
+    """They gave the markup's tags as text, and the email showed a literal <p>."""
+    assert render(source, ctx(name="O'Brien"), html=True) == expected
 
 
 def test_autoescape_cannot_be_turned_off():
