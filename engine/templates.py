@@ -489,6 +489,7 @@ class SourceMap:
         self.text = "\n".join(newline_re.split(source)[::2])  # with its newlines as Jinja's lexer sees them
         self.lines = [0] + [m.end() for m in re.finditer("\n", self.text)]  # the offset each line starts at
         self.code: list[tuple[int, int]] = []  # the spans of {{ ... }} and {% ... %}, in order
+        self.read = 0  # the offset after the last token found: where the lexer stopped, on a syntax error
 
     def positioned(self, tokens):
         """Jinja's raw tokens (lexer.tokeniter), each line number an _At. A token's text is the source's,
@@ -504,7 +505,18 @@ class SourceMap:
                     self.code.append((start, pos))
                     start = None
                 lineno = _At(lineno, at)
+            self.read = pos
             yield lineno, kind, value
+
+    def syntax_error_at(self, lineno) -> tuple[int, int]:
+        """The line and column of a syntax error: the token the parser stopped at, else (the lexer found
+        no token) the first character after the last one it read, when that is on the error's line."""
+        if isinstance(lineno, _At):
+            return self.line_col(lineno.offset)
+        line = int(lineno or 1)
+        stop = len(self.text[self.read:]) - len(self.text[self.read:].lstrip(" \t"))
+        at_line, col = self.line_col(self.read + stop)
+        return (line, col) if at_line == line else (line, 1)
 
     def line_col(self, offset: int) -> tuple[int, int]:
         line = bisect.bisect_right(self.lines, offset)
@@ -554,16 +566,15 @@ def _column(source: str, line: int, needle: str) -> int:
     return index + 1 if index >= 0 else 1
 
 
-def _parse(env, source: str):
-    """The template's tree, its nodes' line numbers carrying their offsets (_At), and the SourceMap."""
+def _parse(env, source: str, where: SourceMap):
+    """The template's tree, its nodes' line numbers carrying their offsets (_At) in `where`."""
     from jinja2.lexer import TokenStream
     from jinja2.parser import Parser
 
-    where = SourceMap(source)
     parser = Parser(env, source)
     tokens = where.positioned(env.lexer.tokeniter(env.preprocess(source), None))
     parser.stream = TokenStream(env.lexer.wrap(tokens), None, None)
-    return parser.parse(), where
+    return parser.parse()
 
 
 def check_template(source: str, schema: dict[str, str], *, html: bool = False) -> list[TemplateIssue]:
@@ -572,14 +583,15 @@ def check_template(source: str, schema: dict[str, str], *, html: bool = False) -
     work. `html`: checked in the environment that will render it (the two accept the same templates)."""
     from jinja2 import TemplateSyntaxError
 
-    env = environment(html)
+    env, where = environment(html), SourceMap(source)
     try:
-        tree, where = _parse(env, source)
+        tree = _parse(env, source, where)
         from .templatecheck import Walker
 
         return Walker(where, schema, env).walk(tree)
     except TemplateSyntaxError as exc:
-        return [TemplateIssue("template-syntax", f"template syntax: {exc.message}", int(exc.lineno or 1), 1)]
+        message = re.sub(r"^(unexpected char .*) at \d+$", r"\1", exc.message or "")  # an offset: the column says
+        return [TemplateIssue("template-syntax", f"template syntax: {message}", *where.syntax_error_at(exc.lineno))]
     except RecursionError:
         return [TemplateIssue("template-syntax", "the template is nested too deeply", 1, 1)]
 

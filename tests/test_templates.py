@@ -34,11 +34,20 @@ def ctx(language="es", country="PE", currency="PEN", **customer):
     ("{{ customer.__class__ }}", "unsafe-template", 1, 13),
     ("{{ ''.__class__.__mro__ }}", "unsafe-template", 1, 7),  # issues come in source order
     ("{{ invoice.balance | mony }}", "unknown-filter", 1, 22),
-    ("line\n{% if %}", "template-syntax", 2, 1),
+    # a syntax error points at where the parser or the lexer stopped, not at the start of its line
+    ("line\n{% if %}", "template-syntax", 2, 7),
+    ("Hola {{ customer.name }", "template-syntax", 1, 23),
+    ("Hola {{ customer..name }}", "template-syntax", 1, 18),
+    ("x {% endfor %}", "template-syntax", 1, 6),
 ])
 def test_compile_time_errors(source, code, line, col):
     issues = check_template(source, SCHEMA)
     assert (issues[0].code, issues[0].line, issues[0].col) == (code, line, col), issues
+
+
+def test_a_syntax_error_says_what_is_wrong_without_an_offset():
+    [issue] = check_template("a\n  {{ invoice.balance $ 2 }}", SCHEMA)
+    assert (issue.message, issue.line, issue.col) == ("template syntax: unexpected char '$'", 2, 22)
 
 
 def test_hints_and_valid_templates():
