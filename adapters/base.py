@@ -63,6 +63,10 @@ class DeliveryResult:
     # runner stops the channel for the tick and the message waits, without using an attempt. Its status
     # is `permanent`, so that code which does not know this field never retries it in a loop.
     account_level: bool = False
+    # a transient failure that is the sender's, not the message's: a rate limit of the account or the
+    # sending number (HTTP 429). Any other message would get the same answer now, so the runner sends
+    # nothing more on the channel this tick; its messages wait at least `retry_after`, no attempt used.
+    throttled: bool = False
 
     @classmethod
     def sent(cls, provider_id) -> "DeliveryResult":
@@ -71,8 +75,9 @@ class DeliveryResult:
         return cls("sent", provider_id=readable_id(provider_id))
 
     @classmethod
-    def transient(cls, code: str, error: str, retry_after: float | None = None) -> "DeliveryResult":
-        return cls("transient", error_code=code, error=error, retry_after=retry_after)
+    def transient(cls, code: str, error: str, retry_after: float | None = None,
+                  throttled: bool = False) -> "DeliveryResult":
+        return cls("transient", error_code=code, error=error, retry_after=retry_after, throttled=throttled)
 
     @classmethod
     def permanent(cls, code: str, error: str, opted_out: bool = False) -> "DeliveryResult":

@@ -97,8 +97,8 @@ class HttpAdapter(Adapter):
     def by_status(self, response: httpx.Response, code: str, error: str) -> DeliveryResult:
         """The classification every provider shares, for errors its own table does not know."""
         status = response.status_code
-        if status in RETRYABLE or status >= 500:
-            return DeliveryResult.transient(code, error, retry_after(response))
+        if status in RETRYABLE or status >= 500:  # 429: the sender sends too much, whatever the message
+            return DeliveryResult.transient(code, error, retry_after(response), throttled=status == 429)
         if status in REFUSED:
             return DeliveryResult.account(code, error, retry_after(response))
         return DeliveryResult.permanent(code, error)
@@ -111,7 +111,7 @@ class HttpAdapter(Adapter):
         if code in codes.opted_out:
             return DeliveryResult.permanent(error_code, error, opted_out=True)
         if code in codes.transient:
-            return DeliveryResult.transient(error_code, error, retry_after(response))
+            return DeliveryResult.transient(error_code, error, retry_after(response), throttled=code in codes.throttled)
         if code in codes.permanent:
             return DeliveryResult.permanent(error_code, error)
         return self.by_status(response, error_code, error)
@@ -125,6 +125,7 @@ class ErrorCodes:
     transient: dict = field(default_factory=dict)
     opted_out: dict = field(default_factory=dict)  # permanent, and the recipient unsubscribed
     account: dict = field(default_factory=dict)  # the channel's credentials or account: nothing can be sent
+    throttled: frozenset = frozenset()  # transient codes that rate-limit the sender, not one recipient
 
     def meaning(self, code) -> str | None:
         return (self.account.get(code) or self.opted_out.get(code) or self.permanent.get(code)

@@ -70,8 +70,11 @@ TRANSIENT = {
     63018: "WhatsApp rate limit exceeded",
     63038: "account daily message limit reached",
 }
+# the limits of the account or the sending number (not 14107, one pair of numbers): nothing else would go
+THROTTLED = frozenset({20429, 21611, 22005, 30001, 63017, 63018, 63038})
 CODES = ErrorCodes(PERMANENT, TRANSIENT,
-                   opted_out={21610: "the recipient unsubscribed from this sender (replied STOP)"}, account=ACCOUNT)
+                   opted_out={21610: "the recipient unsubscribed from this sender (replied STOP)"}, account=ACCOUNT,
+                   throttled=THROTTLED)
 
 
 class TwilioSettings(Settings):

@@ -75,8 +75,10 @@ PERMANENT = {
     132016: "template disabled for low quality",
     135000: "generic user error",
 }
+# the limits of the app, the business account or its number (not 131056, one recipient): nothing else would go
+THROTTLED = frozenset({4, 80007, 130429, 131048})
 CODES = ErrorCodes(PERMANENT, TRANSIENT, opted_out={131050: "the user stopped marketing messages from this business"},
-                   account=ACCOUNT)
+                   account=ACCOUNT, throttled=THROTTLED)
 AUTH = frozenset({0, 190})
 
 

@@ -9,7 +9,10 @@ for the rest of the tick (its messages wait for the next one). Outcomes (SPEC 4.
   (why it waited first; `channels exhausted` for a handed-off task) whatever a retry wrote meanwhile;
 - transient (timeouts, 429, 5xx): the row stays `sending`, released to any later tick from
   `next_attempt_at` (channels.yaml `retry`: backoff doubling, never sooner than Retry-After, never
-  later than a day), until the attempts are used up, which counts as permanent;
+  later than a day), until the attempts are used up, which counts as permanent. A rate limit of the
+  sender (`DeliveryResult.throttled`: HTTP 429, the provider's account or number limits) would refuse
+  any other message as well: the channel's other messages are not tried this tick, and wait at least
+  the provider's Retry-After without using an attempt;
 - permanent (invalid number, unsubscribed, bad template, a template that cannot be rendered): the row
   becomes `failed`, the channel is remembered as failed for the contact's step instances, which are
   open again, and the customer is due at once: the decision core falls back to the step's next channel
@@ -23,6 +26,7 @@ for the rest of the tick (its messages wait for the next one). Outcomes (SPEC 4.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -68,13 +72,14 @@ class Result:
     retry_after: float | None = None
     opted_out: bool = False
     stopped: str = ""  # why the channel is stopped for the tick (status stopped, and waiting behind it)
+    throttled: bool = False  # a retry because the provider rate-limits the sender: the channel waits too
 
 
 # stopped, waiting and held contacts stay `sending`, released to a later tick, without using an attempt
 NOT_TRIED = ("waiting", "stopped", "held")
 
 
-def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: dict[str, str] | None = None,
+def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: dict[str, Result] | None = None,
                 failing: dict[str, int] | None = None, alive=None) -> list[Result]:
     """Deliver every message, channel by channel in parallel; outcomes in the order given. `on_result`
     is called with each outcome as soon as it is known (from the channel's thread), so that it can be
@@ -82,8 +87,9 @@ def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: d
     it fails (the store is locked), no channel sends anything more: what could not be stored would be
     sent again; the messages not tried wait for the next tick.
 
-    `stopped` maps a channel to why it is stopped (its provider refused the account): its messages are
-    not tried, they wait; a channel stopped here is added. Give every call of one tick the same dict, so
+    `stopped` maps a channel to the outcome that stopped it (its provider refused the account, or
+    rate-limits the sender): its messages are not tried, they wait at least that outcome's `retry_after`;
+    a channel stopped here is added. Give every call of one tick the same dict, so
     that a channel refused while recovering earlier rows is not tried again for the new ones. `failing`
     likewise counts each channel's transient failures in a row across the calls of a tick (the breaker).
     `alive()` is called before each message is sent; it raises when the tick may no longer send (its lock
@@ -133,7 +139,9 @@ def _deliver_channel(items: list, channels, on_result=None, stop=None, stopped=N
         if stop is not None and stop.is_set():
             break  # an outcome could not be stored: send nothing more this tick
         if d.channel in stopped:
-            result = Result(d, "waiting", f"not tried: {stopped[d.channel]}", stopped=stopped[d.channel])
+            first = stopped[d.channel]  # its messages wait at least as long as the one that stopped it
+            result = Result(d, "waiting", f"not tried: {first.stopped}", stopped=first.stopped,
+                            retry_after=first.retry_after)
         elif failing.get(d.channel, 0) >= BREAKER:
             result = Result(d, "waiting", f"not tried: {d.channel} failed {BREAKER} times in a row")
         elif d.overdue is not None and (why := d.overdue()):
@@ -144,7 +152,9 @@ def _deliver_channel(items: list, channels, on_result=None, stop=None, stopped=N
             result = _attempt(d, message, channels)
             failing[d.channel] = failing.get(d.channel, 0) + 1 if result.status == "retry" else 0
             if result.status == "stopped":
-                stopped[d.channel] = result.stopped
+                stopped[d.channel] = result
+            elif result.throttled:  # a retry, or the last attempt given up
+                stopped[d.channel] = dataclasses.replace(result, stopped=throttled_line(d.channel, result))
         if on_result is not None:
             on_result(result)
         results.append(result)
@@ -164,12 +174,14 @@ def _outcome(d: Delivery, outcome, channels) -> Result:
     reason = channels.redact(f"{outcome.error_code or ''} {outcome.error or ''}".strip())
     if outcome.status == "sent":  # a plugin's id may be anything: stored as text or not at all
         return Result(d, "sent", provider_id=readable_id(outcome.provider_id))
-    if getattr(outcome, "account_level", False):  # a plugin built against an older base has no such field
+    # a plugin built against an older base has neither account_level nor throttled
+    if getattr(outcome, "account_level", False):
         why = channel_stopped(d.channel, reason, outcome.error_code)
         return Result(d, "stopped", why, error_code=outcome.error_code, retry_after=outcome.retry_after, stopped=why)
     status = "retry" if outcome.status == "transient" else "failed"
     return _retry_or_give_up(Result(d, status, reason, error_code=outcome.error_code, retry_after=outcome.retry_after,
-                                    opted_out=outcome.opted_out), channels)
+                                    opted_out=outcome.opted_out, throttled=getattr(outcome, "throttled", False)),
+                             channels)
 
 
 def _retry_or_give_up(r: Result, channels) -> Result:
@@ -190,6 +202,12 @@ def channel_stopped(channel: str, reason: str, code: str | None = None) -> str:
     return f"channel {channel} stopped for this tick, {why}; its messages wait for a later tick without using an attempt"
 
 
+def throttled_line(channel: str, r: Result) -> str:
+    wait = f"at least {r.retry_after:g} s " if r.retry_after else ""
+    return (f"channel {channel} is rate-limited by its provider ({r.reason}): its other messages wait {wait}for "
+            f"a later tick without using an attempt")
+
+
 def failure_lines(results: list[Result]) -> list[str]:
     """What a tick reports of its delivery failures (`provider failure: ...`): `KEY: REASON` for each
     message that failed, will be retried or waits behind a failing provider; for a channel stopped by an
@@ -205,6 +223,9 @@ def failure_lines(results: list[Result]) -> list[str]:
                 lines.append(r.stopped)
             continue
         lines.append(f"{r.delivery.key}: {r.reason}")
+        if r.throttled and r.delivery.channel not in reported:
+            reported.add(r.delivery.channel)
+            lines.append(throttled_line(r.delivery.channel, r))
     return lines
 
 

@@ -284,8 +284,9 @@ class TickSummary:
     provider_failures: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # customers the core could not decide for
     delivery: Counter = field(default_factory=Counter)  # outcomes of the provider calls: sent, retry, failed ...
-    # channels whose provider refused the account this tick (credentials, a locked account): not tried again
-    # in this tick, whichever delivery (recovered rows, new decisions) comes next; channel -> why
+    # channels whose provider refused the account (credentials, a locked account) or rate-limits the sender
+    # this tick: not tried again in this tick, whichever delivery (recovered rows, new decisions) comes
+    # next; channel -> the outcome that stopped it
     stopped: dict = field(default_factory=dict)
     failing: dict = field(default_factory=dict)  # channel -> transient failures in a row (the breaker), for the tick
     decisions: list[Decision] = field(default_factory=list)

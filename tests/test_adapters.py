@@ -110,7 +110,7 @@ def test_twilio_error_codes_are_permanent_and_stop_is_an_opt_out(server, number,
 def test_twilio_429_is_transient_and_keeps_retry_after(server):
     server.respond_next(*twilio_error(429, 20429, "Too Many Requests"), headers={"Retry-After": "7"})
     result = twilio(server).send(message())
-    assert (result.status, result.error_code, result.retry_after) == ("transient", "20429", 7.0)
+    assert (result.status, result.error_code, result.retry_after, result.throttled) == ("transient", "20429", 7.0, True)
 
 
 def test_twilio_server_error_is_transient(server):
@@ -252,11 +252,14 @@ def test_whatsapp_undeliverable_and_stopped_marketing(server):
     assert (stopped.status, stopped.error_code, stopped.opted_out) == ("permanent", "131050", True)
 
 
-@pytest.mark.parametrize("status, code", [(400, 130429), (400, 131056), (400, 131048), (500, 131000)])
-def test_whatsapp_rate_limits_are_transient(server, status, code):
+@pytest.mark.parametrize("status, code, sender_wide", [(400, 130429, True), (400, 131056, False), (400, 131048, True),
+                                                      (500, 131000, False), (429, 4, True), (400, 80007, True)])
+def test_whatsapp_rate_limits_are_transient(server, status, code, sender_wide):
+    """Only a limit of the app, the account or its number throttles the channel; 131056 is one recipient's."""
     server.respond_next(*graph_error(status, code, "(#130429) Rate limit hit"), headers={"Retry-After": "30"})
     result = whatsapp(server).send(message("whatsapp", template_name="hello_world"))
     assert (result.status, result.error_code, result.retry_after) == ("transient", str(code), 30.0)
+    assert result.throttled is sender_wide
 
 
 def test_whatsapp_unknown_error_code_follows_the_http_status(server):
@@ -328,11 +331,12 @@ def test_retry_after_takes_only_delay_seconds_or_a_date_and_at_most_a_day():
 @pytest.mark.parametrize("code", [21611, 30001, 14107, 63017, 63038])
 def test_twilio_throughput_limits_answered_as_400_are_transient(server, code):
     """21611 (the From number's queue holds 10 hours of messages) came back as HTTP 400 and was taken as
-    permanent, so the step fell back or failed where Twilio's page says to slow down and send again."""
+    permanent, so the step fell back or failed where Twilio's page says to slow down and send again.
+    14107 limits one pair of numbers; the others the account or the sender, which throttles the channel."""
     server.respond_next(*twilio_error(400, code, "This 'From' number has exceeded the maximum number of queued "
                                                  "messages"))
     result = twilio(server).send(message())
-    assert (result.status, result.error_code) == ("transient", str(code))
+    assert (result.status, result.error_code, result.throttled) == ("transient", str(code), code != 14107)
 
 
 @pytest.mark.parametrize("answer, adapter", [

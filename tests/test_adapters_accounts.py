@@ -182,6 +182,27 @@ def test_deliver_all_stops_a_refused_channel_and_says_so_once(tmp_path):
     assert len(sms.sent) == 1 and again[0].status == "waiting" and failure_lines(again) == []
 
 
+def test_a_rate_limited_sender_stops_its_channel_for_the_tick_and_its_messages_wait_out_retry_after(tmp_path):
+    """A 429 was one message's retry: the channel went on sending into the limit, each message using an
+    attempt and none waiting for the provider's Retry-After (ticks are often shorter than it)."""
+    channels = Channels({"sms": {"adapter": "file", "path": str(tmp_path / "o.jsonl")}})
+    sms = Scripted(DeliveryResult.transient("20429", "too many requests", retry_after=5400, throttled=True))
+    email = Scripted(DeliveryResult.sent("m"))
+    channels.instances.update(sms=sms, email=email)
+    deliveries = [Delivery(f"k{i}|{ch}", ch, f"C{i}", (f"d0|F{i}",), 0, lambda: None)
+                  for i in range(3) for ch in ("sms", "email")]
+    stopped: dict = {}
+    results = deliver_all(deliveries, channels, stopped=stopped)
+    assert len(sms.sent) == 1 and len(email.sent) == 3
+    waiting = [r for r in results if r.delivery.channel == "sms"]
+    assert [(r.status, r.retry_after) for r in waiting] == [("retry", 5400), ("waiting", 5400), ("waiting", 5400)]
+    assert failure_lines(results) == ["k0|sms: 20429 too many requests",
+                                      "channel sms is rate-limited by its provider (20429 too many requests): its "
+                                      "other messages wait at least 5400 s for a later tick without using an attempt"]
+    again = deliver_all([Delivery("k9|sms", "sms", "C9", ("d0|F9",), 0, lambda: None)], channels, stopped=stopped)
+    assert len(sms.sent) == 1 and (again[0].status, again[0].retry_after) == ("waiting", 5400)
+
+
 def test_other_failures_are_still_listed_by_key():
     class Answer:
         def __init__(self, result):

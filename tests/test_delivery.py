@@ -189,6 +189,19 @@ def test_a_failing_provider_is_left_alone_and_does_not_hold_up_the_others(setup)
     assert summary.delivery == {"sent": 6, "retry": 3, "waiting": 3}
 
 
+def test_a_rate_limit_holds_the_channel_s_messages_until_retry_after_without_using_attempts(setup):
+    rows = "".join(f"F{i},C{i},100,2026-11-16,N{i},c{i}@acme.pe,+5198765432{i}\n" for i in range(4))
+    throttled = DeliveryResult.transient("130429", "throughput rate limit reached", retry_after=7200, throttled=True)
+    run, engine = setup(POLICY.replace("send: [whatsapp, sms, email]", "send: whatsapp"), rows, whatsapp=[throttled, OK])
+    summary = run.tick(MONDAY)
+    assert len(run.channels("whatsapp").sent) == 1 and summary.delivery == {"retry": 1, "waiting": 3}
+    assert sorted(contacts(engine)) == [("d0", "whatsapp", "sending", 0)] * 3 + [("d0", "whatsapp", "sending", 1)]
+    run.tick(MONDAY + dt.timedelta(hours=1))  # within the provider's two hours: nothing is tried
+    assert len(run.channels("whatsapp").sent) == 1
+    run.tick(MONDAY + dt.timedelta(hours=2))
+    assert len(run.channels("whatsapp").sent) == 5 and {r[2] for r in contacts(engine)} == {"sent"}
+
+
 def test_over_real_protocols_refused_whatsapp_and_sms_fall_back_to_email(tmp_path, monkeypatch):
     """WhatsApp Cloud answers 131026 (undeliverable), Twilio 21211 (invalid number): the mail goes out."""
     from providers import (TWILIO_SID, TWILIO_TOKEN, WA_PHONE_ID, WA_TOKEN, WA_UNDELIVERABLE, ProviderServer,
