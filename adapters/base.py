@@ -225,6 +225,21 @@ def message_dict(message: Message) -> dict:
     return data
 
 
+def frozen(message: Message) -> dict:
+    """The message as JSON data (its date-times tagged), to be sent again exactly as it was (thawed)."""
+    data = message_dict(message)
+    data["metadata"] = {name: {"datetime": value.isoformat()} if isinstance(value, dt.datetime) else value
+                        for name, value in message.metadata.items()}
+    return data
+
+
+def thawed(data: dict) -> Message:
+    def value(v):
+        return dt.datetime.fromisoformat(v["datetime"]) if isinstance(v, dict) and set(v) == {"datetime"} else v
+    return Message(**{**data, "invoice_ids": tuple(data["invoice_ids"]), "params": tuple(data["params"]),
+                      "metadata": {name: value(v) for name, v in data["metadata"].items()}})
+
+
 def moment(value) -> dt.datetime | None:
     """An aware datetime from a datetime or an ISO 8601 string (naive ones are taken as UTC)."""
     if value is None or value == "":

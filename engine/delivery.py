@@ -32,10 +32,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import JSON, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
-from ..adapters.base import readable_id
+from ..adapters.base import frozen, readable_id
 from . import store as s
 from .state import REOPENED
 from .templates import TemplateRenderError
@@ -73,6 +73,7 @@ class Result:
     opted_out: bool = False
     stopped: str = ""  # why the channel is stopped for the tick (status stopped, and waiting behind it)
     throttled: bool = False  # a retry because the provider rate-limits the sender: the channel waits too
+    message: object = None  # the message tried (kept for a retry on a channel whose receiver dedupes)
 
 
 # stopped, waiting and held contacts stay `sending`, released to a later tick, without using an attempt
@@ -150,6 +151,7 @@ def _deliver_channel(items: list, channels, on_result=None, stop=None, stopped=N
             if alive is not None:
                 alive()  # raises if another tick may now be delivering this very row
             result = _attempt(d, message, channels)
+            result.message = message
             failing[d.channel] = failing.get(d.channel, 0) + 1 if result.status == "retry" else 0
             if result.status == "stopped":
                 stopped[d.channel] = result
@@ -247,6 +249,7 @@ def record(conn: Connection, results: list[Result], channels, now: dt.datetime, 
         status=bindparam("status"), reason=bindparam("reason"), decided_reason=bindparam("decided"),
         provider_id=bindparam("provider_id"),
         error_code=bindparam("error_code"), attempts=bindparam("attempts"), cost=bindparam("cost"),
+        message=func.coalesce(bindparam("message", type_=JSON), c.message),  # a message kept stays kept
         next_attempt_at=bindparam("next_attempt_at"), tick_id=bindparam("tick"), updated_at=bindparam("updated"))
     if tick_id is not None and len(rows) == 1:  # one outcome as it comes: owned is what the update finds
         if conn.execute(change.where(c.tick_id == tick_id, c.status == "sending").returning(c.key),
@@ -282,7 +285,16 @@ def _row(r: Result, channels, now: dt.datetime) -> dict:
             "decided": d.reason,
             "provider_id": r.provider_id, "error_code": _code_column(r.error_code), "attempts": attempts,
             "cost": channels.costs.get(d.channel) if status == "sent" else None, "next_attempt_at": retry_at,
-            "tick": None, "updated": dt.datetime.now(dt.timezone.utc)}
+            "tick": None, "updated": dt.datetime.now(dt.timezone.utc), "message": _kept(r, channels)}
+
+
+def _kept(r: Result, channels) -> dict | None:
+    """A message tried that will be tried again, on a channel whose receiver drops a key it has had and
+    refuses one with another body (a webhook's Idempotency-Key): it goes again as it was, even if the
+    policy or the invoices changed meanwhile (the receiver may have processed the first try)."""
+    if r.status == "retry" and r.message is not None and getattr(channels(r.delivery.channel), "dedupes", False):
+        return frozen(r.message)
+    return None
 
 
 def _code_column(code) -> str | None:

@@ -45,6 +45,7 @@ except ImportError:  # Windows: the tick's process id tells, on one machine
 from sqlalchemy import bindparam, or_, select, text, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
+from ..adapters.base import thawed
 from . import store as s
 from .decide import Decision, Outcome, decide, held_now, to_float
 from .decide import withdrawn as decide_withdrawn
@@ -533,11 +534,13 @@ class Runner:
         return kept
 
     def _delivery(self, key: str, channel: str, customer_id: str, steps, attempts: int, decision: Decision,
-                  state, late: bool = False) -> Delivery:
-        """The decision's reason (why it waited first, `channels exhausted`) is the row's once delivered."""
+                  state, late: bool = False, kept: dict | None = None) -> Delivery:
+        """The decision's reason (why it waited first, `channels exhausted`) is the row's once delivered.
+        `kept`: the message as it was tried before (delivery._kept), sent again as it is."""
         from .messages import build_message
 
         return Delivery(key, channel, customer_id, tuple(steps), attempts,
+                        (lambda: thawed(kept)) if kept is not None else
                         lambda: build_message(self.rt, self.plan, decision, state, self.pay_link, steps),
                         decision.reason,
                         late, lambda: self._overdue(state, decision, channel))
@@ -644,8 +647,14 @@ class Runner:
             state = states[row.customer_id]
             ids = row.invoice_ids.split(";")
             why = decide_withdrawn(self.rt, state, now, ids, row.channel)
-            # agent tasks (their own text) and webhooks (no template) have nothing to look up again
-            looked_up = row.channel != "agent" and row.template is not None
+            # the message is built as of now, when it goes: its dates, WhatsApp's 24-hour window; but for a
+            # receiver that drops a key it has had (a webhook's Idempotency-Key), as of the decision, so that
+            # a repeated delivery is the same body (one that differs under the same key is refused for good),
+            # and once tried, as it was tried (delivery._kept), whatever the policy or the invoices say now
+            same = getattr(self.channels(row.channel), "dedupes", False)
+            kept = row.message if same else None
+            # agent tasks (their own text), webhooks (no template) and kept messages have nothing to look up
+            looked_up = row.channel != "agent" and row.template is not None and kept is None
             template = self._template_now(row) if looked_up else None
             if why is None and looked_up and template is None:
                 why = f"the policy no longer has template '{row.template}' for {row.channel}"
@@ -658,21 +667,17 @@ class Runner:
             if hold is not None:
                 held.append((row, *hold))
                 continue
-            # the message is built as of now, when it goes: its dates, WhatsApp's 24-hour window; but for a
-            # receiver that drops a key it has had (a webhook's Idempotency-Key), as of the decision, so that
-            # a repeated delivery is the same body (one that differs under the same key is refused for good)
-            same = getattr(self.channels(row.channel), "dedupes", False)
             decision = Decision((row.at if same else now).astimezone(ZoneInfo(row.tz)), row.customer_id,
                                 tuple(row.invoice_ids.split(";")),
                                 row.stage, row.step, row.channel, None if row.channel == "agent" else template,
                                 "sent", _decided_reason(row),
                                 contact_key=row.key, queue=row.queue, priority=to_float(row.priority),
                                 webhook=row.webhook)
-            if template != row.template:  # the audit says which template the message went out with
+            if kept is None and template != row.template:  # the audit says which template the message went out with
                 renamed.append({"k": row.key, "template": template})
             steps = () if row.channel == "agent" else _steps_of(row, self.rt)
             deliveries.append(self._delivery(row.key, row.channel, row.customer_id, steps, row.attempts,
-                                             decision, state, late=True))
+                                             decision, state, late=True, kept=kept))
             _goes_now(state, row, now)
         if withdrawn:
             self._withdraw(withdrawn, now, summary)

@@ -154,6 +154,8 @@ contacts = Table(
     Column("delivery", String(16)),  # the provider's last report: delivered, read, bounced ...
     Column("delivery_at", UtcDateTime),
     Column("steps", JSON),  # the step instances it settles: reopened when the delivery fails for good
+    # the message as first tried on a channel whose receiver drops a key it has had: sent again as it was
+    Column("message", JSON),
 )
 Index("ix_contacts_status", contacts.c.status)
 

@@ -61,6 +61,44 @@ def test_a_webhook_body_sent_again_is_the_same_bytes(setup, tmp_path):
     assert body_bytes(first) == body_bytes(again)
 
 
+def test_a_webhook_body_sent_again_after_a_policy_edit_and_a_backdated_payment_is_the_same_bytes(setup, tmp_path):
+    """The body carries the plan's hash and the template's text, and was built again as of the decision
+    with the payments known then: a policy edited between the tries, or a payment dated before the
+    decision and imported after it, changed the bytes under the same key, which the receiver refuses for
+    good (and the step fell back to another channel: a second contact)."""
+    from collect.adapters.webhook import body_bytes
+    from collect.engine.runner import Runner
+
+    run, engine = setup(whatsapp=[DOWN, OK])
+    run.channels.instances["whatsapp"].dedupes = True  # as the webhook adapter
+    run.tick(MONDAY)
+    edited = tmp_path / "edited.yaml"
+    edited.write_text((tmp_path / "policy.yaml").read_text(encoding="utf-8").replace(
+        '"{{ customer.name }}", "{{ total_balance | money }}"', '"Sr(a). {{ customer.name }}", "{{ total_balance | money }}"'),
+        encoding="utf-8")
+    pay = tmp_path / "pay.csv"
+    pay.write_text("invoice_id,amount,paid_at\nF1,30,2026-11-16T09:00-05:00\n", encoding="utf-8")  # before the try
+    import_file(engine, "payments", pay, fields={}, colmap=ColumnMap())
+    later = Runner(engine, compile_policy(edited).plan, run.channels)
+    assert later.rt.plan_hash != run.rt.plan_hash
+    later.tick(MONDAY + dt.timedelta(hours=1))
+    first, again = run.channels("whatsapp").sent
+    assert body_bytes(first) == body_bytes(again) and again.params[0] == "ACME"
+    assert ("d0", "whatsapp", "sent", 2) in contacts(engine)
+
+
+def test_a_kept_message_comes_back_equal_through_json():
+    import json
+
+    from collect.adapters.base import Message, frozen, thawed
+
+    at = dt.datetime(2026, 11, 16, 15, 0, 0, 123456, tzinfo=dt.timezone.utc)
+    message = Message("k|1", "webhook", "C1", ("F1", "Nº 2"), None, subject="s", body="b", params=("a", "b"),
+                      metadata={"now": at, "last_inbound_at": at.astimezone(dt.timezone(dt.timedelta(hours=-5))),
+                                "task": {"queue": "q", "priority": 0.1 + 0.2, "reason": "r"}, "webhook": None})
+    assert thawed(json.loads(json.dumps(frozen(message)))) == message
+
+
 POLICY = """
 fields: { invoice.region: str }
 stages:
