@@ -32,10 +32,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import JSON, bindparam, func, select, update
+from sqlalchemy import JSON, bindparam, case, func, null, select, update
 from sqlalchemy.engine import Connection
 
-from ..adapters.base import frozen, readable_id
+from ..adapters.base import MAX_WAIT, frozen, readable_id
 from . import store as s
 from .state import REOPENED
 from .templates import TemplateRenderError
@@ -205,7 +205,7 @@ def channel_stopped(channel: str, reason: str, code: str | None = None) -> str:
 
 
 def throttled_line(channel: str, r: Result) -> str:
-    wait = f"at least {r.retry_after:g} s " if r.retry_after else ""
+    wait = f"at least {min(r.retry_after, MAX_WAIT):g} s " if r.retry_after else ""
     return (f"channel {channel} is rate-limited by its provider ({r.reason}): its other messages wait {wait}for "
             f"a later tick without using an attempt")
 
@@ -245,11 +245,16 @@ def record(conn: Connection, results: list[Result], channels, now: dt.datetime, 
     rows = [_row(r, channels, now) for r in results]
     if not rows:
         return
+    status = bindparam("status")
+    # a message kept for a retry stays kept while the row waits (`sending`), and goes once it is settled;
+    # None binds as SQL NULL (JSON's default would store the JSON text 'null' over the message)
+    kept = case((status == "sending", func.coalesce(bindparam("message", type_=JSON(none_as_null=True)), c.message)),
+                else_=null())
     change = update(s.contacts).where(c.key == bindparam("k")).values(
-        status=bindparam("status"), reason=bindparam("reason"), decided_reason=bindparam("decided"),
+        status=status, reason=bindparam("reason"), decided_reason=bindparam("decided"),
         provider_id=bindparam("provider_id"),
         error_code=bindparam("error_code"), attempts=bindparam("attempts"), cost=bindparam("cost"),
-        message=func.coalesce(bindparam("message", type_=JSON), c.message),  # a message kept stays kept
+        message=kept,
         next_attempt_at=bindparam("next_attempt_at"), tick_id=bindparam("tick"), updated_at=bindparam("updated"))
     if tick_id is not None and len(rows) == 1:  # one outcome as it comes: owned is what the update finds
         if conn.execute(change.where(c.tick_id == tick_id, c.status == "sending").returning(c.key),

@@ -150,8 +150,7 @@ def environment(html: bool = False):
     env = _environment_class()(undefined=StrictUndefined, autoescape=html, keep_trailing_newline=True,
                                finalize=limits.finalize)
     env.filters = _message_filters(env.filters, html)
-    tests = dict(env.tests, defined=lambda value: not limits.absent(value),  # null is what is not there
-                 undefined=limits.absent)
+    tests = dict(env.tests, defined=_defined, undefined=lambda value: not _defined(value))
     env.tests = {name: _false_if_unfit(test) for name, test in limits.bounded_tests(tests).items()}
     return env
 
@@ -199,6 +198,13 @@ def _environment_class():
             return True
 
     return MessageEnvironment
+
+
+def _defined(value) -> bool:
+    """Jinja's `defined`, and null is not: an absent field, an item that is not there."""
+    from jinja2 import Undefined
+
+    return not (value is None or isinstance(value, Undefined))
 
 
 def _null_if_absent(value):
@@ -275,7 +281,10 @@ def _message_filters(jinja: dict, html: bool = False) -> dict:
 # `striptags` gave the text unescaped, and a `{% filter striptags %}` block prints its result as it is:
 # a customer's name became live HTML.
 MARKUP_TO_TEXT = ("striptags", "title", "wordwrap", "truncate", "center")
-_TAG = re.compile(r"(<!--.*?-->|<[^>]*>)", re.S)
+# a comment, a <script> or <style> element whole (its content is no text to show), or a tag: `<`, a
+# letter, `/` or `!`, then up to the `>` outside quoted attribute values (a `<` followed by a space is text)
+_TAG = re.compile(r"""(<!--.*?-->|<(script|style)\b.*?</\2\s*>|<[a-zA-Z/!](?:[^>"']|"[^"]*"|'[^']*')*>)""",
+                  re.S | re.I)
 
 
 def _markup_out(name: str, fn):
@@ -291,9 +300,9 @@ def _markup_out(name: str, fn):
             return fn(*args, **kwargs)
         if name == "striptags":
             return escape(fn(*args, **kwargs))
-        pieces = _TAG.split(str(args[at]))  # text, tag, text, tag ... text
-        texts = [Markup(piece).unescape() for piece in pieces[::2]]
-        tags = [Markup(piece) for piece in pieces[1::2]]
+        pieces = _TAG.split(str(args[at]))  # text, tag, script or style name, text, tag ... text
+        texts = [Markup(piece).unescape() for piece in pieces[::3]]
+        tags = [Markup(piece) for piece in pieces[1::3]]
         call = lambda text: fn(*args[:at], text, *args[at + 1:], **kwargs)  # noqa: E731
         if name == "center":
             return _centered(args[at], "".join(texts), call)
@@ -323,17 +332,14 @@ def _truncated(texts: list[str], truncate) -> list[str]:
     if result == shown:
         return texts
     keep = len(os.path.commonprefix([result, shown]))
-    mark, out = result[keep:], []
-    for text in texts:
-        if keep >= len(text):  # kept whole
-            out.append(text)
-            keep -= len(text)
-        else:  # the cut is in this run, or was before it
-            out.append(text[:keep] + mark)
-            mark, keep = "", 0
-    if mark:
-        out[-1] += mark
-    return out
+    mark, before = result[keep:], 0
+    for cut, text in enumerate(texts):  # the run the last character kept is in (the first, if none is)
+        if before + len(text) >= keep and (text or keep == 0):
+            break
+        before += len(text)
+    else:
+        return texts[:-1] + [texts[-1] + mark]
+    return texts[:cut] + [texts[cut][:keep - before] + mark] + [""] * (len(texts) - cut - 1)
 
 
 def _join_nulls_as_nothing(join):
@@ -642,7 +648,7 @@ def _part(name: str, source: str, context: dict, *, html: bool = False) -> str:
         raise TemplateRenderError(f"{where}: {exc}") from None
 
 
-_ONE_LINE = re.compile(r"[ \t\n\r\v\f]+")
+_ONE_LINE = re.compile(r"[^\S\xa0\u2007\u202f]+")  # any blanks but the no-break spaces
 
 
 def render_channel(template, context: dict) -> Rendered:

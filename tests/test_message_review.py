@@ -87,6 +87,35 @@ def test_a_webhook_body_sent_again_after_a_policy_edit_and_a_backdated_payment_i
     assert ("d0", "whatsapp", "sent", 2) in contacts(engine)
 
 
+def test_a_kept_message_stays_kept_while_it_waits_and_goes_once_sent(setup, tmp_path):
+    """A tick that left the message waiting (behind a rate limit) wrote JSON null over the kept message,
+    and the try after it was built from the edited policy."""
+    from sqlalchemy import select
+
+    from collect.adapters.webhook import body_bytes
+    from collect.engine import store as s
+    from collect.engine.runner import Runner
+
+    limit = DeliveryResult.transient("130429", "throughput rate limit reached", retry_after=60, throttled=True)
+    rows = "F1,C1,100,2026-11-16,ACME,a@acme.pe,+51987654321\nF2,C2,100,2026-11-16,BETA,b@acme.pe,+51987654322\n"
+    run, engine = setup(rows=rows, whatsapp=[DOWN, DOWN, limit, OK])
+    run.channels.instances["whatsapp"].dedupes = True
+    run.tick(MONDAY)  # both wait for a retry
+    run.tick(MONDAY + dt.timedelta(hours=1))  # C1 is rate-limited, so C2 waits untried
+    edited = tmp_path / "edited.yaml"
+    edited.write_text((tmp_path / "policy.yaml").read_text(encoding="utf-8").replace(
+        '"{{ customer.name }}", "{{ total_balance | money }}"', '"Sr(a). {{ customer.name }}", "{{ total_balance | money }}"'),
+        encoding="utf-8")
+    Runner(engine, compile_policy(edited).plan, run.channels).tick(MONDAY + dt.timedelta(hours=2))
+    tries = {}
+    for message in run.channels("whatsapp").sent:
+        tries.setdefault(message.customer_id, []).append(body_bytes(message))
+    assert {cid: (len(bodies), len(set(bodies))) for cid, bodies in tries.items()} == {"C1": (3, 1), "C2": (2, 1)}
+    with engine.connect() as conn:
+        assert [(r.status, r.message) for r in conn.execute(select(s.contacts).where(s.contacts.c.channel == "whatsapp"))
+                ] == [("sent", None), ("sent", None)]  # settled: nothing kept
+
+
 def test_a_kept_message_comes_back_equal_through_json():
     import json
 
