@@ -32,7 +32,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import JSON, bindparam, case, func, null, select, update
+from sqlalchemy import JSON, bindparam, case, null, select, update
 from sqlalchemy.engine import Connection
 
 from ..adapters.base import MAX_WAIT, frozen, readable_id
@@ -73,7 +73,6 @@ class Result:
     opted_out: bool = False
     stopped: str = ""  # why the channel is stopped for the tick (status stopped, and waiting behind it)
     throttled: bool = False  # a retry because the provider rate-limits the sender: the channel waits too
-    message: object = None  # the message tried (kept for a retry on a channel whose receiver dedupes)
 
 
 # stopped, waiting and held contacts stay `sending`, released to a later tick, without using an attempt
@@ -81,7 +80,7 @@ NOT_TRIED = ("waiting", "stopped", "held")
 
 
 def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: dict[str, Result] | None = None,
-                failing: dict[str, int] | None = None, alive=None) -> list[Result]:
+                failing: dict[str, int] | None = None, alive=None, on_built=None) -> list[Result]:
     """Deliver every message, channel by channel in parallel; outcomes in the order given. `on_result`
     is called with each outcome as soon as it is known (from the channel's thread), so that it can be
     stored at once: a crash later in the tick must not deliver again what a provider already took. When
@@ -94,7 +93,8 @@ def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: d
     that a channel refused while recovering earlier rows is not tried again for the new ones. `failing`
     likewise counts each channel's transient failures in a row across the calls of a tick (the breaker).
     `alive()` is called before each message is sent; it raises when the tick may no longer send (its lock
-    in the store is gone, runner.TickLost), and so does this call then.
+    in the store is gone, runner.TickLost), and so does this call then. `on_built` is called once with
+    the (delivery, message) pairs built, before any is sent (keep_messages).
 
     Messages are rendered here first, in this thread: rendering is CPU work that threads would not
     speed up, and lazy imports or template caches are not shared between threads while they fill."""
@@ -113,6 +113,8 @@ def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: d
                 on_result(done[d.key])
             continue
         by_channel.setdefault(d.channel, []).append((d, message))
+    if on_built is not None and by_channel:
+        on_built([pair for items in by_channel.values() for pair in items])
     if by_channel:
         stop = threading.Event()
 
@@ -151,7 +153,6 @@ def _deliver_channel(items: list, channels, on_result=None, stop=None, stopped=N
             if alive is not None:
                 alive()  # raises if another tick may now be delivering this very row
             result = _attempt(d, message, channels)
-            result.message = message
             failing[d.channel] = failing.get(d.channel, 0) + 1 if result.status == "retry" else 0
             if result.status == "stopped":
                 stopped[d.channel] = result
@@ -246,15 +247,11 @@ def record(conn: Connection, results: list[Result], channels, now: dt.datetime, 
     if not rows:
         return
     status = bindparam("status")
-    # a message kept for a retry stays kept while the row waits (`sending`), and goes once it is settled;
-    # None binds as SQL NULL (JSON's default would store the JSON text 'null' over the message)
-    kept = case((status == "sending", func.coalesce(bindparam("message", type_=JSON(none_as_null=True)), c.message)),
-                else_=null())
     change = update(s.contacts).where(c.key == bindparam("k")).values(
         status=status, reason=bindparam("reason"), decided_reason=bindparam("decided"),
         provider_id=bindparam("provider_id"),
         error_code=bindparam("error_code"), attempts=bindparam("attempts"), cost=bindparam("cost"),
-        message=kept,
+        message=case((status == "sending", c.message), else_=null()),  # kept while it waits (keep_messages)
         next_attempt_at=bindparam("next_attempt_at"), tick_id=bindparam("tick"), updated_at=bindparam("updated"))
     if tick_id is not None and len(rows) == 1:  # one outcome as it comes: owned is what the update finds
         if conn.execute(change.where(c.tick_id == tick_id, c.status == "sending").returning(c.key),
@@ -290,16 +287,21 @@ def _row(r: Result, channels, now: dt.datetime) -> dict:
             "decided": d.reason,
             "provider_id": r.provider_id, "error_code": _code_column(r.error_code), "attempts": attempts,
             "cost": channels.costs.get(d.channel) if status == "sent" else None, "next_attempt_at": retry_at,
-            "tick": None, "updated": dt.datetime.now(dt.timezone.utc), "message": _kept(r, channels)}
+            "tick": None, "updated": dt.datetime.now(dt.timezone.utc)}
 
 
-def _kept(r: Result, channels) -> dict | None:
-    """A message tried that will be tried again, on a channel whose receiver drops a key it has had and
-    refuses one with another body (a webhook's Idempotency-Key): it goes again as it was, even if the
-    policy or the invoices changed meanwhile (the receiver may have processed the first try)."""
-    if r.status == "retry" and r.message is not None and getattr(channels(r.delivery.channel), "dedupes", False):
-        return frozen(r.message)
-    return None
+def keep_messages(conn: Connection, built: list, tick_id: int | None = None) -> None:
+    """Keep the messages built for contacts on a channel whose receiver drops a key it has had and
+    refuses one with another body (a webhook's Idempotency-Key), before their first try: any later try (a
+    retry, or the recovery of a tick that died before its outcomes were stored) sends each as it was,
+    whatever the policy or the invoices say by then (the receiver may have processed the first). One kept
+    stays; `record` drops it once the contact is settled. With `tick_id`, only on rows the tick owns."""
+    rows = [{"k": d.key, "m": frozen(m)} for d, m in built]
+    c = s.contacts.c
+    owned = [c.tick_id == tick_id] if tick_id is not None else []
+    # None would bind as the JSON text 'null', not as SQL NULL: none_as_null says which one is meant
+    conn.execute(update(s.contacts).where(c.key == bindparam("k"), c.message.is_(None), *owned)
+                 .values(message=bindparam("m", type_=JSON(none_as_null=True))), rows)
 
 
 def _code_column(code) -> str | None:

@@ -49,7 +49,7 @@ from ..adapters.base import thawed
 from . import store as s
 from .decide import Decision, Outcome, decide, held_now, to_float
 from .decide import withdrawn as decide_withdrawn
-from .delivery import REOPENED, RETRY_NOTE, Delivery, deliver_all, failure_lines, record, reopen
+from .delivery import REOPENED, RETRY_NOTE, Delivery, deliver_all, failure_lines, keep_messages, record, reopen
 from .runtime import Runtime
 from .state import SentContact
 from .storeio import _insert_new, _upsert, load_states
@@ -494,10 +494,15 @@ class Runner:
                 except Exception as exc:
                     failed.append(exc)
                     raise
+
+        def built(messages) -> None:  # before any is sent: a deduping receiver's retry is the same bytes
+            kept = [(d, m) for d, m in messages if getattr(self.channels(d.channel), "dedupes", False)]
+            if kept:
+                store.write(lambda conn: keep_messages(conn, kept, self.tick_id))
         try:
             with store:
                 results = deliver_all(deliveries, self.channels, keep, summary.stopped, summary.failing,
-                                      self._check_alive)
+                                      self._check_alive, built)
                 later = self._synced(later, summary)
                 store.write(lambda conn: record(conn, later, self.channels, now, self.tick_id))
         except Exception:
@@ -536,7 +541,7 @@ class Runner:
     def _delivery(self, key: str, channel: str, customer_id: str, steps, attempts: int, decision: Decision,
                   state, late: bool = False, kept: dict | None = None) -> Delivery:
         """The decision's reason (why it waited first, `channels exhausted`) is the row's once delivered.
-        `kept`: the message as it was tried before (delivery._kept), sent again as it is."""
+        `kept`: the message as it was built before (delivery.keep_messages), sent again as it is."""
         from .messages import build_message
 
         return Delivery(key, channel, customer_id, tuple(steps), attempts,
@@ -650,7 +655,7 @@ class Runner:
             # the message is built as of now, when it goes: its dates, WhatsApp's 24-hour window; but for a
             # receiver that drops a key it has had (a webhook's Idempotency-Key), as of the decision, so that
             # a repeated delivery is the same body (one that differs under the same key is refused for good),
-            # and once tried, as it was tried (delivery._kept), whatever the policy or the invoices say now
+            # and once built, as it was built (delivery.keep_messages), whatever the policy or invoices say now
             same = getattr(self.channels(row.channel), "dedupes", False)
             kept = row.message if same else None
             # agent tasks (their own text), webhooks (no template) and kept messages have nothing to look up

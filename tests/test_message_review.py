@@ -116,6 +116,34 @@ def test_a_kept_message_stays_kept_while_it_waits_and_goes_once_sent(setup, tmp_
                 ] == [("sent", None), ("sent", None)]  # settled: nothing kept
 
 
+def test_a_webhook_body_sent_again_after_a_crash_and_a_policy_edit_is_the_same_bytes(setup, tmp_path):
+    """A deduping channel's outcomes are stored at the end of the tick: a tick that died after the
+    receiver took the message left no outcome, and the recovery built the body from the edited policy."""
+    import pytest
+
+    from collect.adapters.webhook import body_bytes
+    from collect.engine.runner import Runner
+
+    run, engine = setup()
+    provider, sent = run.channels("whatsapp"), []
+    provider.dedupes = True
+
+    def dies_after_sending(message):
+        sent.append(message)
+        raise KeyboardInterrupt  # the receiver has it; the process dies before the outcome is stored
+    provider.send = dies_after_sending
+    with pytest.raises(KeyboardInterrupt):
+        run.tick(MONDAY)
+    edited = tmp_path / "edited.yaml"
+    edited.write_text((tmp_path / "policy.yaml").read_text(encoding="utf-8").replace(
+        '"{{ customer.name }}", "{{ total_balance | money }}"', '"Sr(a). {{ customer.name }}", "{{ total_balance | money }}"'),
+        encoding="utf-8")
+    provider.send = lambda message: sent.append(message) or OK
+    Runner(engine, compile_policy(edited).plan, run.channels).tick(MONDAY + dt.timedelta(hours=1))
+    assert len(sent) == 2 and body_bytes(sent[0]) == body_bytes(sent[1])
+    assert ("d0", "whatsapp", "sent", 1) in contacts(engine)
+
+
 def test_a_kept_message_comes_back_equal_through_json():
     import json
 

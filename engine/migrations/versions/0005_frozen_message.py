@@ -1,9 +1,9 @@
-"""The message as it was first tried, for a channel whose receiver drops a key it has had.
+"""The message as it was built for its first try, for a channel whose receiver drops a key it has had.
 
 A webhook receiver processes an Idempotency-Key once and refuses the same key with another body (422):
 a retry after a timeout the receiver had in fact processed must be the same bytes. Rebuilt when it goes
 again, it was not when the policy changed in between (its plan_hash, a template) or a payment dated
-before the decision came in. Kept with the retry's outcome, it goes again as it was.
+before the decision came in. Kept before its first try, it goes again as it was.
 
 Revision ID: 0005
 Revises: 0004
