@@ -308,11 +308,19 @@ def _markup_out(name: str, fn):
             return _centered(args[at], "".join(texts), call)
         if name == "truncate":
             texts = _truncated(texts, call)
-        else:  # title, wordwrap: each run of text by itself
+        elif name == "title" and len(titled := call("".join(texts))) == len("".join(texts)):
+            texts = _cut_like(titled, texts)  # the text shown as one: `Mc<b>donald</b>` is one word
+        else:  # wordwrap (and a title that changed the text's length): each run of text by itself
             texts = [call(text) if text else text for text in texts]
         return Markup("").join(part for text, tag in itertools.zip_longest(texts, tags, fillvalue="")
                                for part in (escape(text), tag))
     return wrapper
+
+
+def _cut_like(text: str, runs: list[str]) -> list[str]:
+    """`text` cut into pieces as long as `runs`, in order."""
+    ends = list(itertools.accumulate(map(len, runs)))
+    return [text[end - len(run):end] for run, end in zip(runs, ends)]
 
 
 def _centered(markup, shown: str, center):

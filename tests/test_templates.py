@@ -323,6 +323,7 @@ def test_captured_text_is_escaped_once_whatever_the_filter(source, expected):
     # a `>` in a quoted attribute value is no tag's end; a style's rules are no text to show
     ('{% filter title %}<a title="x>y">hello world</a>{% endfilter %}', '<a title="x>y">Hello World</a>'),
     ("{% filter title %}<style>p{color:red}</style><p>hi</p>{% endfilter %}", "<style>p{color:red}</style><p>Hi</p>"),
+    ("{% filter title %}<p>mc<b>donald</b> and <i>sons</i></p>{% endfilter %}", "<p>Mc<b>donald</b> And <i>Sons</i></p>"),
     # the end mark goes where the last character kept is, not into the next element
     ("{% filter truncate(8, true, '...', 0) %}<p>Hello<b> world</b></p>{% endfilter %}", "<p>Hello...<b></b></p>"),
 ])
