@@ -303,12 +303,13 @@ def _markup_out(name: str, fn):
         pieces = _TAG.split(str(args[at]))  # text, tag, script or style name, text, tag ... text
         texts = [Markup(piece).unescape() for piece in pieces[::3]]
         tags = [Markup(piece) for piece in pieces[1::3]]
+        shown = "".join(texts)
         call = lambda text: fn(*args[:at], text, *args[at + 1:], **kwargs)  # noqa: E731
         if name == "center":
-            return _centered(args[at], "".join(texts), call)
+            return _centered(args[at], shown, call)
         if name == "truncate":
-            texts = _truncated(texts, call)
-        elif name == "title" and len(titled := call("".join(texts))) == len("".join(texts)):
+            texts = _truncated(texts, shown, call)
+        elif name == "title" and len(titled := call(shown)) == len(shown):
             texts = _cut_like(titled, texts)  # the text shown as one: `Mc<b>donald</b>` is one word
         else:  # wordwrap (and a title that changed the text's length): each run of text by itself
             texts = [call(text) if text else text for text in texts]
@@ -332,10 +333,9 @@ def _centered(markup, shown: str, center):
     return Markup(" " * left) + markup + Markup(" " * (len(padded) - len(shown) - left))
 
 
-def _truncated(texts: list[str], truncate) -> list[str]:
-    """The runs of text between tags, cut where `truncate` cuts the text they show: its end mark after
-    the last character kept, the runs after it empty (their tags stay, so every tag is still closed)."""
-    shown = "".join(texts)
+def _truncated(texts: list[str], shown: str, truncate) -> list[str]:
+    """The runs of text between tags, cut where `truncate` cuts the text they show (`shown`): its end
+    mark after the last character kept, the runs after it empty (their tags stay, so each is closed)."""
     result = truncate(shown)
     if result == shown:
         return texts
@@ -494,6 +494,9 @@ class _At(int):
         return at
 
 
+_BLANKS = re.compile(r"[ \t]*")
+
+
 class SourceMap:
     """Where a template's tokens are: Jinja's lexer gives their lines, this finds their columns."""
 
@@ -528,8 +531,7 @@ class SourceMap:
         if isinstance(lineno, _At):
             return self.line_col(lineno.offset)
         line = int(lineno or 1)
-        stop = len(self.text[self.read:]) - len(self.text[self.read:].lstrip(" \t"))
-        at_line, col = self.line_col(self.read + stop)
+        at_line, col = self.line_col(_BLANKS.match(self.text, self.read).end())
         return (line, col) if at_line == line else (line, 1)
 
     def line_col(self, offset: int) -> tuple[int, int]:
