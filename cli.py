@@ -201,10 +201,12 @@ def simulate(
     compare: Annotated[Optional[Path], typer.Option(
         metavar="OLD", help="The baseline policy (e.g. the one in production) to compare POLICY, the candidate, "
                             "with: both are run and shown side by side, old then new, with new - old.")] = None,
-    channels: Annotated[Optional[Path], typer.Option(help="channels.yaml, for message costs.")] = None,
+    channels: Annotated[Optional[Path], typer.Option(help="channels.yaml, for message costs (and with --render its pay_link).")] = None,
     tick: Annotated[int, typer.Option(min=1, max=1440, help="Minutes between ticks (as cron runs `collect run`).")] = 60,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: one per core for "
                                                  "large portfolios).")] = None,
+    render: Annotated[bool, typer.Option("--render", help="Build every message as `collect run` does: one that "
+                                         "cannot be rendered fails on its channel and the step falls back.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary, progress or warnings.")] = False,
     format: FormatOpt = Format.text,
 ) -> None:
@@ -231,6 +233,7 @@ def simulate(
     first_day = _date_option("--start", start) if start else dt.date.today()
     plans = [r.plan for r in _compile_all([policy] + ([compare] if compare else []), format, quiet)]
     costs = _costs(channels) if channels else None  # before the portfolio is read: it takes longer
+    pay_link = _pay_link(channels) if channels and render else None
     if behavior not in ("none", "historic") and not quiet:
         for plan in plans:  # a name the policy does not have would silently change nothing
             for warning in model.unknown_names(plan):
@@ -256,7 +259,8 @@ def simulate(
             with views.progress(f"simulating {plan['policy']}", quiet) as advance:
                 results.append(simrun.stream_simulation(
                     plan, book, start=first_day, days=days, behavior=behavior, seed=seed, tick_minutes=tick,
-                    costs=costs, out=out if plan is plans[0] else None, workers=workers, progress=advance))
+                    costs=costs, out=out if plan is plans[0] else None, workers=workers, progress=advance,
+                    render=render, pay_link=pay_link))
     if not quiet:  # comparing: the baseline (--compare, old) first, then the candidate (POLICY, new)
         names, shown = ([compare, policy], results[::-1]) if compare else ([policy], results)
         views.show_simulation(names, shown, [r.summary for r in shown], kpis=behavior != "none")
@@ -376,6 +380,17 @@ def _costs(path: Path):
     try:
         return load_costs(path)
     except ChannelsError as exc:  # each line names the file
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_INPUT)
+
+
+def _pay_link(path: Path) -> str | None:
+    """The `pay_link:` of channels.yaml for `simulate --render`; exit 1 when it is not a payment page's URL."""
+    from .engine.channels import ChannelsError, load_pay_link
+
+    try:
+        return load_pay_link(path)
+    except ChannelsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_INPUT)
 

@@ -312,7 +312,7 @@ def show_simulation(names, results, summaries, kpis: bool = True) -> None:
     for title, counts in (("Sent per channel", "sent_by_channel"), ("Sent per step", "sent_by_step"),
                           ("Sent per week", "sent_by_week"), ("Outcomes", "status"),
                           ("Deferrals by reason", "deferrals"), ("Skipped by reason", "skipped"),
-                          ("Agent tasks by queue", "tasks_by_queue")):
+                          ("Failed by reason", "failures"), ("Agent tasks by queue", "tasks_by_queue")):
         counters = [getattr(s, counts) for s in summaries]
         if any(counters):
             _print(console, _counter_table(title, short, counters))
@@ -356,7 +356,7 @@ def _currency_warnings(labels, sides) -> list[str]:
 
 
 CHANNELS_TITLE = "Contacts per channel"
-CHANNEL_KPIS = {"failed": "failed (no usable channel)", "failure_rate_pct": "failure rate", "cost": "cost",
+CHANNEL_KPIS = {"failed": "failed", "failure_rate_pct": "failure rate", "cost": "cost",
                 "cost_per_contact": "cost per contact"}
 
 
@@ -370,8 +370,8 @@ def _channels_table(short, kpis, channels, priced: bool) -> Table:
     # the simulation hands nothing to a provider, so there is no delivery report to count: no number
     _row(table, "all", "delivery rate", *["not modelled"] * len(short), *([""] if len(short) == 2 else []))
     table.caption = ("failed: the step found no usable channel (no or an invalid address, an opt-out, no consent, "
-                     "no window), counted on its last channel; provider refusals, bounces and delivery are not "
-                     "modelled")
+                     "no window), counted on its last channel, or (--render) its message could not be rendered, "
+                     "counted on that channel; provider refusals, bounces and delivery are not modelled")
     table.caption_justify = "left"
     return table
 
@@ -382,7 +382,7 @@ def _kpi_table(title: str, heads: list[str], short: list[str], rows) -> Table:
     table = Table(title=title, title_justify="left")
     for head in heads:
         if head == "KPI":
-            _text(table, head, fold=False)  # "failed (no usable channel)"
+            _text(table, head, fold=False)  # "cost per contact"
         else:
             _key(table, head)
     for n in short:  # figures: "1,234.50", "+2.5 pp", "not modelled" break only between words

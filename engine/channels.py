@@ -478,6 +478,19 @@ def load_costs(path: str | Path) -> dict[str, Decimal]:
     return costs
 
 
+def load_pay_link(path: str | Path) -> str | None:
+    """The `pay_link:` of channels.yaml, checked as `load_channels` checks it, and nothing else of the file
+    (`collect simulate --render` builds messages, it sends none); None when the file names none."""
+    located = _read(path)
+    if located is None or not isinstance(located.data, dict):  # load_costs has said what is wrong with it
+        return None
+    diags = Diagnostics()
+    link = _pay_link(located.data.get("pay_link"), located, diags)
+    if diags:
+        raise ChannelsError(diags.items)
+    return link
+
+
 def _retry(value, located, diags: Diagnostics) -> Retry:
     if value is None:
         return Retry()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
 from .calendar import HORIZON_DAYS
@@ -701,6 +701,23 @@ def stopped(rt: Runtime, state: CustomerState, invoice: InvoiceInfo, now: dt.dat
     """Does the policy's `stop_when` (paid, written off) or a `stop` step end this invoice's cadence?"""
     decider = Decider(rt, state, now)
     return decider._stopped(invoice, decider._context(invoice))
+
+
+def recorded(d: Decision) -> Decision:
+    """A decision as the contacts history keeps it. A send of a step reopened by a channel that failed for
+    good gets `failed:<channel>` from the step memory as its reason, which the core hands on as it does a
+    deferral's; it was not deferred (a sent contact's reason is why it was deferred first: docs/files.md,
+    contacts)."""
+    return replace(d, reason="") if d.status == "sent" and d.reason.startswith(REOPENED) else d
+
+
+def reopen(state: CustomerState, keys, channel: str, reason: str) -> None:
+    """The channel failed for good for these step instances (the store's `delivery.reopen`, in memory): the
+    steps wait again, and the core falls back to their next channel."""
+    for key in keys:
+        state.failed.setdefault(key, {})[channel] = reason or "failed"
+        state.pending[key] = f"{REOPENED}{channel}"
+        state.done.pop(key, None)
 
 
 def apply(state: CustomerState, outcome: Outcome) -> None:

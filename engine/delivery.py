@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection
 from ..adapters.base import MAX_WAIT, frozen, readable_id
 from . import store as s
 from .state import REOPENED
-from .templates import TemplateRenderError
+from .messages import unbuildable
 
 BREAKER = 3  # transient failures in a row after which a channel is left alone until the next tick
 RETRY_NOTE = "retrying from "  # how the reason of a contact waiting for a retry starts
@@ -106,8 +106,7 @@ def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: d
         try:
             message = d.build()
         except Exception as exc:  # noqa: BLE001 - the template cannot be rendered: this channel cannot work
-            said = str(exc) if isinstance(exc, TemplateRenderError) else f"template: {type(exc).__name__}: {exc}"
-            reason = channels.redact(said)
+            reason = channels.redact(unbuildable(exc))
             done[d.key] = Result(d, "failed", reason, error_code="render")
             if on_result is not None:
                 on_result(done[d.key])

@@ -57,6 +57,12 @@ def _fields(ctx, prefix: str, schema) -> dict:
     return {name[len(prefix):]: ctx[name] for name in schema if name.startswith(prefix)}
 
 
+def unbuildable(exc: Exception) -> str:
+    """The reason a message could not be built (a failure of its channel for good), as the contacts
+    history says it in `collect run` and in `collect simulate --render`."""
+    return str(exc) if isinstance(exc, TemplateRenderError) else f"template: {type(exc).__name__}: {exc}"
+
+
 def recipient(customer, channel: str) -> str | None:
     return address(customer, channel)
 

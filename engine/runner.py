@@ -47,7 +47,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..adapters.base import thawed
 from . import store as s
-from .decide import Decision, Outcome, decide, held_now, to_float
+from .channels import EXAMPLE_PAY_LINK
+from .decide import Decision, Outcome, decide, held_now, recorded, to_float
 from .decide import withdrawn as decide_withdrawn
 from .delivery import REOPENED, RETRY_NOTE, Delivery, deliver_all, failure_lines, keep_messages, record, reopen
 from .runtime import Runtime
@@ -335,7 +336,7 @@ class Runner:
         self.batch = batch
         self._clock = time.monotonic  # seconds since the tick began (a test may drive it)
         self._now, self._started = None, 0.0
-        self.pay_link = pay_link or "https://pay.example.com/c/{customer_id}"
+        self.pay_link = pay_link or EXAMPLE_PAY_LINK
         self._unfinished: dict[int, dt.datetime] = {}  # ticks whose finished_at the store did not take then
         self._check_alive = _always_alive  # raises TickLost once this tick's lock is gone (`_alive`)
 
@@ -443,11 +444,7 @@ class Runner:
         for key in outcome.silent:
             batch.done.append({"key": key, "customer_id": state.customer.id, "state": "done", "status": "not applicable"})
         for d in outcome.decisions:
-            if d.status == "sent" and d.reason.startswith(REOPENED):
-                # a step reopened after its channel failed for good is pending as `failed:<channel>` in the
-                # step memory, which the decision core hands on as the send's reason; it was not deferred
-                # (a sent contact's reason is why it was deferred first: docs/files.md, contacts)
-                d = replace(d, reason="")
+            d = recorded(d)
             # an agent task goes out on the `agent` channel too (channels.yaml maps it to a CRM's webhook;
             # without channels.yaml, to outbox/agent.jsonl): its row is `escalated` once handed off
             to_deliver = (d.status == "sent" and d.channel not in ("", "agent")) or d.status == "escalated"

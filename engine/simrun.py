@@ -172,12 +172,14 @@ class Summary:
     formulas of `collect report` (engine/report.py)."""
 
     sent_by_channel: Counter = field(default_factory=Counter)
-    failed_by_channel: Counter = field(default_factory=Counter)  # no usable channel: the step's last one
+    # no usable channel (the step's last one), or with --render a message that cannot be built (its channel)
+    failed_by_channel: Counter = field(default_factory=Counter)
     sent_by_step: Counter = field(default_factory=Counter)
     sent_by_week: Counter = field(default_factory=Counter)
     status: Counter = field(default_factory=Counter)
     deferrals: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
+    failures: Counter = field(default_factory=Counter)  # reason -> failed contacts
     tasks_by_queue: Counter = field(default_factory=Counter)
     cost: Decimal = Decimal(0)
     cost_by_channel: Counter = field(default_factory=Counter)
@@ -204,6 +206,7 @@ class Summary:
                     self.cost_by_channel[d.channel] += cost
             elif d.status == "failed":
                 self.failed_by_channel[d.channel] += 1
+                self.failures[d.reason] += 1
             elif d.status == "deferred":
                 self.deferrals[d.reason] += 1  # window, holiday, cap:<rule>, compliance:<profile>:<rule>
             elif d.status == "skipped":
@@ -264,7 +267,7 @@ class Summary:
 
     def merge(self, other: "Summary") -> None:
         for name in ("sent_by_channel", "failed_by_channel", "sent_by_step", "sent_by_week", "status", "deferrals",
-                     "skipped", "tasks_by_queue", "cost_by_channel", "money", "aging", "promises"):
+                     "skipped", "failures", "tasks_by_queue", "cost_by_channel", "money", "aging", "promises"):
             getattr(self, name).update(getattr(other, name))
         self.cost += other.cost
         self.priced = self.priced or other.priced
@@ -330,11 +333,29 @@ def _decimal_costs(costs: dict | None) -> dict | None:
 
 
 def run_simulation(plan, portfolio, *, start: dt.date, days: int, behavior: str = "none", seed: int = 0,
-                   tick_minutes: int = 60, progress=None) -> SimResult:
+                   tick_minutes: int = 60, progress=None, render: bool = False) -> SimResult:
     """The whole simulation in memory, every decision kept: for tests and small portfolios."""
     rt, states, model = _prepare(plan, portfolio, behavior, seed)
     return simulate(rt, states, start_moment(start, rt.timezone), days, tick_s=tick_minutes * 60,
-                    behavior=model, progress=progress)
+                    behavior=model, progress=progress, build=message_builder(rt) if render else None)
+
+
+def message_builder(rt: Runtime, pay_link: str | None = None):
+    """`--render`: build each message as `collect run` does before delivering it (the same function); a
+    message that cannot be built is that channel's failure for good, with `run`'s reason. `pay_link`:
+    channels.yaml's, else run's default."""
+    from .channels import EXAMPLE_PAY_LINK
+    from .messages import build_message, unbuildable
+
+    pay_link = pay_link or EXAMPLE_PAY_LINK
+
+    def build(decision, state: CustomerState) -> str | None:
+        try:
+            build_message(rt, rt.plan, decision, state, pay_link, decision.keys)
+        except Exception as exc:  # noqa: BLE001 - as in `collect run`: whatever building raises fails the channel
+            return unbuildable(exc)
+        return None
+    return build
 
 
 def _prepare(plan, portfolio, behavior: str, seed: int):
@@ -375,6 +396,7 @@ class _Job:
     costs: dict | None
     fmt: str | None
     folder: str | None
+    build: object = None  # --render: simrun.message_builder
 
 
 _JOB: _Job | None = None
@@ -393,7 +415,7 @@ def _run_chunk(index: int) -> tuple[Summary, str | None, int]:
         for cid in job.ids[index * CHUNK:(index + 1) * CHUNK]:
             state = job.states.state(cid)  # built now, dropped after: memory does not grow with customers
             first, end = customer_horizon(job.rt, state, job.start, job.days, job.tick_s)
-            decisions = run_customer(job.rt, state, first, end, job.tick_s, job.behavior)
+            decisions = run_customer(job.rt, state, first, end, job.tick_s, job.behavior, build=job.build)
             summary.add(decisions, job.costs)
             summary.add_money(state, job.start, job.end)
             if writer is not None:
@@ -407,10 +429,12 @@ def _run_chunk(index: int) -> tuple[Summary, str | None, int]:
 
 def stream_simulation(plan, portfolio, *, start: dt.date, days: int, behavior: str = "none", seed: int = 0,
                       tick_minutes: int = 60, costs: dict | None = None, out: Path | None = None,
-                      workers: int | None = None, progress=None) -> Streamed:
+                      workers: int | None = None, progress=None, render: bool = False,
+                      pay_link: str | None = None) -> Streamed:
     """`collect simulate`: every customer's horizon, in parallel worker processes where the machine has
     several cores; the contacts go straight to `out` (grouped by customer, in time order), written whole
-    or not at all, and the summary is added up as customers finish."""
+    or not at all, and the summary is added up as customers finish. `render`: build every message, as
+    `collect run` does (`message_builder`)."""
     global _JOB
     import tempfile
 
@@ -424,7 +448,8 @@ def stream_simulation(plan, portfolio, *, start: dt.date, days: int, behavior: s
     fmt = out.suffix[1:] if out is not None else None
     with tempfile.TemporaryDirectory(prefix=".collect-sim-", dir=out.parent if out else None) as folder:
         _JOB = _Job(rt, states, ids, begin, end, days, tick_minutes * 60, model,
-                    _decimal_costs(costs), fmt, folder if out is not None else None)
+                    _decimal_costs(costs), fmt, folder if out is not None else None,
+                    message_builder(rt, pay_link) if render else None)
         try:
             chunks = range(-(-len(ids) // CHUNK))
             total, rows = Summary(priced=bool(costs)), 0  # priced also when no customer adds a contact

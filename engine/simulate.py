@@ -9,10 +9,10 @@ core at its own ticks, a simulation with the same tick predicts what production 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
-from .decide import Decision, apply, decide
+from .decide import Decision, Outcome, apply, decide, recorded, reopen
 from .runtime import Runtime
 from .state import CustomerState
 
@@ -37,7 +37,7 @@ def ceil_tick(moment: dt.datetime, tick_s: int) -> dt.datetime:
 
 
 def simulate(rt: Runtime, states: dict[str, CustomerState], start: dt.datetime, days: int, *,
-             tick_s: int = 3600, behavior=None, progress=None) -> SimResult:
+             tick_s: int = 3600, behavior=None, progress=None, build=None) -> SimResult:
     """Run every customer for `days` from the midnight of `start`'s day in its own time zone
     (`customer_horizon`); `states` are updated in place.
 
@@ -48,23 +48,28 @@ def simulate(rt: Runtime, states: dict[str, CustomerState], start: dt.datetime, 
     result = SimResult(rt.plan_hash, start, end, states=states)
     for done, cid in enumerate(sorted(states), start=1):
         first, last = customer_horizon(rt, states[cid], start, days, tick_s)
-        result.decisions += run_customer(rt, states[cid], first, last, tick_s, behavior, result.payments)
+        result.decisions += run_customer(rt, states[cid], first, last, tick_s, behavior, result.payments, build)
         if progress is not None and (done % 1000 == 0 or done == len(states)):
             progress(done, len(states))
     return result
 
 
 def run_customer(rt: Runtime, state: CustomerState, now: dt.datetime, end: dt.datetime, tick_s: int,
-                 behavior=None, payments: list | None = None) -> list[Decision]:
+                 behavior=None, payments: list | None = None, build=None) -> list[Decision]:
     """One customer's decisions from the tick `now` until `end`: the core at every tick where it said
-    something may be due (a wake between ticks is taken at the next tick, as cron would)."""
+    something may be due (a wake between ticks is taken at the next tick, as cron would). `build`
+    (`--render`): `(decision, state) -> None, or why its message cannot be built`, asked of every send
+    with a template, as `collect run` builds each message before it delivers it."""
     decisions: list[Decision] = []
     step = dt.timedelta(seconds=tick_s)
     while now < end:
         outcome = decide(rt, state, now)
+        unbuilt = _unbuilt(outcome, state, build) if build is not None else ()
         # the customer reacts to contacts as they were when sent: its segments before this tick's sends
         caused = behavior.react(rt, state, outcome.decisions, now) if behavior is not None else ()
         apply(state, outcome)
+        for d, reason in unbuilt:  # as the store reopens them: the next tick falls back
+            reopen(state, d.keys, d.channel, reason)
         decisions += outcome.decisions
         wake = outcome.wake
         if behavior is not None:
@@ -75,11 +80,26 @@ def run_customer(rt: Runtime, state: CustomerState, now: dt.datetime, end: dt.da
                 wake = payment.at if wake is None else min(wake, payment.at)
             if caused:
                 state.payments.sort(key=lambda p: p.at)
+        if unbuilt:  # the store makes the customer due again at once: the same tick falls back
+            continue
         if wake is None:
             break
         # `now` is a tick, so the next one is the first tick after it unless the wake is later
         now = now + step if wake <= now + step else ceil_tick(wake, tick_s)
     return decisions
+
+
+def _unbuilt(outcome: Outcome, state: CustomerState, build) -> list[tuple[Decision, str]]:
+    """The sends of the outcome whose message cannot be built, each turned into the contact `collect run`
+    records for it (failed on its channel, why as its reason, settling nothing); with the reasons. The
+    other decisions are as the history keeps them (`recorded`)."""
+    unbuilt = []
+    for n, d in enumerate(outcome.decisions):
+        d = outcome.decisions[n] = recorded(d)
+        if d.status == "sent" and d.template and (reason := build(d, state)) is not None:
+            outcome.decisions[n] = replace(d, status="failed", reason=reason, keys=(), fallbacks=())
+            unbuilt.append((d, reason))
+    return unbuilt
 
 
 def customer_horizon(rt: Runtime, state: CustomerState, start: dt.datetime, days: int,

@@ -239,12 +239,15 @@ def test_compare_shows_the_new_kpis_side_by_side(tmp_path):
     assert result.exit_code == 0, result.output
     out = result.output
     headings = [[c.strip() for c in line.strip()[1:-1].split("┃")] for line in out.splitlines() if "┃" in line]
-    assert len(headings) == 7 and all(cells[-3:] == ["old: p1.yaml", "new: p2.yaml", "new - old"]
+    assert len(headings) == 8 and all(cells[-3:] == ["old: p1.yaml", "new: p2.yaml", "new - old"]
                                       for cells in headings)  # every table: counters, channels, KPIs, aging
     assert {line for line in out.splitlines() if line.endswith(": none")} == {  # nothing to count in either
         "Deferrals by reason: none", "Skipped by reason: none", "Agent tasks by queue: none"}
     assert _row(out, "sms", "failure rate") == ["50.0%", "0.0%", "-50.0 pp"]
-    assert _row(out, "email", "failed (no usable channel)") == ["1", "1", "+0"]
+    assert _row(out, "email", "failed") == ["1", "1", "+0"]
+    # why they failed, as the contacts file says it: p1's two sms without a phone, which p2 sends by email
+    assert _row(out, "sms: no address") == ["2", "0", "-2"]
+    assert _row(out, "email: no address") == ["1", "1", "+0"]
     # p2: 5 emails and 2 sms, 0.095 / 7
     assert _row(out, "all", "cost per contact") == ["0.0186", "0.0136", "-0.0050"]
     assert _row(out, "all", "delivery rate") == ["not modelled", "not modelled", ""]

@@ -1,0 +1,112 @@
+"""`collect simulate --render` builds every message as `collect run` does before delivering it: a message
+that cannot be rendered on real data (a locale from the ERP that does not exist here) fails on its
+channel and the step falls back in the same tick, in the simulation as in production (SPEC 7: simulate
+and run agree)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import textwrap
+from pathlib import Path
+
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from collect.cli import app
+from collect.engine import store as s
+from collect.engine.channels import Channels
+from collect.engine.compiler import compile_policy
+from collect.engine.portfolio import ColumnMap
+from collect.engine.runner import Runner
+from collect.engine.simrun import load_portfolio, run_simulation
+from collect.engine.storeio import import_file
+
+POLICY = """
+policy: render
+timezone: America/Lima
+currency: PEN
+fields:
+  customer.locale: str
+windows:
+  default: { mon-fri: "08:00-19:00" }
+templates:
+  aviso:
+    sms: "{{ customer.name }}: saldo {{ invoice.balance | money('PEN', customer.locale) }}"
+    email: { subject: "Aviso", body: "Factura {{ invoice.number }}" }
+stages:
+  temprana:
+    when: invoice.days_past_due >= 1
+    steps:
+      - { id: t1, at: due+1d 10:00, send: [sms, email], template: aviso }
+      - { id: t2, at: due+3d 10:00, send: sms, template: aviso, on_exhausted: escalate }
+"""
+
+PORTFOLIO = """invoice_id,customer_id,amount,due_date,customer_name,email,phone,locale
+F1,C1,1000,2026-11-16,Uno,c1@example.pe,+51987654321,peruano
+F2,C2,1000,2026-11-16,Dos,c2@example.pe,+51987654322,es_PE
+"""
+
+START = dt.date(2026, 11, 16)
+
+
+def files(tmp_path: Path):
+    (tmp_path / "policy.yaml").write_text(textwrap.dedent(POLICY), encoding="utf-8")
+    (tmp_path / "p.csv").write_text(PORTFOLIO, encoding="utf-8")
+    return compile_policy(tmp_path / "policy.yaml").plan, tmp_path / "p.csv"
+
+
+def outcomes(decisions):
+    return [(d.customer_id, d.step, d.channel, d.status, d.at.strftime("%Y-%m-%d %H:%M"), d.reason)
+            for d in decisions if d.status in ("sent", "failed", "escalated")]
+
+
+def test_a_message_that_cannot_be_rendered_fails_on_its_channel_and_the_step_falls_back(tmp_path):
+    plan, portfolio = files(tmp_path)
+    rendered = run_simulation(plan, load_portfolio(plan, portfolio), start=START, days=7, render=True)
+    said = "template aviso.sms: body, line 1: the template failed: UnknownLocaleError: unknown locale 'peruano'"
+    assert outcomes(rendered.decisions) == [
+        ("C1", "t1", "sms", "failed", "2026-11-17 10:00", said),
+        ("C1", "t1", "email", "sent", "2026-11-17 10:00", ""),  # the fallback, in the same tick
+        ("C1", "t2", "sms", "failed", "2026-11-19 10:00", said),
+        ("C1", "t2", "sms", "failed", "2026-11-19 10:00", f"sms: {said}"),  # no channel left
+        ("C1", "t2", "agent", "escalated", "2026-11-19 10:00", "channels exhausted"),
+        ("C2", "t1", "sms", "sent", "2026-11-17 10:00", ""),
+        ("C2", "t2", "sms", "sent", "2026-11-19 10:00", ""),
+    ]
+    # without --render the dry run does not look at the texts: everyone's SMS "would be sent"
+    plain = run_simulation(plan, load_portfolio(plan, portfolio), start=START, days=7)
+    assert [(c, step, ch, status) for c, step, ch, status, _, _ in outcomes(plain.decisions)] == [
+        ("C1", "t1", "sms", "sent"), ("C1", "t2", "sms", "sent"), ("C2", "t1", "sms", "sent"),
+        ("C2", "t2", "sms", "sent")]
+
+
+def test_run_every_hour_equals_simulate_with_render(db_url, tmp_path):
+    plan, portfolio = files(tmp_path)
+    import_file(s.connect(db_url), "invoices", portfolio, fields=dict(plan["fields"]), colmap=ColumnMap(),
+                default_tz="America/Lima", default_currency="PEN")
+    names = ("email", "sms", "agent")
+    channels = Channels({n: {"adapter": "file", "path": str(tmp_path / "outbox" / f"{n}.jsonl")} for n in names})
+    run = Runner(s.connect(db_url), plan, channels)
+    begin = dt.datetime.combine(START, dt.time(), dt.timezone(dt.timedelta(hours=-5)))  # Lima midnight
+    for hour in range(24 * 7):
+        run.tick(begin + dt.timedelta(hours=hour))
+    with s.connect(db_url).connect() as conn:
+        ran = sorted((r.customer_id, r.step, r.channel, r.status,
+                      r.at.astimezone(begin.tzinfo).strftime("%Y-%m-%d %H:%M"), r.reason)
+                     for r in conn.execute(select(s.contacts)) if r.status in ("sent", "failed", "escalated"))
+    simulated = run_simulation(plan, load_portfolio(plan, portfolio), start=START, days=7, render=True)
+    assert ran == sorted(outcomes(simulated.decisions))
+
+
+def test_the_command_reports_the_failures_by_reason(tmp_path):
+    plan, portfolio = files(tmp_path)
+    out = tmp_path / "contacts.csv"
+    result = CliRunner().invoke(app, ["simulate", str(tmp_path / "policy.yaml"), "--portfolio", str(portfolio),
+                                      "--start", "2026-11-16", "--days", "7", "--render", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Failed by reason" in result.output and "unknown locale 'peruano'" in result.output
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert sum(",failed," in line for line in lines) == 3
+    plain = CliRunner().invoke(app, ["simulate", str(tmp_path / "policy.yaml"), "--portfolio", str(portfolio),
+                                     "--start", "2026-11-16", "--days", "7"])
+    assert plain.exit_code == 0 and "Failed by reason: none" in plain.output
