@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
@@ -595,17 +596,69 @@ DST_SLACK = dt.timedelta(hours=3)  # more than any zone's DST shift
 
 def cap_shift(at: dt.datetime, seconds: int, tz) -> dt.datetime:
     """`at` moved by a cap's period: whole days on the customer's clock, so that `1 per 1d` lets a daily
-    09:00 cadence through the 23-hour day of a DST change; shorter periods exactly."""
+    09:00 cadence through the 23-hour day of a DST change; shorter periods exactly.
+
+    The clock here never goes back: while it shows the hour that repeats when DST ends a second time, it
+    is taken to stand where it was before it fell back. Back in time, the start of the window that ends
+    at `at`: the last instant at which the clock showed that time, days earlier, or an earlier one (of a
+    time shown twice, the second reading: the window is never longer than the days on the clock; of a
+    time never shown, the end of the jump). It never moves back as time goes on, so a send that has left
+    the window never comes back into it. Forward, when a send at `at` leaves the window: the first
+    instant whose window start (as above) is `at` or later, so that a contact a cap held goes out at the
+    earliest moment it may (docs/language.md, caps)."""
     if seconds % 86400:
         return at + dt.timedelta(seconds=seconds)
-    local = at.astimezone(tz) + dt.timedelta(days=seconds // 86400)  # wall-clock arithmetic
-    # a local time the clock shows twice (autumn) or never (spring) has two readings. Back in time (a
-    # window's start) the later one: the window is never longer than the days on the clock. Forward (when
-    # a send leaves the window) the earlier one of a time shown twice, the later one of a time skipped:
-    # the first instant whose window no longer holds the send.
-    readings = (local.replace(fold=0).astimezone(UTC), local.replace(fold=1).astimezone(UTC))
-    skipped = readings[0].astimezone(tz).replace(tzinfo=None) != local.replace(tzinfo=None)
-    return max(readings) if seconds < 0 or skipped else min(readings)
+    days = dt.timedelta(days=seconds // 86400)
+    local = at.astimezone(tz)
+    if seconds < 0:
+        clock = local.replace(tzinfo=None)
+        if local.fold:  # the second reading of a time shown twice: the clock stands at the last time it
+            # showed before it fell back (a microsecond before the end of the stretch it shows again)
+            first = local.replace(fold=0).astimezone(UTC)
+            fell = _offset_change(first, at, tz)
+            clock = fell.replace(tzinfo=None) + first.astimezone(tz).utcoffset() - dt.timedelta(microseconds=1)
+        return _reading(clock + days, tz, last=True)
+    return _reading(_lowest_from(at, local, tz) + days, tz, last=False)
+
+
+def _lowest_from(at: dt.datetime, local: dt.datetime, tz) -> dt.datetime:
+    """The lowest local time whose window start (`_reading(..., last=True)`) is `at` or later: `at`'s own
+    local time, but the start of the stretch the clock shows twice when `at` is its first reading, and the
+    start of the times jumped over when `at` is the end of a jump (they all read as `at`)."""
+    second = local.replace(fold=1).astimezone(UTC)
+    if second > at:  # the first reading of a time the clock shows again after falling back
+        return _offset_change(at, second, tz).astimezone(tz).replace(tzinfo=None)
+    before = (at - dt.timedelta(seconds=1)).astimezone(tz).utcoffset()
+    if before < local.utcoffset():  # within a second after the clock jumped forward
+        jumped = at.astimezone(UTC).replace(tzinfo=None) + before  # `at` read on the clock before the jump
+        if _reading(jumped, tz, last=True) == at:
+            return jumped
+    return local.replace(tzinfo=None)
+
+
+def _reading(naive: dt.datetime, tz, last: bool) -> dt.datetime:
+    """The instant the clock shows the local time `naive`: of a time shown twice the last or the first
+    reading; of a time never shown (the clock jumped over it) the end of the jump either way."""
+    first, second = naive.replace(tzinfo=tz, fold=0).astimezone(UTC), naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    if first == second:
+        return first
+    if first < second:  # shown twice
+        return second if last else first
+    return _offset_change(second, first, tz)  # never shown: fold=0 reads it with the offset before the jump
+
+
+def _offset_change(before: dt.datetime, after: dt.datetime, tz) -> dt.datetime:
+    """The first instant after `before` (to the second) with the UTC offset `after` has: where the clock
+    changed between the two (they are at most a DST shift apart)."""
+    lo, hi = math.floor(before.timestamp()), math.ceil(after.timestamp())
+    offset = before.astimezone(tz).utcoffset()
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if dt.datetime.fromtimestamp(mid, tz).utcoffset() == offset:
+            lo = mid
+        else:
+            hi = mid
+    return dt.datetime.fromtimestamp(hi, UTC)
 
 
 def not_for_this_invoice(state: CustomerState, step: StepRt, invoice_id: str, trigger: dt.datetime, occ,

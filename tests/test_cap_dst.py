@@ -1,6 +1,7 @@
 """Caps of whole days count days on the customer's clock (docs/language.md, caps). Around a DST change
 a local time is shown twice or never: the window's start and the moment a send leaves the window must
-still agree, or the core holds a contact past the cap and names a wake that has already passed."""
+still agree, or the core holds a contact past the cap (or longer than the cap says) and names a wake
+that has already passed."""
 
 import datetime as dt
 from zoneinfo import ZoneInfo
@@ -12,19 +13,56 @@ from collect.engine.decide import cap_shift
 
 UTC = dt.timezone.utc
 DAY = 86400
-CHANGES = [dt.datetime(2026, 3, 6, tzinfo=UTC), dt.datetime(2026, 10, 23, tzinfo=UTC),  # US / Europe
-           dt.datetime(2026, 4, 2, tzinfo=UTC), dt.datetime(2026, 9, 4, tzinfo=UTC)]  # southern hemisphere
+ZONES = ["America/New_York", "Europe/Madrid", "Australia/Lord_Howe", "America/Santiago"]
 
 
-@settings(max_examples=400, deadline=None)
-@given(zone=st.sampled_from(["America/New_York", "Europe/Madrid", "Australia/Lord_Howe", "America/Santiago"]),
-       base=st.sampled_from(CHANGES), minutes=st.integers(0, 12 * 1440), days=st.sampled_from([1, 7]))
-def test_a_send_has_left_the_window_when_the_cap_says_it_frees(zone, base, minutes, days):
+def _changes(zone: str) -> list[dt.datetime]:
+    """The instants of 2026 at which the zone's UTC offset changes, found minute by minute."""
+    tz, found = ZoneInfo(zone), []
+    at = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    while at.year == 2026:
+        nxt = at + dt.timedelta(hours=1)
+        if at.astimezone(tz).utcoffset() != nxt.astimezone(tz).utcoffset():
+            found.append(next(at + dt.timedelta(minutes=m) for m in range(1, 61) if (
+                at + dt.timedelta(minutes=m)).astimezone(tz).utcoffset() == nxt.astimezone(tz).utcoffset()))
+        at = nxt
+    return found
+
+
+CHANGES = {zone: _changes(zone) for zone in ZONES}
+
+
+@st.composite
+def near_a_change(draw, days: int):
+    """A zone and an instant within three hours of one of its DST changes, or of `days` days before one
+    (a send whose days later fall in the hour skipped or shown twice)."""
+    zone = draw(st.sampled_from(ZONES))
+    change = draw(st.sampled_from(CHANGES[zone])) - dt.timedelta(days=draw(st.sampled_from([0, days])))
+    return zone, change + dt.timedelta(seconds=draw(st.integers(-3 * 3600, 3 * 3600)))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([1, 7]).flatmap(lambda days: st.tuples(st.just(days), near_a_change(days))))
+def test_a_send_has_left_the_window_when_the_cap_says_it_frees(case):
+    days, (zone, sent) = case
     tz = ZoneInfo(zone)
-    sent = base + dt.timedelta(minutes=minutes)
     free = cap_shift(sent, days * DAY, tz)
     assert free > sent
     assert sent <= cap_shift(free, -days * DAY, tz)  # the window ending at `free` no longer holds it
+    # ... and a second earlier it still did: a contact the cap held goes at the first moment it may
+    assert cap_shift(free - dt.timedelta(seconds=1), -days * DAY, tz) < sent
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([1, 7]).flatmap(lambda days: st.tuples(st.just(days), near_a_change(days))),
+       st.integers(1, 7200))
+def test_a_window_start_never_moves_back(case, step):
+    """As the clock moves on, the start of the window does not move back: a send that has left the
+    window does not come back into it (a skipped local time reads as the end of the jump, not later)."""
+    days, (zone, at) = case
+    tz = ZoneInfo(zone)
+    later = at + dt.timedelta(seconds=step)
+    assert cap_shift(at, -days * DAY, tz) <= cap_shift(later, -days * DAY, tz)
 
 
 def test_the_hour_shown_twice_does_not_make_a_day_25_hours_long():
@@ -34,3 +72,64 @@ def test_the_hour_shown_twice_does_not_make_a_day_25_hours_long():
     sent = dt.datetime(2026, 11, 1, 1, 5, fold=1, tzinfo=ny).astimezone(UTC)
     now = dt.datetime(2026, 11, 2, 1, 30, tzinfo=ny).astimezone(UTC)
     assert sent <= cap_shift(now, -DAY, ny)
+
+
+# -- the whole decision core in the hour shown twice -----------------------------------------------------
+
+def _policy(times: list[str], cap_max: int) -> str:
+    steps = "\n".join(f"          - {{ id: d{n}, at: due+{1 + n // 2}d {t}, send: sms, template: m }}"
+                      for n, t in enumerate(times))
+    return f"""
+    caps:
+      - {{ channel: sms, max: {cap_max}, per: 1d }}
+    stages:
+      s:
+        when: invoice.days_past_due >= 0
+        steps:
+{steps}
+    """
+
+
+def _window_start(at: dt.datetime, tz: ZoneInfo) -> dt.datetime:
+    """The instant a day on the customer's clock before `at` (docs/language.md, caps), in New York in the
+    days around 2026-11-01: while the clock shows 01:00-02:00 the second time, it counts as standing at
+    the end of that hour; of a local time shown twice, the later reading."""
+    local = at.astimezone(tz)
+    clock = local.replace(tzinfo=None)
+    if local.fold:
+        clock = dt.datetime(2026, 11, 1, 2) - dt.timedelta(microseconds=1)
+    back = clock - dt.timedelta(days=1)
+    return max(back.replace(tzinfo=tz, fold=fold).astimezone(UTC) for fold in (0, 1))
+
+
+TIMES = st.sampled_from([f"{h:02d}:{m:02d}" for h in (0, 1, 2) for m in (0, 10, 30, 50)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(times=st.lists(TIMES, min_size=2, max_size=6), cap_max=st.integers(1, 2), tick=st.sampled_from([600, 900, 3600]))
+def test_a_cap_of_days_holds_and_frees_on_time_in_the_hour_shown_twice(tmp_path_factory, times, cap_max, tick):
+    """SMS steps between 00:00 and 03:00, two a day, around the night New York shows 01:00-02:00 twice
+    (2026-11-01), under a cap of one or two a day, the window open all day: no window of a day on the
+    customer's clock ever holds more than the cap, every step goes out, and a step the cap held goes at
+    the first tick the cap lets it (at the tick before, the cap was full)."""
+    import textwrap
+
+    from coretools import BASE, customer, invoice, run, runtime
+
+    ny = ZoneInfo("America/New_York")
+    base = BASE.replace('mon-fri: "08:00-19:00", sat: "09:00-13:00"', 'mon-sun: "00:00-24:00"')
+    rt = runtime(textwrap.dedent(_policy(times, cap_max)), tmp_path_factory.mktemp("p"), base=base)
+    c = customer(timezone="America/New_York", phone="+12025550143")
+    invoice(c, "F1", "2026-10-30")
+    result = run(rt, [c], "2026-10-30", 8, tick_s=tick)
+    sent = sorted(d.at.astimezone(UTC) for d in result.decisions if d.status == "sent")
+    assert len(sent) == len(times)  # none lost, none twice
+    for at in sent:
+        inside = [s for s in sent if _window_start(at, ny) < s <= at]
+        assert len(inside) <= cap_max, (at.astimezone(ny), [s.astimezone(ny) for s in inside])
+    held = {d.step for d in result.decisions if d.status == "deferred" and d.reason.startswith("cap:")}
+    for d in result.decisions:
+        if d.status == "sent" and d.step in held:
+            before = d.at.astimezone(UTC) - dt.timedelta(seconds=tick)
+            full = [s for s in sent if _window_start(before, ny) < s <= before]
+            assert len(full) >= cap_max, (d.step, d.at.astimezone(ny), "the cap had room a tick earlier")
