@@ -176,7 +176,8 @@ class Walker:
         arg = node.arg
         if isinstance(arg, nodes.Const) and isinstance(arg.value, str):
             return self.member(node, base, arg.value)
-        if isinstance(arg, nodes.Const) and isinstance(arg.value, int) and base in ("list", "list:invoice", "str", ANY):
+        if isinstance(arg, nodes.Const) and isinstance(arg.value, int) and (base in ("list", "str", ANY)
+                                                                             or base.startswith("list:")):
             return _element(base)
         if isinstance(arg, nodes.Slice) and all(isinstance(p, nodes.Const) or p is None
                                                 for p in (arg.start, arg.stop, arg.step)):
@@ -285,14 +286,51 @@ class Walker:
             return ANY
         self.names_in_arguments(node, value)
         need = NEEDS.get(name)
-        if need and value != ANY and value not in ACCEPTS[need]:
+        if need and not _accepts(need, value):
             self.issue("template-type", f"the '{name}' filter needs {_NEED_WORDS[need]}, not {_describe(value)}",
                        node, name)
         if name in FILTER_PARAMETERS:
             self.formatting_arguments(node, given)
         else:
             self.call_shape(node, given)
-        return _filter_gives(name, value)
+        if name == "sum":
+            self.summed(node, value)
+        return self.mapped(node, value) if name == "map" else _filter_gives(name, value)
+
+    def attribute_kind(self, node, value: str) -> str | None:
+        """The kind of the field an `attribute=` argument names (dotted: `due_date.year`) on the items of
+        a list of kind `value`; None without one (an unknown field has been reported already)."""
+        from jinja2 import nodes
+
+        attribute = next((k.value for k in node.kwargs if k.key == "attribute"), None)
+        if attribute is None:
+            return None
+        if not (isinstance(attribute, nodes.Const) and isinstance(attribute.value, str)):
+            return ANY
+        kind = _element(value)
+        for part in attribute.value.split("."):
+            known = self.members(kind) if kind != ANY else None
+            kind = known.get(part, ANY) if known else ANY
+        return kind
+
+    def mapped(self, node, value: str) -> str:
+        """What `map` gives: a list of the named field's values, or of what the named filter gives for each
+        item, so that a filter later applied to an item (`| first | money`) is checked too."""
+        from jinja2 import nodes
+
+        if any(k.key == "default" for k in node.kwargs):  # items without the field get a value of any kind
+            return "list"
+        item = self.attribute_kind(node, value)
+        if item is None and node.args and isinstance(node.args[0], nodes.Const) and node.args[0].value in self.env.filters:
+            item = _filter_gives(node.args[0].value, _element(value))
+        return "list" if item in (None, ANY) else f"list:{item}"
+
+    def summed(self, node, value: str) -> None:
+        """`sum` adds numbers: of anything else it fails every message that uses the template."""
+        item = self.attribute_kind(node, value)
+        item = _element(value) if item is None else item
+        if item not in (ANY, "number", "bool"):
+            self.issue("template-type", f"the 'sum' filter adds numbers, not {_describe(item)}", node, "sum")
 
     def call_shape(self, node, given: list) -> None:
         """A filter given arguments it cannot take (one missing, one too many, text where it counts) would
@@ -388,7 +426,7 @@ class Walker:
                            f"{'filter' if name == 'map' else 'test'}, written out", node, name)
             elif name == "map":  # `invoices | map('money')`: the filter applies to each item, of a known kind
                 need, item = NEEDS.get(first.value), _element(value)
-                if need and item != ANY and item not in ACCEPTS[need]:
+                if need and not _accepts(need, item):
                     self.issue("template-type", f"the '{first.value}' filter needs {_NEED_WORDS[need]}, not "
                                f"{_describe(item)}: map('{first.value}') applies it to each item", node, name)
 
@@ -411,6 +449,11 @@ def _filter_gives(name: str, value: str) -> str:
     return _element(value) if name in ELEMENT else "str"
 
 
+def _accepts(need: str, value: str) -> bool:
+    """Can a filter that needs `need` take a value of kind `value` (any list is a sequence)?"""
+    return value == ANY or value in ACCEPTS[need] or (need == "sequence" and value.startswith("list:"))
+
+
 def _element(kind: str) -> str:
     return kind.split(":", 1)[1] if kind.startswith("list:") else "str" if kind == "str" else ANY
 
@@ -430,6 +473,10 @@ def _comparable(a: str, b: str) -> bool:
 def _describe(kind: str) -> str:
     words = {"number": "a number", "str": "text", "bool": "true/false", "date": "a date", "datetime": "a date-time",
              "list": "a list", "list:invoice": "the list of invoices", "loop": "the loop", ANY: "a value"}
+    if kind not in words and kind.startswith("list:"):
+        items = {"number": "numbers", "str": "texts", "bool": "true/false values", "date": "dates",
+                 "datetime": "date-times"}
+        return f"a list of {items.get(kind[5:], kind[5:] + ' records')}"
     return words.get(kind, f"the {kind} record" if kind in RECORDS else kind)
 
 

@@ -198,6 +198,30 @@ def test_filters_and_operators_on_the_wrong_kind_are_compile_errors(source, code
     assert [(i.code, i.col) for i in issues] == [(code, col)], issues
 
 
+@pytest.mark.parametrize("source, col, message", [
+    ("{{ invoices | map(attribute='due_date') | first | money }}", 51, "the 'money' filter needs a number, not a date"),
+    ("{{ invoices | map(attribute='number') | first | round }}", 49, "the 'round' filter needs a number, not text"),
+    ("{% for d in invoices | map(attribute='due_date') %}{{ d | money }}{% endfor %}", 59,
+     "the 'money' filter needs a number, not a date"),
+    ("{{ (invoices | map(attribute='balance') | list)[0] | date }}", 54, "the 'date' filter needs a date, not a number"),
+    ("{{ invoices | map(attribute='balance') | max | date }}", 48, "the 'date' filter needs a date, not a number"),
+    ("{{ invoices | map(attribute='due_date.year') | first | date }}", 56,
+     "the 'date' filter needs a date, not a number"),
+    ("{{ invoices | map('upper') | first | round }}", 38, "the 'round' filter needs a number, not text"),
+    ("{{ invoices | map(attribute='number') | map('money') | join }}", 41,
+     "the 'money' filter needs a number, not text: map('money') applies it to each item"),
+    ("{{ invoices | map(attribute='number') | sum }}", 41, "the 'sum' filter adds numbers, not text"),
+    ("{{ invoices | sum(attribute='due_date') }}", 15, "the 'sum' filter adds numbers, not a date"),
+    ("{{ invoices | sum }}", 15, "the 'sum' filter adds numbers, not the invoice record"),
+])
+def test_the_items_map_gives_are_checked_by_their_kind(source, col, message):
+    """`map` gives a list of the field it names (or of what the filter it names gives): a filter applied
+    to its items, or `sum` over them, is checked at compile time. Each of these failed every message."""
+    assert [(i.code, i.col, i.message) for i in check_template(source, SCHEMA)] == [("template-type", col, message)]
+    with pytest.raises(TemplateRenderError):
+        render(source, ctx())
+
+
 def test_what_templates_may_use_still_passes():
     ok = ("{{ invoices | sort(attribute='due_date') | map(attribute='number') | join(', ') }} "
           "{{ invoice.balance | round(2) }} {{ (invoices | first).balance | money }} {{ today.year }} "
@@ -205,8 +229,13 @@ def test_what_templates_may_use_still_passes():
           "{% with n = invoices | length %}{{ n * 2 }}{% endwith %} {{ invoices | selectattr('balance') | list }}"
           "{% for i in invoices | reverse %}{{ loop.index }} {{ i.due_date | date('short') }}{% endfor %}"
           "{% if total_balance > 100 and customer.name %}{{ 'x' ~ customer.name }}{% endif %}"
-          "{% filter upper %}{{ customer.name }}{% endfilter %}")
+          "{% filter upper %}{{ customer.name }}{% endfilter %}"
+          "{{ invoices | map(attribute='balance') | sum | money }} {{ invoices | sum(attribute='balance') | money }}"
+          "{{ invoices | map(attribute='due_date') | max | date('short') }} {{ [1, 2] | sum }}"
+          "{{ invoices | map(attribute='balance') | map('money') | join(', ') }}"
+          "{{ invoices | map(attribute='number', default='-') | join(', ') }}")
     assert check_template(ok, SCHEMA) == []
+    render(ok, ctx())
 
 
 def test_rendering_never_fails_on_null_fields():
