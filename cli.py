@@ -251,6 +251,8 @@ def simulate(
         for problem in problems:
             typer.echo(problem, err=True)
         raise typer.Exit(EXIT_INPUT)
+    if not quiet:
+        _clock_warnings(plans, books, portfolio, first_day.year)
     from . import views
 
     results = []
@@ -264,6 +266,20 @@ def simulate(
     if not quiet:  # comparing: the baseline (--compare, old) first, then the candidate (POLICY, new)
         names, shown = ([compare, policy], results[::-1]) if compare else ([policy], results)
         views.show_simulation(names, shown, [r.summary for r in shown], kpis=behavior != "none")
+
+
+def _clock_warnings(plans, books, portfolio: Path, year: int) -> None:
+    """Customers without a time zone in a country that keeps other clocks than the policy's: their
+    contacts would follow the policy's hours (engine/zones.py); each line once."""
+    from .engine.zones import off_clock
+
+    said = set()
+    for plan, book in zip(plans, books):
+        for found in off_clock(book.customers.values(), plan["timezone"], year):
+            line = f"{portfolio}: warning: {found.line(plan['timezone'])}"
+            if line not in said:
+                said.add(line)
+                typer.echo(line, err=True)
 
 
 def _reads_alike(a: dict, b: dict) -> bool:

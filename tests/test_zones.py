@@ -1,0 +1,55 @@
+"""Customers without a time zone follow the policy's clock (SPEC 4.1); `collect simulate` warns when
+their country keeps other clocks, as their contacts would go out at the policy's hours, not theirs."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from typer.testing import CliRunner
+
+from collect.cli import app
+from collect.engine.zones import off_clock
+
+
+def who(cid: str, country: str | None, timezone: str | None = None):
+    return SimpleNamespace(id=cid, country=country, timezone=timezone)
+
+
+def test_customers_of_a_country_on_other_clocks_are_reported_by_country():
+    customers = [who("C3", "MX"), who("C1", "MX"), who("C2", "CO"), who("C4", "PE"),
+                 who("C5", "MX", "America/Mexico_City"), who("C6", None), who("C7", "mx")]
+    found = off_clock(customers, "America/Lima", 2026)
+    # Colombia keeps Lima's clock all year; Peru is the policy's own country; C5 has its zone
+    assert [(f.country, f.customers) for f in found] == [("MX", ("C1", "C3", "C7"))]
+    assert "America/Mexico_City" in found[0].zones and "America/Cancun" not in found[0].zones  # Cancun: UTC-5
+    assert found[0].line("America/Lima").startswith(
+        "3 customers in MX without a timezone (C1, C3, C7) follow the policy's America/Lima hours, but MX keeps "
+        "other clocks (America/Mexico_City")
+
+
+def test_a_country_is_on_other_clocks_when_only_its_summer_differs():
+    """Havana keeps Lima's UTC-5 in winter but not in summer (DST): contacts an hour off half the year."""
+    assert [f.country for f in off_clock([who("C1", "CU")], "America/Lima", 2026)] == ["CU"]
+    assert off_clock([who("C1", "US")], "America/New_York", 2026) == []  # the policy's own country
+
+
+def test_simulate_warns_once_per_country_and_quiet_hides_it(tmp_path):
+    (tmp_path / "policy.yaml").write_text(
+        "policy: p\ntimezone: America/Lima\ncurrency: PEN\nwindows:\n  default: { mon-fri: \"08:00-19:00\" }\n"
+        "templates:\n  m:\n    email: { subject: s, body: b }\nstages:\n  s:\n    when: invoice.days_past_due >= 0\n"
+        "    steps:\n      - { id: a, at: due+1d, send: email, template: m }\n", encoding="utf-8")
+    (tmp_path / "p.csv").write_text(
+        "invoice_id,customer_id,amount,due_date,email,country,timezone\n"
+        "F1,C1,100,2026-11-16,a@example.mx,MX,\nF2,C2,100,2026-11-16,b@example.mx,MX,\n"
+        "F3,C3,100,2026-11-16,c@example.mx,MX,America/Mexico_City\nF4,C4,100,2026-11-16,d@example.pe,PE,\n",
+        encoding="utf-8")
+    args = ["simulate", str(tmp_path / "policy.yaml"), "--portfolio", str(tmp_path / "p.csv"), "--start",
+            "2026-11-16", "--days", "3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "warning:" in line]
+    assert warnings == [f"{tmp_path / 'p.csv'}: warning: 2 customers in MX without a timezone (C1, C2) follow the "
+                        "policy's America/Lima hours, but MX keeps other clocks (America/Mexico_City, "
+                        "America/Merida, America/Monterrey, ...): give them a timezone column (docs/files.md)"]
+    quiet = CliRunner().invoke(app, args + ["-q"])
+    assert quiet.exit_code == 0 and "warning" not in quiet.output
