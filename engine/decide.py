@@ -652,6 +652,8 @@ def _offset_change(before: dt.datetime, after: dt.datetime, tz) -> dt.datetime:
     changed between the two (they are at most a DST shift apart)."""
     lo, hi = math.floor(before.timestamp()), math.ceil(after.timestamp())
     offset = before.astimezone(tz).utcoffset()
+    if after.astimezone(tz).utcoffset() == offset:
+        raise ValueError(f"the offset of {tz} does not change between {before} and {after}")
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if dt.datetime.fromtimestamp(mid, tz).utcoffset() == offset:
@@ -779,8 +781,11 @@ def apply(state: CustomerState, outcome: Outcome) -> None:
         state.done[key] = "not applicable"
     for d in outcome.decisions:
         if d.status == "deferred":
-            for key in d.keys:
-                state.pending.setdefault(key, d.reason)
+            for key in d.keys:  # a step reopened by a failed channel now waits for the next one: say why
+                if state.pending.get(key, "").startswith(REOPENED):
+                    state.pending[key] = d.reason
+                else:
+                    state.pending.setdefault(key, d.reason)
             continue
         for key in d.keys:
             state.done[key] = d.status

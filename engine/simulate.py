@@ -96,6 +96,7 @@ def _unbuilt(outcome: Outcome, state: CustomerState, build) -> list[tuple[Decisi
     unbuilt = []
     for n, d in enumerate(outcome.decisions):
         d = outcome.decisions[n] = recorded(d)
+        # only a template can fail to build (agent tasks and webhooks have none): run fails nothing else
         if d.status == "sent" and d.template and (reason := build(d, state)) is not None:
             outcome.decisions[n] = replace(d, status="failed", reason=reason, keys=(), fallbacks=())
             unbuilt.append((d, reason))

@@ -9,6 +9,7 @@ import datetime as dt
 import textwrap
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -49,15 +50,26 @@ F2,C2,1000,2026-11-16,Dos,c2@example.pe,+51987654322,es_PE
 START = dt.date(2026, 11, 16)
 
 
-def files(tmp_path: Path):
-    (tmp_path / "policy.yaml").write_text(textwrap.dedent(POLICY), encoding="utf-8")
+# the fallback's window opens later, and another step makes the customer decided meanwhile: the step
+# reopened by the failure waits, with a reason of its own
+WAITING = POLICY.replace(
+    '  default: { mon-fri: "08:00-19:00" }\n',
+    '  default: { mon-fri: "08:00-19:00" }\n  email: { mon-fri: "14:00-19:00" }\n').replace(
+    "      - { id: t2,", "      - { id: t0, at: due+1d 12:00, send: sms, template: aviso }\n      - { id: t2,")
+
+
+def files(tmp_path: Path, policy: str = POLICY):
+    (tmp_path / "policy.yaml").write_text(textwrap.dedent(policy), encoding="utf-8")
     (tmp_path / "p.csv").write_text(PORTFOLIO, encoding="utf-8")
     return compile_policy(tmp_path / "policy.yaml").plan, tmp_path / "p.csv"
 
 
-def outcomes(decisions):
+def outcomes(decisions, statuses=("sent", "failed", "escalated")):
     return [(d.customer_id, d.step, d.channel, d.status, d.at.strftime("%Y-%m-%d %H:%M"), d.reason)
-            for d in decisions if d.status in ("sent", "failed", "escalated")]
+            for d in decisions if d.status in statuses]
+
+
+EVERY = ("sent", "failed", "escalated", "deferred", "skipped")
 
 
 def test_a_message_that_cannot_be_rendered_fails_on_its_channel_and_the_step_falls_back(tmp_path):
@@ -80,8 +92,10 @@ def test_a_message_that_cannot_be_rendered_fails_on_its_channel_and_the_step_fal
         ("C2", "t2", "sms", "sent")]
 
 
-def test_run_every_hour_equals_simulate_with_render(db_url, tmp_path):
-    plan, portfolio = files(tmp_path)
+@pytest.mark.parametrize("policy", [POLICY, WAITING], ids=["fallback-at-once", "fallback-waits"])
+def test_run_every_hour_equals_simulate_with_render(db_url, tmp_path, policy):
+    """Every contact row, with its status and reason, deferrals and skips included."""
+    plan, portfolio = files(tmp_path, policy)
     import_file(s.connect(db_url), "invoices", portfolio, fields=dict(plan["fields"]), colmap=ColumnMap(),
                 default_tz="America/Lima", default_currency="PEN")
     names = ("email", "sms", "agent")
@@ -93,9 +107,13 @@ def test_run_every_hour_equals_simulate_with_render(db_url, tmp_path):
     with s.connect(db_url).connect() as conn:
         ran = sorted((r.customer_id, r.step, r.channel, r.status,
                       r.at.astimezone(begin.tzinfo).strftime("%Y-%m-%d %H:%M"), r.reason)
-                     for r in conn.execute(select(s.contacts)) if r.status in ("sent", "failed", "escalated"))
+                     for r in conn.execute(select(s.contacts)) if r.status in EVERY)
     simulated = run_simulation(plan, load_portfolio(plan, portfolio), start=START, days=7, render=True)
-    assert ran == sorted(outcomes(simulated.decisions))
+    assert ran == sorted(outcomes(simulated.decisions, EVERY))
+    if policy is WAITING:  # the case: C1's t1 fails on sms at 10:00 and waits for the email window at 14:00
+        assert sorted((r for r in ran if r[:3] == ("C1", "t1", "email")), key=lambda r: r[4]) == [
+            ("C1", "t1", "email", "deferred", "2026-11-17 10:00", "window"),
+            ("C1", "t1", "email", "sent", "2026-11-17 14:00", "window")]
 
 
 def test_the_command_reports_the_failures_by_reason(tmp_path):
