@@ -114,3 +114,21 @@ def build_message(rt, plan, decision, state, pay_link: str, steps=()) -> Message
                              "last_inbound_at": max(replies, default=None),
                              **({"task": {"queue": decision.queue or "collections", "priority": decision.priority,
                                           "reason": decision.reason}} if decision.channel == "agent" else {})})
+
+
+def message_builder(rt, pay_link: str | None = None):
+    """`(decision, state) -> None, or why its message cannot be built`, for `simulate --render` and
+    `run --dry-run`: each message built as the tick builds it before delivering it (the same function);
+    one that cannot be built is that channel's failure for good, with the tick's reason. `pay_link`:
+    channels.yaml's, else the example one."""
+    from .channels import EXAMPLE_PAY_LINK
+
+    pay_link = pay_link or EXAMPLE_PAY_LINK
+
+    def build(decision, state) -> str | None:
+        try:
+            build_message(rt, rt.plan, decision, state, pay_link, decision.keys)
+        except Exception as exc:  # noqa: BLE001 - as in `collect run`: whatever building raises fails the channel
+            return unbuildable(exc)
+        return None
+    return build

@@ -731,7 +731,13 @@ class Runner:
         summary.statuses["withdrawn"] += len(withdrawn)
 
     def _dry_run(self, now: dt.datetime, summary: TickSummary) -> TickSummary:
-        """Decide for every due customer and report, writing and sending nothing."""
+        """Decide for every due customer and report, writing and sending nothing. Each message is built,
+        as the tick builds it: one that cannot be is the failed contact the tick records, and the customer
+        is decided again at once (in memory, thrown away after), as the tick falls back."""
+        from .messages import message_builder
+        from .simulate import settle, unbuilt
+
+        build = message_builder(self.rt, self.pay_link)
         with self.engine.connect() as conn:
             query = select(s.customers.c.id).order_by(s.customers.c.id)
             if not plan_changed(conn, self.rt.plan_hash):  # else everyone is decided again, as the tick would
@@ -744,8 +750,14 @@ class Runner:
                     if outcome is None:
                         continue
                     summary.customers += 1
-                    for d in outcome.decisions:
-                        summary.statuses[d.status] += 1
-                        summary.decisions.append(d)
+                    while outcome is not None:
+                        failed = unbuilt(outcome, states[cid], build)
+                        for d in outcome.decisions:
+                            summary.statuses[d.status] += 1
+                            summary.decisions.append(d)
+                        if not failed:
+                            break
+                        settle(states[cid], outcome, failed)
+                        outcome = self._decide(states[cid], now, summary)
             conn.rollback()
         return summary

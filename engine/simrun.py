@@ -337,25 +337,13 @@ def run_simulation(plan, portfolio, *, start: dt.date, days: int, behavior: str 
     """The whole simulation in memory, every decision kept: for tests and small portfolios."""
     rt, states, model = _prepare(plan, portfolio, behavior, seed)
     return simulate(rt, states, start_moment(start, rt.timezone), days, tick_s=tick_minutes * 60,
-                    behavior=model, progress=progress, build=message_builder(rt) if render else None)
+                    behavior=model, progress=progress, build=_builder(rt) if render else None)
 
 
-def message_builder(rt: Runtime, pay_link: str | None = None):
-    """`--render`: build each message as `collect run` does before delivering it (the same function); a
-    message that cannot be built is that channel's failure for good, with `run`'s reason. `pay_link`:
-    channels.yaml's, else run's default."""
-    from .channels import EXAMPLE_PAY_LINK
-    from .messages import build_message, unbuildable
+def _builder(rt: Runtime, pay_link: str | None = None):
+    from .messages import message_builder
 
-    pay_link = pay_link or EXAMPLE_PAY_LINK
-
-    def build(decision, state: CustomerState) -> str | None:
-        try:
-            build_message(rt, rt.plan, decision, state, pay_link, decision.keys)
-        except Exception as exc:  # noqa: BLE001 - as in `collect run`: whatever building raises fails the channel
-            return unbuildable(exc)
-        return None
-    return build
+    return message_builder(rt, pay_link)
 
 
 def _prepare(plan, portfolio, behavior: str, seed: int):
@@ -396,7 +384,7 @@ class _Job:
     costs: dict | None
     fmt: str | None
     folder: str | None
-    build: object = None  # --render: simrun.message_builder
+    build: object = None  # --render: messages.message_builder
 
 
 _JOB: _Job | None = None
@@ -434,7 +422,7 @@ def stream_simulation(plan, portfolio, *, start: dt.date, days: int, behavior: s
     """`collect simulate`: every customer's horizon, in parallel worker processes where the machine has
     several cores; the contacts go straight to `out` (grouped by customer, in time order), written whole
     or not at all, and the summary is added up as customers finish. `render`: build every message, as
-    `collect run` does (`message_builder`)."""
+    `collect run` does (messages.message_builder)."""
     global _JOB
     import tempfile
 
@@ -449,7 +437,7 @@ def stream_simulation(plan, portfolio, *, start: dt.date, days: int, behavior: s
     with tempfile.TemporaryDirectory(prefix=".collect-sim-", dir=out.parent if out else None) as folder:
         _JOB = _Job(rt, states, ids, begin, end, days, tick_minutes * 60, model,
                     _decimal_costs(costs), fmt, folder if out is not None else None,
-                    message_builder(rt, pay_link) if render else None)
+                    _builder(rt, pay_link) if render else None)
         try:
             chunks = range(-(-len(ids) // CHUNK))
             total, rows = Summary(priced=bool(costs)), 0  # priced also when no customer adds a contact

@@ -64,12 +64,10 @@ def run_customer(rt: Runtime, state: CustomerState, now: dt.datetime, end: dt.da
     step = dt.timedelta(seconds=tick_s)
     while now < end:
         outcome = decide(rt, state, now)
-        unbuilt = _unbuilt(outcome, state, build) if build is not None else ()
+        unbuilt_now = unbuilt(outcome, state, build) if build is not None else ()
         # the customer reacts to contacts as they were when sent: its segments before this tick's sends
         caused = behavior.react(rt, state, outcome.decisions, now) if behavior is not None else ()
-        apply(state, outcome)
-        for d, reason in unbuilt:  # as the store reopens them: the next tick falls back
-            reopen(state, d.keys, d.channel, reason)
+        settle(state, outcome, unbuilt_now)
         decisions += outcome.decisions
         wake = outcome.wake
         if behavior is not None:
@@ -80,7 +78,7 @@ def run_customer(rt: Runtime, state: CustomerState, now: dt.datetime, end: dt.da
                 wake = payment.at if wake is None else min(wake, payment.at)
             if caused:
                 state.payments.sort(key=lambda p: p.at)
-        if unbuilt:  # the store makes the customer due again at once: the same tick falls back
+        if unbuilt_now:  # the store makes the customer due again at once: the same tick falls back
             continue
         if wake is None:
             break
@@ -89,18 +87,26 @@ def run_customer(rt: Runtime, state: CustomerState, now: dt.datetime, end: dt.da
     return decisions
 
 
-def _unbuilt(outcome: Outcome, state: CustomerState, build) -> list[tuple[Decision, str]]:
+def settle(state: CustomerState, outcome: Outcome, unbuilt_now) -> None:
+    """Record an outcome in the state; the sends whose message could not be built (`unbuilt`) reopened,
+    as the store reopens them, so that deciding again at once falls back to their next channel."""
+    apply(state, outcome)
+    for d, reason in unbuilt_now:
+        reopen(state, d.keys, d.channel, reason)
+
+
+def unbuilt(outcome: Outcome, state: CustomerState, build) -> list[tuple[Decision, str]]:
     """The sends of the outcome whose message cannot be built, each turned into the contact `collect run`
     records for it (failed on its channel, why as its reason, settling nothing); with the reasons. The
     other decisions are as the history keeps them (`recorded`)."""
-    unbuilt = []
+    failed = []
     for n, d in enumerate(outcome.decisions):
         d = outcome.decisions[n] = recorded(d)
         # only a template can fail to build (agent tasks and webhooks have none): run fails nothing else
         if d.status == "sent" and d.template and (reason := build(d, state)) is not None:
             outcome.decisions[n] = replace(d, status="failed", reason=reason, keys=(), fallbacks=())
-            unbuilt.append((d, reason))
-    return unbuilt
+            failed.append((d, reason))
+    return failed
 
 
 def customer_horizon(rt: Runtime, state: CustomerState, start: dt.datetime, days: int,

@@ -128,3 +128,23 @@ def test_the_command_reports_the_failures_by_reason(tmp_path):
     plain = CliRunner().invoke(app, ["simulate", str(tmp_path / "policy.yaml"), "--portfolio", str(portfolio),
                                      "--start", "2026-11-16", "--days", "7"])
     assert plain.exit_code == 0 and "Failed by reason: none" in plain.output
+
+
+def test_run_dry_run_shows_the_failed_message_and_its_fallback_as_the_tick_records_them(tmp_path):
+    """`collect run --dry-run` builds the messages too: it shows what the tick then records."""
+    plan, portfolio = files(tmp_path)
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    import_file(s.connect(url), "invoices", portfolio, fields=dict(plan["fields"]), colmap=ColumnMap(),
+                default_tz="America/Lima", default_currency="PEN")
+    channels = Channels({n: {"adapter": "file", "path": str(tmp_path / "outbox" / f"{n}.jsonl")}
+                         for n in ("email", "sms", "agent")})
+    run = Runner(s.connect(url), plan, channels)
+    now = dt.datetime(2026, 11, 17, 15, tzinfo=dt.timezone.utc)  # 10:00 in Lima
+    shown = sorted((d.customer_id, d.step, d.channel, d.status, d.reason)
+                   for d in run.tick(now, dry_run=True).decisions)
+    run.tick(now)
+    with s.connect(url).connect() as conn:
+        ticked = sorted((r.customer_id, r.step, r.channel, r.status, r.reason) for r in conn.execute(select(s.contacts)))
+    said = "template aviso.sms: body, line 1: the template failed: UnknownLocaleError: unknown locale 'peruano'"
+    assert shown == ticked == [("C1", "t1", "email", "sent", ""), ("C1", "t1", "sms", "failed", said),
+                               ("C2", "t1", "sms", "sent", "")]
