@@ -349,7 +349,8 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(metavar="KIND", help="What t
         typer.echo(f"error: --currency {currency!r} is not an ISO 4217 currency code (e.g. PEN, USD)", err=True)
         raise typer.Exit(EXIT_USAGE)
     # --quiet: the policy's warnings are not printed (a daily import from cron would mail them every day)
-    fields = dict(_compile(policy, quiet=quiet).plan["fields"]) if policy else {}
+    plan = _compile(policy, quiet=quiet).plan if policy else None
+    fields = dict(plan["fields"]) if plan else {}
     try:
         colmap = load_map(map) if map else ColumnMap()
         with _store_failure("the import, nothing imported"):
@@ -363,6 +364,13 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(metavar="KIND", help="What t
     if quiet:
         return
     typer.echo(done.message(csv_file))
+    if plan is not None:  # customers on other clocks than the policy's, as simulate warns about them
+        import datetime as dt
+
+        from .engine.zones import off_clock
+
+        for found in off_clock(done.customers, plan["timezone"], dt.date.today().year):
+            typer.echo(f"{csv_file}: warning: {found.line(plan['timezone'])}", err=True)
     if policy is None and kind in (Kind.invoices, Kind.customers):
         from .engine.portfolio_rows import extra_columns
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -36,6 +36,8 @@ class Imported:
     kind: str
     new: int
     stored: int = 0
+    # the customers the file gave, as stored after it (id, timezone, country): zones.off_clock reads them
+    customers: tuple = field(default=(), repr=False, compare=False)
 
     @property
     def rows(self) -> int:
@@ -95,10 +97,10 @@ def _jsonable(attrs: dict) -> dict:
         v, (int, float, bool, str, type(None))) else v) for k, v in attrs.items()}
 
 
-def _merge_customers(conn: Connection, found: dict) -> int:
+def _merge_customers(conn: Connection, found: dict) -> tuple[int, tuple]:
     """Upsert customers keeping stored values where the file gave none: a column the file lacks or a cell
     left empty says nothing (SPEC 4.6: a do_not_contact or an opt-out is never lost that way). Returns
-    how many were stored already."""
+    how many were stored already, and the customers as stored now (id, timezone and country)."""
     existing = {}
     for chunk in _chunks(list(found), 900):  # SQLite limits the number of bound parameters
         existing.update({r.id: r._mapping for r in conn.execute(select(s.customers).where(s.customers.c.id.in_(chunk))
@@ -120,7 +122,14 @@ def _merge_customers(conn: Connection, found: dict) -> int:
         rows.append(row)
     for chunk in _chunks(rows):
         _upsert(conn, s.customers, chunk, ["id"])
-    return len(existing)
+    return len(existing), tuple(Where(r["id"], r["timezone"], r["country"]) for r in rows)
+
+
+@dataclass(frozen=True)
+class Where:
+    id: str
+    timezone: str | None
+    country: str | None
 
 
 def _answered(stored: list | None, given, answered: frozenset, prefix: str) -> list | None:
@@ -191,7 +200,7 @@ def _import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str
         book = read_portfolio(path, fields=fields, default_timezone=default_tz, default_currency=None, colmap=colmap)
     with engine.begin() as conn:
         if kind == "invoices":
-            _merge_customers(conn, book.customers)
+            _, customers = _merge_customers(conn, book.customers)
             rows = [{"id": i.id, "customer_id": i.customer_id, "number": i.number, "amount": i.amount,
                      "balance": i.balance, "currency": i.currency, "issue_date": i.issue_date, "due_date": i.due_date,
                      "status": i.status, "attrs": _jsonable(i.attrs)} for i in book.invoices.values()]
@@ -204,7 +213,7 @@ def _import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str
                 _upsert(conn, s.invoices, chunk, ["id"])
             for chunk in _chunks(unsaid):
                 _upsert(conn, s.invoices, chunk, ["id"], keep=("currency",))
-            return Imported(kind, len(rows) - stored, stored)
+            return Imported(kind, len(rows) - stored, stored, customers)
         zone, owners = _zone_of(conn, default_tz)  # the other kinds refer to stored invoices and customers
         if kind == "events":
             new, stored = _import_events(conn, path, colmap, zone)
@@ -213,8 +222,8 @@ def _import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str
         found = read_one(kind, path, fields=fields, colmap=colmap, known_invoices=owners,
                          known_customers=known_customers)
         if kind == "customers":
-            stored = _merge_customers(conn, found)
-            return Imported(kind, len(found) - stored, stored)
+            stored, customers = _merge_customers(conn, found)
+            return Imported(kind, len(found) - stored, stored, customers)
         touched, new, stored = set(), len(found), 0
         if kind == "payments":
             rows = [{"payment_id": p.payment_id, "invoice_id": p.invoice_id, "amount": p.amount,

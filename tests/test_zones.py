@@ -33,11 +33,13 @@ def test_a_country_is_on_other_clocks_when_only_its_summer_differs():
     assert off_clock([who("C1", "US")], "America/New_York", 2026) == []  # the policy's own country
 
 
+POLICY = ("policy: p\ntimezone: America/Lima\ncurrency: PEN\nwindows:\n  default: { mon-fri: \"08:00-19:00\" }\n"
+          "templates:\n  m:\n    email: { subject: s, body: b }\nstages:\n  s:\n    when: invoice.days_past_due >= 0\n"
+          "    steps:\n      - { id: a, at: due+1d, send: email, template: m }\n")
+
+
 def test_simulate_warns_once_per_country_and_quiet_hides_it(tmp_path):
-    (tmp_path / "policy.yaml").write_text(
-        "policy: p\ntimezone: America/Lima\ncurrency: PEN\nwindows:\n  default: { mon-fri: \"08:00-19:00\" }\n"
-        "templates:\n  m:\n    email: { subject: s, body: b }\nstages:\n  s:\n    when: invoice.days_past_due >= 0\n"
-        "    steps:\n      - { id: a, at: due+1d, send: email, template: m }\n", encoding="utf-8")
+    (tmp_path / "policy.yaml").write_text(POLICY, encoding="utf-8")
     (tmp_path / "p.csv").write_text(
         "invoice_id,customer_id,amount,due_date,email,country,timezone\n"
         "F1,C1,100,2026-11-16,a@example.mx,MX,\nF2,C2,100,2026-11-16,b@example.mx,MX,\n"
@@ -53,3 +55,24 @@ def test_simulate_warns_once_per_country_and_quiet_hides_it(tmp_path):
                         "America/Merida, America/Monterrey, ...): give them a timezone column (docs/files.md)"]
     quiet = CliRunner().invoke(app, args + ["-q"])
     assert quiet.exit_code == 0 and "warning" not in quiet.output
+
+
+def test_import_with_a_policy_warns_about_the_customers_as_stored(tmp_path, monkeypatch):
+    """`collect import --policy` warns too, by the customers as the store has them after the file: a
+    zone stored by an earlier import counts, a file without the column does not remove it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "policy.yaml").write_text(POLICY, encoding="utf-8")
+    (tmp_path / "customers.csv").write_text("customer_id,timezone,country\nC1,America/Mexico_City,MX\n", encoding="utf-8")
+    (tmp_path / "p.csv").write_text("invoice_id,customer_id,amount,due_date,country\nF1,C1,100,2026-11-16,MX\n"
+                                    "F2,C2,100,2026-11-16,MX\nF3,C3,100,2026-11-16,PE\n", encoding="utf-8")
+    runner = CliRunner()
+    first = runner.invoke(app, ["import", "customers", "customers.csv", "--policy", "policy.yaml"])
+    assert first.exit_code == 0 and "warning" not in first.output, first.output
+    result = runner.invoke(app, ["import", "invoices", "p.csv", "--policy", "policy.yaml"])
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.output.splitlines() if "warning" in line] == [
+        "p.csv: warning: 1 customer in MX without a timezone (C2) follows the policy's America/Lima hours, but MX "
+        "keeps other clocks (America/Mexico_City, America/Merida, America/Monterrey, ...): give them a timezone "
+        "column (docs/files.md)"]
+    quiet = runner.invoke(app, ["import", "invoices", "p.csv", "--policy", "policy.yaml", "-q"])
+    assert quiet.exit_code == 0 and quiet.output == ""
