@@ -258,7 +258,10 @@ class progress:
         return False
 
 
-def _counter_table(title: str, names: list[str], counters: list, total: bool = True) -> Table:
+def _counter_table(title: str, names: list[str], counters: list, total: bool = True, limit: int | None = None) -> Table:
+    """One row per key (in key order), a column per counter. `limit`: at most that many keys, the most
+    counted ones, and the others added up in one row (the reasons of failures may quote data: one row
+    per bad value would be endless)."""
     table = Table(title=title, title_justify="left")
     _key(table)
     for name in names:  # counts: single words; a long heading (a file's name) breaks between words
@@ -266,9 +269,15 @@ def _counter_table(title: str, names: list[str], counters: list, total: bool = T
     if len(names) == 2:
         _key(table, DIFFERENCE, justify="right")
     keys = sorted(set().union(*counters))
-    for key in keys:
-        values = [c.get(key, 0) for c in counters]
-        row = [str(key), *map(str, values)]
+    rest = []
+    if limit is not None and len(keys) > limit:
+        by_count = sorted(keys, key=lambda k: (-sum(c.get(k, 0) for c in counters), k))
+        keys, rest = sorted(by_count[:limit]), by_count[limit:]
+    rows = [(str(key), [c.get(key, 0) for c in counters]) for key in keys]
+    if rest:
+        rows.append((f"{len(rest)} other reasons", [sum(c.get(k, 0) for k in rest) for c in counters]))
+    for label, values in rows:
+        row = [label, *map(str, values)]
         if len(values) == 2:
             row.append(f"{values[1] - values[0]:+d}")
         _row(table, *row)
@@ -280,6 +289,7 @@ def _counter_table(title: str, names: list[str], counters: list, total: bool = T
 
 
 DIFFERENCE = "new - old"  # the heading of the difference column of `simulate --compare`
+FAILURE_ROWS = 15  # reasons of failures shown; the contacts file has every one
 
 
 def compare_labels(old, new) -> list[str]:
@@ -315,7 +325,8 @@ def show_simulation(names, results, summaries, kpis: bool = True) -> None:
                           ("Failed by reason", "failures"), ("Agent tasks by queue", "tasks_by_queue")):
         counters = [getattr(s, counts) for s in summaries]
         if any(counters):
-            _print(console, _counter_table(title, short, counters))
+            limit = FAILURE_ROWS if counts == "failures" else None
+            _print(console, _counter_table(title, short, counters, limit=limit))
         else:  # as `collect report` says it: an empty table reads as a display fault
             console.print(Text(f"{title}: none"))
     if any(s.priced for s in summaries):  # costs were given: a cost of 0.00 is a figure too

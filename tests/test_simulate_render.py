@@ -148,3 +148,20 @@ def test_run_dry_run_shows_the_failed_message_and_its_fallback_as_the_tick_recor
     said = "template aviso.sms: body, line 1: the template failed: UnknownLocaleError: unknown locale 'peruano'"
     assert shown == ticked == [("C1", "t1", "email", "sent", ""), ("C1", "t1", "sms", "failed", said),
                                ("C2", "t1", "sms", "sent", "")]
+
+
+def test_failed_by_reason_shows_the_most_frequent_reasons_and_adds_up_the_rest():
+    """A reason may quote the data (each customer's bad locale): the table keeps 15 rows."""
+    from collections import Counter
+
+    from rich.console import Console
+
+    from collect.views import FAILURE_ROWS, _counter_table
+
+    counts = Counter({f"unknown locale 'x{n:02d}'": n + 1 for n in range(20)})
+    console = Console(width=200, record=True)
+    console.print(_counter_table("Failed by reason", ["contacts"], [counts], limit=FAILURE_ROWS))
+    text = console.export_text()
+    assert "'x19'" in text and "'x05'" in text and "'x04'" not in text  # the 15 most counted
+    assert "5 other reasons" in text and " 15 " in text.split("5 other reasons")[1].split("\n")[0]  # 1+2+3+4+5
+    assert "210" in text.split("total")[1]  # the total is of every reason
