@@ -1,6 +1,7 @@
 """Simulation speed (issue 3 targets: 100k invoices over 90 days <= 5 s, 1M <= 30 s and 2 GB peak).
 
 Run: python benchmarks/simulate_speed.py [N ...] [--workers K]   (default sizes: 10000 100000 1000000)
+     python benchmarks/simulate_speed.py --calls [N]               (function calls, default 3000 invoices)
 
 Generates a portfolio of N invoices (about 3 per customer, due dates spread over 120 days, customers
 in four time zones) and runs what `collect simulate --out contacts.csv` runs — the realistic multi-stage
@@ -133,8 +134,39 @@ def write_floor(rows: int, plan) -> float:
         return time.process_time() - started
 
 
+def count_calls(n: int) -> dict:
+    """Python function calls per invoice and per contact row for N invoices, in one process: a measure
+    of the work that, unlike seconds, does not change with the machine's speed from day to day (which
+    varied up to four times here), so that a change to the core can be compared across days."""
+    from collect.engine.compiler import compile_policy
+    from collect.engine.simrun import stream_simulation
+
+    plan = compile_policy(POLICY).plan
+    book = portfolio(n)
+    calls = 0
+
+    def hook(frame, event, arg):
+        nonlocal calls
+        if event in ("call", "c_call"):
+            calls += 1
+    with tempfile.TemporaryDirectory() as tmp:
+        sys.setprofile(hook)
+        try:
+            result = stream_simulation(plan, book, start=dt.date(2026, 11, 1), days=90, behavior=str(BEHAVIOR),
+                                       seed=1, out=Path(tmp, "contacts.csv"), workers=1)
+        finally:
+            sys.setprofile(None)
+    return {"invoices": n, "rows": result.rows, "calls": calls}
+
+
 def main() -> None:
     args = sys.argv[1:]
+    if args and args[0] == "--calls":
+        r = count_calls(int(args[1]) if len(args) > 1 else 3000)
+        print(f"{r['invoices']:,} invoices, 90 days: {r['calls']:,} Python and C function calls, "
+              f"{r['calls'] / r['invoices']:,.0f} per invoice, {r['calls'] / r['rows']:,.0f} per contact row "
+              f"({r['rows']:,} rows)")
+        return
     workers = None
     if "--workers" in args:
         at = args.index("--workers")
