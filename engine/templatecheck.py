@@ -303,6 +303,8 @@ class Walker:
         from jinja2 import nodes
 
         attribute = next((k.value for k in node.kwargs if k.key == "attribute"), None)
+        if attribute is None and node.name == "sum" and node.args:  # sum(iterable, attribute=None, start=0)
+            attribute = node.args[0]
         if attribute is None:
             return None
         if not (isinstance(attribute, nodes.Const) and isinstance(attribute.value, str)):
@@ -321,8 +323,10 @@ class Walker:
         if any(k.key == "default" for k in node.kwargs):  # items without the field get a value of any kind
             return "list"
         item = self.attribute_kind(node, value)
-        if item is None and node.args and isinstance(node.args[0], nodes.Const) and node.args[0].value in self.env.filters:
-            item = _filter_gives(node.args[0].value, _element(value))
+        named = node.args[0].value if node.args and isinstance(node.args[0], nodes.Const) else None
+        if item is None and named in self.env.filters:
+            # `list`, `sort`, `reverse` ... applied to one item give its characters or keys, not its kind
+            item = ANY if named in SAME and named not in ("default", "d") else _filter_gives(named, _element(value))
         return "list" if item in (None, ANY) else f"list:{item}"
 
     def summed(self, node, value: str) -> None:
@@ -409,6 +413,8 @@ class Walker:
 
         name = node.name
         named = [k.value for k in node.kwargs if k.key == "attribute" and name in ATTRIBUTE_KWARG]
+        if name == "sum" and node.args and not named:  # its first argument is the attribute too
+            named.append(node.args[0])
         if name in ("selectattr", "rejectattr") and node.args:
             named.append(node.args[0])
         for arg in named:

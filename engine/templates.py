@@ -262,10 +262,11 @@ def _message_filters(jinja: dict, html: bool = False) -> dict:
                            locale=_given_locale(locale) if locale else _locale(ctx))
 
     # null in, null out (printed as ""): an absent field neither raises nor prints "None"; nor does it
-    # among the items of a list (join, sort, max, min)
+    # among the items of a list (join, sort, max, min, sum)
     given = {name: jinja[name] for name in JINJA_FILTERS}
     given.update(join=_join_nulls_as_nothing(jinja["join"]), sort=_sort_nulls_last(jinja["sort"]),
-                 max=_without_nulls(jinja["max"]), min=_without_nulls(jinja["min"]))
+                 max=_without_nulls(jinja["max"]), min=_without_nulls(jinja["min"]),
+                 sum=_sum_without_nulls(jinja["sum"]))
     bounded = limits.bounded_filters(given)
     filters = {name: _null_safe(fn) for name, fn in bounded.items()}
     if html:
@@ -375,6 +376,18 @@ def _sort_nulls_last(sort):
         nulls = [i for i in items if any(k is None for k in keys(i))]
         rest = [i for i in items if not any(k is None for k in keys(i))]
         return sort(environment, rest, reverse, case_sensitive, attribute) + nulls
+    return wrapper
+
+
+def _sum_without_nulls(add):
+    """`sum` of the items whose value (or attribute) is not null: an empty field adds nothing."""
+    from jinja2 import pass_environment
+    from jinja2.filters import make_attrgetter
+
+    @pass_environment
+    def wrapper(environment, iterable, attribute=None, start=0):
+        get = make_attrgetter(environment, attribute) if attribute is not None else (lambda item: item)
+        return add(environment, [v for v in iterable if get(v) is not None], attribute, start)
     return wrapper
 
 

@@ -213,6 +213,7 @@ def test_filters_and_operators_on_the_wrong_kind_are_compile_errors(source, code
     ("{{ invoices | map(attribute='number') | sum }}", 41, "the 'sum' filter adds numbers, not text"),
     ("{{ invoices | sum(attribute='due_date') }}", 15, "the 'sum' filter adds numbers, not a date"),
     ("{{ invoices | sum }}", 15, "the 'sum' filter adds numbers, not the invoice record"),
+    ("{{ invoices | sum('number') }}", 15, "the 'sum' filter adds numbers, not text"),  # sum's first argument
 ])
 def test_the_items_map_gives_are_checked_by_their_kind(source, col, message):
     """`map` gives a list of the field it names (or of what the filter it names gives): a filter applied
@@ -233,9 +234,20 @@ def test_what_templates_may_use_still_passes():
           "{{ invoices | map(attribute='balance') | sum | money }} {{ invoices | sum(attribute='balance') | money }}"
           "{{ invoices | map(attribute='due_date') | max | date('short') }} {{ [1, 2] | sum }}"
           "{{ invoices | map(attribute='balance') | map('money') | join(', ') }}"
-          "{{ invoices | map(attribute='number', default='-') | join(', ') }}")
+          "{{ invoices | map(attribute='number', default='-') | join(', ') }}"
+          "{{ invoices | sum('balance') | money }}{% for k in invoices | map('list') %}{{ k[0] }}{% endfor %}")
     assert check_template(ok, SCHEMA) == []
     render(ok, ctx())
+
+
+def test_sum_leaves_out_empty_values():
+    """A null among the items adds nothing, as `join`, `max` and `min` leave it out (it failed the message)."""
+    context = ctx()
+    context["invoices"][1]["balance"] = None
+    for source in ("{{ invoices | map(attribute='balance') | sum }}", "{{ invoices | sum(attribute='balance') }}",
+                   "{{ invoices | sum('balance', 1) }}"):
+        assert check_template(source, SCHEMA) == []
+        assert render(source, context) in ("1234.5", "1235.5")
 
 
 def test_rendering_never_fails_on_null_fields():
