@@ -1,10 +1,12 @@
 """Customers without a time zone follow the policy's clock (SPEC 4.1). When their country keeps other
 clocks, their contacts go out at the policy's hours, not theirs: early or late, and maybe outside the
-hours a law allows there. `collect simulate` warns about them before the policy runs.
+hours a law allows there. `collect simulate` and `collect import --policy` warn about them.
 
-A country's zones come from the IANA database's zone.tab (shipped by the tzdata package, a dependency).
-The policy's own country is taken to be on the policy's clock (a policy for Spain is not warned about
-the Canary Islands); another country is reported when any of its zones keeps another clock.
+A country's zones come from the IANA database's zone.tab (zone1970.tab should a tzdata release drop it),
+shipped by the tzdata package, a dependency. The policy's own country (one of whose zones is the policy's
+zone, or the same zone under another name) is taken to be on the policy's clock: a policy for Spain is
+not warned about the Canary Islands. Another country is reported when most of its zones keep another
+clock than the policy's (a Lima policy is not warned about Ecuador for the Galapagos).
 """
 
 from __future__ import annotations
@@ -34,18 +36,49 @@ class OffClock:
                 f"(docs/files.md)")
 
 
+def _tzdata(*parts: str):
+    from importlib.resources import files
+
+    return files("tzdata").joinpath("zoneinfo", *parts)
+
+
 @lru_cache(maxsize=1)
 def country_zones() -> dict[str, tuple[str, ...]]:
     """ISO 3166 country code -> its IANA zones."""
-    from importlib.resources import files
-
-    text = files("tzdata").joinpath("zoneinfo", "zone.tab").read_text(encoding="utf-8")
+    table = _tzdata("zone.tab")
+    if not table.is_file():  # its header says it is deprecated: zone1970.tab lists several codes a line
+        table = _tzdata("zone1970.tab")
     found: dict[str, list[str]] = {}
-    for line in text.splitlines():
+    for line in table.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
-            code, _coordinates, zone = line.split("\t")[:3]
-            found.setdefault(code, []).append(zone)
+            codes, _coordinates, zone = line.split("\t")[:3]
+            for code in codes.split(","):
+                found.setdefault(code, []).append(zone)
     return {code: tuple(zones) for code, zones in found.items()}
+
+
+@lru_cache(maxsize=64)
+def _own_countries(zone: str) -> frozenset[str]:
+    """The countries the zone is in: listed under its name, or under another name of the same zone
+    (`US/Eastern` is America/New_York: the same tzdata file)."""
+    countries = country_zones()
+    listed = frozenset(code for code, zones in countries.items() if zone in zones)
+    if listed:
+        return listed
+    try:
+        data = _tzdata(*zone.split("/")).read_bytes()
+    except OSError:  # a zone tzdata does not have as a file (zoneinfo found it elsewhere): no country known
+        return frozenset()
+    return frozenset(code for code, zones in countries.items()
+                     if any(_bytes(z) == data for z in zones))
+
+
+@lru_cache(maxsize=1024)
+def _bytes(zone: str) -> bytes:
+    try:
+        return _tzdata(*zone.split("/")).read_bytes()
+    except OSError:
+        return b""
 
 
 @lru_cache(maxsize=512)
@@ -56,20 +89,20 @@ def _clock(zone: str, year: int) -> tuple[dt.timedelta | None, ...]:
 
 
 def off_clock(customers, policy_zone: str, year: int) -> list[OffClock]:
-    """By country, the customers without a time zone whose country keeps clocks other than the policy
-    zone's in `year`; `customers` have `id`, `timezone` and `country` (an ISO code or None)."""
+    """By country, the customers without a time zone whose country mostly keeps clocks other than the
+    policy zone's in `year`; `customers` have `id`, `timezone` and `country` (an ISO code or None)."""
     zones = country_zones()
     unzoned: dict[str, list[str]] = {}
     for c in customers:
         if not c.timezone and c.country:
             unzoned.setdefault(c.country.upper(), []).append(c.id)
-    own = _clock(policy_zone, year)
+    own, home = _clock(policy_zone, year), _own_countries(policy_zone)
     found = []
     for country, ids in sorted(unzoned.items()):
         theirs = zones.get(country, ())
-        if policy_zone in theirs:
+        if country in home:
             continue
         differ = tuple(z for z in theirs if _clock(z, year) != own)
-        if differ:
+        if 2 * len(differ) > len(theirs):
             found.append(OffClock(country, tuple(sorted(ids)), differ))
     return found

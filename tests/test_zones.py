@@ -27,6 +27,22 @@ def test_customers_of_a_country_on_other_clocks_are_reported_by_country():
         "other clocks (America/Mexico_City")
 
 
+def test_the_policy_s_own_country_is_known_under_any_name_of_its_zone():
+    """`US/Eastern` is America/New_York (the same tzdata file), `America/Montreal` is Toronto's."""
+    assert off_clock([who("C1", "US")], "US/Eastern", 2026) == []
+    assert off_clock([who("C1", "CA")], "America/Montreal", 2026) == []
+    assert [f.country for f in off_clock([who("C1", "US")], "America/Montreal", 2026)] == ["US"]
+
+
+def test_a_country_is_reported_when_most_of_its_zones_keep_other_clocks():
+    """Ecuador is on Lima's clock but for the Galapagos, Spain on Berlin's but for the Canaries: no warning;
+    most of Brazil's zones differ from Lima's (Rio Branco's does not)."""
+    assert off_clock([who("C1", "EC")], "America/Lima", 2026) == []
+    assert off_clock([who("C1", "ES")], "Europe/Berlin", 2026) == []
+    found = off_clock([who("C1", "BR")], "America/Lima", 2026)
+    assert [f.country for f in found] == ["BR"] and "America/Rio_Branco" not in found[0].zones
+
+
 def test_a_country_is_on_other_clocks_when_only_its_summer_differs():
     """Havana keeps Lima's UTC-5 in winter but not in summer (DST): contacts an hour off half the year."""
     assert [f.country for f in off_clock([who("C1", "CU")], "America/Lima", 2026)] == ["CU"]
@@ -76,3 +92,17 @@ def test_import_with_a_policy_warns_about_the_customers_as_stored(tmp_path, monk
         "column (docs/files.md)"]
     quiet = runner.invoke(app, ["import", "invoices", "p.csv", "--policy", "policy.yaml", "-q"])
     assert quiet.exit_code == 0 and quiet.output == ""
+
+
+def test_zone1970_tab_is_read_when_a_tzdata_release_has_no_zone_tab(monkeypatch):
+    from collect.engine import zones
+
+    real = zones._tzdata
+    monkeypatch.setattr(zones, "_tzdata", lambda *parts: real("no-such.tab") if parts == ("zone.tab",) else real(*parts))
+    zones.country_zones.cache_clear()
+    try:
+        found = zones.country_zones()
+        assert "Asia/Dubai" in found["OM"] and "Asia/Dubai" in found["AE"]  # a line of several countries
+        assert found["PE"] == ("America/Lima",)
+    finally:
+        zones.country_zones.cache_clear()
