@@ -259,9 +259,9 @@ class progress:
 
 
 def _counter_table(title: str, names: list[str], counters: list, total: bool = True, limit: int | None = None) -> Table:
-    """One row per key (in key order), a column per counter. `limit`: at most that many keys, the most
-    counted ones, and the others added up in one row (the reasons of failures may quote data: one row
-    per bad value would be endless)."""
+    """One row per key (in key order), a column per counter. `limit`: at most that many keys, the others
+    added up in one row (the reasons of failures may quote data: one row per bad value would be
+    endless); comparing two, the keys whose count changed most first, then the most counted."""
     table = Table(title=title, title_justify="left")
     _key(table)
     for name in names:  # counts: single words; a long heading (a file's name) breaks between words
@@ -270,9 +270,12 @@ def _counter_table(title: str, names: list[str], counters: list, total: bool = T
         _key(table, DIFFERENCE, justify="right")
     keys = sorted(set().union(*counters))
     rest = []
-    if limit is not None and len(keys) > limit:
-        by_count = sorted(keys, key=lambda k: (-sum(c.get(k, 0) for c in counters), k))
-        keys, rest = sorted(by_count[:limit]), by_count[limit:]
+    if limit is not None and len(keys) > limit + 1:  # a row of one other reason would hide it for nothing
+        def rank(key):
+            counts = [c.get(key, 0) for c in counters]
+            return -abs(counts[-1] - counts[0]), -max(counts), key
+        by_rank = sorted(keys, key=rank)
+        keys, rest = sorted(by_rank[:limit]), by_rank[limit:]
     rows = [(str(key), [c.get(key, 0) for c in counters]) for key in keys]
     if rest:
         rows.append((f"{len(rest)} other reasons", [sum(c.get(k, 0) for k in rest) for c in counters]))

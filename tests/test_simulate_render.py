@@ -165,3 +165,23 @@ def test_failed_by_reason_shows_the_most_frequent_reasons_and_adds_up_the_rest()
     assert "'x19'" in text and "'x05'" in text and "'x04'" not in text  # the 15 most counted
     assert "5 other reasons" in text and " 15 " in text.split("5 other reasons")[1].split("\n")[0]  # 1+2+3+4+5
     assert "210" in text.split("total")[1]  # the total is of every reason
+
+
+def test_comparing_two_policies_the_reasons_that_changed_are_shown_first():
+    from collections import Counter
+
+    from rich.console import Console
+
+    from collect.views import FAILURE_ROWS, _counter_table
+
+    old = Counter({f"r{n:02d}": 10 for n in range(16)})
+    new = Counter({**old, "NEW: unknown locale": 9})
+    console = Console(width=200, record=True)
+    console.print(_counter_table("Failed by reason", ["old", "new"], [old, new], limit=FAILURE_ROWS))
+    text = console.export_text()
+    assert "NEW: unknown locale" in text and "2 other reasons" in text
+    sixteen = Counter({f"r{n:02d}": 10 for n in range(16)})
+    console = Console(width=200, record=True)
+    console.print(_counter_table("Failed by reason", ["contacts"], [sixteen], limit=FAILURE_ROWS))
+    assert "other reasons" not in console.export_text()  # one left over is shown, not folded
+
