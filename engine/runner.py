@@ -292,6 +292,16 @@ class TickSummary:
     stopped: dict = field(default_factory=dict)
     failing: dict = field(default_factory=dict)  # channel -> transient failures in a row (the breaker), for the tick
     decisions: list[Decision] = field(default_factory=list)
+    seen: set = field(default_factory=set, repr=False)  # customers counted: one decided again (a channel
+    # failed for good and the tick fell back at once) is still one customer
+
+    def decided(self, outcome: Outcome, customer_id: str) -> None:
+        if customer_id not in self.seen:
+            self.seen.add(customer_id)
+            self.customers += 1
+        for d in outcome.decisions:
+            self.statuses[d.status] += 1
+            self.decisions.append(d)
 
 
 @dataclass
@@ -421,10 +431,7 @@ class Runner:
             self._record(batch, state, outcome, now)
             wake = outcome.wake if outcome.wake is not None else NEVER
             batch.wakes.append({"cid": cid, "wake": max(wake, now + dt.timedelta(seconds=1))})
-            summary.customers += 1
-            for d in outcome.decisions:
-                summary.statuses[d.status] += 1
-                summary.decisions.append(d)
+            summary.decided(outcome, cid)
         return batch.write(conn)
 
     def _decide(self, state, now: dt.datetime, summary: TickSummary) -> Outcome | None:
@@ -749,12 +756,9 @@ class Runner:
                     outcome = self._decide(states[cid], now, summary)
                     if outcome is None:
                         continue
-                    summary.customers += 1
                     while outcome is not None:
                         failed = unbuilt(outcome, states[cid], build)
-                        for d in outcome.decisions:
-                            summary.statuses[d.status] += 1
-                            summary.decisions.append(d)
+                        summary.decided(outcome, cid)
                         if not failed:
                             break
                         settle(states[cid], outcome, failed)

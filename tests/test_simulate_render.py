@@ -185,3 +185,18 @@ def test_comparing_two_policies_the_reasons_that_changed_are_shown_first():
     console.print(_counter_table("Failed by reason", ["contacts"], [sixteen], limit=FAILURE_ROWS))
     assert "other reasons" not in console.export_text()  # one left over is shown, not folded
 
+
+
+def test_a_customer_decided_again_in_a_tick_is_counted_once(tmp_path):
+    """The tick falls back at once when a message cannot be built, deciding the customer again: the
+    summary still says one customer, in the tick as in its dry run."""
+    plan, portfolio = files(tmp_path)
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    import_file(s.connect(url), "invoices", portfolio, fields=dict(plan["fields"]), colmap=ColumnMap(),
+                default_tz="America/Lima", default_currency="PEN")
+    channels = Channels({n: {"adapter": "file", "path": str(tmp_path / "outbox" / f"{n}.jsonl")}
+                         for n in ("email", "sms", "agent")})
+    run = Runner(s.connect(url), plan, channels)
+    now = dt.datetime(2026, 11, 17, 15, tzinfo=dt.timezone.utc)  # 10:00 in Lima: C1's sms fails, email goes
+    assert run.tick(now, dry_run=True).customers == 2
+    assert run.tick(now).customers == 2
