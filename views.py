@@ -261,7 +261,7 @@ class progress:
 def _counter_table(title: str, names: list[str], counters: list, total: bool = True, limit: int | None = None) -> Table:
     """One row per key (in key order), a column per counter. `limit`: at most that many keys, the others
     added up in one row (the reasons of failures may quote data: one row per bad value would be
-    endless); comparing two, the keys whose count changed most first, then the most counted."""
+    endless): the most counted, and comparing two, up to half of them those whose count changed most."""
     table = Table(title=title, title_justify="left")
     _key(table)
     for name in names:  # counts: single words; a long heading (a file's name) breaks between words
@@ -271,11 +271,15 @@ def _counter_table(title: str, names: list[str], counters: list, total: bool = T
     keys = sorted(set().union(*counters))
     rest = []
     if limit is not None and len(keys) > limit + 1:  # a row of one other reason would hide it for nothing
-        def rank(key):
-            counts = [c.get(key, 0) for c in counters]
-            return -abs(counts[-1] - counts[0]), -max(counts), key
-        by_rank = sorted(keys, key=rank)
-        keys, rest = sorted(by_rank[:limit]), by_rank[limit:]
+        def counted(key):
+            return -max(c.get(key, 0) for c in counters), key
+        shown = []
+        if len(counters) == 2:  # half the rows for what changed most, the rest for what counts most
+            def change(key):
+                return -abs(counters[1].get(key, 0) - counters[0].get(key, 0)), *counted(key)
+            shown = [k for k in sorted(keys, key=change)[:limit // 2] if change(k)[0]]
+        shown += [k for k in sorted(keys, key=counted) if k not in shown][:limit - len(shown)]
+        keys, rest = sorted(shown), [k for k in keys if k not in shown]
     rows = [(str(key), [c.get(key, 0) for c in counters]) for key in keys]
     if rest:
         rows.append((f"{len(rest)} other reasons", [sum(c.get(k, 0) for k in rest) for c in counters]))

@@ -292,8 +292,8 @@ class TickSummary:
     stopped: dict = field(default_factory=dict)
     failing: dict = field(default_factory=dict)  # channel -> transient failures in a row (the breaker), for the tick
     decisions: list[Decision] = field(default_factory=list)
-    seen: set = field(default_factory=set, repr=False)  # customers counted: one decided again (a channel
-    # failed for good and the tick fell back at once) is still one customer
+    # customers counted: one decided again (a channel failed for good, the tick fell back at once) is one
+    seen: set = field(default_factory=set, init=False, repr=False, compare=False)
 
     def decided(self, outcome: Outcome, customer_id: str) -> None:
         if customer_id not in self.seen:

@@ -305,7 +305,7 @@ class Walker:
         attribute = next((k.value for k in node.kwargs if k.key == "attribute"), None)
         if attribute is None and node.name == "sum" and node.args:  # sum(iterable, attribute=None, start=0)
             attribute = node.args[0]
-        if attribute is None:
+        if attribute is None or (isinstance(attribute, nodes.Const) and attribute.value is None):
             return None
         if not (isinstance(attribute, nodes.Const) and isinstance(attribute.value, str)):
             return ANY
@@ -413,8 +413,8 @@ class Walker:
 
         name = node.name
         named = [k.value for k in node.kwargs if k.key == "attribute" and name in ATTRIBUTE_KWARG]
-        if name == "sum" and node.args and not named:  # its first argument is the attribute too
-            named.append(node.args[0])
+        if name == "sum" and node.args and not named and not _index_or_none(node.args[0]):
+            named.append(node.args[0])  # its first argument is the attribute too (a number: an index)
         if name in ("selectattr", "rejectattr") and node.args:
             named.append(node.args[0])
         for arg in named:
@@ -453,6 +453,13 @@ def _filter_gives(name: str, value: str) -> str:
     if name in SAME:
         return value
     return _element(value) if name in ELEMENT else "str"
+
+
+def _index_or_none(node) -> bool:
+    """`sum(0)` over lists of lists, `sum(none)`: no field name to check."""
+    from jinja2 import nodes
+
+    return isinstance(node, nodes.Const) and (node.value is None or type(node.value) is int)
 
 
 def _accepts(need: str, value: str) -> bool:

@@ -4,9 +4,10 @@ hours a law allows there. `collect simulate` and `collect import --policy` warn 
 
 A country's zones come from the IANA database's zone.tab (zone1970.tab should a tzdata release drop it),
 shipped by the tzdata package, a dependency. The policy's own country (one of whose zones is the policy's
-zone, or the same zone under another name) is taken to be on the policy's clock: a policy for Spain is
-not warned about the Canary Islands. Another country is reported when most of its zones keep another
-clock than the policy's (a Lima policy is not warned about Ecuador for the Galapagos).
+zone, or the zone it is another name of) is taken to be on the policy's clock: a policy for Spain is not
+warned about the Canary Islands. Another country is reported when its main zone (zone.tab lists the most
+populous first) or most of its zones keep another clock than the policy's: a Lima policy is not warned
+about Ecuador for the Galapagos, a Guatemala one is.
 """
 
 from __future__ import annotations
@@ -36,15 +37,15 @@ class OffClock:
                 f"(docs/files.md)")
 
 
-def _tzdata(*parts: str):
+def _tzdata(name: str):
     from importlib.resources import files
 
-    return files("tzdata").joinpath("zoneinfo", *parts)
+    return files("tzdata").joinpath("zoneinfo", name)
 
 
 @lru_cache(maxsize=1)
 def country_zones() -> dict[str, tuple[str, ...]]:
-    """ISO 3166 country code -> its IANA zones."""
+    """ISO 3166 country code -> its IANA zones, the most populous first."""
     table = _tzdata("zone.tab")
     if not table.is_file():  # its header says it is deprecated: zone1970.tab lists several codes a line
         table = _tzdata("zone1970.tab")
@@ -57,28 +58,24 @@ def country_zones() -> dict[str, tuple[str, ...]]:
     return {code: tuple(zones) for code, zones in found.items()}
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=1)
+def _links() -> dict[str, str]:
+    """Another name of a zone -> the zone (tzdata.zi's `L TARGET NAME` lines): `US/Eastern` is
+    America/New_York."""
+    links = {}
+    for line in _tzdata("tzdata.zi").read_text(encoding="utf-8").splitlines():
+        if line.startswith("L "):
+            _, target, name = line.split()
+            links[name] = target
+    return links
+
+
 def _own_countries(zone: str) -> frozenset[str]:
-    """The countries the zone is in: listed under its name, or under another name of the same zone
-    (`US/Eastern` is America/New_York: the same tzdata file)."""
-    countries = country_zones()
-    listed = frozenset(code for code, zones in countries.items() if zone in zones)
-    if listed:
-        return listed
-    try:
-        data = _tzdata(*zone.split("/")).read_bytes()
-    except OSError:  # a zone tzdata does not have as a file (zoneinfo found it elsewhere): no country known
-        return frozenset()
-    return frozenset(code for code, zones in countries.items()
-                     if any(_bytes(z) == data for z in zones))
-
-
-@lru_cache(maxsize=1024)
-def _bytes(zone: str) -> bytes:
-    try:
-        return _tzdata(*zone.split("/")).read_bytes()
-    except OSError:
-        return b""
+    """The countries the zone is in, under its name or the one it is another name of."""
+    links = _links()
+    while zone in links:
+        zone = links[zone]
+    return frozenset(code for code, zones in country_zones().items() if zone in zones)
 
 
 @lru_cache(maxsize=512)
@@ -89,8 +86,9 @@ def _clock(zone: str, year: int) -> tuple[dt.timedelta | None, ...]:
 
 
 def off_clock(customers, policy_zone: str, year: int) -> list[OffClock]:
-    """By country, the customers without a time zone whose country mostly keeps clocks other than the
-    policy zone's in `year`; `customers` have `id`, `timezone` and `country` (an ISO code or None)."""
+    """By country, the customers without a time zone whose country keeps clocks other than the policy
+    zone's in `year` (its main zone's, or most of its zones'); `customers` have `id`, `timezone` and
+    `country` (an ISO code or None)."""
     zones = country_zones()
     unzoned: dict[str, list[str]] = {}
     for c in customers:
@@ -100,9 +98,9 @@ def off_clock(customers, policy_zone: str, year: int) -> list[OffClock]:
     found = []
     for country, ids in sorted(unzoned.items()):
         theirs = zones.get(country, ())
-        if country in home:
+        if country in home or not theirs:
             continue
         differ = tuple(z for z in theirs if _clock(z, year) != own)
-        if 2 * len(differ) > len(theirs):
+        if differ and (differ[0] == theirs[0] or 2 * len(differ) > len(theirs)):
             found.append(OffClock(country, tuple(sorted(ids)), differ))
     return found

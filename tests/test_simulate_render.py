@@ -180,6 +180,12 @@ def test_comparing_two_policies_the_reasons_that_changed_are_shown_first():
     console.print(_counter_table("Failed by reason", ["old", "new"], [old, new], limit=FAILURE_ROWS))
     text = console.export_text()
     assert "NEW: unknown locale" in text and "2 other reasons" in text
+    # a reason that did not change but counts most is not hidden behind fifteen that changed by one
+    old = Counter({"BIG": 1000, **{f"r{n:02d}": 5 for n in range(16)}})
+    new = Counter({"BIG": 1000, **{f"r{n:02d}": 6 for n in range(16)}})
+    console = Console(width=200, record=True)
+    console.print(_counter_table("Failed by reason", ["old", "new"], [old, new], limit=FAILURE_ROWS))
+    assert "BIG" in console.export_text()
     sixteen = Counter({f"r{n:02d}": 10 for n in range(16)})
     console = Console(width=200, record=True)
     console.print(_counter_table("Failed by reason", ["contacts"], [sixteen], limit=FAILURE_ROWS))

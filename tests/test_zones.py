@@ -32,12 +32,16 @@ def test_the_policy_s_own_country_is_known_under_any_name_of_its_zone():
     assert off_clock([who("C1", "US")], "US/Eastern", 2026) == []
     assert off_clock([who("C1", "CA")], "America/Montreal", 2026) == []
     assert [f.country for f in off_clock([who("C1", "US")], "America/Montreal", 2026)] == ["US"]
+    # one more name of Phoenix's zone: not a zone of Canada's, whose Creston shares Phoenix's clock
+    assert [f.country for f in off_clock([who("C1", "US"), who("C2", "CA")], "US/Arizona", 2026)] == ["CA"]
 
 
-def test_a_country_is_reported_when_most_of_its_zones_keep_other_clocks():
+def test_a_country_is_reported_when_its_main_zone_or_most_of_its_zones_keep_other_clocks():
     """Ecuador is on Lima's clock but for the Galapagos, Spain on Berlin's but for the Canaries: no warning;
     most of Brazil's zones differ from Lima's (Rio Branco's does not)."""
     assert off_clock([who("C1", "EC")], "America/Lima", 2026) == []
+    # ... but Guayaquil, Ecuador's main zone, is not on Guatemala's clock, though the Galapagos are
+    assert [f.country for f in off_clock([who("C1", "EC")], "America/Guatemala", 2026)] == ["EC"]
     assert off_clock([who("C1", "ES")], "Europe/Berlin", 2026) == []
     found = off_clock([who("C1", "BR")], "America/Lima", 2026)
     assert [f.country for f in found] == ["BR"] and "America/Rio_Branco" not in found[0].zones
