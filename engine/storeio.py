@@ -127,6 +127,8 @@ def _merge_customers(conn: Connection, found: dict) -> tuple[int, tuple]:
 
 @dataclass(frozen=True)
 class Where:
+    """Where a customer is, as stored: what zones.off_clock reads of it."""
+
     id: str
     timezone: str | None
     country: str | None
