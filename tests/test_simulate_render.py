@@ -64,6 +64,15 @@ def files(tmp_path: Path, policy: str = POLICY):
     return compile_policy(tmp_path / "policy.yaml").plan, tmp_path / "p.csv"
 
 
+def runner(url: str, tmp_path: Path, plan, portfolio: Path) -> Runner:
+    """The portfolio imported into the store at `url`, and a Runner whose channels write outbox files."""
+    import_file(s.connect(url), "invoices", portfolio, fields=dict(plan["fields"]), colmap=ColumnMap(),
+                default_tz="America/Lima", default_currency="PEN")
+    channels = Channels({n: {"adapter": "file", "path": str(tmp_path / "outbox" / f"{n}.jsonl")}
+                         for n in ("email", "sms", "agent")})
+    return Runner(s.connect(url), plan, channels)
+
+
 def outcomes(decisions, statuses=("sent", "failed", "escalated")):
     return [(d.customer_id, d.step, d.channel, d.status, d.at.strftime("%Y-%m-%d %H:%M"), d.reason)
             for d in decisions if d.status in statuses]
@@ -96,11 +105,7 @@ def test_a_message_that_cannot_be_rendered_fails_on_its_channel_and_the_step_fal
 def test_run_every_hour_equals_simulate_with_render(db_url, tmp_path, policy):
     """Every contact row, with its status and reason, deferrals and skips included."""
     plan, portfolio = files(tmp_path, policy)
-    import_file(s.connect(db_url), "invoices", portfolio, fields=dict(plan["fields"]), colmap=ColumnMap(),
-                default_tz="America/Lima", default_currency="PEN")
-    names = ("email", "sms", "agent")
-    channels = Channels({n: {"adapter": "file", "path": str(tmp_path / "outbox" / f"{n}.jsonl")} for n in names})
-    run = Runner(s.connect(db_url), plan, channels)
+    run = runner(db_url, tmp_path, plan, portfolio)
     begin = dt.datetime.combine(START, dt.time(), dt.timezone(dt.timedelta(hours=-5)))  # Lima midnight
     for hour in range(24 * 7):
         run.tick(begin + dt.timedelta(hours=hour))
@@ -134,11 +139,7 @@ def test_run_dry_run_shows_the_failed_message_and_its_fallback_as_the_tick_recor
     """`collect run --dry-run` builds the messages too: it shows what the tick then records."""
     plan, portfolio = files(tmp_path)
     url = f"sqlite:///{tmp_path / 'c.db'}"
-    import_file(s.connect(url), "invoices", portfolio, fields=dict(plan["fields"]), colmap=ColumnMap(),
-                default_tz="America/Lima", default_currency="PEN")
-    channels = Channels({n: {"adapter": "file", "path": str(tmp_path / "outbox" / f"{n}.jsonl")}
-                         for n in ("email", "sms", "agent")})
-    run = Runner(s.connect(url), plan, channels)
+    run = runner(url, tmp_path, plan, portfolio)
     now = dt.datetime(2026, 11, 17, 15, tzinfo=dt.timezone.utc)  # 10:00 in Lima
     shown = sorted((d.customer_id, d.step, d.channel, d.status, d.reason)
                    for d in run.tick(now, dry_run=True).decisions)
@@ -192,17 +193,12 @@ def test_comparing_two_policies_the_reasons_that_changed_are_shown_first():
     assert "other reasons" not in console.export_text()  # one left over is shown, not folded
 
 
-
 def test_a_customer_decided_again_in_a_tick_is_counted_once(tmp_path):
     """The tick falls back at once when a message cannot be built, deciding the customer again: the
     summary still says one customer, in the tick as in its dry run."""
     plan, portfolio = files(tmp_path)
     url = f"sqlite:///{tmp_path / 'c.db'}"
-    import_file(s.connect(url), "invoices", portfolio, fields=dict(plan["fields"]), colmap=ColumnMap(),
-                default_tz="America/Lima", default_currency="PEN")
-    channels = Channels({n: {"adapter": "file", "path": str(tmp_path / "outbox" / f"{n}.jsonl")}
-                         for n in ("email", "sms", "agent")})
-    run = Runner(s.connect(url), plan, channels)
+    run = runner(url, tmp_path, plan, portfolio)
     now = dt.datetime(2026, 11, 17, 15, tzinfo=dt.timezone.utc)  # 10:00 in Lima: C1's sms fails, email goes
     assert run.tick(now, dry_run=True).customers == 2
     assert run.tick(now).customers == 2
