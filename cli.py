@@ -252,7 +252,8 @@ def simulate(
             typer.echo(problem, err=True)
         raise typer.Exit(EXIT_INPUT)
     if not quiet:
-        _clock_warnings(plans, books, portfolio, first_day.year)
+        _clock_warnings(portfolio, [(p["timezone"], b.customers.values()) for p, b in zip(plans, books)],
+                        first_day.year)
     from . import views
 
     results = []
@@ -268,15 +269,16 @@ def simulate(
         views.show_simulation(names, shown, [r.summary for r in shown], kpis=behavior != "none")
 
 
-def _clock_warnings(plans, books, portfolio: Path, year: int) -> None:
+def _clock_warnings(path: Path, sides, year: int) -> None:
     """Customers without a time zone in a country that keeps other clocks than the policy's: their
-    contacts would follow the policy's hours (engine/zones.py); each line once."""
+    contacts would follow the policy's hours (engine/zones.py). `sides`: (policy zone, customers) pairs;
+    each line once."""
     from .engine.zones import off_clock
 
     said = set()
-    for plan, book in zip(plans, books):
-        for found in off_clock(book.customers.values(), plan["timezone"], year):
-            line = f"{portfolio}: warning: {found.line(plan['timezone'])}"
+    for zone, customers in sides:
+        for found in off_clock(customers, zone, year):
+            line = f"{path}: warning: {found.line(zone)}"
             if line not in said:
                 said.add(line)
                 typer.echo(line, err=True)
@@ -367,10 +369,7 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(metavar="KIND", help="What t
     if plan is not None:  # customers on other clocks than the policy's, as simulate warns about them
         import datetime as dt
 
-        from .engine.zones import off_clock
-
-        for found in off_clock(done.customers, plan["timezone"], dt.date.today().year):
-            typer.echo(f"{csv_file}: warning: {found.line(plan['timezone'])}", err=True)
+        _clock_warnings(csv_file, [(plan["timezone"], done.customers)], dt.date.today().year)
     if policy is None and kind in (Kind.invoices, Kind.customers):
         from .engine.portfolio_rows import extra_columns
 

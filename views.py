@@ -271,14 +271,7 @@ def _counter_table(title: str, names: list[str], counters: list, total: bool = T
     keys = sorted(set().union(*counters))
     rest = []
     if limit is not None and len(keys) > limit + 1:  # a row of one other reason would hide it for nothing
-        def counted(key):
-            return -max(c.get(key, 0) for c in counters), key
-        shown = []
-        if len(counters) == 2:  # half the rows for what changed most, the rest for what counts most
-            def change(key):
-                return -abs(counters[1].get(key, 0) - counters[0].get(key, 0)), *counted(key)
-            shown = [k for k in sorted(keys, key=change)[:limit // 2] if change(k)[0]]
-        shown += [k for k in sorted(keys, key=counted) if k not in shown][:limit - len(shown)]
+        shown = _top_keys(keys, counters, limit)
         keys, rest = sorted(shown), [k for k in keys if k not in shown]
     rows = [(str(key), [c.get(key, 0) for c in counters]) for key in keys]
     if rest:
@@ -293,6 +286,20 @@ def _counter_table(title: str, names: list[str], counters: list, total: bool = T
         row = ["total", *map(str, sums)] + ([f"{sums[1] - sums[0]:+d}"] if len(sums) == 2 else [])
         _row(table, *row, style="bold")
     return table
+
+
+def _top_keys(keys, counters, limit: int) -> set:
+    """`limit` keys: the most counted, and comparing two counters, up to half of them those whose count
+    changed most (a reason new in the candidate policy is what the comparison is for)."""
+    def counted(key):
+        return -max(c.get(key, 0) for c in counters), key
+    shown = []
+    if len(counters) == 2:
+        def change(key):
+            return -abs(counters[1].get(key, 0) - counters[0].get(key, 0)), *counted(key)
+        shown = [k for k in sorted(keys, key=change)[:limit // 2] if change(k)[0]]
+    shown += [k for k in sorted(keys, key=counted) if k not in shown][:limit - len(shown)]
+    return set(shown)
 
 
 DIFFERENCE = "new - old"  # the heading of the difference column of `simulate --compare`

@@ -379,27 +379,31 @@ def _sort_nulls_last(sort):
     return wrapper
 
 
+def _present(environment, items, attribute) -> list:
+    """The items whose value (or attribute) is not null."""
+    from jinja2.filters import make_attrgetter
+
+    get = make_attrgetter(environment, attribute) if attribute is not None else (lambda item: item)
+    return [v for v in items if get(v) is not None]
+
+
 def _sum_without_nulls(add):
     """`sum` of the items whose value (or attribute) is not null: an empty field adds nothing."""
     from jinja2 import pass_environment
-    from jinja2.filters import make_attrgetter
 
     @pass_environment
     def wrapper(environment, iterable, attribute=None, start=0):
-        get = make_attrgetter(environment, attribute) if attribute is not None else (lambda item: item)
-        return add(environment, [v for v in iterable if get(v) is not None], attribute, start)
+        return add(environment, _present(environment, iterable, attribute), attribute, start)
     return wrapper
 
 
 def _without_nulls(pick):
     """`max` or `min` of the items whose value (or attribute) is not null."""
     from jinja2 import pass_environment
-    from jinja2.filters import make_attrgetter
 
     @pass_environment
     def wrapper(environment, value, case_sensitive=False, attribute=None):
-        get = make_attrgetter(environment, attribute) if attribute is not None else (lambda item: item)
-        return pick(environment, [v for v in value if get(v) is not None], case_sensitive, attribute)
+        return pick(environment, _present(environment, value, attribute), case_sensitive, attribute)
     return wrapper
 
 
