@@ -201,12 +201,14 @@ def simulate(
     compare: Annotated[Optional[Path], typer.Option(
         metavar="OLD", help="The baseline policy (e.g. the one in production) to compare POLICY, the candidate, "
                             "with: both are run and shown side by side, old then new, with new - old.")] = None,
-    channels: Annotated[Optional[Path], typer.Option(help="channels.yaml, for message costs (and with --render its pay_link).")] = None,
+    channels: Annotated[Optional[Path], typer.Option(help="channels.yaml, for message costs (and with --render its pay_link and "
+                                                     "what its adapters refuse).")] = None,
     tick: Annotated[int, typer.Option(min=1, max=1440, help="Minutes between ticks (as cron runs `collect run`).")] = 60,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: one per core for "
                                                  "large portfolios).")] = None,
     render: Annotated[bool, typer.Option("--render", help="Build every message as `collect run` does: one that "
-                                         "cannot be rendered fails on its channel and the step falls back.")] = False,
+                                         "cannot be rendered, or that --channels' adapter refuses, fails on its "
+                                         "channel and the step falls back.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary, progress or warnings.")] = False,
     format: FormatOpt = Format.text,
 ) -> None:
@@ -233,7 +235,7 @@ def simulate(
     first_day = _date_option("--start", start) if start else dt.date.today()
     plans = [r.plan for r in _compile_all([policy] + ([compare] if compare else []), format, quiet)]
     costs = _costs(channels) if channels else None  # before the portfolio is read: it takes longer
-    pay_link = _pay_link(channels) if channels and render else None
+    pay_link, refusals = _render_channels(channels) if channels and render else (None, None)
     if behavior not in ("none", "historic") and not quiet:
         for plan in plans:  # a name the policy does not have would silently change nothing
             for warning in model.unknown_names(plan):
@@ -263,7 +265,7 @@ def simulate(
                 results.append(simrun.stream_simulation(
                     plan, book, start=first_day, days=days, behavior=behavior, seed=seed, tick_minutes=tick,
                     costs=costs, out=out if plan is plans[0] else None, workers=workers, progress=advance,
-                    render=render, pay_link=pay_link))
+                    render=render, pay_link=pay_link, refusals=refusals))
     if not quiet:  # comparing: the baseline (--compare, old) first, then the candidate (POLICY, new)
         names, shown = ([compare, policy], results[::-1]) if compare else ([policy], results)
         views.show_simulation(names, shown, [r.summary for r in shown], kpis=behavior != "none")
@@ -407,12 +409,13 @@ def _costs(path: Path):
         raise typer.Exit(EXIT_INPUT)
 
 
-def _pay_link(path: Path) -> str | None:
-    """The `pay_link:` of channels.yaml for `simulate --render`; exit 1 when it is not a payment page's URL."""
-    from .engine.channels import ChannelsError, load_pay_link
+def _render_channels(path: Path):
+    """(`pay_link:`, what the adapters refuse) of channels.yaml for `simulate --render`; exit 1 when the link
+    is not a payment page's URL or an adapter is unknown."""
+    from .engine.channels import ChannelsError, load_pay_link, load_refusals
 
     try:
-        return load_pay_link(path)
+        return load_pay_link(path), load_refusals(path)
     except ChannelsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_INPUT)

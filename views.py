@@ -395,8 +395,9 @@ def _channels_table(short, kpis, channels, priced: bool) -> Table:
     # the simulation hands nothing to a provider, so there is no delivery report to count: no number
     _row(table, "all", "delivery rate", *["not modelled"] * len(short), *([""] if len(short) == 2 else []))
     table.caption = ("failed: the step found no usable channel (no or an invalid address, an opt-out, no consent, "
-                     "no window), counted on its last channel, or (--render) its message could not be rendered, "
-                     "counted on that channel; provider refusals, bounces and delivery are not modelled")
+                     "no window), counted on its last channel, or (--render) its message could not be rendered or "
+                     "--channels' adapter refuses it unsent, counted on that channel; what the provider refuses, "
+                     "bounces and delivery are not modelled")
     table.caption_justify = "left"
     return table
 

@@ -171,6 +171,14 @@ class Adapter:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} channel={self.channel!r}>"
 
+    @classmethod
+    def refuses(cls, channel: str, message: Message) -> DeliveryResult | None:
+        """The permanent failure this adapter returns for the message on `channel` without calling anyone
+        (no address, free WhatsApp text outside the 24-hour window, an empty template parameter), else
+        None. From the message alone, no settings: `collect simulate --render` asks it without the
+        channels' secrets, and `send` asks it first, so a simulation fails what a real send fails."""
+        return None
+
     def secrets(self) -> list[str]:
         """The secret values in this adapter's settings, to keep them out of error strings."""
         return [s.get_secret_value() for s in _secret_leaves(self.settings) if s.get_secret_value()]

@@ -92,9 +92,15 @@ class SmtpChannel(Adapter):
         super().__init__(channel, **settings)
         self._smtp: smtplib.SMTP | None = None
 
-    def send(self, message: Message) -> DeliveryResult:
+    @classmethod
+    def refuses(cls, channel: str, message: Message) -> DeliveryResult | None:
         if not message.recipient:
-            return DeliveryResult.permanent("no_recipient", f"no email address for {self.channel}")
+            return DeliveryResult.permanent("no_recipient", f"no email address for {channel}")
+        return None
+
+    def send(self, message: Message) -> DeliveryResult:
+        if (refused := self.refuses(self.channel, message)) is not None:
+            return refused
         try:
             mail = self.compose(message)
         except ValueError as exc:  # e.g. a line break in a header: never let it reach the wire

@@ -77,6 +77,9 @@ CODES = ErrorCodes(PERMANENT, TRANSIENT,
                    throttled=THROTTLED)
 
 
+MAX_BODY = 1600  # characters of `Body` Twilio takes (https://www.twilio.com/docs/api/errors/21617)
+
+
 class TwilioSettings(Settings):
     account_sid: str
     auth_token: SecretStr
@@ -137,17 +140,28 @@ class TwilioChannel(TwilioBase):
     def free_text(self) -> bool:
         return not self.whatsapp()  # WhatsApp takes free text only inside the 24-hour window
 
-    def send(self, message: Message) -> DeliveryResult:
+    @classmethod
+    def refuses(cls, channel: str, message: Message) -> DeliveryResult | None:
         if not message.recipient:
-            return DeliveryResult.permanent("no_recipient", f"no phone number for {self.channel}")
-        if self.whatsapp() and not message.template_name and not inside_window(message.metadata):
+            return DeliveryResult.permanent("no_recipient", f"no phone number for {channel}")
+        if channel == "whatsapp" and not message.template_name and not inside_window(message.metadata):
             # Twilio would take it (201 queued) and fail it later with 63016, which only the status callback
             # hears: the contact would read `sent` and never fall back
             return DeliveryResult.permanent("outside_24h_window", "free text is allowed only within 24 hours "
                                             "of the customer's last message; give the step a WhatsApp template "
                                             "(and its Content SID in content_sids)")
-        if self.whatsapp() and (empty := empty_param(message)):
+        if channel == "whatsapp" and (empty := empty_param(message)):
             return empty
+        if not message.template_name and len(message.body) > MAX_BODY:
+            # Twilio answers 21617; said here, `collect simulate --render` foresees it (a customer's many
+            # invoices listed in one SMS)
+            return DeliveryResult.permanent("body_too_long", f"the message is {len(message.body):,} characters "
+                                            f"long and Twilio takes at most {MAX_BODY:,} (its error 21617)")
+        return None
+
+    def send(self, message: Message) -> DeliveryResult:
+        if (refused := self.refuses(self.channel, message)) is not None:
+            return refused
         form = {"To": self.address(message.recipient), "StatusCallback": self.settings.status_callback}
         form.update(self.sender())
         content = self.content(message)

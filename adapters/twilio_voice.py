@@ -55,11 +55,17 @@ class TwilioVoiceChannel(TwilioBase):
     free_text = True
     Settings = TwilioVoiceSettings
 
-    def send(self, message: Message) -> DeliveryResult:
+    @classmethod
+    def refuses(cls, channel: str, message: Message) -> DeliveryResult | None:
         if not message.recipient:
-            return DeliveryResult.permanent("no_recipient", f"no phone number for {self.channel}")
+            return DeliveryResult.permanent("no_recipient", f"no phone number for {channel}")
         if not message.body.strip():
             return DeliveryResult.permanent("empty_body", "nothing to say: the rendered message is empty")
+        return None
+
+    def send(self, message: Message) -> DeliveryResult:
+        if (refused := self.refuses(self.channel, message)) is not None:
+            return refused
         form = {"To": message.recipient, "From": self.settings.from_, "Twiml": self.twiml(message),
                 "StatusCallback": self.settings.status_callback}
         return self.create("Calls", form)

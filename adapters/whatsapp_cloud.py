@@ -102,14 +102,18 @@ class WhatsAppCloudChannel(HttpAdapter):
         return {"base_url": self.settings.base_url,
                 "headers": {"Authorization": f"Bearer {secret(self.settings.token)}"}}
 
-    def send(self, message: Message) -> DeliveryResult:
+    @classmethod
+    def refuses(cls, channel: str, message: Message) -> DeliveryResult | None:
         if not message.recipient:
-            return DeliveryResult.permanent("no_recipient", f"no WhatsApp number for {self.channel}")
+            return DeliveryResult.permanent("no_recipient", f"no WhatsApp number for {channel}")
         if not message.template_name and not inside_window(message.metadata):
             return DeliveryResult.permanent("outside_24h_window", "free text is allowed only within 24 hours "
                                             "of the customer's last message; give the step a WhatsApp template")
-        if empty := empty_param(message):
-            return empty
+        return empty_param(message)
+
+    def send(self, message: Message) -> DeliveryResult:
+        if (refused := self.refuses(self.channel, message)) is not None:
+            return refused
         path = f"/{quote(self.settings.phone_number_id, safe='')}/messages"
         response = self.post(path, json=self.payload(message))
         if isinstance(response, DeliveryResult):

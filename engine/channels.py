@@ -101,7 +101,10 @@ class _Unconfigured:
         self.channel, self.configured = channel, configured
 
     def send(self, message: Message) -> DeliveryResult:
-        return DeliveryResult.permanent("channel_not_configured", f"channel '{self.channel}' is not in "
+        return self.refuses(self.channel, message)
+
+    def refuses(self, channel: str, message: Message) -> DeliveryResult:
+        return DeliveryResult.permanent("channel_not_configured", f"channel '{channel}' is not in "
                                         f"channels.yaml (configured: {', '.join(self.configured)})")
 
     def __repr__(self) -> str:
@@ -146,6 +149,11 @@ class Channels:
     def __repr__(self) -> str:
         mapped = ", ".join(f"{c}={getattr(a, 'name', type(a).__name__)}" for c, a in self.instances.items())
         return f"<Channels {mapped}>"
+
+    def refusals(self) -> "Refusals":
+        """What these channels' adapters refuse without calling anyone (`collect run --dry-run`)."""
+        return Refusals({name: type(adapter) for name, adapter in self.instances.items()
+                         if not isinstance(adapter, _Unconfigured)}, sorted(self.config))
 
     def redact(self, text: str) -> str:
         """`text` with every secret of this configuration replaced by ***."""
@@ -453,6 +461,74 @@ def load_channels(path: str | Path | None) -> Channels:
         channels.close()
         raise ChannelsError(diags.items)
     return channels
+
+
+class Refusals:
+    """The permanent failures the adapters of a configuration return for a message before calling anyone
+    (their optional `refuses(channel, message)`, which their `send` asks first): what `collect simulate
+    --render` and `collect run --dry-run` can foresee of a delivery without sending. `classes`: channel ->
+    adapter class; a channel a configuration leaves out fails as `collect run` fails it
+    (`channel_not_configured`); without a configuration every channel goes to the `file` adapter, which
+    refuses nothing."""
+
+    def __init__(self, classes: dict[str, type], configured: list[str]):
+        self.classes, self.configured = classes, configured
+
+    def __call__(self, message: Message) -> DeliveryResult | None:
+        cls = self.classes.get(message.channel)
+        if cls is None:
+            return _Unconfigured(message.channel, self.configured).send(message) if self.configured else None
+        refuses = getattr(cls, "refuses", None)  # optional: a plugin without it refuses nothing up front
+        if refuses is None:
+            return None
+        try:
+            found = refuses(message.channel, message)
+        except Exception as exc:  # a plugin's bug: a simulation that went on would miss what it refuses
+            raise RuntimeError(f"the {getattr(cls, 'name', cls.__name__)} adapter of channel {message.channel} "
+                               f"failed to say whether it refuses a message: {type(exc).__name__}: {exc}") from exc
+        # only a permanent failure is a refusal: `send` would return anything else as it is (sent, a retry)
+        refused = getattr(found, "status", None) == "permanent" and not getattr(found, "account_level", False)
+        return found if refused else None
+
+
+def load_refusals(path: str | Path) -> Refusals:
+    """Each channel's adapter class from channels.yaml, for `Refusals`: its `adapter:` names alone, not its
+    settings (`collect simulate --render` sends nothing, so their ${ENV} variables need not be set). A
+    file without `channels:` (only the costs of a simulation) configures none: nothing is refused.
+    ChannelsError, with every problem and its place, as `load_channels` reports them: `channels:` no
+    mapping, an unknown channel name, a channel that is no mapping, an unknown adapter or one whose plugin
+    cannot be loaded (the simulation would miss what that adapter refuses)."""
+    located = _read(path)
+    data = located.data if located is not None else None
+    channels = data.get("channels") if isinstance(data, dict) else None
+    if channels is None:
+        return Refusals({}, [])
+    if not isinstance(channels, dict):
+        raise ChannelsError([Diagnostic("channels-not-mapping", "error", "expected a `channels:` mapping of "
+                                        "channel -> {adapter: ...}", located.span(("channels",)))])
+    known, broken = discover()
+    names, diags, classes = _known_channels(), Diagnostics(), {}
+    for channel, settings in channels.items():
+        if str(channel) not in names:
+            diags.error("channels-unknown-key", f"unknown channel '{channel}' (available: {', '.join(names)})",
+                        located.span(("channels", channel), True), suggest(str(channel), names))
+        elif not isinstance(settings, dict):
+            diags.error("channels-not-mapping", f"channels.{channel}: expected a mapping such as "
+                        "{adapter: smtp, host: ...}", located.span(("channels", channel)))
+        elif (name := settings.get("adapter")) is None:
+            diags.error("channels-no-adapter", f"channels.{channel}: no `adapter`", located.span(("channels", channel)),
+                        f"available: {', '.join(sorted(known))}")
+        elif isinstance(name, str) and name in known:
+            classes[str(channel)] = known[name]
+        elif isinstance(name, str) and name in broken:
+            diags.error("channels-broken-adapter", broken[name], located.span(("channels", channel, "adapter")))
+        else:
+            diags.error("channels-unknown-adapter", f"channels.{channel}: unknown adapter '{name}' (available: "
+                        f"{', '.join(sorted(known))})", located.span(("channels", channel, "adapter")),
+                        suggest(str(name), known))
+    if diags:
+        raise ChannelsError(diags.items)
+    return Refusals(classes, sorted(str(c) for c in channels))
 
 
 def load_costs(path: str | Path) -> dict[str, Decimal]:

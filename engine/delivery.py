@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection
 from ..adapters.base import MAX_WAIT, frozen, readable_id
 from . import store as s
 from .state import REOPENED
-from .messages import unbuildable
+from .messages import refused, unbuildable
 
 BREAKER = 3  # transient failures in a row after which a channel is left alone until the next tick
 RETRY_NOTE = "retrying from "  # how the reason of a contact waiting for a retry starts
@@ -173,7 +173,7 @@ def _attempt(d: Delivery, message, channels) -> Result:
 
 
 def _outcome(d: Delivery, outcome, channels) -> Result:
-    reason = channels.redact(f"{outcome.error_code or ''} {outcome.error or ''}".strip())
+    reason = channels.redact(refused(outcome))
     if outcome.status == "sent":  # a plugin's id may be anything: stored as text or not at all
         return Result(d, "sent", provider_id=readable_id(outcome.provider_id))
     # a plugin built against an older base has neither account_level nor throttled

@@ -63,6 +63,11 @@ def unbuildable(exc: Exception) -> str:
     return str(exc) if isinstance(exc, TemplateRenderError) else f"template: {type(exc).__name__}: {exc}"
 
 
+def refused(outcome) -> str:
+    """A delivery's failure (a `DeliveryResult`) as the contacts history says it: its code, then why."""
+    return f"{outcome.error_code or ''} {outcome.error or ''}".strip()
+
+
 def recipient(customer, channel: str) -> str | None:
     return address(customer, channel)
 
@@ -116,19 +121,21 @@ def build_message(rt, plan, decision, state, pay_link: str, steps=()) -> Message
                                           "reason": decision.reason}} if decision.channel == "agent" else {})})
 
 
-def message_builder(rt, pay_link: str | None = None):
-    """`(decision, state) -> None, or why its message cannot be built`, for `simulate --render` and
-    `run --dry-run`: each message built as the tick builds it before delivering it (the same function);
-    one that cannot be built is that channel's failure for good, with the tick's reason. `pay_link`:
-    channels.yaml's, else the example one."""
+def message_builder(rt, pay_link: str | None = None, refusals=None, redact=str):
+    """`(decision, state) -> None, or why its message cannot be built or would be refused`, for `simulate
+    --render` and `run --dry-run`: each message built as the tick builds it before delivering it (the same
+    function); one that cannot be built is that channel's failure for good, with the tick's reason, and so
+    is one its adapter refuses without calling anyone (`refusals`: channels.Refusals, from channels.yaml).
+    `pay_link`: channels.yaml's, else the example one; `redact`: Channels.redact, as the tick masks secrets."""
     from .channels import EXAMPLE_PAY_LINK
 
     pay_link = pay_link or EXAMPLE_PAY_LINK
 
     def build(decision, state) -> str | None:
         try:
-            build_message(rt, rt.plan, decision, state, pay_link, decision.keys)
+            message = build_message(rt, rt.plan, decision, state, pay_link, decision.keys)
         except Exception as exc:  # noqa: BLE001 - as in `collect run`: whatever building raises fails the channel
-            return unbuildable(exc)
-        return None
+            return redact(unbuildable(exc))
+        refusal = refusals(message) if refusals is not None else None
+        return redact(refused(refusal)) if refusal is not None else None
     return build

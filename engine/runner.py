@@ -739,12 +739,13 @@ class Runner:
 
     def _dry_run(self, now: dt.datetime, summary: TickSummary) -> TickSummary:
         """Decide for every due customer and report, writing and sending nothing. Each message is built,
-        as the tick builds it: one that cannot be is the failed contact the tick records, and the customer
-        is decided again at once (in memory, thrown away after), as the tick falls back."""
+        as the tick builds it: one that cannot be, or that its adapter refuses without calling anyone, is
+        the failed contact the tick records, and the customer is decided again at once (in memory, thrown
+        away after), as the tick falls back."""
         from .messages import message_builder
         from .simulate import settle, unbuilt
 
-        build = message_builder(self.rt, self.pay_link)
+        build = message_builder(self.rt, self.pay_link, self.channels.refusals(), self.channels.redact)
         with self.engine.connect() as conn:
             query = select(s.customers.c.id).order_by(s.customers.c.id)
             if not plan_changed(conn, self.rt.plan_hash):  # else everyone is decided again, as the tick would

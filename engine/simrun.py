@@ -207,6 +207,8 @@ class Summary:
             elif d.status == "failed":
                 self.failed_by_channel[d.channel] += 1
                 self.failures[d.reason] += 1
+                if d.channel == "agent":  # its hand-off failed (--render): the task stays in `collect tasks`
+                    self.tasks_by_queue[d.queue or "?"] += 1
             elif d.status == "deferred":
                 self.deferrals[d.reason] += 1  # window, holiday, cap:<rule>, compliance:<profile>:<rule>
             elif d.status == "skipped":
@@ -333,17 +335,17 @@ def _decimal_costs(costs: dict | None) -> dict | None:
 
 
 def run_simulation(plan, portfolio, *, start: dt.date, days: int, behavior: str = "none", seed: int = 0,
-                   tick_minutes: int = 60, progress=None, render: bool = False) -> SimResult:
+                   tick_minutes: int = 60, progress=None, render: bool = False, refusals=None) -> SimResult:
     """The whole simulation in memory, every decision kept: for tests and small portfolios."""
     rt, states, model = _prepare(plan, portfolio, behavior, seed)
     return simulate(rt, states, start_moment(start, rt.timezone), days, tick_s=tick_minutes * 60,
-                    behavior=model, progress=progress, build=_builder(rt) if render else None)
+                    behavior=model, progress=progress, build=_builder(rt, None, refusals) if render else None)
 
 
-def _builder(rt: Runtime, pay_link: str | None = None):
+def _builder(rt: Runtime, pay_link: str | None = None, refusals=None):
     from .messages import message_builder
 
-    return message_builder(rt, pay_link)
+    return message_builder(rt, pay_link, refusals)
 
 
 def _prepare(plan, portfolio, behavior: str, seed: int):
@@ -418,11 +420,12 @@ def _run_chunk(index: int) -> tuple[Summary, str | None, int]:
 def stream_simulation(plan, portfolio, *, start: dt.date, days: int, behavior: str = "none", seed: int = 0,
                       tick_minutes: int = 60, costs: dict | None = None, out: Path | None = None,
                       workers: int | None = None, progress=None, render: bool = False,
-                      pay_link: str | None = None) -> Streamed:
+                      pay_link: str | None = None, refusals=None) -> Streamed:
     """`collect simulate`: every customer's horizon, in parallel worker processes where the machine has
     several cores; the contacts go straight to `out` (grouped by customer, in time order), written whole
     or not at all, and the summary is added up as customers finish. `render`: build every message, as
-    `collect run` does (messages.message_builder)."""
+    `collect run` does (messages.message_builder), and fail on its channel what the adapters of
+    `refusals` (channels.load_refusals) would refuse without calling anyone."""
     global _JOB
     import tempfile
 
@@ -437,7 +440,7 @@ def stream_simulation(plan, portfolio, *, start: dt.date, days: int, behavior: s
     with tempfile.TemporaryDirectory(prefix=".collect-sim-", dir=out.parent if out else None) as folder:
         _JOB = _Job(rt, states, ids, begin, end, days, tick_minutes * 60, model,
                     _decimal_costs(costs), fmt, folder if out is not None else None,
-                    _builder(rt, pay_link) if render else None)
+                    _builder(rt, pay_link, refusals) if render else None)
         try:
             chunks = range(-(-len(ids) // CHUNK))
             total, rows = Summary(priced=bool(costs)), 0  # priced also when no customer adds a contact

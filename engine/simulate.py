@@ -96,14 +96,22 @@ def settle(state: CustomerState, outcome: Outcome, unbuilt_now) -> None:
 
 
 def unbuilt(outcome: Outcome, state: CustomerState, build) -> list[tuple[Decision, str]]:
-    """The sends of the outcome whose message cannot be built, each turned into the contact `collect run`
-    records for it (failed on its channel, why as its reason, settling nothing); with the reasons. The
+    """The sends of the outcome whose message cannot be built or would be refused, each turned into the
+    contact `collect run` records for it (failed on its channel, why as its reason, settling nothing); with
+    the reasons. An agent task whose hand-off would fail is recorded failed too, without falling back. The
     other decisions are as the history keeps them (`recorded`)."""
     failed = []
     for n, d in enumerate(outcome.decisions):
         d = outcome.decisions[n] = recorded(d)
-        # only a template can fail to build (agent tasks and webhooks have none): run fails nothing else
-        if d.status == "sent" and d.template and (reason := build(d, state)) is not None:
+        # a task is built with its own text, not its step's template (as `collect run` builds it)
+        if d.status == "escalated" and (reason := build(replace(d, template=None), state)) is not None:
+            # the hand-off to the agents' system fails (no `agent` in channels.yaml): run keeps the task in
+            # `collect tasks` and its step done as escalated (it reopens no step for a task)
+            apply(state, Outcome([d]))
+            outcome.decisions[n] = replace(d, status="failed", reason=reason, keys=())
+        # a message with a template can fail to build or be refused; a webhook without a configured
+        # channel stops `collect run` before its first tick (Channels.check_plan)
+        elif d.status == "sent" and d.template and (reason := build(d, state)) is not None:
             outcome.decisions[n] = replace(d, status="failed", reason=reason, keys=(), fallbacks=())
             failed.append((d, reason))
     return failed

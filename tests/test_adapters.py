@@ -87,6 +87,19 @@ def test_twilio_whatsapp_template_without_content_sid_is_refused_before_sending(
     assert (result.status, result.error_code) == ("permanent", "no_content_sid") and not server.requests
 
 
+def test_twilio_refuses_a_body_longer_than_1600_characters_before_sending(server):
+    adapter = twilio(server)
+    assert adapter.send(message(body="x" * 1600)).status == "sent"  # the limit itself goes
+    result = adapter.send(message(body="ñ" * 1601))
+    assert (result.status, result.error_code) == ("permanent", "body_too_long") and len(server.requests) == 1
+    assert "1,601 characters" in result.error and "21617" in result.error
+    # the same answer without an adapter, its settings or a network: what `simulate --render` asks
+    assert TwilioChannel.refuses("sms", message(body="ñ" * 1601)) == result
+    # a WhatsApp template goes as a Content SID and its variables: no body is sent
+    long_param = message("whatsapp", template_name="t", params=("x",), body="x" * 2000)
+    assert TwilioChannel.refuses("whatsapp", long_param) is None
+
+
 def test_twilio_messaging_service_replaces_from(server):
     adapter = TwilioChannel("sms", account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN, base_url=server.url,
                             messaging_service_sid="MG" + "2" * 32)
