@@ -5,7 +5,7 @@ Everything in channels.yaml is checked when it is loaded, and every problem is r
 plugin's), unknown adapters (naming the ones installed), unknown or missing settings (from each adapter's
 settings model), `${ENV}` references to unset variables (naming the variable, never a value), a `file` adapter `path`
 that is a folder, `retry:` and `costs:`. `collect simulate --channels` reads `costs:` alone (`load_costs`),
-checked the same way. Once the policy is known too (`collect run`, `collect serve`), `Channels.check_plan` says
+checked the same way, and with `--render` the channels' adapter names, not their settings (`load_refusals`). Once the policy is known too (`collect run`, `collect serve`), `Channels.check_plan` says
 what the configuration lacks for it: a step none of whose channels is configured, and what an adapter's
 optional `check(plan)` hook reports (a Twilio WhatsApp template without a Content SID).
 
@@ -111,7 +111,54 @@ class _Unconfigured:
         return f"<unconfigured channel={self.channel!r}>"
 
 
-class Channels:
+class _Names:
+    """The channels of a configuration and their adapters' names, checked without their settings: what
+    `Channels` checks first, and all that `load_refusals` needs."""
+
+    def __init__(self, config: dict[str, dict] | None, where: Where | None):
+        self.config = {str(name): settings for name, settings in (config or {}).items()}  # as written
+        self.classes, self._broken = discover()
+        self._where = where or (lambda path, key=False: None)
+
+    def _error(self, diags: Diagnostics, code: str, path: tuple, message: str, hint: str | None = None,
+               key: bool = False) -> None:
+        diags.error(code, f"{_dotted(('channels', *path))}: {message}", self._where(("channels", *path), key), hint)
+
+    def _check_names(self, diags: Diagnostics) -> None:
+        """A key of `channels:` is a channel: a built-in one or an installed plugin's. A misspelt one
+        (`emial:`) would leave its channel unconfigured and every send on it failing."""
+        if not self.config:
+            return
+        known = _known_channels()
+        for channel in self.config:
+            if channel not in known:
+                self._error(diags, "channels-unknown-key", (channel,), f"unknown channel '{channel}' (available: "
+                            f"{', '.join(known)})", suggest(channel, known), key=True)
+
+    def _adapter_class(self, channel: str, settings, diags: Diagnostics):
+        """The class of the channel's `adapter:`; None, with the problem in `diags`, when there is none."""
+        if not isinstance(settings, dict):
+            return self._error(diags, "channels-not-mapping", (channel,), "expected a mapping such as "
+                               "{adapter: smtp, host: ...}")
+        name = settings.get("adapter")
+        if name is None:
+            self._error(diags, "channels-no-adapter", (channel,), "no `adapter`",
+                        f"available: {', '.join(sorted(self.classes))}")
+            return None
+        if not isinstance(name, str):
+            name = str(name)  # e.g. `adapter: [smtp]`: reported as an unknown name below
+        if name in self.classes:
+            return self.classes[name]
+        if name in self._broken:
+            self._error(diags, "channels-broken-adapter", (channel, "adapter"), self._broken[name])
+            return None
+        hint = suggest(name, self.classes)
+        self._error(diags, "channels-unknown-adapter", (channel, "adapter"), f"unknown adapter '{name}' "
+                    f"(available: {', '.join(sorted(self.classes))})", hint)
+        return None
+
+
+class Channels(_Names):
     """channel name -> adapter instance; with `retry` and `costs` from channels.yaml.
 
     Without a configuration every channel goes to the `file` adapter (a first run needs no provider
@@ -120,14 +167,12 @@ class Channels:
 
     def __init__(self, config: dict[str, dict] | None = None, *, retry: Retry | None = None,
                  costs: dict[str, Decimal] | None = None, pay_link: str | None = None, where: Where | None = None):
-        self.config = {str(name): settings for name, settings in (config or {}).items()}  # as written
+        super().__init__(config, where)
         self.retry = retry or Retry()
         self.costs = dict(costs or {})
         self.pay_link = pay_link  # the payment page, `{customer_id}` filled in per message
-        self.classes, self._broken = discover()
         self.instances: dict[str, object] = {}
         self._secrets: set[str] = set()
-        self._where = where or (lambda path, key=False: None)
         diags = Diagnostics()
         self._check_names(diags)
         prepared = {name: self._prepare(name, settings, diags) for name, settings in self.config.items()}
@@ -244,26 +289,10 @@ class Channels:
 
     # -- checking one channel -----------------------------------------------------------------------
 
-    def _error(self, diags: Diagnostics, code: str, path: tuple, message: str, hint: str | None = None,
-               key: bool = False) -> None:
-        diags.error(code, f"{_dotted(('channels', *path))}: {message}", self._where(("channels", *path), key), hint)
-
-    def _check_names(self, diags: Diagnostics) -> None:
-        """A key of `channels:` is a channel: a built-in one or an installed plugin's. A misspelt one
-        (`emial:`) would leave its channel unconfigured and every send on it failing."""
-        if not self.config:
-            return
-        known = _known_channels()
-        for channel in self.config:
-            if channel not in known:
-                self._error(diags, "channels-unknown-key", (channel,), f"unknown channel '{channel}' (available: "
-                            f"{', '.join(known)})", suggest(channel, known), key=True)
-
     def _prepare(self, channel: str, settings, diags: Diagnostics):
+        cls = self._adapter_class(channel, settings, diags)
         if not isinstance(settings, dict):
-            return self._error(diags, "channels-not-mapping", (channel,), "expected a mapping such as "
-                               "{adapter: smtp, host: ...}")
-        cls = self._adapter(channel, settings.get("adapter"), diags)
+            return None
         before = len(diags.items)
         values = self._expand({k: v for k, v in settings.items() if k != "adapter"}, (channel,), diags)
         if cls is None:
@@ -274,23 +303,6 @@ class Channels:
         if len(diags.items) == before and isinstance(model, type) and issubclass(model, BaseModel):
             self._validate(model, values, channel, settings["adapter"], diags)
         return cls, values
-
-    def _adapter(self, channel: str, name, diags: Diagnostics):
-        if name is None:
-            self._error(diags, "channels-no-adapter", (channel,), "no `adapter`",
-                        f"available: {', '.join(sorted(self.classes))}")
-            return None
-        if not isinstance(name, str):
-            name = str(name)  # e.g. `adapter: [smtp]`: reported as an unknown name below
-        if name in self.classes:
-            return self.classes[name]
-        if name in self._broken:
-            self._error(diags, "channels-broken-adapter", (channel, "adapter"), self._broken[name])
-            return None
-        hint = suggest(name, self.classes)
-        self._error(diags, "channels-unknown-adapter", (channel, "adapter"), f"unknown adapter '{name}' "
-                    f"(available: {', '.join(sorted(self.classes))})", hint)
-        return None
 
     def _expand(self, value, path: tuple, diags: Diagnostics):
         """${VAR} references replaced by the environment's values, which become secrets to mask."""
@@ -506,29 +518,12 @@ def load_refusals(path: str | Path) -> Refusals:
     if not isinstance(channels, dict):
         raise ChannelsError([Diagnostic("channels-not-mapping", "error", "expected a `channels:` mapping of "
                                         "channel -> {adapter: ...}", located.span(("channels",)))])
-    known, broken = discover()
-    names, diags, classes = _known_channels(), Diagnostics(), {}
-    for channel, settings in channels.items():
-        if str(channel) not in names:
-            diags.error("channels-unknown-key", f"unknown channel '{channel}' (available: {', '.join(names)})",
-                        located.span(("channels", channel), True), suggest(str(channel), names))
-        elif not isinstance(settings, dict):
-            diags.error("channels-not-mapping", f"channels.{channel}: expected a mapping such as "
-                        "{adapter: smtp, host: ...}", located.span(("channels", channel)))
-        elif (name := settings.get("adapter")) is None:
-            diags.error("channels-no-adapter", f"channels.{channel}: no `adapter`", located.span(("channels", channel)),
-                        f"available: {', '.join(sorted(known))}")
-        elif isinstance(name, str) and name in known:
-            classes[str(channel)] = known[name]
-        elif isinstance(name, str) and name in broken:
-            diags.error("channels-broken-adapter", broken[name], located.span(("channels", channel, "adapter")))
-        else:
-            diags.error("channels-unknown-adapter", f"channels.{channel}: unknown adapter '{name}' (available: "
-                        f"{', '.join(sorted(known))})", located.span(("channels", channel, "adapter")),
-                        suggest(str(name), known))
+    names, diags = _Names(channels, located.span), Diagnostics()
+    names._check_names(diags)
+    classes = {channel: names._adapter_class(channel, settings, diags) for channel, settings in names.config.items()}
     if diags:
         raise ChannelsError(diags.items)
-    return Refusals(classes, sorted(str(c) for c in channels))
+    return Refusals(classes, sorted(classes))
 
 
 def load_costs(path: str | Path) -> dict[str, Decimal]:
