@@ -25,6 +25,8 @@ from .templates import (FILTER_PARAMETERS, RECORDS, VARIABLES, TemplateIssue, cu
 ANY = "any"
 KINDS = {"customer": "customer", "invoice": "invoice", "promise": "promise", "invoices": "list:invoice",
          "total_balance": "number", "pay_link": "str", "currency": "str", "today": "date"}
+CURRENCY_HINT = ("an invoice's currency is invoice.currency, or i.currency in a loop over invoices, and currency "
+                 "is the message's first invoice's; `money` already formats an amount in its invoice's currency")
 FIELD_KINDS = {"int": "number", "float": "number", "decimal": "number"}
 LOOP_ATTRS = ("index", "index0", "revindex", "revindex0", "first", "last", "length", "previtem", "nextitem",
               "depth", "depth0")
@@ -196,7 +198,9 @@ class Walker:
             return ANY
         known = self.members(base)
         if known is None:
-            self.issue("unknown-attribute", f"{_describe(base)} has no attribute '{attr}'", node, attr)
+            # an amount is a number: it carries its invoice's currency for `money` alone
+            hint = CURRENCY_HINT if base == "number" and attr == "currency" else None
+            self.issue("unknown-attribute", f"{_describe(base)} has no attribute '{attr}'", node, attr, hint)
             return ANY
         if attr not in known:
             what = base if base in RECORDS else _describe(base)

@@ -55,6 +55,8 @@ def test_hints_and_valid_templates():
     assert check_template("{{ customer.segmento }}", SCHEMA)[0].hint == (  # an undeclared CSV column
         "a column of your CSV must be declared before use: fields: { customer.segmento: str } "
         "(in a .collect file: field customer.segmento: str)")
+    [issue] = check_template("{{ invoice.balance.currency }}", SCHEMA)  # an amount is a number
+    assert issue.code == "unknown-attribute" and "invoice.currency" in issue.hint
     [issue] = check_template("{% for i in invoices %}{{ i.vendedor }}{% endfor %}", SCHEMA)
     assert "fields: { invoice.vendedor: str }" in issue.hint
     ok = ("{% set n = invoices | length %}{% for i in invoices %}{{ i.number }} {{ loop.index }}{% endfor %}"
