@@ -87,6 +87,7 @@ class BehaviorSpec(BaseModel):
 class BehaviorModel:
     def __init__(self, spec: BehaviorSpec, seed: int):
         self.spec, self.seed = spec, seed
+        self._ceilings: dict[tuple[str, str], float] = {}  # (channel, stage) -> `_most_likely`
 
     @classmethod
     def load(cls, path: str | Path, seed: int) -> "BehaviorModel":
@@ -141,6 +142,12 @@ class BehaviorModel:
     def _most_likely(self, decision) -> float:
         """The highest probability the decision's channel and stage allow, for any segments: every
         multiplier above 1 applied (the exact one needs the segments, which cost more than the draw)."""
+        found = self._ceilings.get((decision.channel, decision.stage))
+        if found is None:
+            found = self._ceilings[decision.channel, decision.stage] = self._ceiling(decision)
+        return found
+
+    def _ceiling(self, decision) -> float:
         spec = self.spec
         p = spec.by_channel.get(decision.channel, spec.pay_probability) * spec.by_stage.get(decision.stage, 1.0)
         for factor in spec.by_segment.values():

@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import math
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from .calendar import HORIZON_DAYS
@@ -210,7 +211,11 @@ class Decider:
     def _stage_steps(self, invoice: InvoiceInfo, ctx: dict, due_steps) -> list[Ready]:
         if not due_steps:
             return []
-        stage = next((s for s in self.rt.stages if s.when(ctx) is True), None)
+        stage = None
+        for candidate in self.rt.stages:
+            if candidate.when(ctx) is True:
+                stage = candidate
+                break
         if self._paused(invoice, ctx):
             return []
         due, pending = [], self.state.pending
@@ -224,10 +229,13 @@ class Decider:
     def _passed(self, invoice: InvoiceInfo, stage: str) -> tuple | None:
         """(trigger, days, time) of the newest of the stage's steps already decided for the invoice (not
         those whose condition left them out): how far its cadence has gone, and its written `at`."""
-        done = self.state.done
-        return max(((trigger, step.days, step.time) for trigger, step, key in self._stage_schedule(invoice).steps
-                    if step.owner == stage and done.get(key, "not applicable") != "not applicable"),
-                   key=lambda p: p[0], default=None)
+        done, found = self.state.done, None
+        for trigger, step, key in reversed(self._stage_schedule(invoice).steps):  # sorted by trigger
+            if found is not None and trigger < found[0]:
+                return found
+            if step.owner == stage and done.get(key, "not applicable") != "not applicable":
+                found = (trigger, step.days, step.time)  # of steps due together, the first in schedule order
+        return found
 
     def _paused(self, invoice: InvoiceInfo, ctx: dict) -> bool:
         if "disputed" in self.rt.pause_when and ctx.get("invoice.status") == "disputed":
@@ -559,7 +567,12 @@ class Decider:
         self._emit(group, "agent", "escalated", reason, queue=queue, priority=priority, settle=not reason)
 
     def _held_out(self, r: Ready) -> bool:
-        return any(self.rt.variant(name, self._unit(name, r)) == HOLDOUT for name in self.rt.experiments)
+        if not self.rt.experiments:
+            return False
+        memo, key = self.state.memo, ("held out", r.invoice.id)  # a hash per experiment: once per invoice
+        if key not in memo:
+            memo[key] = any(self.rt.variant(name, self._unit(name, r)) == HOLDOUT for name in self.rt.experiments)
+        return memo[key]
 
     def _unit(self, experiment: str, r: Ready) -> str:
         unit = self.rt.experiment_units[experiment]
@@ -608,6 +621,14 @@ def cap_shift(at: dt.datetime, seconds: int, tz) -> dt.datetime:
     earliest moment it may (docs/language.md, caps)."""
     if seconds % 86400:
         return at + dt.timedelta(seconds=seconds)
+    # keyed by the UTC instant: two readings of a repeated local time are equal (and hash alike) as datetimes
+    return _day_shift(at.astimezone(UTC), seconds, tz)
+
+
+@lru_cache(maxsize=1 << 16)
+def _day_shift(at: dt.datetime, seconds: int, tz) -> dt.datetime:
+    """`cap_shift` by whole days (the result in UTC): the caps of every customer of a zone ask it for the
+    same ticks, so it is computed once for all of them."""
     days = dt.timedelta(days=seconds // 86400)
     local = at.astimezone(tz)
     if seconds < 0:

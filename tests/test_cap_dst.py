@@ -74,6 +74,17 @@ def test_the_hour_shown_twice_does_not_make_a_day_25_hours_long():
     assert sent <= cap_shift(now, -DAY, ny)
 
 
+def test_both_readings_of_a_repeated_time_keep_their_own_window():
+    """01:30 on 2026-11-01 in New York is two instants an hour apart, which compare equal as local
+    datetimes: the remembered window start of one must not be handed to the other, whichever comes first."""
+    ny = ZoneInfo("America/New_York")
+    first = dt.datetime(2026, 11, 1, 1, 30, tzinfo=ny)  # 05:30 UTC
+    second = first.replace(fold=1)  # 06:30 UTC
+    starts = {cap_shift(first, -DAY, ny), cap_shift(second, -DAY, ny)}
+    assert {cap_shift(second, -DAY, ny), cap_shift(first, -DAY, ny)} == starts
+    assert len(starts) == 2
+
+
 # -- the whole decision core in the hour shown twice -----------------------------------------------------
 
 def _policy(times: list[str], cap_max: int) -> str:
