@@ -2,6 +2,7 @@
 
 Run: python benchmarks/simulate_speed.py [N ...] [--workers K]   (default sizes: 10000 100000 1000000)
      python benchmarks/simulate_speed.py --calls [N]               (function calls, default 3000 invoices)
+     python benchmarks/simulate_speed.py --instructions [N]        (CPU instructions, default 600 invoices)
 
 Generates a portfolio of N invoices (about 3 per customer, due dates spread over 120 days, customers
 in four time zones) and runs what `collect simulate --out contacts.csv` runs — the realistic multi-stage
@@ -163,8 +164,52 @@ def count_calls(n: int) -> dict:
     return {"invoices": n, "rows": result.rows, "calls": calls}
 
 
+def simulate_in_process(n: int, simulate: bool) -> None:
+    """Build a portfolio of N invoices and make a small warm-up run, then (`simulate`) run the N invoices,
+    in this process: what `--instructions` counts under valgrind, with and without that last run."""
+    from collect.engine.compiler import compile_policy
+    from collect.engine.simrun import stream_simulation
+
+    plan, book = compile_policy(POLICY).plan, portfolio(n)
+    runs = [(portfolio(30, seed=2), "warm.csv")] + ([(book, "contacts.csv")] if simulate else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        for each, name in runs:
+            stream_simulation(plan, each, start=dt.date(2026, 11, 1), days=90, behavior=str(BEHAVIOR), seed=1,
+                              out=Path(tmp, name), workers=1)
+
+
+def count_instructions(n: int) -> int:
+    """CPU instructions that simulating N invoices costs: a run under valgrind's callgrind that builds the
+    portfolio, makes a small warm-up run and simulates the portfolio, minus one that stops before the last
+    step (imports, the policy, the portfolio and the warm-up are not counted). The count is the same from
+    one day to the next whatever else the machine is doing, unlike seconds, and unlike the function calls
+    it weighs each call by its work (a cached result costs a call, not the computation)."""
+    import re
+    import shutil
+
+    if shutil.which("valgrind") is None:
+        sys.exit("--instructions needs valgrind (apt install valgrind)")
+    counts = []
+    for what in ("all", "warm-up only"):
+        out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                              __file__, "--in-process", str(n), what], capture_output=True, text=True)
+        found = re.search(r"Collected : (\d+)", out.stderr)
+        if out.returncode or found is None:
+            sys.exit(out.stderr)
+        counts.append(int(found.group(1)))
+    return counts[0] - counts[1]
+
+
 def main() -> None:
     args = sys.argv[1:]
+    if args and args[0] == "--in-process":
+        simulate_in_process(int(args[1]), args[2] == "all")
+        return
+    if args and args[0] == "--instructions":
+        n = int(args[1]) if len(args) > 1 else 600
+        total = count_instructions(n)
+        print(f"{n:,} invoices, 90 days: {total:,} instructions, {total // n:,} per invoice (valgrind callgrind)")
+        return
     if args and args[0] == "--calls":
         r = count_calls(int(args[1]) if len(args) > 1 else 3000)
         print(f"{r['invoices']:,} invoices, 90 days: {r['calls']:,} Python and C function calls, "
