@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -476,7 +476,7 @@ class Runner:
                 batch.stopped += [{"invoice_id": i, "customer_id": d.customer_id} for i in d.invoice_ids]
             if to_deliver and d.status == "escalated":  # a failed hand-off leaves the task queued: no step to reopen
                 batch.sends.append(self._delivery(d.contact_key, d.channel, d.customer_id, (), 0,
-                                                  replace(d, template=None), state))
+                                                  d._replace(template=None), state))
             elif to_deliver:
                 batch.sends.append(self._delivery(d.contact_key, d.channel, d.customer_id, d.keys, 0, d, state))
 

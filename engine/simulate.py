@@ -9,7 +9,7 @@ core at its own ticks, a simulation with the same tick predicts what production 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from .decide import Decision, Outcome, apply, decide, recorded, reopen
@@ -104,15 +104,15 @@ def unbuilt(outcome: Outcome, state: CustomerState, build) -> list[tuple[Decisio
     for n, d in enumerate(outcome.decisions):
         d = outcome.decisions[n] = recorded(d)
         # a task is built with its own text, not its step's template (as `collect run` builds it)
-        if d.status == "escalated" and (reason := build(replace(d, template=None), state)) is not None:
+        if d.status == "escalated" and (reason := build(d._replace(template=None), state)) is not None:
             # the hand-off to the agents' system fails (no `agent` in channels.yaml): run keeps the task in
             # `collect tasks` and its step done as escalated (it reopens no step for a task)
             apply(state, Outcome([d]))
-            outcome.decisions[n] = replace(d, status="failed", reason=reason, keys=())
+            outcome.decisions[n] = d._replace(status="failed", reason=reason, keys=())
         # a message with a template can fail to build or be refused; a webhook without a configured
         # channel stops `collect run` before its first tick (Channels.check_plan)
         elif d.status == "sent" and d.template and (reason := build(d, state)) is not None:
-            outcome.decisions[n] = replace(d, status="failed", reason=reason, keys=(), fallbacks=())
+            outcome.decisions[n] = d._replace(status="failed", reason=reason, keys=(), fallbacks=())
             failed.append((d, reason))
     return failed
 
