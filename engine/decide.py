@@ -71,9 +71,9 @@ class Outcome:
             self.wake = moment
 
 
-@dataclass
+@dataclass(slots=True, eq=False)
 class Ready:
-    """A step instance due now for one invoice."""
+    """A step instance due now for one invoice; each is one object, compared by identity (`in late`)."""
 
     step: StepRt
     invoice: InvoiceInfo
