@@ -3,11 +3,12 @@
 Everything in channels.yaml is checked when it is loaded, and every problem is reported with its place
 (FILE:LINE:COL), not only the first: channel names that are no channel (a built-in one or an installed
 plugin's), unknown adapters (naming the ones installed), unknown or missing settings (from each adapter's
-settings model), `${ENV}` references to unset variables (naming the variable, never a value), a `file` adapter `path`
-that is a folder, `retry:` and `costs:`. `collect simulate --channels` reads `costs:` alone (`load_costs`),
-checked the same way, and with `--render` the channels' adapter names, not their settings (`load_refusals`). Once the policy is known too (`collect run`, `collect serve`), `Channels.check_plan` says
-what the configuration lacks for it: a step none of whose channels is configured, and what an adapter's
-optional `check(plan)` hook reports (a Twilio WhatsApp template without a Content SID).
+settings model), `${ENV}` references to unset variables (naming the variable, never a value), a `file`
+adapter `path` that is a folder, `retry:` and `costs:`. `collect simulate --channels` reads `costs:` alone
+(`load_costs`), checked the same way, and with `--render` the channels' adapter names, not their settings
+(`load_refusals`). Once the policy is known too (`collect run`, `collect serve`), `Channels.check_plan`
+says what the configuration lacks for it: a step none of whose channels is configured, and what an
+adapter's optional `check(plan)` hook reports (a Twilio WhatsApp template without a Content SID).
 
 Secrets stay out of output: `Channels.redact(text)` masks every value that came from an `${ENV}`
 reference and every value of a secret-named setting (password, token, auth_token, secret, headers);

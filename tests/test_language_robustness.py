@@ -1,8 +1,6 @@
 """Whatever a policy file holds, validate and compile answer quickly with diagnostics, never an exception,
 and nothing a policy says can overflow a date computation later (run, simulate)."""
 
-import re
-
 import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
@@ -19,8 +17,7 @@ BASE = "policy: p\ntimezone: UTC\nwindows: { default: { mon-fri: '08:00-19:00' }
 def _only_diagnostics(name: str, text: str):
     """Compile `text` as file `name`: every problem a positioned diagnostic, a plan only without errors."""
     result = compile_policy(name, text=text)
-    # YAML counts a line at each of these breaks (and its marks give the diagnostics' lines), not only at \n
-    lines = len(re.findall(r"\r\n|[\n\r\x85\u2028\u2029]", text)) + 1
+    lines = len(yamlload._BREAK.findall(text)) + 1  # YAML's line breaks, by which its marks count lines
     for diag in result.diagnostics.items:
         assert diag.span is not None and diag.span.file == name, diag
         assert 1 <= diag.span.line <= lines + 1 and diag.span.col >= 1, (diag, text)
