@@ -379,6 +379,7 @@ class _Ask:
     now: dt.datetime
     sent: list
     talks: list
+    utc: dt.datetime | None = None  # `now` in UTC, as the contacts are: aware times of two zones subtract slowly
 
     @property
     def tz(self):
@@ -425,7 +426,7 @@ class Guard:
             return None
         utc = now.astimezone(dt.timezone.utc)  # contacts are UTC instants: compared in one zone, it is quicker
         ask = _Ask(customer, channel, frozenset(invoice_ids or ()), now,
-                   [c for c in sent if c.at <= utc], [c for c in conversations if c.at <= utc])
+                   [c for c in sent if c.at <= utc], [c for c in conversations if c.at <= utc], utc)
         worst = None
         for profile in profiles:
             for rule in profile.rules:
@@ -549,7 +550,7 @@ class _Period:
 
     def holds(self, at: dt.datetime, ask: _Ask) -> bool:
         if self.kind == "rolling":
-            return ask.now - at < self.length
+            return ask.utc - at < self.length
         return self._start_date(at.astimezone(ask.tz).date()) == self._start_date(ask.now.date())
 
     def frees(self, at: dt.datetime, ask: _Ask) -> dt.datetime:

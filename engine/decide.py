@@ -17,13 +17,13 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import attrgetter
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from .calendar import HORIZON_DAYS
 from .contacts import address_problem
-from .events import (customer_facts, event_trigger, future_moments, invoice_context, issued, occurrences,
-                     promise_active)
+from .events import Context, Facts, event_trigger, future_moments, issued, occurrences, promise_active
 from .runtime import NOT_CONTACTS, Runtime, StepRt
 from .state import PAID_EPSILON, REOPENED, CustomerState, InvoiceInfo, SentContact
 
@@ -92,6 +92,13 @@ class _Schedule:
     first: int = 0
 
 
+def _in_time_order(r: Ready) -> tuple:
+    return r.trigger, r.step.id
+
+
+_key, _invoice_id = attrgetter("key"), attrgetter("invoice.id")  # C-level: no Python frame per item
+
+
 class Decider:
     """One decide() call: the customer, the moment and what was decided so far in this call."""
 
@@ -103,7 +110,7 @@ class Decider:
         self.today = self.now.date()
         self.out = Outcome()
         self.sent = list(state.sent)  # grows with this call's sends, so caps see them
-        self._facts: dict | None = None  # customer-level context, built when first needed
+        self.facts = Facts(rt, state, self.now)  # customer-level context: its values computed when first read
         self._stops: set[str] = set()  # invoices a `stop` step ended in this call
         self._waiting: list[list[Ready]] = []  # groups deferred in this call
         self._wide: dict[tuple, set] = {}  # (step, occurrence) -> invoices it went out for (`_sent_for`)
@@ -115,6 +122,7 @@ class Decider:
         state = self.state
         dated = bool(state.payments or state.promises or state.disputes)  # facts that may change a decision later
         with_facts = self._invoices_with_events() if dated and self.rt.events else frozenset()
+        facts = self.facts
         for invoice in state.invoices.values():
             if not issued(invoice, self.today):
                 # not issued yet: nothing to remind of; its steps are due (or caught up) from its issue day
@@ -123,7 +131,7 @@ class Decider:
             if dated:
                 for moment in future_moments(state, invoice, self.now):
                     self.out.wake_at(moment)
-            ctx = self._context(invoice)  # lazy: only the values read are computed
+            ctx = Context(facts, invoice)  # lazy: only the values read are computed
             if self._stopped(invoice, ctx):
                 if state.pending:
                     self._close_pending(invoice, ctx)
@@ -203,13 +211,7 @@ class Decider:
         return "paid" in self.rt.stop_when and (invoice.status == "paid" or ctx["invoice.balance"] <= PAID_EPSILON)
 
     def _context(self, invoice: InvoiceInfo) -> dict:
-        return invoice_context(self.rt, self.state, invoice, self.facts, self.now)
-
-    @property
-    def facts(self) -> dict:
-        if self._facts is None:
-            self._facts = customer_facts(self.rt, self.state, self.now)
-        return self._facts
+        return Context(self.facts, invoice)
 
     def _stage_steps(self, invoice: InvoiceInfo, ctx: dict, due_steps) -> list[Ready]:
         if not due_steps:
@@ -227,7 +229,7 @@ class Decider:
                 due.append(Ready(step, invoice, key, trigger, ctx))
             elif key in pending:  # deferred, and the invoice has left the step's stage: its message no longer applies
                 self._settle(Ready(step, invoice, key, trigger, ctx), "skipped", "stage ended")
-        return self._catch_up(due, self._passed(invoice, stage.name) if stage is not None else None) if due else []
+        return self._catch_up(due, stage.name if stage is not None else None) if due else []
 
     def _passed(self, invoice: InvoiceInfo, stage: str) -> tuple | None:
         """(trigger, days, time) of the newest of the stage's steps already decided for the invoice (not
@@ -255,37 +257,41 @@ class Decider:
     def _trigger(self, step: StepRt, anchor: dt.date) -> dt.datetime:
         return self.rt.step_trigger(step, anchor, self.tz).astimezone(UTC)
 
-    def _catch_up(self, due: list[Ready], passed: tuple | None = None) -> list[Ready]:
+    def _catch_up(self, due: list[Ready], stage: str | None = None) -> list[Ready]:
         """SPEC 4.3, applied to steps seen due for the first time; conditions first, so that
         `latest` means the latest step that applies to this invoice. A deferred step is not caught up:
         it was decided already and waits for its slot (SPEC 4.2), and steps with the same trigger are
         due together, so none of them supersedes another; nor does a step due within ON_TIME. A `stop`
         step is no contact: it is never superseded or missed, and it ends what came due after it.
-        `passed`: under `latest`, a step older than one already decided (a step added to the policy
-        since) is superseded too: the cadence has gone past it."""
-        due.sort(key=lambda r: (r.trigger, r.step.id))
-        pending = self.state.pending
-        applicable = []
+        `stage`: under `latest`, a step of the invoice's stage older than one of its steps already decided
+        (a step added to the policy since) is superseded too: the cadence has gone past it.
+        Most calls see one step due on time: they skip the sorts and the search for decided steps."""
+        if len(due) > 1:
+            due.sort(key=_in_time_order)
+        pending, waiting, applicable, stop = self.state.pending, [], [], None
         for r in due:
             if r.key in pending:
-                continue
-            if r.step.condition is not None and r.step.condition(r.ctx) is not True:
+                waiting.append(r)
+            elif r.step.condition is not None and r.step.condition(r.ctx) is not True:
                 self._settle(r, "skipped", "condition", emit=False)
             else:
                 applicable.append(r)
-        waiting = [r for r in due if r.key in pending]
-        stop = next((r for r in applicable if r.step.action == "stop"), None)
+                if stop is None and r.step.action == "stop":
+                    stop = r
+        messages = applicable
         if stop is not None:  # the invoice ended at the stop's trigger: what came due later never applies
             for r in [r for r in waiting + applicable if r.trigger > stop.trigger]:
                 self._settle(r, "skipped", "stopped by step")
             waiting = [r for r in waiting if r.trigger <= stop.trigger]
             applicable = [r for r in applicable if r.trigger <= stop.trigger]
-        messages = [r for r in applicable if r.step.action != "stop"]
-        if self.rt.catch_up == "latest" and messages:
+            messages = [r for r in applicable if r.step.action != "stop"]
+        old = [r for r in messages if self.utc - r.trigger > ON_TIME] if self.rt.catch_up == "latest" else []
+        if old:
+            passed = self._passed(due[0].invoice, stage) if stage is not None else None
             newest = applicable[-1]  # a due stop is the newest step: it supersedes what came before it
             # steps written with the same `at` share a trigger, though one without a time opens its own
             # channel's window (an escalation, with none, local midnight)
-            late = [r for r in messages if self.utc - r.trigger > ON_TIME and (
+            late = [r for r in old if (
                 passed is not None and r.trigger < passed[0] and (r.step.days, r.step.time) != passed[1:]
                 or r.trigger < newest.trigger and (r.step.days, r.step.time) != (newest.step.days, newest.step.time))]
             for r in late:
@@ -296,7 +302,8 @@ class Decider:
             for r in late:
                 self._settle(r, "skipped", "missed")
             applicable = [r for r in applicable if r not in late]
-        return sorted(waiting + applicable, key=lambda r: (r.trigger, r.step.id))  # oldest first
+        kept = waiting + applicable
+        return sorted(kept, key=_in_time_order) if len(kept) > 1 else kept  # oldest first
 
     def _event_steps(self, invoice: InvoiceInfo, ctx: dict) -> list[Ready]:
         ready = []
@@ -362,6 +369,8 @@ class Decider:
 
     def _groups(self, ready: list[Ready]) -> list[list[Ready]]:
         """group_by customer: one message per step for all the invoices due now (SPEC 2, group_by)."""
+        if len(ready) == 1:
+            return [ready]
         ready = sorted(ready, key=lambda r: (r.trigger, r.invoice.due_date, r.invoice.id))  # oldest first (SPEC 4.3)
         groups: dict = {}
         seen: dict = {}  # (step, invoice) -> occurrences so far: an invoice is listed once per message
@@ -415,6 +424,8 @@ class Decider:
     def _failed_before(self, group: list[Ready], channel: str) -> str | None:
         """The provider refused this step's message on the channel (or it bounced): fall back."""
         failed = self.state.failed
+        if not failed:
+            return None
         return next((failed[r.key][channel] for r in group if channel in failed.get(r.key, ())), None)
 
     def _reach(self, channel: str) -> str | None:
@@ -522,11 +533,12 @@ class Decider:
             if not cap.counts(channel):
                 continue
             free = None
-            start = cap_shift(at, -cap.per_s, self.tz)
-            window = [sent_at for sent_at, sent_on in recent if sent_at > start and cap.counts(sent_on)]
-            if len(window) >= cap.max:  # newest first: the max-th newest must leave the window
-                free = cap_shift(window[cap.max - 1], cap.per_s, self.tz)
-            if cap.cooldown_s:
+            if len(recent) >= cap.max:  # else too few sends in the longest period for this cap to hold
+                start = cap_shift(at, -cap.per_s, self.tz)
+                window = [sent_at for sent_at, sent_on in recent if sent_at > start and cap.counts(sent_on)]
+                if len(window) >= cap.max:  # newest first: the max-th newest must leave the window
+                    free = cap_shift(window[cap.max - 1], cap.per_s, self.tz)
+            if cap.cooldown_s and self.state.conversations:
                 start = cap_shift(at, -cap.cooldown_s, self.tz)
                 talks = [c.at for c in self.state.conversations if start < c.at <= at and cap.cools_after(c.channel)]
                 if talks:
@@ -583,19 +595,21 @@ class Decider:
 
     def _emit(self, group: list[Ready], channel: str, status: str, reason: str, *, settle: bool = True,
               **extra) -> None:
-        step = group[0].step
-        keys = tuple(r.key for r in group)
+        first = group[0]
+        step = first.step
+        keys, ids = tuple(map(_key, group)), tuple(map(_invoice_id, group))
+        instances = ",".join(sorted(keys)) if len(keys) > 1 else first.key
         self.out.decisions.append(Decision(
-            at=self.now, customer_id=self.state.customer.id, invoice_ids=tuple(r.invoice.id for r in group),
-            stage=step.owner, step=step.id, channel=channel, template=step.template, status=status,
-            reason=reason, keys=keys if settle else (), contact_key=self._contact_key(group, status, channel), **extra))
+            at=self.now, customer_id=self.state.customer.id, invoice_ids=ids, stage=step.owner, step=step.id,
+            channel=channel, template=step.template, status=status, reason=reason, keys=keys if settle else (),
+            contact_key=self._contact_key(instances, step.id, status, channel), **extra))
 
-    def _contact_key(self, group: list[Ready], status: str, channel: str) -> str:
-        """Unique per step instances, outcome and channel: a fallback's send is a contact of its own,
-        and each occurrence of an event step is another contact."""
-        key = f"{self.rt.plan_hash[:12]}|{','.join(sorted(r.key for r in group))}|{status}|{channel}"
+    def _contact_key(self, instances: str, step_id: str, status: str, channel: str) -> str:
+        """Unique per step instances (their keys, sorted and joined), outcome and channel: a fallback's send
+        is a contact of its own, and each occurrence of an event step is another contact."""
+        key = f"{self.rt.plan_hash[:12]}|{instances}|{status}|{channel}"
         if len(key) > 300:  # a group of many invoices: the column holds 400 characters
-            key = f"{self.rt.plan_hash[:12]}|{group[0].step.id}|{hashlib.sha256(key.encode()).hexdigest()}"
+            key = f"{self.rt.plan_hash[:12]}|{step_id}|{hashlib.sha256(key.encode()).hexdigest()}"
         return key
 
     def _settle(self, r: Ready, status: str, reason: str, emit: bool = True) -> None:

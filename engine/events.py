@@ -163,7 +163,6 @@ class Facts(dict):
     __slots__ = ("rt", "state", "now")
 
     def __init__(self, rt, state: CustomerState, now: dt.datetime):
-        super().__init__()
         self.rt, self.state, self.now = rt, state, now
 
     def __missing__(self, name: str):
@@ -190,7 +189,6 @@ class Context(dict):
     __slots__ = ("facts", "invoice")
 
     def __init__(self, facts: Facts, invoice: InvoiceInfo):
-        super().__init__()
         self.facts, self.invoice = facts, invoice
 
     def __missing__(self, name: str):

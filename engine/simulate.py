@@ -62,6 +62,7 @@ def run_customer(rt: Runtime, state: CustomerState, now: dt.datetime, end: dt.da
     with a template, as `collect run` builds each message before it delivers it."""
     decisions: list[Decision] = []
     step = dt.timedelta(seconds=tick_s)
+    end = end.astimezone(UTC)  # `now` is UTC: instants of one zone compare without asking the zone's offset
     while now < end:
         outcome = decide(rt, state, now)
         unbuilt_now = unbuilt(outcome, state, build) if build is not None else ()
