@@ -118,11 +118,30 @@ def _align(x, y):
 def _compare(node: Node, segments) -> Fn:
     a, b = (compile_node(x, segments) for x in node.args)
     op = COMPARE[node.value]
-    right = node.args[1]
+    left, right = node.args
     if right.kind == "literal" and right.value is not None:
-        value = right.value  # the usual `field <op> literal`: no call for the constant side
+        value = right.value  # no call for the constant side
+        if left.kind == "field" and type(value) not in _NEEDS_ALIGNING:
+            return _field_vs_literal(left.value, op, value)
         return lambda ctx: _safe_compare(op, a(ctx), value)
     return lambda ctx: _safe_compare(op, a(ctx), b(ctx))
+
+
+def _field_vs_literal(name: str, op, value) -> Fn:
+    """The usual `field <op> literal` in one call: the field read (as `_field`) and `_safe_compare`
+    inlined, for a literal that needs no aligning (so only a field value that does needs it)."""
+    def compare(ctx):
+        try:
+            x = ctx[name]
+        except KeyError:
+            return False
+        if type(x) in _NEEDS_ALIGNING:
+            return _safe_compare(op, x, value)
+        try:
+            return x is not None and op(x, value)
+        except TypeError:
+            return False
+    return compare
 
 
 def _in(node: Node, segments) -> Fn:
@@ -143,6 +162,14 @@ def _not_in(node: Node, segments) -> Fn:
 
 def _between(node: Node, segments) -> Fn:
     a, lo, hi = (compile_node(x, segments) for x in node.args)
+    if node.args[1].kind == node.args[2].kind == "literal":  # the usual `x between 1 and 30`
+        low, high = node.args[1].value, node.args[2].value
+
+        def between_literals(ctx):  # no calls for the bounds
+            value = a(ctx)
+            return (value is not None and _safe_compare(operator.ge, value, low)
+                    and _safe_compare(operator.le, value, high))
+        return between_literals
 
     def between(ctx):
         value = a(ctx)

@@ -134,13 +134,16 @@ class Runtime:
             webhook=s["webhook"], on_exhausted=s["on_exhausted"] is not None)
 
     def stage_triggers(self, due_date, tz) -> tuple:
-        """(trigger instant, step) of every stage step for a due date in a zone, sorted by time.
+        """(trigger instant in UTC, step) of every stage step for a due date in a zone, sorted by time.
 
-        Invoices share due dates and zones, so this is computed once per pair, not per invoice."""
+        Invoices share due dates and zones, so this is computed once per pair, not per invoice. In UTC,
+        as the decision core keeps instants: it compares them with no call to the zone."""
+        import datetime as dt
+
         key = (due_date, tz.key)
         found = self._triggers.get(key)
         if found is None:
-            found = tuple(sorted(((self.step_trigger(step, due_date, tz), step)
+            found = tuple(sorted(((self.step_trigger(step, due_date, tz).astimezone(dt.timezone.utc), step)
                                   for stage in self.stages for step in stage.steps), key=lambda t: (t[0], t[1].id)))
             self._triggers[key] = found
         return found

@@ -278,3 +278,30 @@ def test_date_minus_date_time_counts_days_between_local_dates(text, expected):
 def test_lower_compared_with_capitals_is_an_error_not_a_condition_that_never_holds(text, hint, offset):
     assert [(e.code, e.hint, e.offset) for e in check(text).errors] == [("type-error", hint, offset)]
     assert check(text.replace("A", "a").replace("Gold", "gold")).errors == []
+
+
+FIELD_VALUES = (st.none() | st.integers(-5, 5) | st.decimals(-5, 5, places=1) | st.floats(-5, 5) | st.text(max_size=2)
+                | st.booleans() | st.dates() | st.datetimes() | st.datetimes(timezones=st.just(dt.timezone.utc))
+                | st.timedeltas())
+LITERALS = (st.decimals(-5, 5, places=1) | st.text(max_size=2) | st.dates() | st.booleans() | st.timedeltas())
+
+
+@settings(max_examples=400, deadline=None)
+@given(FIELD_VALUES, LITERALS, st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), st.booleans(), LITERALS)
+def test_field_against_literal_compares_as_any_comparison(value, literal, op, missing, other):
+    """`field <op> literal` is compiled into one call of its own: it must give what the comparison of any
+    two values gives (`_safe_compare`: null false, floats and date-times aligned, a type error false)."""
+    from collect.dsl import exprcompile
+    from collect.dsl.expr import Node
+
+    node = Node("compare", 0, 1, op, (Node("field", 0, 1, "x"), Node("literal", 0, 1, literal)))
+    ctx = {} if missing else {"x": value}
+    expected = exprcompile._safe_compare(exprcompile.COMPARE[op], ctx.get("x"), literal)
+    assert exprcompile.compile_node(node, {})(ctx) == expected
+    # `x between literal and literal` too, against the same with its bounds read from the context
+    bounds = [Node("literal", 0, 1, literal), Node("literal", 0, 1, other)]
+    read = [Node("field", 0, 1, "low"), Node("field", 0, 1, "high")]
+    field = Node("field", 0, 1, "x")
+    literals = exprcompile.compile_node(Node("between", 0, 1, None, (field, *bounds)), {})
+    general = exprcompile.compile_node(Node("between", 0, 1, None, (field, *read)), {})
+    assert literals(ctx) == general({**ctx, "low": literal, "high": other})
