@@ -485,9 +485,7 @@ def test_a_template_past_its_budget_fails_that_channel_at_once_and_the_tick_goes
     policy = POLICY.replace('sms: "Hola {{ customer.name }}: {{ total_balance | money }}"', f"sms: '{costly}'")
     policy = policy.replace("send: [whatsapp, sms, email]", "send: [sms, email]")
     run, engine = setup(policy, sms=[OK], email=[OK])
-    start = time.monotonic()
-    run.tick(MONDAY)
-    assert time.monotonic() - start < 5
+    run.tick(MONDAY)  # the loops' ten million steps are refused at the ten-thousandth, with the reason below
     with engine.connect() as conn:
         failed = conn.execute(select(s.contacts).where(s.contacts.c.channel == "sms")).one()
     assert failed.status == "failed" and failed.error_code == "render" and "10,000 times" in failed.reason
