@@ -6,6 +6,7 @@ what `collect compile` printed (a plan file could be executed without the policy
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -138,8 +139,6 @@ class Runtime:
 
         Invoices share due dates and zones, so this is computed once per pair, not per invoice. In UTC,
         as the decision core keeps instants: it compares them with no call to the zone."""
-        import datetime as dt
-
         key = (due_date, tz.key)
         found = self._triggers.get(key)
         if found is None:
@@ -149,8 +148,6 @@ class Runtime:
         return found
 
     def step_trigger(self, step: StepRt, anchor, tz):
-        import datetime as dt
-
         channel = step.channels[0] if step.channels else None
         return self.calendar.trigger_instant(anchor + dt.timedelta(days=step.days), step.time, channel, tz)
 
@@ -180,8 +177,6 @@ def _plain(value):
 
 
 def _date(value):
-    import datetime as dt
-
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
 
 
