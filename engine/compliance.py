@@ -555,9 +555,15 @@ class _Period:
 
     def frees(self, at: dt.datetime, ask: _Ask) -> dt.datetime:
         if self.kind == "rolling":
-            return at + self.length
+            return elapsed_after(at, self.length)
         days = 7 if self.kind == "calendar_week" else 1
         return local_instant(self._start_date(ask.now.date()) + days * DAY, 0, ask.tz)
+
+
+def elapsed_after(at: dt.datetime, length: dt.timedelta) -> dt.datetime:
+    """`at` plus `length` of elapsed time, in `at`'s zone: a rolling week is 168 hours across a
+    daylight-saving change too, where a time of a zone plus 7 days moves on its wall clock (an hour short)."""
+    return (at.astimezone(dt.timezone.utc) + length).astimezone(at.tzinfo)
 
 
 _ANY_DEBT = object()  # the key of contacts about all the customer's debts only
@@ -657,8 +663,8 @@ class _MinSpacing(_Rule):
         if self.days is not None:
             free = local_instant(last.astimezone(ask.tz).date() + self.days * DAY, 0, ask.tz)
         else:
-            free = last + self.gap
-        return self.block(free) if free > ask.now else None
+            free = elapsed_after(last, self.gap)
+        return self.block(free) if free > ask.utc else None
 
 
 class _ConsentRequired(_Rule):

@@ -17,7 +17,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collect.engine.compliance import Block, Guard, ProfileError, load_profile, profile_names, resolve
+from collect.engine.compliance import (Block, Guard, ProfileError, elapsed_after, load_profile, profile_names,
+                                       resolve)
 from collect.engine.compliance_checks import check_plan
 from collect.engine.state import CustomerInfo, SentContact
 from laws import LAWS
@@ -163,6 +164,30 @@ def test_reg_f_seventh_call_passes_eighth_in_rolling_week_waits_for_the_oldest()
     assert block.reason == "compliance:us-reg-f:calls-7-in-7-days"
     assert g.check(c, "voice", ("A",), t(NY, 23, 10), calls, []) is None
     assert g.check(c, "sms", ("A",), t(NY, 22, 15), calls, []) is None  # no numeric cap on texts
+
+
+def test_a_rolling_week_is_168_hours_across_a_daylight_saving_change():
+    """Seven calls on Saturday 2026-03-07 08:00 EST; clocks go forward on the 8th. The eighth call waited
+    until 08:00 EDT on the 14th, 167 hours later, and was still held then: the guard counts elapsed time
+    (docs/compliance.md) but moved the end of the week on the wall clock. Found by the property below."""
+    g, c = guard("us-reg-f"), customer("US")
+    saturday = dt.datetime(2026, 3, 7, 8, tzinfo=NY)
+    calls = [contact(saturday, "voice", "A")] * 7
+    block = g.check(c, "voice", ("A",), saturday, calls, [])
+    assert block == Block("us-reg-f", "calls-7-in-7-days", dt.datetime(2026, 3, 14, 9, tzinfo=NY))
+    assert block.until - saturday.astimezone(UTC) == dt.timedelta(hours=168) and block.until.tzinfo is NY
+    assert rule_of(g.check(c, "voice", ("A",), dt.datetime(2026, 3, 14, 8, 59, tzinfo=NY), calls, [])) == \
+        "calls-7-in-7-days"
+    assert g.check(c, "voice", ("A",), block.until, calls, []) is None
+
+
+@pytest.mark.parametrize("at", [dt.datetime(2026, 9, 5, 10, tzinfo=SANTIAGO),  # clocks forward on the 6th
+                                dt.datetime(2026, 4, 3, 10, tzinfo=SANTIAGO),  # and back on the 5th
+                                dt.datetime(2026, 4, 3, 13, tzinfo=UTC)])
+def test_rolling_periods_and_spacings_end_after_elapsed_time_in_the_zone_of_the_contact(at):
+    for length in (dt.timedelta(hours=48), dt.timedelta(days=7)):
+        end = elapsed_after(at, length)
+        assert end.astimezone(UTC) - at.astimezone(UTC) == length and end.tzinfo is at.tzinfo
 
 
 def test_reg_f_counts_each_debt_apart():
