@@ -562,7 +562,7 @@ class _Period:
 
 def elapsed_after(at: dt.datetime, length: dt.timedelta) -> dt.datetime:
     """`at` plus `length` of elapsed time, in `at`'s zone: a rolling week is 168 hours across a
-    daylight-saving change too, where a time of a zone plus 7 days moves on its wall clock (an hour short)."""
+    daylight-saving change too, where a time of a zone plus 7 days moves on its wall clock (an hour off)."""
     return (at.astimezone(dt.timezone.utc) + length).astimezone(at.tzinfo)
 
 
