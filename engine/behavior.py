@@ -194,8 +194,8 @@ class BehaviorModel:
     def _segments(self, rt, state, invoice, now) -> set[str]:
         from zoneinfo import ZoneInfo
 
-        from .events import customer_facts, invoice_context
+        from .events import Context, Facts
 
         now = now.astimezone(ZoneInfo(state.customer.timezone or rt.timezone))  # days count in local time
-        ctx = invoice_context(rt, state, invoice, customer_facts(rt, state, now), now)
+        ctx = Context(Facts(rt, state, now), invoice)
         return {name for name in self.spec.by_segment if name in rt.segments and rt.segments[name](ctx) is True}

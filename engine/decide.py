@@ -210,9 +210,6 @@ class Decider:
             return True
         return "paid" in self.rt.stop_when and (invoice.status == "paid" or ctx["invoice.balance"] <= PAID_EPSILON)
 
-    def _context(self, invoice: InvoiceInfo) -> dict:
-        return Context(self.facts, invoice)
-
     def _stage_steps(self, invoice: InvoiceInfo, ctx: dict, due_steps) -> list[Ready]:
         if not due_steps:
             return []
@@ -800,7 +797,7 @@ def held_now(rt: Runtime, state: CustomerState, now: dt.datetime, invoice_ids, c
 def stopped(rt: Runtime, state: CustomerState, invoice: InvoiceInfo, now: dt.datetime) -> bool:
     """Does the policy's `stop_when` (paid, written off) or a `stop` step end this invoice's cadence?"""
     decider = Decider(rt, state, now)
-    return decider._stopped(invoice, decider._context(invoice))
+    return decider._stopped(invoice, Context(decider.facts, invoice))
 
 
 def recorded(d: Decision) -> Decision:

@@ -209,14 +209,6 @@ class Context(dict):
         return self[name]
 
 
-def customer_facts(rt, state: CustomerState, now: dt.datetime) -> Facts:
-    return Facts(rt, state, now)
-
-
-def invoice_context(rt, state: CustomerState, invoice: InvoiceInfo, facts: Facts, now: dt.datetime) -> Context:
-    return Context(facts, invoice)
-
-
 def _open_invoices(state: CustomerState, now: dt.datetime) -> list[InvoiceInfo]:
     """Issued by `now`'s (local) day, neither paid nor written off: one issued later is not there yet."""
     today = now.date()

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from . import store as s
 from .decide import decide, not_for_this_invoice, stopped
-from .events import customer_facts, event_trigger, invoice_context, issued, occurrences, promise_active
+from .events import Context, Facts, event_trigger, issued, occurrences, promise_active
 from .runner import NEVER, next_look
 from .runtime import Runtime
 from .state import balance_at
@@ -51,7 +51,7 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
     tz = ZoneInfo(state.customer.timezone or rt.timezone)
     local = now.astimezone(tz)
     invoice = state.invoices[invoice_id]
-    ctx = invoice_context(rt, state, invoice, customer_facts(rt, state, local), local)
+    ctx = Context(Facts(rt, state, local), invoice)
     stage = next((st.name for st in rt.stages if st.when(ctx) is True), None)
     header = {"invoice": invoice_id, "customer": state.customer.id, "now": local.isoformat(timespec="minutes"),
               "stage": stage or "(none)", "days_past_due": ctx["invoice.days_past_due"],
@@ -92,7 +92,7 @@ def _closed_reason(rt, state, invoice, step, trigger, occ, now) -> str:
     if step.anchor == "promise" and occ.made is not None and trigger < occ.made:
         return not_for_this_invoice(state, step, invoice.id, trigger, occ)
     if step.condition is not None:
-        ctx = invoice_context(rt, state, invoice, customer_facts(rt, state, trigger), trigger)
+        ctx = Context(Facts(rt, state, trigger), invoice)
         if step.condition(ctx) is not True:
             return ""
     return _silent_reason(state, invoice, step, trigger, occ, now)

@@ -11,7 +11,7 @@ from ..adapters.base import Message
 from ..dsl.fields import schema_for
 from .contacts import address
 from .decide import stopped
-from .events import customer_facts, invoice_context, promise_active
+from .events import Context, Facts, promise_active
 from .templates import TemplateRenderError, make_context, render_channel
 
 
@@ -80,12 +80,12 @@ def build_message(rt, plan, decision, state, pay_link: str, steps=()) -> Message
     # the fields as the decision core's expressions read them (built-in ones such as days_to_due and
     # open_balance included), at the moment the message goes, in the customer's zone
     now = decision.at.astimezone(ZoneInfo(c.timezone or rt.timezone))
-    facts = customer_facts(rt, state, now)
+    facts = Facts(rt, state, now)
     listed = [state.invoices[i] for i in decision.invoice_ids]
     # a message rebuilt for a retry leaves out the invoices paid or written off meanwhile (the runner
     # withdraws it when all of them are)
     listed = [inv for inv in listed if not stopped(rt, state, inv, now)] or listed
-    invoices = [_fields(invoice_context(rt, state, inv, facts, now), "invoice.", schema) for inv in listed]
+    invoices = [_fields(Context(facts, inv), "invoice.", schema) for inv in listed]
     customer = _fields(facts, "customer.", schema)
     promise, active = _promise(state, decision, steps)
     context = make_context(customer, invoices, pay_link=pay_link.format(customer_id=quote(c.id, safe="")), today=now.date(),

@@ -725,11 +725,11 @@ def test_catch_up_latest_supersedes_a_step_added_behind_one_already_sent(tmp_pat
 
 
 def test_an_invoice_not_issued_yet_is_not_one_of_the_customer_s_open_invoices(tmp_path):
-    from collect.engine.events import customer_facts
+    from collect.engine.events import Facts
 
     rt = runtime("stages: {}\n", tmp_path)
     c = customer()
     invoice(c, "F1", "2026-11-20")
     invoice(c, "F2", "2026-12-20", issue_date=dt.date(2026, 12, 1))
-    facts = customer_facts(rt, c, dt.datetime(2026, 11, 3, 12, tzinfo=LIMA))
+    facts = Facts(rt, c, dt.datetime(2026, 11, 3, 12, tzinfo=LIMA))
     assert (facts["customer.open_invoices"], facts["customer.open_balance"]) == (1, Decimal(1000))

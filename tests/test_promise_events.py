@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from coretools import customer, invoice, rows, run, runtime
 
-from collect.engine.events import customer_facts
+from collect.engine.events import Facts
 from collect.engine.simulate import run_customer
 from collect.engine.state import PaymentInfo, PromiseInfo
 
@@ -70,7 +70,7 @@ def test_a_promise_replaced_before_its_date_is_neither_reminded_nor_broken(tmp_p
     result = run(rt, [c], "2026-11-01", 30)
     assert rows(result) == [("2026-11-03 08:00", "od-1", "email", ("F1",), ""),
                             ("2026-11-24 10:00", "pm-rem", "email", ("F1",), "")]  # B's reminder only
-    assert customer_facts(rt, c, at("2026-11-20T12:00"))["customer.broken_promises_12m"] == 0
+    assert Facts(rt, c, at("2026-11-20T12:00"))["customer.broken_promises_12m"] == 0
 
 
 def test_the_cadence_resumes_when_the_newer_promise_of_a_renegotiation_is_kept(tmp_path):
@@ -198,12 +198,12 @@ def test_a_promise_about_an_invoice_the_erp_marks_paid_is_not_broken(tmp_path):
     c.promises.append(promise("A", 500, "2026-11-20", "2026-11-12T10:00"))
     c.payments.append(PaymentInfo("p0", "F1", Decimal(200), at("2026-11-05T10:00")))  # before the promise
     rt = runtime(EVENTS, tmp_path)
-    assert customer_facts(rt, c, at("2026-11-25T12:00"))["customer.broken_promises_12m"] == 0
+    assert Facts(rt, c, at("2026-11-25T12:00"))["customer.broken_promises_12m"] == 0
     assert promise_outcome(c, c.promises[0], dt.date(2026, 11, 1), dt.date(2026, 11, 30), LIMA)[1] is False
     # still owed, written off, or paid with the payment in view (a late one): broken, and due in the KPIs
     for status, paid in (("open", None), ("written_off", None), ("paid", "2026-11-24T10:00")):
         c.invoices["F1"].status = status
         c.payments = [PaymentInfo("p1", "F1", Decimal(500), at(paid))] if paid else []
         c.memo.clear()
-        assert customer_facts(rt, c, at("2026-11-25T12:00"))["customer.broken_promises_12m"] == 1, status
+        assert Facts(rt, c, at("2026-11-25T12:00"))["customer.broken_promises_12m"] == 1, status
         assert promise_outcome(c, c.promises[0], dt.date(2026, 11, 1), dt.date(2026, 11, 30), LIMA)[1] is True
