@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import textwrap
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from collect.adapters.base import DeliveryResult
 from collect.engine.compiler import compile_policy
 from collect.engine.runtime import Runtime
 from collect.engine.simulate import simulate, start_moment
 from collect.engine.state import CustomerInfo, CustomerState, InvoiceInfo
+
+UTC = dt.timezone.utc
+
+
+@functools.lru_cache(maxsize=None)
+def dst_changes(zone: str, years: tuple[int, ...] = (2026,)) -> tuple[dt.datetime, ...]:
+    """The instants (to the minute, UTC) of `years` at which the zone's UTC offset changes; none for a
+    zone without daylight-saving time."""
+    tz, found = ZoneInfo(zone), []
+    at = dt.datetime(years[0], 1, 1, tzinfo=UTC)
+    while at.year <= years[-1]:
+        nxt = at + dt.timedelta(hours=1)
+        if at.astimezone(tz).utcoffset() != nxt.astimezone(tz).utcoffset():
+            found.append(next(at + dt.timedelta(minutes=m) for m in range(1, 61) if (
+                at + dt.timedelta(minutes=m)).astimezone(tz).utcoffset() == nxt.astimezone(tz).utcoffset()))
+        at = nxt
+    return tuple(found)
 
 BASE = """
 policy: t

@@ -10,26 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collect.engine.decide import cap_shift
+from coretools import dst_changes
 
 UTC = dt.timezone.utc
 DAY = 86400
 ZONES = ["America/New_York", "Europe/Madrid", "Australia/Lord_Howe", "America/Santiago"]
 
 
-def _changes(zone: str) -> list[dt.datetime]:
-    """The instants of 2026 at which the zone's UTC offset changes, found minute by minute."""
-    tz, found = ZoneInfo(zone), []
-    at = dt.datetime(2026, 1, 1, tzinfo=UTC)
-    while at.year == 2026:
-        nxt = at + dt.timedelta(hours=1)
-        if at.astimezone(tz).utcoffset() != nxt.astimezone(tz).utcoffset():
-            found.append(next(at + dt.timedelta(minutes=m) for m in range(1, 61) if (
-                at + dt.timedelta(minutes=m)).astimezone(tz).utcoffset() == nxt.astimezone(tz).utcoffset()))
-        at = nxt
-    return found
-
-
-CHANGES = {zone: _changes(zone) for zone in ZONES}
+CHANGES = {zone: dst_changes(zone) for zone in ZONES}
 
 
 @st.composite

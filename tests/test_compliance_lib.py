@@ -7,7 +7,6 @@ an independent brute-force reading of each law (written from the notes, not from
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,6 +21,7 @@ from collect.engine.compliance import (Block, Guard, ProfileError, elapsed_after
                                        resolve)
 from collect.engine.compliance_checks import check_plan
 from collect.engine.state import CustomerInfo, SentContact
+from coretools import dst_changes
 from laws import LAWS
 
 UTC = dt.timezone.utc
@@ -390,23 +390,12 @@ CHANNELS = st.sampled_from(["email", "sms", "whatsapp", "voice", "voice", "lette
 IDS = st.frozensets(st.sampled_from("ABC"), max_size=2).map(lambda s: tuple(sorted(s)))
 
 
-@functools.lru_cache(maxsize=None)
-def dst_changes(zone: str) -> tuple[dt.datetime, ...]:
-    """The hours of 2026 and 2027 in which the zone's UTC offset changes (none for a zone without DST)."""
-    tz, at, found = ZoneInfo(zone), dt.datetime(2026, 1, 1, tzinfo=UTC), []
-    while at.year < 2028:
-        if at.astimezone(tz).utcoffset() != (at + dt.timedelta(hours=1)).astimezone(tz).utcoffset():
-            found.append(at)
-        at += dt.timedelta(hours=1)
-    return tuple(found)
-
-
 @st.composite
 def situations(draw, zones):
     """A customer, a contact to decide and a history before it: sometimes sparse, sometimes a burst on one
     channel and one debt, so that every cap and lock of every profile is reached."""
     tz = ZoneInfo(draw(st.sampled_from(zones)))
-    changes = dst_changes(tz.key)
+    changes = dst_changes(tz.key, (2026, 2027))
     if changes and draw(st.booleans()):  # half the time a week that straddles a change of the clock
         start = draw(st.sampled_from(changes)) + dt.timedelta(minutes=draw(st.integers(-1440, 8 * 1440)))
     else:
