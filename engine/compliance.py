@@ -416,15 +416,18 @@ class Guard:
     def profiles_for(self, customer) -> tuple[str, ...]:
         return tuple(p.name for p in self._applicable(customer))
 
-    def check(self, customer, channel: str, invoice_ids, now: dt.datetime, sent, conversations) -> Block | None:
+    def check(self, customer, channel: str, invoice_ids, now: dt.datetime, sent, conversations,
+              utc: dt.datetime | None = None) -> Block | None:
         """The block on sending `channel` now about `invoice_ids` (empty: all the customer's debts), or None.
 
-        `now` is aware, in the customer's zone. When several rules block, the one with the latest `until`
-        is returned (None counts as latest): the contact cannot go before every blocking rule frees it."""
+        `now` is aware, in the customer's zone (`utc`: the same instant in UTC, if the caller has it). When
+        several rules block, the one with the latest `until` is returned (None counts as latest): the
+        contact cannot go before every blocking rule frees it."""
         profiles = self._applicable(customer)
         if not profiles or channel in NOT_CONTACTS:
             return None
-        utc = now.astimezone(dt.timezone.utc)  # contacts are UTC instants: compared in one zone, it is quicker
+        if utc is None:  # contacts are UTC instants: compared in one zone, it is quicker
+            utc = now.astimezone(dt.timezone.utc)
         ask = _Ask(customer, channel, frozenset(invoice_ids or ()), now,
                    [c for c in sent if c.at <= utc], [c for c in conversations if c.at <= utc], utc)
         worst = None

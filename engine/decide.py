@@ -105,12 +105,12 @@ class Decider:
     def __init__(self, rt: Runtime, state: CustomerState, now: dt.datetime):
         self.rt, self.state = rt, state
         self.tz = ZoneInfo(state.customer.timezone or rt.timezone)
-        self.now = now.astimezone(self.tz)
         self.utc = now.astimezone(UTC)  # for instants (triggers, contacts): same tzinfo, the fast comparison
+        self.now = _local(self.utc, self.tz)
         self.today = self.now.date()
         self.out = Outcome()
         self.sent = list(state.sent)  # grows with this call's sends, so caps see them
-        self.facts = Facts(rt, state, self.now)  # customer-level context: its values computed when first read
+        self.facts = Facts(rt, state, self.now, self.utc)  # customer-level context: computed when first read
         self._stops: set[str] = set()  # invoices a `stop` step ended in this call
         self._waiting: list[list[Ready]] = []  # groups deferred in this call
         self._wide: dict[tuple, set] = {}  # (step, occurrence) -> invoices it went out for (`_sent_for`)
@@ -129,7 +129,7 @@ class Decider:
                 self.out.wake_at(_day_start(invoice.issue_date, self.tz))
                 continue
             if dated:
-                for moment in future_moments(state, invoice, self.now):
+                for moment in future_moments(state, invoice, self.utc, self.tz):
                     self.out.wake_at(moment)
             ctx = Context(facts, invoice)  # lazy: only the values read are computed
             if self._stopped(invoice, ctx):
@@ -240,7 +240,7 @@ class Decider:
         return found
 
     def _paused(self, invoice: InvoiceInfo, ctx: dict) -> bool:
-        if "disputed" in self.rt.pause_when and ctx.get("invoice.status") == "disputed":
+        if "disputed" in self.rt.pause_when and ctx["invoice.status"] == "disputed":
             return True
         if "promise_active" in self.rt.pause_when:
             promise = promise_active(self.state, invoice, self.now)
@@ -477,7 +477,7 @@ class Decider:
             return None
         ids = tuple(r.invoice.id for r in group)
         return self.rt.guard.check(self.state.customer, channel, ids, at or self.now, self.sent,
-                                   self.state.conversations)
+                                   self.state.conversations, None if at else self.utc)
 
     def _never_lawful(self, channel: str) -> str:
         """Why the channel can never be used lawfully ("" if it can): its window and the hours of the
@@ -569,7 +569,7 @@ class Decider:
         if new:
             self._emit(new, channel, "deferred", self._held_at_trigger(new, channel) or reason)
         if until is not None:  # in UTC, as the triggers: a local and a UTC time compare ten times slower
-            self.out.wake_at(until.astimezone(UTC))
+            self.out.wake_at(_utc(until, until.tzinfo))
 
     def _escalate(self, group: list[Ready], queue: str | None, reason: str) -> None:
         step = group[0].step
@@ -619,6 +619,22 @@ class Decider:
 
 
 DST_SLACK = dt.timedelta(hours=3)  # more than any zone's DST shift
+
+
+@lru_cache(maxsize=1 << 16)
+def _local(utc: dt.datetime, tz) -> dt.datetime:
+    """`utc` on the zone's clock: one object for every customer of the zone at a tick, so its hash (which
+    asks the zone for its offset) is worked out once, when the calendar's caches and the contacts
+    writer look it up."""
+    return utc.astimezone(tz)
+
+
+@lru_cache(maxsize=1 << 16)
+def _utc(moment: dt.datetime, zone) -> dt.datetime:
+    """A moment in UTC: decisions' moments (`_local`'s) and slots recur for every customer of a zone.
+    Keyed with the moment's zone too: a key equal to one of another zone (the same instant) would be
+    compared on each lookup, and comparing times of two zones asks both for their offsets."""
+    return moment.astimezone(UTC)
 
 
 @lru_cache(maxsize=4096)
@@ -833,6 +849,6 @@ def apply(state: CustomerState, outcome: Outcome) -> None:
             state.done[key] = d.status
             state.pending.pop(key, None)
         if d.status == "sent" and d.channel not in ("", "webhook", "agent"):
-            state.sent.append(SentContact(d.at.astimezone(UTC), d.channel, d.invoice_ids))
+            state.sent.append(SentContact(_utc(d.at, d.at.tzinfo), d.channel, d.invoice_ids))
         if d.status == "skipped" and d.reason == "stopped by step":
             state.stopped.update(d.invoice_ids)

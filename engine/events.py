@@ -20,6 +20,7 @@ from decimal import Decimal
 from .state import PAID_EPSILON, CustomerState, InvoiceInfo, PromiseInfo, balance_at
 
 YEAR = dt.timedelta(days=365)
+UTC = dt.timezone.utc
 
 
 @dataclass(frozen=True)
@@ -160,10 +161,12 @@ class Facts(dict):
     A decision reads a handful of fields; building all of them for every invoice at every tick was
     most of the cost of a simulation. Values are memoised here, so each is computed once per decision."""
 
-    __slots__ = ("rt", "state", "now")
+    __slots__ = ("rt", "state", "now", "utc")
 
-    def __init__(self, rt, state: CustomerState, now: dt.datetime):
+    def __init__(self, rt, state: CustomerState, now: dt.datetime, utc: dt.datetime | None = None):
         self.rt, self.state, self.now = rt, state, now
+        # `now` in UTC, as payments are kept: a local and a UTC time compare thirty times slower
+        self.utc = now.astimezone(UTC) if utc is None else utc
 
     def __missing__(self, name: str):
         resolve = _CUSTOMER.get(name)
@@ -273,7 +276,7 @@ _INVOICE = {
     "invoice.number": lambda ctx, state, inv, now: inv.number or inv.id,
     "invoice.customer_id": lambda ctx, state, inv, now: inv.customer_id,
     "invoice.amount": lambda ctx, state, inv, now: inv.amount,
-    "invoice.balance": lambda ctx, state, inv, now: balance_at(state, inv, now),
+    "invoice.balance": lambda ctx, state, inv, now: balance_at(state, inv, ctx.facts.utc),
     "invoice.currency": lambda ctx, state, inv, now: inv.currency or ctx.facts.rt.currency,
     "invoice.issue_date": lambda ctx, state, inv, now: inv.issue_date,
     "invoice.due_date": lambda ctx, state, inv, now: inv.due_date,
@@ -305,9 +308,9 @@ def occurrences(rt, state: CustomerState, invoice: InvoiceInfo, now: dt.datetime
         elif now.date() > p.promised_date and replaced is None:
             found.append(Occurrence("promise_broken", p.id, p.promised_date + dt.timedelta(days=1), p.promised_date,
                                     wide, replaced=_newer(state, p, now)))
-    remaining = invoice.balance
+    remaining, utc = invoice.balance, now.astimezone(UTC)  # payments are kept in UTC
     for pay in state.payments:
-        if pay.invoice_id != invoice.id or pay.at > now:
+        if pay.invoice_id != invoice.id or pay.at > utc:
             continue
         remaining -= pay.amount
         found.append(Occurrence("payment_received", pay.payment_id, _local(pay.at, tz), happened=pay.at))
@@ -331,9 +334,9 @@ def event_trigger(rt, step, occ: Occurrence, tz) -> dt.datetime:
     return trigger
 
 
-def future_moments(state: CustomerState, invoice: InvoiceInfo, now: dt.datetime) -> list[dt.datetime]:
-    """Known future facts that can change a decision: payments, promises made or expiring, disputes."""
-    tz = now.tzinfo
+def future_moments(state: CustomerState, invoice: InvoiceInfo, now: dt.datetime, tz) -> list[dt.datetime]:
+    """Known future facts that can change a decision: payments, promises made or expiring, disputes.
+    `now` in UTC, as payments are kept (two UTC times compare thirty times quicker than a local one)."""
     moments = [p.at for p in state.payments if p.invoice_id == invoice.id and p.at > now]
     for p in state.promises:
         if covers(p, invoice, tz):

@@ -39,6 +39,10 @@ def _aware(value, tz: ZoneInfo) -> dt.datetime:
     return dt.datetime.combine(value, dt.time(), tz)
 
 
+def _utc(value, tz: ZoneInfo) -> dt.datetime:
+    return _aware(value, tz).astimezone(dt.timezone.utc)
+
+
 class PortfolioStates:
     """The decision core's customer states, built from a portfolio one customer at a time.
 
@@ -75,7 +79,8 @@ class PortfolioStates:
         for inv in self.invoices.get(cid, ()):
             state.invoices[inv.id] = InvoiceInfo(inv.id, inv.customer_id, inv.amount, inv.balance, inv.due_date,
                                                  inv.number, inv.currency, inv.issue_date, inv.status, dict(inv.attrs))
-        state.payments = sorted((PaymentInfo(p.payment_id, p.invoice_id, p.amount, _aware(p.paid_at, tz))
+        # in UTC, as the behavior model's: the core compares them with instants of one zone, quickly
+        state.payments = sorted((PaymentInfo(p.payment_id, p.invoice_id, p.amount, _utc(p.paid_at, tz))
                                  for p in self.payments.get(cid, ())), key=lambda p: p.at)
         named = _Names()
         for p in self.promises.get(cid, ()):
@@ -129,13 +134,19 @@ class ContactWriter:
         self.rows = 0
         self._handle, self._jsonl = handle, fmt == "jsonl"
         self._writerow = csv.writer(handle, lineterminator="\n").writerow
+        # moment, zone -> its text: the customers of a zone are decided at the same ticks, and formatting a
+        # moment asks the zone for its offset (keyed with the zone: equal instants, other clocks)
+        self._stamps: dict[tuple, str] = {}
 
     def write(self, decisions) -> None:
-        handle, writerow, plan_hash = self._handle, self._writerow, self.plan_hash
+        handle, writerow, plan_hash, stamps = self._handle, self._writerow, self.plan_hash, self._stamps
         last_at, stamp = None, ""
         for d in decisions:
-            if d.at is not last_at:  # the decisions of one call share their moment: format it once
-                last_at, stamp = d.at, d.at.isoformat(timespec="seconds")
+            if d.at is not last_at:  # the decisions of one call share their moment
+                last_at, key = d.at, (d.at, d.at.tzinfo)
+                stamp = stamps.get(key)
+                if stamp is None:
+                    stamp = stamps[key] = d.at.isoformat(timespec="seconds")
             row = [stamp, d.customer_id, ";".join(d.invoice_ids), d.stage, d.step, d.channel, d.template or "",
                    d.status, d.reason, plan_hash]
             if self._jsonl:
@@ -234,6 +245,7 @@ class Summary:
         last = after - dt.timedelta(days=1)
         tz = ZoneInfo(state.customer.timezone) if state.customer.timezone else start.tzinfo
         start, end = dt.datetime.combine(first, dt.time(), tz), dt.datetime.combine(after, dt.time(), tz)
+        start, end = start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)  # as payments are kept
         for inv in state.invoices.values():
             if inv.currency:
                 self.currencies.add(inv.currency)

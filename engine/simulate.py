@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from .decide import Decision, Outcome, apply, decide, recorded, reopen
@@ -31,9 +32,18 @@ class SimResult:
 
 def ceil_tick(moment: dt.datetime, tick_s: int) -> dt.datetime:
     """The first tick at or after `moment`; ticks are aligned on multiples of `tick_s` since the epoch."""
-    ts = moment.timestamp()
-    up = -(-int(ts) // tick_s) * tick_s
-    return dt.datetime.fromtimestamp(up, UTC)
+    return _tick(_ceil_ts(moment, tick_s))
+
+
+def _ceil_ts(moment: dt.datetime, tick_s: int) -> int:
+    return -(-int(moment.timestamp()) // tick_s) * tick_s
+
+
+@lru_cache(maxsize=1 << 16)
+def _tick(ts: int) -> dt.datetime:
+    """The instant `ts` seconds after the epoch, in UTC: one object for every customer decided at that
+    tick, so that its hash, which the core's caches ask for, is worked out once."""
+    return dt.datetime.fromtimestamp(ts, UTC)
 
 
 def simulate(rt: Runtime, states: dict[str, CustomerState], start: dt.datetime, days: int, *,
@@ -61,8 +71,11 @@ def run_customer(rt: Runtime, state: CustomerState, now: dt.datetime, end: dt.da
     (`--render`): `(decision, state) -> None, or why its message cannot be built`, asked of every send
     with a template, as `collect run` builds each message before it delivers it."""
     decisions: list[Decision] = []
-    step = dt.timedelta(seconds=tick_s)
     end = end.astimezone(UTC)  # `now` is UTC: instants of one zone compare without asking the zone's offset
+    ts = int(now.timestamp())  # the clock counts in whole seconds since the epoch, as ticks are aligned
+    if _tick(ts) != now:
+        raise ValueError(f"the simulation's clock starts at a whole second, not at {now}")
+    now = _tick(ts)
     while now < end:
         outcome = decide(rt, state, now)
         unbuilt_now = unbuilt(outcome, state, build) if build is not None else ()
@@ -84,7 +97,8 @@ def run_customer(rt: Runtime, state: CustomerState, now: dt.datetime, end: dt.da
         if wake is None:
             break
         # `now` is a tick, so the next one is the first tick after it unless the wake is later
-        now = now + step if wake <= now + step else ceil_tick(wake, tick_s)
+        ts = ts + tick_s if wake <= _tick(ts + tick_s) else _ceil_ts(wake, tick_s)
+        now = _tick(ts)
     return decisions
 
 

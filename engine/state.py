@@ -100,10 +100,18 @@ class CustomerState:
     memo: dict = field(default_factory=dict, repr=False, compare=False)
 
 
+_NONE_PAID = Decimal(0)
+UTC = dt.timezone.utc
+
+
 def paid_by(state: CustomerState, invoice_id: str, now: dt.datetime) -> Decimal:
-    if not state.payments:
+    paid = _payments_of(state).get(invoice_id) if state.payments else None
+    if not paid:
         return Decimal(0)
-    return sum((p.amount for p in _payments_of(state).get(invoice_id, ()) if p.at <= now), Decimal(0))
+    # payments are kept in UTC (the simulator's, the behavior model's): a local and a UTC time compare
+    # thirty times slower than two UTC times
+    now = now.astimezone(UTC)
+    return sum((p.amount for p in paid if p.at <= now), Decimal(0))
 
 
 def _payments_of(state: CustomerState) -> dict[str, list[PaymentInfo]]:
@@ -119,4 +127,6 @@ def _payments_of(state: CustomerState) -> dict[str, list[PaymentInfo]]:
 
 
 def balance_at(state: CustomerState, invoice: InvoiceInfo, now: dt.datetime) -> Decimal:
+    if not state.payments:  # most customers of a run, asked for every invoice at every decision
+        return invoice.balance - _NONE_PAID  # the same Decimal as with payments (1E+2 reads 100)
     return invoice.balance - paid_by(state, invoice.id, now)

@@ -321,6 +321,26 @@ def test_the_behavior_model_reads_segments_on_the_customers_local_day(tmp_path):
     assert c.payments == []  # due today where the customer is: the segment's multiplier 0 applies
 
 
+def test_a_customer_s_clock_starts_at_a_whole_second(tmp_path):
+    """The virtual clock counts whole seconds from the epoch (ticks are aligned on them): a start with a
+    fraction of a second is refused, not rounded silently; a whole second is decided as given."""
+    from collect.engine.simulate import run_customer
+
+    rt = runtime("""
+    stages:
+      s:
+        when: invoice.days_past_due >= 0
+        steps: [ { id: d0, at: due 08:00, send: email, template: m } ]
+    """, tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-24")
+    start = dt.datetime(2026, 11, 24, 5, 0, 0, 500, tzinfo=dt.timezone.utc)
+    with pytest.raises(ValueError, match="whole second"):
+        run_customer(rt, c, start, start + dt.timedelta(days=1), 3600)
+    decisions = run_customer(rt, c, start.replace(microsecond=0), start + dt.timedelta(days=1), 3600)
+    assert [(d.at.isoformat(), d.step, d.status) for d in decisions] == [("2026-11-24T08:00:00-05:00", "d0", "sent")]
+
+
 def test_a_week_cap_counts_days_on_the_customer_s_clock_across_a_dst_change(tmp_path):
     """A week cap across the US spring-forward: step b, a week after step a at the same local time, is
     only 6 days 23 hours after it in elapsed time, but a cap of days counts days on the customer's
