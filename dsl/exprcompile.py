@@ -164,6 +164,8 @@ def _between(node: Node, segments) -> Fn:
     a, lo, hi = (compile_node(x, segments) for x in node.args)
     if node.args[1].kind == node.args[2].kind == "literal":  # the usual `x between 1 and 30`
         low, high = node.args[1].value, node.args[2].value
+        if node.args[0].kind == "field" and all(b is not None and type(b) not in _NEEDS_ALIGNING for b in (low, high)):
+            return _field_between(node.args[0].value, low, high)
 
         def between_literals(ctx):  # no calls for the bounds
             value = a(ctx)
@@ -176,6 +178,25 @@ def _between(node: Node, segments) -> Fn:
         if value is None:
             return False
         return _safe_compare(operator.ge, value, lo(ctx)) and _safe_compare(operator.le, value, hi(ctx))
+    return between
+
+
+def _field_between(name: str, low, high) -> Fn:
+    """`field between literal and literal` in one call, as `_field_vs_literal`: bounds that need no
+    aligning, so only a field value that does needs `_safe_compare`."""
+    def between(ctx):
+        try:
+            x = ctx[name]
+        except KeyError:
+            return False
+        if x is None:
+            return False
+        if type(x) in _NEEDS_ALIGNING:
+            return _safe_compare(operator.ge, x, low) and _safe_compare(operator.le, x, high)
+        try:
+            return x >= low and x <= high
+        except TypeError:
+            return False
     return between
 
 

@@ -25,7 +25,7 @@ from .calendar import HORIZON_DAYS
 from .contacts import address_problem
 from .events import Context, Facts, event_trigger, future_moments, issued, occurrences, promise_active
 from .runtime import NOT_CONTACTS, Runtime, StepRt
-from .state import PAID_EPSILON, REOPENED, CustomerState, InvoiceInfo, SentContact
+from .state import PAID_EPSILON, REOPENED, CustomerState, InvoiceInfo, SentContact, balance_at
 
 HOLDOUT = "holdout"  # a variant with this name gets no sends (it measures what doing nothing yields)
 # Contacts and step triggers are kept as UTC instants, as the store keeps them: two times of one zone
@@ -180,7 +180,9 @@ class Decider:
         """Steps of any stage due by now and not done; also wakes at the next future one."""
         due = []
         done, now = self.state.done, self.utc
-        schedule = self._stage_schedule(invoice)
+        schedule = self.state.memo.get(invoice.id)  # `_stage_schedule`'s memo, read here without a call
+        if schedule is None or schedule.due_date != invoice.due_date:
+            schedule = self._stage_schedule(invoice)
         steps = schedule.steps
         while schedule.first < len(steps) and steps[schedule.first][2] in done:
             schedule.first += 1  # step instances stay done while the state lives: never look at them again
@@ -208,7 +210,13 @@ class Decider:
             return True
         if "written_off" in self.rt.stop_when and invoice.status == "written_off":
             return True
-        return "paid" in self.rt.stop_when and (invoice.status == "paid" or ctx["invoice.balance"] <= PAID_EPSILON)
+        if "paid" not in self.rt.stop_when:
+            return False
+        if invoice.status == "paid":
+            return True
+        if "invoice.balance" not in ctx:  # as the context computes it, without its lookup (asked at every visit)
+            ctx["invoice.balance"] = balance_at(self.state, invoice, self.utc)
+        return ctx["invoice.balance"] <= PAID_EPSILON
 
     def _stage_steps(self, invoice: InvoiceInfo, ctx: dict, due_steps) -> list[Ready]:
         if not due_steps:
@@ -467,7 +475,7 @@ class Decider:
         if not reason and (reason := self._held_at_trigger(group, channel)):
             self._emit(group, channel, "deferred", reason)  # as a tick at the trigger would have recorded
         self._emit(group, channel, "sent", reason, fallbacks=fallbacks)
-        self.sent.append(SentContact(self.utc, channel, tuple(r.invoice.id for r in group)))
+        self.sent.append(SentContact(self.utc, channel, tuple(map(_invoice_id, group))))
         return None
 
     def _unlawful(self, group: list[Ready], channel: str, at: dt.datetime | None = None):
@@ -475,13 +483,16 @@ class Decider:
         `at`: ask as of that earlier moment of this tick (the guard cuts the history there)."""
         if self.rt.guard is None:
             return None
-        ids = tuple(r.invoice.id for r in group)
+        ids = tuple(map(_invoice_id, group))
         return self.rt.guard.check(self.state.customer, channel, ids, at or self.now, self.sent,
                                    self.state.conversations, None if at else self.utc)
 
     def _never_lawful(self, channel: str) -> str:
         """Why the channel can never be used lawfully ("" if it can): its window and the hours of the
         profiles that apply never meet within the calendar's horizon. Once per channel, zone and profiles."""
+        memo, mine = self.state.memo, ("never lawful", channel)  # the customer's zone and profiles are fixed
+        if mine in memo:
+            return memo[mine]
         guard, customer = self.rt.guard, self.state.customer
         profiles = guard.profiles_for(customer)
         key = (channel, str(self.tz), profiles)
@@ -497,6 +508,7 @@ class Decider:
             lawful = opening is not None and at <= limit
             never = "" if lawful else f"compliance:{'+'.join(profiles)}:hours never meet the window"
             self.rt.lawless[key] = never
+        memo[mine] = never
         return never
 
     def _held_at_trigger(self, group: list[Ready], channel: str) -> str:
@@ -525,9 +537,7 @@ class Decider:
         blocked, until = None, None
         at = at or self.utc
         recent = self._recent_sends(at)
-        for cap in self.rt.caps:
-            if not cap.counts(channel):
-                continue
+        for cap in self.rt.caps_on(channel):
             free = None
             if len(recent) >= cap.max:  # else too few sends in the longest period for this cap to hold
                 start = cap_shift(at, -cap.per_s, self.tz)

@@ -93,6 +93,7 @@ class Runtime:
                                 c["cooldown_minutes"] * 60 if c["cooldown_minutes"] else None)
                           for c in doc["caps"])
         self.longest_cap_s = max((c.per_s for c in self.caps), default=0)
+        self._caps_on: dict[str, tuple[CapRt, ...]] = {}
         self.lawless: dict = {}  # (channel, zone, profiles) -> never lawful within the window: Decider._never_lawful
         self.experiments = {name: sorted(e["variants"].items()) for name, e in doc["experiments"].items()}
         self.experiment_units = {name: e["unit"] for name, e in doc["experiments"].items()}
@@ -133,6 +134,13 @@ class Runtime:
             template=s["template"], condition=condition, queue=escalation["queue"] if escalation else None,
             priority=self._compile(escalation["priority"]) if escalation else None,
             webhook=s["webhook"], on_exhausted=s["on_exhausted"] is not None)
+
+    def caps_on(self, channel: str) -> tuple[CapRt, ...]:
+        """The caps that count a send on `channel`, in the policy's order (asked for every send)."""
+        found = self._caps_on.get(channel)
+        if found is None:
+            found = self._caps_on[channel] = tuple(cap for cap in self.caps if cap.counts(channel))
+        return found
 
     def stage_triggers(self, due_date, tz) -> tuple:
         """(trigger instant in UTC, step) of every stage step for a due date in a zone, sorted by time.

@@ -283,7 +283,8 @@ def test_lower_compared_with_capitals_is_an_error_not_a_condition_that_never_hol
 FIELD_VALUES = (st.none() | st.integers(-5, 5) | st.decimals(-5, 5, places=1) | st.floats(-5, 5) | st.text(max_size=2)
                 | st.booleans() | st.dates() | st.datetimes() | st.datetimes(timezones=st.just(dt.timezone.utc))
                 | st.timedeltas())
-LITERALS = (st.decimals(-5, 5, places=1) | st.text(max_size=2) | st.dates() | st.booleans() | st.timedeltas())
+LITERALS = (st.decimals(-5, 5, places=1) | st.text(max_size=2) | st.dates() | st.booleans() | st.timedeltas()
+            | st.floats(-5, 5) | st.none())
 
 
 @settings(max_examples=400, deadline=None)
