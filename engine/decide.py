@@ -136,7 +136,9 @@ class Decider:
                 if state.pending:
                     self._close_pending(invoice, ctx)
                 continue
-            ready += self._stage_steps(invoice, ctx, self._due_stage_steps(invoice))
+            due = self._due_stage_steps(invoice)
+            if due:  # else nothing of a stage to decide (a third of the visits)
+                ready += self._stage_steps(invoice, ctx, due)
             if invoice.id in with_facts:  # else no event step can concern this invoice
                 ready += self._event_steps(invoice, ctx)
         if ready:
@@ -219,8 +221,6 @@ class Decider:
         return ctx["invoice.balance"] <= PAID_EPSILON
 
     def _stage_steps(self, invoice: InvoiceInfo, ctx: dict, due_steps) -> list[Ready]:
-        if not due_steps:
-            return []
         stage = None
         for candidate in self.rt.stages:
             if candidate.when(ctx) is True:
@@ -248,7 +248,10 @@ class Decider:
         return found
 
     def _paused(self, invoice: InvoiceInfo, ctx: dict) -> bool:
-        if "disputed" in self.rt.pause_when and ctx["invoice.status"] == "disputed":
+        # without a dispute recorded or a status given as disputed, the status (events._status) is not
+        # disputed: most visits skip working it out
+        if ("disputed" in self.rt.pause_when and (self.state.disputes or invoice.status == "disputed")
+                and ctx["invoice.status"] == "disputed"):
             return True
         if "promise_active" in self.rt.pause_when:
             promise = promise_active(self.state, invoice, self.now)
@@ -269,10 +272,20 @@ class Decider:
         step is no contact: it is never superseded or missed, and it ends what came due after it.
         `stage`: under `latest`, a step of the invoice's stage older than one of its steps already decided
         (a step added to the policy since) is superseded too: the cadence has gone past it.
-        Most calls see one step due on time: they skip the sorts and the search for decided steps."""
-        if len(due) > 1:
+        Most calls see one step, due on time or deferred already: nothing to sort, supersede or miss."""
+        pending = self.state.pending
+        if len(due) == 1:
+            r = due[0]
+            if r.key in pending:
+                return due
+            if self.rt.catch_up != "none" and self.utc - r.trigger <= ON_TIME:  # `none` may miss it at once
+                if r.step.condition is not None and r.step.condition(r.ctx) is not True:
+                    self._settle(r, "skipped", "condition", emit=False)
+                    return []
+                return due
+        else:
             due.sort(key=_in_time_order)
-        pending, waiting, applicable, stop = self.state.pending, [], [], None
+        waiting, applicable, stop = [], [], None
         for r in due:
             if r.key in pending:
                 waiting.append(r)
