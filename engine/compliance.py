@@ -15,7 +15,7 @@ import copy
 import datetime as dt
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from ..dsl.timeparse import DAYS, parse_days, parse_duration, parse_time_ranges
@@ -377,9 +377,18 @@ class _Ask:
     channel: str
     ids: frozenset
     now: dt.datetime
-    sent: list
-    talks: list
+    history: list  # the contacts sent, and (`conversations`) the conversations, up to `utc` or later
+    conversations: list
     utc: dt.datetime | None = None  # `now` in UTC, as the contacts are: aware times of two zones subtract slowly
+
+    # cut at `utc` when a rule first asks: most rules (a window of hours) never look at the history
+    @cached_property
+    def sent(self) -> list:
+        return [c for c in self.history if c.at <= self.utc] if self.utc is not None else self.history
+
+    @cached_property
+    def talks(self) -> list:
+        return [c for c in self.conversations if c.at <= self.utc] if self.utc is not None else self.conversations
 
     @property
     def tz(self):
@@ -428,8 +437,7 @@ class Guard:
             return None
         if utc is None:  # contacts are UTC instants: compared in one zone, it is quicker
             utc = now.astimezone(dt.timezone.utc)
-        ask = _Ask(customer, channel, frozenset(invoice_ids or ()), now,
-                   [c for c in sent if c.at <= utc], [c for c in conversations if c.at <= utc], utc)
+        ask = _Ask(customer, channel, frozenset(invoice_ids or ()), now, sent, conversations, utc)
         worst = None
         for profile in profiles:
             for rule in profile.rules:
