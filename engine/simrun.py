@@ -41,7 +41,7 @@ def _aware(value, tz: ZoneInfo) -> dt.datetime:
     return dt.datetime.combine(value, dt.time(), tz)
 
 
-def _utc(value, tz: ZoneInfo) -> dt.datetime:
+def _aware_utc(value, tz: ZoneInfo) -> dt.datetime:
     return _aware(value, tz).astimezone(dt.timezone.utc)
 
 
@@ -82,7 +82,7 @@ class PortfolioStates:
             state.invoices[inv.id] = InvoiceInfo(inv.id, inv.customer_id, inv.amount, inv.balance, inv.due_date,
                                                  inv.number, inv.currency, inv.issue_date, inv.status, dict(inv.attrs))
         # in UTC, as the behavior model's: the core compares them with instants of one zone, quickly
-        state.payments = sorted((PaymentInfo(p.payment_id, p.invoice_id, p.amount, _utc(p.paid_at, tz))
+        state.payments = sorted((PaymentInfo(p.payment_id, p.invoice_id, p.amount, _aware_utc(p.paid_at, tz))
                                  for p in self.payments.get(cid, ())), key=lambda p: p.at)
         named = _Names()
         for p in self.promises.get(cid, ()):
@@ -128,6 +128,20 @@ def csv_line(row: list, writerow) -> str | None:
     return None
 
 
+# A moment's text and ISO week on its clock. The moments of decisions recur for every customer of a zone
+# (decide._local), and formatting one asks the zone for its offset. Keyed with the zone: equal instants
+# of two zones are equal datetimes (compared slowly), with other texts and maybe other weeks.
+@lru_cache(maxsize=1 << 16)
+def _stamp(at: dt.datetime, zone) -> str:
+    return at.isoformat(timespec="seconds")
+
+
+@lru_cache(maxsize=1 << 16)
+def _week(at: dt.datetime, zone) -> str:
+    year, week, _ = at.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
 class ContactWriter:
     """Contacts rows (SPEC section 7) to an open text file, as CSV (without its header) or JSON lines."""
 
@@ -136,19 +150,13 @@ class ContactWriter:
         self.rows = 0
         self._handle, self._jsonl = handle, fmt == "jsonl"
         self._writerow = csv.writer(handle, lineterminator="\n").writerow
-        # moment, zone -> its text: the customers of a zone are decided at the same ticks, and formatting a
-        # moment asks the zone for its offset (keyed with the zone: equal instants, other clocks)
-        self._stamps: dict[tuple, str] = {}
 
     def write(self, decisions) -> None:
-        handle, writerow, plan_hash, stamps = self._handle, self._writerow, self.plan_hash, self._stamps
+        handle, writerow, plan_hash = self._handle, self._writerow, self.plan_hash
         last_at, stamp = None, ""
         for d in decisions:
             if d.at is not last_at:  # the decisions of one call share their moment
-                last_at, key = d.at, (d.at, d.at.tzinfo)
-                stamp = stamps.get(key)
-                if stamp is None:
-                    stamp = stamps[key] = d.at.isoformat(timespec="seconds")
+                last_at, stamp = d.at, _stamp(d.at, d.at.tzinfo)
             row = [stamp, d.customer_id, ";".join(d.invoice_ids), d.stage, d.step, d.channel, d.template or "",
                    d.status, d.reason, plan_hash]
             if self._jsonl:
@@ -162,14 +170,6 @@ class ContactWriter:
 
 
 _status, _channel, _step = attrgetter("status"), attrgetter("channel"), attrgetter("step")
-
-
-@lru_cache(maxsize=1 << 16)
-def _week(at: dt.datetime, zone) -> str:
-    """The ISO week of a moment on its clock; moments recur for every customer of a zone (keyed with the
-    zone: equal instants of two zones compare slowly, and may fall in two weeks)."""
-    year, week, _ = at.isocalendar()
-    return f"{year}-W{week:02d}"
 
 
 def _header(fmt: str) -> str:
