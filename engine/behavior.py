@@ -171,7 +171,7 @@ class BehaviorModel:
         """`drawn`: the payments already drawn in the same call, not yet in `state.payments` (two contacts
         about one invoice in the same tick must not each pay the whole balance)."""
         # the invoice's own key only: whether another invoice shares the message must not change its luck
-        own = [k for k in d.keys if k.split("|", 2)[1] == invoice_id]
+        own = d.keys if len(d.invoice_ids) == 1 else [k for k in d.keys if k.split("|", 2)[1] == invoice_id]
         pays, delay, partial = self._draws(state.customer.id, d.step, invoice_id, *own)
         if pays >= self._most_likely(d):
             return None  # no payment whatever the segments: most draws end here, without evaluating them

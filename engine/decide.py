@@ -542,7 +542,8 @@ class Decider:
         return block.reason if block is not None and block.until is not None else ""
 
     def _deferred_reason(self, group: list[Ready]) -> str:
-        return next((self.state.pending[r.key] for r in group if r.key in self.state.pending), "")
+        pending = self.state.pending
+        return next((pending[r.key] for r in group if r.key in pending), "") if pending else ""
 
     def _cap_block(self, channel: str, at: dt.datetime | None = None) -> tuple[str | None, dt.datetime | None]:
         """The first cap that blocks a send now (or at `at`: earlier in this tick, or a slot to come), and
