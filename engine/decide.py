@@ -593,7 +593,7 @@ class Decider:
         if new:
             self._emit(new, channel, "deferred", self._held_at_trigger(new, channel) or reason)
         if until is not None:  # in UTC, as the triggers: a local and a UTC time compare ten times slower
-            self.out.wake_at(_utc(until, until.tzinfo))
+            self.out.wake_at(_utc(until, until.tzinfo, until.fold))
 
     def _escalate(self, group: list[Ready], queue: str | None, reason: str) -> None:
         step = group[0].step
@@ -654,10 +654,11 @@ def _local(utc: dt.datetime, tz) -> dt.datetime:
 
 
 @lru_cache(maxsize=1 << 16)
-def _utc(moment: dt.datetime, zone) -> dt.datetime:
+def _utc(moment: dt.datetime, zone, fold: int) -> dt.datetime:
     """A moment in UTC: decisions' moments (`_local`'s) and slots recur for every customer of a zone.
     Keyed with the moment's zone too: a key equal to one of another zone (the same instant) would be
-    compared on each lookup, and comparing times of two zones asks both for their offsets."""
+    compared on each lookup, and comparing times of two zones asks both for their offsets. And with its
+    fold: the two readings of a time the clock shows twice are equal, with the same hash, in one zone."""
     return moment.astimezone(UTC)
 
 
@@ -873,6 +874,6 @@ def apply(state: CustomerState, outcome: Outcome) -> None:
             state.done[key] = d.status
             state.pending.pop(key, None)
         if d.status == "sent" and d.channel not in ("", "webhook", "agent"):
-            state.sent.append(SentContact(_utc(d.at, d.at.tzinfo), d.channel, d.invoice_ids))
+            state.sent.append(SentContact(_utc(d.at, d.at.tzinfo, d.at.fold), d.channel, d.invoice_ids))
         if d.status == "skipped" and d.reason == "stopped by step":
             state.stopped.update(d.invoice_ids)

@@ -130,14 +130,15 @@ def csv_line(row: list, writerow) -> str | None:
 
 # A moment's text and ISO week on its clock. The moments of decisions recur for every customer of a zone
 # (decide._local), and formatting one asks the zone for its offset. Keyed with the zone: equal instants
-# of two zones are equal datetimes (compared slowly), with other texts and maybe other weeks.
+# of two zones are equal datetimes (compared slowly), with other texts and maybe other weeks; and with the
+# fold: in one zone the two readings of a time shown twice are equal, with the same hash, other offsets.
 @lru_cache(maxsize=1 << 16)
-def _stamp(at: dt.datetime, zone) -> str:
+def _stamp(at: dt.datetime, zone, fold: int) -> str:
     return at.isoformat(timespec="seconds")
 
 
 @lru_cache(maxsize=1 << 16)
-def _week(at: dt.datetime, zone) -> str:
+def _week(at: dt.datetime, zone, fold: int) -> str:
     year, week, _ = at.isocalendar()
     return f"{year}-W{week:02d}"
 
@@ -156,7 +157,7 @@ class ContactWriter:
         last_at, stamp = None, ""
         for d in decisions:
             if d.at is not last_at:  # the decisions of one call share their moment
-                last_at, stamp = d.at, _stamp(d.at, d.at.tzinfo)
+                last_at, stamp = d.at, _stamp(d.at, d.at.tzinfo, d.at.fold)
             row = [stamp, d.customer_id, ";".join(d.invoice_ids), d.stage, d.step, d.channel, d.template or "",
                    d.status, d.reason, plan_hash]
             if self._jsonl:
@@ -221,7 +222,7 @@ class Summary:
         sent = [d for d in decisions if d.status == "sent"]
         self.sent_by_channel.update(map(_channel, sent))
         self.sent_by_step.update(map(_step, sent))
-        self.sent_by_week.update(_week(d.at, d.at.tzinfo) for d in sent)
+        self.sent_by_week.update(_week(d.at, d.at.tzinfo, d.at.fold) for d in sent)
         for d in sent:
             if costs and d.channel in costs:  # a channel without a price has no cost: unknown, not 0
                 cost = costs[d.channel]

@@ -132,3 +132,18 @@ def test_a_cap_of_days_holds_and_frees_on_time_in_the_hour_shown_twice(tmp_path_
             before = d.at.astimezone(UTC) - dt.timedelta(seconds=tick)
             full = [s for s in sent if _window_start(before, ny) < s <= before]
             assert len(full) >= cap_max, (d.step, d.at.astimezone(ny), "the cap had room a tick earlier")
+
+
+def test_the_caches_of_moments_tell_the_two_readings_of_a_time_shown_twice_apart():
+    """01:10 in New York on 2026-11-01 is two instants (EDT, then EST) that compare equal and hash alike
+    in one zone: the caches keyed by moment keep them apart (a cap counted the second send an hour early,
+    and the contacts file wrote its offset wrong, when they did not)."""
+    from collect.engine.decide import _utc
+    from collect.engine.simrun import _stamp
+
+    ny = ZoneInfo("America/New_York")
+    first = dt.datetime(2026, 11, 1, 1, 10, tzinfo=ny)
+    second = first.replace(fold=1)
+    assert [_utc(m, ny, m.fold) for m in (first, second)] == [m.astimezone(UTC) for m in (first, second)]
+    assert [_stamp(m, ny, m.fold) for m in (first, second)] == ["2026-11-01T01:10:00-04:00",
+                                                                 "2026-11-01T01:10:00-05:00"]
