@@ -57,7 +57,9 @@ class ContactCalendar:
         self.weekend = tuple(weekend)
         self._country_holidays = None
         self._ranges = lru_cache(maxsize=65536)(self._ranges_uncached)
-        # asked for every send, at the same few tick instants for every customer of a zone
+        # asked for every send, at the same few tick instants for every customer of a zone. No fold in the
+        # key: windows are read on the wall clock, so the two readings of a time shown twice (equal keys
+        # in one zone) have the same answer (tests/test_cap_dst.py)
         self.next_slot = lru_cache(maxsize=65536)(self._next_slot)
 
     # -- days -----------------------------------------------------------------------------------

@@ -525,7 +525,8 @@ class _Window(_Rule):
         self.days = tuple(tuple(map(tuple, doc["days"].get(d, ()))) for d in DAYS)
         self.closed_on_holidays = doc["holidays"] == "closed"
         # asked for every send, at the same few tick instants for every customer of a zone; the zone is
-        # part of the key because equal instants in two zones are equal datetimes
+        # part of the key because equal instants in two zones are equal datetimes. The fold need not be:
+        # hours are read on the wall clock, as the calendar's windows (tests/test_cap_dst.py)
         self._opening = lru_cache(maxsize=16384)(lambda at, tz: self._next_open(at))
 
     def next_open(self, at: dt.datetime) -> dt.datetime | None:

@@ -147,3 +147,46 @@ def test_the_caches_of_moments_tell_the_two_readings_of_a_time_shown_twice_apart
     assert [_utc(m, ny, m.fold) for m in (first, second)] == [m.astimezone(UTC) for m in (first, second)]
     assert [_stamp(m, ny, m.fold) for m in (first, second)] == ["2026-11-01T01:10:00-04:00",
                                                                  "2026-11-01T01:10:00-05:00"]
+
+
+def test_the_window_caches_answer_both_readings_of_a_time_shown_twice_alike():
+    """The calendar's `next_slot` and a compliance window's `next_open` are cached by local moment and
+    zone, so the second reading of 01:10 on 2026-11-01 in New York gets the first reading's entry. That
+    is right because windows are read on the wall clock: both readings are the same minute of the day,
+    and a later slot is a window's opening (a first reading), the same instant whichever was asked
+    first. A window answer that told the readings apart would make these caches wrong; this test fails."""
+    from collect.engine.calendar import ContactCalendar
+    from collect.engine.compliance import _Window
+
+    ny = ZoneInfo("America/New_York")
+    sunday = {"sun": [(60, 80), (100, 180)]}  # 01:00-01:20 and 01:40-03:00, around the repeated hour
+    window_doc = {"id": "hours", "channels": ["any"], "days": sunday, "holidays": "open"}
+    for minute in (65, 90, 110):
+        first = dt.datetime(2026, 11, 1, 1, minute - 60, tzinfo=ny)
+        second = first.replace(fold=1)
+        fresh_cal, warm_cal = ContactCalendar({"default": sunday}), ContactCalendar({"default": sunday})
+        fresh_win, warm_win = (_Window("p", "US", window_doc) for _ in range(2))
+        warm_cal.next_slot("sms", first, ny), warm_win.next_open(first)
+        answers = [(fresh_cal.next_slot("sms", second, ny), warm_cal.next_slot("sms", second, ny)),
+                   (fresh_win.next_open(second), warm_win.next_open(second))]
+        for fresh, warm in answers:
+            fresh_at, warm_at = getattr(fresh, "at", fresh), getattr(warm, "at", warm)
+            assert warm == fresh, minute  # equal on the wall clock (and the reason)
+            if fresh_at > second:  # a later slot: the same instant, not only the same reading
+                assert warm_at.astimezone(UTC) == fresh_at.astimezone(UTC), minute
+
+
+def test_a_window_over_the_hour_shown_twice_is_open_at_both_showings():
+    """docs/language.md (windows): a window of 01:00-02:00 is open for two hours the night the clock
+    falls back, and one that opens in the hour the clock skips opens at the end of the jump."""
+    from collect.engine.calendar import ContactCalendar
+
+    ny = ZoneInfo("America/New_York")
+    fall = ContactCalendar({"default": {"sun": [(60, 120)]}})
+    for fold in (0, 1):  # 05:30 and 06:30 UTC
+        at = dt.datetime(2026, 11, 1, 1, 30, fold=fold, tzinfo=ny).astimezone(UTC)
+        slot = fall.next_slot("sms", at, ny)
+        assert (slot.at.astimezone(UTC), slot.reason) == (at, None)
+    spring = ContactCalendar({"default": {"sun": [(150, 240)]}})  # opens at 02:30, skipped on 2026-03-08
+    slot = spring.next_slot("sms", dt.datetime(2026, 3, 8, 1, 0, tzinfo=ny), ny)
+    assert slot.at.astimezone(UTC) == dt.datetime(2026, 3, 8, 3, 0, tzinfo=ny).astimezone(UTC)
