@@ -154,7 +154,7 @@ def test_the_window_caches_answer_both_readings_of_a_time_shown_twice_alike():
     zone, so the second reading of 01:10 on 2026-11-01 in New York gets the first reading's entry. That
     is right because windows are read on the wall clock: both readings are the same minute of the day,
     and a later slot is a window's opening (a first reading), the same instant whichever was asked
-    first. A window answer that told the readings apart would make these caches wrong; this test fails."""
+    first. A window answer that told the readings apart would make these caches wrong, and fails here."""
     from collect.engine.calendar import ContactCalendar
     from collect.engine.compliance import _Window
 
