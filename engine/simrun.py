@@ -216,18 +216,18 @@ class Summary:
     kpis: dict = field(default_factory=dict)
 
     def add(self, decisions, costs: dict | None = None) -> None:
-        if costs:
-            self.priced = True
         self.status.update(map(_status, decisions))  # Counter.update counts an iterable in C
         sent = [d for d in decisions if d.status == "sent"]
         self.sent_by_channel.update(map(_channel, sent))
         self.sent_by_step.update(map(_step, sent))
         self.sent_by_week.update(_week(d.at, d.at.tzinfo, d.at.fold) for d in sent)
-        for d in sent:
-            if costs and d.channel in costs:  # a channel without a price has no cost: unknown, not 0
-                cost = costs[d.channel]
-                self.cost += cost
-                self.cost_by_channel[d.channel] += cost
+        if costs:
+            self.priced = True
+            for d in sent:
+                if d.channel in costs:  # a channel without a price has no cost: unknown, not 0
+                    cost = costs[d.channel]
+                    self.cost += cost
+                    self.cost_by_channel[d.channel] += cost
         for d in decisions:
             if d.status == "failed":
                 self.failed_by_channel[d.channel] += 1
