@@ -221,11 +221,14 @@ class Decider:
         return ctx["invoice.balance"] <= PAID_EPSILON
 
     def _stage_steps(self, invoice: InvoiceInfo, ctx: dict, due_steps) -> list[Ready]:
-        stage = None
-        for candidate in self.rt.stages:
-            if candidate.when(ctx) is True:
-                stage = candidate
-                break
+        by_days = self.rt.stage_by_days
+        if by_days is None:
+            stage = _first_stage(self.rt.stages, ctx)
+        else:  # the stages read only the days past due (as the context computes them)
+            days = (self.today - invoice.due_date).days
+            stage = by_days.get(days, _UNKNOWN)
+            if stage is _UNKNOWN:
+                stage = by_days[days] = _first_stage(self.rt.stages, ctx)
         if self._paused(invoice, ctx):
             return []
         due, pending = [], self.state.pending
@@ -640,6 +643,14 @@ class Decider:
             self._emit([r], "", status, reason)
         else:
             self.out.silent.append(r.key)
+
+
+_UNKNOWN = object()
+
+
+def _first_stage(stages, ctx: dict):
+    """The invoice's stage: the first whose `when` holds (None: no stage)."""
+    return next((stage for stage in stages if stage.when(ctx) is True), None)
 
 
 DST_SLACK = dt.timedelta(hours=3)  # more than any zone's DST shift

@@ -86,6 +86,11 @@ class Runtime:
             self.segments[segment["name"]] = self._compile(segment["expr"])
         self.stages = tuple(StageRt(s["name"], self._compile(s["when"]), tuple(map(self._step, s["steps"])))
                             for s in doc["stages"])
+        # When the stages' `when` read nothing but the days past due (the usual policy), an invoice's
+        # stage is a function of that number: worked out once per number, not at every decision.
+        self.stage_by_days: dict[int, StageRt | None] | None = None
+        if all(_reads_only(expr.parse(s["when"]), "invoice.days_past_due") for s in doc["stages"]):
+            self.stage_by_days = {}
         self.events = {event: tuple(map(self._step, steps)) for event, steps in doc["events"].items()}
         self.steps = {step.id: step for steps in (*(s.steps for s in self.stages), *self.events.values())
                       for step in steps}  # by id (ids are unique in a policy)
@@ -186,6 +191,17 @@ def _plain(value):
 
 def _date(value):
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+
+
+_PLAIN = frozenset({"literal", "list", "and", "or", "not", "compare", "in", "not_in", "between", "is_null",
+                    "is_not_null", "neg", "arith"})  # no segment, function or other field read
+
+
+def _reads_only(node, field: str) -> bool:
+    """Is the expression's value a function of the field `field` alone?"""
+    if node.kind == "field":
+        return node.value == field
+    return node.kind in _PLAIN and all(_reads_only(arg, field) for arg in node.args)
 
 
 def _fields_of(text: str) -> set[str]:
