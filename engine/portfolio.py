@@ -66,7 +66,9 @@ class Problem:
 
     def __str__(self) -> str:
         where = f" column {self.column}:" if self.column else ""
-        return f"{self.file}:{self.row}:{where} {self.reason}"
+        # one problem per line: a value quoted in a reason may hold a line break (a quoted cell can)
+        reason = self.reason.replace("\r", "\\r").replace("\n", "\\n")
+        return f"{self.file}:{self.row}:{where} {reason}"
 
 
 class CsvError(Exception):
@@ -255,11 +257,27 @@ def _map_value_problems(data: dict) -> list[tuple[tuple, str]]:
         if data.get(key) is not None and not isinstance(data[key], str):
             reasons.append(((key,), f"{key} must be a strptime format text such as '%d/%m/%Y' "
                             f"(got {_short(data[key])})"))
+        elif isinstance(data.get(key), str) and (problem := _format_problem(data[key])):
+            reasons.append(((key,), f"{key}: {problem}"))
     for key, empty in (("decimal", False), ("thousands", True)):
         value = data.get(key)
         if value is not None and not (isinstance(value, str) and len(value) <= 1 and (empty or value)):
             reasons.append(((key,), f"{key} must be one character (got {_short(value)})"))
     return reasons + _separator_problems(data) + _value_map_problems(data.get("values"))
+
+
+def _format_problem(fmt: str) -> str:
+    """Why a date format cannot read dates ("" if it can): said once at the map, not at every cell of every
+    row (an unknown directive such as %Q, or a format without the year, month or day)."""
+    sample = dt.datetime(2026, 11, 20, 15, 4, 5)
+    try:
+        read = dt.datetime.strptime(sample.strftime(fmt), fmt)
+    except ValueError as exc:
+        return f"'{fmt}' is not a strptime format ({exc}); e.g. '%d/%m/%Y'"
+    if read.date() != sample.date():
+        return (f"'{fmt}' does not read a whole date: {sample:%Y-%m-%d} written with it ('{sample.strftime(fmt)}') "
+                f"reads back as {read:%Y-%m-%d}; it needs the day, the month and the year, e.g. '%d/%m/%Y'")
+    return ""
 
 
 def _value_map_problems(values) -> list[tuple[tuple, str]]:
@@ -404,8 +422,14 @@ class Cells:
         return number
 
     def money(self, name: str, required: bool = False) -> Decimal | None:
-        """An amount (invoice, payment, promise), rounded as the store keeps it (`money`)."""
-        return money(self.decimal(name, required))
+        """An amount (invoice, payment, promise), rounded as the store keeps it (`money`): within
+        MAX_DIGITS before the point once rounded too (999999999999999.9999999 rounds up to 16 digits)."""
+        value = money(self.decimal(name, required))
+        if value is not None and value.adjusted() >= MAX_DIGITS:
+            self.problem(name, f"'{self.text(name)}' is too large (at most {MAX_DIGITS} digits before the decimal "
+                         f"point, once rounded to {MONEY_PLACES} decimal places)")
+            return None
+        return value
 
     def date(self, name: str, required: bool = False, with_time: bool = False, bounded: bool = True):
         """A date or date-time; `bounded`: within FIRST_YEAR..LAST_YEAR, for the dates the calendar adds
@@ -530,6 +554,20 @@ def separator_hint(value: str, decimal: str) -> str:
     return ""
 
 
+def _unclosed(source: io.StringIO, line: int, delimiter: str) -> bool:
+    """Does a quote opened in the file's last row, which starts on `line`, run to the end of the file?
+    The csv reader then reads every line after it into one cell of that row without a word (a stray
+    quote in one cell of an ERP export would drop every row below it); its strict mode says so."""
+    source.seek(0)
+    tail = "".join(islice(source, line - 1, None))
+    try:
+        for _ in csv.reader(io.StringIO(tail, newline=""), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as exc:  # strict also refuses text after a closing quote, which the file may have
+        return "unexpected end of data" in str(exc)
+    return False
+
+
 class Table:
     """One CSV file: its header, the column map applied, and the problems found."""
 
@@ -564,7 +602,13 @@ class Table:
                 rows.append((start, row))
                 start = reader.line_num + 1
         except csv.Error as exc:
-            problems.append(Problem(self.file, start, None, f"cannot read the file: {exc}"))
+            hint = ": is a quote opened in this row never closed?" if "field limit" in str(exc) else ""
+            problems.append(Problem(self.file, start, None, f"cannot read the file: {exc}{hint}"))
+            return
+        if rows and reader.line_num > rows[-1][0] and _unclosed(source, rows[-1][0], delimiter):
+            problems.append(Problem(self.file, rows[-1][0], None, "a quote (\") opened in the row that starts on "
+                                    "this line is never closed, so every line after it would be read as one "
+                                    "cell (close it; a quote inside a quoted cell is written twice: \"\")"))
             return
         source.seek(0)
         self.head = list(islice(source, HEAD_LINES))  # lines as the reader counts them (\n, \r\n or \r)
@@ -608,9 +652,13 @@ class Table:
                                          f"must be the header: remove {before} before it (a title?)"))
             return False
         for name in missing:
-            hint = suggest(self.cmap.columns.get(name, name), self.headers)
-            self.problems.append(Problem(self.file, 1, self.cmap.columns.get(name, name),
-                                         "required column is missing" + (f" ({hint})" if hint else "")))
+            header = self.cmap.columns.get(name, name)
+            taken = next((ours for ours, theirs in self.cmap.columns.items() if theirs == header), None)
+            if header in self.headers and taken is not None:  # the map reads that header as another column
+                hint = f"the column map reads the header '{header}' as '{taken}'"
+            else:
+                hint = suggest(header, self.headers)
+            self.problems.append(Problem(self.file, 1, header, "required column is missing" + (f" ({hint})" if hint else "")))
         return not missing
 
     def header_below(self, names) -> int | None:

@@ -277,6 +277,9 @@ def _disputes(table: Table, book: Portfolio) -> None:
         opened, resolved = cells.date("opened_at", True, with_time=True), cells.date("resolved_at", with_time=True)
         if not iid or opened is None:
             continue
+        if resolved is not None and _surely_before(resolved, opened):  # swapped dates would pause nothing
+            cells.problem("resolved_at", f"resolved at {resolved}, before the dispute was opened ({opened})")
+            continue
         dispute = Dispute(iid, opened, cells.text("reason"), resolved, cells.texts(extra))
         # values, not their text: 2026-11-30 and 2026-11-30T00:00 open one dispute
         key, facts = (iid, _canonical(opened)), (dispute.reason, _canonical(resolved), dispute.attrs)
@@ -288,6 +291,15 @@ def _disputes(table: Table, book: Portfolio) -> None:
             continue
         first[key] = (cells.number, facts)
         book.disputes.append(dispute)
+
+
+def _surely_before(a, b) -> bool:
+    """Is the date or time `a` before `b`? A time without an offset is the customer's clock, whose zone a
+    reader may not know yet: against one with an offset only a gap of more than any offsets' is sure."""
+    a, b = (v if isinstance(v, dt.datetime) else dt.datetime.combine(v, dt.time()) for v in (a, b))
+    if (a.tzinfo is None) == (b.tzinfo is None):
+        return a < b
+    return a.replace(tzinfo=None) < b.replace(tzinfo=None) - dt.timedelta(hours=27)
 
 
 class _Owned:
