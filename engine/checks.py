@@ -4,7 +4,8 @@
   constant false, or contradictory comparisons of one field (`invoice.amount > 10 and invoice.amount < 5`,
   see dsl/exprrange.py);
 - a step whose day lies outside its stage's `when`, or inside an earlier stage that takes the invoice;
-- a channel whose window never opens;
+- a channel whose window never opens, or that opens on a day the policy names as a weekend day (other
+  than the default sat, sun);
 - two steps of one stage with the same trigger, channel and condition (a double send);
 - a stage whose own cadence already exceeds a cap (the cap would defer or skip some of its steps);
 - `catch_up: none` with `max_lateness: 0m`: runs come on a schedule, after a step's trigger, so nearly
@@ -28,6 +29,7 @@ def run_checks(comp) -> None:
     never = _never_true(comp)
     dead = comp.dead_steps = _dead_steps(comp, never)
     _never_open_windows(comp)
+    _open_weekend(comp)
     _double_sends(comp, dead)
     _cadence_vs_caps(comp, dead)
     _no_lateness(comp)
@@ -151,6 +153,26 @@ def _never_open_windows(comp) -> None:
                              f"add windows.{channel} or windows.default")
 
 
+def _open_weekend(comp) -> None:
+    """A `weekend` other than sat, sun (a Friday-Saturday weekend, say) that a window opens on anyway: the
+    windows alone decide which days are open (SPEC 4.2: a weekend day is closed where a window leaves it
+    out), so a window copied from a Monday-to-Friday policy would still send on the new weekend's days."""
+    calendar = comp.policy.calendar
+    if calendar is None or "weekend" not in calendar.model_fields_set or set(calendar.weekend) == {"sat", "sun"}:
+        return
+    if comp.broken(("calendar", "weekend")) or comp.located.broken_within(("windows",)):
+        return
+    for channel, days in comp.policy.windows.channels().items():
+        opened = [day for day in timeparse.DAYS if day in calendar.weekend and days.get(day)]
+        if opened:
+            listed = ", ".join(opened)
+            comp.diags.warning("weekend-open", f"the {channel} window opens on {listed}, a weekend day of "
+                               "calendar.weekend: it is open for contact all the same, as the windows decide "
+                               "which days are open", comp.span(("windows", channel)),
+                               f"leave {listed} out of windows.{channel} or out of calendar.weekend; the "
+                               "window of a fri-sat weekend is mon-thu,sun")
+
+
 def _condition(comp, path: tuple) -> tuple:
     return tuple(getattr(comp.exprs.get(path + (k,)), "canonical", None) for k in ("for", "if"))
 
@@ -209,7 +231,8 @@ def _cadence_vs_caps(comp, dead: set[tuple]) -> None:
 def _no_lateness(comp) -> None:
     """`max_lateness: 0m` means what it says (a step is missed unless a run happens at its very trigger), and
     with `catch_up: none` that is nearly every step in `collect run` / `serve`, which start a little after
-    their time; a simulation's ticks come exactly on time, so it would not show. Other catch_up modes do not use max_lateness."""
+    their time; a simulation's ticks fall exactly on the hour (UTC), so it misses only the triggers off the
+    hour (10:30, a +05:30 zone) and shows fewer misses. Other catch_up modes do not use max_lateness."""
     policy = comp.policy
     if policy.catch_up != "none" or timeparse.parse_duration(policy.max_lateness) != 0:
         return
@@ -217,7 +240,8 @@ def _no_lateness(comp) -> None:
         return
     comp.diags.warning("no-lateness", "with catch_up: none and max_lateness 0, a step is missed unless a run "
                        "starts at its very trigger; scheduled runs come a little later, so nearly every step would "
-                       "be skipped as missed (a simulation's ticks come exactly on time and do not show it)",
+                       "be skipped as missed (a simulation ticks exactly on the hour, so it misses only the triggers off "
+                       "the hour and shows fewer misses than scheduled runs would)",
                        comp.span(("max_lateness",)), "allow at least the time between two runs, e.g. 1h")
 
 

@@ -244,6 +244,32 @@ def test_max_lateness_zero_is_allowed_and_warned_about_only_with_catch_up_none(t
     assert codes(compile_text(tmp_path, "max_lateness: 1h\ncatch_up: none\nstages: {}\n")) == []
 
 
+WEEKEND = {"p.yaml": "policy: t\ntimezone: UTC\ncalendar: {{ weekend: [{weekend}] }}\n"
+                     "windows: {{ default: {{ {days}: '08:00-19:00' }}, email: {{ sun: '09:00-12:00' }} }}\n"
+                     "templates: {{ m: {{ sms: x, email: {{ subject: s, body: b }} }} }}\n"
+                     "stages: {{ s: {{ when: 'true', steps: [{{ id: a, at: due, send: [sms, email], template: m }}] }} }}\n",
+           "p.collect": "policy t\ntimezone UTC\ncalendar {{ weekend {weekend} }}\nwindow default {days} 08:00-19:00\n"
+                        "window email sun 09:00-12:00\ntemplate m sms \"x\"\ntemplate m email {{\n  subject \"s\"\n"
+                        "  body \"b\"\n}}\nstage s when true {{\n  a at due: send sms, email with m\n}}\n"}
+
+
+@pytest.mark.parametrize("name", list(WEEKEND))
+@pytest.mark.parametrize("weekend, days, warned", [
+    ("fri, sat", "mon-fri", {"default": "fri"}),  # a window copied from a sat-sun policy
+    ("fri, sat", "mon-sat", {"default": "fri, sat"}),
+    ("fri, sat", "mon-thu,sun", {}),
+    ("sun", "mon-fri", {"email": "sun"}),
+    ("sat, sun", "mon-sat", {}),  # the default weekend: opening a Saturday is how its windows are written
+])
+def test_a_window_open_on_a_weekend_day_the_policy_names_is_a_warning(tmp_path, name, weekend, days, warned):
+    """The windows alone decide which days are open (SPEC 4.2): a moved weekend closes nothing by itself."""
+    result = compile_policy(tmp_path / name, text=WEEKEND[name].format(weekend=weekend, days=days))
+    assert result.plan is not None
+    found = {d.message.split()[1]: d.message.split(" opens on ")[1].split(", a weekend")[0]
+             for d in result.diagnostics.items if d.code == "weekend-open"}
+    assert found == warned
+
+
 @pytest.mark.parametrize("name, declare", [("p.yaml", "fields: { customer.segmento: str }"),
                                            ("p.collect", "field customer.segmento: str")])
 def test_an_undeclared_csv_column_is_told_how_to_declare_in_the_syntax_of_the_file(tmp_path, name, declare):

@@ -139,6 +139,31 @@ def test_on_cap_skip_falls_back_then_skips(tmp_path):
     assert skipped[0][1] == "b" and "cap:any-1-per-1w" in skipped[0][4]
 
 
+@pytest.mark.parametrize("phone, status, tasks", [
+    ("+51987654321", "skipped", 0),  # both channels held back by the cap only: skipped, no task
+    (None, "failed", 1),  # sms has no address, email is capped: a failure, and its task
+])
+def test_on_exhausted_opens_a_task_for_a_failure_not_for_caps_that_skip(tmp_path, phone, status, tasks):
+    """docs/language.md, Fallback: an agent's task would go around the very cap that held the message back."""
+    rt = runtime("""
+    caps:
+      - { channel: any, max: 1, per: 7d }
+    on_cap: skip
+    stages:
+      s:
+        when: invoice.days_past_due >= 0
+        steps:
+          - { id: a, at: due, send: email, template: m }
+          - { id: b, at: due+1d, send: [sms, email], template: m, on_exhausted: escalate }
+    """, tmp_path)
+    c = customer(phone=phone)
+    invoice(c, "F1", "2026-11-23")
+    result = run(rt, [c], "2026-11-22", 4)
+    [b] = [d for d in result.decisions if d.step == "b" and d.channel != "agent"]
+    assert b.status == status and "email: cap:any-1-per-1w" in b.reason
+    assert len([d for d in result.decisions if d.status == "escalated"]) == tasks
+
+
 def test_on_cap_skip_passes_over_a_closed_channel_its_cap_will_still_hold_when_it_opens(tmp_path):
     """Saturday 10:00: SMS is closed until Monday and its cap (1 a week, one sent Wednesday) will still
     hold then; the email, open on Saturdays, goes at once instead of waiting for Monday."""
