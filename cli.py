@@ -236,6 +236,10 @@ def simulate(
     plans = [r.plan for r in _compile_all([policy] + ([compare] if compare else []), format, quiet)]
     costs = _costs(channels) if channels else None  # before the portfolio is read: it takes longer
     pay_link, refusals = _render_channels(channels) if channels and render else (None, None)
+    if not quiet and (behavior == "historic") != (payments is not None):  # payments read, or meant, for nothing
+        typer.echo("warning: --behavior historic without --payments: nobody pays, as with --behavior none"
+                   if payments is None else f"warning: {payments} is used by --behavior historic only: with "
+                   f"--behavior {behavior} its payments are not applied", err=True)
     if behavior not in ("none", "historic") and not quiet:
         for plan in plans:  # a name the policy does not have would silently change nothing
             for warning in model.unknown_names(plan):
@@ -303,12 +307,13 @@ class Kind(str, Enum):
     events = "events"
 
 
-def _store(db: str | None, upgrade: bool = True):
-    """Open the store; one line on stderr instead of a traceback when it cannot be opened."""
+def _store(db: str | None, upgrade: bool = True, create: bool = True):
+    """Open the store; one line on stderr instead of a traceback when it cannot be opened. `create`: as
+    store.connect (False for the commands that only read it)."""
     from .engine.store import StoreError, StoreUrlError, connect
 
     try:
-        return connect(db, upgrade=upgrade)
+        return connect(db, upgrade=upgrade, create=create)
     except StoreError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE if isinstance(exc, StoreUrlError) else EXIT_RUNTIME)
@@ -494,14 +499,14 @@ def history(db: DbOpt = None,
     first = _date_option("--since", since) if since else None
     _check_contacts_file(out)
     fmt = "jsonl" if out is not None and out.suffix == ".jsonl" else "csv"
-    text = history_text(_store(db), first, fmt)
-    if out is None:
-        sys.stdout.write(text)
-        return
     from .engine.files import write_atomic
 
-    with _writing(out):
-        write_atomic(out, text)
+    with _writing(out):  # a folder given as --out is told before the store is opened
+        text = history_text(_store(db, create=False), first, fmt)
+        if out is not None:
+            write_atomic(out, text)
+    if out is None:
+        sys.stdout.write(text)
 
 
 @app.command()
@@ -516,7 +521,7 @@ def explain(policy: PolicyArg, invoice: Annotated[str, typer.Option("--invoice",
     _check_store_url(db)
     plan = _compile(policy).plan
     try:
-        header, lines = explain_invoice(_store(db), plan, invoice, moment)
+        header, lines = explain_invoice(_store(db, create=False), plan, invoice, moment)
     except ExplainError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_INPUT)
@@ -532,7 +537,7 @@ def tasks(db: DbOpt = None, queue: Annotated[Optional[str], typer.Option(help="O
     """The agent work queue, highest priority first."""
     from .engine.report import tasks as open_tasks
 
-    rows = open_tasks(_store(db), queue)
+    rows = open_tasks(_store(db, create=False), queue)
     if format is Format.json:
         import json
 
@@ -583,7 +588,7 @@ def report(db: DbOpt = None, format: Annotated[ReportFormat, typer.Option("--for
 
     today = _date_option("--date", date) if date else dt.date.today()
     _check_timezone(timezone)
-    data = build(_store(db), today, days, timezone)
+    data = build(_store(db, create=False), today, days, timezone)
     from . import views
 
     if format is ReportFormat.json:

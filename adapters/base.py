@@ -233,6 +233,12 @@ def message_dict(message: Message) -> dict:
     return data
 
 
+def json_value(value) -> str:
+    """`json.dumps`'s `default` for message data: dates and times in ISO 8601 (`2026-11-16T09:00:00-05:00`,
+    which every JSON reader's date parser takes; str() would put a space for the T), else the text."""
+    return value.isoformat() if isinstance(value, (dt.date, dt.time)) else str(value)
+
+
 def frozen(message: Message) -> dict:
     """The message as JSON data (its date-times tagged), to be sent again exactly as it was (thawed)."""
     data = message_dict(message)

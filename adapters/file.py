@@ -30,7 +30,7 @@ from pathlib import Path
 
 from pydantic import ValidationInfo, field_validator
 
-from .base import Adapter, DeliveryResult, Message, Settings, message_dict
+from .base import Adapter, DeliveryResult, Message, Settings, json_value, message_dict
 
 try:
     import fcntl
@@ -92,7 +92,7 @@ class FileChannel(Adapter):
         self._unsynced = False
 
     def send(self, message: Message) -> DeliveryResult:
-        line = (json.dumps(message_dict(message), ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        line = (json.dumps(message_dict(message), ensure_ascii=False, default=json_value) + "\n").encode("utf-8")
         try:
             return self._append(message.key, line)
         except OSError as exc:  # the outbox's problem, so every message's: stop the channel, keep the attempts

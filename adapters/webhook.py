@@ -21,7 +21,7 @@ import re
 
 from pydantic import SecretStr, field_validator
 
-from .base import DeliveryResult, HttpUrl, Message, Seconds, Settings, message_dict, secret
+from .base import DeliveryResult, HttpUrl, Message, Seconds, Settings, json_value, message_dict, secret
 from .http import HttpAdapter, json_body, retry_after
 
 # Printable ASCII but `"` and `\`: what an RFC 8941 sf-string holds between its quotes; with no space at
@@ -49,7 +49,7 @@ class WebhookSettings(Settings):
 def body_bytes(message: Message) -> bytes:
     """Canonical JSON (sorted keys, no spaces) so that a repeated delivery is byte-for-byte the same."""
     return json.dumps(message_dict(message), ensure_ascii=False, sort_keys=True, separators=(",", ":"),
-                      default=str).encode("utf-8")
+                      default=json_value).encode("utf-8")
 
 
 def idempotency_key(key: str) -> str:

@@ -160,7 +160,9 @@ class Portfolio:
 
 @dataclass(frozen=True)
 class ColumnMap:
-    columns: dict[str, str] = field(default_factory=dict)  # canonical name -> header in the file
+    # canonical name -> its header in the files: one, or several when the exports read with one map name
+    # it differently (the invoices' `Importe`, the payments' `Monto`); a file has one of them
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
     delimiter: str | None = None
     date_format: str | None = None
     decimal: str = "."
@@ -169,6 +171,21 @@ class ColumnMap:
     values: dict[str, dict[str, str]] = field(default_factory=dict)  # column -> {file's value: ours}
     source: str = "the column map"  # the map's file, for its problems
     lines: dict[str, int] = field(default_factory=dict, compare=False)  # `values:` column -> its line in the map
+
+    def __post_init__(self):
+        object.__setattr__(self, "columns", {name: (headers,) if isinstance(headers, str) else tuple(headers)
+                                             for name, headers in self.columns.items()})
+
+    def headers_of(self, name: str) -> tuple[str, ...]:
+        return self.columns.get(name, (name,))
+
+    def shown(self, name: str) -> str:
+        """The header(s) a file would have for our column `name`, as messages name it."""
+        return " or ".join(self.headers_of(name))
+
+    def source_of(self) -> dict[str, str]:
+        """The file's header -> our name, for the headers the map names."""
+        return {header: name for name, headers in self.columns.items() for header in headers}
 
 
 def load_map(path: str | Path) -> ColumnMap:
@@ -189,10 +206,11 @@ def load_map(path: str | Path) -> ColumnMap:
             hint = suggest(str(key), MAP_KEYS)
             reasons.append(((key,), f"unknown key '{key}'" + (f" ({hint})" if hint else "")))
     columns = data.get("columns") or {}
-    if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
-        wrong = next((k for k, v in columns.items() if not isinstance(v, str)), None) if isinstance(columns, dict) else None
+    if not isinstance(columns, dict) or not all(map(_headers, columns.values())):
+        wrong = next((k for k, v in columns.items() if not _headers(v)), None) if isinstance(columns, dict) else None
         reasons.append((("columns",) if wrong is None else ("columns", wrong),
-                        "columns maps canonical names to the file's headers"))
+                        "columns maps canonical names to the file's headers: a header, or a list of the headers "
+                        "different files give it (amount: [Importe, Monto])"))
     else:
         reasons += _shared_header_problems(columns)
     reasons += _map_value_problems(data)
@@ -207,6 +225,11 @@ def load_map(path: str | Path) -> ColumnMap:
                      values, str(path), lines)
 
 
+def _headers(value) -> bool:
+    """A header, or a non-empty list of headers (one per export that names the column its own way)."""
+    return isinstance(value, str) or (isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value))
+
+
 def _short(value) -> str:
     """A value as a message may quote it: cut short (an alias may stand for a huge list)."""
     import reprlib
@@ -219,8 +242,9 @@ def _shared_header_problems(columns: dict) -> list[tuple[tuple, str]]:
     column of the file, read as one of ours: the others would be reported missing under the very header
     the file has, a message that contradicts itself. Said once per header, naming every column."""
     names_of: dict[str, list[str]] = {}
-    for name, header in columns.items():
-        names_of.setdefault(header, []).append(str(name))
+    for name, headers in columns.items():
+        for header in [headers] if isinstance(headers, str) else dict.fromkeys(headers):
+            names_of.setdefault(header, []).append(str(name))
     reasons = []
     for header, names in names_of.items():
         if len(names) > 1:
@@ -309,7 +333,7 @@ def unmatched_value_columns(cmap: ColumnMap, tables: list["Table"]) -> list[Prob
     `values:` is keyed by our names, which are the file's headers but for the columns that `columns:`
     renames: such a header names no column of any file read with the map, and is said to be one."""
     seen = {name for table in tables for name in table.index if name}
-    renamed = {header: name for name, header in cmap.columns.items() if header != name}
+    renamed = {header: name for header, name in cmap.source_of().items() if header != name}
     problems = []
     for column in cmap.values:
         if column in renamed and column not in cmap.columns:
@@ -622,7 +646,7 @@ class Table:
                                     "(remove the blank lines before the header)"))
             return
         self.headers = [h.strip() for h in rows[0][1]]
-        source_of = {v: k for k, v in cmap.columns.items()}
+        source_of = cmap.source_of()
         for i, h in enumerate(self.headers):
             name = source_of.get(h, h)
             if name and name in self.index:  # which of the two cells holds the value? Neither may be lost
@@ -636,7 +660,7 @@ class Table:
 
     def header_of(self, name: str) -> str:
         index = self.index.get(name)
-        return self.headers[index] if index is not None else self.cmap.columns.get(name, name)
+        return self.headers[index] if index is not None else self.cmap.shown(name)
 
     def extra(self, known) -> list[str]:
         """The columns (by the map's names) that are none of `known`. A column without a header (a
@@ -652,13 +676,14 @@ class Table:
                                          f"must be the header: remove {before} before it (a title?)"))
             return False
         for name in missing:
-            header = self.cmap.columns.get(name, name)
-            taken = next((ours for ours, theirs in self.cmap.columns.items() if theirs == header), None)
-            if header in self.headers and taken is not None:  # the map reads that header as another column
-                hint = f"the column map reads the header '{header}' as '{taken}'"
+            headers, source_of = self.cmap.headers_of(name), self.cmap.source_of()
+            taken = next((h for h in headers if h in self.headers and source_of.get(h, name) != name), None)
+            if taken is not None:  # the map reads that header as another column
+                hint = f"the column map reads the header '{taken}' as '{source_of[taken]}'"
             else:
-                hint = suggest(header, self.headers)
-            self.problems.append(Problem(self.file, 1, header, "required column is missing" + (f" ({hint})" if hint else "")))
+                hint = next(filter(None, (suggest(h, self.headers) for h in headers)), "")
+            self.problems.append(Problem(self.file, 1, self.cmap.shown(name),
+                                         "required column is missing" + (f" ({hint})" if hint else "")))
         return not missing
 
     def header_below(self, names) -> int | None:
@@ -666,9 +691,9 @@ class Table:
         with a title over its header. Not skipped: the first line is the header (docs/files.md), and a
         guess at where a file starts would be a silent fallback. Each line is split by the delimiter it
         has itself: the file's was guessed from line 1, and a title has none."""
-        source_of = {v: k for k, v in self.cmap.columns.items()}
+        source_of = self.cmap.source_of()
         for number, line in enumerate(self.head[1:], start=2):
-            if not all(self.cmap.columns.get(n, n) in line for n in names):
+            if not all(any(h in line for h in self.cmap.headers_of(n)) for n in names):
                 continue  # cheap: most lines are rows, not worth guessing a delimiter for
             line = line.rstrip("\r\n")
             try:

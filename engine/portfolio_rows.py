@@ -363,6 +363,6 @@ def extra_columns(path: Path, colmap: ColumnMap) -> list[str]:
     except (OSError, UnicodeDecodeError):
         return []  # the import itself reports an unreadable file
     headers = next(csv.reader([first], delimiter=colmap.delimiter or _sniff(first)), [])
-    source_of = {v: k for k, v in colmap.columns.items()}
+    source_of = colmap.source_of()
     standard = set(INVOICE_COLUMNS) | set(CUSTOMER_COLUMNS) | {"customer_id"}
     return [h.strip() for h in headers if h.strip() and source_of.get(h.strip(), h.strip()) not in standard]

@@ -270,14 +270,19 @@ def engine_url(url: str | None = None) -> str:
     return url
 
 
-def connect(url: str | None = None, upgrade: bool = True) -> Engine:
-    """Open the store; apply pending migrations unless told not to.
+def connect(url: str | None = None, upgrade: bool = True, create: bool = True) -> Engine:
+    """Open the store; apply pending migrations unless told not to. `create`: a SQLite file that does not
+    exist yet is made (an import, a tick); else (the commands that only read it) it is a StoreError, not
+    an empty store left behind in its place.
 
     Raises StoreError (StoreUrlError for a bad URL, or a SQLite database in memory) when the store cannot
     be opened or is newer than this code; other errors after the first connection (migrations, queries)
     are the database's own and propagate unchanged."""
     given = url_from(url)
     url = engine_url(given)
+    if not create and (missing := _missing_file(url)):
+        raise StoreError(f"cannot open the store {shown_url(given)}: there is no {missing} (collect import and "
+                         "collect run create a store; --db or $COLLECT_DB says which)")
     try:
         engine = create_engine(url, future=True, pool_pre_ping=True)
     except (ArgumentError, ValueError) as exc:
@@ -296,6 +301,15 @@ def connect(url: str | None = None, upgrade: bool = True) -> Engine:
     if upgrade:
         migrate(engine)
     return engine
+
+
+def _missing_file(url: str) -> str | None:
+    """The file a SQLite URL names when it does not exist (None: it does, or the store is no file)."""
+    kind = make_url(url)
+    if kind.get_backend_name() != "sqlite" or not kind.database:
+        return None
+    path = kind.database.removeprefix("file:").split("?", 1)[0] if kind.query.get("uri") else kind.database
+    return None if os.path.exists(path) else path
 
 
 def _in_memory(url) -> bool:

@@ -233,7 +233,7 @@ def _import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str
                      "attrs": p.attrs}
                     for p in found]
             known = _stored(conn, s.payments, s.payments.c.payment_id, [r["payment_id"] for r in rows])
-            _same_payments(path, found, {r.payment_id: r for r in known}, colmap.columns.get("payment_id", "payment_id"))
+            _same_payments(path, found, {r.payment_id: r for r in known}, colmap.shown("payment_id"))
             stored = len(known) + _restated(conn, rows, {r.payment_id for r in known})
             new -= stored
             _insert_new(conn, s.payments, rows, ["payment_id"])  # a payment seen before is ignored

@@ -16,6 +16,7 @@ from providers import (TWILIO_SID, TWILIO_TOKEN, WA_PHONE_ID, WA_STOPPED_MARKETI
 
 from collect.adapters.base import Channel, DeliveryResult, Message
 from collect.adapters.http import retry_after
+from collect.adapters.file import FileChannel
 from collect.adapters.twilio import TwilioChannel
 from collect.adapters.twilio_voice import TwilioVoiceChannel, say_language
 from collect.adapters.webhook import WebhookChannel
@@ -300,6 +301,18 @@ def test_webhook_signs_the_exact_body_and_sends_the_idempotency_key(server):
     assert request.headers["x-collect-signature"] == f"sha256={expected}"
     assert request.json["metadata"] == {"queue": "key-accounts", "priority": "1250.00"}
     assert request.json["invoice_ids"] == ["F001-00017"] and request.json["key"] == task.key
+
+
+def test_webhook_and_file_write_dates_and_times_in_iso_8601(server, tmp_path):
+    """Receivers outside Python parse ISO 8601: `2026-11-16T09:00:00-05:00`, not str()'s space for the T."""
+    now = dt.datetime(2026, 11, 16, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    metadata = {"now": now, "due": dt.date(2026, 11, 20)}
+    webhook(server).send(message("agent", recipient=None, metadata=metadata))
+    expected = {"now": "2026-11-16T09:00:00-05:00", "due": "2026-11-20"}
+    assert server.requests[0].json["metadata"] == expected
+    outbox = tmp_path / "sms.jsonl"
+    assert FileChannel("sms", path=str(outbox)).send(message(metadata=metadata)).status == "sent"
+    assert json.loads(outbox.read_text(encoding="utf-8"))["metadata"] == expected
 
 
 def test_webhook_repeat_is_byte_identical_and_answered_once(server):

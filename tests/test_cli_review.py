@@ -147,3 +147,25 @@ def test_serve_refuses_an_empty_schedule_instead_of_ticking(option):
     with pytest.raises(ValueError, match="empty"):
         serve(tick, log=lambda line: None, **{option: ""})
     assert ticks == []
+
+
+# -- a store that is not there -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["history"], ["tasks"], ["report"],
+                                     ["explain", "POLICY", "--invoice", "F001-00001", "--now", "2026-11-20T15:00:00Z"]])
+def test_a_reading_command_on_a_store_that_is_not_there_says_so_and_creates_nothing(tmp_path, monkeypatch, command):
+    """A mistyped --db used to leave an empty store behind and show nothing, as if nothing had happened."""
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    policy = Path(__file__).resolve().parent.parent / "examples" / "pe-b2b" / "policy.yaml"
+    args = [str(policy) if a == "POLICY" else a for a in command]
+    result = runner.invoke(app, [*args, "--db", "sqlite:///nope.db"])
+    assert result.exit_code == 3
+    assert one_error_line(result) == ("error: cannot open the store sqlite:///nope.db: there is no nope.db (collect "
+                                      "import and collect run create a store; --db or $COLLECT_DB says which)")
+    assert not (tmp_path / "nope.db").exists()
+    assert runner.invoke(app, ["import", "invoices", str(policy.parent / "portfolio.csv"), "--db", "sqlite:///nope.db",
+                               "--timezone", "America/Lima"]).exit_code == 0
+    assert runner.invoke(app, [*args, "--db", "sqlite:///nope.db"]).exit_code == 0

@@ -1,10 +1,12 @@
 """Mistakes an ERP export or a hand-edited file makes, each reported where it is, once, and the same by
 `collect simulate` and `collect import` (exit 1, nothing simulated or imported): an unclosed quote, a
 dispute resolved before it was opened, an amount that rounds past the digits allowed, and column map
-mistakes said at the map rather than at every cell."""
+mistakes said at the map rather than at every cell. And one map for exports that name a column each
+their own way."""
 
 from __future__ import annotations
 
+import csv
 import sqlite3
 from pathlib import Path
 
@@ -134,3 +136,50 @@ def test_a_header_the_map_reads_as_another_column_is_said_so(tmp_path):
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "p.csv:1: column amount: required column is missing (the column map reads the header 'amount' as 'number')"]
+
+
+ERP_MAP = ('columns: {invoice_id: Factura, customer_id: Cliente, amount: [Importe, Monto], due_date: Vence, '
+           'paid_at: Fecha}\ndelimiter: ";"\ndate_format: "%d/%m/%Y"\ndecimal: ","\n')
+
+
+def test_one_map_reads_exports_that_name_a_column_differently(tmp_path):
+    """The invoices export says Importe, the payments export Monto: `amount: [Importe, Monto]` reads both,
+    as `collect simulate` reads them with one map; a file with two of the headers is a problem."""
+    (tmp_path / "map.yaml").write_text(ERP_MAP, encoding="utf-8")
+    files = {"p.csv": "Factura;Cliente;Importe;Vence\nF1;C2;100,50;20/11/2026\nF2;C2;200,00;25/11/2026\n",
+             "payments.csv": "Factura;Monto;Fecha\nF1;100,50;16/11/2026\n"}
+    result = simulate(tmp_path, files, "--map", "map.yaml", "--behavior", "historic", "--days", "20")
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "out.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    # the payment of F1 was read (Monto): nothing more for F1 after it, while F2 goes on
+    assert [r["step"] for r in rows if r["invoice_ids"] == "F1"] == ["pre-7"]  # 13/11, before the payment
+    assert {r["step"] for r in rows if r["invoice_ids"] == "F2"} >= {"pre-7", "pre-2", "tem-1"}
+    both = {"p.csv": "Factura;Cliente;Importe;Monto;Vence\nF1;C1;100,50;100,50;20/11/2026\n"}
+    assert simulate(tmp_path, both, "--map", "map.yaml").stderr.splitlines() == [
+        "p.csv:1: column Monto: column 'amount' appears twice (columns 3 and 4)"]
+    neither = {"p.csv": "Factura;Cliente;Total;Vence\nF1;C1;100,50;20/11/2026\n"}
+    assert simulate(tmp_path, neither, "--map", "map.yaml").stderr.splitlines() == [
+        "p.csv:1: column Importe or Monto: required column is missing"]
+    (tmp_path / "map.yaml").write_text("columns: {amount: [Importe, Monto], balance: [Saldo, Monto]}\n")
+    assert simulate(tmp_path, neither, "--map", "map.yaml").stderr.splitlines() == [
+        "map.yaml:1: columns: 'amount' and 'balance' both name the header 'Monto': a header is read as one column; "
+        "keep one of them"]
+
+
+@pytest.mark.parametrize("options, said", [
+    (["--behavior", "historic"], "warning: --behavior historic without --payments: nobody pays, as with --behavior none"),
+    (["--payments", "payments.csv"], "warning: payments.csv is used by --behavior historic only: with --behavior "
+                                     "none its payments are not applied"),
+    (["--payments", "payments.csv", "--behavior", "historic"], None),
+])
+def test_payments_without_historic_or_historic_without_payments_is_said(tmp_path, options, said):
+    """Either way the run goes on as if nobody paid: an analyst replaying a period would read its KPIs
+    as the policy's."""
+    (tmp_path / "payments.csv").write_text("invoice_id,amount,paid_at\nI1,100,2026-11-12\n", encoding="utf-8")
+    (tmp_path / "p.csv").write_text(INVOICES, encoding="utf-8")
+    command = ["simulate", str(POLICY), "--portfolio", "p.csv", "--start", "2026-11-10", "--days", "5", *options]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0
+    assert [line for line in result.stderr.splitlines() if line.startswith("warning: ")] == ([said] if said else [])
+    assert CliRunner().invoke(app, command + ["-q"]).stderr == ""  # quiet, for cron

@@ -149,4 +149,6 @@ def test_each_map_problem_is_reported_at_the_line_of_its_key_or_value(tmp_path):
         f"{path}:10: values: status: PAGADA: the value is not text (YAML read 1.5); quote it, e.g. '1.50', or '' "
         "for an empty cell"]
     bad_header = write(tmp_path, "h.yaml", "columns:\n  invoice_id: Factura\n  amount: 5\n")
-    assert map_problems(bad_header) == [f"{bad_header}:3: columns maps canonical names to the file's headers"]
+    assert map_problems(bad_header) == [f"{bad_header}:3: columns maps canonical names to the file's headers: a "
+                                        "header, or a list of the headers different files give it (amount: "
+                                        "[Importe, Monto])"]

@@ -243,6 +243,7 @@ def test_table_view_shows_a_queue_name_that_looks_like_markup(book, db_url):
 
 def test_json_and_csv_carry_the_new_kpis_and_none_as_null_or_na(tmp_path):
     db = f"sqlite:///{tmp_path / 'c.db'}"
+    s.connect(db).dispose()  # an empty store
     result = runner.invoke(app, ["report", "--db", db, "--date", "2026-03-31", "--format", "json"])
     assert result.exit_code == 0
     data = json.loads(result.output)
