@@ -617,6 +617,9 @@ def serve(policy: PolicyArg, db: DbOpt = None,
         typer.echo("error: give --every or --cron, not both", err=True)
         raise typer.Exit(EXIT_USAGE)
     try:  # `is not None`: an empty value (an unset shell variable) is refused, not taken for the default
+        from .engine.serve import local_zone
+
+        local_zone()
         if every is not None:
             parse_every(every)
         if cron is not None:

@@ -212,7 +212,7 @@ class Context(dict):
         return self[name]
 
 
-def _open_invoices(state: CustomerState, now: dt.datetime) -> list[InvoiceInfo]:
+def open_invoices(state: CustomerState, now: dt.datetime) -> list[InvoiceInfo]:
     """Issued by `now`'s (local) day, neither paid nor written off: one issued later is not there yet."""
     today = now.date()
     return [i for i in state.invoices.values() if issued(i, today)
@@ -242,9 +242,9 @@ _CUSTOMER = {
     **{f"customer.{n}": _customer_attr(n) for n in ("id", "name", "email", "phone", "whatsapp", "country",
                                                     "language", "do_not_contact")},
     "customer.timezone": lambda state, now, rt: state.customer.timezone or rt.timezone,
-    "customer.open_balance": lambda state, now, rt: sum((balance_at(state, i, now) for i in _open_invoices(state, now)),
+    "customer.open_balance": lambda state, now, rt: sum((balance_at(state, i, now) for i in open_invoices(state, now)),
                                                         Decimal(0)),
-    "customer.open_invoices": lambda state, now, rt: len(_open_invoices(state, now)),
+    "customer.open_invoices": lambda state, now, rt: len(open_invoices(state, now)),
     "customer.broken_promises_12m": _broken_12m,
     "customer.late_payments_12m": _late_12m,
     "contacts.last_channel": _last_channel,

@@ -11,8 +11,9 @@ from ..adapters.base import Message
 from ..dsl.fields import schema_for
 from .contacts import address
 from .decide import stopped
-from .events import Context, Facts, promise_active
-from .templates import TemplateRenderError, make_context, render_channel
+from .events import Context, Facts, open_invoices, promise_active
+from .state import balance_at
+from .templates import TemplateRenderError, Total, make_context, money_total, render_channel
 
 
 # babel writes a no-break space in amounts (S/\xa0100.00, 1\u202f234,50\xa0€); neither is in the GSM 7-bit
@@ -87,9 +88,13 @@ def build_message(rt, plan, decision, state, pay_link: str, steps=()) -> Message
     listed = [inv for inv in listed if not stopped(rt, state, inv, now)] or listed
     invoices = [_fields(Context(facts, inv), "invoice.", schema) for inv in listed]
     customer = _fields(facts, "customer.", schema)
+    currency = (invoices[0]["currency"] if invoices else None) or rt.currency
+    if "open_balance" in customer:  # as total_balance: `money` writes one total per currency, never their sum
+        customer["open_balance"] = money_total(((i.currency or rt.currency, balance_at(state, i, now))
+                                                for i in open_invoices(state, now)), currency)
     promise, active = _promise(state, decision, steps)
     context = make_context(customer, invoices, pay_link=pay_link.format(customer_id=quote(c.id, safe="")), today=now.date(),
-                           currency=(invoices[0]["currency"] if invoices else None) or rt.currency, schema=schema,
+                           currency=currency, schema=schema,
                            promise={"amount": promise.amount, "date": promise.promised_date, "active": active} if promise else None)
     subject = body = html = template_name = template_language = None
     params: tuple = ()
@@ -107,7 +112,7 @@ def build_message(rt, plan, decision, state, pay_link: str, steps=()) -> Message
     if decision.channel == "agent":  # a task for a person: what to do, for whom, how urgent
         body = (f"Escalation of step {decision.step} to queue {decision.queue or 'collections'}: customer {c.id}"
                 f"{f' ({c.name})' if c.name else ''}, invoices {', '.join(decision.invoice_ids)}, "
-                f"balance {sum((i['balance'] for i in invoices), start=0)}"
+                f"balance {_plain(money_total(((i['currency'] or currency, i['balance']) for i in invoices), currency))}"
                 + (f", priority {decision.priority:.15g}" if decision.priority is not None else ""))
     replies = [r.at for r in state.replies if r.channel == decision.channel and r.at <= decision.at]
     return Message(key=decision.contact_key, channel=decision.channel, customer_id=c.id,
@@ -119,6 +124,12 @@ def build_message(rt, plan, decision, state, pay_link: str, steps=()) -> Message
                              "last_inbound_at": max(replies, default=None),
                              **({"task": {"queue": decision.queue or "collections", "priority": decision.priority,
                                           "reason": decision.reason}} if decision.channel == "agent" else {})})
+
+
+def _plain(total) -> str:
+    """A total as plain text, each currency's part with its code: `1234.50 PEN + 100.00 USD`."""
+    parts = total.parts if isinstance(total, Total) else {total.currency: total}
+    return " + ".join(f"{value} {code}" for code, value in parts.items())
 
 
 def message_builder(rt, pay_link: str | None = None, refusals=None, redact=str):

@@ -11,6 +11,7 @@ signal while stopping changes nothing.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import signal
 import threading
@@ -35,6 +36,21 @@ def parse_every(text: str) -> int:
     return seconds
 
 
+def local_zone():
+    """The time zone the schedule is read in: $TZ, else the system's (as crontab). ValueError, said as
+    one line before anything runs, for a TZ that names no zone (the scheduler raised it with a traceback,
+    even for --every, where local time plays no part)."""
+    from zoneinfo import ZoneInfoNotFoundError
+
+    import tzlocal
+
+    try:
+        return tzlocal.get_localzone()
+    except ZoneInfoNotFoundError:
+        raise ValueError(f"TZ={os.environ.get('TZ', '')!r} is not a time zone: set it to an IANA name such as "
+                         "America/Lima, or unset it for the system's") from None
+
+
 def cron_trigger(expr: str):
     """The APScheduler trigger of a crontab expression, read as crontab reads it (local time).
 
@@ -47,18 +63,22 @@ def cron_trigger(expr: str):
     fields = expr.split()
     if len(fields) == 5:
         fields[4] = ",".join(_weekday_names(part) for part in fields[4].split(","))
-    return CronTrigger.from_crontab(" ".join(fields))
+    return CronTrigger.from_crontab(" ".join(fields), timezone=local_zone())
 
 
 def _weekday_names(part: str) -> str:
-    """One item of a crontab day-of-week list ('1-5', '*/2', '0', 'mon-fri') as day names."""
-    match = re.fullmatch(r"(\*|\d)(?:-(\d))?(?:/(\d+))?", part)
+    """One item of a crontab day-of-week list ('1-5', '01', '*/2', '0', 'mon-fri', 'sun-tue') as day names.
+    Names are crontab's too: `sun-tue` is Sunday to Tuesday (0-2), which APScheduler, counting from
+    Monday, would refuse as a range running backwards."""
+    match = re.fullmatch(r"(\*|\d+|[a-z]{3})(?:-(\d+|[a-z]{3}))?(?:/(\d+))?", part.lower())
     if not match or part == "*":
-        return part  # names, or a mistake CronTrigger reports
+        return part  # a mistake CronTrigger reports
     first, last, step = match.groups()
-    low = 0 if first == "*" else int(first)
-    high = 7 if first == "*" or (step and last is None) else int(last or first)
-    if high > 7 or low > high or step == "0":
+    number = {**{name: n for n, name in enumerate(_WEEKDAYS[:7])}, **{str(n): n for n in range(8)}}
+    first, last = (x if x in (None, "*") else number.get(x.lstrip("0") or "0", -1) for x in (first, last))
+    low = 0 if first == "*" else first
+    high = 7 if first == "*" or (step and last is None) else (first if last is None else last)
+    if -1 in (low, high) or low > high or step is not None and not int(step):
         return part
     days = range(low, high + 1, int(step or 1))
     return ",".join(dict.fromkeys(_WEEKDAYS[day] for day in days))
@@ -123,7 +143,7 @@ def serve(tick, every: str | None = None, cron: str | None = None, log=print) ->
         trigger = IntervalTrigger(seconds=parse_every(DEFAULT_EVERY if every is None else every))
     if cron is None:
         ticks.fire()  # --every: tick at once, then every interval from now
-    scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "misfire_grace_time": None})
+    scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "misfire_grace_time": None}, timezone=local_zone())
     scheduler.add_job(ticks.fire, trigger, id="tick")
     previous = {sig: signal.signal(sig, ticks.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     # The ticks run in a thread, so that the main thread, where Python runs signal handlers, is never

@@ -37,7 +37,9 @@ NEEDS = {**dict.fromkeys(("round", "abs", "money", "filesizeformat"), "number"),
          **dict.fromkeys(("length", "count", "join", "first", "last", "sum", "sort", "map", "select", "reject",
                           "selectattr", "rejectattr", "list", "unique", "min", "max", "reverse", "batch", "slice"),
                          "sequence")}
-ACCEPTS = {"number": {"number"}, "date": {"date", "datetime", "str"}, "mapping": set(RECORDS),
+# `date` of text failed every message whose text was no ISO date (a name, a number): a field holding
+# dates is declared `date` or `datetime`
+ACCEPTS = {"number": {"number"}, "date": {"date", "datetime"}, "mapping": set(RECORDS),
            "sequence": {"str", "list", "list:invoice", *RECORDS}}
 # what a filter gives, when it does not depend on the value
 GIVES = {**dict.fromkeys(("length", "count", "wordcount", "int", "float", "round", "abs", "sum"), "number"),
@@ -370,6 +372,11 @@ class Walker:
                     and isinstance(arg.value, str)):
                 self.issue("template-type", f"the '{node.name}' filter's {parameter} is a number, not the text "
                            f"{arg.value!r}", arg, None)
+                continue
+            takes, what = ARGUMENT_RULES.get((node.name, parameter), (None, ""))
+            if takes is not None and isinstance(arg, nodes.Const) and not takes(arg.value):
+                self.issue("template-type", f"the '{node.name}' filter's {parameter} is {what}, not {arg.value!r}",
+                           arg, None)
 
     def arguments(self, node, scope: dict) -> list[tuple[int | str, object, str]]:
         """Check a filter's or test's arguments; each one's position (or keyword), node and kind."""
@@ -447,6 +454,10 @@ _EXAMPLES = {"money": ("USD", "es_PE"), "date": ("dd/MM/yyyy", "es_PE")}
 NUMBER_PARAMETERS = {"round": ("precision",), "center": ("width",), "truncate": ("length", "leeway"),
                      "wordwrap": ("width",), "batch": ("linecount",), "slice": ("slices",), "sum": ("start",),
                      "int": ("base",)}
+# written-out values a filter refuses when it renders (each failed every message): what it takes
+_POSITIVE = (lambda v: type(v) is int and v >= 1, "a whole number of 1 or more")
+ARGUMENT_RULES = {("slice", "slices"): _POSITIVE, ("wordwrap", "width"): _POSITIVE,
+                  ("round", "method"): (lambda v: v in ("common", "ceil", "floor"), "'common', 'ceil' or 'floor'")}
 _OPS = {"lt": "<", "lteq": "<=", "gt": ">", "gteq": ">="}
 _NEED_WORDS = {"number": "a number", "date": "a date", "mapping": "a record", "sequence": "a list or text"}
 

@@ -178,7 +178,11 @@ class EnvironmentHooks:
     """Methods of the message environment, called by the code that MessageCodeGenerator (below) writes."""
 
     def loop_steps(self, iterable, weight: int):
-        """A loop's items, each a step, and `weight` spent: what its body runs besides what it spends."""
+        """A loop's items, each a step, and `weight` spent: what its body runs besides what it spends. A
+        loop over null (an empty field, a filter given null) has no items: rendering never fails because
+        a field is empty."""
+        if absent(iterable):
+            return
         budget = _BUDGET.get()
         for item in iterable:
             budget.steps += 1

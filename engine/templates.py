@@ -710,21 +710,27 @@ def make_context(customer: dict, invoices: list[dict], *, pay_link: str, today: 
         return {name: (values or {}).get(name) for name in names}
 
     items = [record("invoice", inv) for inv in invoices]
-    sums: dict[str, Decimal] = {}
     for item in items:
         code = item.get("currency") or currency
         for name in ("amount", "balance"):  # `money` formats them in their invoice's currency
             if isinstance(item.get(name), (Decimal, int, float)):
                 item[name] = Amount(item[name], code)
-        sums[code] = sums.get(code, Decimal(0)) + Decimal(str(item.get("balance") or 0))
-    if len(sums) > 1:
-        total = Total(sum(sums.values(), Decimal(0)), sums)
-    else:
-        code, value = next(iter(sums.items()), (currency, Decimal(0)))
-        total = Amount(value, code)
+    total = money_total(((item.get("currency") or currency, item.get("balance")) for item in items), currency)
     return {"customer": record("customer", customer), "invoice": items[0] if items else record("invoice", {}),
             "invoices": items, "total_balance": total, "pay_link": pay_link, "today": today,
             "currency": currency, "promise": record("promise", promise)}
+
+
+def money_total(amounts, currency: str) -> "Amount | Total":
+    """The sum of (currency, amount) pairs as `money` should write it: one amount, or one total per
+    currency (never soles and dollars added into one number); `currency` when there are none."""
+    sums: dict[str, Decimal] = {}
+    for code, value in amounts:
+        sums[code] = sums.get(code, Decimal(0)) + Decimal(str(value or 0))
+    if len(sums) > 1:
+        return Total(sum(sums.values(), Decimal(0)), sums)
+    code, value = next(iter(sums.items()), (currency, Decimal(0)))
+    return Amount(value, code)
 
 
 class Amount(Decimal):
@@ -794,7 +800,9 @@ def _template_file(path: Path, channels) -> tuple[str, str, object]:
         raise TemplateDirError(f"{path}: {path.stat().st_size:,} bytes; a template holds at most "
                                f"{MAX_TEMPLATE_BYTES:,}", (name, channel))
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (Windows editors write one) is no text of the message; left in, it
+        # hid an email's Subject line and turned every SMS into UCS-2
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateDirError(f"{path}: cannot read: {exc}", (name, channel)) from None
     if channel == "email" and not text.lower().startswith("subject:"):

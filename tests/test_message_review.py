@@ -196,6 +196,38 @@ def test_invoices_in_two_currencies_are_each_in_its_own_and_the_total_is_one_per
     assert message.body == "USD\xa0100.00;S/\xa05,000.00;S/\xa07.00;USD\xa0100.00 + S/\xa05,007.00|USD"
 
 
+OPEN = BASE + """
+  f:
+    email: { subject: "{{ customer.open_balance | money }}", body: "{{ customer.open_balance }}" }
+"""
+ESCALATE = """
+stages:
+  s:
+    when: invoice.days_to_due <= 2
+    steps:
+      - { id: s1, at: due-2d 10:00, escalate: { queue: cuentas } }
+"""
+
+
+def test_the_open_balance_of_a_customer_in_two_currencies_is_one_total_per_currency(tmp_path):
+    """Soles and dollars were added into one number, written in the first invoice's currency: a customer
+    owing S/ 5,007 and US$ 100 read S/ 5,107.00. The agent's task said `balance 5107`, without a currency."""
+    def owing():
+        c = customer()
+        invoice(c, "A", "2026-11-12", "100", currency="USD")
+        invoice(c, "B", "2026-11-12", "5000", currency="PEN")
+        invoice(c, "C", "2026-12-30", "7")  # none: the policy's (PEN); not in the message, open all the same
+        return c
+    rt, c = runtime(POLICY, tmp_path, base=OPEN), owing()
+    [sent] = [d for d in run(rt, [c], "2026-11-08", 4).decisions if d.status == "sent"]
+    message = build_message(rt, rt.plan, sent, c, "https://pay/{customer_id}")
+    assert (message.subject, message.body) == ("USD\xa0100.00 + S/\xa05,007.00", "5107")  # a number as it is
+    rt, c = runtime(ESCALATE, tmp_path, base=OPEN), owing()
+    [task] = [d for d in run(rt, [c], "2026-11-08", 4).decisions if d.status == "escalated"]
+    body = build_message(rt, rt.plan, task, c, "https://pay/{customer_id}").body
+    assert body.endswith("invoices A, B, balance 100 USD + 5000 PEN"), body
+
+
 def test_a_language_written_as_a_bcp_47_tag_formats_in_that_locale():
     for language, country in (("es-PE", None), ("es_PE", "PE"), ("es", "PE")):
         ctx = {"customer": {"language": language, "country": country}, "currency": "PEN"}

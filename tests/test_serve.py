@@ -187,12 +187,30 @@ def test_cron_does_not_tick_at_start():
 
 
 @pytest.mark.parametrize("expr, days", [("1-5", "mon,tue,wed,thu,fri"), ("0", "sun"), ("7", "sun"),
-                                        ("0,6", "sun,sat"), ("*/2", "sun,tue,thu,sat"), ("mon-sat", "mon-sat"),
-                                        ("*", "*")])
+                                        ("0,6", "sun,sat"), ("*/2", "sun,tue,thu,sat"), ("mon-sat", "mon,tue,wed,thu,fri,sat"),
+                                        ("*", "*"), ("01", "mon"), ("1-05", "mon,tue,wed,thu,fri"),
+                                        ("sun-tue", "sun,mon,tue"), ("Sun-Tue/2", "sun,tue"), ("sat-sun", "sat-sun")])
 def test_cron_weekday_numbers_are_crontab_ones(expr, days):
     """APScheduler 3 counts weekdays from Monday: '1-5' was Tuesday to Saturday."""
     trigger = cron_trigger(f"0 9 * * {expr}")
     assert str(trigger.fields[4]) == days
+
+
+def test_a_tz_that_names_no_zone_is_one_error_line_before_anything_runs(monkeypatch):
+    """The scheduler read it and raised a traceback, also for --every, where local time plays no part."""
+    from typer.testing import CliRunner
+
+    from collect.cli import app
+
+    import tzlocal.unix
+
+    monkeypatch.setenv("TZ", "Europe/Lisbn")
+    monkeypatch.setattr(tzlocal.unix, "_cache_tz", None)  # read once per process: as a new process reads it
+    for schedule in (["--every", "15m"], ["--cron", "0 8 * * 1-5"]):
+        result = CliRunner().invoke(app, ["serve", "missing.yaml", *schedule])
+        assert result.exit_code == 2 and result.stderr.splitlines() == [
+            "error: TZ='Europe/Lisbn' is not a time zone: set it to an IANA name such as America/Lima, or unset it "
+            "for the system's"], result.output
 
 
 def test_the_cli_accepts_7_as_sunday_like_crontab():

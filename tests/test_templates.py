@@ -108,6 +108,15 @@ def test_templates_dir(tmp_path):
         load_templates_dir(tmp_path / "missing")
 
 
+def test_a_byte_order_mark_is_no_text_of_a_template_file(tmp_path):
+    """Windows editors start a UTF-8 file with one: it hid an email's Subject line, and it would have gone
+    out at the head of every SMS (one character outside GSM-7 makes the whole SMS UCS-2)."""
+    (tmp_path / "aviso.email.j2").write_bytes("\ufeffSubject: Hola\n\nCuerpo".encode("utf-8"))
+    (tmp_path / "aviso.sms.j2").write_bytes("\ufeffSMS {{ pay_link }}".encode("utf-8"))
+    assert load_templates_dir(tmp_path) == ({"aviso": {"email": {"subject": "Hola", "body": "Cuerpo"},
+                                                       "sms": "SMS {{ pay_link }}"}}, [])
+
+
 def test_templates_dir_reports_each_bad_file_and_keeps_the_others(tmp_path):
     (tmp_path / "aviso.sms.j2").write_text("SMS", encoding="utf-8")
     (tmp_path / "x.fax.j2").write_text("x")
@@ -194,6 +203,8 @@ def test_routes_to_python_internals_are_rejected_at_compile_time(source, col):
     ("{{ invoices | map(attribute='nmber') | join }}", "unknown-attribute", 30),
     ("{{ invoices | map('money') | join }}", "template-type", 15),  # the filter applies to each invoice
     ("{{ invoices | map('date') | join }}", "template-type", 15),
+    ("{{ customer.name | date }}", "template-type", 20),  # text: every message failed at its render
+    ("{{ invoice.number | date('long') }}", "template-type", 21),
 ])
 def test_filters_and_operators_on_the_wrong_kind_are_compile_errors(source, code, col):
     issues = check_template(source, SCHEMA)
@@ -290,6 +301,8 @@ def test_rendering_never_fails_on_null_fields():
     ("{{ invoices | rejectattr('number', 'lt', 'F2') | list | length }}", "1"),
     ("{% set d = {'a': 1} %}{% if d.b is defined %}{{ d.b }}{% endif %}{% if d.b is undefined %}U{% endif %}", "U"),
     ("{{ (total_balance * 0.2) | money }}|{{ (total_balance / 2.0) | money }}", "S/\xa0248.90|S/\xa0622.25"),
+    # a loop over null has no items
+    ("{% for c in customer.tier %}{{ c }}{% else %}-{% endfor %}|{% for c in invoices[5] %}x{% endfor %}", "-|"),
 ])
 def test_rendering_never_fails_nor_prints_none_for_a_null_or_absent_value(source, expected):
     """Each of these passed the compile check and then failed the message when it rendered (TypeError,
@@ -476,6 +489,9 @@ def test_large_but_reasonable_messages_still_render():
     ('{{ customer.name | center("x") }}', "the 'center' filter's width is a number, not the text 'x'"),
     ('{{ customer.name | upper(1) }}', "the 'upper' filter cannot be called so: too many positional arguments"),
     ("{{ '12' | int(0, '16') }}", "the 'int' filter's base is a number, not the text '16'"),
+    ("{{ invoices | slice(0) | list }}", "the 'slice' filter's slices is a whole number of 1 or more, not 0"),
+    ("{{ customer.name | wordwrap(0) }}", "the 'wordwrap' filter's width is a whole number of 1 or more, not 0"),
+    ("{{ total_balance | round(2, 'x') }}", "the 'round' filter's method is 'common', 'ceil' or 'floor', not 'x'"),
 ])
 def test_a_filter_given_arguments_it_cannot_take_is_an_error_at_compile_time(source, said):
     """They validated and then failed every message at render (`collect run`: exit 3, a provider failure)."""
