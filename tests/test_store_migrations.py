@@ -97,3 +97,28 @@ def test_opening_a_new_store_waits_for_a_lock_held_by_another_open(tmp_path):
     with engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     holder.close()
+
+
+def test_the_contacts_of_a_store_made_before_0002_get_the_step_instances_they_settle(tmp_path):
+    """0002 left `contacts.steps` empty on the contacts already there, so a failure report on one of them
+    reopened nothing: its step stayed done, with no fallback. 0006 reads them from the contact."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    _legacy_v1(engine)
+    settled = {"od-5|I1": "fired", "od-5|I2": "fired", "rec|I1|promise-a": "fired", "inc|I1|promise-a": "fired",
+               "inc|I1|promise-b": "fired"}
+    contacts = [("od-5", "I1;I2"), ("rec", "I1"), ("inc", "I1"), ("gone", "I1"), (None, "I1")]
+    with engine.begin() as conn:
+        for key, state in settled.items():
+            conn.execute(text("INSERT INTO steps VALUES (:k, 'c1', :s, 'sent')"), {"k": key, "s": state})
+        for n, (step, ids) in enumerate(contacts):
+            conn.execute(text(
+                "INSERT INTO contacts (key, policy, plan_hash, customer_id, invoice_ids, step, channel, status, "
+                "attempts, at, tz, fallbacks, updated_at) VALUES (:key, 'p', 'h', 'c1', :ids, :step, 'sms', "
+                "'sent', 1, :at, 'UTC', '[]', :at)"), {"key": f"k{n}", "ids": ids, "step": step,
+                                                       "at": dt.datetime(2026, 11, 1)})
+    store.migrate(engine)
+    with engine.connect() as conn:
+        found = {r.key: r.steps for r in conn.execute(text("SELECT key, steps FROM contacts"))}
+    assert found == {"k0": '["od-5|I1", "od-5|I2"]', "k1": '["rec|I1|promise-a"]',
+                     "k2": None,  # two occurrences of the event step: the contact does not say which
+                     "k3": None, "k4": None}
