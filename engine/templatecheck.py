@@ -101,7 +101,12 @@ class Walker:
 
         for child in node.nodes:
             if not isinstance(child, nodes.TemplateData):
-                self.kind(child, scope)
+                kind = self.kind(child, scope)
+                if kind in RECORDS or kind.startswith("list"):  # went out as Python's text: {'email': ...}
+                    self.issue("template-type", f"this prints {_describe(kind)} as Python writes it ({{'name': "
+                               "...}, ['F1', ...]), not as a message says it", child, None,
+                               "print a field (customer.name), or a list joined: invoices | map(attribute="
+                               "'number') | join(', ')")
 
     def _stmt_for(self, node, scope: dict) -> None:
         items = self.kind(node.iter, scope)

@@ -168,6 +168,17 @@ def test_random_names_and_amounts_render(name, amount):
 
 
 @pytest.mark.parametrize("source, col", [
+    ("{{ customer }}", 4), ("{{ promise }}", 4), ("{{ invoices }}", 4), ("{{ invoices | first }}", 15),
+    ("{% for i in invoices %}{{ i }}{% endfor %}", 27), ("{{ invoices | map(attribute='number') | list }}", 41),
+])
+def test_printing_a_record_or_a_list_is_a_compile_error(source, col):
+    """They went out as Python writes them: {'email': 'a@x.pe', 'open_balance': Decimal('1334.5'), ...}."""
+    issues = check_template(source, SCHEMA)
+    assert [(i.code, i.col) for i in issues] == [("template-type", col)], issues
+    assert issues[0].message.startswith("this prints ")
+
+
+@pytest.mark.parametrize("source, col", [
     ("{{ customer|attr('__class__') }}", 13),
     ("{{ customer['_' ~ '_class__'] }}", 12),
     ("{{ invoices[loop] }}", 12),
@@ -240,7 +251,7 @@ def test_what_templates_may_use_still_passes():
     ok = ("{{ invoices | sort(attribute='due_date') | map(attribute='number') | join(', ') }} "
           "{{ invoice.balance | round(2) }} {{ (invoices | first).balance | money }} {{ today.year }} "
           "{{ invoices[0].number }} {{ invoices[1:] | length }} {{ customer.tier | default('std') | upper }} "
-          "{% with n = invoices | length %}{{ n * 2 }}{% endwith %} {{ invoices | selectattr('balance') | list }}"
+          "{% with n = invoices | length %}{{ n * 2 }}{% endwith %} {{ invoices | selectattr('balance') | list | length }}"
           "{% for i in invoices | reverse %}{{ loop.index }} {{ i.due_date | date('short') }}{% endfor %}"
           "{% if total_balance > 100 and customer.name %}{{ 'x' ~ customer.name }}{% endif %}"
           "{% filter upper %}{{ customer.name }}{% endfilter %}"
@@ -288,7 +299,7 @@ def test_rendering_never_fails_on_null_fields():
     ("{{ invoices | map(attribute='number') | join(',') }}", "F1,"),
     ("{{ invoices | sort(attribute='number') | map(attribute='balance') | join(',') }}", "1234.5,10"),
     ("{{ promise.date.year }}|{{ promise.date.month == 12 }}", "|False"),  # a field of null is null
-    ("{{ invoices[5].number }}{{ invoices[5] }}", ""),  # an item that is not there
+    ("{{ invoices[5].number }}{{ invoices[5].balance | money }}", ""),  # an item that is not there
     ("{% for i in invoices %}{{ loop.previtem.number }};{% endfor %}", ";F1;"),
     # an item that is not there is null everywhere, not only where it is printed
     ("{% if invoices[5] %}x{% else %}y{% endif %}|{{ invoices[5] ~ 'z' }}|{{ invoices[5] | upper }}", "y|z|"),
@@ -489,7 +500,7 @@ def test_large_but_reasonable_messages_still_render():
     ('{{ customer.name | center("x") }}', "the 'center' filter's width is a number, not the text 'x'"),
     ('{{ customer.name | upper(1) }}', "the 'upper' filter cannot be called so: too many positional arguments"),
     ("{{ '12' | int(0, '16') }}", "the 'int' filter's base is a number, not the text '16'"),
-    ("{{ invoices | slice(0) | list }}", "the 'slice' filter's slices is a whole number of 1 or more, not 0"),
+    ("{{ invoices | slice(0) | list | length }}", "the 'slice' filter's slices is a whole number of 1 or more, not 0"),
     ("{{ customer.name | wordwrap(0) }}", "the 'wordwrap' filter's width is a whole number of 1 or more, not 0"),
     ("{{ total_balance | round(2, 'x') }}", "the 'round' filter's method is 'common', 'ceil' or 'floor', not 'x'"),
 ])
