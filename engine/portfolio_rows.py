@@ -295,7 +295,8 @@ def _disputes(table: Table, book: Portfolio) -> None:
 
 def _surely_before(a, b) -> bool:
     """Is the date or time `a` before `b`? A time without an offset is the customer's clock, whose zone a
-    reader may not know yet: against one with an offset only a gap of more than any offsets' is sure."""
+    reader may not know yet: against one with an offset, only a gap longer than two UTC offsets can differ
+    (-12:00 to +14:00) is sure."""
     a, b = (v if isinstance(v, dt.datetime) else dt.datetime.combine(v, dt.time()) for v in (a, b))
     if (a.tzinfo is None) == (b.tzinfo is None):
         return a < b
