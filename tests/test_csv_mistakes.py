@@ -126,7 +126,7 @@ def test_an_amount_that_rounds_past_the_digits_allowed_is_a_row_error(tmp_path):
 ])
 def test_a_date_format_that_cannot_read_dates_is_said_once_at_the_map(tmp_path, line, said):
     (tmp_path / "map.yaml").write_text(line + "\n", encoding="utf-8")
-    result = simulate(tmp_path, {"p.csv": INVOICES * 1 + "I2,C1,100,2026-11-21\n"}, "--map", "map.yaml")
+    result = simulate(tmp_path, {"p.csv": INVOICES + "I2,C1,100,2026-11-21\n"}, "--map", "map.yaml")
     assert (result.exit_code, result.stderr.splitlines()) == (1, [said])
 
 

@@ -119,8 +119,7 @@ def test_a_cap_of_days_counts_days_on_the_customer_s_clock_across_dst(tmp_path):
                                           ("03-09 09:00", "d3", "sent")]
 
 
-def test_on_cap_skip_falls_back_then_skips(tmp_path):
-    rt = runtime("""
+CAPPED_SKIP = """
     caps:
       - { channel: any, max: 1, per: 7d }
     on_cap: skip
@@ -129,8 +128,12 @@ def test_on_cap_skip_falls_back_then_skips(tmp_path):
         when: invoice.days_past_due >= 0
         steps:
           - { id: a, at: due, send: email, template: m }
-          - { id: b, at: due+1d, send: [sms, email], template: m }
-    """, tmp_path)
+          - { id: b, at: due+1d, send: [sms, email], template: m%s }
+"""
+
+
+def test_on_cap_skip_falls_back_then_skips(tmp_path):
+    rt = runtime(CAPPED_SKIP % "", tmp_path)
     c = customer()
     invoice(c, "F1", "2026-11-23")
     result = run(rt, [c], "2026-11-22", 4)
@@ -145,17 +148,7 @@ def test_on_cap_skip_falls_back_then_skips(tmp_path):
 ])
 def test_on_exhausted_opens_a_task_for_a_failure_not_for_caps_that_skip(tmp_path, phone, status, tasks):
     """docs/language.md, Fallback: an agent's task would go around the very cap that held the message back."""
-    rt = runtime("""
-    caps:
-      - { channel: any, max: 1, per: 7d }
-    on_cap: skip
-    stages:
-      s:
-        when: invoice.days_past_due >= 0
-        steps:
-          - { id: a, at: due, send: email, template: m }
-          - { id: b, at: due+1d, send: [sms, email], template: m, on_exhausted: escalate }
-    """, tmp_path)
+    rt = runtime(CAPPED_SKIP % ", on_exhausted: escalate", tmp_path)
     c = customer(phone=phone)
     invoice(c, "F1", "2026-11-23")
     result = run(rt, [c], "2026-11-22", 4)
