@@ -86,6 +86,7 @@ def build_message(rt, plan, decision, state, pay_link: str, steps=()) -> Message
     # a message rebuilt for a retry leaves out the invoices paid or written off meanwhile (the runner
     # withdraws it when all of them are)
     listed = [inv for inv in listed if not stopped(rt, state, inv, now)] or listed
+    listed_ids = tuple(inv.id for inv in listed)  # what the receiver is told about (the contact row keeps the decision's)
     invoices = [_fields(Context(facts, inv), "invoice.", schema) for inv in listed]
     customer = _fields(facts, "customer.", schema)
     currency = (invoices[0]["currency"] if invoices else None) or rt.currency
@@ -111,12 +112,12 @@ def build_message(rt, plan, decision, state, pay_link: str, steps=()) -> Message
             template_name, template_language = doc["template_name"], doc["language"]
     if decision.channel == "agent":  # a task for a person: what to do, for whom, how urgent
         body = (f"Escalation of step {decision.step} to queue {decision.queue or 'collections'}: customer {c.id}"
-                f"{f' ({c.name})' if c.name else ''}, invoices {', '.join(decision.invoice_ids)}, "
+                f"{f' ({c.name})' if c.name else ''}, invoices {', '.join(listed_ids)}, "
                 f"balance {_plain(money_total(((i['currency'] or currency, i['balance']) for i in invoices), currency))}"
                 + (f", priority {decision.priority:.15g}" if decision.priority is not None else ""))
     replies = [r.at for r in state.replies if r.channel == decision.channel and r.at <= decision.at]
     return Message(key=decision.contact_key, channel=decision.channel, customer_id=c.id,
-                   invoice_ids=tuple(decision.invoice_ids), recipient=recipient(c, decision.channel), subject=subject,
+                   invoice_ids=listed_ids, recipient=recipient(c, decision.channel), subject=subject,
                    body=body or "", html=html, params=params, template=decision.template, language=c.language,
                    template_name=template_name, template_language=template_language,
                    metadata={"step": decision.step, "stage": decision.stage, "plan_hash": rt.plan_hash,
