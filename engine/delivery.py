@@ -75,6 +75,8 @@ class Result:
     throttled: bool = False  # a retry because the provider rate-limits the sender: the channel waits too
 
 
+RENDER = "render"  # the error code of a message whose template could not be rendered (it failed for good)
+
 # stopped, waiting and held contacts stay `sending`, released to a later tick, without using an attempt
 NOT_TRIED = ("waiting", "stopped", "held")
 
@@ -107,7 +109,7 @@ def deliver_all(deliveries: list[Delivery], channels, on_result=None, stopped: d
             message = d.build()
         except Exception as exc:  # noqa: BLE001 - the template cannot be rendered: this channel cannot work
             reason = channels.redact(unbuildable(exc))
-            done[d.key] = Result(d, "failed", reason, error_code="render")
+            done[d.key] = Result(d, "failed", reason, error_code=RENDER)
             if on_result is not None:
                 on_result(done[d.key])
             continue
@@ -217,7 +219,7 @@ def failure_lines(results: list[Result]) -> list[str]:
     channel stopped by an earlier call of the tick was reported by that call)."""
     lines, reported = [], set()
     for r in results:
-        if r.status in ("sent", "held"):
+        if r.status in ("sent", "held") or r.error_code == RENDER:  # a template's failure: render_lines
             continue
         if r.stopped:
             if r.status == "stopped" and r.delivery.channel not in reported:
@@ -229,6 +231,12 @@ def failure_lines(results: list[Result]) -> list[str]:
             reported.add(r.delivery.channel)
             lines.append(throttled_line(r.delivery.channel, r))
     return lines
+
+
+def render_lines(results: list[Result]) -> list[str]:
+    """`KEY: REASON` for each message whose template could not be rendered: no provider was asked, so
+    `collect run` reports them as errors of the policy, not as provider failures."""
+    return [f"{r.delivery.key}: {r.reason}" for r in results if r.error_code == RENDER]
 
 
 def record(conn: Connection, results: list[Result], channels, now: dt.datetime, tick_id: int | None = None) -> None:

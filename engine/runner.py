@@ -50,7 +50,7 @@ from . import store as s
 from .channels import EXAMPLE_PAY_LINK
 from .decide import Decision, Outcome, decide, held_now, recorded, to_float
 from .decide import withdrawn as decide_withdrawn
-from .delivery import REOPENED, RETRY_NOTE, Delivery, deliver_all, failure_lines, keep_messages, record, reopen
+from .delivery import REOPENED, RETRY_NOTE, Delivery, deliver_all, failure_lines, keep_messages, record, render_lines, reopen
 from .runtime import Runtime
 from .state import SentContact
 from .storeio import _insert_new, _upsert, load_states
@@ -284,7 +284,8 @@ class TickSummary:
     statuses: Counter = field(default_factory=Counter)
     by_channel: Counter = field(default_factory=Counter)
     provider_failures: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)  # customers the core could not decide for
+    # customers the core could not decide for; messages whose template could not be rendered
+    errors: list[str] = field(default_factory=list)
     delivery: Counter = field(default_factory=Counter)  # outcomes of the provider calls: sent, retry, failed ...
     # channels whose provider refused the account (credentials, a locked account) or rate-limits the sender
     # this tick: not tried again in this tick, whichever delivery (recovered rows, new decisions) comes
@@ -526,6 +527,7 @@ class Runner:
         # a line per failed message; one per channel stopped by an account-level refusal, not one per
         # message it left waiting
         summary.provider_failures.extend(failure_lines(results))
+        summary.errors.extend(render_lines(results))
 
     def _synced(self, results: list, summary: TickSummary) -> list:
         """The outcomes of the channels whose receiver drops a key it has had, once what they wrote is on

@@ -171,11 +171,13 @@ def test_a_template_that_cannot_be_rendered_fails_that_channel_not_the_tick(setu
     monkeypatch.setattr(messages, "render_channel", broken_for_sms)
     policy = POLICY.replace("send: [whatsapp, sms, email]", "send: [sms, email]")
     run, engine = setup(policy, sms=[OK], email=[OK])
-    run.tick(MONDAY)
+    summary = run.tick(MONDAY)
     with engine.connect() as conn:
         failed = conn.execute(select(s.contacts).where(s.contacts.c.channel == "sms")).one()
     assert failed.status == "failed" and failed.error_code == "render" and "ZeroDivisionError" in failed.reason
     assert contacts(engine)[-1][:3] == ("d0", "email", "sent") and run.channels("sms").sent == []
+    # the policy's failure, not the provider's (`collect run` prints `error: KEY: ...`, exit 3)
+    assert summary.provider_failures == [] and summary.errors == [f"{failed.key}: {failed.reason}"]
 
 
 def test_a_failing_provider_is_left_alone_and_does_not_hold_up_the_others(setup):
