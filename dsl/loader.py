@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from . import holidaycheck
-from .diagnostics import Diagnostics, PolicyError, Span, suggest
+from .diagnostics import Diagnostics, PolicyError, Span, closest, suggest
 from .model import AtKey, Policy
 from .recovery import replace
 from .source import Located
@@ -98,15 +98,31 @@ def _report_all(errors: list[dict], located: Located, diags: Diagnostics, data, 
             alternatives = expected.setdefault(_data_path(tuple(error["loc"]), data), [])
             if (what := _expected(error)) not in alternatives:
                 alternatives.append(what)
+    misspelt = _misspelt_required(errors)
     for error in errors:
         path = _data_path(tuple(error["loc"]), data)
         if located.is_broken(path) or path in unsure:  # about a stand-in, not about the file
             continue
+        if error["type"] == "missing" and tuple(error["loc"]) in misspelt:
+            continue  # `bdy:` for `body:`: the unknown key's "did you mean 'body'?" says it, once
         if _is_type_error(error["type"]):
             if path not in expected:
                 continue  # said with the first of its union's errors
             error = {**error, "expected": _either(expected.pop(path))}
         _report(error, located, diags, data)
+
+
+def _misspelt_required(errors: list[dict]) -> set[tuple]:
+    """The locations of required keys that are missing because an unknown key beside them is their
+    misspelling."""
+    meant = set()  # (parent, key) that an unknown key's "did you mean" names, as _unknown_key says it
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            parent = tuple(error["loc"][:-1])
+            model = _model_at(parent)
+            if model is not None and (found := closest(str(error["loc"][-1]), _allowed_keys(model))):
+                meant.add(parent + (found,))
+    return {tuple(e["loc"]) for e in errors if e["type"] == "missing" and tuple(e["loc"]) in meant}
 
 
 def _is_type_error(kind: str) -> bool:

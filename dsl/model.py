@@ -260,7 +260,8 @@ def _template_kind(value) -> str | None:
     if isinstance(value, dict):
         if {"template_name", "language", "params"} & set(value):
             return "whatsapp"
-        return "body" if set(value) == {"body"} else "email"
+        # one key and no subject: a channel's { body } with a misspelt key, not an email without its subject
+        return "email" if {"subject", "html"} & set(value) or len(value) > 1 else "body"
     return None
 
 
