@@ -358,6 +358,8 @@ def show_simulation(names, results, summaries, kpis: bool = True) -> None:
                                         priced=any(s.priced for s in summaries)))
     else:
         console.print(Text(f"{CHANNELS_TITLE}: none"))
+    if any(s.variants for s in summaries):
+        _print(console, _variants_table(short, [s.variant_kpis(kpis) for s in summaries]))
     if kpis and summaries[0].kpis:
         _print(console, _kpi_table("Projected KPIs over the horizon", [""], short,
                                    [([key], [s.kpis.get(key) for s in summaries], key) for key in summaries[0].kpis]))
@@ -366,6 +368,24 @@ def show_simulation(names, results, summaries, kpis: bool = True) -> None:
                                    [""], short, [([b], [a[b] for a in buckets], "aging") for b in buckets[0]]))
         for warning in _currency_warnings(short, [s.currencies for s in summaries]):
             console.print(Text(f"warning: {warning}"))
+
+
+VARIANT_KPIS = {"units": "units", "messages": "messages sent", "messages_per_unit": "messages per unit",
+                "collected": "collected", "collected_per_unit": "collected per unit", "recovery_rate_pct": "recovery rate"}
+
+
+def _variants_table(short, sides) -> Table:
+    """Each experiment's variants side by side (`Summary.variant_kpis`); a variant only one policy has is
+    n/a in the other."""
+    cells = sorted(set().union(*sides))
+    keys = [k for k in VARIANT_KPIS if any(k in row for side in sides for row in side.values())]
+    rows = [([name, variant, VARIANT_KPIS[k]], [side.get((name, variant), {}).get(k) for side in sides], k)
+            for name, variant in cells for k in keys]
+    table = _kpi_table("Experiments by variant", ["experiment", "variant", "KPI"], short, rows)
+    table.caption = ("units: the customers (or invoices, with unit: invoice) in the variant; the variants differ in "
+                     "size, so compare the figures per unit and the rates")
+    table.caption_justify = "left"
+    return table
 
 
 def _currency_warnings(labels, sides) -> list[str]:
@@ -442,7 +462,7 @@ def _unit_cost(value) -> str:
     return f"{Decimal(value):,f}"
 
 
-COUNTS = ("failed", "promises_made", "promises_due", "promises_kept", "promises_broken")
+COUNTS = ("failed", "promises_made", "promises_due", "promises_kept", "promises_broken", "units", "messages")
 
 
 def _kpi_difference(first, second, key: str) -> str:
@@ -537,12 +557,13 @@ def show_tasks(rows) -> None:
     for column in ("priority", "queue", "customer", "invoices", "step"):
         _key(table, column)
     _text(table, "reason")
+    _text(table, "restrictions")
     _text(table, "created", fold=False)  # the time may go under the date
     for r in rows:
         invoices = "\n".join(r["invoice_ids"].split(";"))  # one id a line: each whole, however many
         created = r["created_at"].isoformat(sep=" ", timespec="minutes")
         _row(table, str(r["priority"] or ""), r["queue"], r["customer_id"], invoices, r["step"] or "",
-             r["reason"] or "", created)
+             r["reason"] or "", "; ".join(r["restrictions"]), created)
     _print(_console(), table)
 
 

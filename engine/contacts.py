@@ -29,6 +29,19 @@ def address_problem(customer: CustomerInfo, channel: str) -> str | None:
     return None if address(customer, channel) else "invalid address"
 
 
+def restrictions(do_not_contact, optouts, consents, legal_status) -> list[str]:
+    """What an agent working a task must know before reaching out: an escalation still opens a task for a
+    customer nobody may contact (a legal hand-off may be due), so the task says so."""
+    said = ["do not contact"] if do_not_contact else []
+    if optouts:
+        said.append(f"opted out of {', '.join(sorted(optouts))}")
+    if consents is not None and (unagreed := sorted(set(ADDRESS_FIELDS) - set(consents) - set(optouts or ()))):
+        said.append(f"no consent for {', '.join(unagreed)}")
+    if legal_status:
+        said.append(f"legal status {legal_status}")
+    return said
+
+
 def address(customer: CustomerInfo, channel: str) -> str | None:
     """The customer's first valid address for the channel (phones in E.164), in order of preference;
     the message goes where the decision found the customer reachable."""

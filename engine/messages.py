@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from ..adapters.base import Message
 from ..dsl.fields import schema_for
-from .contacts import address
+from .contacts import address, restrictions
 from .decide import stopped
 from .events import Context, Facts, open_invoices, promise_active
 from .state import balance_at
@@ -114,7 +114,8 @@ def build_message(rt, plan, decision, state, pay_link: str, steps=()) -> Message
         body = (f"Escalation of step {decision.step} to queue {decision.queue or 'collections'}: customer {c.id}"
                 f"{f' ({c.name})' if c.name else ''}, invoices {', '.join(listed_ids)}, "
                 f"balance {_plain(money_total(((i['currency'] or currency, i['balance']) for i in invoices), currency))}"
-                + (f", priority {decision.priority:.15g}" if decision.priority is not None else ""))
+                + (f", priority {decision.priority:.15g}" if decision.priority is not None else "")
+                + "".join(f"; {r}" for r in restrictions(c.do_not_contact, c.optouts, c.consents, c.legal_status)))
     replies = [r.at for r in state.replies if r.channel == decision.channel and r.at <= decision.at]
     return Message(key=decision.contact_key, channel=decision.channel, customer_id=c.id,
                    invoice_ids=listed_ids, recipient=recipient(c, decision.channel), subject=subject,

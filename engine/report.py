@@ -55,6 +55,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from . import store as s
+from .contacts import restrictions
 from .kpis import (BUCKETS, bucket, cei_pct, cost_per_contact, dso_days, failure_rate_pct, in_dso_period, pct,
                    promise_outcome, promise_totals, ratio)
 from .state import PAID_EPSILON, CustomerInfo, CustomerState, InvoiceInfo, PaymentInfo, PromiseInfo
@@ -244,8 +245,11 @@ def tasks(engine, queue: str | None = None) -> list[dict]:
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
         ended = _ended(conn, {i for r in rows for i in r["invoice_ids"].split(";")})
+        said = _restrictions(conn, {r["customer_id"] for r in rows})
     # a task about invoices all paid or written off since has nothing left to collect (SPEC 4.6)
     rows = [r for r in rows if not set(r["invoice_ids"].split(";")) <= ended]
+    for r in rows:  # as the customer is now: an opt-out since the task was opened counts
+        r["restrictions"] = said.get(r["customer_id"], [])
 
     def priority(row) -> float:
         try:
@@ -253,6 +257,16 @@ def tasks(engine, queue: str | None = None) -> list[dict]:
         except (TypeError, ValueError):
             return float("-inf")
     return sorted(rows, key=lambda r: (-priority(r), r["created_at"], r["id"]))
+
+
+def _restrictions(conn, ids: set[str]) -> dict[str, list[str]]:
+    c = s.customers.c
+    said = {}
+    for chunk in _chunks(sorted(ids), 900):
+        for r in conn.execute(select(c.id, c.do_not_contact, c.optouts, c.consents, c.legal_status)
+                              .where(c.id.in_(chunk))):
+            said[r.id] = restrictions(r.do_not_contact, r.optouts, r.consents, r.legal_status)
+    return said
 
 
 def _ended(conn, ids: set[str]) -> set[str]:

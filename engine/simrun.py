@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from .files import FORMULA_START, spreadsheet_safe
 from .kpis import (BUCKETS, bucket, cei_pct, cost_per_contact, dso_days, failure_rate_pct, in_dso_period, pct,
-                   promise_outcome, promise_totals)
+                   promise_outcome, promise_totals, ratio)
 from .runtime import Runtime
 from .simulate import SimResult, customer_horizon, run_customer, simulate, start_moment
 from .state import PAID_EPSILON, CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, PaymentInfo, PromiseInfo
@@ -213,6 +213,8 @@ class Summary:
     aging: Counter = field(default_factory=Counter)  # bucket -> closing balance
     promises: Counter = field(default_factory=Counter)  # made, due, kept
     currencies: set = field(default_factory=set)  # of the invoices in the money sums: several are added as is
+    # (experiment, variant, measure) -> sum: units, messages, and the money measures of add_money
+    variants: Counter = field(default_factory=Counter)
     kpis: dict = field(default_factory=dict)
 
     def add(self, decisions, costs: dict | None = None) -> None:
@@ -241,7 +243,32 @@ class Summary:
             elif d.status == "escalated":
                 self.tasks_by_queue[d.queue or "?"] += 1
 
-    def add_money(self, state: CustomerState, start: dt.datetime, end: dt.datetime) -> None:
+    def add_variants(self, rt: Runtime, state: CustomerState, decisions) -> dict[str, tuple]:
+        """Count the customer's units (customers or invoices, by the experiment's `unit`) and messages sent
+        in each experiment's variants; a message about invoices in several variants counts once in each.
+        Returns each invoice's (experiment, variant) pairs, for `add_money`."""
+        if not rt.experiments or not state.invoices:
+            return {}
+        cells: dict[str, list] = {i: [] for i in state.invoices}
+        shared = []  # the cells of customer-wide experiments: every message of the customer is in them
+        for name in rt.experiments:
+            if rt.experiment_units[name] == "invoice":
+                for i, found in cells.items():
+                    found.append(cell := (name, rt.variant(name, i)))
+                    self.variants[cell + ("units",)] += 1
+            else:
+                shared.append(cell := (name, rt.variant(name, state.customer.id)))
+                self.variants[cell + ("units",)] += 1
+                for found in cells.values():
+                    found.append(cell)
+        per_invoice = len(shared) < len(rt.experiments)
+        for d in decisions:  # messages: a holdout still gets its webhook calls (docs/language.md#experiments)
+            if d.status == "sent" and d.channel != "webhook":
+                for cell in {c for i in d.invoice_ids for c in cells[i]} if per_invoice else shared:
+                    self.variants[cell + ("messages",)] += 1
+        return cells
+
+    def add_money(self, state: CustomerState, start: dt.datetime, end: dt.datetime, cells=None) -> None:
         """The customer's share of the KPI sums, from its state at the end of the horizon.
 
         The horizon is its first day to its last, counted on the customer's days (its time zone, else the
@@ -254,7 +281,7 @@ class Summary:
         written off do not count at all, except in CEI's `invoiced_in_horizon` (as in `collect report`:
         every invoice issued within the horizon but the written-off ones). The closing balance is aged
         by days past due on the last day. Promises are counted by `collect report`'s rule, as of the end
-        of the last day."""
+        of the last day. `cells` (`add_variants`): the same sums per experiment variant too."""
         first, after = start.date(), end.date()
         last = after - dt.timedelta(days=1)
         tz = ZoneInfo(state.customer.timezone) if state.customer.timezone else start.tzinfo
@@ -275,17 +302,19 @@ class Summary:
             before_start = sum((p.amount for p in paid if p.at < start), Decimal(0))
             before_end = sum((p.amount for p in paid if p.at < end), Decimal(0))
             collected = sum((p.amount for p in paid if start <= p.at < end), Decimal(0))
+            sums = {"collected": collected}
             if inv.issue_date is None or inv.issue_date < first:
-                opening = _open(inv.balance - before_start)
-                self.money["opening_balance"] += opening
+                opening = sums["opening_balance"] = _open(inv.balance - before_start)
                 if opening and inv.due_date < first - dt.timedelta(days=1):  # past due the day before: recovery
-                    self.money["past_due_at_start"] += opening
-                    self.money["recovered"] += min(collected, opening)
-            closing = _open(inv.balance - before_end)
-            self.money["closing_balance"] += closing
+                    sums["past_due_at_start"], sums["recovered"] = opening, min(collected, opening)
+            closing = sums["closing_balance"] = _open(inv.balance - before_end)
             if closing:
                 self.aging[bucket((last - inv.due_date).days)] += closing
-            self.money["collected"] += collected
+            money = self.money
+            for measure, amount in sums.items():
+                money[measure] += amount
+                for cell in cells[inv.id] if cells else ():
+                    self.variants[cell + (measure,)] += amount
         if state.promises:
             for promise in state.promises:
                 made, due, kept = promise_outcome(state, promise, first - dt.timedelta(days=1), last, tz)
@@ -295,7 +324,8 @@ class Summary:
 
     def merge(self, other: "Summary") -> None:
         for name in ("sent_by_channel", "failed_by_channel", "sent_by_step", "sent_by_week", "status", "deferrals",
-                     "skipped", "failures", "tasks_by_queue", "cost_by_channel", "money", "aging", "promises"):
+                     "skipped", "failures", "tasks_by_queue", "cost_by_channel", "money", "aging", "promises",
+                     "variants"):
             getattr(self, name).update(getattr(other, name))
         self.cost += other.cost
         self.priced = self.priced or other.priced
@@ -315,6 +345,21 @@ class Summary:
                                self.aging.get("current", Decimal(0))),
             **{f"promises_{k}": v for k, v in promises.items()},
         }
+
+    def variant_kpis(self, money: bool) -> dict[tuple[str, str], dict]:
+        """Per (experiment, variant): its units, messages sent and messages per unit, and with `money` (a behavior
+        model) collected, collected per unit and the recovery rate, by `finish`'s formulas: the variants
+        differ in size, so compare the rates and the figures per unit."""
+        found = {}
+        for name, variant in sorted({key[:2] for key in self.variants}):
+            sums = {m: v for (n, var, m), v in self.variants.items() if (n, var) == (name, variant)}
+            units, sent, collected = sums.get("units", 0), sums.get("messages", 0), Decimal(sums.get("collected", 0))
+            row = {"units": units, "messages": sent, "messages_per_unit": ratio(sent, units, "0.01")}
+            if money:
+                row |= {"collected": collected, "collected_per_unit": ratio(collected, units, "0.01"),
+                        "recovery_rate_pct": pct(sums.get("recovered", 0), sums.get("past_due_at_start", 0))}
+            found[name, variant] = row
+        return found
 
     def aging_buckets(self) -> dict[str, Decimal]:
         """The closing balance by days past due on the last day (they add up to it)."""
@@ -349,9 +394,14 @@ def summarize(result: SimResult, costs: dict | None = None, kpis: bool = False) 
     """The summary of an in-memory simulation (the streamed one adds up the same way as it goes)."""
     s = Summary(priced=bool(costs))
     s.add(result.decisions, _decimal_costs(costs))
+    by_customer: dict[str, list] = {}
+    for d in result.decisions:
+        by_customer.setdefault(d.customer_id, []).append(d)
+    for cid, state in result.states.items():
+        cells = s.add_variants(result.rt, state, by_customer.get(cid, ())) if result.rt is not None else None
+        if kpis:
+            s.add_money(state, result.start, result.end, cells)
     if kpis:
-        for state in result.states.values():
-            s.add_money(state, result.start, result.end)
         s.finish((result.end - result.start).days)
     return s
 
@@ -433,7 +483,7 @@ def _run_chunk(index: int) -> tuple[Summary, str | None, int]:
             first, end = customer_horizon(job.rt, state, job.start, job.days, job.tick_s)
             decisions = run_customer(job.rt, state, first, end, job.tick_s, job.behavior, build=job.build)
             summary.add(decisions, job.costs)
-            summary.add_money(state, job.start, job.end)
+            summary.add_money(state, job.start, job.end, summary.add_variants(job.rt, state, decisions))
             if writer is not None:
                 writer.write(decisions)
                 rows = writer.rows

@@ -28,6 +28,7 @@ class SimResult:
     decisions: list[Decision] = field(default_factory=list)
     states: dict[str, CustomerState] = field(default_factory=dict)
     payments: list = field(default_factory=list)  # payments the behavior model added (for the KPIs)
+    rt: Runtime | None = field(default=None, repr=False, compare=False)  # the experiments' assignment
 
 
 def ceil_tick(moment: dt.datetime, tick_s: int) -> dt.datetime:
@@ -55,7 +56,7 @@ def simulate(rt: Runtime, states: dict[str, CustomerState], start: dt.datetime, 
     one's whole horizon is run before the next: no global queue, and the decisions come grouped by
     customer (in id order), in time order within each customer."""
     end = start + dt.timedelta(days=days)
-    result = SimResult(rt.plan_hash, start, end, states=states)
+    result = SimResult(rt.plan_hash, start, end, states=states, rt=rt)
     for done, cid in enumerate(sorted(states), start=1):
         first, last = customer_horizon(rt, states[cid], start, days, tick_s)
         result.decisions += run_customer(rt, states[cid], first, last, tick_s, behavior, result.payments, build)

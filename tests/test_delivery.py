@@ -107,6 +107,14 @@ def test_every_channel_failing_fails_the_step_and_escalates(setup):
     assert "Escalation of step d0" in handed.body and "F1" in handed.body
 
 
+def test_a_task_handed_off_says_how_its_customer_may_be_reached(setup):
+    """The agent who takes the task must not text a customer who just opted out of SMS."""
+    run, engine = setup(whatsapp=[INVALID], sms=[STOP], email=[DeliveryResult.permanent("550", "no mailbox")])
+    run.tick(MONDAY)
+    (handed,) = run.channels("agent").sent
+    assert handed.body.endswith("; opted out of sms")
+
+
 def test_a_transient_failure_is_retried_after_the_backoff_then_falls_back(setup):
     run, engine = setup(whatsapp=[BUSY], sms=[OK])
     run.tick(MONDAY)

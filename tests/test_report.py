@@ -399,3 +399,19 @@ def test_a_task_whose_invoices_are_all_paid_or_written_off_leaves_the_queue(book
             conn.execute(s.agent_tasks.insert().values(contact_key=f"t{n}", queue="q", customer_id="C1",
                                                        invoice_ids=ids, created_at=dt.datetime(2026, 3, 20, tzinfo=UTC)))
     assert sorted(t["invoice_ids"] for t in tasks(book)) == ["A", "A;F"]
+
+
+def test_a_task_says_how_its_customer_may_be_reached_as_the_customer_is_now(book):
+    """An escalation opens a task even for a customer nobody may contact (a legal hand-off may be due):
+    the agent working it was not told, and would have called."""
+    from collect.engine.report import tasks
+
+    with book.begin() as conn:
+        conn.execute(s.agent_tasks.insert().values(contact_key="t", queue="q", customer_id="C1", invoice_ids="A",
+                                                   created_at=dt.datetime(2026, 3, 20, tzinfo=UTC)))
+    assert tasks(book)[0]["restrictions"] == []
+    with book.begin() as conn:  # since the task was opened: marked do-not-contact, an opt-out, consents kept
+        conn.execute(s.customers.update().where(s.customers.c.id == "C1").values(
+            do_not_contact=True, optouts=["sms"], consents=["email"], legal_status="insolvent"))
+    assert tasks(book)[0]["restrictions"] == ["do not contact", "opted out of sms", "no consent for voice, whatsapp",
+                                             "legal status insolvent"]

@@ -40,9 +40,11 @@ TASKS = [
     {"priority": Decimal("78000000.00"), "queue": "cuentas-clave-corporativas", "customer_id": "NIT900123456-7",
      "invoice_ids": "FE-000123;FE-000124;FE-000125", "step": "od-15-escalate",
      "reason": "every channel failed: no valid phone, the email bounced twice and the customer opted out of "
-               "whatsapp last week", "created_at": dt.datetime(2026, 11, 24, 10, 30, tzinfo=UTC)},
+               "whatsapp last week", "restrictions": ["opted out of whatsapp"],
+     "created_at": dt.datetime(2026, 11, 24, 10, 30, tzinfo=UTC)},
     {"priority": None, "queue": "legal", "customer_id": "CC-1020304050", "invoice_ids": "FE-9", "step": "late",
-     "reason": None, "created_at": dt.datetime(2026, 11, 25, 8, 5, tzinfo=UTC)},
+     "reason": None, "restrictions": ["do not contact", "legal status sued"],
+     "created_at": dt.datetime(2026, 11, 25, 8, 5, tzinfo=UTC)},
 ]
 
 
@@ -56,6 +58,7 @@ def test_tasks_table_keeps_ids_queues_and_times_whole_at_80_columns(screen):
     # the reason wraps rather than being cut: all its words are there
     words = set(" ".join(out.replace("│", " ").split()).split())
     assert {"bounced", "twice", "whatsapp", "week"} <= words
+    assert {"do", "not", "contact;", "legal", "sued"} <= words  # what the agent must know before calling
 
 
 def test_a_table_is_as_wide_as_the_console_when_its_values_fit(screen):

@@ -103,10 +103,10 @@ def test_tick_and_tasks_show_markup_like_names_as_written(screen):
                               decisions=[])
     views.show_tick(summary, dry_run=False)
     views.show_tasks([{"priority": None, "queue": "[q]", "customer_id": "[c-1]", "invoice_ids": "[i]", "step": "[s]",
-                       "reason": "the reason [bold]as written[/bold]",
+                       "reason": "the reason [bold]as written[/bold]", "restrictions": ["[red]x"],
                        "created_at": dt.datetime(2026, 1, 2, 3, 4, tzinfo=dt.timezone.utc)}])
     out = screen.getvalue()
-    for value in ("[bold]sent", "delivered by [x]", "[q]", "[c-1]", "[i]", "[s]", "[bold]as", "written[/bold]"):
+    for value in ("[bold]sent", "delivered by [x]", "[q]", "[c-1]", "[i]", "[s]", "[bold]as", "written[/bold]", "[red]x"):
         assert value in out, out
 
 
