@@ -57,6 +57,9 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
               "stage": stage or "(none)", "days_past_due": ctx["invoice.days_past_due"],
               "balance": str(balance_at(state, invoice, local)), "status": ctx["invoice.status"],
               "next_look": _next_look(look, tz)}
+    pause, resumes = _pause(rt, state, invoice, ctx, local)
+    if pause:  # the due-date cadence waits for it (SPEC 4.6): no step of the stages goes meanwhile
+        header["paused"] = pause
     mine = [c for c in contacts if invoice_id in c.invoice_ids.split(";")]
     next_tick, silent = ({}, set()) if look else _next_tick(rt, state, invoice_id, local)
     ended = None
@@ -75,9 +78,13 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
             lines.append(StepLine(owner, step.id, "not applicable", when, moot))
         else:  # the core leaves it alone: settled or deferred before, not due yet, or held
             rest, why = _rest(state, invoice, local, ended, stage, owner, trigger, occ)
+            if pause and occ is None and rest == "scheduled" and not ended and (resumes is None or trigger < resumes):
+                why += f", and no longer paused ({pause})"  # a stage's step, due while the pause may last
             closed = _closed_reason(rt, state, invoice, step, trigger, occ, local) if key in state.done else ""
-            lines.append(_from_memory(state, key, step.id, owner, mine, closed)
-                         or StepLine(owner, step.id, rest, when, why))
+            remembered = _from_memory(state, key, step.id, owner, mine, closed)
+            if remembered is not None and remembered.state == "deferred" and pause and occ is None and not ended:
+                remembered.why = f"paused: {pause} (deferred before: {remembered.why.removeprefix('waiting: ')})"
+            lines.append(remembered or StepLine(owner, step.id, rest, when, why))
     return header, lines
 
 
@@ -157,6 +164,17 @@ def _rest(state, invoice, local, stopped, stage, owner, trigger, occ) -> tuple[s
         return "not due", f"the invoice is in stage '{stage}' now"
     promise = promise_active(state, invoice, local)  # the core leaves a due step of the stage only when paused
     return "paused", f"promise to pay by {promise.promised_date}" if promise else "the invoice is disputed"
+
+
+def _pause(rt, state, invoice, ctx, local) -> tuple[str, dt.datetime | None]:
+    """What pauses the invoice's due-date cadence now (the core's `_paused`), or "", and when it resumes
+    unless the pause changes: a promise not kept the day after its date, a dispute when resolved (None)."""
+    if "disputed" in rt.pause_when and ctx["invoice.status"] == "disputed":
+        return "disputed", None
+    if "promise_active" in rt.pause_when and (promise := promise_active(state, invoice, local)) is not None:
+        day = promise.promised_date + dt.timedelta(days=1)
+        return f"promise to pay by {promise.promised_date}", dt.datetime.combine(day, dt.time(), local.tzinfo)
+    return "", None
 
 
 def _next_look(look: dt.datetime | None, tz) -> str:

@@ -433,6 +433,29 @@ def test_explain_says_what_the_next_tick_does_with_a_left_stage_and_a_kept_promi
     assert states["prom-rec"] == ("not applicable", "the promise was kept before it")
 
 
+def test_explain_says_what_a_promise_pauses(tmp_path):
+    """A step deferred (window) before the promise was made said `waiting: window`, and a step due before
+    the promised date `scheduled`, as if the promise held back nothing; the header did not name it."""
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    plan = compile_policy(EXAMPLE / "policy.yaml").plan
+    load_example(db, plan)
+    engine = s.connect(db)
+    import_text(engine, "promises", tmp_path / "prom.csv",
+                "invoice_id,amount,promised_date,made_at\nF001-00001,100,2026-12-05,2026-11-19T09:00\n")
+    with engine.begin() as conn:  # due 2026-10-28: tem-21 (due+21d) deferred before the promise
+        conn.execute(s.steps.insert().values(key="tem-21|F001-00001", customer_id="C001", state="pending",
+                                             status="window"))
+    from collect.engine.explain import explain
+
+    header, lines = explain(engine, plan, "F001-00001", dt.datetime(2026, 11, 20, 14, tzinfo=UTC))
+    states = {line.step: (line.state, line.why) for line in lines}
+    assert header["paused"] == "promise to pay by 2026-12-05"
+    assert states["tem-21"] == ("deferred", "paused: promise to pay by 2026-12-05 (deferred before: window)")
+    # tar-31 is due 2026-11-28, within the promise; tar-45 on 2026-12-12, after it
+    assert states["tar-31"][1].endswith(", and no longer paused (promise to pay by 2026-12-05)")
+    assert states["tar-45"] == ("scheduled", "if the invoice is then in stage 'tardia'")
+
+
 def test_explain_says_a_replaced_promise_is_not_reminded(tmp_path):
     db = f"sqlite:///{tmp_path / 'c.db'}"
     plan = compile_policy(EXAMPLE / "policy.yaml").plan
