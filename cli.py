@@ -333,10 +333,12 @@ def _check_store_url(db: str | None) -> None:
 
 def _check_timezone(zone: str) -> None:
     """A --timezone that is not a time zone is a usage error, before anything is read or written."""
-    from .dsl.timeparse import time_zones
+    from .dsl.timeparse import closest_zone, time_zones
 
     if zone not in time_zones():
-        typer.echo(f"error: --timezone {zone!r} is not a time zone", err=True)
+        found = closest_zone(zone)
+        typer.echo(f"error: --timezone {zone!r} is not a time zone" + (f" (did you mean {found!r}?)" if found else ""),
+                   err=True)
         raise typer.Exit(EXIT_USAGE)
 
 

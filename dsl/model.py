@@ -416,7 +416,8 @@ class Policy(Model):
     @classmethod
     def _zone(cls, value):
         if value not in timeparse.time_zones():
-            raise ValueError(f"'{value}' is not an IANA time zone (e.g. America/Lima)")
+            found = timeparse.closest_zone(value) if isinstance(value, str) else None
+            raise ValueError(f"'{value}' is not an IANA time zone ({f'did you mean {found!r}?' if found else 'e.g. America/Lima'})")
         return value
 
     @field_validator("currency")

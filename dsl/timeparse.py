@@ -121,3 +121,15 @@ def time_zones() -> frozenset[str]:
     copies, so that a file means the same on every machine."""
     return frozenset(z for z in zoneinfo.available_timezones()
                      if z != "localtime" and not z.startswith(("right/", "posix/")))
+
+
+def closest_zone(name: str) -> str | None:
+    """The zone a misspelt or partial name most likely means, for a 'did you mean': the zone of that city
+    (`Bogota`, `sao paulo`: America/Bogota, America/Sao_Paulo), else a name a slip of the keyboard away
+    (`America/Bogata`); merely alike names are no help (difflib offers `Libya` for `Lima`, `America/Nuuk`
+    for `America`)."""
+    from .diagnostics import near_typo
+
+    city = name.strip().replace(" ", "_").lower().rsplit("/", 1)[-1]
+    cities = sorted(z for z in time_zones() if z.rsplit("/", 1)[-1].lower() == city)
+    return cities[0] if cities else near_typo(name, time_zones())

@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..dsl.diagnostics import suggest
+from ..dsl.timeparse import closest_zone
 from .compliance import legal_states
 from .portfolio import (CUSTOMER_COLUMNS, DISPUTE_COLUMNS, INVOICE_COLUMNS, OPTOUT_CHANNELS, PAYMENT_COLUMNS,
                         PROMISE_COLUMNS, STATUSES, Cells, ColumnMap, CsvError, Customer, Dispute, Invoice, Payment,
@@ -55,8 +56,8 @@ def read_all(portfolio_csv, customers_csv, payments_csv, promises_csv, disputes_
 def _customer_from(cells: Cells, custom: dict) -> dict:
     values = {attr: cells.text(col) for col, attr in CUSTOMER_FIELDS.items() if col in cells.t.index}
     if values.get("timezone") and values["timezone"] not in _zones():
-        hint = suggest(values["timezone"], _zones())
-        cells.problem("timezone", f"unknown time zone '{values['timezone']}'" + (f" ({hint})" if hint else ""))
+        hint = closest_zone(values["timezone"])
+        cells.problem("timezone", f"unknown time zone '{values['timezone']}'" + (f" (did you mean '{hint}'?)" if hint else ""))
         values["timezone"] = None
     if values.get("country"):  # holidays, phone numbers and `compliance: auto` go by the ISO code
         country = values["country"].upper()

@@ -194,13 +194,15 @@ def test_a_wrong_choice_says_what_yaml_read_and_suggests_only_for_a_word(tmp_pat
     assert [(d.message, d.hint) for d in errors(result)] == [(said, hint)]
 
 
-@pytest.mark.parametrize("zone", ["localtime", "right/America/Lima", "posix/America/Lima"])
-def test_a_time_zone_that_depends_on_the_machine_is_not_one(tmp_path, zone):
+@pytest.mark.parametrize("zone, said", [("localtime", "e.g. America/Lima"),
+                                        ("right/America/Lima", "did you mean 'America/Lima'?"),
+                                        ("posix/America/Lima", "did you mean 'America/Lima'?")])
+def test_a_time_zone_that_depends_on_the_machine_is_not_one(tmp_path, zone, said):
     """`localtime` is whatever the machine running collect is set to: a policy in it would send at other
     hours on the laptop and on the server; `right/` zones count leap seconds."""
     path = tmp_path / "p.yaml"
     path.write_text(POLICY.format(extra="", windows="", steps="").replace("America/Lima", zone), encoding="utf-8")
-    assert [d.message for d in errors(compile_policy(path))] == [f"'{zone}' is not an IANA time zone (e.g. America/Lima)"]
+    assert [d.message for d in errors(compile_policy(path))] == [f"'{zone}' is not an IANA time zone ({said})"]
     from collect.engine.portfolio import CsvError, read_portfolio
 
     (tmp_path / "p.csv").write_text(f"invoice_id,customer_id,amount,due_date,timezone\nI1,C1,1,2026-11-20,{zone}\n",
@@ -210,6 +212,18 @@ def test_a_time_zone_that_depends_on_the_machine_is_not_one(tmp_path, zone):
     assert [p.column for p in info.value.problems] == ["timezone"]
     result = CliRunner().invoke(app, ["report", "--db", f"sqlite:///{tmp_path / 'c.db'}", "--timezone", zone])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("zone, meant", [("Bogota", "America/Bogota"), ("sao paulo", "America/Sao_Paulo"),
+                                         ("Lima", "America/Lima"), ("Europe/Madird", "Europe/Madrid"), ("America", None)])
+def test_a_time_zone_named_by_its_city_or_misspelt_gets_a_did_you_mean(tmp_path, zone, meant):
+    """`timezone: Bogota` said only 'e.g. America/Lima'; difflib alone offered `Libya` for `Lima`."""
+    path = tmp_path / "p.yaml"
+    path.write_text(POLICY.format(extra="", windows="", steps="").replace("America/Lima", zone), encoding="utf-8")
+    hint = f"did you mean '{meant}'?" if meant else "e.g. America/Lima"
+    assert [d.message for d in errors(compile_policy(path))] == [f"'{zone}' is not an IANA time zone ({hint})"]
+    result = CliRunner().invoke(app, ["report", "--db", f"sqlite:///{tmp_path / 'c.db'}", "--timezone", zone])
+    assert result.exit_code == 2 and (f"did you mean '{meant}'?" in result.output) == bool(meant)
 
 
 def test_send_without_channels_and_a_misspelt_holidays_say_what_is_meant(tmp_path):
