@@ -260,6 +260,7 @@ def simulate(
     if not quiet:
         _clock_warnings(portfolio, [(p["timezone"], b.customers.values()) for p, b in zip(plans, books)],
                         first_day.year)
+        _consent_warnings(customers or portfolio, plans, books)
     from . import views
 
     results = []
@@ -288,6 +289,21 @@ def _clock_warnings(path: Path, sides, year: int) -> None:
             if line not in said:
                 said.add(line)
                 typer.echo(line, err=True)
+
+
+def _consent_warnings(path: Path, plans, books) -> None:
+    """A profile that needs each channel's recorded consent, on customers none of whom has a consent_*
+    cell: every contact would be skipped (`compliance:...`), found only row by row in the contacts."""
+    from .engine.runtime import Runtime
+
+    said = set()
+    for plan, book in zip(plans, books):
+        for rule in Runtime(plan).guard.without_consents(book.customers.values()):
+            if rule not in said:
+                said.add(rule)
+                typer.echo(f"{path}: warning: {rule.replace(' ', ': rule ', 1)} needs each channel's recorded "
+                           "consent, and no customer it applies to has a consent_* cell: every contact to them "
+                           "is skipped", err=True)
 
 
 def _reads_alike(a: dict, b: dict) -> bool:

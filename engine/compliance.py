@@ -425,6 +425,19 @@ class Guard:
     def profiles_for(self, customer) -> tuple[str, ...]:
         return tuple(p.name for p in self._applicable(customer))
 
+    def without_consents(self, customers) -> list[str]:
+        """`profile rule-id` of each rule that needs recorded consent and applies to some of `customers`,
+        none of whom has any consent record: every contact to them would be held back (a portfolio
+        without consent_* columns, say)."""
+        found: dict[str, bool] = {}  # rule -> all of its customers without records so far
+        for customer in customers:
+            for profile in self._applicable(customer):
+                for rule in profile.rules:
+                    if isinstance(rule, _ConsentRequired):
+                        key = f"{rule.profile} {rule.id}"
+                        found[key] = found.get(key, True) and getattr(customer, "consents", None) is None
+        return [key for key, none in found.items() if none]
+
     def check(self, customer, channel: str, invoice_ids, now: dt.datetime, sent, conversations,
               utc: dt.datetime | None = None) -> Block | None:
         """The block on sending `channel` now about `invoice_ids` (empty: all the customer's debts), or None.

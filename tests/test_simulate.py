@@ -504,3 +504,42 @@ def test_kpi_differences_are_na_without_a_value():
     assert _kpi_difference(Decimal(100), Decimal(40), "collected") == "-60.00"
     assert (_cost(Decimal("0.045")), _cost(Decimal("3")), _cost(Decimal("-0.001"), sign=True)) == ("0.045", "3.00",
                                                                                                   "-0.001")
+
+
+CONSENT_POLICY = """
+policy: co
+timezone: America/Bogota
+currency: COP
+compliance: {profiles}
+windows:
+  default: {{ mon-fri: "08:00-18:00" }}
+templates:
+  r: {{ email: {{ subject: "s", body: "b" }} }}
+stages:
+  late:
+    when: invoice.days_past_due >= 1
+    steps:
+      - {{ id: e1, at: due+1d 10:00, send: email, template: r }}
+"""
+
+
+@pytest.mark.parametrize("profiles, country, consent, warned", [
+    ("[co-ley-2300]", "CO", "", True),           # no consent_* column: every contact skipped
+    ("[co-ley-2300]", "CO", ",consent_email", False),
+    ("auto", "PE", "", False),                    # the profile does not apply to a Peruvian customer
+    ("auto", "CO", "", True),
+])
+def test_simulate_warns_when_a_profile_needs_consents_the_portfolio_does_not_have(tmp_path, profiles, country, consent,
+                                                                                  warned):
+    """Under co-ley-2300 an ERP export without consent columns had every contact skipped, seen only row by
+    row in the contacts file."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text(CONSENT_POLICY.format(profiles=profiles), encoding="utf-8")
+    book = tmp_path / "book.csv"
+    book.write_text(f"invoice_id,customer_id,amount,due_date,email,country{consent}\n"
+                    f"F1,C1,100,2026-11-02,a@x.example,{country}{',true' if consent else ''}\n", encoding="utf-8")
+    result = runner.invoke(app, ["simulate", str(policy), "--portfolio", str(book), "--start", "2026-11-01",
+                                 "--days", "10"])
+    assert result.exit_code == 0, result.output
+    said = "co-ley-2300: rule authorised-channels needs each channel's recorded consent"
+    assert (said in result.output) == warned, result.output
