@@ -298,7 +298,8 @@ def _consent_warnings(path: Path, plans, books) -> None:
 
     said = set()
     for plan, book in zip(plans, books):
-        for rule in Runtime(plan).guard.without_consents(book.customers.values()):
+        guard = Runtime(plan).guard  # None: no compliance profile
+        for rule in guard.without_consents(book.customers.values()) if guard is not None else ():
             if rule not in said:
                 said.add(rule)
                 typer.echo(f"{path}: warning: {rule.replace(' ', ': rule ', 1)} needs each channel's recorded "
