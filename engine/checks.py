@@ -178,9 +178,11 @@ def _condition(comp, path: tuple) -> tuple:
 
 
 def _live_steps(comp, name: str, stage, dead: set[tuple]):
+    """The steps the cadence checks count: not dead, and with conditions that compiled (a broken one is
+    an error already, and its text cannot be reasoned about)."""
     for i, step in enumerate(stage.steps):
         path = ("stages", name, "steps", i)
-        if path not in dead:
+        if path not in dead and not any(getattr(comp.exprs.get(path + (k,)), "errors", None) for k in ("for", "if")):
             yield path, step
 
 
