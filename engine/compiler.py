@@ -203,8 +203,10 @@ def _load_templates_dir(comp: Compilation) -> None:
                                  f"policy and in {directory}", span)
                 continue
             comp.templates.setdefault(name, {})[channel] = template
+            if ("templates", name, channel) in comp.located.broken:
+                continue  # a stand-in for a file that cannot be read (a FIFO would block for good): reported
             path = directory / f"{name}.{channel}.j2"
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # as load_templates_dir read it
             body_line = email_body_line(text) if channel == "email" else 1
             subject_col = len(text) - len(text.split(":", 1)[-1].lstrip(" \t")) if channel == "email" else 0
             for key, source in _template_sources(template):

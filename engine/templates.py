@@ -803,7 +803,9 @@ def _template_file(path: Path, channels) -> tuple[str, str, object]:
         # utf-8-sig: a byte-order mark (Windows editors write one) is no text of the message; left in, it
         # hid an email's Subject line and turned every SMS into UCS-2
         text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:  # a template saved as Latin-1 or UTF-16 by a Windows editor
+        raise TemplateDirError(f"{path}: not UTF-8 text (byte {exc.start + 1}): save it as UTF-8", (name, channel)) from None
+    except OSError as exc:
         raise TemplateDirError(f"{path}: cannot read: {exc}", (name, channel)) from None
     if channel == "email" and not text.lower().startswith("subject:"):
         raise TemplateDirError(f"{path}: an email template starts with a 'Subject: ...' line", (name, channel))

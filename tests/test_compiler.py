@@ -308,6 +308,23 @@ def test_templates_dir_takes_plugin_channels_and_reports_each_bad_file(tmp_path,
     assert "u.fax.j2: unknown channel 'fax'" in messages and "v.email.j2: an email template" in messages
 
 
+def test_a_templates_dir_file_that_cannot_be_read_is_one_error_not_a_crash_or_a_hang(tmp_path):
+    """The compiler read each file again, unguarded: a Latin-1 file, a folder or a dangling link named
+    like a template raised a traceback, and a FIFO blocked `collect validate` for good."""
+    import os
+
+    folder = tmp_path / "t"
+    folder.mkdir()
+    (folder / "latin.sms.j2").write_bytes("Café {{ customer.name }}".encode("latin-1"))
+    (folder / "dir.sms.j2").mkdir()
+    (folder / "gone.sms.j2").symlink_to(tmp_path / "missing")
+    os.mkfifo(folder / "pipe.sms.j2")
+    result = compile_text(tmp_path, "templates_dir: t\nstages: {}\n")
+    said = sorted(d.message.split("/")[-1] for d in result.diagnostics.items)
+    assert said == ["dir.sms.j2: not a regular file", "gone.sms.j2: not a regular file",
+                    "latin.sms.j2: not UTF-8 text (byte 4): save it as UTF-8", "pipe.sms.j2: not a regular file"]
+
+
 def test_a_templates_dir_outside_the_policy_s_folder_is_an_error(tmp_path):
     (tmp_path / "pol").mkdir()
     (tmp_path / "tpl").mkdir()
