@@ -33,6 +33,17 @@ def _check_contacts_file(out: Path | None) -> None:
         raise typer.Exit(EXIT_USAGE)
 
 
+def _not_an_input(out: Path | None, option: str, inputs: dict) -> None:
+    """An output file that is one of the command's inputs would be overwritten with the output (the
+    portfolio with the contacts, the policy with its plan): a usage error, before anything is read."""
+    if out is None or not out.exists():
+        return
+    for name, path in inputs.items():
+        if path is not None and Path(path).exists() and out.samefile(path):
+            typer.echo(f"error: {option} {out} is the {name} this command reads; give another file", err=True)
+            raise typer.Exit(EXIT_USAGE)
+
+
 @contextlib.contextmanager
 def _writing(path: Path | None):
     """Around the work that writes an output file (written whole or not at all): a folder given as the
@@ -141,6 +152,7 @@ def compile_cmd(policy: PolicyArg,
         return
     from .engine.files import write_atomic
 
+    _not_an_input(output, "-o", {"policy": policy})
     with _writing(output):
         write_atomic(output, text)
 
@@ -220,6 +232,11 @@ def simulate(
     from .engine.portfolio import CsvError
 
     _check_contacts_file(out)
+    _not_an_input(out, "--out", {"policy": policy, "--compare policy": compare, "--portfolio file": portfolio,
+                                 "--customers file": customers, "--payments file": payments,
+                                 "--promises file": promises, "--disputes file": disputes, "--map file": map,
+                                 "--channels file": channels,
+                                 "--behavior model": None if behavior in ("none", "historic") else Path(behavior)})
     if behavior not in ("none", "historic") and not Path(behavior).is_file():
         typer.echo(f"error: --behavior is none, historic or a behavior model file; {behavior} is none of these",
                    err=True)
@@ -334,6 +351,19 @@ def _store(db: str | None, upgrade: bool = True, create: bool = True):
     except StoreError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE if isinstance(exc, StoreUrlError) else EXIT_RUNTIME)
+
+
+def _sqlite_file(db: str | None) -> Path | None:
+    """The file of a SQLite store URL, else None (a server's store, or a URL that is no store's)."""
+    from sqlalchemy.engine import make_url
+
+    from .engine.store import StoreUrlError, engine_url
+
+    try:
+        url = make_url(engine_url(db))
+    except StoreUrlError:
+        return None
+    return Path(url.database) if url.get_backend_name() == "sqlite" and url.database else None
 
 
 def _check_store_url(db: str | None) -> None:
@@ -517,6 +547,7 @@ def history(db: DbOpt = None,
 
     first = _date_option("--since", since) if since else None
     _check_contacts_file(out)
+    _not_an_input(out, "--out", {"store": _sqlite_file(db)})
     fmt = "jsonl" if out is not None and out.suffix == ".jsonl" else "csv"
     from .engine.files import write_atomic
 

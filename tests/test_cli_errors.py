@@ -192,6 +192,28 @@ def test_an_output_path_that_is_a_folder_is_a_usage_error(tmp_path, monkeypatch,
     assert not [p for p in (tmp_path / "out.csv").iterdir()]  # nothing left behind
 
 
+@pytest.mark.parametrize("command, named", [
+    (["compile", "policy.yaml", "-o", "policy.yaml"], "-o policy.yaml is the policy"),
+    (["simulate", "policy.yaml", "--portfolio", "portfolio.csv", "-q", "--out", "portfolio.csv"],
+     "--out portfolio.csv is the --portfolio file"),
+    (["simulate", "policy.yaml", "--portfolio", "portfolio.csv", "-q", "--out", "./sub/../promises.csv",
+      "--promises", "promises.csv"], "is the --promises file"),  # the same file by another name
+    (["history", "--db", "sqlite:///store.csv", "--out", "store.csv"], "--out store.csv is the store"),
+])
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, monkeypatch, command, named):
+    """`--out portfolio.csv` replaced the portfolio with the contacts, `compile p.yaml -o p.yaml` the policy
+    with its plan, exit 0."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    for name in ("policy.yaml", "portfolio.csv", "promises.csv"):
+        (tmp_path / name).write_bytes((EXAMPLE / name).read_bytes())
+    (tmp_path / "store.csv").write_bytes(b"")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    result = invoke(*command)
+    assert result.exit_code == 2 and named in result.stderr, result.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
 def test_simulate_creates_the_folder_of_its_output(tmp_path):
     out = tmp_path / "new" / "contacts.csv"
     result = invoke("simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(EXAMPLE / "portfolio.csv"),
