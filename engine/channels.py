@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from ..adapters.base import MAX_WAIT, SECRET_KEYS, DeliveryResult, Message, redact, seconds
 from ..adapters.registry import discover
 from ..dsl.diagnostics import Diagnostic, Diagnostics, Span, suggest
+from .portfolio import MONEY_PLACES
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 TOP_KEYS = ("channels", "retry", "costs", "pay_link")
@@ -38,6 +39,7 @@ RETRY_KEYS = ("attempts", "backoff")
 # An ${ENV} value this short is not masked unless its setting is secret-named: masking "25" or "true"
 # everywhere would garble output without protecting anything.
 MIN_MASKED = 4
+MAX_COST = Decimal(1_000_000)  # a cost per message from 1,000,000 up is a slip (a total, a unit in cents)
 
 Where = Callable[[tuple, bool], "Span | None"]  # (path, prefer the key's place) -> place in the file
 
@@ -645,8 +647,16 @@ def _costs(value, located, diags: Diagnostics) -> dict[str, Decimal]:
             cost = Decimal(str(amount))
             if not cost.is_finite() or cost < 0:
                 raise InvalidOperation
-            costs[str(channel)] = cost
         except InvalidOperation:
             diags.error("channels-bad-cost", f"costs.{channel}: expected a cost of 0 or more, such as 0.045",
                         located.span(("costs", channel)))
+            continue
+        # as the store keeps money (MONEY_PLACES): a cost of 1e30 passed, then broke simulate's summary and
+        # every later `collect report` of the contacts it was stored on
+        if cost >= MAX_COST or cost != cost.quantize(Decimal(1).scaleb(-MONEY_PLACES)):
+            diags.error("channels-bad-cost", f"costs.{channel}: {amount} is no cost per message: at most "
+                        f"{MAX_COST - Decimal(1).scaleb(-MONEY_PLACES):,f}, with at most {MONEY_PLACES} decimal places",
+                        located.span(("costs", channel)))
+            continue
+        costs[str(channel)] = cost
     return costs

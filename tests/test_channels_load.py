@@ -258,6 +258,26 @@ def test_simulate_reports_every_costs_problem_with_its_place(tmp_path):
         f"{path}:7:10: costs.voice: expected a cost of 0 or more, such as 0.045"]
 
 
+def test_a_cost_too_large_or_too_fine_to_keep_is_an_error(tmp_path):
+    """`email: 1e30` passed every check, then broke simulate's summary and, stored on the contacts, every
+    later `collect report`."""
+    path = write(tmp_path, """\
+        channels:
+          email: { adapter: file }
+        costs:
+          email: 1e30
+          sms: 0.0450001
+          voice: 999999.999999
+        """, "c2.yaml")
+    result = simulate("--channels", str(path))
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines() == [
+        f"error: {path}:4:10: costs.email: 1e30 is no cost per message: at most 999,999.999999, with at most 6 "
+        "decimal places",
+        f"{path}:5:8: costs.sms: 0.0450001 is no cost per message: at most 999,999.999999, with at most 6 decimal "
+        "places"]
+
+
 def test_simulate_reports_the_same_costs_problems_as_run(tmp_path):
     path = write(tmp_path, "channels:\n  email: { adapter: file }\ncosts: { emial: 1, sms: -1, email: true }\n")
     with pytest.raises(ChannelsError) as by_run:
