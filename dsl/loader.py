@@ -166,7 +166,8 @@ def _report(error: dict, located: Located, diags: Diagnostics, data) -> None:
         shown = f"'{value}'" if isinstance(value, str) else _found(value)
         message = f"{shown} is not allowed here; expected {error['ctx']['expected']}"
     elif kind in _LIMITS:
-        message = f"{path[-1] if path else 'the value'} " + _LIMITS[kind].format(**error.get("ctx", {}))
+        subject = f"the name '{path[-1]}'" if prefer_key else path[-1] if path else "the value"  # a mapping's key
+        message = f"{subject} " + _LIMITS[kind].format(**error.get("ctx", {}))
     elif _is_type_error(kind):
         message = f"wrong type: expected {error['expected']}, got {_found(error.get('input'))}"
     hint = None
@@ -209,7 +210,8 @@ def _found(value) -> str:
 
 
 _LIMITS = {"greater_than": "must be more than {gt}", "less_than_equal": "must be at most {le}",
-           "too_short": "must not be empty", "string_too_short": "must not be empty"}
+           "too_short": "must not be empty", "string_too_short": "must not be empty",
+           "too_long": "is longer than {max_length} characters (the store keeps names of up to {max_length})"}
 
 
 def _data_path(loc: tuple, data) -> tuple:

@@ -80,7 +80,7 @@ def _expression(value):
 _DAY = "|".join("".join(f"[{c}{c.upper()}]" for c in day) for day in timeparse.DAYS)
 _DAYS_RX = rf"^\s*(?:{_DAY})(?:-(?:{_DAY}))?(?:\s*,\s*(?:{_DAY})(?:-(?:{_DAY}))?)*\s*$"
 _HOURS_RX = r"^\s*\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2}(?:\s*,\s*\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2})*\s*$"
-_NAME_SCHEMA = {"type": "string", "pattern": _IDENT.pattern}
+_NAME_SCHEMA = {"type": "string", "pattern": _IDENT.pattern, "maxLength": 100}
 _EXPR_SCHEMA = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "boolean"}, {"type": "number"}],
                 "description": "an expression (docs/language.md#expressions)"}
 
@@ -93,7 +93,8 @@ PositiveDuration = Annotated[str, BeforeValidator(_duration), WithJsonSchema(
 TriggerText = Annotated[str, BeforeValidator(_trigger), WithJsonSchema(
     {"type": "string", "pattern": r"^\s*(?:due|event|promise)\s*(?:[+-]\s*\d+\s*d)?\s*(?:\s\d{1,2}:\d{2})?\s*$",
      "description": "due±Nd, event±Nd or promise±Nd, optionally followed by a local time HH:MM"})]
-Name = Annotated[str, BeforeValidator(_identifier), WithJsonSchema(_NAME_SCHEMA)]
+# at most 100 characters: the store keeps step, stage, template, queue and policy names in columns that long
+Name = Annotated[str, BeforeValidator(_identifier), Field(max_length=100), WithJsonSchema(_NAME_SCHEMA)]
 Expr = Annotated[str, BeforeValidator(_expression), Field(min_length=1), WithJsonSchema(_EXPR_SCHEMA)]
 Channels = Annotated[list[str], BeforeValidator(_one_or_many), WithJsonSchema(
     {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
