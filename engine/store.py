@@ -298,9 +298,28 @@ def connect(url: str | None = None, upgrade: bool = True, create: bool = True) -
     except DBAPIError as exc:
         reason = (str(exc.orig).strip() or type(exc.orig).__name__).splitlines()[0]  # the driver's own words
         raise StoreError(f"cannot open the store {shown_url(given)}: {reason}") from exc
+    _check_ours(engine, given, create)
     if upgrade:
         migrate(engine)
     return engine
+
+
+def _check_ours(engine: Engine, given: str, create: bool) -> None:
+    """Refuse a database that holds tables but no collect schema: another application's (or a file given
+    by mistake). Migrating it failed with a traceback where a table name clashed ('table customers already
+    exists'), and otherwise added collect's tables to it, even for a command that only reads. A store
+    whose creation will make the tables (`create`) may share a server's database with other tables,
+    but not with tables of collect's names."""
+    if current_version(engine) is not None:
+        return
+    tables = set(inspect(engine).get_table_names()) - {"alembic_version"}
+    if not tables or "schema_version" in tables:  # empty, or a collect 0.1 store (migrated from schema_version)
+        return
+    clash = sorted(tables & set(metadata.tables))
+    if clash or not create:
+        raise StoreError(f"{shown_url(given)} is not a collect store: it holds other tables "
+                         f"({', '.join(sorted(clash or tables)[:5])}{', ...' if len(clash or tables) > 5 else ''}) and no "
+                         "collect schema (--db or $COLLECT_DB says which store)")
 
 
 def _missing_file(url: str) -> str | None:

@@ -214,6 +214,23 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, monk
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
+@pytest.mark.parametrize("table, command", [(t, c) for t in ("customers", "notes") for c in (["history"], ["report"],
+                                                                                          ["tasks"])]
+                         + [("customers", ["db", "upgrade"])])  # on `notes` alone it makes a store beside them
+def test_a_database_that_is_not_a_collect_store_is_one_line_and_left_as_it_was(tmp_path, table, command):
+    """A SQLite file of another application: a table named like one of collect's gave a traceback ('table
+    customers already exists'); otherwise even `collect report` added collect's tables to it."""
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"create table {table} (id int)")
+    result = invoke(*command, "--db", f"sqlite:///{path}")
+    assert result.exit_code == 3, result.output
+    assert one_error_line(result) == (f"error: sqlite:///{path} is not a collect store: it holds other tables "
+                                      f"({table}) and no collect schema (--db or $COLLECT_DB says which store)")
+    with sqlite3.connect(path) as conn:
+        assert [r[0] for r in conn.execute("select name from sqlite_master")] == [table]
+
+
 def test_simulate_creates_the_folder_of_its_output(tmp_path):
     out = tmp_path / "new" / "contacts.csv"
     result = invoke("simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(EXAMPLE / "portfolio.csv"),
