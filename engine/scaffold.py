@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-import shutil
+import tempfile
 from pathlib import Path
+
+from .files import _umask_mode
 
 STARTER = Path(__file__).with_name("starter")
 
@@ -25,7 +28,26 @@ def write_starter(directory: str | Path, force: bool = False) -> list[Path]:
     clashes = [str(dst) for _, dst in targets if dst.exists()]
     if clashes and not force:
         raise StarterExists(f"would overwrite {', '.join(clashes)}")
-    for src, dst in targets:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
+    made = [d for d in [directory, *(dst.parent for _, dst in targets)] if not d.exists()]
+    written: list[tuple[Path, Path]] = []
+    try:  # every file beside its target first, then renamed into place: a full disk leaves nothing behind
+        for src, dst in targets:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+            written.append((Path(tmp), dst))
+            os.chmod(tmp, _umask_mode())  # mkstemp's 0600 would make the project unreadable to the team
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(src.read_bytes())
+            except OSError as exc:  # said of the file being written, not of the package's copy
+                raise OSError(exc.errno, exc.strerror, str(dst)) from None
+        for tmp, dst in written:
+            os.replace(tmp, dst)
+    except BaseException:
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
+        for folder in sorted(made, key=lambda d: len(d.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: the ones this call made
+        raise
     return [dst for _, dst in targets]

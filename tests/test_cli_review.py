@@ -106,6 +106,42 @@ def test_init_into_a_file_is_one_error_line_and_exit_3(tmp_path, monkeypatch, ta
     assert (tmp_path / "notes.txt").read_text() == "mine\n"
 
 
+def test_init_on_a_full_disk_leaves_nothing_and_names_the_file_it_was_writing(tmp_path, monkeypatch):
+    """It left README.md and channels.yaml whole and policy.yaml cut short, named the package's own copy of
+    policy.yaml in its message, and the next `collect init` refused to overwrite the half-written project."""
+    import errno
+    import os
+
+    from collect.engine import scaffold
+
+    real, calls = os.fdopen, []
+
+    class Full:  # the third file's write fails as a full disk does
+        def __init__(self, fd, mode):
+            self.handle = real(fd, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            calls.append(data)
+            if len(calls) == 3:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.handle.write(data)
+    monkeypatch.setattr(scaffold.os, "fdopen", Full)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["init", "project"])
+    assert result.exit_code == 3
+    assert one_error_line(result) == ("error: cannot write the starter project: project/policy.yaml: "
+                                      "No space left on device")
+    assert not (tmp_path / "project").exists()
+    monkeypatch.setattr(scaffold.os, "fdopen", real)  # space again: the retry works
+    assert runner.invoke(app, ["init", "project"]).exit_code == 0 and len(list((tmp_path / "project").iterdir())) == 4
+
+
 # -- serve: an interval too long, an empty schedule ----------------------------------------------------
 
 
