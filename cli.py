@@ -403,8 +403,10 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(metavar="KIND", help="What t
     from .engine.storeio import import_file
 
     _check_timezone(timezone)
-    if not (len(currency) == 3 and currency.isascii() and currency.isalpha() and currency.isupper()):
-        typer.echo(f"error: --currency {currency!r} is not an ISO 4217 currency code (e.g. PEN, USD)", err=True)
+    from .dsl.fields import currency_problem
+
+    if (problem := currency_problem(currency)) is not None:
+        typer.echo(f"error: --currency {problem}", err=True)
         raise typer.Exit(EXIT_USAGE)
     # --quiet: the policy's warnings are not printed (a daily import from cron would mail them every day)
     plan = _compile(policy, quiet=quiet).plan if policy else None

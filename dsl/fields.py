@@ -50,3 +50,19 @@ def schema_for(custom: dict[str, str] | None = None) -> dict[str, str]:
     for name, kind in (custom or {}).items():
         schema.setdefault(name, kind)
     return schema
+
+
+def currency_problem(code: str) -> str | None:
+    """Why `code` is no ISO 4217 currency code (the policy's `currency:`, a CSV's currency column,
+    --currency), or None. Checked against CLDR's list (babel's, which formats the amounts), not only its
+    shape: a `UDS` typo would split every report into two currencies."""
+    from babel.numbers import list_currencies
+
+    if len(code) == 3 and code.isascii() and code.isalpha() and code.isupper() and code in list_currencies():
+        return None
+    # lower case, or two letters swapped (UDS); not any code one letter away: the list holds retired
+    # ones (UGS, ZRZ), which would mislead
+    upper = code.upper()
+    guesses = [upper] + [upper[:i] + upper[i + 1] + upper[i] + upper[i + 2:] for i in range(len(upper) - 1)]
+    meant = next((g for g in guesses if len(g) == 3 and g in list_currencies()), None)
+    return f"'{code}' is not an ISO 4217 currency code ({f'did you mean {meant!r}?' if meant else 'e.g. PEN, USD'})"

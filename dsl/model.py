@@ -16,7 +16,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Di
                       model_validator)
 
 from . import holidaycheck, timeparse
-from .fields import BUILTIN_FIELDS
+from .fields import BUILTIN_FIELDS, currency_problem
 
 BUILTIN_CHANNELS = ("email", "sms", "whatsapp", "voice", "letter", "webhook", "agent")
 EVENT_TYPES = ("promise_broken", "promise_made", "promise_kept", "payment_partial", "payment_received",
@@ -424,8 +424,8 @@ class Policy(Model):
     @field_validator("currency")
     @classmethod
     def _currency(cls, value):
-        if not re.fullmatch(r"[A-Z]{3}", value):
-            raise ValueError(f"'{value}' is not an ISO 4217 currency code (e.g. PEN, USD)")
+        if (problem := currency_problem(value)) is not None:
+            raise ValueError(problem)
         return value
 
     def all_steps(self):

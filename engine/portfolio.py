@@ -26,6 +26,7 @@ from itertools import islice
 from pathlib import Path
 
 from ..dsl.diagnostics import suggest
+from ..dsl.fields import currency_problem
 from ..dsl.timeparse import time_zones
 
 STATUSES = ("open", "paid", "disputed", "written_off")
@@ -403,8 +404,8 @@ class Cells:
     def currency(self, name: str = "currency") -> str | None:
         """An ISO 4217 code (PEN, USD), as the policy's `currency:`; a wrong one would format every amount."""
         value = self.text(name)
-        if value is not None and not (len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()):
-            self.problem(name, f"'{value}' is not an ISO 4217 currency code (e.g. PEN, USD)")
+        if value is not None and (problem := currency_problem(value)) is not None:
+            self.problem(name, problem)
             return None
         return value
 

@@ -226,6 +226,13 @@ def test_a_time_zone_named_by_its_city_or_misspelt_gets_a_did_you_mean(tmp_path,
     assert result.exit_code == 2 and (f"did you mean '{meant}'?" in result.output) == bool(meant)
 
 
+@pytest.mark.parametrize("code, said", [("UDS", "did you mean 'USD'?"), ("ZZZ", "e.g. PEN, USD")])
+def test_a_currency_of_the_right_shape_that_is_no_currency_is_an_error(tmp_path, code, said):
+    """`currency: UDS` passed: only the shape was checked, and money printed as 'UDS 1,234.00'."""
+    result, _ = compile_yaml(tmp_path, extra=f"currency: {code}")
+    assert [d.message for d in errors(result)] == [f"'{code}' is not an ISO 4217 currency code ({said})"]
+
+
 def test_send_without_channels_and_a_misspelt_holidays_say_what_is_meant(tmp_path):
     """`send: []` said a step does one of send, escalate ... (found: none); `holiday: open` expected a
     mapping, with no word of `holidays`."""

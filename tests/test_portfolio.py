@@ -180,9 +180,13 @@ def test_a_promise_or_dispute_repeated_in_a_file_counts_once(tmp_path):
 
 def test_a_currency_that_is_not_an_iso_code_is_a_row_error(tmp_path):
     portfolio = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date,currency\nF1,c1,1,2026-01-01,PEN\n"
-                                         "F2,c1,1,2026-01-01,soles\nF3,c1,1,2026-01-01,usd\n")
+                                         "F2,c1,1,2026-01-01,soles\nF3,c1,1,2026-01-01,usd\n"
+                                         "F4,c1,1,2026-01-01,UDS\nF5,c1,1,2026-01-01,ZZZ\n")
+    # UDS and ZZZ have a code's shape: they passed, and a typo split every report into two currencies
     assert problems(portfolio) == ["3: column currency: 'soles' is not an ISO 4217 currency code (e.g. PEN, USD)",
-                                   "4: column currency: 'usd' is not an ISO 4217 currency code (e.g. PEN, USD)"]
+                                   "4: column currency: 'usd' is not an ISO 4217 currency code (did you mean 'USD'?)",
+                                   "5: column currency: 'UDS' is not an ISO 4217 currency code (did you mean 'USD'?)",
+                                   "6: column currency: 'ZZZ' is not an ISO 4217 currency code (e.g. PEN, USD)"]
 
 
 def test_one_payment_id_with_two_different_payments_in_a_file_is_a_row_error(tmp_path):
