@@ -246,6 +246,10 @@ def shown_url(url: str) -> str:
 SUPPORTED = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")  # the databases and drivers the store is tested on
 
 
+# what SQLAlchemy's SQLite driver reads from a URL's query without uri=true (anything else it ignores)
+_SQLITE_ARGS = {"timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements"}
+
+
 def engine_url(url: str | None = None) -> str:
     """The URL SQLAlchemy is given for a `--db` (else $COLLECT_DB, else the default); StoreUrlError when it
     is no database URL, names a database or driver the store does not use, or a SQLite database in memory.
@@ -263,6 +267,12 @@ def engine_url(url: str | None = None) -> str:
         # another database (mysql://), or another driver: SQLAlchemy would ask for a module to install
         raise StoreUrlError(f"{shown_url(given)} is not a database URL collect can use ({kind.drivername}): "
                             "give sqlite:///FILE or postgresql://USER@HOST/DATABASE")
+    if kind.get_backend_name() == "postgresql" and not kind.database:  # `postgresql://` of unset variables
+        raise StoreUrlError(f"{shown_url(given)} names no database: give postgresql://USER@HOST/DATABASE")
+    ignored = set(kind.query) - _SQLITE_ARGS if kind.get_backend_name() == "sqlite" and "uri" not in kind.query else ()
+    if ignored:  # the driver would drop them with a warning: ?mode=ro would open the store read-write
+        raise StoreUrlError(f"{shown_url(given)}: the SQLite driver would ignore {', '.join(sorted(ignored))} in a file "
+                            "URL; options such as mode=ro need a URI: sqlite:///file:collect.db?mode=ro&uri=true")
     if kind.get_backend_name() == "sqlite" and _in_memory(kind):
         shown = given if kind.password is None else shown_url(given)  # as typed: sqlite:///:memory:
         raise StoreUrlError(f"{shown} is a database in memory, which every command would see empty; "

@@ -148,6 +148,20 @@ def test_store_url_that_is_not_a_database_url_exits_2(tmp_path: Path, command: s
     assert line.startswith(f"error: {url} is not a database URL") and why in line
 
 
+@pytest.mark.parametrize("command", ["history", "run", "import", "db upgrade"])
+@pytest.mark.parametrize("url, why", [
+    # unset variables: libpq connected to its default database and collect made a store there
+    ("postgresql://", "names no database: give postgresql://USER@HOST/DATABASE"),
+    # ignored by the driver, with a warning naming collect's source: the store opened read-write
+    ("sqlite:///s.db?mode=ro", ": the SQLite driver would ignore mode in a file URL; options such as mode=ro need a "
+                               "URI: sqlite:///file:collect.db?mode=ro&uri=true"),
+])
+def test_a_store_url_that_would_not_mean_what_it_says_exits_2(tmp_path: Path, command: str, url: str, why: str) -> None:
+    result = invoke(*commands(tmp_path)[command], "--db", url)
+    assert result.exit_code == 2, result.output
+    assert one_error_line(result) == f"error: {url}{'' if why.startswith(':') else ' '}{why}"
+
+
 def test_store_from_collect_db_is_reported_too(tmp_path: Path) -> None:
     result = invoke("history", env={"COLLECT_DB": MISSING})
     assert result.exit_code == 3
