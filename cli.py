@@ -249,7 +249,7 @@ def simulate(
         except BehaviorError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_INPUT)
-    first_day = _date_option("--start", start) if start else dt.date.today()
+    first_day = _date_option("--start", start) if start is not None else dt.date.today()  # '' is no date
     plans = [r.plan for r in _compile_all([policy] + ([compare] if compare else []), format, quiet)]
     costs = _costs(channels) if channels else None  # before the portfolio is read: it takes longer
     pay_link, refusals = _render_channels(channels) if channels and render else (None, None)
@@ -547,7 +547,7 @@ def history(db: DbOpt = None,
     """Every contact attempt made, in the contacts schema (docs/files.md): the audit log."""
     from .engine.history import history_text
 
-    first = _date_option("--since", since) if since else None
+    first = _date_option("--since", since) if since is not None else None
     _check_contacts_file(out)
     _not_an_input(out, "--out", {"store": _sqlite_file(db)})
     fmt = "jsonl" if out is not None and out.suffix == ".jsonl" else "csv"
@@ -613,7 +613,11 @@ def _date_option(option: str, value: str):
 
     from .engine.portfolio import FIRST_YEAR, LAST_YEAR
 
-    try:
+    import re
+
+    try:  # YYYY-MM-DD only: fromisoformat also takes 20261101 and 2026-W45-1, which the files refuse
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(value)
         day = dt.date.fromisoformat(value)
     except ValueError:
         typer.echo(f"error: {option} {value!r} is not a date (YYYY-MM-DD)", err=True)
@@ -638,7 +642,7 @@ def report(db: DbOpt = None, format: Annotated[ReportFormat, typer.Option("--for
 
     from .engine.report import report as build
 
-    today = _date_option("--date", date) if date else dt.date.today()
+    today = _date_option("--date", date) if date is not None else dt.date.today()
     _check_timezone(timezone)
     data = build(_store(db, create=False), today, days, timezone)
     from . import views

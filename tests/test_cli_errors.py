@@ -408,3 +408,12 @@ def test_a_bad_option_is_the_only_line_not_after_the_policys_warnings(tmp_path, 
     assert invoke("validate", str(tmp_path / "p.yaml")).stderr.count("warning") >= 1
     result = invoke(args[0], str(tmp_path / "p.yaml"), *args[1:], env={"COLLECT_DB": f"sqlite:///{tmp_path / 'c.db'}"})
     assert result.exit_code == 2 and said in one_error_line(result)
+
+
+@pytest.mark.parametrize("value", ["", "20261101", "2026-W45-1", "2026-11-1"])
+def test_a_date_option_is_yyyy_mm_dd_only(tmp_path, value):
+    """`--start ''` silently meant today, and 20261101 or 2026-W45-1 were taken (Python reads them), while
+    the message and the files say YYYY-MM-DD."""
+    result = invoke("simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(EXAMPLE / "portfolio.csv"),
+                    "--start", value, "-q")
+    assert result.exit_code == 2 and one_error_line(result) == f"error: --start {value!r} is not a date (YYYY-MM-DD)"
