@@ -55,6 +55,9 @@ def _writing(path: Path | None):
     if path.is_dir():
         typer.echo(f"error: {path} is a folder; give a file name", err=True)
         raise typer.Exit(EXIT_USAGE)
+    if (blocked := next((p for p in path.parents if p.exists() and not p.is_dir()), None)) is not None:
+        typer.echo(f"error: cannot write {path}: {blocked} is a file, not a folder", err=True)
+        raise typer.Exit(EXIT_RUNTIME)  # as any output that cannot be written
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield
