@@ -65,6 +65,12 @@ def load_yaml(text: str, file: str, diags: Diagnostics) -> Located | None:
         span = Span(file, mark.line + 1, mark.column + 1) if mark else Span(file, 1, 1)
         diags.error("yaml-syntax", f"YAML syntax error: {exc.problem or exc}", span, syntax_hint(text, exc))
         return None
+    except yaml.reader.ReaderError as exc:  # a control character: said where it is, not at 1:1 with an offset
+        at = exc.position
+        span = Span(file, text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at))
+        diags.error("yaml-syntax", f"YAML cannot hold the control character U+{exc.character:04X} "
+                    "(write it as an escape in a double-quoted string, such as \\x07, or leave it out)", span)
+        return None
     except yaml.YAMLError as exc:
         diags.error("yaml-syntax", f"YAML error: {exc}", Span(file, 1, 1))
         return None

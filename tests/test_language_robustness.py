@@ -118,3 +118,12 @@ def test_a_merge_key_without_a_mapping_is_an_error_and_the_rest_still_counts(mer
     assert ("yaml-value", 5, 14) in found  # at the `<<`
     col = text.splitlines()[4].index("x }") + 1
     assert ("bad-value", 5, col) in found and ("missing-key", 1, 1) in found  # the other keys are still checked
+
+
+def test_a_control_character_is_reported_where_it_is(tmp_path):
+    """It was reported at 1:1, over two lines, as 'position 202' in "<unicode string>"."""
+    path = tmp_path / "p.yaml"
+    path.write_text('policy: p\ntimezone: UTC\ndescription: "a\x07b"\n', encoding="utf-8")
+    (found,) = compile_policy(path).diagnostics.items
+    assert (found.code, found.span.line, found.span.col) == ("yaml-syntax", 3, 16)
+    assert found.message.startswith("YAML cannot hold the control character U+0007") and "\n" not in found.message
