@@ -28,7 +28,7 @@ def write_starter(directory: str | Path, force: bool = False) -> list[Path]:
     clashes = [str(dst) for _, dst in targets if dst.exists()]
     if clashes and not force:
         raise StarterExists(f"would overwrite {', '.join(clashes)}")
-    made = [d for d in [directory, *(dst.parent for _, dst in targets)] if not d.exists()]
+    made = {d for _, dst in targets for d in dst.parents if not d.exists()}  # to remove if this fails
     written: list[tuple[Path, Path]] = []
     try:  # every file beside its target first, then renamed into place: a full disk leaves nothing behind
         for src, dst in targets:

@@ -243,7 +243,7 @@ class Summary:
             elif d.status == "escalated":
                 self.tasks_by_queue[d.queue or "?"] += 1
 
-    def add_variants(self, rt: Runtime, state: CustomerState, decisions) -> dict[str, tuple]:
+    def add_variants(self, rt: Runtime, state: CustomerState, decisions) -> dict[str, list]:
         """Count the customer's units (customers or invoices, by the experiment's `unit`) and messages sent
         in each experiment's variants; a message about invoices in several variants counts once in each.
         Returns each invoice's (experiment, variant) pairs, for `add_money`."""

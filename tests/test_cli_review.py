@@ -133,13 +133,14 @@ def test_init_on_a_full_disk_leaves_nothing_and_names_the_file_it_was_writing(tm
             return self.handle.write(data)
     monkeypatch.setattr(scaffold.os, "fdopen", Full)
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["init", "project"])
+    result = runner.invoke(app, ["init", "work/project"])
     assert result.exit_code == 3
-    assert one_error_line(result) == ("error: cannot write the starter project: project/policy.yaml: "
+    assert one_error_line(result) == ("error: cannot write the starter project: work/project/policy.yaml: "
                                       "No space left on device")
-    assert not (tmp_path / "project").exists()
+    assert list(tmp_path.iterdir()) == []  # nor the folders it made
     monkeypatch.setattr(scaffold.os, "fdopen", real)  # space again: the retry works
-    assert runner.invoke(app, ["init", "project"]).exit_code == 0 and len(list((tmp_path / "project").iterdir())) == 4
+    assert runner.invoke(app, ["init", "work/project"]).exit_code == 0
+    assert len(list((tmp_path / "work" / "project").iterdir())) == 4
 
 
 # -- serve: an interval too long, an empty schedule ----------------------------------------------------
