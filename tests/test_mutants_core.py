@@ -385,3 +385,22 @@ def test_a_partial_payment_pays_its_fraction_of_the_balance():
     mail = Decision(now, "c1", ("F1",), "s", "a", "email", "m", "sent", keys=("a|F1",))
     [payment] = model.react(None, c, [mail], now)
     assert payment.amount == Decimal("83.33")
+
+
+def test_contacts_count_7d_is_a_rolling_window_like_a_cap_s(tmp_path):
+    """docs/language.md: a message sent exactly 7 days before the decision is out of contacts.count_7d, one
+    a minute later is in (the boundary a cap's rolling window has)."""
+    rt = runtime("""
+    stages:
+      s:
+        when: invoice.days_past_due >= 0
+        steps:
+          - { id: a, at: due 09:00, send: email, template: m, if: contacts.count_7d == 0 }
+    """, tmp_path, base=ALL_DAY)
+    outcomes = []
+    for minute in (0, 1):
+        c = customer()
+        invoice(c, "F1", "2026-11-18")
+        _sent(c, 2026, 11, 11, 9, minute)
+        outcomes.append(_outcome(decide(rt, c, _at(2026, 11, 18, 9, 0))))
+    assert [[o[2] for o in out] for out in outcomes] == [["sent"], []]
