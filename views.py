@@ -201,9 +201,14 @@ def caps_table(plan) -> Table:
         _key(table, column)
     for cap in plan["caps"]:
         cooldown = cap["cooldown_minutes"]
-        _row(table, cap["channel"], str(cap["max"]), format_duration(cap["per_minutes"]),
-             format_duration(cooldown) if cooldown else "")
+        _row(table, cap["channel"], str(cap["max"]), _period(cap["per_minutes"]), _period(cooldown) if cooldown else "")
     return table
+
+
+def _period(minutes: int) -> str:
+    """A cap's period in days when it is whole days (`7d`, as policies write it), not the plan's canonical
+    weeks (`1w`)."""
+    return f"{minutes // 1440}d" if minutes % 1440 == 0 else format_duration(minutes)
 
 
 def segments_table(plan) -> Table:

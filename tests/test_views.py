@@ -101,6 +101,8 @@ def test_plan_tables_keep_step_ids_and_window_times_whole_at_80_columns(screen):
     assert "…" not in out
     for value in ("prom-rec", "promise-1d", "08:00-19:00", "07:00-20:00", "09:00-18:00", "mon-fri", "cap", "tem-4f"):
         assert value in out, out
+    caps = out[out.index("Caps"):out.index("Segments")]
+    assert "7d" in caps and "5d" in caps and "1w" not in caps  # as the policy writes them, not the plan's 1w
 
 
 def test_windows_are_grouped_by_days_of_the_same_hours():
