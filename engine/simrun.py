@@ -310,11 +310,11 @@ class Summary:
             closing = sums["closing_balance"] = _open(inv.balance - before_end)
             if closing:
                 self.aging[bucket((last - inv.due_date).days)] += closing
-            money = self.money
-            for measure, amount in sums.items():
+            money, variants = self.money, self.variants
+            for measure, amount in sums.items():  # not Counter.update: a Python call per invoice, 1.7% of a run
                 money[measure] += amount
                 for cell in cells[inv.id] if cells else ():
-                    self.variants[cell + (measure,)] += amount
+                    variants[cell + (measure,)] += amount
         if state.promises:
             for promise in state.promises:
                 made, due, kept = promise_outcome(state, promise, first - dt.timedelta(days=1), last, tz)
