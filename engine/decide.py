@@ -482,6 +482,9 @@ class Decider:
             self._defer(group, channel, f"cap:{blocked}", until)
             return None
         block = self._unlawful(group, channel)
+        if block is not None and len(group) > 1 and block.until is not None:
+            lawful = self._lawful_part(group, channel)  # a rule per debt holds back only its own invoices
+            group, block = (lawful, None) if lawful else (group, block)
         if block is not None:
             if block.until is None:  # not without a change of state (consent, legal status): fall back
                 return block.reason
@@ -493,6 +496,18 @@ class Decider:
         self._emit(group, channel, "sent", reason, fallbacks=fallbacks)
         self.sent.append(SentContact(self.utc, channel, tuple(map(_invoice_id, group))))
         return None
+
+    def _lawful_part(self, group: list[Ready], channel: str) -> list[Ready]:
+        """Of a group message the law holds back for a while, the invoices it allows alone (a call about a
+        debt after a conversation about another, under a rule per debt); the others are deferred, each for
+        what holds it. Empty when every invoice is held: the group waits whole, as one message."""
+        blocks = [(r, self._unlawful([r], channel)) for r in group]
+        if all(b is not None for _, b in blocks) or any(b is not None and b.until is None for _, b in blocks):
+            return []
+        for r, b in blocks:
+            if b is not None:
+                self._defer([r], channel, b.reason, b.until)
+        return [r for r, b in blocks if b is None]
 
     def _unlawful(self, group: list[Ready], channel: str, at: dt.datetime | None = None):
         """The compliance guard, after the policy's own rules; no policy can switch it off (SPEC 5).
