@@ -26,12 +26,17 @@ class OffClock:
     country: str
     customers: tuple[str, ...]
     zones: tuple[str, ...]
+    home: bool = False  # the policy's own country, whose other zones keep other clocks (the US's, Mexico's)
 
     def line(self, policy_zone: str) -> str:
         shown = ", ".join(self.customers[:3]) + (", ..." if len(self.customers) > 3 else "")
         zones = ", ".join(self.zones[:3]) + (", ..." if len(self.zones) > 3 else "")
         count = "1 customer" if len(self.customers) == 1 else f"{len(self.customers)} customers"
         follow = "follows" if len(self.customers) == 1 else "follow"
+        if self.home:
+            return (f"{count} in {self.country} without a timezone ({shown}) {follow} the policy's {policy_zone} "
+                    f"hours, but {self.country} also keeps other clocks ({zones}): give those who live on "
+                    f"them a timezone column (docs/files.md)")
         return (f"{count} in {self.country} without a timezone ({shown}) {follow} the policy's {policy_zone} "
                 f"hours, but {self.country} keeps other clocks ({zones}): give them a timezone column "
                 f"(docs/files.md)")
@@ -87,8 +92,8 @@ def _clock(zone: str, year: int) -> tuple[dt.timedelta | None, ...]:
 
 def off_clock(customers, policy_zone: str, year: int) -> list[OffClock]:
     """By country, the customers without a time zone whose country keeps clocks other than the policy
-    zone's in `year` (its main zone's, or most of its zones'); `customers` have `id`, `timezone` and
-    `country` (an ISO code or None)."""
+    zone's in `year` (its main zone's, or most of its zones'; of the policy's own country, any of its
+    zones': `home`); `customers` have `id`, `timezone` and `country` (an ISO code or None)."""
     zones = country_zones()
     unzoned: dict[str, list[str]] = {}
     for c in customers:
@@ -98,9 +103,12 @@ def off_clock(customers, policy_zone: str, year: int) -> list[OffClock]:
     found = []
     for country, ids in sorted(unzoned.items()):
         theirs = zones.get(country, ())
-        if country in home or not theirs:
+        if not theirs:
             continue
         differ = tuple(z for z in theirs if _clock(z, year) != own)
-        if differ and (differ[0] == theirs[0] or 2 * len(differ) > len(theirs)):
+        if country in home:  # most are on the policy's clock, but a call at 08:00 New York is 05:00 in LA
+            if differ:
+                found.append(OffClock(country, tuple(sorted(ids)), differ, home=True))
+        elif differ and (differ[0] == theirs[0] or 2 * len(differ) > len(theirs)):
             found.append(OffClock(country, tuple(sorted(ids)), differ))
     return found

@@ -28,12 +28,26 @@ def test_customers_of_a_country_on_other_clocks_are_reported_by_country():
 
 
 def test_the_policy_s_own_country_is_known_under_any_name_of_its_zone():
-    """`US/Eastern` is America/New_York (the same tzdata file), `America/Montreal` is Toronto's."""
-    assert off_clock([who("C1", "US")], "US/Eastern", 2026) == []
-    assert off_clock([who("C1", "CA")], "America/Montreal", 2026) == []
-    assert [f.country for f in off_clock([who("C1", "US")], "America/Montreal", 2026)] == ["US"]
+    """`US/Eastern` is America/New_York (the same tzdata file), `America/Montreal` is Toronto's. The own
+    country of several clocks is said as such (`home`): most customers may be on the policy's clock."""
+    def found(customers, zone):
+        return [(f.country, f.home) for f in off_clock(customers, zone, 2026)]
+    assert found([who("C1", "US")], "US/Eastern") == [("US", True)]
+    assert found([who("C1", "CA")], "America/Montreal") == [("CA", True)]
+    assert found([who("C1", "US")], "America/Montreal") == [("US", False)]
     # one more name of Phoenix's zone: not a zone of Canada's, whose Creston shares Phoenix's clock
-    assert [f.country for f in off_clock([who("C1", "US"), who("C2", "CA")], "US/Arizona", 2026)] == ["CA"]
+    assert found([who("C1", "US"), who("C2", "CA")], "US/Arizona") == [("CA", False), ("US", True)]
+
+
+def test_customers_of_the_policy_s_own_country_of_several_clocks_are_warned_about():
+    """A US customer without a timezone under a New York policy was called at 08:00 New York time, 05:00 in
+    Los Angeles, with no warning (Reg F's hours are the consumer's); a one-clock country has none."""
+    (us,) = off_clock([who("C1", "US"), who("C2", "US")], "America/New_York", 2026)
+    assert "America/Los_Angeles" in us.zones and "America/Detroit" not in us.zones  # Detroit: New York's clock
+    assert us.line("America/New_York").startswith(
+        "2 customers in US without a timezone (C1, C2) follow the policy's America/New_York hours, but US also "
+        "keeps other clocks (America/Chicago")
+    assert off_clock([who("C1", "PE"), who("C2", "CO")], "America/Lima", 2026) == []
 
 
 def test_a_country_is_reported_when_its_main_zone_or_most_of_its_zones_keep_other_clocks():
@@ -50,7 +64,7 @@ def test_a_country_is_reported_when_its_main_zone_or_most_of_its_zones_keep_othe
 def test_a_country_is_on_other_clocks_when_only_its_summer_differs():
     """Havana keeps Lima's UTC-5 in winter but not in summer (DST): contacts an hour off half the year."""
     assert [f.country for f in off_clock([who("C1", "CU")], "America/Lima", 2026)] == ["CU"]
-    assert off_clock([who("C1", "US")], "America/New_York", 2026) == []  # the policy's own country
+    assert off_clock([who("C1", "PE")], "America/Bogota", 2026) == []  # Peru: UTC-5 all year, as Bogota
 
 
 POLICY = ("policy: p\ntimezone: America/Lima\ncurrency: PEN\nwindows:\n  default: { mon-fri: \"08:00-19:00\" }\n"
