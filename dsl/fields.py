@@ -8,6 +8,8 @@ compile time and read with the right conversion from CSV.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 # name -> type; types are the names of FIELD_TYPES in dsl.model
 BUILTIN_FIELDS: dict[str, str] = {
     "invoice.id": "str",
@@ -54,15 +56,31 @@ def schema_for(custom: dict[str, str] | None = None) -> dict[str, str]:
 
 def currency_problem(code: str) -> str | None:
     """Why `code` is no ISO 4217 currency code (the policy's `currency:`, a CSV's currency column,
-    --currency), or None. Checked against CLDR's list (babel's, which formats the amounts), not only its
+    --currency), or None. Checked against CLDR's (babel's, which formats the amounts), not only its
     shape: a `UDS` typo would split every report into two currencies."""
+    known = _currencies()
+    if len(code) == 3 and code.isascii() and code.isalpha() and code.isupper() and code in known:
+        return None
     from babel.numbers import list_currencies
 
-    if len(code) == 3 and code.isascii() and code.isalpha() and code.isupper() and code in list_currencies():
-        return None
-    # lower case, or two letters swapped (UDS); not any code one letter away: the list holds retired
-    # ones (UGS, ZRZ), which would mislead
+    if code in list_currencies():  # MXP, the Mexican peso of before 1993
+        return f"'{code}' is a currency no country has used since 2000 (a typo of today's code?)"
+    # lower case, or two letters swapped (UDS); not any code one letter away (EUO: ERN? EUR?)
     upper = code.upper()
     guesses = [upper] + [upper[:i] + upper[i + 1] + upper[i] + upper[i + 2:] for i in range(len(upper) - 1)]
-    meant = next((g for g in guesses if len(g) == 3 and g in list_currencies()), None)
+    meant = next((g for g in guesses if len(g) == 3 and g in known), None)
     return f"'{code}' is not an ISO 4217 currency code ({f'did you mean {meant!r}?' if meant else 'e.g. PEN, USD'})"
+
+
+@lru_cache(maxsize=1)
+def _currencies() -> frozenset[str]:
+    """The currencies some country has used since 2000 (CLDR's territory data, funds such as Chile's CLF
+    included): not MXP, the Mexican peso of before 1993, which a MXN invoice means."""
+    import datetime as dt
+
+    from babel.core import get_global
+    from babel.numbers import get_territory_currencies
+
+    return frozenset(code for territory in get_global("territory_currencies")
+                     for code in get_territory_currencies(territory, dt.date(2000, 1, 1), dt.date.today(),
+                                                          non_tender=True))

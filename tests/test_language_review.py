@@ -226,11 +226,16 @@ def test_a_time_zone_named_by_its_city_or_misspelt_gets_a_did_you_mean(tmp_path,
     assert result.exit_code == 2 and (f"did you mean '{meant}'?" in result.output) == bool(meant)
 
 
-@pytest.mark.parametrize("code, said", [("UDS", "did you mean 'USD'?"), ("ZZZ", "e.g. PEN, USD")])
+@pytest.mark.parametrize("code, said", [
+    ("UDS", "is not an ISO 4217 currency code (did you mean 'USD'?)"),
+    ("ZZZ", "is not an ISO 4217 currency code (e.g. PEN, USD)"),
+    ("MXP", "is a currency no country has used since 2000 (a typo of today's code?)"),  # the peso before 1993
+])
 def test_a_currency_of_the_right_shape_that_is_no_currency_is_an_error(tmp_path, code, said):
     """`currency: UDS` passed: only the shape was checked, and money printed as 'UDS 1,234.00'."""
     result, _ = compile_yaml(tmp_path, extra=f"currency: {code}")
-    assert [d.message for d in errors(result)] == [f"'{code}' is not an ISO 4217 currency code ({said})"]
+    assert [d.message for d in errors(result)] == [f"'{code}' {said}"]
+    assert compile_yaml(tmp_path, extra="currency: CLF")[0].plan is not None  # Chile's UF, a unit of account
 
 
 def test_send_without_channels_and_a_misspelt_holidays_say_what_is_meant(tmp_path):
