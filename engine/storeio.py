@@ -23,6 +23,7 @@ from .state import (CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, Payme
 
 KINDS = ("customers", "invoices", "payments", "promises", "disputes", "events")
 EVENT_TYPES = ("delivered", "read", "clicked", "replied", "bounced", "failed", "opted_out", "conversation")
+NO_CONVERSATION = ("webhook", "letter")  # channels no one answers on
 UTC = dt.timezone.utc
 UPDATED_KINDS = ("customers", "invoices", "disputes")  # imported again, a row updates the stored one
 
@@ -492,6 +493,9 @@ def _event_rows(conn: Connection, table: Table, channels: set[str], zone) -> lis
         if channel and channel not in channels:
             hint = suggest(channel, channels)
             cells.problem("channel", f"unknown channel '{channel}'" + (f" ({hint})" if hint else ""))
+        elif kind == "conversation" and channel in NO_CONVERSATION:  # it would start a call lock for nothing
+            cells.problem("channel", f"a conversation is with a person: not on '{channel}' (a call is on voice, "
+                          "an agent's on agent)")
         if contact_id and contact is None:
             cells.problem("contact_id", f"unknown contact '{contact_id}' (neither a contact key nor a provider id)")
         # a report about a contact is about its customer: a STOP must not opt out another one

@@ -182,3 +182,15 @@ def test_an_event_about_another_customer_s_contact_is_refused(cli):
     with engine.connect() as conn:
         assert dict(conn.execute(select(s.customers.c.id, s.customers.c.optouts)).all()) == {"C1": ["sms"], "C2": []}
     engine.dispose()
+
+
+def test_a_conversation_on_a_channel_no_one_answers_on_is_refused(cli):
+    """`conversation` on webhook or letter was stored, and would start a lock on calls (Reg F) for nothing."""
+    said(cli("invoices", "facturas.csv", INVOICES))
+    events = ("at,channel,type,customer_id\n2026-11-20T10:00,webhook,conversation,C1\n"
+              "2026-11-20T11:00,voice,conversation,C1\n")
+    result = cli("events", "eventos.csv", events)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "eventos.csv:2: column channel: a conversation is with a person: not on 'webhook' (a call is on voice, an "
+        "agent's on agent)", "nothing imported: 1 problem(s)"]
