@@ -647,6 +647,12 @@ class Table:
                                     "(remove the blank lines before the header)"))
             return
         self.headers = [h.strip() for h in rows[0][1]]
+        named = [i for i, h in enumerate(self.headers) if h]
+        for i in range(named[-1]):  # a trailing delimiter names nothing; a column amid named ones holds data
+            if not self.headers[i]:
+                after = f" (after '{self.headers[i - 1]}')" if i and self.headers[i - 1] else ""
+                problems.append(Problem(self.file, 1, None, f"column {i + 1} has no header{after}: name it, or "
+                                        "remove the column (its cells would be lost)"))
         source_of = cmap.source_of()
         for i, h in enumerate(self.headers):
             name = source_of.get(h, h)

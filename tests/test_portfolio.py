@@ -429,3 +429,13 @@ def test_amounts_are_read_to_the_store_s_six_decimal_places(tmp_path):
     book = read(portfolio, payments=payments)
     assert (book.invoices["A"].amount, book.invoices["A"].balance, book.payments[0].amount) == (
         Decimal("100.000000"), Decimal("100.000000"), Decimal("99.995000"))
+
+
+def test_a_column_without_a_header_amid_named_ones_is_an_error_and_a_trailing_one_is_not(tmp_path):
+    """A column with an empty header between two named ones lost its cells without a word; only an export's
+    trailing delimiter names nothing on purpose."""
+    middle = write(tmp_path, "m.csv", "invoice_id,customer_id,,amount,due_date\nF1,c1,x,1,2026-01-01\n")
+    assert problems(middle) == ["1: column 3 has no header (after 'customer_id'): name it, or remove the column "
+                                "(its cells would be lost)"]
+    trailing = write(tmp_path, "t.csv", "invoice_id,customer_id,amount,due_date,,\nF1,c1,1,2026-01-01,,\n")
+    assert list(read(trailing).invoices) == ["F1"]
