@@ -320,10 +320,10 @@ def _check_ours(engine: Engine, given: str, create: bool) -> None:
     exists'), and otherwise added collect's tables to it, even for a command that only reads. A store
     whose creation will make the tables (`create`) may share a server's database with other tables,
     but not with tables of collect's names."""
-    if current_version(engine) is not None:
-        return
-    tables = set(inspect(engine).get_table_names()) - {"alembic_version"}
-    if not tables or "schema_version" in tables:  # empty, or a collect 0.1 store (migrated from schema_version)
+    # one look at the table names: a first open migrating meanwhile commits its tables and alembic_version
+    # together, so reading the version first and the tables after could see the tables without it
+    tables = set(inspect(engine).get_table_names())
+    if not tables or tables & {"alembic_version", "schema_version"}:  # empty, ours, or a collect 0.1 store
         return
     clash = sorted(tables & set(metadata.tables))
     if clash or not create:
