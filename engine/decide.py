@@ -251,18 +251,11 @@ class Decider:
         return found
 
     def _paused(self, invoice: InvoiceInfo, ctx: dict) -> bool:
-        # without a dispute recorded or a status given as disputed, the status (events._status) is not
-        # disputed: most visits skip working it out
-        if ("disputed" in self.rt.pause_when and (self.state.disputes or invoice.status == "disputed")
-                and ctx["invoice.status"] == "disputed"):
-            return True
-        if "promise_active" in self.rt.pause_when:
-            promise = promise_active(self.state, invoice, self.now)
-            if promise is not None:
-                # the cadence resumes the day after the promised date if the promise is not kept
-                self.out.wake_at(_day_start(promise.promised_date + dt.timedelta(days=1), self.tz))
-                return True
-        return False
+        pause = pause_of(self.rt, self.state, invoice, ctx, self.now)
+        if pause is not None and pause != "disputed":
+            # the cadence resumes the day after the promised date if the promise is not kept
+            self.out.wake_at(_day_start(pause.promised_date + dt.timedelta(days=1), self.tz))
+        return pause is not None
 
     def _trigger(self, step: StepRt, anchor: dt.date) -> dt.datetime:
         return self.rt.step_trigger(step, anchor, self.tz).astimezone(UTC)
@@ -859,6 +852,17 @@ def held_now(rt: Runtime, state: CustomerState, now: dt.datetime, invoice_ids, c
         return None
     block = rt.guard.check(state.customer, channel, ids, decider.now, decider.sent, state.conversations)
     return None if block is None else (block.reason, block.until)
+
+
+def pause_of(rt: Runtime, state: CustomerState, invoice: InvoiceInfo, ctx, now: dt.datetime):
+    """What pauses the invoice's due-date cadence now (SPEC 4.6, `pause_when`): "disputed", the active
+    promise, or None. The core's rule, which `collect explain` tells."""
+    # without a dispute recorded or a status given as disputed, the status (events._status) is not
+    # disputed: most visits skip working it out
+    if ("disputed" in rt.pause_when and (state.disputes or invoice.status == "disputed")
+            and ctx["invoice.status"] == "disputed"):
+        return "disputed"
+    return promise_active(state, invoice, now) if "promise_active" in rt.pause_when else None
 
 
 def stopped(rt: Runtime, state: CustomerState, invoice: InvoiceInfo, now: dt.datetime) -> bool:

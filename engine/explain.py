@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from . import store as s
-from .decide import decide, not_for_this_invoice, stopped
+from .decide import decide, not_for_this_invoice, pause_of, stopped
 from .events import Context, Facts, event_trigger, issued, occurrences, promise_active
 from .runner import NEVER, next_look
 from .runtime import Runtime
@@ -167,14 +167,13 @@ def _rest(state, invoice, local, stopped, stage, owner, trigger, occ) -> tuple[s
 
 
 def _pause(rt, state, invoice, ctx, local) -> tuple[str, dt.datetime | None]:
-    """What pauses the invoice's due-date cadence now (the core's `_paused`), or "", and when it resumes
+    """What pauses the invoice's due-date cadence now (the core's `pause_of`), or "", and when it resumes
     unless the pause changes: a promise not kept the day after its date, a dispute when resolved (None)."""
-    if "disputed" in rt.pause_when and ctx["invoice.status"] == "disputed":
-        return "disputed", None
-    if "promise_active" in rt.pause_when and (promise := promise_active(state, invoice, local)) is not None:
-        day = promise.promised_date + dt.timedelta(days=1)
-        return f"promise to pay by {promise.promised_date}", dt.datetime.combine(day, dt.time(), local.tzinfo)
-    return "", None
+    pause = pause_of(rt, state, invoice, ctx, local)
+    if pause is None or pause == "disputed":
+        return pause or "", None
+    day = pause.promised_date + dt.timedelta(days=1)
+    return f"promise to pay by {pause.promised_date}", dt.datetime.combine(day, dt.time(), local.tzinfo)
 
 
 def _next_look(look: dt.datetime | None, tz) -> str:
