@@ -307,7 +307,7 @@ def connect(url: str | None = None, upgrade: bool = True, create: bool = True) -
             pass
     except DBAPIError as exc:
         reason = (str(exc.orig).strip() or type(exc.orig).__name__).splitlines()[0]  # the driver's own words
-        raise StoreError(f"cannot open the store {shown_url(given)}: {reason}") from exc
+        raise StoreError(f"cannot open the store {shown_url(given)}: {reason}{_file_hint(url)}") from exc
     _check_ours(engine, given, create)
     if upgrade:
         migrate(engine)
@@ -323,22 +323,50 @@ def _check_ours(engine: Engine, given: str, create: bool) -> None:
     # one look at the table names: a first open migrating meanwhile commits its tables and alembic_version
     # together, so reading the version first and the tables after could see the tables without it
     tables = set(inspect(engine).get_table_names())
+    clash = sorted(tables & set(metadata.tables))
+    if "alembic_version" in tables and not clash:
+        # another application's Alembic schema: its revision, unknown here, would read as a newer collect's
+        raise StoreError(f"{shown_url(given)} is not a collect store: it holds another application's Alembic "
+                         f"schema ({', '.join(sorted(tables)[:5])}{', ...' if len(tables) > 5 else ''}) and no "
+                         "collect tables (--db or $COLLECT_DB says which store)")
     if not tables or tables & {"alembic_version", "schema_version"}:  # empty, ours, or a collect 0.1 store
         return
-    clash = sorted(tables & set(metadata.tables))
     if clash or not create:
         raise StoreError(f"{shown_url(given)} is not a collect store: it holds other tables "
                          f"({', '.join(sorted(clash or tables)[:5])}{', ...' if len(clash or tables) > 5 else ''}) and no "
                          "collect schema (--db or $COLLECT_DB says which store)")
 
 
-def _missing_file(url: str) -> str | None:
-    """The file a SQLite URL names when it does not exist (None: it does, or the store is no file)."""
+def _sqlite_file(url: str) -> str | None:
+    """The file a SQLite URL names (None: the store is no file)."""
     kind = make_url(url)
     if kind.get_backend_name() != "sqlite" or not kind.database:
         return None
-    path = kind.database.removeprefix("file:").split("?", 1)[0] if kind.query.get("uri") else kind.database
-    return None if os.path.exists(path) else path
+    return kind.database.removeprefix("file:").split("?", 1)[0] if kind.query.get("uri") else kind.database
+
+
+def _missing_file(url: str) -> str | None:
+    """The file a SQLite URL names when it does not exist (None: it does, or the store is no file)."""
+    path = _sqlite_file(url)
+    return None if path is None or os.path.exists(path) else path
+
+
+def _file_hint(url: str) -> str:
+    """Why SQLite could not open its file, where the driver only says 'unable to open database file'."""
+    path = _sqlite_file(url)
+    if path is None:
+        return ""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return f" ({path} is a folder)"
+    if not os.path.isdir(folder):
+        return f" (there is no folder {folder})"
+    # SQLite writes its journal beside the file, so even a store that is only read needs the folder
+    if not os.access(folder, os.W_OK):
+        return f" (the folder {folder} cannot be written: SQLite keeps its journal beside the store)"
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        return f" ({path} cannot be read and written)"
+    return ""
 
 
 def _in_memory(url) -> bool:

@@ -3,9 +3,12 @@ each as one line on stderr, never a traceback; and `history --since` on the cust
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import os
 import sqlite3
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -126,11 +129,46 @@ def commands(tmp_path: Path) -> dict[str, list[str]]:
 def test_store_that_cannot_be_opened_exits_3(tmp_path: Path, command: str) -> None:
     result = invoke(*commands(tmp_path)[command], "--db", MISSING)
     assert result.exit_code == 3, result.output
-    reason = "unable to open database file"
+    reason = "unable to open database file (there is no folder /nonexistent/dir)"
     if command in ("history", "tasks", "report", "explain"):  # they only read the store: no file is made
         reason = f"there is no {MISSING.removeprefix('sqlite:///')} (collect import and collect run create a " \
                  "store; --db or $COLLECT_DB says which)"
     assert one_error_line(result) == f"error: cannot open the store {MISSING}: {reason}"
+
+
+def test_a_store_sqlite_cannot_open_says_why_not_just_the_driver_s_words(tmp_path: Path) -> None:
+    """SQLite says only 'unable to open database file' for a folder, a missing folder, or a folder it
+    cannot write its journal in: the error says which."""
+    (tmp_path / "store").mkdir()
+    result = invoke(*commands(tmp_path)["import"], "--db", f"sqlite:///{tmp_path}/store")
+    assert result.exit_code == 3
+    assert one_error_line(result).endswith(f"unable to open database file ({tmp_path}/store is a folder)")
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    with read_only(readonly):
+        result = invoke(*commands(tmp_path)["import"], "--db", f"sqlite:///{readonly}/c.db")
+        assert result.exit_code == 3
+        assert one_error_line(result).endswith(f"(the folder {readonly} cannot be written: SQLite keeps its "
+                                               "journal beside the store)")
+        assert not list(readonly.iterdir())
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """`folder` made read-only for the block: by its mode, or for root (who writes any folder) by mounting
+    a read-only tmpfs on it."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield
+        folder.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"root writes any folder, and this machine cannot mount a read-only one: {mounted.stderr!r}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 @pytest.mark.parametrize("command", ["history", "run", "import", "db upgrade"])
@@ -243,6 +281,24 @@ def test_a_database_that_is_not_a_collect_store_is_one_line_and_left_as_it_was(t
                                       f"({table}) and no collect schema (--db or $COLLECT_DB says which store)")
     with sqlite3.connect(path) as conn:
         assert [r[0] for r in conn.execute("select name from sqlite_master")] == [table]
+
+
+def test_another_application_s_alembic_database_is_not_taken_for_a_newer_collect_store(tmp_path):
+    """Its alembic_version made the migration stop at an unknown revision, 'newer than this collect'."""
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("create table alembic_version (version_num varchar(32) primary key)")
+        conn.execute("insert into alembic_version values ('3f2a9c1d7e44')")
+        conn.execute("create table users (id int)")
+    for command in (["report"], ["db", "upgrade"], ["import", "invoices", str(EXAMPLE / "portfolio.csv")]):
+        result = invoke(*command, "--db", f"sqlite:///{path}")
+        assert result.exit_code == 3, result.output
+        assert one_error_line(result) == (f"error: sqlite:///{path} is not a collect store: it holds another "
+                                          "application's Alembic schema (alembic_version, users) and no collect "
+                                          "tables (--db or $COLLECT_DB says which store)")
+    with sqlite3.connect(path) as conn:
+        assert sorted(r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")) == [
+            "alembic_version", "users"]
 
 
 def test_simulate_creates_the_folder_of_its_output(tmp_path):
