@@ -26,12 +26,13 @@ import itertools
 import os
 import re
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from functools import lru_cache
 from pathlib import Path
 
 from ..dsl.diagnostics import near_typo, suggest
 from . import templatelimits as limits
+from .portfolio import FIELD_DIGITS
 
 VARIABLES = ("customer", "invoice", "invoices", "total_balance", "pay_link", "promise", "currency", "today")
 RECORDS = {"customer": "customer", "invoice": "invoice", "promise": "promise"}  # variable -> schema namespace
@@ -242,11 +243,14 @@ def _message_filters(jinja: dict, html: bool = False) -> dict:
         if amount is None:
             return ""
         where = _given_locale(locale) if locale else _locale(ctx)
-        if isinstance(amount, Total) and not currency:
-            return " + ".join(format_currency(v, code, locale=where) for code, v in amount.parts.items())
-        value = amount if isinstance(amount, Decimal) else Decimal(str(amount))
-        return format_currency(value, currency or getattr(amount, "currency", None) or ctx.get("currency") or "USD",
-                               locale=where)
+        # Babel rounds to the currency's places in the current context: at Decimal's default precision
+        # (28 digits) a number field of 27 or 28 digits failed with InvalidOperation instead of printing
+        with localcontext(prec=2 * FIELD_DIGITS):
+            if isinstance(amount, Total) and not currency:
+                return " + ".join(format_currency(v, code, locale=where) for code, v in amount.parts.items())
+            value = amount if isinstance(amount, Decimal) else Decimal(str(amount))
+            code = currency or getattr(amount, "currency", None) or ctx.get("currency") or "USD"
+            return format_currency(value, code, locale=where)
 
     @pass_context
     def date(ctx, value, format="medium", locale=None):

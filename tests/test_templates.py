@@ -87,6 +87,12 @@ def test_money_with_explicit_currency_and_dates():
     assert render("{{ invoice.due_date | date('long') }}", ctx("en", "US")) == "November 20, 2026"
 
 
+def test_money_writes_a_number_field_of_decimal_s_full_28_digits():
+    """Rounding to cents at Decimal's default precision failed with InvalidOperation for 27 or 28 digits."""
+    assert render('{{ 9999999999999999999999999999 | money("USD", "en_US") }}', ctx()) == (
+        "$9,999,999,999,999,999,999,999,999,999.00")
+
+
 def test_each_template_kind_renders():
     context = ctx()
     email = render_channel(EmailTemplate(subject="F {{ invoice.number }}", body="{{ invoices | length }} facturas",
