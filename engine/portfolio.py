@@ -67,9 +67,14 @@ class Problem:
 
     def __str__(self) -> str:
         where = f" column {self.column}:" if self.column else ""
-        # one problem per line: a value quoted in a reason may hold a line break (a quoted cell can)
-        reason = self.reason.replace("\r", "\\r").replace("\n", "\\n")
+        # one problem per line, every character visible: a value quoted in a reason may hold a line break
+        # (a quoted cell can) or a control character, which a terminal would hide or act on
+        reason = self.reason.translate(_VISIBLE)
         return f"{self.file}:{self.row}:{where} {reason}"
+
+
+# control characters as Python writes them in a string: \n, \r, \t, \x01, \x7f
+_VISIBLE = {code: repr(chr(code))[1:-1] for code in [*range(32), 127]}
 
 
 class CsvError(Exception):

@@ -183,3 +183,11 @@ def test_payments_without_historic_or_historic_without_payments_is_said(tmp_path
     assert result.exit_code == 0
     assert [line for line in result.stderr.splitlines() if line.startswith("warning: ")] == ([said] if said else [])
     assert CliRunner().invoke(app, command + ["-q"]).stderr == ""  # quiet, for cron
+
+
+def test_a_control_character_in_a_cell_is_shown_in_the_error_not_hidden_by_the_terminal(tmp_path):
+    """'America/Lima\x01' looked like 'America/Lima' in the message, which then made no sense."""
+    text = "invoice_id,customer_id,amount,due_date,timezone\nI1,C1,100,2026-11-20,America/Lima\x01\n"
+    result = simulate(tmp_path, {"p.csv": text})
+    assert (result.exit_code, result.stderr.splitlines()) == (1, [
+        "p.csv:2: column timezone: unknown time zone 'America/Lima\\x01' (did you mean 'America/Lima'?)"])
