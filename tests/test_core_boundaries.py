@@ -174,3 +174,47 @@ def test_the_cadence_resumes_once_the_dispute_is_resolved(tmp_path):
                                   dt.datetime(2026, 11, 20, 12, tzinfo=LIMA)))
     result = run(rt, [c], "2026-11-17", 10)
     assert [(r[0], r[1]) for r in rows(result)] == [("2026-11-20 12:00", "od-1"), ("2026-11-23 08:00", "od-7")]
+
+
+def _facts_at_decision(tmp_path, field: str, history) -> list[bool]:
+    """For each `history(customer)`, is `field == 1` at a decision on 2026-11-18 09:00 Lima (F1's due step)?"""
+    rt = runtime(f"""
+    stages:
+      s:
+        when: invoice.days_past_due >= 0
+        steps:
+          - {{ id: a, at: due 09:00, send: email, template: m, if: "{field} == 1" }}
+    """, tmp_path, base=ALL_DAY)
+    seen = []
+    for fill in history:
+        c = customer()
+        invoice(c, "F0", "2025-11-01", status="written_off")
+        invoice(c, "F1", "2026-11-18")
+        fill(c)
+        out = decide(rt, c, dt.datetime(2026, 11, 18, 9, 0, tzinfo=LIMA))
+        seen.append([d.status for d in out.decisions] == ["sent"])
+    return seen
+
+
+def test_late_payments_12m_counts_a_payment_exactly_365_days_before_the_decision(tmp_path):
+    """docs/language.md: invoices paid late by a payment of the last 365 days, that boundary included."""
+    from collect.engine.state import PaymentInfo
+
+    def paid(minute):
+        def fill(c):
+            at = (dt.datetime(2025, 11, 18, 8, 59, tzinfo=LIMA) + dt.timedelta(minutes=minute)).astimezone(UTC)
+            c.payments.append(PaymentInfo("p1", "F0", Decimal("1000"), at))
+        return fill
+    assert _facts_at_decision(tmp_path, "customer.late_payments_12m", [paid(0), paid(1)]) == [False, True]
+
+
+def test_broken_promises_12m_counts_a_promised_date_365_days_before_the_day_of_the_decision(tmp_path):
+    """docs/language.md: promises broken whose promised date is at most 365 days before the decision's day."""
+    from collect.engine.state import PromiseInfo
+
+    def promised(day):
+        def fill(c):
+            made = dt.datetime(2025, 11, 1, 9, 0, tzinfo=LIMA).astimezone(UTC)
+            c.promises.append(PromiseInfo("p1", Decimal("1000"), dt.date(2025, 11, day), made, "F0"))
+        return fill
+    assert _facts_at_decision(tmp_path, "customer.broken_promises_12m", [promised(17), promised(18)]) == [False, True]
