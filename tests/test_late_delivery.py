@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from coretools import Flaky
+from runtools import REFUSED, Provider, sms_store
 from sqlalchemy import select
 
-from collect.adapters.base import DeliveryResult
 from collect.engine import store as s
 from collect.engine.channels import Channels
 from collect.engine.compiler import compile_policy
@@ -151,27 +151,6 @@ CAPPED = """\
     """
 
 
-class Locked:
-    """A provider whose account is refused (a rotated token) until `up`: its messages wait, unattempted."""
-
-    name = "locked"
-    supports_html = supports_templates = False
-    free_text = True
-    dedupes = False
-
-    def __init__(self):
-        self.up, self.placed, self.now = False, [], None
-
-    def send(self, message):
-        if not self.up:
-            return DeliveryResult.account("20003", "authentication failed")
-        self.placed.append((message.channel, self.now))
-        return DeliveryResult.sent(message.key)
-
-    def close(self):
-        pass
-
-
 def test_a_late_delivery_keeps_the_policy_s_caps_at_the_moment_it_goes(db_url, tmp_path, monkeypatch):
     """s1's SMS waits for its account to be fixed; meanwhile e2's email goes out. Sent then, s1 would be
     a second contact within a day of it: it waits until the cap frees up."""
@@ -185,44 +164,24 @@ def test_a_late_delivery_keeps_the_policy_s_caps_at_the_moment_it_goes(db_url, t
                                     "A,C1,100,2026-11-02,+51987654321,ana@example.pe\n")
     import_file(engine, "invoices", tmp_path / "i.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
     channels = Channels()
-    provider = channels.instances["sms"] = channels.instances["email"] = Locked()
+    provider = channels.instances["sms"] = channels.instances["email"] = Provider(down=REFUSED)
     runner = Runner(engine, plan, channels)
 
     def tick(day, hour, minute=0):
         provider.now = dt.datetime(2026, 11, day, hour, minute, tzinfo=lima)
         return runner.tick(provider.now)
     tick(3, 10)  # s1 decided on SMS: the account is refused, it waits
-    provider.up = True  # email works again
-    channels.instances["sms"] = Locked()  # the SMS account is still refused
+    provider.down = None  # email works again
+    channels.instances["sms"] = Provider(down=REFUSED)  # the SMS account is still refused
     tick(4, 10)  # e2 goes out by email; s1 is still waiting
     channels.instances["sms"] = provider  # the SMS account is fixed
     tick(4, 10, 30)
-    assert provider.placed == [("email", dt.datetime(2026, 11, 4, 10, 0, tzinfo=lima))]
+    assert provider.sent_at == [("email", dt.datetime(2026, 11, 4, 10, 0, tzinfo=lima))]
     with engine.connect() as conn:
         waiting = conn.execute(select(s.contacts).where(s.contacts.c.step == "s1")).one()
     assert waiting.status == "sending" and "held by cap:" in waiting.reason
     tick(5, 10)
-    assert provider.placed[-1] == ("sms", dt.datetime(2026, 11, 5, 10, 0, tzinfo=lima))
-
-
-def sms_store(db_url, tmp_path, policy: str):
-    """(engine, provider, tick(day, hour, minute=0)) for one customer with an SMS number (invoice A, due
-    2026-11-02) under `policy`, its SMS on a Locked provider, ticks at Lima times of November 2026."""
-    path = tmp_path / "policy.yaml"
-    path.write_text(policy)
-    plan = compile_policy(path).plan
-    engine = s.connect(db_url)
-    (tmp_path / "i.csv").write_text("invoice_id,customer_id,amount,due_date,phone\nA,C1,100,2026-11-02,+51987654321\n")
-    import_file(engine, "invoices", tmp_path / "i.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
-    channels = Channels()
-    provider = channels.instances["sms"] = Locked()
-    runner = Runner(engine, plan, channels)
-
-    def tick(day, hour, minute=0):
-        provider.now = dt.datetime(2026, 11, day, hour, minute, tzinfo=ZoneInfo("America/Lima"))
-        return runner.tick(provider.now)
-    tick.runner = runner
-    return engine, provider, tick
+    assert provider.sent_at[-1] == ("sms", dt.datetime(2026, 11, 5, 10, 0, tzinfo=lima))
 
 
 def test_contacts_held_up_by_an_outage_are_released_within_the_caps_not_all_at_once(db_url, tmp_path, monkeypatch):
@@ -232,14 +191,14 @@ def test_contacts_held_up_by_an_outage_are_released_within_the_caps_not_all_at_o
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("collect.engine.runner.RECOVER_CHUNK", 1)  # taken one at a time, oldest first all the same
     lima = ZoneInfo("America/Lima")
-    engine, provider, tick = sms_store(db_url, tmp_path, textwrap.dedent(CAPPED).replace(
+    engine, _, _, provider, tick = sms_store(db_url, tmp_path, CAPPED.replace(
         "{ id: s1, at: due+1d 10:00", "{ id: z1, at: due+1d 10:00").replace(
-        "{ id: e2, at: due+2d 10:00, send: email", "{ id: a3, at: due+3d 10:00, send: sms"))
+        "{ id: e2, at: due+2d 10:00, send: email", "{ id: a3, at: due+3d 10:00, send: sms"), provider=Provider(REFUSED))
     tick(3, 10)  # z1 decided, waits for the account
     tick(5, 10)  # a3 decided (z1, on the 3rd, is out of the cap's day), waits too; its key sorts first
-    provider.up = True
+    provider.down = None
     tick(7, 9)
-    assert provider.placed == [("sms", dt.datetime(2026, 11, 7, 9, tzinfo=lima))]
+    assert provider.sent_at == [("sms", dt.datetime(2026, 11, 7, 9, tzinfo=lima))]
     with engine.connect() as conn:
         waiting = conn.execute(select(s.contacts).where(s.contacts.c.status == "sending")).one()
     assert waiting.step == "a3" and "held by cap:" in waiting.reason  # the older decision, z1, went first
@@ -247,7 +206,7 @@ def test_contacts_held_up_by_an_outage_are_released_within_the_caps_not_all_at_o
         tick(7, hour)
     assert len(provider.placed) == 1  # the cap frees a day after the one that went
     tick(8, 9)
-    assert provider.placed[-1] == ("sms", dt.datetime(2026, 11, 8, 9, tzinfo=lima))
+    assert provider.sent_at[-1] == ("sms", dt.datetime(2026, 11, 8, 9, tzinfo=lima))
 
 
 def test_a_tick_that_delivers_past_the_window_s_end_leaves_the_rest_for_the_window(db_url, tmp_path, monkeypatch):
@@ -256,9 +215,9 @@ def test_a_tick_that_delivers_past_the_window_s_end_leaves_the_rest_for_the_wind
     window (for a law's hours, past the law): it is not sent then, but when the window opens."""
     monkeypatch.chdir(tmp_path)
     lima = ZoneInfo("America/Lima")
-    engine, provider, at = sms_store(db_url, tmp_path, textwrap.dedent(CAPPED).replace(
-        'mon-sun: "00:00-23:59"', 'mon-sun: "09:00-18:00"').replace("due+1d 10:00", "due+1d 17:59"))
-    provider.up = True
+    engine, _, _, provider, at = sms_store(db_url, tmp_path, CAPPED.replace(
+        'mon-sun: "00:00-23:59"', 'mon-sun: "09:00-18:00"').replace("due+1d 10:00", "due+1d 17:59"),
+        provider=Provider(down=None))
 
     def tick(day, hour, minute, delivering_for=0.0):
         seconds = iter([0.0])  # the tick starts at 0; every later reading is `delivering_for` seconds on
@@ -276,7 +235,7 @@ def test_a_tick_that_delivers_past_the_window_s_end_leaves_the_rest_for_the_wind
         waiting = conn.execute(select(s.contacts)).one()
     assert waiting.status == "sending" and waiting.next_attempt_at.astimezone(lima) == dt.datetime(2026, 11, 4, 9, tzinfo=lima)
     tick(4, 9, 0, delivering_for=30)  # under a minute: not looked at again
-    assert provider.placed == [("sms", dt.datetime(2026, 11, 4, 9, 0, tzinfo=lima))]
+    assert provider.sent_at == [("sms", dt.datetime(2026, 11, 4, 9, 0, tzinfo=lima))]
 
 
 def test_a_retry_after_the_policy_renamed_its_template_goes_with_the_step_s_template_now(store, tmp_path):

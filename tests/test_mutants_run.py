@@ -13,6 +13,7 @@ import time
 from zoneinfo import ZoneInfo
 
 import pytest
+from runtools import Provider, sms_store
 from sqlalchemy import select, update
 
 from collect.adapters.base import DeliveryResult
@@ -40,48 +41,6 @@ ONE_A_DAY = """\
           - { id: z1, at: due+1d 10:00, send: sms, template: m }
           - { id: a3, at: due+3d 10:00, send: sms, template: m }
     """
-
-
-class Provider:
-    """An SMS provider in this process: answers `down` (a DeliveryResult) while it is set, else sends."""
-
-    name = "provider"
-    supports_html = supports_templates = False
-    free_text = True
-    dedupes = False
-
-    def __init__(self, down: DeliveryResult | None = DeliveryResult.transient("503", "service unavailable")):
-        self.down, self.placed, self.calls = down, [], 0
-
-    def send(self, message):
-        self.calls += 1
-        if self.down is not None:
-            return self.down
-        self.placed.append(message)
-        return DeliveryResult.sent(f"p-{self.calls}")
-
-    def close(self):
-        pass
-
-
-def sms_store(url: str, tmp_path, policy: str, rows: str = "A,C1,100,2026-11-02,+51987654321\n", **channels_kw):
-    """(engine, plan, channels, provider, tick(day, hour, minute=0)) for customers with an SMS number under
-    `policy`, their SMS on a Provider that is down, ticks at Lima times of November 2026."""
-    path = tmp_path / "policy.yaml"
-    path.write_text(textwrap.dedent(policy))
-    compiled = compile_policy(path)
-    assert compiled.plan is not None, [str(d) for d in compiled.diagnostics.items]
-    engine = s.connect(url)
-    (tmp_path / "i.csv").write_text("invoice_id,customer_id,amount,due_date,phone\n" + rows)
-    import_file(engine, "invoices", tmp_path / "i.csv", fields={}, colmap=ColumnMap(), default_tz="America/Lima")
-    channels = Channels(**channels_kw)
-    provider = channels.instances["sms"] = Provider()
-    runner = Runner(engine, compiled.plan, channels)
-
-    def tick(day, hour, minute=0):
-        return runner.tick(dt.datetime(2026, 11, day, hour, minute, tzinfo=LIMA))
-    tick.runner = runner
-    return engine, compiled.plan, channels, provider, tick
 
 
 def contact_rows(engine) -> list:

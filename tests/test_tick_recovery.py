@@ -7,17 +7,14 @@ import datetime as dt
 import fcntl
 import os
 import socket
-import textwrap
 from zoneinfo import ZoneInfo
 
 import pytest
+from runtools import DOWN, sms_store
 from sqlalchemy import select, update
 
-from collect.adapters.base import DeliveryResult
 from collect.engine import runner as runner_module
 from collect.engine import store as s
-from collect.engine.channels import Channels
-from collect.engine.compiler import compile_policy
 from collect.engine.portfolio import ColumnMap
 from collect.engine.runner import Runner
 from collect.engine.storeio import import_file
@@ -36,42 +33,12 @@ POLICY = """\
     """
 
 
-class Outage:
-    """An SMS provider that is down until `up` is set; counts what it placed."""
-
-    name = "outage"
-    supports_html = supports_templates = False
-    free_text = True
-    dedupes = False
-
-    def __init__(self):
-        self.up, self.placed, self.calls = False, [], 0
-
-    def send(self, message):
-        self.calls += 1
-        if not self.up:
-            return DeliveryResult.transient("503", "service unavailable")
-        self.placed.append(message.key)
-        return DeliveryResult.sent(message.key)
-
-    def close(self):
-        pass
-
-
 def waiting_rows(url: str, tmp_path, customers: int):
     """A store whose `customers` contacts are `sending` after an outage, and a runner whose provider is up."""
-    path = tmp_path / "policy.yaml"
-    path.write_text(textwrap.dedent(POLICY))
-    plan = compile_policy(path).plan
-    engine = s.connect(url)
-    csv = tmp_path / "i.csv"
-    csv.write_text("invoice_id,customer_id,amount,due_date,phone\n" + "".join(
-        f"F{i},C{i},100,2026-11-02,+5198765432{i}\n" for i in range(customers)))
-    import_file(engine, "invoices", csv, fields={}, colmap=ColumnMap(), default_tz="America/Lima")
-    channels = Channels()
-    provider = channels.instances["sms"] = Outage()
-    Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 10, 0, tzinfo=LIMA))
-    provider.up = True
+    rows = "".join(f"F{i},C{i},100,2026-11-02,+5198765432{i}\n" for i in range(customers))
+    engine, plan, channels, provider, tick = sms_store(url, tmp_path, POLICY, rows)
+    tick(3, 10)
+    provider.down = None
     return engine, plan, channels, provider
 
 
@@ -87,12 +54,12 @@ def test_waiting_contacts_are_taken_over_a_chunk_at_a_time(db_url, tmp_path, mon
         return recover_rows(self, rows, now, summary)
     monkeypatch.setattr(Runner, "_recover_rows", spy)
     Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 11, 0, tzinfo=LIMA))
-    assert sizes == [2, 2, 1] and len(set(provider.placed)) == 5
+    assert sizes == [2, 2, 1] and len({m.key for m in provider.placed}) == 5
 
 
 def test_a_provider_still_down_is_tried_three_times_a_tick_however_many_chunks_wait(db_url, tmp_path, monkeypatch):
     engine, plan, channels, provider = waiting_rows(db_url, tmp_path, 7)
-    provider.up, provider.calls = False, 0
+    provider.down, provider.calls = DOWN, 0
     monkeypatch.setattr(runner_module, "RECOVER_CHUNK", 2)
     Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 11, 0, tzinfo=LIMA))
     assert provider.calls == 3  # the breaker holds for the tick, not per chunk: the others wait, no attempt used
@@ -161,10 +128,10 @@ def test_a_customer_the_core_cannot_decide_for_does_not_stop_the_others(db_url, 
     summary = Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 11, 0, tzinfo=LIMA))
     assert summary.errors == ["customer D1: deciding failed (OverflowError: date value out of range); nothing "
                               "was decided for it, and the next tick tries again"]
-    assert [key.split("|")[2] for key in provider.placed] == ["G2"]
+    assert [m.key.split("|")[2] for m in provider.placed] == ["G2"]
     monkeypatch.setattr(runner_module, "decide", real)
     Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 12, 0, tzinfo=LIMA))
-    assert sorted(key.split("|")[2] for key in provider.placed) == ["G1", "G2"]
+    assert sorted(m.key.split("|")[2] for m in provider.placed) == ["G1", "G2"]
 
 
 def test_a_failed_tick_whose_end_the_store_did_not_take_is_told_dead_by_its_lock_file(sqlite_store, tmp_path,
