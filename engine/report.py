@@ -28,7 +28,7 @@ KPIs (a ratio whose denominator is zero is None, shown as "n/a": never a 0 that 
   payments made since the promise, on its invoice (any of the customer's for a customer-wide promise),
   reach its amount by the end of the promised date; broken = due - kept; kept rate = kept / due x 100,
   None when none was due.
-- contacts per channel (the whole store): sent, failed, sending (handed to the provider, no answer
+- contacts per channel (every contact decided by the end of D, the customer's day): sent, failed, sending (handed to the provider, no answer
   yet); failed counts only the contacts that went to the channel's provider: `attempts` > 0 (the
   delivery stage tried them: the provider refused them, retries ran out, or the template could not be
   rendered at delivery), or a provider id or a provider report (`delivery`: a bounce) on the row. A
@@ -40,7 +40,7 @@ KPIs (a ratio whose denominator is zero is None, shown as "n/a": never a 0 that 
   no provider report at all (unknown, not 0); cost (channels.yaml `costs`, kept on each delivered
   contact) and cost per contact = cost / sent, None when nothing was sent; both None when no contact
   of the channel has a cost (no costs configured: unknown, not 0).
-- deferrals by reason; agent tasks by queue (every task, whatever its status).
+- deferrals by reason; agent tasks by queue (every task, whatever its status); both by the end of D.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from decimal import Decimal
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from . import store as s
 from .contacts import restrictions
@@ -171,12 +171,17 @@ def _promises(conn, book: dict[str, _Invoice], zone_of, start: dt.date, today: d
     return {**totals, "kept_rate_pct": _text(totals["kept_rate_pct"])}
 
 
-def _contacts(conn) -> tuple[dict, Counter]:
+def _contacts(conn, today: dt.date) -> tuple[dict, Counter]:
+    """The contacts decided by the end of `today` (the customer's day): a report as of a past day does not
+    count what was decided after it."""
     counts: dict[str, Counter] = defaultdict(Counter)
     costs: dict[str, Decimal | None] = defaultdict(lambda: None)  # None: no contact with a known cost
     deferrals: Counter = Counter()
     c = s.contacts.c
-    for r in conn.execute(select(c.channel, c.status, c.reason, c.cost, c.delivery, c.attempts, c.provider_id)):
+    for r in conn.execute(select(c.channel, c.status, c.reason, c.cost, c.delivery, c.attempts, c.provider_id,
+                                 c.at, c.tz)):
+        if r.at.astimezone(_zone(r.tz)).date() > today:
+            continue
         channel = r.channel or "-"
         status = r.status
         if status == "escalated" and (r.attempts or r.provider_id):
@@ -194,6 +199,14 @@ def _contacts(conn) -> tuple[dict, Counter]:
         if r.status == "deferred":
             deferrals[r.reason or "?"] += 1
     return {ch: _channel(n, costs[ch]) for ch, n in sorted(counts.items())}, deferrals
+
+
+def _tasks_by_queue(conn, zone_of, today: dt.date) -> dict[str, int]:
+    """Agent tasks opened by the end of `today` (the customer's day), by queue, whatever their status."""
+    t = s.agent_tasks.c
+    opened = Counter(r.queue for r in conn.execute(select(t.queue, t.customer_id, t.created_at))
+                     if r.created_at.astimezone(zone_of(r.customer_id)).date() <= today)
+    return dict(sorted(opened.items()))
 
 
 def _channel(n: Counter, cost: Decimal | None) -> dict:
@@ -214,9 +227,9 @@ def report(engine, today: dt.date, days: int = 30, timezone: str = "UTC") -> dic
         def zone_of(customer_id):
             return _zone(zones.get(customer_id) or timezone)
         book = _book(conn, zone_of)
-        contacts, deferrals = _contacts(conn)
+        contacts, deferrals = _contacts(conn, today)
         promises = _promises(conn, book, zone_of, start, today)
-        tasks = dict(conn.execute(select(s.agent_tasks.c.queue, func.count()).group_by(s.agent_tasks.c.queue)).all())
+        tasks = _tasks_by_queue(conn, zone_of, today)
     aging = _aging(book, today)
     receivables = sum(aging.values(), ZERO)
     invoiced_90 = sum((i.amount for i in book.values() if in_dso_period(i.issue_date, today)), ZERO)

@@ -62,18 +62,33 @@ def book(db_url, tmp_path):
     return engine
 
 
-def add_contact(engine, n: int, channel: str, status: str, delivery: str | None = None, cost=None, **extra) -> None:
-    at = dt.datetime(2026, 3, 20, 15, tzinfo=UTC)
+def add_contact(engine, n: int, channel: str, status: str, delivery: str | None = None, cost=None,
+                at=dt.datetime(2026, 3, 20, 15, tzinfo=UTC), **extra) -> None:
     with engine.begin() as conn:
         conn.execute(s.contacts.insert().values(
             key=f"k{n}", policy="p", plan_hash="h", customer_id="C1", invoice_ids="A", step="s", channel=channel,
             status=status, at=at, tz="America/Lima", updated_at=at, delivery=delivery, cost=cost, **extra))
 
 
-def add_task(engine, n: int, queue: str) -> None:
+def add_task(engine, n: int, queue: str, at=dt.datetime(2026, 3, 20, tzinfo=UTC)) -> None:
     with engine.begin() as conn:
         conn.execute(s.agent_tasks.insert().values(contact_key=f"t{n}", queue=queue, customer_id="C1",
-                                                   invoice_ids="A", created_at=dt.datetime(2026, 3, 20, tzinfo=UTC)))
+                                                   invoice_ids="A", created_at=at))
+
+
+def test_a_report_as_of_a_past_day_leaves_out_the_contacts_deferrals_and_tasks_decided_after_it(book):
+    """The money was as of D, but the contacts, deferrals and tasks were the whole store's: a report of
+    March counted April's sends. C1 is in Lima: 04:00 UTC on 04-01 is still its 03-31; 06:00 is not."""
+    for n, (hour, status) in enumerate([(4, "sent"), (6, "sent"), (4, "deferred"), (6, "deferred")]):
+        add_contact(book, n, "sms", status, reason="window" if status == "deferred" else None, attempts=1,
+                    at=dt.datetime(2026, 4, 1, hour, tzinfo=UTC))
+        add_task(book, n, "collections", at=dt.datetime(2026, 4, 1, hour, tzinfo=UTC))
+    march = report(book, DAY, timezone="America/Lima")
+    assert (march["contacts"]["sms"]["sent"], march["deferrals"], march["tasks_by_queue"]) == (
+        1, {"window": 1}, {"collections": 2})
+    april = report(book, DAY + dt.timedelta(days=1), timezone="America/Lima")
+    assert (april["contacts"]["sms"]["sent"], april["deferrals"], april["tasks_by_queue"]) == (
+        2, {"window": 2}, {"collections": 4})
 
 
 def test_balances_at_past_days_are_rebuilt_from_dated_payments(book):
