@@ -349,13 +349,7 @@ def show_simulation(names, results, summaries, kpis: bool = True) -> None:
         else:  # as `collect report` says it: an empty table reads as a display fault
             console.print(Text(f"{title}: none"))
     if any(s.priced for s in summaries):  # costs were given: a cost of 0.00 is a figure too
-        costs = [s.cost for s in summaries]
-        if len(costs) == 2:
-            line = (f"Message cost: old {_cost(costs[0])}  new {_cost(costs[1])}  "
-                    f"{DIFFERENCE} {_cost(costs[1] - costs[0], sign=True)}")
-        else:
-            line = f"Message cost: {_cost(costs[0])}"
-        console.print(Text(line))
+        console.print(Text(_message_cost_line([s.message_cost() for s in summaries])))
     short = short if len(names) > 1 else ["value"]  # the tables below hold figures, not contact counts
     channels = sorted(set().union(*(set(s.sent_by_channel) | set(s.failed_by_channel) for s in summaries)))
     if channels:
@@ -451,6 +445,21 @@ def _kpi_table(title: str, heads: list[str], short: list[str], rows) -> Table:
 def _money(value) -> str:
     """An amount: two decimals and thousands separators (1,234,567.80), as simulate's summary shows them."""
     return f"{Decimal(value):,.2f}"
+
+
+def _message_cost_line(costs: list[tuple]) -> str:
+    """`Message cost: X`, or `old X  new Y  new - old Z`; n/a where messages went and none had a price,
+    and the channels without one named, since the figure leaves them out."""
+    def shown(value, sign=False):
+        return "n/a" if value is None else _cost(value, sign=sign)
+    values = [cost for cost, _ in costs]
+    if len(values) == 2:
+        both = None if None in values else values[1] - values[0]
+        line = f"Message cost: old {shown(values[0])}  new {shown(values[1])}  {DIFFERENCE} {shown(both, sign=True)}"
+    else:
+        line = f"Message cost: {shown(values[0])}"
+    unpriced = sorted(set().union(*(channels for _, channels in costs)))
+    return line + (f"  ({', '.join(unpriced)}: no price, left out)" if unpriced else "")
 
 
 def _cost(value, sign: bool = False) -> str:

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from .files import FORMULA_START, spreadsheet_safe
 from .kpis import (BUCKETS, bucket, cei_pct, cost_per_contact, dso_days, failure_rate_pct, in_dso_period, pct,
                    promise_outcome, promise_totals, ratio)
-from .runtime import Runtime
+from .runtime import NOT_CONTACTS, Runtime
 from .simulate import SimResult, customer_horizon, run_customer, simulate, start_moment
 from .state import PAID_EPSILON, CustomerInfo, CustomerState, DisputeInfo, InvoiceInfo, PaymentInfo, PromiseInfo
 
@@ -364,6 +364,13 @@ class Summary:
     def aging_buckets(self) -> dict[str, Decimal]:
         """The closing balance by days past due on the last day (they add up to it)."""
         return {b: self.aging.get(b, Decimal(0)) for b in BUCKETS}
+
+    def message_cost(self) -> tuple[Decimal | None, list[str]]:
+        """The cost of the messages sent on priced channels, None (unknown, not 0) when some were sent and
+        none of them on a priced channel; and the channels messages went on without a price (webhook
+        calls are no messages)."""
+        unpriced = sorted(ch for ch in self.sent_by_channel if ch not in self.cost_by_channel and ch not in NOT_CONTACTS)
+        return (None if unpriced and not self.cost_by_channel else self.cost), unpriced
 
     def channel_kpis(self, channels=None) -> tuple[dict[str, dict], dict]:
         """Per channel, and all channels together: failed, failure rate = failed / (sent + failed), and

@@ -496,6 +496,18 @@ def test_the_summary_says_none_for_what_did_not_happen_and_the_cost_without_a_la
     assert "Message cost: 0.046" in busy.output.splitlines() and "Sent per channel: none" not in busy.output
 
 
+def test_the_message_cost_is_na_when_nothing_sent_had_a_price_and_names_what_it_leaves_out(tmp_path):
+    """`costs: { letter: 1.5 }` with emails and SMS sent read `Message cost: 0.00` beside a table of n/a."""
+    from clitools import cli_simulate
+
+    portfolio = f"invoice_id,customer_id,amount,due_date,email,phone\nI1,C1,100,2026-03-01,{PHONES}\n"
+    args = ("--start", "2026-03-01", "--days", "10", "--channels", "{tmp}/costs.yaml")
+    unpriced = cli_simulate(tmp_path, TWO_STEPS % 1, portfolio, *args, files={"costs.yaml": "costs: { letter: 1.5 }\n"})
+    assert "Message cost: n/a  (email, sms: no price, left out)" in unpriced.output.splitlines()
+    partly = cli_simulate(tmp_path, TWO_STEPS % 1, portfolio, *args, files={"costs.yaml": "costs: { sms: 0.045 }\n"})
+    assert "Message cost: 0.045  (email: no price, left out)" in partly.output.splitlines()
+
+
 def test_kpi_differences_are_na_without_a_value():
     from collect.views import _cost, _kpi_difference
 
