@@ -8,6 +8,7 @@ Exit codes (SPEC 6): 0 ok, 1 the input is wrong (policy errors, bad CSV), 2 usag
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -36,10 +37,15 @@ def _check_contacts_file(out: Path | None) -> None:
 def _not_an_input(out: Path | None, option: str, inputs: dict) -> None:
     """An output file that is one of the command's inputs would be overwritten with the output (the
     portfolio with the contacts, the policy with its plan): a usage error, before anything is read."""
-    if out is None or not out.exists():
+    if out is None:
+        return
+    # as the path will be once its folders are made: `new/../portfolio.csv` is the portfolio, though
+    # `new` does not exist yet (and so neither does the path as given)
+    real = Path(os.path.realpath(out))
+    if not real.exists():
         return
     for name, path in inputs.items():
-        if path is not None and Path(path).exists() and out.samefile(path):
+        if path is not None and Path(path).exists() and real.samefile(path):
             typer.echo(f"error: {option} {out} is the {name} this command reads; give another file", err=True)
             raise typer.Exit(EXIT_USAGE)
 

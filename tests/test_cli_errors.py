@@ -250,6 +250,8 @@ def test_an_output_path_that_is_a_folder_is_a_usage_error(tmp_path, monkeypatch,
      "--out portfolio.csv is the --portfolio file"),
     (["simulate", "policy.yaml", "--portfolio", "portfolio.csv", "-q", "--out", "./sub/../promises.csv",
       "--promises", "promises.csv"], "is the --promises file"),  # the same file by another name
+    # through a folder that does not exist yet (and would be made): it passed, and the policy was replaced
+    (["compile", "policy.yaml", "-o", "new/../policy.yaml"], "-o new/../policy.yaml is the policy"),
     (["history", "--db", "sqlite:///store.csv", "--out", "store.csv"], "--out store.csv is the store"),
 ])
 def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, monkeypatch, command, named):
