@@ -144,7 +144,8 @@ def validate(policies: Annotated[list[Path], typer.Argument(metavar="POLICY...",
         for path, result in zip(policies, results):
             if result.plan is not None:
                 warnings = len(result.diagnostics.warnings)
-                typer.echo(f"{path}: ok, {sum(1 for _ in result.plan.steps())} steps, plan {result.plan.plan_hash[:12]}"
+                steps = sum(1 for _ in result.plan.steps())
+                typer.echo(f"{path}: ok, {steps} step{'' if steps == 1 else 's'}, plan {result.plan.plan_hash[:12]}"
                            + (f", {warnings} warning(s)" if warnings else ""), err=True)
     raise typer.Exit(code)
 
@@ -187,7 +188,7 @@ def schema() -> None:
 
 @app.command()
 def init(directory: Annotated[Path, typer.Argument(metavar="[DIRECTORY]", help="Where to create the project.")] = Path("."),
-         force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False) -> None:
+         force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False) -> None:
     """Create a working starter project: policy, channels.yaml, a sample portfolio, README."""
     from .engine.scaffold import StarterExists, write_starter
 
@@ -225,8 +226,8 @@ def simulate(
     channels: Annotated[Optional[Path], typer.Option(help="channels.yaml, for message costs (and with --render its pay_link and "
                                                      "what its adapters refuse).")] = None,
     tick: Annotated[int, typer.Option(min=1, max=1440, help="Minutes between ticks (as cron runs `collect run`).")] = 60,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: one per core for "
-                                                 "large portfolios).")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: one per 8,000 "
+                                                 "customers, at most one per core).")] = None,
     render: Annotated[bool, typer.Option("--render", help="Build every message as `collect run` does: one that "
                                          "cannot be rendered, or that --channels' adapter refuses, fails on its "
                                          "channel and the step falls back.")] = False,

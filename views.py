@@ -637,7 +637,7 @@ def report_sections(data: dict) -> list[tuple[str, list[str], list[list[str]]]]:
 
 def _report_title(data: dict) -> str:
     return (f"Report as of {data['date']}: receivables {_money(data['receivables'])}, "
-            f"DSO {_na(data['dso_days'])} days")
+            "DSO " + ("n/a" if data["dso_days"] is None else f"{data['dso_days']} days"))
 
 
 def show_report(data: dict) -> None:

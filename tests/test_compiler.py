@@ -347,6 +347,11 @@ def test_validate_exit_codes_and_json(tmp_path):
     assert result.exit_code == 1 and {i["code"] for i in items} >= {"unknown-key", "missing-key"}
     assert all({"file", "line", "col"} <= set(i["span"]) for i in items)
     assert runner.invoke(app, ["validate", "--bogus"]).exit_code == 2
+    one = tmp_path / "one.yaml"
+    one.write_text("policy: p\ntimezone: UTC\nwindows: { default: { mon-fri: \"09:00-18:00\" } }\n"
+                   "templates: { m: { sms: hi } }\n"
+                   "stages: { s: { when: true, steps: [{ id: a, at: due, send: sms, template: m }] } }\n")
+    assert f"{one}: ok, 1 step, plan " in runner.invoke(app, ["validate", str(one)]).stderr
 
 
 def test_compile_writes_the_plan_and_plan_shows_tables(tmp_path):

@@ -391,6 +391,7 @@ def test_an_empty_section_is_one_line_not_a_bare_header(tmp_path):
     result = runner.invoke(app, ["report", "--db", db, "--date", "2026-03-31"])
     assert result.exit_code == 0, result.output
     assert "Deferrals by reason: none" in result.output and "Agent tasks by queue: none" in result.output
+    assert "DSO n/a\n" in result.output  # not "DSO n/a days"
     page = runner.invoke(app, ["report", "--db", db, "--date", "2026-03-31", "--format", "html"]).output
     assert "<p>Deferrals by reason: none</p>" in page and "<th></th><th>count</th>" not in page
 
