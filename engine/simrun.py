@@ -338,6 +338,9 @@ class Summary:
         self.kpis = {
             "opening_balance": m["opening_balance"], "closing_balance": m["closing_balance"],
             "collected": m["collected"],
+            # the recovery rate's terms, which `collect report` shows as recovery.past_due_at_start and
+            # recovery.collected: the report's `collected` is this `recovered`, not the one above
+            "past_due_at_start": m["past_due_at_start"], "recovered": m["recovered"],
             # None, shown as n/a, when a ratio has no denominator: a 0 would read as a measured value
             "recovery_rate_pct": pct(m["recovered"], m["past_due_at_start"]),
             "dso_days": dso_days(m["closing_balance"], m["invoiced_90"]),

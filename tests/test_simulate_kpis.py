@@ -125,6 +125,10 @@ def test_the_projection_is_what_collect_report_computes_from_the_same_data(tmp_p
     assert data["cei"]["cei_pct"] == str(summary.kpis["cei_pct"])
     assert (data["dso_days"], data["recovery"]["recovery_rate_pct"]) == (
         str(summary.kpis["dso_days"]), str(summary.kpis["recovery_rate_pct"]))
+    # the report's recovery.collected is the simulation's `recovered`, not its `collected` (950 here)
+    assert (data["recovery"]["past_due_at_start"], data["recovery"]["collected"]) == (
+        str(summary.kpis["past_due_at_start"]), str(summary.kpis["recovered"]))
+    assert summary.kpis["recovered"] != summary.kpis["collected"]
     assert data["receivables"] == str(summary.kpis["closing_balance"])
     projected = {k: summary.kpis[f"promises_{k}"] for k in ("made", "due", "kept", "broken", "kept_rate_pct")}
     assert data["promises"] == {**projected, "kept_rate_pct": str(projected["kept_rate_pct"])}
