@@ -641,6 +641,10 @@ def _costs(value, located, diags: Diagnostics) -> dict[str, Decimal]:
             diags.error("channels-bad-cost", f"costs.{channel}: unknown channel '{channel}' (available: "
                         f"{', '.join(known)})", located.span(("costs", channel), True), suggest(str(channel), known))
             continue
+        if str(channel) == "agent":  # neither report nor simulate prices a task: the cost would be ignored
+            diags.error("channels-bad-cost", "costs.agent: an agent task is no message and has no cost in the "
+                        "reports; give the costs of the message channels", located.span(("costs", channel), True))
+            continue
         try:
             if isinstance(amount, bool):
                 raise InvalidOperation

@@ -130,6 +130,9 @@ def test_every_problem_is_reported_with_file_line_and_column(tmp_path):
                      ("channels-bad-cost", 7), ("channels-bad-cost", 7), ("channels-bad-cost", 7),  # emial
                      ("channels-unknown-key", 8)]
     assert "costs.emial: unknown channel 'emial'" in found[-2][2]
+    # neither `collect report` nor `collect simulate` prices an agent task: a cost for it would be ignored
+    [(code, line, message)] = problems(tmp_path, "channels:\n  sms: { adapter: file }\ncosts: { sms: 0.04, agent: 2 }\n")
+    assert (code, line) == ("channels-bad-cost", 3) and message.startswith("costs.agent: an agent task is no message")
     with pytest.raises(ChannelsError) as caught:
         load_channels(write(tmp_path, "channels:\n  sms: { adapter: twilo }\n"))
     text = str(caught.value)
