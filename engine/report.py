@@ -28,10 +28,11 @@ KPIs (a ratio whose denominator is zero is None, shown as "n/a": never a 0 that 
   payments made since the promise, on its invoice (any of the customer's for a customer-wide promise),
   reach its amount by the end of the promised date; broken = due - kept; kept rate = kept / due x 100,
   None when none was due.
-- contacts per channel (every contact decided by the end of D, the customer's day): sent, failed, sending (handed to the provider, no answer
-  yet); failed counts only the contacts that went to the channel's provider: `attempts` > 0 (the
-  delivery stage tried them: the provider refused them, retries ran out, or the template could not be
-  rendered at delivery), or a provider id or a provider report (`delivery`: a bounce) on the row. A
+- contacts per channel (those decided by the end of D, the customer's day): sent, failed, sending
+  (handed to the provider, no answer yet); failed counts only the contacts that went to the channel's
+  provider: `attempts` > 0 (the delivery stage tried them: the provider refused them, retries ran out,
+  or the template could not be rendered at delivery), or a provider id or a provider report
+  (`delivery`: a bounce) on the row. A
   `failed` contact of the decision core (no address, no consent or an opt-out on every channel: attempts
   0, no provider id, no report) is not a failure of any channel and is left out of every channel's
   counts; delivered = contacts whose provider's last report (`collect import events`) is delivered, read,
