@@ -85,7 +85,17 @@ JINJA_FILTERS = ("abs", "batch", "capitalize", "center", "count", "d", "default"
 
 def _locale(ctx):
     customer = ctx.get("customer") or {}
-    return _locale_of((customer.get("language") or "en").lower(), (customer.get("country") or "").upper())
+    country = (customer.get("country") or "").upper()
+    return _locale_of((customer.get("language") or _country_language(country)).lower(), country)
+
+
+@lru_cache(maxsize=256)
+def _country_language(country: str) -> str:
+    """The language of a customer without one: its country's main language (Chile's Spanish writes
+    $6.400.000 and 20 mar 2026, where English wrote CLP6,400,000 and Mar 20, 2026), else English."""
+    from babel.languages import get_official_languages
+
+    return next(iter(get_official_languages(country, de_facto=True)), "en") if country else "en"
 
 
 @lru_cache(maxsize=1024)  # parsing a locale costs more than formatting with it, for every message

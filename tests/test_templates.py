@@ -81,6 +81,16 @@ def test_money_is_currency_and_locale_aware(language, country, currency, expecte
     assert text.replace("\xa0", " ") == expected
 
 
+@pytest.mark.parametrize("country, currency, expected", [
+    ("CL", "CLP", "$1.234 · 20-11-2026"),  # English wrote CLP1,234 · Nov 20, 2026 ("Mar 20" read as martes)
+    ("US", "USD", "$1,234.50 · Nov 20, 2026"),
+    (None, "USD", "$1,234.50 · Nov 20, 2026"),  # no country either: English
+])
+def test_a_customer_without_a_language_gets_its_country_s(country, currency, expected):
+    text = render("{{ invoice.balance | money }} · {{ invoice.due_date | date }}", ctx(None, country, currency))
+    assert text.replace("\xa0", " ") == expected
+
+
 def test_money_with_explicit_currency_and_dates():
     assert render('{{ total_balance | money("USD", "en_US") }}', ctx()) == "$1,244.50"
     assert render("{{ invoice.due_date | date }}", ctx()) == "20 nov. 2026"
