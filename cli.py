@@ -288,6 +288,8 @@ def simulate(
         _clock_warnings(portfolio, [(p["timezone"], b.customers.values()) for p, b in zip(plans, books)],
                         first_day.year)
         _consent_warnings(customers or portfolio, plans, books)
+        for warning in dict.fromkeys(w for book in books for w in book.absent_fields):
+            typer.echo(f"{portfolio}: warning: {warning}", err=True)
     from . import views
 
     results = []

@@ -162,6 +162,7 @@ class Portfolio:
     disputes: list[Dispute] = field(default_factory=list)
     # invoices whose own row is in error: a payment or promise about one is not an error of its own
     unreadable: set[str] = field(default_factory=set)
+    absent_fields: list[str] = field(default_factory=list)  # declared fields no file has a column for
 
 
 @dataclass(frozen=True)

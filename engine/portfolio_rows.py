@@ -50,7 +50,25 @@ def read_all(portfolio_csv, customers_csv, payments_csv, promises_csv, disputes_
     problems[:0] = unmatched_value_columns(colmap, tables)  # first: a map's mistake may cause row errors
     if problems:
         raise CsvError(problems)
+    book.absent_fields = absent_fields(fields, tables[:2] if customers_csv is not None else tables[:1])
     return book
+
+
+def absent_fields(fields: dict[str, str], tables: list) -> list[str]:
+    """The declared fields no file has a column for (the portfolio's; a customer's also the customers
+    file's), each with what it reads instead: null for every row, so a segment on it matches no one."""
+    found = []
+    for name in fields:
+        ns, column = name.split(".", 1)
+        where = tables if ns == "customer" else tables[:1]
+        if any(column in t.index for t in where):
+            continue
+        named = [t for t in where if name in t.index]  # a header (or a map key) `customer.risk`
+        hint = (f"; a column (or a column map's key) is named '{name}': name it '{column}' (in a column "
+                f"map: {column}: HEADER)" if named else "")
+        found.append(f"the policy declares {name}, and no file has a column '{column}': it is null for every "
+                     f"{ns}{hint}")
+    return found
 
 
 def _customer_from(cells: Cells, custom: dict) -> dict:

@@ -165,3 +165,39 @@ def test_a_column_named_twice_is_refused_rather_than_losing_a_cell(tmp_path):
         with pytest.raises(CsvError, match=r"pay.csv:1: column \w+: column 'note' appears twice \(columns 4 and 5\)"):
             read_portfolio(invoices, payments_csv=payments, fields={}, default_timezone="UTC", default_currency="USD",
                            colmap=colmap)
+
+
+RISK_POLICY = """\
+policy: p
+timezone: America/Santiago
+windows: { default: { mon-sun: "09:00-18:00" } }
+fields: { customer.risk: str, invoice.seller: str }
+segments: { high: customer.risk == "high" }
+templates: { m: { sms: hi } }
+stages:
+  s: { when: true, steps: [{ id: a, at: due, for: high, send: sms, template: m }] }
+"""
+
+
+@pytest.mark.parametrize("header, files, hint", [
+    ("risk", {}, None),  # read: no warning
+    ("customer.risk", {}, "customer.risk"),  # the field's name as the header: silently null for everyone
+    ("Riesgo", {"map.yaml": "columns: { customer.risk: Riesgo }\n"}, "customer.risk"),  # ... or as the map's key
+    ("riesgo", {}, ""),
+])
+def test_simulate_warns_about_a_declared_field_no_file_has_a_column_for(tmp_path, header, files, hint):
+    """`segment high = customer.risk == "high"` matched no one, without a word, when the column was not `risk`."""
+    from clitools import cli_simulate
+
+    portfolio = f"invoice_id,customer_id,amount,due_date,phone,seller,{header}\nA,C1,100,2026-11-02,+56912345678,Ana,high\n"
+    args = ["--map", "{tmp}/map.yaml"] if files else []
+    result = cli_simulate(tmp_path, RISK_POLICY, portfolio, "--start", "2026-11-01", "--days", "3", *args, files=files)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if "declares" in line]
+    if hint is None:
+        assert warnings == [] and "Outcomes: none" not in result.output  # the segment matched: A was sent
+        return
+    said = (f"{tmp_path / 'p.csv'}: warning: the policy declares customer.risk, and no file has a column 'risk': "
+            "it is null for every customer")
+    assert warnings == [said + (f"; a column (or a column map's key) is named 'customer.risk': name it 'risk' (in "
+                                "a column map: risk: HEADER)" if hint else "")]
