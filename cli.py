@@ -529,7 +529,7 @@ def run(policy: PolicyArg, db: DbOpt = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and print; write and send nothing.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary (for cron).")] = False) -> None:
     """One tick: everything due up to now, exactly once. For cron."""
-    from .engine.runner import Runner
+    from .engine.runner import Runner, gone_steps
 
     moment = _parse_now(now)
     _check_store_url(db)
@@ -537,7 +537,13 @@ def run(policy: PolicyArg, db: DbOpt = None,
     adapters = _channels(channels, plan, quiet)
     try:
         with _store_failure("the tick"):
-            summary = Runner(_store(db), plan, adapters, pay_link=adapters.pay_link).tick(moment, dry_run=dry_run)
+            store = _store(db)
+            gone = gone_steps(store, plan) if not quiet else []
+            if gone:
+                typer.echo(f"{policy}: warning: steps {', '.join(gone)} of the policy's earlier version are gone: "
+                           "a step is known by its id, so a step moved or renamed under a new id goes again to the "
+                           "invoices that got the old one (keep the id to move a step)", err=True)
+            summary = Runner(store, plan, adapters, pay_link=adapters.pay_link).tick(moment, dry_run=dry_run)
     finally:
         adapters.close()
     if not quiet:

@@ -76,6 +76,19 @@ def plan_changed(conn: Connection, plan_hash: str) -> bool:
     return last is not None and last != plan_hash
 
 
+def gone_steps(engine: Engine, plan) -> list[str]:
+    """The steps this policy's earlier plans decided that the plan no longer has, when the plan changed
+    since the last tick: a step is known by its id, so one moved under a new id is a new step, and goes
+    again to the invoices that got the old one."""
+    with engine.connect() as conn:
+        if not plan_changed(conn, plan.plan_hash):
+            return []
+        c = s.contacts.c
+        stored = conn.execute(select(c.step).where(c.policy == plan["policy"], c.step.is_not(None)).distinct())
+        ours = {step["id"] for step in plan.steps()}
+        return sorted(set(stored.scalars()) - ours)
+
+
 def _always_alive() -> None:
     """An SQLite tick's file lock lives as long as its process: it cannot lose it and live on."""
 

@@ -823,3 +823,31 @@ def test_explain_says_an_invoice_not_issued_yet_is_not_due(tmp_path):
     _, lines = explain(engine, plan, "F1", dt.datetime(2026, 11, 11, 15, tzinfo=UTC))
     assert [(line.state, line.why) for line in lines if line.step == "d0"] == [
         ("not due", "the invoice is issued on 2026-11-13")]
+
+
+def test_run_warns_once_when_a_step_of_the_earlier_plan_is_gone(tmp_path, monkeypatch):
+    """A step moved under a new id (od-7 to od-4) went again to the invoices that got it, without a word."""
+    monkeypatch.chdir(tmp_path)
+    policy = textwrap.dedent("""\
+        policy: moved
+        timezone: America/Lima
+        windows: { default: { mon-sun: "09:00-18:00" } }
+        templates: { m: { sms: "Hola" } }
+        stages:
+          s: { when: true, steps: [{ id: od-7, at: due+7d 10:00, send: sms, template: m }] }
+        """)
+    (tmp_path / "policy.yaml").write_text(policy)
+    (tmp_path / "i.csv").write_text("invoice_id,customer_id,amount,due_date,phone\nA,C1,100,2026-11-02,+51987654321\n")
+    assert runner.invoke(app, ["import", "invoices", "i.csv"]).exit_code == 0
+
+    def tick(now):
+        result = runner.invoke(app, ["run", "policy.yaml", "--now", now])
+        assert result.exit_code == 0, result.output
+        return [line for line in result.stderr.splitlines() if "warning: steps" in line]
+    assert tick("2026-11-09T15:00:00Z") == []  # od-7 sent
+    (tmp_path / "policy.yaml").write_text(policy.replace("id: od-7, at: due+7d", "id: od-4, at: due+4d"))
+    assert tick("2026-11-09T16:00:00Z") == [
+        "policy.yaml: warning: steps od-7 of the policy's earlier version are gone: a step is known by its id, so a "
+        "step moved or renamed under a new id goes again to the invoices that got the old one (keep the id to "
+        "move a step)"]
+    assert tick("2026-11-09T17:00:00Z") == []  # said once, at the first tick of the new plan
