@@ -576,9 +576,17 @@ def show_tasks(rows) -> None:
     for r in rows:
         invoices = "\n".join(r["invoice_ids"].split(";"))  # one id a line: each whole, however many
         created = r["created_at"].isoformat(sep=" ", timespec="minutes")
-        _row(table, str(r["priority"] or ""), r["queue"], r["customer_id"], invoices, r["step"] or "",
+        _row(table, _priority(r["priority"]), r["queue"], r["customer_id"], invoices, r["step"] or "",
              r["reason"] or "", "; ".join(r["restrictions"]), created)
     _print(_console(), table)
+
+
+def _priority(value) -> str:
+    """A task's priority as the agent's message writes it: 22500000, not the stored 22500000.0."""
+    try:
+        return f"{float(value):.15g}"
+    except (TypeError, ValueError):
+        return str(value or "")
 
 
 def _na(value) -> str:
