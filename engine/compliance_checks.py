@@ -483,7 +483,7 @@ def _spacing_cadence(doc, stage, rule, triggers) -> tuple[int, Finding] | None:
     text, distance = (f"{need} calendar days", f"{apart} day(s)") if calendar else (_hours(need), _hours(apart))
     return -apart, Finding(
         "compliance-cadence-spacing", "warning", f"stage '{stage['name']}': steps {a.step_id} and {b.step_id} "
-        f"are {distance} apart; {doc['profile']} wants {_what(rule)} at least {text} apart, the guard will "
+        f"go out {distance} apart; {doc['profile']} wants {_what(rule)} at least {text} apart, the guard will "
         f"defer {b.step_id}", b.step_id, doc["profile"], rule["id"])
 
 

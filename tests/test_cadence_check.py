@@ -167,8 +167,8 @@ def quoted(rule: dict, message: str) -> int:
     if rule["kind"] == "distinct_channels":
         return int(re.search(r" use (\d+) channels ", message).group(1))
     if rule["spacing"] == "calendar":
-        return int(re.search(r" are (\d+) day\(s\) apart;", message).group(1))
-    hours, minutes = re.search(r" are (\d+) hours(?: (\d+) minutes)? apart;", message).groups()
+        return int(re.search(r" go out (\d+) day\(s\) apart;", message).group(1))
+    hours, minutes = re.search(r" go out (\d+) hours(?: (\d+) minutes)? apart;", message).groups()
     return int(hours) * 60 + int(minutes or 0)
 
 

@@ -56,7 +56,7 @@ def test_two_unconditional_messages_at_one_trigger_are_two_contacts(tmp_path):
     """The review's case: an SMS and an email at due+1d 10:00 under cl-sernac. The guard sends one and
     defers the other by the spacing; the check now warns of it, at the second step."""
     result = compiled(tmp_path, [("a", "due+1d 10:00", "sms"), ("b", "due+1d 10:00", "email")])
-    assert cadence_warnings(result) == {SPACING: "stage 's': steps a and b are 0 day(s) apart; cl-sernac wants "
+    assert cadence_warnings(result) == {SPACING: "stage 's': steps a and b go out 0 day(s) apart; cl-sernac wants "
                                                  "contacts by email/sms/whatsapp/letter at least 3 calendar days "
                                                  "apart, the guard will defer b"}
     (warning,) = [d for d in result.diagnostics.items if d.code == "compliance-cadence-spacing"]
@@ -125,7 +125,7 @@ def test_of_alternatives_the_largest_group_that_fires_together_counts():
         plan = {"windows": {"channels": windows}, "stages": [{"name": "early", "steps": steps}], "events": {}}
         found = check_plan(plan, resolve(["cl-sernac"]))
         assert [(f.code, f.step_id) for f in found] == [("compliance-cadence-spacing", "y2")]
-        assert "steps y1 and y2 are 0 day(s) apart" in found[0].message
+        assert "steps y1 and y2 go out 0 day(s) apart" in found[0].message
     plan["stages"][0]["steps"] = [step("x1", "sms", x), step("y1", "sms", y)]  # alternatives: silent
     assert check_plan(plan, resolve(["cl-sernac"])) == []
 

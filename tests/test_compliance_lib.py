@@ -528,7 +528,7 @@ def test_cadence_channels_and_spacing_rules():
     relaxed = check_plan(plan_doc([step("s1", 1, ["sms"]), step("s2", 3, ["email"])]),
                          resolve(["cl-sernac"], {"cl-sernac": {"spacing": "2d"}}))
     assert codes(relaxed) == [("compliance-cadence-spacing", "warning", "s2", "cl-sernac", "messages-two-days-apart")]
-    assert relaxed[0].message.endswith("are 0 day(s) apart; cl-sernac wants contacts by email/sms/whatsapp/letter "
+    assert relaxed[0].message.endswith("go out 0 day(s) apart; cl-sernac wants contacts by email/sms/whatsapp/letter "
                                        "at least 2 calendar days apart, the guard will defer s2 (for due dates on "
                                        "Fri-Sat)")
 
@@ -595,11 +595,11 @@ def test_a_rolling_spacing_is_measured_in_hours():
     steps = [step("s1", 1, ["sms"], time=1140), step("s2", 3, ["email"], time=600)]
     found = check_plan(plan_doc(steps, every_day), resolve(["cl-sernac"], {"cl-sernac": {"spacing": "48h"}}))
     assert codes(found) == [("compliance-cadence-spacing", "warning", "s2", "cl-sernac", "messages-two-days-apart")]
-    assert "are 26 hours apart" in found[0].message and "at least 48 hours apart" in found[0].message
+    assert "go out 26 hours apart" in found[0].message and "at least 48 hours apart" in found[0].message
     assert found[0].message.endswith(" (for due dates on Mon-Wed and Fri-Sun)")
     dates = check_plan(plan_doc(steps, every_day), resolve(["cl-sernac"], {"cl-sernac": {"spacing": "2d"}}))
     assert codes(dates) == codes(found)
-    assert "are 1 day(s) apart" in dates[0].message and dates[0].message.endswith(" (for due dates on Sat)")
+    assert "go out 1 day(s) apart" in dates[0].message and dates[0].message.endswith(" (for due dates on Sat)")
 
 
 def test_colombia_an_agent_s_call_is_the_day_s_contact_and_the_week_s_channel():
