@@ -203,10 +203,13 @@ def _contacts(conn, today: dt.date) -> tuple[dict, Counter]:
 
 
 def _tasks_by_queue(conn, zone_of, today: dt.date) -> dict[str, int]:
-    """Agent tasks opened by the end of `today` (the customer's day), by queue, whatever their status."""
+    """Agent tasks opened by the end of `today`, by queue, whatever their status: on the clock of the
+    decision that opened the task (its contact's zone, as the contacts are counted), else the customer's."""
     t = s.agent_tasks.c
-    opened = Counter(r.queue for r in conn.execute(select(t.queue, t.customer_id, t.created_at))
-                     if r.created_at.astimezone(zone_of(r.customer_id)).date() <= today)
+    rows = conn.execute(select(t.queue, t.customer_id, t.created_at, s.contacts.c.tz)
+                        .outerjoin(s.contacts, s.contacts.c.key == t.contact_key))
+    opened = Counter(r.queue for r in rows
+                     if r.created_at.astimezone(_zone(r.tz) if r.tz else zone_of(r.customer_id)).date() <= today)
     return dict(sorted(opened.items()))
 
 

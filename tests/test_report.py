@@ -63,17 +63,31 @@ def book(db_url, tmp_path):
 
 
 def add_contact(engine, n: int, channel: str, status: str, delivery: str | None = None, cost=None,
-                at=dt.datetime(2026, 3, 20, 15, tzinfo=UTC), **extra) -> None:
+                at=dt.datetime(2026, 3, 20, 15, tzinfo=UTC), tz="America/Lima", **extra) -> None:
     with engine.begin() as conn:
         conn.execute(s.contacts.insert().values(
             key=f"k{n}", policy="p", plan_hash="h", customer_id="C1", invoice_ids="A", step="s", channel=channel,
-            status=status, at=at, tz="America/Lima", updated_at=at, delivery=delivery, cost=cost, **extra))
+            status=status, at=at, tz=tz, updated_at=at, delivery=delivery, cost=cost, **extra))
 
 
 def add_task(engine, n: int, queue: str, at=dt.datetime(2026, 3, 20, tzinfo=UTC)) -> None:
     with engine.begin() as conn:
         conn.execute(s.agent_tasks.insert().values(contact_key=f"t{n}", queue=queue, customer_id="C1",
                                                    invoice_ids="A", created_at=at))
+
+
+def test_a_task_is_dated_on_the_clock_of_the_decision_that_opened_it_as_its_contact_is(book):
+    """The contact of an escalation is counted on the zone it was decided in; its task was counted on the
+    customer's zone now, so after a change of the customer's zone the two fell on different days."""
+    at = dt.datetime(2026, 4, 1, 2, tzinfo=UTC)  # 04-01 in Tokyo, where it was decided; 03-31 in Lima, C1's zone now
+    add_contact(book, 9, "agent", "escalated", attempts=1, at=at, tz="Asia/Tokyo")
+    with book.begin() as conn:
+        conn.execute(s.agent_tasks.insert().values(contact_key="k9", queue="q", customer_id="C1", invoice_ids="A",
+                                                   created_at=at))
+    data = report(book, DAY, timezone="America/Lima")
+    assert ("agent" in data["contacts"], data["tasks_by_queue"]) == (False, {})
+    data = report(book, DAY + dt.timedelta(days=1), timezone="America/Lima")
+    assert (data["contacts"]["agent"]["sent"], data["tasks_by_queue"]) == (1, {"q": 1})
 
 
 def test_a_report_as_of_a_past_day_leaves_out_the_contacts_deferrals_and_tasks_decided_after_it(book):
