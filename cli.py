@@ -68,7 +68,7 @@ def _writing(path: Path | None):
         path.parent.mkdir(parents=True, exist_ok=True)
         yield
     except OSError as exc:
-        typer.echo(f"error: cannot write {path}: {exc}", err=True)
+        typer.echo(f"error: cannot write {path}: {exc.strerror or exc}", err=True)  # not our temporary file's name
         raise typer.Exit(EXIT_RUNTIME)
 
 
@@ -607,6 +607,9 @@ def tasks(db: DbOpt = None, queue: Annotated[Optional[str], typer.Option(help="O
     """The agent work queue, highest priority first."""
     from .engine.report import tasks as open_tasks
 
+    if queue is not None and not queue.strip():  # `--queue "$QUEUE"` with the variable unset: not every queue
+        typer.echo("error: --queue is empty; give a queue name, or leave --queue out for every queue", err=True)
+        raise typer.Exit(EXIT_USAGE)
     rows = open_tasks(_store(db, create=False), queue)
     if format is Format.json:
         import json

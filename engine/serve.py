@@ -63,7 +63,14 @@ def cron_trigger(expr: str):
     fields = expr.split()
     if len(fields) == 5:
         fields[4] = ",".join(_weekday_names(part) for part in fields[4].split(","))
-    return CronTrigger.from_crontab(" ".join(fields), timezone=local_zone())
+    try:
+        trigger = CronTrigger.from_crontab(" ".join(fields), timezone=local_zone())
+    except ValueError as exc:  # APScheduler's words do not say which option they are about
+        raise ValueError(f"--cron '{expr}' is not a crontab expression (minute hour day month weekday): {exc}") from None
+    # a date that never comes (31 2 = February 31st): serve would wait forever without a word
+    if trigger.get_next_fire_time(None, dt.datetime.now(local_zone())) is None:
+        raise ValueError(f"--cron '{expr}' never fires: no date matches it")
+    return trigger
 
 
 def _weekday_names(part: str) -> str:

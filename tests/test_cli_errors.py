@@ -153,6 +153,23 @@ def test_a_store_sqlite_cannot_open_says_why_not_just_the_driver_s_words(tmp_pat
         assert not list(readonly.iterdir())
 
 
+def test_an_output_in_a_folder_that_cannot_be_written_is_named_not_its_temporary_file(tmp_path):
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    with read_only(readonly):
+        result = invoke("compile", str(EXAMPLE / "policy.yaml"), "-o", str(readonly / "plan.json"))
+    assert result.exit_code == 3
+    line = one_error_line(result)
+    assert line.startswith(f"error: cannot write {readonly / 'plan.json'}: ") and ".tmp" not in line, line
+
+
+def test_an_empty_queue_is_a_usage_error_not_every_queue(tmp_path):
+    """`collect tasks --queue "$QUEUE"` with the variable unset listed every queue's tasks."""
+    result = invoke("tasks", "--queue", "", "--db", f"sqlite:///{tmp_path / 'c.db'}")
+    assert (result.exit_code, one_error_line(result)) == (
+        2, "error: --queue is empty; give a queue name, or leave --queue out for every queue")
+
+
 @contextlib.contextmanager
 def read_only(folder: Path):
     """`folder` made read-only for the block: by its mode, or for root (who writes any folder) by mounting

@@ -224,6 +224,19 @@ def test_the_cli_accepts_7_as_sunday_like_crontab():
     assert (accepted.exit_code, refused.exit_code) == (1, 2), (accepted.output, refused.output)
 
 
+@pytest.mark.parametrize("expr, said", [
+    ("* * 31 2 *", "error: --cron '* * 31 2 *' never fires: no date matches it"),  # served nothing, forever
+    ("a b c d e", "error: --cron 'a b c d e' is not a crontab expression (minute hour day month weekday): "),
+])
+def test_a_cron_schedule_that_cannot_tick_is_a_usage_error_naming_the_option(expr, said):
+    from typer.testing import CliRunner
+
+    from collect.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "missing.yaml", "--cron", expr])
+    assert result.exit_code == 2 and result.stderr.startswith(said), result.output
+
+
 def test_a_tick_line_says_what_was_decided_and_delivered():
     from collections import Counter
 
