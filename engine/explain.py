@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from . import store as s
 from .decide import decide, not_for_this_invoice, pause_of, stopped
@@ -45,8 +45,12 @@ def explain(engine, plan, invoice_id: str, now: dt.datetime) -> tuple[dict, list
         if row is None:
             raise ExplainError(f"no invoice '{invoice_id}' in the store")
         state = load_states(conn, [row.customer_id], dict(plan["fields"]))[row.customer_id]
-        contacts = list(conn.execute(select(s.contacts).where(s.contacts.c.customer_id == row.customer_id)
-                                     .order_by(s.contacts.c.at, s.contacts.c.id)))
+        # the invoice's contacts, those made while it was another customer's too (a re-import moved it: it
+        # keeps its step history, so what fired before is told with its time and channel)
+        c = s.contacts.c
+        contacts = list(conn.execute(select(s.contacts).where(or_(c.customer_id == row.customer_id,
+                                                                  c.invoice_ids.contains(invoice_id, autoescape=True)))
+                                     .order_by(c.at, c.id)))
         look = next_look(conn, row.customer_id, rt.plan_hash, now)
     tz = ZoneInfo(state.customer.timezone or rt.timezone)
     local = now.astimezone(tz)

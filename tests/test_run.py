@@ -851,3 +851,23 @@ def test_run_warns_once_when_a_step_of_the_earlier_plan_is_gone(tmp_path, monkey
         "step moved or renamed under a new id goes again to the invoices that got the old one (keep the id to "
         "move a step)"]
     assert tick("2026-11-09T17:00:00Z") == []  # said once, at the first tick of the new plan
+
+
+def test_explain_tells_when_a_step_fired_for_an_invoice_since_moved_to_another_customer(tmp_path, monkeypatch):
+    """An invoice given to another customer keeps its step history; explain showed its steps `fired` with
+    no time nor channel, as it read only the new customer's contacts."""
+    from collect.engine.explain import explain
+
+    monkeypatch.chdir(tmp_path)
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    plan = compile_policy(EXAMPLE / "policy.yaml").plan
+    engine = s.connect(db)
+    import_text(engine, "invoices", tmp_path / "i.csv", "invoice_id,customer_id,amount,due_date,email\n"
+                "X1,A,100,2026-11-02,a@example.pe\nX2,B,100,2026-11-20,b@example.pe\n")
+    Runner(engine, plan, Channels()).tick(dt.datetime(2026, 11, 4, 15, tzinfo=UTC))
+    (before,) = [line for line in explain(engine, plan, "X1", dt.datetime(2026, 11, 4, 16, tzinfo=UTC))[1]
+                 if line.state == "fired"]
+    import_text(engine, "invoices", tmp_path / "moved.csv", "invoice_id,customer_id,amount,due_date\nX1,B,100,2026-11-02\n")
+    (after,) = [line for line in explain(engine, plan, "X1", dt.datetime(2026, 11, 4, 16, tzinfo=UTC))[1]
+                if line.state == "fired"]
+    assert (after.step, after.when, after.why) == (before.step, before.when, before.why) and after.when
