@@ -261,12 +261,17 @@ def tasks(engine, queue: str | None = None) -> list[dict]:
         query = query.where(s.agent_tasks.c.queue == queue)
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
-        ended = _ended(conn, {i for r in rows for i in r["invoice_ids"].split(";")})
-        said = _restrictions(conn, {r["customer_id"] for r in rows})
+        ended, owners = _ended(conn, {i for r in rows for i in r["invoice_ids"].split(";")})
+        said = _restrictions(conn, {r["customer_id"] for r in rows} | set(owners.values()))
     # a task about invoices all paid or written off since has nothing left to collect (SPEC 4.6)
     rows = [r for r in rows if not set(r["invoice_ids"].split(";")) <= ended]
     for r in rows:  # as the customer is now: an opt-out since the task was opened counts
-        r["restrictions"] = said.get(r["customer_id"], [])
+        r["restrictions"] = list(said.get(r["customer_id"], []))
+        # an invoice a re-import gave to another customer since: the debt, and how it may be chased, are theirs
+        for iid in r["invoice_ids"].split(";"):
+            owner = owners.get(iid)
+            if owner is not None and owner != r["customer_id"]:
+                r["restrictions"] += [f"{iid} is now {owner}'s"] + [f"{owner}: {x}" for x in said.get(owner, [])]
 
     def priority(row) -> float:
         try:
@@ -286,12 +291,14 @@ def _restrictions(conn, ids: set[str]) -> dict[str, list[str]]:
     return said
 
 
-def _ended(conn, ids: set[str]) -> set[str]:
-    """The invoices among `ids` that are paid (by status, or by the payments stored) or written off."""
-    ended, owed = set(), {}
+def _ended(conn, ids: set[str]) -> tuple[set[str], dict[str, str]]:
+    """The invoices among `ids` that are paid (by status, or by the payments stored) or written off; and
+    each invoice's customer now."""
+    ended, owed, owners = set(), {}, {}
     i, p = s.invoices.c, s.payments.c
     for chunk in _chunks(sorted(ids), 900):  # within the bound parameters SQLite takes
-        for r in conn.execute(select(i.id, i.status, i.balance).where(i.id.in_(chunk))):
+        for r in conn.execute(select(i.id, i.status, i.balance, i.customer_id).where(i.id.in_(chunk))):
+            owners[r.id] = r.customer_id
             if r.status in ("paid", "written_off"):
                 ended.add(r.id)
             else:
@@ -299,4 +306,4 @@ def _ended(conn, ids: set[str]) -> set[str]:
         for r in conn.execute(select(p.invoice_id, p.amount).where(p.invoice_id.in_(chunk))):
             if r.invoice_id in owed:  # amounts are stored as exact text: added here, not by SQL's sum
                 owed[r.invoice_id] -= r.amount
-    return ended | {iid for iid, left in owed.items() if left <= PAID_EPSILON}
+    return ended | {iid for iid, left in owed.items() if left <= PAID_EPSILON}, owners

@@ -445,3 +445,17 @@ def test_a_task_says_how_its_customer_may_be_reached_as_the_customer_is_now(book
             do_not_contact=True, optouts=["sms"], consents=["email"], legal_status="insolvent"))
     assert tasks(book)[0]["restrictions"] == ["do not contact", "opted out of sms", "no consent for voice, whatsapp",
                                              "legal status insolvent"]
+
+
+def test_a_task_about_an_invoice_moved_to_another_customer_says_whose_it_is_now_and_their_restrictions(book):
+    """A re-import gave invoice A to C2, marked do-not-contact: the task still named C1 with no
+    restriction, and its agent would have chased C1 for a debt that is C2's, whom no one may contact."""
+    from collect.engine.report import tasks
+
+    with book.begin() as conn:
+        conn.execute(s.agent_tasks.insert().values(contact_key="t", queue="q", customer_id="C1", invoice_ids="A;B",
+                                                   created_at=dt.datetime(2026, 3, 20, tzinfo=UTC)))
+        conn.execute(s.invoices.update().where(s.invoices.c.id == "A").values(customer_id="C2"))
+        conn.execute(s.customers.update().where(s.customers.c.id == "C2").values(do_not_contact=True))
+    (task,) = tasks(book)
+    assert (task["customer_id"], task["restrictions"]) == ("C1", ["A is now C2's", "C2: do not contact"])
