@@ -251,6 +251,17 @@ def _canonical(value) -> str:
     return str(value)
 
 
+def _made_after(made, promised: dt.date | None) -> bool:
+    """Was a promise made after the day it promised? Swapped dates would make it broken at once. A time
+    with its own offset is on another clock than the customer's, whose day may be one earlier: only a
+    day and more after is sure."""
+    if made is None or promised is None:
+        return False
+    if isinstance(made, dt.datetime):
+        return made.date() > promised + dt.timedelta(days=1 if made.tzinfo is not None else 0)
+    return made > promised
+
+
 def _promises(table: Table, book: Portfolio) -> None:
     if not table.headers or not table.require("amount", "promised_date"):
         return
@@ -274,6 +285,10 @@ def _promises(table: Table, book: Portfolio) -> None:
         amount, promised = cells.money("amount", True), cells.date("promised_date", True)
         made = cells.date("made_at", with_time=True)
         channel = cells.text("channel")
+        if _made_after(made, promised):  # as a dispute resolved before it was opened
+            cells.problem("made_at", f"made on {made.date() if isinstance(made, dt.datetime) else made}, after "
+                          f"its promised date {promised}")
+            continue
         if not ((iid or cid) and amount is not None and promised is not None):
             continue
         promise = Promise(iid, cid, amount, promised, made, channel, cells.texts(extra))

@@ -105,6 +105,23 @@ def test_a_dispute_resolved_before_it_was_opened_is_a_row_error(tmp_path, opened
         assert stored("disputes") == 0
 
 
+@pytest.mark.parametrize("made, wrong", [
+    ("2026-11-25", True), ("2026-11-25T10:00", True), ("2026-11-22T10:00+09:00", True),
+    ("2026-11-21T01:00+09:00", False),  # maybe the 20th on the customer's clock
+    ("2026-11-20T23:00", False), ("2026-11-10", False),
+])
+def test_a_promise_made_after_its_promised_date_is_a_row_error(tmp_path, made, wrong):
+    """Swapped dates made a promise broken the moment it was made; a dispute's are already an error."""
+    promises = f"invoice_id,amount,promised_date,made_at\nI1,50,2026-11-20,{made}\n"
+    result = simulate(tmp_path, {"p.csv": INVOICES, "promises.csv": promises}, "--promises", "promises.csv")
+    assert result.exit_code == (1 if wrong else 0), result.output
+    if wrong:
+        assert result.stderr.splitlines()[0].startswith("promises.csv:2: column made_at: made on 2026-11-2")
+        assert imported(tmp_path, "invoices", INVOICES).exit_code == 0
+        assert imported(tmp_path, "promises", promises).exit_code == 1
+        assert stored("promises") == 0
+
+
 def test_an_amount_that_rounds_past_the_digits_allowed_is_a_row_error(tmp_path):
     """999999999999999.9999999 has 15 digits before the point as written, 16 once rounded to 6 places."""
     nines = "9" * MAX_DIGITS
