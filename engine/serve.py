@@ -66,7 +66,8 @@ def cron_trigger(expr: str):
     try:
         trigger = CronTrigger.from_crontab(" ".join(fields), timezone=local_zone())
     except ValueError as exc:  # APScheduler's words do not say which option they are about
-        raise ValueError(f"--cron '{expr}' is not a crontab expression (minute hour day month weekday): {exc}") from None
+        raise ValueError(f"--cron '{expr}' is not a crontab expression (minute hour day month weekday): "
+                         f"{exc}") from None
     # a date that never comes (31 2 = February 31st): serve would wait forever without a word
     if trigger.get_next_fire_time(None, dt.datetime.now(local_zone())) is None:
         raise ValueError(f"--cron '{expr}' never fires: no date matches it")

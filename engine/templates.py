@@ -92,7 +92,7 @@ def _locale(ctx):
 @lru_cache(maxsize=256)
 def _country_language(country: str) -> str:
     """The language of a customer without one: its country's main language (Chile's Spanish writes
-    $6.400.000 and 20 mar 2026, where English wrote CLP6,400,000 and Mar 20, 2026), else English."""
+    $6.400.000 and 20-03-2026, where English wrote CLP6,400,000 and Mar 20, 2026), else English."""
     from babel.languages import get_official_languages
 
     return next(iter(get_official_languages(country, de_facto=True)), "en") if country else "en"
