@@ -19,6 +19,35 @@ LIMA = ZoneInfo("America/Lima")
 DOWN = DeliveryResult.transient("503", "service unavailable")  # retried at a later tick
 REFUSED = DeliveryResult.account("20003", "authentication failed")  # a rotated token: waits, unattempted
 
+# one SMS a day after the due date, any time of any day
+SIMPLE = """\
+    policy: r
+    timezone: America/Lima
+    windows: { default: { mon-sun: "00:00-23:59" }, holidays: open }
+    templates: { m: { sms: "Hola" } }
+    stages:
+      s:
+        when: true
+        steps:
+          - { id: s1, at: due+1d 10:00, send: sms, template: m }
+    """
+
+# two SMS two days apart under a cap of one contact a day
+ONE_A_DAY = """\
+    policy: c
+    timezone: America/Lima
+    windows: { default: { mon-sun: "00:00-23:59" }, holidays: open }
+    caps:
+      - { channel: any, max: 1, per: 1d }
+    templates: { m: { sms: "Hola", email: { subject: "s", body: "b" } } }
+    stages:
+      s:
+        when: true
+        steps:
+          - { id: z1, at: due+1d 10:00, send: sms, template: m }
+          - { id: a3, at: due+3d 10:00, send: sms, template: m }
+    """
+
 
 class Provider:
     """A provider in this process: answers `down` (a DeliveryResult) while it is set, else sends.

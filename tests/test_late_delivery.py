@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from coretools import Flaky
-from runtools import REFUSED, Provider, sms_store
+from runtools import ONE_A_DAY, REFUSED, Provider, sms_store
 from sqlalchemy import select
 
 from collect.engine import store as s
@@ -191,9 +191,7 @@ def test_contacts_held_up_by_an_outage_are_released_within_the_caps_not_all_at_o
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("collect.engine.runner.RECOVER_CHUNK", 1)  # taken one at a time, oldest first all the same
     lima = ZoneInfo("America/Lima")
-    engine, _, _, provider, tick = sms_store(db_url, tmp_path, CAPPED.replace(
-        "{ id: s1, at: due+1d 10:00", "{ id: z1, at: due+1d 10:00").replace(
-        "{ id: e2, at: due+2d 10:00, send: email", "{ id: a3, at: due+3d 10:00, send: sms"), provider=Provider(REFUSED))
+    engine, _, _, provider, tick = sms_store(db_url, tmp_path, ONE_A_DAY, provider=Provider(REFUSED))
     tick(3, 10)  # z1 decided, waits for the account
     tick(5, 10)  # a3 decided (z1, on the 3rd, is out of the cap's day), waits too; its key sorts first
     provider.down = None

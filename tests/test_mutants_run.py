@@ -13,7 +13,7 @@ import time
 from zoneinfo import ZoneInfo
 
 import pytest
-from runtools import Provider, sms_store
+from runtools import ONE_A_DAY, SIMPLE, Provider, sms_store
 from sqlalchemy import select, update
 
 from collect.adapters.base import DeliveryResult
@@ -26,22 +26,6 @@ from collect.engine.storeio import import_file
 
 LIMA = ZoneInfo("America/Lima")
 UTC = dt.timezone.utc
-
-ONE_A_DAY = """\
-    policy: c
-    timezone: America/Lima
-    windows: { default: { mon-sun: "00:00-23:59" }, holidays: open }
-    caps:
-      - { channel: any, max: 1, per: 1d }
-    templates: { m: { sms: "Hola", email: { subject: "s", body: "b" } } }
-    stages:
-      s:
-        when: true
-        steps:
-          - { id: z1, at: due+1d 10:00, send: sms, template: m }
-          - { id: a3, at: due+3d 10:00, send: sms, template: m }
-    """
-
 
 def contact_rows(engine) -> list:
     with engine.connect() as conn:
@@ -60,19 +44,6 @@ def test_two_waiting_contacts_recovered_in_one_chunk_are_released_within_the_cap
     tick(7, 9)  # both are recovered in one chunk: the first that goes holds the other
     assert len(provider.placed) == 1
     assert sorted(r.status for r in contact_rows(engine)) == ["sending", "sent"]
-
-
-SIMPLE = """\
-    policy: r
-    timezone: America/Lima
-    windows: { default: { mon-sun: "00:00-23:59" }, holidays: open }
-    templates: { m: { sms: "Hola" } }
-    stages:
-      s:
-        when: true
-        steps:
-          - { id: s1, at: due+1d 10:00, send: sms, template: m }
-    """
 
 
 def given_to(engine, host: str, pid: int, finished: bool) -> None:

@@ -10,7 +10,7 @@ import socket
 from zoneinfo import ZoneInfo
 
 import pytest
-from runtools import DOWN, sms_store
+from runtools import DOWN, SIMPLE, sms_store
 from sqlalchemy import select, update
 
 from collect.engine import runner as runner_module
@@ -20,23 +20,10 @@ from collect.engine.runner import Runner
 from collect.engine.storeio import import_file
 
 LIMA = ZoneInfo("America/Lima")
-POLICY = """\
-    policy: r
-    timezone: America/Lima
-    windows: { default: { mon-sun: "00:00-23:59" }, holidays: open }
-    templates: { m: { sms: "Hola" } }
-    stages:
-      s:
-        when: true
-        steps:
-          - { id: s1, at: due+1d 10:00, send: sms, template: m }
-    """
-
-
 def waiting_rows(url: str, tmp_path, customers: int):
     """A store whose `customers` contacts are `sending` after an outage, and a runner whose provider is up."""
     rows = "".join(f"F{i},C{i},100,2026-11-02,+5198765432{i}\n" for i in range(customers))
-    engine, plan, channels, provider, tick = sms_store(url, tmp_path, POLICY, rows)
+    engine, plan, channels, provider, tick = sms_store(url, tmp_path, SIMPLE, rows)
     tick(3, 10)
     provider.down = None
     return engine, plan, channels, provider
