@@ -54,6 +54,8 @@ FIELD_DIGITS = 28  # of a custom number field (an 18-digit account number is fin
 # status, an event's type and channel).
 SIZES = {"invoice_id": 100, "customer_id": 100, "payment_id": 200, "language": 16, "legal_status": 32,
          "channel": 32}
+IDS = ("invoice_id", "customer_id", "payment_id")  # identifiers: shown in tables, keys and logs
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # control characters (Unicode category Cc)
 FIRST_YEAR, LAST_YEAR = 1900, 2199  # dates the calendar can add steps, horizons and holidays to
 HEAD_LINES = 10  # the first lines looked at for a header under a title line (Table.header_below)
 
@@ -73,8 +75,8 @@ class Problem:
         return f"{self.file}:{self.row}:{where} {reason}"
 
 
-# control characters as Python writes them in a string: \n, \r, \t, \x01, \x7f
-_VISIBLE = {code: repr(chr(code))[1:-1] for code in [*range(32), 127]}
+# control characters as Python writes them in a string: \n, \r, \t, \x01, \x7f, \x85
+_VISIBLE = {code: repr(chr(code))[1:-1] for code in [*range(32), *range(127, 160)]}
 
 
 class CsvError(Exception):
@@ -387,6 +389,9 @@ class Cells:
             return None
         if "\x00" in value:
             self.problem(name, "a NUL character (0x00) cannot be stored")
+            return None
+        if name in IDS and _CONTROL.search(value):  # it would break every table and log line it is shown in
+            self.problem(name, f"'{value}': an id cannot contain a line break, a tab or another control character")
             return None
         return self.fits(name, value) if sized else value
 

@@ -447,6 +447,8 @@ def is_stop_reply(text: str | None) -> bool:
 
 
 DELIVERY_TYPES = ("delivered", "read", "clicked", "replied")
+PROVIDER_REPORTS = (*DELIVERY_TYPES, "bounced", "failed")  # about one message a provider took
+NEVER_SENT = ("deferred", "skipped")  # a contact row that no provider ever saw
 
 
 def _import_events(conn: Connection, path: Path, colmap: ColumnMap, zone) -> tuple[int, int]:
@@ -498,6 +500,9 @@ def _event_rows(conn: Connection, table: Table, channels: set[str], zone) -> lis
                           "an agent's on agent)")
         if contact_id and contact is None:
             cells.problem("contact_id", f"unknown contact '{contact_id}' (neither a contact key nor a provider id)")
+        elif contact is not None and contact.status in NEVER_SENT and kind in PROVIDER_REPORTS:
+            cells.problem("contact_id", f"contact '{contact_id}' was {contact.status}, never sent: no provider "
+                          f"can report it {kind}")
         # a report about a contact is about its customer: a STOP must not opt out another one
         elsewhere = contact is not None and cid is not None and cid != contact.customer_id
         cid = cid or (contact.customer_id if contact else None)

@@ -184,6 +184,47 @@ def test_an_event_about_another_customer_s_contact_is_refused(cli):
     engine.dispose()
 
 
+def test_a_delivery_report_about_a_contact_never_sent_is_refused(cli):
+    """A deferred or skipped contact never reached a provider: a `delivered` or `bounced` report naming
+    it names the wrong contact (a bounce would otherwise be dropped without a word), and so does a reply:
+    the file is refused whole, so the reply's STOP is not lost but waits for the right contact."""
+    import datetime as dt
+
+    from sqlalchemy import insert, select
+
+    from collect.engine import store as s
+
+    said(cli("invoices", "facturas.csv", INVOICES))
+    engine = s.connect(cli.url)
+    now = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
+    with engine.begin() as conn:
+        for key, status in (("k1", "deferred"), ("k2", "skipped"), ("k3", "sent")):
+            conn.execute(insert(s.contacts).values(key=key, policy="p", plan_hash="h", customer_id="C1",
+                                                   invoice_ids="FE-1001", channel="sms", status=status, attempts=1,
+                                                   at=now, tz="America/Lima", fallbacks=[], updated_at=now))
+    events = ("at,channel,type,contact_id,detail\n2026-11-20T10:00,sms,delivered,k1,\n"
+              "2026-11-20T10:00,sms,bounced,k2,no such number\n2026-11-20T10:00,sms,delivered,k3,\n"
+              "2026-11-20T11:00,sms,replied,k1,STOP\n")
+    result = cli("events", "eventos.csv", events)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "eventos.csv:2: column contact_id: contact 'k1' was deferred, never sent: no provider can report it "
+        "delivered",
+        "eventos.csv:3: column contact_id: contact 'k2' was skipped, never sent: no provider can report it bounced",
+        "eventos.csv:5: column contact_id: contact 'k1' was deferred, never sent: no provider can report it replied",
+        "nothing imported: 3 problem(s)"]
+    with engine.connect() as conn:
+        assert conn.execute(select(s.customers.c.optouts)).scalar_one() == []
+    fixed = ("at,channel,type,contact_id,detail\n2026-11-20T10:00,sms,delivered,k3,\n"
+             "2026-11-20T10:30,sms,bounced,k3,no such number\n2026-11-20T11:00,sms,replied,k3,STOP\n")
+    assert said(cli("events", "eventos.csv", fixed)) == "imported 3 new events from eventos.csv"
+    with engine.connect() as conn:
+        assert dict(conn.execute(select(s.contacts.c.key, s.contacts.c.status)).all()) == {
+            "k1": "deferred", "k2": "skipped", "k3": "failed"}
+        assert conn.execute(select(s.customers.c.optouts)).scalar_one() == ["sms"]
+    engine.dispose()
+
+
 def test_a_conversation_on_a_channel_no_one_answers_on_is_refused(cli):
     """`conversation` on webhook or letter was stored, and would start a lock on calls (Reg F) for nothing."""
     said(cli("invoices", "facturas.csv", INVOICES))

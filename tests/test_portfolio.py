@@ -167,6 +167,20 @@ def test_an_id_with_a_semicolon_is_a_row_error(tmp_path):
         "2: column customer_id: 'c;3': an id cannot contain ';' (contacts list invoice ids ';'-joined)"]
 
 
+def test_an_id_with_a_control_character_is_a_row_error_a_name_with_a_line_break_is_not(tmp_path):
+    """A quoted cell may hold a line break: fine in a name, but an id holding one (or a tab, or another
+    control character) is a broken export, and would split every table row and log line it is shown in.
+    A non-breaking space, as spreadsheets write, is not a control character."""
+    portfolio = write(tmp_path, "p.csv", 'invoice_id,customer_id,amount,due_date,customer_name\n'
+                      '"F1\nA",c1,1,2026-01-01,"Acme\nS.A.C."\nF2,c\t2,1,2026-01-01,B\nF\u00a03,c\x853,1,2026-01-01,C\n')
+    payments = write(tmp_path, "pay.csv", "invoice_id,amount,paid_at,payment_id\nF\u00a03,1,2026-01-02,P\x7f1\n")
+    assert problems(portfolio, payments=payments) == [
+        "2: column invoice_id: 'F1\\nA': an id cannot contain a line break, a tab or another control character",
+        "5: column customer_id: 'c\\t2': an id cannot contain a line break, a tab or another control character",
+        "6: column customer_id: 'c\\x853': an id cannot contain a line break, a tab or another control character",
+        "2: column payment_id: 'P\\x7f1': an id cannot contain a line break, a tab or another control character"]
+
+
 def test_a_promise_or_dispute_repeated_in_a_file_counts_once(tmp_path):
     portfolio = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date\nA,c1,100,2026-01-01\n")
     promises = write(tmp_path, "prom.csv", "invoice_id,amount,promised_date\nA,100,2026-01-10\nA,100,2026-01-10\n")
