@@ -30,7 +30,9 @@ EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
 def _check_contacts_file(out: Path | None) -> None:
     """A contacts file is .csv or .jsonl: its name says its format, so another name is a usage error."""
     if out is not None and out.suffix not in (".csv", ".jsonl"):
-        typer.echo(f"error: --out must end in .csv or .jsonl (got {out.name})", err=True)
+        # `--out ./` is a folder: say so, and where the file could go, rather than "(got )"
+        got = f"{out}, a folder: give a file in it, such as {out / 'contacts.csv'}" if out.is_dir() else out.name
+        typer.echo(f"error: --out must end in .csv or .jsonl (got {got})", err=True)
         raise typer.Exit(EXIT_USAGE)
 
 
@@ -614,11 +616,19 @@ def tasks(db: DbOpt = None, queue: Annotated[Optional[str], typer.Option(help="O
     if format is Format.json:
         import json
 
-        typer.echo(json.dumps(rows, default=str, indent=2))
+        typer.echo(json.dumps([_task_json(row) for row in rows], indent=2))
         return
     from . import views
 
     views.show_tasks(rows)
+
+
+def _task_json(row: dict) -> dict:
+    """A task with JSON's own types, for a CRM or a script: the priority a number (or null), the invoice
+    ids a list, created_at ISO 8601 (`2026-11-24T10:30:00+00:00`), as the agent channel's hand-off has them."""
+    priority = None if row["priority"] is None else float(row["priority"])
+    return {**row, "priority": priority, "invoice_ids": row["invoice_ids"].split(";"),
+            "created_at": row["created_at"].isoformat()}
 
 
 class ReportFormat(str, Enum):

@@ -17,6 +17,7 @@ from .recovery import replace
 from .source import Located
 
 TEXT_SUFFIXES = (".collect",)
+YAML_SUFFIXES = (".yaml", ".yml")
 MAX_ROUNDS = 8  # stand-ins can uncover checks that did not run yet (a model's own rules); a few rounds do
 
 
@@ -24,6 +25,10 @@ def read_source(path: str | Path, diags: Diagnostics, text: str | None = None) -
     """Parse a file into a Located document, choosing the front end by its suffix."""
     path = Path(path)
     name = str(path)
+    if path.suffix not in TEXT_SUFFIXES + YAML_SUFFIXES:  # the portfolio given for the policy, say
+        diags.error("not-a-policy", f"a policy file is named *.yaml or *.yml (YAML) or *.collect (the text DSL), "
+                    f"not {path.name}", Span(name, 1, 1))
+        return None
     if text is None:
         try:
             text = path.read_text(encoding="utf-8")
@@ -135,6 +140,16 @@ def _expected(error: dict) -> str:
     return _EXPECTED.get(error["type"].split("_")[0], message)
 
 
+def plain_message(error: dict) -> str:
+    """One pydantic error of a side file (a behavior model) in a YAML writer's words, as a policy's are
+    said: "wrong type: expected a whole number, got true", not "Input should be a valid integer"."""
+    kind = error["type"]
+    if _is_type_error(kind):
+        return f"wrong type: expected {_expected(error)}, got {_found(error.get('input'))}"
+    message = error["msg"].removeprefix("Value error, ")
+    return "must be " + message[len("Input should be "):] if message.startswith("Input should be ") else message
+
+
 def _either(alternatives: list[str]) -> str:
     return alternatives[0] if len(alternatives) == 1 else ", ".join(alternatives[:-1]) + " or " + alternatives[-1]
 
@@ -173,6 +188,8 @@ def _report(error: dict, located: Located, diags: Diagnostics, data) -> None:
     hint = None
     if len(path) == 2 and path[0] == "windows" and _is_type_error(kind):  # `holiday: open` is read as a channel
         hint = suggest(str(path[1]), ("holidays",))
+    elif path[-1:] in (("escalate",), ("on_exhausted",)) and _is_type_error(kind) and isinstance(value, str):
+        hint = f"the queue goes in `queue:`, as {{ queue: {value} }}"  # `escalate: agents` names no key
     if kind == "literal_error" and loc[-1:] == ("auto",):
         hint = ("write [] for no profile" if value == "none" else f"write [{value}]") if isinstance(value, str) else None
     elif kind == "literal_error" and isinstance(value, str):  # a misspelt word, not a blank

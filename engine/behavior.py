@@ -33,14 +33,19 @@ class BehaviorError(Exception):
     pass
 
 
-def _problem(error: dict) -> str:
-    where = ".".join(map(str, error["loc"]))
-    if error["type"] == "extra_forbidden":
-        from ..dsl.diagnostics import suggest
+def _problem(error: dict, located) -> str:
+    """`FILE:LINE:COL: key: reason` for one pydantic error, at the key or value it is about."""
+    from ..dsl.diagnostics import suggest
+    from ..dsl.loader import plain_message
 
-        hint = suggest(str(error["loc"][-1]), list(BehaviorSpec.model_fields))
-        return f"{where}: unknown key" + (f" ({hint})" if hint else "")
-    return f"{where}: {error['msg'].removeprefix('Value error, ')}"
+    loc = tuple(error["loc"])
+    where = ".".join(map(str, loc))
+    span = located.span(loc, prefer_key=error["type"] == "extra_forbidden")
+    place = f"{span.file}:{span.line}:{span.col}"
+    if error["type"] == "extra_forbidden":
+        hint = suggest(str(loc[-1]), list(BehaviorSpec.model_fields))
+        return f"{place}: {where}: unknown key" + (f" ({hint})" if hint else "")
+    return f"{place}: {where}: {plain_message(error)}"
 
 
 # strict: YAML's `true` is no number (lax pydantic reads it as 1); a strict float still takes 1 for 1.0
@@ -74,6 +79,13 @@ class BehaviorSpec(BaseModel):
                                  + (f" ({hint})" if hint else ""))
         return value
 
+    @field_validator("delay_days", mode="before")
+    @classmethod
+    def _two_numbers(cls, value):
+        if isinstance(value, (list, tuple)) and len(value) != 2:  # pydantic would say "Field required" of [1]
+            raise ValueError(f"must be [fewest, most]: two whole numbers of days, such as [1, 5], not {list(value)}")
+        return value
+
     @field_validator("delay_days")
     @classmethod
     def _delay(cls, value: tuple[int, int]) -> tuple[int, int]:
@@ -91,10 +103,11 @@ class BehaviorModel:
 
     @classmethod
     def load(cls, path: str | Path, seed: int) -> "BehaviorModel":
-        from ..dsl.yamlload import load_yaml_file
+        from ..dsl.yamlload import load_yaml_file_located
 
         try:
-            data = load_yaml_file(path) or {}
+            located = load_yaml_file_located(path)
+            data = located.data if located is not None and located.data is not None else {}
         except (OSError, ValueError) as exc:
             raise BehaviorError(f"{path}: cannot read the behavior model: {exc}") from None
         if not isinstance(data, dict):
@@ -103,7 +116,8 @@ class BehaviorModel:
         try:
             return cls(BehaviorSpec.model_validate(data), seed)
         except ValidationError as exc:
-            raise BehaviorError(f"{path}: " + "; ".join(map(_problem, exc.errors()))) from None
+            # one line per problem, each at its place, as a policy's problems are reported
+            raise BehaviorError("\n".join(_problem(error, located) for error in exc.errors())) from None
 
     def unknown_names(self, plan) -> list[str]:
         """Warnings for the `by_stage` and `by_segment` names that are not the policy's: they would change

@@ -636,10 +636,11 @@ def _costs(value, located, diags: Diagnostics) -> dict[str, Decimal]:
         return {}
     costs = {}
     known = _known_channels()
+    priced = [name for name in known if name != "agent"]  # what a cost may be given for
     for channel, amount in value.items():
         if str(channel) not in known:  # a misspelt channel would silently cost nothing
             diags.error("channels-bad-cost", f"costs.{channel}: unknown channel '{channel}' (available: "
-                        f"{', '.join(known)})", located.span(("costs", channel), True), suggest(str(channel), known))
+                        f"{', '.join(priced)})", located.span(("costs", channel), True), suggest(str(channel), priced))
             continue
         if str(channel) == "agent":  # neither report nor simulate prices a task: the cost would be ignored
             diags.error("channels-bad-cost", "costs.agent: an agent task is no message and has no cost in the "

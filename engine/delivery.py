@@ -76,6 +76,7 @@ class Result:
 
 
 RENDER = "render"  # the error code of a message whose template could not be rendered (it failed for good)
+NOT_RENDERED = "template not rendered"  # how a tick's summary counts those: not a provider's outcome
 
 # stopped, waiting and held contacts stay `sending`, released to a later tick, without using an attempt
 NOT_TRIED = ("waiting", "stopped", "held")

@@ -25,9 +25,9 @@ def load(tmp_path, text: str) -> BehaviorModel:
     ("by_channel: { whatsap: 0.1 }\n", "by_channel: 'whatsap' is not a sending channel (email, sms, whatsapp, "
                                        "voice, letter) (did you mean 'whatsapp'?)"),
     ("by_channel: { agent: 0.1 }\n", "by_channel: 'agent' is not a sending channel"),
-    ("by_channel: { sms: 1.5 }\n", "by_channel.sms: Input should be less than or equal to 1"),
-    ("by_stage: { late: -1 }\n", "by_stage.late: Input should be greater than or equal to 0"),
-    ("by_segment: { risky: -0.5 }\n", "by_segment.risky: Input should be greater than or equal to 0"),
+    ("by_channel: { sms: 1.5 }\n", "b.yaml:1:20: by_channel.sms: must be less than or equal to 1"),
+    ("by_stage: { late: -1 }\n", "b.yaml:1:19: by_stage.late: must be greater than or equal to 0"),
+    ("by_segment: { risky: -0.5 }\n", "b.yaml:1:22: by_segment.risky: must be greater than or equal to 0"),
     ("- pay_probability: 0.1\n", "a behavior model is a mapping of keys (pay_probability: 0.05 ...), not a list"),
 ])
 def test_a_meaningless_value_is_refused_with_where_and_why(tmp_path, text, said):
@@ -39,8 +39,10 @@ def test_a_meaningless_value_is_refused_with_where_and_why(tmp_path, text, said)
 def test_every_problem_of_a_model_is_reported_at_once(tmp_path):
     with pytest.raises(BehaviorError) as error:
         load(tmp_path, "delay_days: [3, 1]\nby_stage: { late: -1 }\npay_probability: 2\n")
-    assert [p.split(":")[0] for p in str(error.value).split(": ", 1)[1].split("; ")] == [
-        "pay_probability", "by_stage.late", "delay_days"]
+    # one line each, at its line and column
+    assert [line.split(": ")[:2] for line in str(error.value).splitlines()] == [
+        [f"{tmp_path / 'b.yaml'}:3:18", "pay_probability"], [f"{tmp_path / 'b.yaml'}:2:19", "by_stage.late"],
+        [f"{tmp_path / 'b.yaml'}:1:13", "delay_days"]]
 
 
 def test_names_the_policy_does_not_have_are_warned_about_with_a_suggestion(tmp_path):

@@ -22,12 +22,13 @@ def load(tmp_path, text: str) -> BehaviorModel:
 @pytest.mark.parametrize("text, said", [
     ("delay_days: [3000000, 3000000]\n", "delay_days: must be at most 3650 days (ten years), not 3000000"),
     ("delay_days: [1, 3651]\n", "delay_days: must be at most 3650 days (ten years), not 3651"),
-    ("pay_probability: true\n", "pay_probability: Input should be a valid number"),
-    ("delay_days: [true, 3]\n", "delay_days.0: Input should be a valid integer"),
-    ("by_channel: { sms: false }\n", "by_channel.sms: Input should be a valid number"),
-    ("by_stage: { late: true }\n", "by_stage.late: Input should be a valid number"),
-    ("partial_share: true\n", "partial_share: Input should be a valid number"),
-    ("partial_fraction: true\n", "partial_fraction: Input should be a valid number"),
+    ("pay_probability: true\n", "b.yaml:1:18: pay_probability: wrong type: expected a number, got true"),
+    ("delay_days: [true, 3]\n", "b.yaml:1:14: delay_days.0: wrong type: expected a whole number, got true"),
+    ("delay_days: [1]\n", "delay_days: must be [fewest, most]: two whole numbers of days, such as [1, 5], not [1]"),
+    ("by_channel: { sms: false }\n", "by_channel.sms: wrong type: expected a number, got false"),
+    ("by_stage: { late: true }\n", "by_stage.late: wrong type: expected a number, got true"),
+    ("partial_share: true\n", "partial_share: wrong type: expected a number, got true"),
+    ("partial_fraction: 1\n", "b.yaml:1:19: partial_fraction: must be less than 1"),
 ])
 def test_a_value_that_cannot_be_used_is_refused_when_the_model_is_read(tmp_path, text, said):
     with pytest.raises(BehaviorError) as error:

@@ -252,7 +252,7 @@ def test_simulate_reports_every_costs_problem_with_its_place(tmp_path):
     assert result.exit_code == 1, result.output
     assert result.stderr.splitlines() == [
         f"error: {path}:4:3: costs.emial: unknown channel 'emial' (available: email, sms, whatsapp, voice, letter, "
-        "webhook, agent) (did you mean 'email'?)",
+        "webhook) (did you mean 'email'?)",
         f"{path}:5:8: costs.sms: expected a cost of 0 or more, such as 0.045",
         f"{path}:6:13: costs.whatsapp: expected a cost of 0 or more, such as 0.045",
         f"{path}:7:10: costs.voice: expected a cost of 0 or more, such as 0.045"]

@@ -342,7 +342,7 @@ def test_an_output_that_cannot_be_written_exits_3(tmp_path):
     ("costs: 5\n", "channels.yaml:1:8: costs: expected a mapping of channel -> cost per message"),
     ("- a\n", "channels.yaml:1:1: expected a mapping with `channels:` and `costs:`"),
     ("costs: { emial: 0.001 }\n", "channels.yaml:1:10: costs.emial: unknown channel 'emial' (available: email, "
-                                  "sms, whatsapp, voice, letter, webhook, agent) (did you mean 'email'?)"),
+                                  "sms, whatsapp, voice, letter, webhook) (did you mean 'email'?)"),
     (None, "No such file or directory"),
 ])
 def test_simulate_with_a_bad_channels_file_says_why(tmp_path, text, message):
@@ -495,3 +495,25 @@ def test_a_date_option_is_yyyy_mm_dd_only(tmp_path, value):
     result = invoke("simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(EXAMPLE / "portfolio.csv"),
                     "--start", value, "-q")
     assert result.exit_code == 2 and one_error_line(result) == f"error: --start {value!r} is not a date (YYYY-MM-DD)"
+
+
+def test_an_out_that_is_a_folder_says_it_is_a_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir()
+    result = invoke("simulate", str(EXAMPLE / "policy.yaml"), "--portfolio", str(EXAMPLE / "portfolio.csv"), "-q",
+                    "--out", "reports")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("error: --out must end in .csv or .jsonl (got reports, a folder: give a file "
+                                     "in it, such as reports/contacts.csv)")
+
+
+def test_a_file_that_is_not_named_as_a_policy_is_refused_before_it_is_read(tmp_path):
+    """The portfolio given where the policy goes (`collect simulate portfolio.csv`) was read as YAML and
+    said "a policy file is a mapping of keys"; a .collect policy renamed .txt was read as YAML too."""
+    (tmp_path / "portfolio.csv").write_text("invoice_id,customer_id\nA,C\n")
+    (tmp_path / "policy.txt").write_text((EXAMPLE / "policy.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    for name in ("portfolio.csv", "policy.txt"):
+        result = invoke("validate", str(tmp_path / name))
+        assert result.exit_code == 1
+        assert result.output.strip() == (f"{tmp_path / name}:1:1: error: a policy file is named *.yaml or *.yml "
+                                         f"(YAML) or *.collect (the text DSL), not {name} [not-a-policy]")

@@ -21,6 +21,7 @@ from collect.engine.compiler import compile_policy
 from collect.engine.portfolio import ColumnMap
 from collect.engine.runner import Runner
 from collect.engine.storeio import import_file
+from collect.views import show_tick
 
 UTC = dt.timezone.utc
 MONDAY = dt.datetime(2026, 11, 16, 15, tzinfo=UTC)  # 10:00 in Lima
@@ -167,7 +168,7 @@ def test_a_provider_opt_out_is_recorded_and_respected(setup):
     assert contacts(engine)[-1][:3] == ("d0", "sms", "sent")
 
 
-def test_a_template_that_cannot_be_rendered_fails_that_channel_not_the_tick(setup, monkeypatch):
+def test_a_template_that_cannot_be_rendered_fails_that_channel_not_the_tick(setup, monkeypatch, capsys):
     from collect.engine import messages
 
     render = messages.render_channel
@@ -186,6 +187,11 @@ def test_a_template_that_cannot_be_rendered_fails_that_channel_not_the_tick(setu
     assert contacts(engine)[-1][:3] == ("d0", "email", "sent") and run.channels("sms").sent == []
     # the policy's failure, not the provider's (`collect run` prints `error: KEY: ...`, exit 3)
     assert summary.provider_failures == [] and summary.errors == [f"{failed.key}: {failed.reason}"]
+    # and the tick's table counts it as such, not as `provider failed`
+    assert summary.delivery == {"template not rendered": 1, "sent": 1}
+    show_tick(summary, dry_run=False)
+    table = capsys.readouterr().out
+    assert "template not rendered" in table and "provider failed" not in table
 
 
 def test_a_failing_provider_is_left_alone_and_does_not_hold_up_the_others(setup):

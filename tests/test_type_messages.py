@@ -48,6 +48,18 @@ def test_a_wrong_type_says_what_was_expected_and_what_was_found(tmp_path, extra,
     assert rendered(result) == [f"{tmp_path / 'p.yaml'}:{line}:{col}: error: wrong type: {said} [wrong-type]"]
 
 
+@pytest.mark.parametrize("step, queue", [
+    ("{ id: b, at: due+2d, escalate: agents }", "agents"),
+    ("{ id: b, at: due+2d, send: email, template: m, on_exhausted: agents }", "agents"),
+    ("{ id: b, at: due+2d, send: email, template: m, on_exhausted: { escalate: legal } }", "legal"),
+])
+def test_an_escalation_written_as_a_queue_name_says_where_the_queue_goes(tmp_path, step, queue):
+    result, _ = compile_yaml(tmp_path, steps=f"      - {step}")
+    (error,) = errors(result)
+    assert error.message == f"wrong type: expected a mapping (key: value), got text '{queue}'"
+    assert error.hint == f"the queue goes in `queue:`, as {{ queue: {queue} }}"
+
+
 def test_stop_that_is_not_true_or_false_says_so(tmp_path):
     result, text = compile_yaml(tmp_path, steps='      - { id: b, at: due+2d, stop: "yes" }')
     line, col = where(text, 15, '"yes"')

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import os
 import subprocess
 import sys
@@ -180,6 +181,10 @@ def test_tasks_piped_keep_whole_ids(tmp_path):
     assert "…" not in out
     for value in ("NIT900123456-7", "cuentas-clave-corporativas", "FE-000123", "78000000", "2026-11-12"):
         assert value in out, out
+    # and as JSON, with JSON's own types: what a CRM or a script reads without parsing our text
+    (task,) = json.loads(cli("tasks", "--format", "json"))
+    assert task["priority"] == 78000000 and task["invoice_ids"] == ["FE-000123"]
+    assert dt.datetime.fromisoformat(task["created_at"]).tzinfo is not None and "T" in task["created_at"]
 
 
 @pytest.mark.parametrize("old, new, labels", [
