@@ -788,10 +788,13 @@ def sent_for(state: CustomerState, step_id: str, occurrence: str) -> set[str]:
 
 
 def to_float(value) -> float | None:
+    """A priority as a float; None (no priority) for null, and for a decimal past a float's range (1e309 is
+    `inf`: it would sort first and make the task's JSON invalid), as the expressions make an overflow null."""
     try:
-        return float(value) if value is not None else None
+        number = float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+    return number if number is None or math.isfinite(number) else None
 
 
 def decide(rt: Runtime, state: CustomerState, now: dt.datetime) -> Outcome:

@@ -371,6 +371,22 @@ def test_escalation_priority_expression(tmp_path):
     assert (task.queue, task.priority, task.channel) == ("key-accounts", 1500.0, "agent")
 
 
+def test_a_priority_past_a_floats_range_is_no_priority_not_infinity(tmp_path):
+    """A decimal of 1e400 is a number to the expressions, but `inf` as a float: it sorted first in
+    `collect tasks`, and `tasks --format json` and the agent hand-off wrote `Infinity`, which is no JSON."""
+    rt = runtime("""
+    stages:
+      s:
+        when: invoice.days_past_due >= 0
+        steps:
+          - { id: e, at: due+15d, escalate: { queue: q, priority: "invoice.balance * %s" } }
+    """ % ("1" + "0" * 400), tmp_path)
+    c = customer()
+    invoice(c, "F1", "2026-11-01", "2000")
+    task = next(d for d in run(rt, [c], "2026-11-16", 2).decisions if d.status == "escalated")
+    assert task.priority is None
+
+
 def test_a_deferred_contact_goes_out_at_its_slot_whatever_became_due_meanwhile(tmp_path):
     """Catch-up is for steps seen due for the first time: od-1, deferred by the weekend, is not
     superseded on Monday by od-2 (SPEC 4.2: a deferred contact goes at its slot)."""
