@@ -63,6 +63,9 @@ def currency_problem(code: str) -> str | None:
         return None
     from babel.numbers import list_currencies
 
+    if code in list_currencies() and code.startswith("X"):  # XXX, XTS, XAU: ISO's codes that are no money
+        return (f"'{code}' is no country's currency (ISO 4217's code for no currency, a test, a precious metal "
+                "or a unit of account); give the invoice's currency, e.g. PEN, USD")
     if code in list_currencies():  # MXP, the Mexican peso of before 1993
         return f"'{code}' is a currency no country has used since 2000 (a typo of today's code?)"
     # lower case, or two letters swapped (UDS); not any code one letter away (EUO: ERN? EUR?)
@@ -75,12 +78,13 @@ def currency_problem(code: str) -> str | None:
 @lru_cache(maxsize=1)
 def _currencies() -> frozenset[str]:
     """The currencies some country has used since 2000 (CLDR's territory data, funds such as Chile's CLF
-    included): not MXP, the Mexican peso of before 1993, which a MXN invoice means."""
+    included): not MXP, the Mexican peso of before 1993, which a MXN invoice means, nor XXX (no currency)."""
     import datetime as dt
 
     from babel.core import get_global
     from babel.numbers import get_territory_currencies
 
-    return frozenset(code for territory in get_global("territory_currencies")
+    # ZZ (unknown region) lists ISO's metals, test and fund codes; AQ (Antarctica) and CP list XXX, "no currency"
+    return frozenset(code for territory in get_global("territory_currencies") if territory not in ("ZZ", "AQ", "CP")
                      for code in get_territory_currencies(territory, dt.date(2000, 1, 1), dt.date.today(),
                                                           non_tender=True))

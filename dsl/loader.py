@@ -190,8 +190,9 @@ def _report(error: dict, located: Located, diags: Diagnostics, data) -> None:
         hint = suggest(str(path[1]), ("holidays",))
     elif path[-1:] in (("escalate",), ("on_exhausted",)) and _is_type_error(kind) and isinstance(value, str):
         hint = f"the queue goes in `queue:`, as {{ queue: {value} }}"  # `escalate: agents` names no key
-    if kind == "literal_error" and loc[-1:] == ("auto",):
-        hint = ("write [] for no profile" if value == "none" else f"write [{value}]") if isinstance(value, str) else None
+    if kind == "literal_error" and loc[-1:] == ("auto",) and isinstance(value, str):
+        # `automatic` means auto; `none` no profile; any other word is taken for a profile's name
+        hint = ("write [] for no profile" if value == "none" else suggest(value, ("auto",)) or f"write [{value}]")
     elif kind == "literal_error" and isinstance(value, str):  # a misspelt word, not a blank
         options = [o.strip(" '") for o in error["ctx"]["expected"].replace(" or ", ",").split(",")]
         hint = suggest(value, options)

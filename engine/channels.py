@@ -169,8 +169,10 @@ class Channels(_Names):
     """
 
     def __init__(self, config: dict[str, dict] | None = None, *, retry: Retry | None = None,
-                 costs: dict[str, Decimal] | None = None, pay_link: str | None = None, where: Where | None = None):
+                 costs: dict[str, Decimal] | None = None, pay_link: str | None = None, where: Where | None = None,
+                 source: str | None = None):
         super().__init__(config, where)
+        self.source = source  # the file read, named where a failure says what to check (None: no file)
         self.retry = retry or Retry()
         self.costs = dict(costs or {})
         self.pay_link = pay_link  # the payment page, `{customer_id}` filled in per message
@@ -458,18 +460,22 @@ def load_channels(path: str | Path | None) -> Channels:
     located = _read(path)
     diags = Diagnostics()
     data = located.data if located else None
-    if not isinstance(data, dict) or not isinstance(data.get("channels"), dict):
+    if not isinstance(data, dict):
         raise ChannelsError([Diagnostic("channels-not-mapping", "error", "expected a `channels:` mapping of "
                                         "channel -> {adapter: ...}", Span(file, 1, 1))])
-    for key in data:
-        if key not in TOP_KEYS:
-            diags.error("channels-unknown-key", f"unknown key '{key}'", located.span((key,), prefer_key=True),
-                        suggest(str(key), TOP_KEYS) or f"keys: {', '.join(TOP_KEYS)}")
+    _unknown_top_keys(data, located, diags)  # first: a misspelt `chanels:` says so, not only that none is there
+    if not isinstance(data.get("channels"), dict) or not data["channels"]:
+        # `channels: {}` would configure nothing and so, like no file at all, send everything to outbox/
+        empty = "; `channels: {}` names none" if data.get("channels") == {} else ""
+        diags.error("channels-not-mapping", f"expected a `channels:` mapping of channel -> {{adapter: ...}}{empty}",
+                    located.span(("channels",)) if "channels" in data else Span(file, 1, 1))
+        raise ChannelsError(diags.items)
     retry = _retry(data.get("retry"), located, diags)
     costs = _costs(data.get("costs"), located, diags)
     pay_link = _pay_link(data.get("pay_link"), located, diags)
     try:
-        channels = Channels(data["channels"], retry=retry, costs=costs, pay_link=pay_link, where=located.span)
+        channels = Channels(data["channels"], retry=retry, costs=costs, pay_link=pay_link, where=located.span,
+                            source=file)
     except ChannelsError as exc:
         raise ChannelsError(diags.items + exc.diagnostics) from None
     if diags:
@@ -542,14 +548,18 @@ def load_costs(path: str | Path) -> dict[str, Decimal]:
     if not isinstance(data, dict):
         raise ChannelsError([Diagnostic("channels-not-mapping", "error", "expected a mapping with `channels:` "
                                         "and `costs:` (channel -> cost per message)", Span(str(path), 1, 1))])
-    for key in data:
-        if key not in TOP_KEYS and suggest(str(key), ("costs",)):
-            diags.error("channels-unknown-key", f"unknown key '{key}'", located.span((key,), prefer_key=True),
-                        suggest(str(key), ("costs",)))
+    _unknown_top_keys(data, located, diags)  # a misspelt `costs` would leave the costs out silently
     costs = _costs(data.get("costs"), located, diags)
     if diags:
         raise ChannelsError(diags.items)
     return costs
+
+
+def _unknown_top_keys(data: dict, located, diags: Diagnostics) -> None:
+    for key in data:
+        if key not in TOP_KEYS:
+            diags.error("channels-unknown-key", f"unknown key '{key}'", located.span((key,), prefer_key=True),
+                        suggest(str(key), TOP_KEYS) or f"keys: {', '.join(TOP_KEYS)}")
 
 
 def load_pay_link(path: str | Path) -> str | None:

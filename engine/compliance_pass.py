@@ -52,8 +52,10 @@ def _check_settings(comp, selected: list[str]) -> None:
     for profile, settings in comp.policy.compliance_settings.items():
         where = ("compliance_settings", profile)
         if profile not in selected:
+            # `co-ley-230` for the selected `co-ley-2300`: a "did you mean", else what is selected
+            hint = suggest(str(profile), selected) or f"selected: {', '.join(selected) or 'none'}"
             comp.diags.error("compliance-settings", f"compliance_settings: profile '{profile}' is not selected",
-                             comp.span(where, prefer_key=True), f"selected: {', '.join(selected) or 'none'}")
+                             comp.span(where, prefer_key=True), hint)
             continue
         offered = load_profile(profile)["settings"]
         for key, value in (settings or {}).items():

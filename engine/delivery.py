@@ -181,7 +181,7 @@ def _outcome(d: Delivery, outcome, channels) -> Result:
         return Result(d, "sent", provider_id=readable_id(outcome.provider_id))
     # a plugin built against an older base has neither account_level nor throttled
     if getattr(outcome, "account_level", False):
-        why = channel_stopped(d.channel, reason, outcome.error_code)
+        why = channel_stopped(d.channel, reason, outcome.error_code, getattr(channels, "source", "channels.yaml"))
         return Result(d, "stopped", why, error_code=outcome.error_code, retry_after=outcome.retry_after, stopped=why)
     status = "retry" if outcome.status == "transient" else "failed"
     return _retry_or_give_up(Result(d, status, reason, error_code=outcome.error_code, retry_after=outcome.retry_after,
@@ -197,13 +197,16 @@ def _retry_or_give_up(r: Result, channels) -> Result:
     return r
 
 
-def channel_stopped(channel: str, reason: str, code: str | None = None) -> str:
-    """The one line that says a channel stopped, why, and where to fix it."""
-    if code == "outbox":  # the file adapter: no provider, no account, a file that cannot be written
-        why = f"{reason.removeprefix('outbox ')} (check channels.{channel}.path in channels.yaml, and the disk)"
+def channel_stopped(channel: str, reason: str, code: str | None = None, source: str | None = "channels.yaml") -> str:
+    """The one line that says a channel stopped, why, and where to fix it (`source`: the channels file
+    read, None without one)."""
+    if code == "outbox" and source is None:  # no channels file: outbox/<channel>.jsonl
+        why = f"{reason.removeprefix('outbox ')} (check the outbox folder, and the disk)"
+    elif code == "outbox":  # the file adapter: no provider, no account, a file that cannot be written
+        why = f"{reason.removeprefix('outbox ')} (check channels.{channel}.path in {source}, and the disk)"
     else:
         why = (f"the provider refused its account: {reason} (check the credentials and settings of "
-               f"channels.{channel} in channels.yaml, and the account with the provider)")
+               f"channels.{channel} in {source or 'channels.yaml'}, and the account with the provider)")
     return f"channel {channel} stopped for this tick, {why}; its messages wait for a later tick without using an attempt"
 
 

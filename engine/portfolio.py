@@ -25,7 +25,7 @@ from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 
-from ..dsl.diagnostics import suggest
+from ..dsl.diagnostics import near_typo, suggest
 from ..dsl.fields import currency_problem
 from ..dsl.timeparse import time_zones
 
@@ -302,7 +302,8 @@ def _map_value_problems(data: dict) -> list[tuple[tuple, str]]:
 def _format_problem(fmt: str) -> str:
     """Why a date format cannot read dates ("" if it can): said once at the map, not at every cell of every
     row (an unknown directive such as %Q, or a format without the year, month or day)."""
-    sample = dt.datetime(2026, 11, 20, 15, 4, 5)
+    # aware: %z and %Z write nothing for a naive time, and then could not read back what they wrote
+    sample = dt.datetime(2026, 11, 20, 15, 4, 5, tzinfo=dt.timezone.utc)
     try:
         read = dt.datetime.strptime(sample.strftime(fmt), fmt)
     except ValueError as exc:
@@ -611,6 +612,7 @@ class Table:
         self.file, self.cmap, self.problems = str(path), cmap, problems
         self.rows: list[tuple[int, list[str]]] = []  # (line where the row starts, cells)
         self.index: dict[str, int] = {}
+        self._slips: set[str] = set()  # headers already reported as a misspelt column (`extra` runs per row)
         self.headers: list[str] = []
         self.translate: dict[int, dict[str, str]] = {}
         self.head: list[str] = []  # the first lines as written, for a header below a title
@@ -682,8 +684,24 @@ class Table:
 
     def extra(self, known) -> list[str]:
         """The columns (by the map's names) that are none of `known`. A column without a header (a
-        trailing delimiter, as some exports write) names nothing and is left out."""
-        return [name for name in self.index if name and name not in known]
+        trailing delimiter, as some exports write) names nothing and is left out. One a slip of the keyboard
+        from a known column the file lacks is a problem (`misspelt`)."""
+        extra = [name for name in self.index if name and name not in known]
+        for name in extra:
+            self.misspelt(name, known)
+        return extra
+
+    def misspelt(self, name: str, known) -> None:
+        """`do_not_contatc` kept as a text attribute left every customer contactable, and `statuss` left
+        paid invoices open: an extra column one slip from a known one the file does not have is refused.
+        `phone2`, a known name and a number, is a column of its own."""
+        meant = near_typo(name, [k for k in known if k not in self.index])
+        if meant is None or name in self._slips or re.fullmatch(re.escape(meant) + r"[\W_]*\d+", name):
+            return
+        self._slips.add(name)
+        self.problems.append(Problem(self.file, 1, self.header_of(name), f"not a column collect knows (did you "
+                                     f"mean '{meant}'?); a column of your own must not be named so close to "
+                                     f"'{meant}': rename it"))
 
     def require(self, *names: str) -> bool:
         missing = [n for n in names if n not in self.index]

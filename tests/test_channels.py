@@ -179,9 +179,27 @@ def test_empty_or_shapeless_files(tmp_path):
 
 
 def test_retry_and_costs(tmp_path):
-    channels = load_channels(write(tmp_path, "channels: {}\nretry: { attempts: 5, backoff: 2m }\n"))
+    channels = load_channels(write(tmp_path, "channels: { email: { adapter: file } }\nretry: { attempts: 5, backoff: 2m }\n"))
     assert channels.retry == Retry(5, 120.0) and channels.costs == {}
-    assert load_channels(write(tmp_path, "channels: {}\n")).retry == Retry(3, 30.0)
+    assert load_channels(write(tmp_path, "channels: { email: { adapter: file } }\n")).retry == Retry(3, 30.0)
+
+
+def test_a_file_naming_no_channel_is_an_error_not_every_channel_to_the_outbox(tmp_path):
+    """`channels: {}` configured nothing, which is what no file means: every contact went to outbox/ and
+    was recorded as delivered, where a file naming some channels leaves the others unsent."""
+    with pytest.raises(ChannelsError) as caught:
+        load_channels(write(tmp_path, "channels: {}\n"))
+    assert str(caught.value).endswith(":1:11: expected a `channels:` mapping of channel -> {adapter: ...}; "
+                                      "`channels: {}` names none")
+
+
+def test_a_misspelt_top_level_key_is_named_with_a_suggestion_beside_the_missing_channels(tmp_path):
+    with pytest.raises(ChannelsError) as caught:
+        load_channels(write(tmp_path, "chanels:\n  email: { adapter: file }\nretries: { attempts: 2 }\n"))
+    assert [line.split(": ", 1)[1] for line in str(caught.value).splitlines()] == [
+        "unknown key 'chanels' (did you mean 'channels'?)",
+        "expected a `channels:` mapping of channel -> {adapter: ...}",
+        "unknown key 'retries' (did you mean 'retry'?)"]
     assert Retry(3, 30.0).delay(1) == 30.0 and Retry(3, 30.0).delay(3) == 120.0
     assert Retry(3, 30.0).delay(1, retry_after=90.0) == 90.0
 

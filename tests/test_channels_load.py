@@ -182,6 +182,14 @@ def unwritable(channel: str, monkeypatch) -> None:
     monkeypatch.setattr(FileChannel, "_open_locked", refused)
 
 
+def test_the_stopped_channel_line_names_the_channels_file_that_was_read(project, tmp_path, monkeypatch):
+    write(tmp_path, "channels:\n  email: { adapter: file, path: out/email.jsonl }\n", "prod-channels.yaml")
+    unwritable("email", monkeypatch)
+    result = project("run", "policy.yaml", "--channels", "prod-channels.yaml", "--now", MONDAY, "-q")
+    assert result.exit_code == 3 and "check channels.email.path in prod-channels.yaml, and the disk" in result.stderr
+    assert "in channels.yaml" not in result.stderr
+
+
 def test_run_stops_the_channel_and_the_step_does_not_fall_back(project, tmp_path, monkeypatch):
     write(tmp_path, "channels:\n  email: { adapter: file, path: out/email.jsonl }\n  sms: { adapter: file }\n")
     unwritable("email", monkeypatch)

@@ -186,6 +186,9 @@ def test_a_name_that_yaml_read_as_no_text_is_named_in_yaml_words(tmp_path, step,
     ("catch_up: lates", "'lates' is not allowed here; expected 'latest', 'all' or 'none'", "did you mean 'latest'?"),
     ("compliance: pe-indecopi", "expected auto or a list of profiles, got text 'pe-indecopi'", "write [pe-indecopi]"),
     ("compliance: none", "expected auto or a list of profiles, got text 'none'", "write [] for no profile"),
+    ("compliance: automatic", "expected auto or a list of profiles, got text 'automatic'", "did you mean 'auto'?"),
+    ("compliance: [co-ley-2300]\ncompliance_settings: { co-ley-230: {} }",
+     "compliance_settings: profile 'co-ley-230' is not selected", "did you mean 'co-ley-2300'?"),
 ])
 def test_a_wrong_choice_says_what_yaml_read_and_suggests_only_for_a_word(tmp_path, extra, said, hint):
     """A blank `catch_up:` said 'None' is not allowed, did you mean 'none' (which means: skip late
@@ -230,12 +233,16 @@ def test_a_time_zone_named_by_its_city_or_misspelt_gets_a_did_you_mean(tmp_path,
     ("UDS", "is not an ISO 4217 currency code (did you mean 'USD'?)"),
     ("ZZZ", "is not an ISO 4217 currency code (e.g. PEN, USD)"),
     ("MXP", "is a currency no country has used since 2000 (a typo of today's code?)"),  # the peso before 1993
+    # ERPs write XXX for "no currency"; XTS is ISO's test code, XAU gold: none is money an invoice is owed in
+    *[(code, "is no country's currency (ISO 4217's code for no currency, a test, a precious metal or a unit of "
+             "account); give the invoice's currency, e.g. PEN, USD") for code in ("XXX", "XTS", "XAU")],
 ])
 def test_a_currency_of_the_right_shape_that_is_no_currency_is_an_error(tmp_path, code, said):
     """`currency: UDS` passed: only the shape was checked, and money printed as 'UDS 1,234.00'."""
     result, _ = compile_yaml(tmp_path, extra=f"currency: {code}")
     assert [d.message for d in errors(result)] == [f"'{code}' {said}"]
     assert compile_yaml(tmp_path, extra="currency: CLF")[0].plan is not None  # Chile's UF, a unit of account
+    assert compile_yaml(tmp_path, extra="currency: XOF")[0].plan is not None  # West Africa's CFA franc
 
 
 def test_send_without_channels_and_a_misspelt_holidays_say_what_is_meant(tmp_path):

@@ -241,6 +241,17 @@ def test_an_erp_export_with_its_own_date_and_date_time_formats(tmp_path):
         "2: column paid_at: '2026-01-09 10:00' is not a date (expected %d/%m/%Y %H:%M or %d/%m/%Y)"]
 
 
+def test_a_date_time_format_with_a_utc_offset_reads_the_offset(tmp_path):
+    """`%z` was refused at the map: the format was tried on a time without a zone, which %z writes as ''."""
+    import datetime as dt
+
+    cmap = load_map(write(tmp_path, "map.yaml", "datetime_format: '%Y-%m-%d %H:%M:%S %z'\n"))
+    portfolio = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date\nA,c1,100,2026-01-05\n")
+    payments = write(tmp_path, "pay.csv", "payment_id,invoice_id,amount,paid_at\nP1,A,40,2026-01-07 14:30:00 -0500\n")
+    (payment,) = read(portfolio, payments=payments, colmap=cmap).payments
+    assert payment.paid_at == dt.datetime(2026, 1, 7, 19, 30, tzinfo=dt.timezone.utc)
+
+
 def test_a_bad_customer_cell_repeated_on_the_customers_next_invoice_rows_is_reported_on_each(tmp_path):
     """A customer's cells repeat on each of its invoice rows, and identical ones are not parsed again; a
     bad one is reported on every row that has it, with that row's number (SPEC 7: all bad rows)."""
@@ -453,3 +464,20 @@ def test_a_column_without_a_header_amid_named_ones_is_an_error_and_a_trailing_on
                                 "(its cells would be lost)"]
     trailing = write(tmp_path, "t.csv", "invoice_id,customer_id,amount,due_date,,\nF1,c1,1,2026-01-01,,\n")
     assert list(read(trailing).invoices) == ["F1"]
+
+
+def test_an_extra_column_one_slip_from_a_known_one_is_refused_not_kept_as_an_attribute(tmp_path):
+    """`do_not_contatc` was kept as a text attribute, and the customer contacted; `statuss: paid` left the
+    invoice open and chased. A known name with a number (`phone2`), or one the file also has, is kept."""
+    portfolio = write(tmp_path, "p.csv", "invoice_id,customer_id,amount,due_date,statuss,phone2\n"
+                                         "A,c1,100,2026-01-05,paid,+51987654321\n")
+    customers = write(tmp_path, "c.csv", "customer_id,do_not_contatc,optout_sm\nc1,true,true\nc2,false,false\n")
+    said = "not a column collect knows (did you mean '{0}'?); a column of your own must not be named so close " \
+           "to '{0}': rename it"
+    assert problems(portfolio, customers=customers) == [
+        f"1: column statuss: {said.format('status')}",
+        f"1: column do_not_contatc: {said.format('do_not_contact')}",
+        f"1: column optout_sm: {said.format('optout_sms')}"]
+    kept = write(tmp_path, "k.csv", "invoice_id,customer_id,amount,due_date,status,statuss,phone2\n"
+                                    "A,c1,100,2026-01-05,open,x,+51987654321\n")
+    assert read(kept).invoices["A"].attrs == {"statuss": "x", "phone2": "+51987654321"}
