@@ -114,11 +114,13 @@ def seconds(value) -> float:
         raise ValueError("expected a duration such as 10s or 2m")
     if isinstance(value, (int, float)):
         return float(value)
-    match = _SECONDS.match(str(value))
+    text = str(value).strip()
+    match = _SECONDS.match(text.removeprefix("-"))
     if not match:
         # no value in the message: it may have come from ${ENV}, and validation errors get printed
         raise ValueError("not a duration; write 10s, 500ms, 2m or 1h")
-    return float(match.group(1)) * _UNIT[match.group(2) or "s"]
+    # `-5s` is a duration, negative: the caller says why it cannot be, as it does for -5
+    return float(match.group(1)) * _UNIT[match.group(2) or "s"] * (-1 if text.startswith("-") else 1)
 
 
 def _timeout(value) -> float:

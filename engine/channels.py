@@ -356,7 +356,9 @@ class Channels(_Names):
     def _setting_error(self, error: dict, channel: str, adapter: str, allowed: list[str], diags) -> None:
         path = (channel, *error["loc"])
         if error["type"] == "extra_forbidden":
-            hint = suggest(str(error["loc"][-1]), allowed) or f"{adapter} settings: {', '.join(allowed)}"
+            # a plugin subclassing Adapter without its own Settings has the base's, which takes none
+            hint = suggest(str(error["loc"][-1]), allowed) or (f"{adapter} settings: {', '.join(allowed)}" if allowed
+                                                               else f"the {adapter} adapter's Settings declares none")
             self._error(diags, "channels-unknown-setting", path, f"unknown setting for the {adapter} adapter", hint,
                         key=True)
         elif error["type"] == "missing":
@@ -621,19 +623,23 @@ def _pay_link(value, located, diags: Diagnostics) -> str | None:
 
 
 def pay_link_problem(channels: Channels, plan) -> str | None:
-    """Why `collect run` must not start: a real provider is configured and the policy's templates put
-    {{ pay_link }} in messages, but channels.yaml names no payment page (customers would get the example
-    link)."""
+    """Why `collect run` must not start: a channel reaches customers through a real provider, or is
+    `letter` (its file goes to a print-and-mail service), its templates put {{ pay_link }} in messages,
+    and channels.yaml names no payment page (customers would get the example link)."""
     import json
     import re
 
-    real = [s for s in channels.config.values() if not (isinstance(s, dict) and s.get("adapter") == "file")]
-    if channels.pay_link is not None or not real:  # outbox files only: the example link does no harm
+    if channels.pay_link is not None:
         return None
-    templates = json.dumps(plan["templates"], default=lambda o: dict(o) if hasattr(o, "keys") else list(o))
-    if re.search(r"\bpay_link\b", templates):
-        return ("the policy's templates use {{ pay_link }}, and channels.yaml has no pay_link: add "
-                "pay_link: https://<your payment page>/{customer_id}")
+    # outbox files only show what would be sent: the example link does no harm there
+    real = {name for name, settings in channels.config.items()
+            if name == "letter" or not (isinstance(settings, dict) and settings.get("adapter") == "file")}
+    linked = sorted({channel for template in plan["templates"].values() for channel, part in template.items()
+                     if channel in real and re.search(r"\bpay_link\b", json.dumps(
+                         part, default=lambda o: dict(o) if hasattr(o, "keys") else list(o)))})
+    if linked:
+        return (f"the policy's {', '.join(linked)} templates use {{{{ pay_link }}}}, and channels.yaml has no "
+                "pay_link: add pay_link: https://<your payment page>/{customer_id}")
     return None
 
 

@@ -69,14 +69,21 @@ def _check_settings(comp, selected: list[str]) -> None:
 
 
 def _settings_span(comp, message: str):
-    """The place of the profile (or setting) a settings error names, else the `compliance_settings` key."""
+    """The place of the profile (or setting) a settings error names; for a problem of a profile's own file
+    (`.../profiles/xx-law.yaml: rules[0] ...`), the `compliance:` entry that selects it; else the
+    `compliance_settings` key, or `compliance:`."""
+    listed = comp.policy.compliance if comp.policy.compliance != "auto" else []
+    for i, profile in enumerate(listed):
+        if f"{profile}.yaml:" in message:
+            return comp.span(("compliance", i))
     for profile, settings in comp.policy.compliance_settings.items():
         if f"compliance_settings.{profile}" in message or f"'{profile}'" in message:
             for key in settings:
                 if f".{profile}.{key}:" in message or f"'{key}'" in message:
                     return comp.span(("compliance_settings", profile, key))
             return comp.span(("compliance_settings", profile), prefer_key=True)
-    return comp.span(("compliance_settings",), prefer_key=True)
+    where = "compliance_settings" if comp.policy.compliance_settings else "compliance"
+    return comp.span((where,), prefer_key=True)
 
 
 def check_steps(comp, plan_doc: dict, docs: list[dict]) -> None:

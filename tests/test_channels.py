@@ -16,7 +16,8 @@ from collect.adapters.file import FileChannel
 from collect.adapters.registry import BUILTIN_ADAPTERS, UnknownAdapter, load_adapter, registry
 from collect.adapters.smtp import SmtpChannel
 from collect.engine import channels as channels_module
-from collect.engine.channels import Channels, ChannelsError, Retry, load_channels
+from collect.engine.channels import Channels, ChannelsError, Retry, load_channels, pay_link_problem
+from collect.engine.compiler import compile_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_EXAMPLE = """\
@@ -390,6 +391,17 @@ def test_run_with_a_real_provider_refuses_to_send_the_example_pay_link(tmp_path,
     assert result.exit_code in (0, 3), result.output  # 3: the channels files.yaml leaves out fail
     sent = (tmp_path / "out" / "email.jsonl").read_text()
     assert "https://pay.acme.pe/c/C0" in sent and "pay.example.com" not in sent
+
+
+def test_letters_on_the_file_adapter_need_a_pay_link_and_other_outbox_channels_do_not(tmp_path):
+    """The letters' file goes to a print-and-mail service: us-consumer's validation notice was mailed
+    with https://pay.example.com/c/U100. The other channels' outbox files only show what would be sent."""
+    plan = compile_policy(ROOT / "examples" / "us-consumer" / "policy.yaml").plan
+    with_letters = load_channels(write(tmp_path, "channels:\n  email: { adapter: file }\n  letter: { adapter: file }\n"))
+    assert pay_link_problem(with_letters, plan) == (
+        "the policy's letter templates use {{ pay_link }}, and channels.yaml has no pay_link: add "
+        "pay_link: https://<your payment page>/{customer_id}")
+    assert pay_link_problem(load_channels(write(tmp_path, "channels:\n  email: { adapter: file }\n")), plan) is None
 
 
 # -- secrets with odd characters ---------------------------------------------------------------------

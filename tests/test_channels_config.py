@@ -368,6 +368,10 @@ def test_a_timeout_of_0_or_less_a_negative_backoff_and_a_port_out_of_range_are_e
     found = [line.split(": ", 1)[1] for line in str(error.value).splitlines()]
     assert [f.split(":")[0] for f in found] == ["channels.email.port", "channels.email.timeout",
                                                 "channels.webhook.timeout", "retry.backoff"]
+    # written as a duration, a negative one says so too (it said "not a duration")
+    path.write_text("channels: { email: { adapter: file } }\nretry: { backoff: -1s }\n", encoding="utf-8")
+    with pytest.raises(ChannelsError, match="retry.backoff: a wait cannot be negative"):
+        load_channels(path)
 
 
 def test_a_login_or_header_that_cannot_be_sent_as_ascii_is_an_error_when_loaded(tmp_path):
@@ -384,3 +388,20 @@ def test_a_login_or_header_that_cannot_be_sent_as_ascii_is_an_error_when_loaded(
     text = str(error.value)
     assert "only ASCII characters" in text and "X-Tenant" in text and "contraseña" not in text
     assert [line.split(": ", 2)[1] for line in text.splitlines()] == ["channels.email", "channels.webhook.headers"]
+
+
+def test_a_plugin_subclassing_adapter_without_settings_is_told_it_declares_none(tmp_path, monkeypatch):
+    """An Adapter subclass inherits the base's Settings, which takes no setting: the hint said
+    `(raw settings: )`, naming nothing."""
+    from collect.adapters.base import Adapter
+
+    class Raw(Adapter):
+        name = "raw"
+
+    real = channels_module.discover
+    monkeypatch.setattr(channels_module, "discover", lambda: ({**real()[0], "raw": Raw}, real()[1]))
+    path = write(tmp_path, "channels:\n  sms: { adapter: raw, token: t }\n")
+    with pytest.raises(ChannelsError) as caught:
+        load_channels(path)
+    assert str(caught.value) == (f"{path}:2:24: channels.sms.token: unknown setting for the raw adapter (the raw "
+                                 "adapter's Settings declares none)")

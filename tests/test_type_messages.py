@@ -145,3 +145,21 @@ def test_a_subdivision_without_a_country_in_a_collect_file_is_an_error_too(tmp_p
     path.write_text('policy t\ntimezone America/Lima\ncalendar { subdivision "LIM" }\n'
                     "window default mon-fri 08:00-19:00\nstage s1 when true { a at due+1d stop }\n", encoding="utf-8")
     assert rendered(compile_policy(path)) == [f"{path}:3:24: {LONE_SUBDIVISION}"]
+
+
+def test_a_problem_in_a_profile_file_is_reported_at_the_entry_that_selects_it(tmp_path, monkeypatch):
+    """A profile being written (docs/compliance.md, Writing a profile) with a misspelt rule kind was
+    reported at the policy's 1:1, far from the `compliance:` line that loads it."""
+    from collect.engine import compliance
+
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    for profile in compliance.PROFILE_DIR.glob("*.yaml"):
+        (folder / profile.name).write_text(profile.read_text(encoding="utf-8"), encoding="utf-8")
+    broken = (folder / "co-ley-2300.yaml").read_text(encoding="utf-8").replace("kind: window", "kind: windw", 1)
+    (folder / "xx-law.yaml").write_text(broken.replace("profile: co-ley-2300", "profile: xx-law"), encoding="utf-8")
+    monkeypatch.setattr(compliance, "PROFILE_DIR", folder)
+    result, text = compile_yaml(tmp_path, extra="compliance: [pe-indecopi, xx-law]")
+    (error,) = errors(result)
+    assert (error.span.line, error.span.col) == where(text, 3, "xx-law")
+    assert error.message.startswith(f"{folder / 'xx-law.yaml'}: rules[") and "unknown rule kind 'windw'" in error.message
