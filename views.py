@@ -525,7 +525,7 @@ def tick_line(summary) -> str:
 
 
 def show_tick(summary, dry_run: bool) -> None:
-    from .engine.delivery import NOT_RENDERED  # not at the top: the engine's store is not needed to import views
+    from .engine.delivery import NOT_PROVIDERS  # not at the top: the engine's store is not needed to import views
 
     console = _console()
     title = "Tick (dry run: nothing written or sent)" if dry_run else "Tick"
@@ -538,8 +538,8 @@ def show_tick(summary, dry_run: bool) -> None:
     for channel, count in sorted(summary.by_channel.items()):
         _row(table, f"delivered by {channel}", str(count))
     for outcome, count in sorted(summary.delivery.items()):
-        if outcome != "sent":  # "provider retry", "provider failed"; "template not rendered" is the policy's
-            _row(table, outcome if outcome == NOT_RENDERED else f"provider {outcome}", str(count))
+        if outcome != "sent":  # "provider retry", "provider failed"; not "template not rendered"
+            _row(table, outcome if outcome in NOT_PROVIDERS.values() else f"provider {outcome}", str(count))
     _print(console, table)
     if dry_run:  # one line per decision, never broken: a line for grep
         for d in summary.decisions:

@@ -76,7 +76,10 @@ class Result:
 
 
 RENDER = "render"  # the error code of a message whose template could not be rendered (it failed for good)
-NOT_RENDERED = "template not rendered"  # how a tick's summary counts those: not a provider's outcome
+NOT_CONFIGURED = "channel_not_configured"  # the error code of a send on a channel channels.yaml leaves out
+# failures that are the policy's or the configuration's, not a provider's, as a tick's summary counts them:
+# no provider was asked (the channel left out was warned about when the run started)
+NOT_PROVIDERS = {RENDER: "template not rendered", NOT_CONFIGURED: "channel not configured"}
 
 # stopped, waiting and held contacts stay `sending`, released to a later tick, without using an attempt
 NOT_TRIED = ("waiting", "stopped", "held")
@@ -223,7 +226,8 @@ def failure_lines(results: list[Result]) -> list[str]:
     channel stopped by an earlier call of the tick was reported by that call)."""
     lines, reported = [], set()
     for r in results:
-        if r.status in ("sent", "held") or r.error_code == RENDER:  # a template's failure: render_lines
+        # a template's failure goes to render_lines; a channel left out was warned about at the start
+        if r.status in ("sent", "held") or r.error_code in NOT_PROVIDERS:
             continue
         if r.stopped:
             if r.status == "stopped" and r.delivery.channel not in reported:

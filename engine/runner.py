@@ -50,7 +50,7 @@ from . import store as s
 from .channels import EXAMPLE_PAY_LINK
 from .decide import Decision, Outcome, decide, held_now, recorded, to_float
 from .decide import withdrawn as decide_withdrawn
-from .delivery import (NOT_RENDERED, RENDER, REOPENED, RETRY_NOTE, Delivery, deliver_all, failure_lines, keep_messages,
+from .delivery import (NOT_PROVIDERS, REOPENED, RETRY_NOTE, Delivery, deliver_all, failure_lines, keep_messages,
                        record, render_lines, reopen)
 from .runtime import Runtime
 from .state import SentContact
@@ -537,8 +537,8 @@ class Runner:
                     summary.statuses["sent"] -= 1
                     summary.statuses = +summary.statuses  # no "0 sent"
                 continue
-            # a template that could not be rendered is the policy's failure: no provider was asked
-            summary.delivery[NOT_RENDERED if r.error_code == RENDER else r.status] += 1
+            # a template that could not be rendered, a channel left out: no provider was asked
+            summary.delivery[NOT_PROVIDERS.get(r.error_code, r.status)] += 1
         # a line per failed message; one per channel stopped by an account-level refusal, not one per
         # message it left waiting
         summary.provider_failures.extend(failure_lines(results))
