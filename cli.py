@@ -745,7 +745,7 @@ def serve(policy: PolicyArg, db: DbOpt = None,
         for failure in summary.provider_failures:
             typer.echo(f"provider failure: {failure}", err=True)
 
-    run_forever(tick, every=every, cron=cron, log=lambda m: typer.echo(m, err=True))
+    run_forever(tick, every=every, cron=cron, log=lambda m: typer.echo(m, err=True), exiting=True)
 
 
 db_app = typer.Typer(help="Store maintenance.", no_args_is_help=True)

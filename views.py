@@ -721,7 +721,8 @@ def report_csv(data: dict) -> str:
         writer.writerows([section, k, v] for k, v in data[section].items())
     for channel, counts in data["contacts"].items():
         writer.writerows(["contacts", f"{channel}:{k}", _na(v)] for k, v in counts.items())
-    writer.writerows([["kpi", "receivables", data["receivables"]], ["kpi", "dso_days", _na(data["dso_days"])],
+    writer.writerows([["kpi", "date", data["date"]], ["kpi", "receivables", data["receivables"]],
+                      ["kpi", "dso_days", _na(data["dso_days"])],
                       ["kpi", "currencies", ";".join(data["currencies"])]])  # several: the sums mix them
     for section in ("period", "cei", "recovery", "promises"):
         writer.writerows([section, k, _na(v)] for k, v in data[section].items())

@@ -44,6 +44,10 @@ class Diagnostic:
 
     def to_json(self) -> dict:
         data = asdict(self)
+        span = data["span"]
+        if span and (span["end_line"], span["end_col"]) < (span["line"], span["col"]):
+            # a place known only by its start (a syntax error, a file): one character, never an end before it
+            span["end_line"], span["end_col"] = span["line"], span["col"] + 1
         return data
 
 

@@ -282,6 +282,11 @@ def _block_problems(chunk: str) -> list[_Problem]:
         if line.strip() in ("", "}") or line.strip().startswith("#"):
             continue
         step = _problem(f"on promise_made {{\n{line}\n}}\n")  # a step line parsed on its own
+        word = _FIRST_WORD.match(line)
+        if step is not None and word and word.group(1) in STATEMENTS and not re.match(r"\s*\S+\s+at\b", line):
+            # `segment x = ...` inside a stage is not a step with the id `segment`
+            step = _Problem(2, word.start(1) + 1, f"a '{word.group(1)}' statement cannot be inside a stage or "
+                            "an on block: only steps go there", "move it out of the block")
         if step is not None and step.line == 2:
             problems.append(_Problem(number, step.col, step.message, step.hint))
     return problems or [first]
@@ -307,7 +312,10 @@ def _problem(chunk: str) -> _Problem | None:
         if unknown:
             return unknown
         expected = getattr(exc, "accepts", None) or getattr(exc, "expected", None) or exc.allowed or set()
-        message = f"unexpected {_name(thing)}: " + (_known_mistake(exc) or f"expected {_expected(expected)}")
+        mistake = _known_mistake(exc)
+        if mistake == YAML_HINT and ":" not in chunk and (first := _FIRST_WORD.match(chunk)):
+            mistake = f"'{first.group(1)}' needs a value: {first.group(1)} VALUE"  # `description` and no more
+        message = f"unexpected {_name(thing)}: " + (mistake or f"expected {_expected(expected)}")
         at_end = getattr(getattr(exc, "token", None), "type", "") == "$END"
         return _Problem(line, col, message, _keyword_hint(thing, expected), at_end)
     except LarkError as exc:  # pragma: no cover - lark raises UnexpectedInput for every input error
@@ -670,6 +678,8 @@ class _Builder:
 
     def _step_exhausted(self, step, path, part) -> None:
         escalation = self._escalation(part, path + ("on_exhausted",))
+        if escalation and "queue" not in escalation:  # `else escalate priority EXPR`: the default queue
+            escalation = {"queue": "collections", **escalation}
         self.put(step, path, "on_exhausted", escalation or "escalate", part)
 
 

@@ -137,9 +137,11 @@ class Ticks:
             self.log(f"tick at {now.isoformat(timespec='seconds')} failed: {one_line(exc)}")
 
 
-def serve(tick, every: str | None = None, cron: str | None = None, log=print) -> None:
+def serve(tick, every: str | None = None, cron: str | None = None, log=print, exiting: bool = False) -> None:
     """Call `tick(now)` on the schedule until SIGTERM/SIGINT; from the main thread (signals). ValueError,
-    before anything runs, for a bad or empty schedule."""
+    before anything runs, for a bad or empty schedule. `exiting`: the process ends when this returns (the
+    command line), so after a stop SIGTERM and SIGINT are ignored: systemd's SIGTERM after a Ctrl-C, coming
+    while the process exits, would otherwise meet the default handler and kill it (exit 143)."""
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.triggers.interval import IntervalTrigger
 
@@ -165,4 +167,5 @@ def serve(tick, every: str | None = None, cron: str | None = None, log=print) ->
         if scheduler.running:
             scheduler.shutdown(wait=False)
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # ignored, not a Python handler: Python's shutdown puts its own handlers back to the default
+            signal.signal(sig, signal.SIG_IGN if exiting and ticks.stopping else handler)

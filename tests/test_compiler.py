@@ -346,6 +346,12 @@ def test_validate_exit_codes_and_json(tmp_path):
     items = json.loads(result.stdout)
     assert result.exit_code == 1 and {i["code"] for i in items} >= {"unknown-key", "missing-key"}
     assert all({"file", "line", "col"} <= set(i["span"]) for i in items)
+    # a syntax error is known by where it starts: its end is one character on, never 0:0 before the start
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("policy: p\nstages: [\n")
+    (item,) = json.loads(runner.invoke(app, ["validate", "--format", "json", str(broken)]).stdout)
+    span = item["span"]
+    assert (span["end_line"], span["end_col"]) == (span["line"], span["col"] + 1)
     assert runner.invoke(app, ["validate", "--bogus"]).exit_code == 2
     one = tmp_path / "one.yaml"
     one.write_text("policy: p\ntimezone: UTC\nwindows: { default: { mon-fri: \"09:00-18:00\" } }\n"

@@ -283,7 +283,7 @@ def test_json_and_csv_carry_the_new_kpis_and_none_as_null_or_na(tmp_path):
     assert result.exit_code == 0
     rows = result.output.splitlines()
     assert rows[0] == "section,key,value" and "cei,cei_pct,n/a" in rows and "kpi,dso_days,n/a" in rows
-    assert {"period,days,7", "recovery,recovery_rate_pct,n/a", "promises,kept_rate_pct,n/a"} <= set(rows)
+    assert {"period,days,7", "recovery,recovery_rate_pct,n/a", "promises,kept_rate_pct,n/a", "kpi,date,2026-03-31"} <= set(rows)
 
 
 def test_csv_quotes_a_queue_name_with_a_comma(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import logging
 import signal
 import threading
@@ -247,3 +248,26 @@ def test_a_tick_line_says_what_was_decided_and_delivered():
                           delivery=Counter({"sent": 9, "retry": 1}))
     assert tick_line(summary) == "15 customers decided: 2 deferred, 9 sent, 24 skipped; delivered 9, not delivered 1"
     assert tick_line(TickSummary()) == "0 customers decided: nothing due"
+
+
+def test_the_command_exits_0_when_sigterm_follows_ctrl_c_after_the_tick_ended(tmp_path):
+    """`collect serve`, idle, got SIGINT then SIGTERM 20 ms later: the service had stopped and put the
+    default handlers back before exiting, and the SIGTERM killed it (exit 143)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLLECT_DB": f"sqlite:///{tmp_path / 'c.db'}"}
+    assert subprocess.run([sys.executable, "-m", "collect", "init", str(tmp_path / "p")], env=env,
+                          capture_output=True).returncode == 0
+    service = subprocess.Popen([sys.executable, "-m", "collect", "serve", "policy.yaml", "--every", "1h"],
+                               cwd=tmp_path / "p", env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "customers decided" not in (line := service.stderr.readline()) and time.monotonic() < deadline:
+            assert line, "serve ended before its first tick"
+        service.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=30) == 0
+    finally:
+        service.kill()

@@ -133,6 +133,17 @@ def test_examples_have_the_same_plan_hash_in_both_forms():
         assert from_yaml.plan.plan_hash == from_text.plan.plan_hash
 
 
+def test_else_escalate_with_a_priority_and_no_queue_goes_to_the_default_queue():
+    """The grammar's `else escalate [to QUEUE] [priority EXPR]` allows no queue with a priority: it said
+    `'queue' is required in stages/s/steps/0/on_exhausted`, a path no .collect file has."""
+    def policy(escalation: str) -> str:
+        return HEAD + ("stage s when invoice.days_past_due >= 0 {\n"
+                       f"  a at due+1d: send email with t else escalate {escalation}\n}}\n")
+    text = _model(policy("priority invoice.balance"), load_text, "p.collect")
+    assert text == _model(policy("to collections priority invoice.balance"), load_text, "p.collect")
+    assert text.stages["s"].steps[0].on_exhausted.queue == "collections"
+
+
 def _diag(tmp_path, text: str):
     path = tmp_path / "p.collect"
     path.write_text(text, encoding="utf-8")
@@ -439,6 +450,19 @@ def test_yaml_in_a_collect_file_is_recognised_once():
     (problem,) = _syntax("policy: x\ntimezone: UTC\nstages:\n  s: { when: true }\n")
     assert problem[:2] == (1, 7) and "looks like YAML" in problem[2]
     assert [line for line, *_ in _syntax("policy x\ntimezone: UTC\ncurrency: PEN\n")] == [2, 3]
+
+
+def test_a_statement_inside_a_stage_is_not_read_as_a_step_id():
+    """`segment inner = ...` in a stage said "unexpected 'inner': a step starts with its id and its trigger"."""
+    text = "policy x\nstage s when x {\n  a at due: stop\n  segment inner = invoice.amount > 3\n  b at due: stop\n}\n"
+    assert _syntax(text) == [(4, 3, "a 'segment' statement cannot be inside a stage or an on block: only steps go "
+                                    "there", "move it out of the block")]
+
+
+def test_a_setting_without_its_value_says_so_not_that_it_looks_like_yaml():
+    """`description` alone on its line was "this looks like YAML ... without ':'", with no ':' there."""
+    assert _syntax("policy x\ndescription\n") == [
+        (2, 12, "unexpected end of the line: 'description' needs a value: description VALUE", "")]
 
 
 def test_unclosed_things_are_reported_where_they_open():
