@@ -231,7 +231,7 @@ def analyze(text: str, schema: dict[str, str], segments: set[str], experiments: 
             return too_deep
         from .exprcheck import Checker
 
-        return Checker(schema, segments, experiments, text_dsl).run(node, expect)
+        return Checker(schema, segments, experiments, text_dsl, text).run(node, expect)
     except ExprError as err:
         return Checked(errors=[err], canonical=text.strip())
     except RecursionError:

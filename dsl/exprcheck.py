@@ -24,11 +24,17 @@ CUSTOM_FIELD = re.compile(r"(customer|invoice)\.[a-z_][a-z0-9_]*")  # what `fiel
 
 class Checker:
     def __init__(self, schema: dict[str, str], segments: set[str], experiments: dict[str, set[str]],
-                 text_dsl: bool = False):
+                 text_dsl: bool = False, source: str = ""):
         self.schema = {k: NUMBER_TYPES.get(v, v) for k, v in schema.items()}
         self.segments, self.experiments = segments, experiments
         self.text_dsl = text_dsl  # hints are written in the syntax of the file: `field x: str` or `fields: {...}`
+        self.source = source  # the expression as written, which messages quote
         self.out = Checked()
+
+    def show(self, node: Node) -> str:
+        """A part of the expression as the file has it (`7d`, not the canonical `1w`), else canonical."""
+        written = self.source[node.offset:node.offset + node.length].strip()
+        return written or render(node)
 
     def run(self, node: Node, expect: str) -> Checked:
         out = self.out
@@ -148,7 +154,7 @@ class Checker:
         word = {"and": "'and'", "or": "'or'", "not": "'not'"}[node.kind]
         for arg, kind in zip(node.args, kinds):
             if kind not in ("bool", "any", "null"):
-                self.error("type-error", f"{word} needs true/false on each side; {_show(arg)} is {_article(kind)}", arg)
+                self.error("type-error", f"{word} needs true/false on each side; {self.show(arg)} is {_article(kind)}", arg)
         return "bool"
 
     def _op_compare(self, node: Node, kinds: list[str]) -> str:
@@ -159,14 +165,14 @@ class Checker:
             other = right if _is_null(left) else left
             test = "is not null" if node.value == "!=" else "is null"
             self.error("type-error", "a comparison with null is always false",
-                       node, f"write {_show(other)} {test}")
+                       node, f"write {self.show(other)} {test}")
             return "bool"
         if "any" in kinds or "null" in kinds:
             return "bool"
         if not _comparable(a, b):
-            self.error("type-error", f"cannot compare {_show(left)} ({a}) with {_show(right)} ({b})", node)
+            self.error("type-error", f"cannot compare {self.show(left)} ({a}) with {self.show(right)} ({b})", node)
         elif node.value not in ("==", "!=") and a not in ORDERED:
-            self.error("type-error", f"'{node.value}' needs numbers, dates or text; {_show(left)} is {_article(a)}", node)
+            self.error("type-error", f"'{node.value}' needs numbers, dates or text; {self.show(left)} is {_article(a)}", node)
         self._check_variant_literal(left, right)
         self._check_variant_literal(right, left)
         self._check_lower_literal(left, right)
@@ -177,7 +183,7 @@ class Checker:
         """`lower(x) == "A"` never holds: lower() gives no capital letters."""
         if (call.kind == "call" and call.value == "lower" and literal.kind == "literal"
                 and isinstance(literal.value, str) and literal.value != literal.value.lower()):
-            self.error("type-error", f"lower(...) gives lower-case text, never {_show(literal)}", literal,
+            self.error("type-error", f"lower(...) gives lower-case text, never {self.show(literal)}", literal,
                        f"write {render(Node('literal', 0, 0, literal.value.lower(), ()))}")
 
     def _check_variant_literal(self, call: Node, literal: Node) -> None:
@@ -195,13 +201,13 @@ class Checker:
         for item in items.args:
             if _is_null(item):
                 self.error("type-error", "null in a list never matches (a comparison with null is false)", item,
-                           f"write {_show(left)} is null or ...")
+                           f"write {self.show(left)} is null or ...")
                 continue
             item_kind = self.type_of(item)
             self._check_lower_literal(left, item)
             if kind != "any" and item_kind not in ("any", "null") and not _comparable(kind, item_kind):
-                self.error("type-error", f"{_show(item)} ({item_kind}) cannot be in a list compared with "
-                           f"{_show(left)} ({kind})", item)
+                self.error("type-error", f"{self.show(item)} ({item_kind}) cannot be in a list compared with "
+                           f"{self.show(left)} ({kind})", item)
             self._check_variant_literal(left, item)
         return "bool"
 
@@ -213,8 +219,8 @@ class Checker:
             if "any" in (value, kind) or "null" in (value, kind):
                 continue
             if value not in ("number", "date", "datetime", "duration") or not _comparable(value, kind):
-                self.error("type-error", f"between needs numbers or dates; {_show(node.args[0])} ({value}) "
-                           f"and {_show(bound)} ({kind}) do not fit", bound)
+                self.error("type-error", f"between needs numbers or dates; {self.show(node.args[0])} ({value}) "
+                           f"and {self.show(bound)} ({kind}) do not fit", bound)
         return "bool"
 
     def _op_is_null(self, node, kinds):
@@ -238,7 +244,7 @@ class Checker:
         result = _arith_type(op, a, b)
         if result is None:
             self.error("type-error", f"cannot compute {_article(a)} {op} {_article(b)} "
-                       f"({_show(node.args[0])} {op} {_show(node.args[1])})", node)
+                       f"({self.show(node.args[0])} {op} {self.show(node.args[1])})", node)
             return "any"
         return result
 
@@ -338,8 +344,6 @@ def _article(kind: str) -> str:
     return words.get(kind, kind)
 
 
-def _show(node: Node) -> str:
-    return render(node)
 
 
 # -- canonical text -----------------------------------------------------------------------------

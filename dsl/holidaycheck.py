@@ -78,6 +78,6 @@ def lone_subdivision_problem(country, subdivision) -> str | None:
     code = subdivision.strip().upper()
     countries = [c for c, codes in holidays.list_supported_countries().items()
                  if _ALPHA2.fullmatch(c) and code in codes]
-    return (f"subdivision '{subdivision}' needs country: too, the two-letter ISO 3166 code of its country "
+    return (f"subdivision '{subdivision}' needs the calendar's country too, its ISO 3166 code "
             "(without one no public holidays are taken)"
             + (f"; {code} is a subdivision of {', '.join(countries)} in the holidays package" if countries else ""))

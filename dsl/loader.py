@@ -140,6 +140,11 @@ def _expected(error: dict) -> str:
     return _EXPECTED.get(error["type"].split("_")[0], message)
 
 
+# what a .collect file lacks, said in its own syntax rather than as a YAML key
+_TEXT_LINES = {"policy": "a `policy NAME` line", "timezone": "a `timezone ZONE` line (timezone America/Lima)",
+               "stages": "at least one stage: stage NAME when EXPRESSION { ID at due+1d: ... }"}
+
+
 def plain_message(error: dict) -> str:
     """One pydantic error of a side file (a behavior model) in a YAML writer's words, as a policy's are
     said: "wrong type: expected a whole number, got true", not "Input should be a valid integer"."""
@@ -170,6 +175,9 @@ def _report(error: dict, located: Located, diags: Diagnostics, data) -> None:
     if kind == "missing":
         field = loc[-1]
         parent = _data_path(loc[:-1], data)
+        if not parent and field in _TEXT_LINES and Path(located.file).suffix in TEXT_SUFFIXES:
+            diags.error("missing-key", f"a policy needs {_TEXT_LINES[field]}", located.span(parent))
+            return
         where = "/".join(str(p) for p in parent) or "the policy"
         diags.error("missing-key", f"'{field}' is required in {where}", located.span(parent))
         return

@@ -19,6 +19,7 @@ with a value that failed validation (a stand-in, see dsl/recovery.py): neither c
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 from ..dsl import timeparse
 
@@ -137,6 +138,13 @@ def window_is_open(comp, channel: str) -> bool:
     return bool(days) and any(ranges for ranges in days.values())
 
 
+def _text_dsl(comp) -> bool:
+    """A .collect file: its hints are written in its own syntax, not as YAML keys."""
+    from ..dsl.loader import TEXT_SUFFIXES
+
+    return Path(comp.located.file).suffix in TEXT_SUFFIXES
+
+
 def _never_open_windows(comp) -> None:
     if comp.located.broken_within(("windows",)):
         return  # a window that failed validation is not the window the analyst wrote
@@ -150,7 +158,8 @@ def _never_open_windows(comp) -> None:
             reported.add(channel)
             comp.diags.error("window-never-opens", f"channel '{channel}' has no contact window, so "
                              f"{_name(comp, path, step)} could never send on it", comp.span(path + ("send", i)),
-                             f"add windows.{channel} or windows.default")
+                             f"add a `window {channel} ...` or `window default ...` line" if _text_dsl(comp)
+                             else f"add windows.{channel} or windows.default")
 
 
 def _open_weekend(comp) -> None:

@@ -459,6 +459,22 @@ def test_a_statement_inside_a_stage_is_not_read_as_a_step_id():
                                     "there", "move it out of the block")]
 
 
+def test_a_priority_ends_at_the_brace_of_a_one_line_block():
+    """`{ a at due+1d: escalate to q priority invoice.balance }`: the `}` was read into the expression."""
+    one_line = _model(HEAD + "stage s when invoice.days_past_due >= 0 { a at due+1d: escalate to q priority "
+                             "invoice.balance }\n", load_text, "p.collect")
+    assert one_line.stages["s"].steps[0].escalate.priority == "invoice.balance"
+
+
+def test_a_missing_policy_line_or_stage_is_said_in_the_text_syntax(tmp_path):
+    """It said "'policy' is required in the policy", a YAML key's words."""
+    path = tmp_path / "p.collect"
+    path.write_text("timezone America/Lima\n", encoding="utf-8")
+    assert sorted(d.message for d in compile_policy(path).diagnostics.items if d.code == "missing-key") == [
+        "a policy needs a `policy NAME` line",
+        "a policy needs at least one stage: stage NAME when EXPRESSION { ID at due+1d: ... }"]
+
+
 def test_a_setting_without_its_value_says_so_not_that_it_looks_like_yaml():
     """`description` alone on its line was "this looks like YAML ... without ':'", with no ':' there."""
     assert _syntax("policy x\ndescription\n") == [

@@ -118,7 +118,7 @@ def test_validate_on_the_starter_policy_says_it_in_yaml_words(tmp_path, monkeypa
 
 # -- a subdivision needs its country ----------------------------------------------------------------
 
-LONE_SUBDIVISION = ("error: subdivision 'LIM' needs country: too, the two-letter ISO 3166 code of its country "
+LONE_SUBDIVISION = ("error: subdivision 'LIM' needs the calendar's country too, its ISO 3166 code "
                     "(without one no public holidays are taken) [bad-value]")
 
 
@@ -136,7 +136,7 @@ def test_a_subdivision_without_a_country_is_an_error_at_the_subdivision(tmp_path
 def test_a_lone_subdivision_names_the_countries_that_have_it(tmp_path):
     result, _ = compile_yaml(tmp_path, extra="calendar: { subdivision: RM }")
     [found] = errors(result)
-    assert "needs country:" in found.message
+    assert "needs the calendar's country too" in found.message
     assert "CL" in re.search(r"; RM is a subdivision of ([A-Z, ]+) in the holidays package$", found.message)[1]
 
 
@@ -163,3 +163,9 @@ def test_a_problem_in_a_profile_file_is_reported_at_the_entry_that_selects_it(tm
     (error,) = errors(result)
     assert (error.span.line, error.span.col) == where(text, 3, "xx-law")
     assert error.message.startswith(f"{folder / 'xx-law.yaml'}: rules[") and "unknown rule kind 'windw'" in error.message
+
+
+def test_a_type_error_quotes_the_expression_as_written_not_its_canonical_form(tmp_path):
+    """`7d > 3` said "cannot compare 1w (duration) with 3 (number)": 1w is nowhere in the file."""
+    result, _ = compile_yaml(tmp_path, extra='segments: { seg: "7d > 3 or invoice.amount == 100.50" }')
+    assert [d.message for d in errors(result)] == ["cannot compare 7d (duration) with 3 (number)"]
