@@ -65,12 +65,47 @@ def is_constant(checked: Checked) -> bool:
 
 # -- parsing ------------------------------------------------------------------------------------
 
+class GluedWords(Exception):
+    """A keyword written against the word next to it (`isnotnull`, `ifbig`, `and3`)."""
+
+    def __init__(self, first, second):
+        super().__init__(f"write a space between '{first}' and '{second}'")
+        self.first, self.second = first, second  # the two lark tokens
+
+
+class KeywordSpacing:
+    """Lark post-lexer: a keyword touching a word on either side is an error. Where the parser expects a
+    keyword and no name, lark's contextual lexer reads the keyword's letters off the front of a longer word:
+    `ifbig` was `if big` and `isnotnull` `is not null`, and a misspelt `iff big` got a confusing error."""
+
+    always_accept = ()
+
+    def process(self, stream):
+        before = None
+        for token in stream:
+            if before is not None and before.end_pos == token.start_pos and _wordy(before[-1:]) \
+                    and _wordy(token[:1]) and (_keyword(before) or _keyword(token)):
+                raise GluedWords(before, token)
+            yield token
+            before = token
+
+
+def _keyword(token) -> bool:
+    """A literal word of the grammar (`and`, `send`), whose terminal lark names after it (AND, SEND)."""
+    return token.isalpha() and token.type == token.upper()
+
+
+def _wordy(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
 @lru_cache(maxsize=1)
 def _parser():
     from lark import Lark
 
     grammar = (Path(__file__).parent / "expr.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False, cache=_cache_file("expr"))
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False, cache=_cache_file("expr"),
+                postlex=KeywordSpacing())
 
 
 _TOKEN_WORDS = {"COMPARE": "a comparison", "ADD": "'+' or '-'", "MUL": "'*' or '/'", "NAME": "a name",
@@ -111,6 +146,10 @@ def parse(text: str) -> Node:
         raise ExprError("expr-syntax", "the expression is empty", 0, 1)
     try:
         tree = _parser().parse(text)
+    except GluedWords as exc:
+        start = exc.first.start_pos
+        raise ExprError("expr-syntax", f"unexpected '{exc.first}{exc.second}': {exc}", start,
+                        exc.second.end_pos - start) from None
     except UnexpectedToken as exc:
         if exc.token.type == "$END":
             raise ExprError("expr-syntax", f"the expression ends too early: expected {_describe(exc.expected)}",

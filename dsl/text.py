@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .diagnostics import Diagnostics, Span, suggest
-from .expr import _cache_file
+from .expr import GluedWords, KeywordSpacing, _cache_file
 from .source import Located, join_surrogates, typed_scalar
 
 TOP_LISTS = {"pause_when", "stop_when", "compliance"}  # always lists, even with one value
@@ -36,7 +36,8 @@ def _parser():
     from lark import Lark
 
     grammar = (Path(__file__).parent / "policy.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", propagate_positions=True, cache=_cache_file("policy"))
+    return Lark(grammar, parser="lalr", propagate_positions=True, cache=_cache_file("policy"),
+                postlex=KeywordSpacing())
 
 
 def load_text(text: str, file: str, diags: Diagnostics) -> Located | None:
@@ -52,7 +53,7 @@ def load_text(text: str, file: str, diags: Diagnostics) -> Located | None:
     ranges: list[_LeftOut] | None = []
     try:
         tree = _parser().parse(text if text.endswith("\n") else text + "\n")
-    except (LarkError, RecursionError):
+    except (LarkError, RecursionError, GluedWords):
         ranges = _report_syntax(text, file, diags)
         tree = _parse_without(text, ranges)
         if tree is None:
@@ -237,7 +238,7 @@ def _parse_without(text: str, ranges: list[_LeftOut] | None):
         text = text[:begin] + re.sub(r"[^\n]", " ", text[begin:end]) + text[end:]
     try:
         return _parser().parse(text if text.endswith("\n") else text + "\n")
-    except (LarkError, RecursionError):
+    except (LarkError, RecursionError, GluedWords):
         return None
 
 
@@ -301,6 +302,8 @@ def _problem(chunk: str) -> _Problem | None:
         return None
     except RecursionError:
         return _Problem(1, 1, "this statement is nested too deeply")
+    except GluedWords as exc:  # `ifbig:`, `sendsms`, `withoverdue`
+        return _Problem(exc.first.line, exc.first.column, f"unexpected '{exc.first}{exc.second}': {exc}")
     except UnexpectedInput as exc:
         line, col = max(exc.line, 1), max(exc.column, 1)
         lines = chunk.split("\n")

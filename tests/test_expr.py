@@ -54,6 +54,9 @@ def test_canonical_text(text, canonical):
     ("invoice.amount >", "expr-syntax", 16, 1),
     ('customer.name == "open', "expr-syntax", 17, 1),
     ("invoice.amount > > 3", "expr-syntax", 17, 1),
+    # a keyword against the next word was split off it: `isnotnull` read as `is not null`
+    ("customer.email isnotnull", "expr-syntax", 15, 5),
+    ("invoice.amount between 1 and3", "expr-syntax", 25, 4),
 ])
 def test_errors_have_codes_and_offsets(text, code, offset, length):
     errors = check(text).errors

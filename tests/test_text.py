@@ -475,6 +475,16 @@ def test_a_missing_policy_line_or_stage_is_said_in_the_text_syntax(tmp_path):
         "a policy needs at least one stage: stage NAME when EXPRESSION { ID at due+1d: ... }"]
 
 
+def test_a_keyword_written_against_the_next_word_is_an_error_not_split_off_it():
+    """`ifbig: sendemail withoverdue` compiled as `if big: send email with overdue`, and a misspelt keyword
+    (`iff`) got a confusing error: lark read the keyword's letters off the front of the longer word."""
+    steps = "stage s when x {{\n  a at due+1d {}\n}}\n"
+    assert _syntax(steps.format("ifbig: send email with t")) == [
+        (2, 15, "unexpected 'ifbig': write a space between 'if' and 'big'", "")]
+    assert _syntax(steps.format("if big: sendemail with t"))[0][2] == (
+        "unexpected 'sendemail': write a space between 'send' and 'email'")
+
+
 def test_a_setting_without_its_value_says_so_not_that_it_looks_like_yaml():
     """`description` alone on its line was "this looks like YAML ... without ':'", with no ':' there."""
     assert _syntax("policy x\ndescription\n") == [
