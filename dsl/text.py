@@ -619,7 +619,11 @@ class _Builder:
     def _stage(self, node) -> None:
         name, when, *steps = node.children
         stage: dict = {}
-        self.put(self.section("stages", node), ("stages",), str(name), stage, node, name)
+        stages = self.section("stages", node)
+        if str(name) in stages:  # the second `stage X`: its error, and not its steps' places over the first's
+            self.put(stages, ("stages",), str(name), stage, node, name)
+            return
+        self.put(stages, ("stages",), str(name), stage, node, name)
         path = ("stages", str(name))
         self.put(stage, path, "when", self.value(when), when)
         stage["steps"] = [self._step(step, path + ("steps", i)) for i, step in enumerate(steps)]

@@ -485,6 +485,18 @@ def test_a_keyword_written_against_the_next_word_is_an_error_not_split_off_it():
         "unexpected 'sendemail': write a space between 'send' and 'email'")
 
 
+def test_a_stage_given_twice_does_not_move_the_places_of_the_first_ones_steps(tmp_path):
+    """The second `stage s` wrote its steps' places over the first's: a duplicate step id in the first
+    block was said to be "already used at line 10", a line of the second block."""
+    text = HEAD + ("stage s when invoice.days_past_due >= 0 {\n  a at due+1d: stop\n  a at due+2d: stop\n}\n"
+                   "stage s when invoice.days_past_due >= 5 {\n  b at due+9d: stop\n}\n")
+    path = tmp_path / "p.collect"
+    path.write_text(text, encoding="utf-8")
+    said = {d.code: (d.span.line, d.message) for d in compile_policy(path).diagnostics.items}
+    assert said["duplicate-step-id"] == (7, "step id 'a' is already used at line 6")
+    assert said["duplicate-key"][0] == 9
+
+
 def test_a_setting_without_its_value_says_so_not_that_it_looks_like_yaml():
     """`description` alone on its line was "this looks like YAML ... without ':'", with no ':' there."""
     assert _syntax("policy x\ndescription\n") == [
