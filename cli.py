@@ -380,16 +380,6 @@ def _sqlite_file(db: str | None) -> Path | None:
     return Path(url.database) if url.get_backend_name() == "sqlite" and url.database else None
 
 
-def _discard_new_store(store, path: Path | None) -> None:
-    """Remove the SQLite store a failed import created: "nothing imported" leaves no empty store behind
-    (which a later `collect run` would open without a word). `path` is None when the store was there before."""
-    if store is not None:
-        store.dispose()
-    if path is not None:
-        for leftover in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal"))):
-            leftover.unlink(missing_ok=True)
-
-
 def _check_store_url(db: str | None) -> None:
     """A `--db` that can never work is a usage error, told before the policy is compiled and its warnings
     printed (opening the store comes after: a server that does not answer is no usage error)."""
@@ -435,20 +425,15 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(metavar="KIND", help="What t
     # --quiet: the policy's warnings are not printed (a daily import from cron would mail them every day)
     plan = _compile(policy, quiet=quiet).plan if policy else None
     fields = dict(plan["fields"]) if plan else {}
-    new_file = _sqlite_file(db)
-    new_file = new_file if new_file is not None and not new_file.exists() else None
-    store = None
     try:
         colmap = load_map(map) if map else ColumnMap()
         with _store_failure("the import, nothing imported"):
-            store = _store(db)
-            done = import_file(store, kind.value, csv_file, fields=fields, colmap=colmap, default_tz=timezone,
+            done = import_file(_store(db), kind.value, csv_file, fields=fields, colmap=colmap, default_tz=timezone,
                                default_currency=currency)
     except CsvError as exc:
         for problem in exc.problems:
             typer.echo(str(problem), err=True)
         typer.echo(f"nothing imported: {len(exc.problems)} problem(s)", err=True)
-        _discard_new_store(store, new_file)
         raise typer.Exit(EXIT_INPUT)
     if quiet:
         return

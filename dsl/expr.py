@@ -66,11 +66,17 @@ def is_constant(checked: Checked) -> bool:
 # -- parsing ------------------------------------------------------------------------------------
 
 class GluedWords(Exception):
-    """A keyword written against the word next to it (`isnotnull`, `ifbig`, `and3`)."""
+    """A keyword written against the word next to it (`isnotnull`, `ifbig`, `and3`), or with a letter
+    too many (`sendd`, `iff`): its message says which."""
 
     def __init__(self, first, second):
-        super().__init__(f"write a space between '{first}' and '{second}'")
-        self.first, self.second = first, second  # the two lark tokens
+        self.first = first  # the first lark token
+        self.glued = re.match(r"\w*", str(second)).group()  # what touches it of the next one
+        self.word = f"{first}{self.glued}"
+        if self.glued.isalpha() and len(self.glued) == 1 and _keyword(first):  # `sendd`: no word `d` is meant
+            super().__init__(f"unexpected '{self.word}' (did you mean '{first}'?)")
+        else:
+            super().__init__(f"unexpected '{self.word}': write a space between '{first}' and '{self.glued}'")
 
 
 class KeywordSpacing:
@@ -147,9 +153,7 @@ def parse(text: str) -> Node:
     try:
         tree = _parser().parse(text)
     except GluedWords as exc:
-        start = exc.first.start_pos
-        raise ExprError("expr-syntax", f"unexpected '{exc.first}{exc.second}': {exc}", start,
-                        exc.second.end_pos - start) from None
+        raise ExprError("expr-syntax", str(exc), exc.first.start_pos, len(exc.word)) from None
     except UnexpectedToken as exc:
         if exc.token.type == "$END":
             raise ExprError("expr-syntax", f"the expression ends too early: expected {_describe(exc.expected)}",

@@ -34,7 +34,7 @@ class Checker:
     def show(self, node: Node) -> str:
         """A part of the expression as the file has it (`7d`, not the canonical `1w`), else canonical."""
         written = self.source[node.offset:node.offset + node.length].strip()
-        return written or render(node)
+        return written if written and "\n" not in written else render(node)  # a message stays on one line
 
     def run(self, node: Node, expect: str) -> Checked:
         out = self.out

@@ -25,7 +25,8 @@ def read_source(path: str | Path, diags: Diagnostics, text: str | None = None) -
     """Parse a file into a Located document, choosing the front end by its suffix."""
     path = Path(path)
     name = str(path)
-    if path.suffix not in TEXT_SUFFIXES + YAML_SUFFIXES:  # the portfolio given for the policy, say
+    # the portfolio given for the policy, say; a name without a suffix (/dev/stdin) is read as YAML
+    if path.suffix and path.suffix.lower() not in TEXT_SUFFIXES + YAML_SUFFIXES:
         diags.error("not-a-policy", f"a policy file is named *.yaml or *.yml (YAML) or *.collect (the text DSL), "
                     f"not {path.name}", Span(name, 1, 1))
         return None
@@ -35,7 +36,7 @@ def read_source(path: str | Path, diags: Diagnostics, text: str | None = None) -
         except (OSError, UnicodeDecodeError) as exc:
             diags.error("file-unreadable", f"cannot read the policy file: {exc}", Span(name, 1, 1))
             return None
-    if path.suffix in TEXT_SUFFIXES:
+    if path.suffix.lower() in TEXT_SUFFIXES:
         from .text import load_text
 
         return load_text(text, name, diags)
@@ -175,7 +176,7 @@ def _report(error: dict, located: Located, diags: Diagnostics, data) -> None:
     if kind == "missing":
         field = loc[-1]
         parent = _data_path(loc[:-1], data)
-        if not parent and field in _TEXT_LINES and Path(located.file).suffix in TEXT_SUFFIXES:
+        if not parent and field in _TEXT_LINES and Path(located.file).suffix.lower() in TEXT_SUFFIXES:
             diags.error("missing-key", f"a policy needs {_TEXT_LINES[field]}", located.span(parent))
             return
         where = "/".join(str(p) for p in parent) or "the policy"
@@ -197,7 +198,9 @@ def _report(error: dict, located: Located, diags: Diagnostics, data) -> None:
     if len(path) == 2 and path[0] == "windows" and _is_type_error(kind):  # `holiday: open` is read as a channel
         hint = suggest(str(path[1]), ("holidays",))
     elif path[-1:] in (("escalate",), ("on_exhausted",)) and _is_type_error(kind) and isinstance(value, str):
-        hint = f"the queue goes in `queue:`, as {{ queue: {value} }}"  # `escalate: agents` names no key
+        # `on_exhausted: escalte` is the short form misspelt; `escalate: agents` names no key
+        short = suggest(value, ("escalate",)) if path[-1] == "on_exhausted" else None
+        hint = short or f"the queue goes in `queue:`, as {{ queue: {value} }}"
     if kind == "literal_error" and loc[-1:] == ("auto",) and isinstance(value, str):
         # `automatic` means auto; `none` no profile; any other word is taken for a profile's name
         hint = ("write [] for no profile" if value == "none" else suggest(value, ("auto",)) or f"write [{value}]")

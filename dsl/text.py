@@ -303,7 +303,7 @@ def _problem(chunk: str) -> _Problem | None:
     except RecursionError:
         return _Problem(1, 1, "this statement is nested too deeply")
     except GluedWords as exc:  # `ifbig:`, `sendsms`, `withoverdue`
-        return _Problem(exc.first.line, exc.first.column, f"unexpected '{exc.first}{exc.second}': {exc}")
+        return _Problem(exc.first.line, exc.first.column, str(exc))
     except UnexpectedInput as exc:
         line, col = max(exc.line, 1), max(exc.column, 1)
         lines = chunk.split("\n")

@@ -142,7 +142,7 @@ def _text_dsl(comp) -> bool:
     """A .collect file: its hints are written in its own syntax, not as YAML keys."""
     from ..dsl.loader import TEXT_SUFFIXES
 
-    return Path(comp.located.file).suffix in TEXT_SUFFIXES
+    return Path(comp.located.file).suffix.lower() in TEXT_SUFFIXES
 
 
 def _never_open_windows(comp) -> None:

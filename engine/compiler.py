@@ -277,7 +277,7 @@ def analyze_at(comp: Compilation, path: tuple, text: str, expect: str):
     from ..dsl import expr
 
     experiments = {name: set(e.variants) for name, e in comp.policy.experiments.items()}
-    text_dsl = Path(comp.located.file).suffix in TEXT_SUFFIXES
+    text_dsl = Path(comp.located.file).suffix.lower() in TEXT_SUFFIXES
     checked = expr.analyze(text, comp.schema, set(comp.policy.segments), experiments, expect, text_dsl)
     for err in checked.errors:
         comp.diags.error(err.code, err.message, comp.located.expr_span(path, err.offset, err.length), err.hint)

@@ -55,6 +55,10 @@ FIELD_DIGITS = 28  # of a custom number field (an 18-digit account number is fin
 SIZES = {"invoice_id": 100, "customer_id": 100, "payment_id": 200, "language": 16, "legal_status": 32,
          "channel": 32}
 IDS = ("invoice_id", "customer_id", "payment_id")  # identifiers: shown in tables, keys and logs
+# the columns that decide whether a customer may be contacted or an invoice chased: a misspelt one would
+# be kept as an attribute and silently do nothing (Table.misspelt)
+GUARDED = frozenset({"status", "balance", "do_not_contact", "legal_status", *(f"optout_{c}" for c in OPTOUT_CHANNELS),
+                     *(f"consent_{c}" for c in OPTOUT_CHANNELS)})
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # control characters (Unicode category Cc)
 FIRST_YEAR, LAST_YEAR = 1900, 2199  # dates the calendar can add steps, horizons and holidays to
 HEAD_LINES = 10  # the first lines looked at for a header under a title line (Table.header_below)
@@ -612,7 +616,7 @@ class Table:
         self.file, self.cmap, self.problems = str(path), cmap, problems
         self.rows: list[tuple[int, list[str]]] = []  # (line where the row starts, cells)
         self.index: dict[str, int] = {}
-        self._slips: set[str] = set()  # headers already reported as a misspelt column (`extra` runs per row)
+        self._looked: set[str] = set()  # headers already checked for a misspelling (`extra` runs per row)
         self.headers: list[str] = []
         self.translate: dict[int, dict[str, str]] = {}
         self.head: list[str] = []  # the first lines as written, for a header below a title
@@ -693,15 +697,18 @@ class Table:
 
     def misspelt(self, name: str, known) -> None:
         """`do_not_contatc` kept as a text attribute left every customer contactable, and `statuss` left
-        paid invoices open: an extra column one slip from a known one the file does not have is refused.
-        `phone2`, a known name and a number, is a column of its own."""
-        meant = near_typo(name, [k for k in known if k not in self.index])
-        if meant is None or name in self._slips or re.fullmatch(re.escape(meant) + r"[\W_]*\d+", name):
+        paid invoices open: an extra column one slip from a column that decides whether a customer may be
+        contacted or an invoice chased (GUARDED), which the file does not have, is refused. Other near
+        names are columns of their own (`county`, `made_by`), and so is `phone2`, a known name and a number."""
+        if name in self._looked:
             return
-        self._slips.add(name)
+        self._looked.add(name)
+        meant = near_typo(name, [k for k in known if k in GUARDED and k not in self.index])
+        if meant is None or re.fullmatch(re.escape(meant) + r"[\W_]*\d+", name):
+            return
         self.problems.append(Problem(self.file, 1, self.header_of(name), f"not a column collect knows (did you "
                                      f"mean '{meant}'?); a column of your own must not be named so close to "
-                                     f"'{meant}': rename it"))
+                                     f"'{meant}': rename it, or map it to '{meant}' with --map"))
 
     def require(self, *names: str) -> bool:
         missing = [n for n in names if n not in self.index]

@@ -483,6 +483,9 @@ def test_a_keyword_written_against_the_next_word_is_an_error_not_split_off_it():
         (2, 15, "unexpected 'ifbig': write a space between 'if' and 'big'", "")]
     assert _syntax(steps.format("if big: sendemail with t"))[0][2] == (
         "unexpected 'sendemail': write a space between 'send' and 'email'")
+    # a letter too many is a misspelt keyword, not two words: `sendd` is no `send d`
+    assert [p[2] for p in _syntax(steps.format("iff big: sendd email with t"))] == ["unexpected 'iff' (did you mean 'if'?)"]
+    assert _syntax(steps.format("if big: sendd email with t"))[0][2] == "unexpected 'sendd' (did you mean 'send'?)"
 
 
 def test_a_stage_given_twice_does_not_move_the_places_of_the_first_ones_steps(tmp_path):

@@ -60,6 +60,18 @@ def test_an_escalation_written_as_a_queue_name_says_where_the_queue_goes(tmp_pat
     assert error.hint == f"the queue goes in `queue:`, as {{ queue: {queue} }}"
 
 
+def test_a_misspelt_short_on_exhausted_is_told_the_short_form_not_a_queue(tmp_path):
+    result, _ = compile_yaml(tmp_path, steps="      - { id: b, at: due+2d, send: email, template: m, on_exhausted: escalte }")
+    (error,) = errors(result)
+    assert error.hint == "did you mean 'escalate'?"
+
+
+def test_a_type_error_in_an_expression_over_several_lines_stays_on_one_line(tmp_path):
+    result, _ = compile_yaml(tmp_path, extra='segments: { seg: "invoice.days_past_due >= 1 and (invoice.amount\\n  + 5)" }')
+    (error,) = errors(result)
+    assert "\n" not in error.message and error.message.endswith("is a number")
+
+
 def test_stop_that_is_not_true_or_false_says_so(tmp_path):
     result, text = compile_yaml(tmp_path, steps='      - { id: b, at: due+2d, stop: "yes" }')
     line, col = where(text, 15, '"yes"')
