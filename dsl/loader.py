@@ -18,6 +18,11 @@ from .source import Located
 
 TEXT_SUFFIXES = (".collect",)
 YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def is_text_dsl(file: str | Path) -> bool:
+    """A .collect file (any case): parsed by the text front end, its hints written in its syntax."""
+    return Path(file).suffix.lower() in TEXT_SUFFIXES
 MAX_ROUNDS = 8  # stand-ins can uncover checks that did not run yet (a model's own rules); a few rounds do
 
 
@@ -36,7 +41,7 @@ def read_source(path: str | Path, diags: Diagnostics, text: str | None = None) -
         except (OSError, UnicodeDecodeError) as exc:
             diags.error("file-unreadable", f"cannot read the policy file: {exc}", Span(name, 1, 1))
             return None
-    if path.suffix.lower() in TEXT_SUFFIXES:
+    if is_text_dsl(path):
         from .text import load_text
 
         return load_text(text, name, diags)
@@ -176,7 +181,7 @@ def _report(error: dict, located: Located, diags: Diagnostics, data) -> None:
     if kind == "missing":
         field = loc[-1]
         parent = _data_path(loc[:-1], data)
-        if not parent and field in _TEXT_LINES and Path(located.file).suffix.lower() in TEXT_SUFFIXES:
+        if not parent and field in _TEXT_LINES and is_text_dsl(located.file):
             diags.error("missing-key", f"a policy needs {_TEXT_LINES[field]}", located.span(parent))
             return
         where = "/".join(str(p) for p in parent) or "the policy"

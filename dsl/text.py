@@ -620,10 +620,10 @@ class _Builder:
         name, when, *steps = node.children
         stage: dict = {}
         stages = self.section("stages", node)
-        if str(name) in stages:  # the second `stage X`: its error, and not its steps' places over the first's
-            self.put(stages, ("stages",), str(name), stage, node, name)
-            return
+        again = str(name) in stages  # the second `stage X`: its error, and not its steps' places over the first's
         self.put(stages, ("stages",), str(name), stage, node, name)
+        if again:
+            return
         path = ("stages", str(name))
         self.put(stage, path, "when", self.value(when), when)
         stage["steps"] = [self._step(step, path + ("steps", i)) for i, step in enumerate(steps)]

@@ -41,6 +41,7 @@ RETRY_KEYS = ("attempts", "backoff")
 MIN_MASKED = 4
 MAX_COST = Decimal(1_000_000)  # a cost per message from 1,000,000 up is a slip (a total, a unit in cents)
 
+NOT_CONFIGURED = "channel_not_configured"  # the error code of a send on a channel the file leaves out
 Where = Callable[[tuple, bool], "Span | None"]  # (path, prefer the key's place) -> place in the file
 
 
@@ -107,7 +108,7 @@ class _Unconfigured:
         return self.refuses(self.channel, message)
 
     def refuses(self, channel: str, message: Message) -> DeliveryResult:
-        return DeliveryResult.permanent("channel_not_configured", f"channel '{channel}' is not in "
+        return DeliveryResult.permanent(NOT_CONFIGURED, f"channel '{channel}' is not in "
                                         f"channels.yaml (configured: {', '.join(self.configured)})")
 
     def __repr__(self) -> str:

@@ -19,9 +19,9 @@ with a value that failed validation (a stand-in, see dsl/recovery.py): neither c
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 
 from ..dsl import timeparse
+from ..dsl.loader import is_text_dsl
 
 AGE_FIELDS = {"invoice.days_past_due", "invoice.days_to_due"}
 
@@ -138,13 +138,6 @@ def window_is_open(comp, channel: str) -> bool:
     return bool(days) and any(ranges for ranges in days.values())
 
 
-def _text_dsl(comp) -> bool:
-    """A .collect file: its hints are written in its own syntax, not as YAML keys."""
-    from ..dsl.loader import TEXT_SUFFIXES
-
-    return Path(comp.located.file).suffix.lower() in TEXT_SUFFIXES
-
-
 def _never_open_windows(comp) -> None:
     if comp.located.broken_within(("windows",)):
         return  # a window that failed validation is not the window the analyst wrote
@@ -158,7 +151,7 @@ def _never_open_windows(comp) -> None:
             reported.add(channel)
             comp.diags.error("window-never-opens", f"channel '{channel}' has no contact window, so "
                              f"{_name(comp, path, step)} could never send on it", comp.span(path + ("send", i)),
-                             f"add a `window {channel} ...` or `window default ...` line" if _text_dsl(comp)
+                             f"add a `window {channel} ...` or `window default ...` line" if is_text_dsl(comp.located.file)
                              else f"add windows.{channel} or windows.default")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..dsl import timeparse
 from ..dsl.diagnostics import Diagnostics, PolicyError, Span, suggest
 from ..dsl.fields import schema_for
-from ..dsl.loader import TEXT_SUFFIXES, load_policy
+from ..dsl.loader import is_text_dsl, load_policy
 from ..dsl.model import BUILTIN_CHANNELS, EmailTemplate, Policy, WhatsAppTemplate
 from ..dsl.source import Located
 from .plan import Plan
@@ -277,7 +277,7 @@ def analyze_at(comp: Compilation, path: tuple, text: str, expect: str):
     from ..dsl import expr
 
     experiments = {name: set(e.variants) for name, e in comp.policy.experiments.items()}
-    text_dsl = Path(comp.located.file).suffix.lower() in TEXT_SUFFIXES
+    text_dsl = is_text_dsl(comp.located.file)
     checked = expr.analyze(text, comp.schema, set(comp.policy.segments), experiments, expect, text_dsl)
     for err in checked.errors:
         comp.diags.error(err.code, err.message, comp.located.expr_span(path, err.offset, err.length), err.hint)

@@ -38,6 +38,7 @@ from sqlalchemy.engine import Connection
 from ..adapters.base import MAX_WAIT, frozen, readable_id
 from . import store as s
 from .state import REOPENED
+from .channels import NOT_CONFIGURED
 from .messages import refused, unbuildable
 
 BREAKER = 3  # transient failures in a row after which a channel is left alone until the next tick
@@ -76,7 +77,6 @@ class Result:
 
 
 RENDER = "render"  # the error code of a message whose template could not be rendered (it failed for good)
-NOT_CONFIGURED = "channel_not_configured"  # the error code of a send on a channel channels.yaml leaves out
 # failures that are the policy's or the configuration's, not a provider's, as a tick's summary counts them:
 # no provider was asked (the channel left out was warned about when the run started)
 NOT_PROVIDERS = {RENDER: "template not rendered", NOT_CONFIGURED: "channel not configured"}
