@@ -183,8 +183,9 @@ def _day_groups(days) -> list[tuple[str, str]]:
 
 
 def windows_table(plan) -> Table:
-    windows = plan["windows"]
-    table = Table(title=f"Contact windows (customer's local time; holidays {windows['holidays']})",
+    windows, calendar = plan["windows"], plan["calendar"]
+    whose = ", by each customer's country" if calendar.get("holidays_by") == "customer" else ""
+    table = Table(title=f"Contact windows (customer's local time; holidays {windows['holidays']}{whose})",
                   title_justify="left")
     _key(table, "channel")
     _key(table, "days")

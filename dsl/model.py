@@ -124,6 +124,9 @@ class Calendar(Model):
     subdivision: str | None = None
     extra_holidays: list[HolidayDate] = []
     weekend: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = ["sat", "sun"]
+    # whose public holidays close the windows: the policy's `country` for everyone, or each customer's
+    # own `customer.country` (the policy's for a customer without one)
+    holidays_by: Literal["policy", "customer"] = "policy"
 
     @field_validator("country")
     @classmethod

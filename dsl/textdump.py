@@ -93,6 +93,7 @@ def dump_text(policy: Policy) -> str:
     items = [f"subdivision {_s(cal.subdivision)}"] if cal.subdivision else []
     items += [f"extra_holidays {', '.join(d.isoformat() for d in cal.extra_holidays)}"] if cal.extra_holidays else []
     items.append(f"weekend {', '.join(cal.weekend) or 'none'}")
+    items += [f"holidays_by {cal.holidays_by}"] if cal.holidays_by != "policy" else []
     out.append(" ".join(["calendar", *([cal.country] if cal.country else []), "{", "; ".join(items), "}"]))
     out += [f"field {name}: {kind}" for name, kind in policy.fields.items()]
     if policy.compliance:

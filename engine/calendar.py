@@ -62,13 +62,21 @@ class ContactCalendar:
         # in one zone) have the same answer (tests/test_cap_dst.py)
         self.next_slot = lru_cache(maxsize=65536)(self._next_slot)
 
+    def of_country(self, country: str) -> "ContactCalendar":
+        """The same windows, weekend and extra holidays with another country's public holidays (a
+        subdivision is one of this calendar's country: it does not carry over)."""
+        return ContactCalendar(self.windows, self.holidays_open, country, None, self.extra, self.weekend)
+
     # -- days -----------------------------------------------------------------------------------
 
     def _holiday_table(self):
         if self._country_holidays is None and self.country:
             import holidays
 
-            self._country_holidays = holidays.country_holidays(self.country, subdiv=self.subdivision)
+            try:
+                self._country_holidays = holidays.country_holidays(self.country, subdiv=self.subdivision)
+            except NotImplementedError:  # a customer's code the package has no holidays for (AC, IC ...):
+                self._country_holidays = {}  # only extra_holidays close it (docs/language.md#calendar)
         return self._country_holidays
 
     def holiday_name(self, date: dt.date) -> str | None:

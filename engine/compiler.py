@@ -341,6 +341,13 @@ def _expressions_pass(comp: Compilation) -> None:
 
 # -- plan ---------------------------------------------------------------------------------------
 
+def _calendar_doc(calendar) -> dict:
+    doc = calendar.model_dump(mode="json")
+    if doc["holidays_by"] == "policy":  # the default is left out: a plan keeps the plan_hash it had before the key
+        del doc["holidays_by"]
+    return doc
+
+
 def build_plan(comp: Compilation) -> Plan:
     policy = comp.policy
     canon = {path: checked.canonical for path, checked in comp.exprs.items()}
@@ -350,7 +357,7 @@ def build_plan(comp: Compilation) -> Plan:
         "description": policy.description,
         "timezone": policy.timezone,
         "currency": policy.currency,
-        "calendar": policy.calendar.model_dump(mode="json"),
+        "calendar": _calendar_doc(policy.calendar),
         "fields": dict(sorted(policy.fields.items())),
         "compliance": policy.compliance if policy.compliance == "auto" else sorted(policy.compliance),
         "compliance_settings": {profile: dict(sorted(settings.items()))

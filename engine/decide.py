@@ -105,6 +105,7 @@ class Decider:
     def __init__(self, rt: Runtime, state: CustomerState, now: dt.datetime):
         self.rt, self.state = rt, state
         self.tz = ZoneInfo(state.customer.timezone or rt.timezone)
+        self.cal = rt.calendar_for(state.customer.country)  # windows and the holidays that close them
         self.utc = now.astimezone(UTC)  # for instants (triggers, contacts): same tzinfo, the fast comparison
         self.now = _local(self.utc, self.tz)
         self.today = self.now.date()
@@ -203,7 +204,7 @@ class Decider:
         found = memo.get(invoice.id)
         if found is None or found.due_date != invoice.due_date:
             steps = tuple((trigger, step, f"{step.id}|{invoice.id}")
-                          for trigger, step in self.rt.stage_triggers(invoice.due_date, self.tz))
+                          for trigger, step in self.rt.stage_triggers(invoice.due_date, self.tz, self.cal))
             found = memo[invoice.id] = _Schedule(invoice.due_date, steps)
         return found
 
@@ -258,7 +259,7 @@ class Decider:
         return pause is not None
 
     def _trigger(self, step: StepRt, anchor: dt.date) -> dt.datetime:
-        return self.rt.step_trigger(step, anchor, self.tz).astimezone(UTC)
+        return self.rt.step_trigger(step, anchor, self.tz, self.cal).astimezone(UTC)
 
     def _catch_up(self, due: list[Ready], stage: str | None = None) -> list[Ready]:
         """SPEC 4.3, applied to steps seen due for the first time; conditions first, so that
@@ -325,7 +326,7 @@ class Decider:
                 key = f"{step.id}|{invoice.id}|{occ.id}"
                 if key in self.state.done:
                     continue
-                trigger = event_trigger(self.rt, step, occ, self.tz).astimezone(UTC)
+                trigger = event_trigger(self.rt, step, occ, self.tz, self.cal).astimezone(UTC)
                 if trigger > self.utc:
                     self.out.wake_at(trigger)
                     continue
@@ -458,7 +459,7 @@ class Decider:
         """Send on `channel` now, or defer; returns a reason to fall back (cap with on_cap: skip)."""
         if self.rt.guard is not None and (never := self._never_lawful(channel)):
             return never  # waiting would be for ever: the window and the profiles' hours never meet
-        slot = self.rt.calendar.next_slot(channel, self.now, self.tz)
+        slot = self.cal.next_slot(channel, self.now, self.tz)
         if slot is None:
             return "no window"
         if slot.at > self.now:
@@ -513,18 +514,18 @@ class Decider:
 
     def _never_lawful(self, channel: str) -> str:
         """Why the channel can never be used lawfully ("" if it can): its window and the hours of the
-        profiles that apply never meet within the calendar's horizon. Once per channel, zone and profiles."""
+        profiles that apply never meet within the calendar's horizon. Once per channel, zone, calendar and profiles."""
         memo, mine = self.state.memo, ("never lawful", channel)  # the customer's zone and profiles are fixed
         if mine in memo:
             return memo[mine]
         guard, customer = self.rt.guard, self.state.customer
         profiles = guard.profiles_for(customer)
-        key = (channel, str(self.tz), profiles)
+        key = (channel, str(self.tz), self.cal.country, profiles)
         never = self.rt.lawless.get(key)
         if never is None:
             at, limit, opening = self.now, self.now + dt.timedelta(days=HORIZON_DAYS), None
             while at <= limit:
-                slot = self.rt.calendar.next_slot(channel, at, self.tz)
+                slot = self.cal.next_slot(channel, at, self.tz)
                 opening = guard.next_open(customer, channel, slot.at) if slot is not None else None
                 if opening is None or opening == slot.at:
                     break
@@ -543,7 +544,7 @@ class Decider:
         first = min(r.trigger for r in group)
         if first >= self.utc or self.utc - first > ON_TIME:
             return ""
-        slot = self.rt.calendar.next_slot(channel, first, self.tz)
+        slot = self.cal.next_slot(channel, first, self.tz)
         if slot is not None and slot.at > first:
             return slot.reason or ""
         capped = self._cap_block(channel, first)[0] if self.rt.on_cap == "defer" else None
@@ -839,7 +840,7 @@ def held_now(rt: Runtime, state: CustomerState, now: dt.datetime, invoice_ids, c
     if channel in NOT_CONTACTS:
         return None
     decider = Decider(rt, state, now)
-    slot = rt.calendar.next_slot(channel, decider.now, decider.tz)
+    slot = decider.cal.next_slot(channel, decider.now, decider.tz)
     if slot is None:
         return "no window", None
     if slot.at > decider.now:

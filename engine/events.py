@@ -324,11 +324,11 @@ def occurrences(rt, state: CustomerState, invoice: InvoiceInfo, now: dt.datetime
     return [o for o in found if o.event in rt.events]
 
 
-def event_trigger(rt, step, occ: Occurrence, tz) -> dt.datetime:
+def event_trigger(rt, step, occ: Occurrence, tz, calendar) -> dt.datetime:
     """SPEC 4.1 for a step of an event: its day (or the promised date's) at its time or the window's
     opening, but never before the event itself. `at: event` opens the window of the event's day, maybe
     hours before a payment made at 15:00: the step is due from the payment on, and only then late."""
-    trigger = rt.step_trigger(step, occ.promised_date if step.anchor == "promise" else occ.date, tz)
+    trigger = rt.step_trigger(step, occ.promised_date if step.anchor == "promise" else occ.date, tz, calendar)
     if step.anchor != "promise" and occ.happened is not None and occ.happened > trigger:
         return occ.happened.astimezone(tz)
     return trigger

@@ -125,16 +125,17 @@ _MOOT = {"promise kept": "the promise was kept before it", "promise replaced": "
 def _instances(rt, state, invoice, tz, local):
     """(owner, step, key, trigger, occurrence) of each step instance of the invoice at `local`; an event
     step whose event has not happened yet comes once, without a key."""
+    calendar = rt.calendar_for(state.customer.country)
     for st in rt.stages:
         for step in st.steps:
-            yield st.name, step, f"{step.id}|{invoice.id}", rt.step_trigger(step, invoice.due_date, tz), None
+            yield st.name, step, f"{step.id}|{invoice.id}", rt.step_trigger(step, invoice.due_date, tz, calendar), None
     occs = occurrences(rt, state, invoice, local)
     for event, steps in rt.events.items():
         for step in steps:
             if not any(o.event == event for o in occs):
                 yield event, step, None, None, None
             for occ in (o for o in occs if o.event == event):
-                yield event, step, f"{step.id}|{invoice.id}|{occ.id}", event_trigger(rt, step, occ, tz), occ
+                yield event, step, f"{step.id}|{invoice.id}|{occ.id}", event_trigger(rt, step, occ, tz, calendar), occ
 
 
 def _next_tick(rt, state, invoice_id: str, now: dt.datetime) -> tuple[dict[str, StepLine], set[str]]:

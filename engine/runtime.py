@@ -99,7 +99,7 @@ class Runtime:
                           for c in doc["caps"])
         self.longest_cap_s = max((c.per_s for c in self.caps), default=0)
         self._caps_on: dict[str, tuple[CapRt, ...]] = {}
-        self.lawless: dict = {}  # (channel, zone, profiles) -> never lawful within the window: Decider._never_lawful
+        self.lawless: dict = {}  # (channel, zone, holidays' country, profiles) -> never lawful within the window: Decider._never_lawful
         self.experiments = {name: sorted(e["variants"].items()) for name, e in doc["experiments"].items()}
         self.experiment_units = {name: e["unit"] for name, e in doc["experiments"].items()}
         cal = doc["calendar"]
@@ -110,6 +110,19 @@ class Runtime:
             holidays_open=doc["windows"]["holidays"] == "open",
             country=cal["country"], subdivision=cal["subdivision"],
             extra_holidays=[_date(d) for d in cal["extra_holidays"]], weekend=cal["weekend"])
+        self.holidays_by_customer = cal.get("holidays_by") == "customer"
+        self._calendars: dict[str | None, ContactCalendar] = {}
+
+    def calendar_for(self, country: str | None) -> "ContactCalendar":
+        """The calendar of a customer of `country`: the policy's, unless `holidays_by: customer` asks for
+        the public holidays of the customer's own country (the policy's for a customer without one). The
+        windows, `extra_holidays` and `subdivision` (of the policy's country) are the policy's for all."""
+        if not self.holidays_by_customer or not country or country == self.calendar.country:
+            return self.calendar
+        found = self._calendars.get(country)
+        if found is None:
+            found = self._calendars[country] = self.calendar.of_country(country)
+        return found
 
     @staticmethod
     def _guard(doc, default_country: str | None):
@@ -147,22 +160,22 @@ class Runtime:
             found = self._caps_on[channel] = tuple(cap for cap in self.caps if cap.counts(channel))
         return found
 
-    def stage_triggers(self, due_date, tz) -> tuple:
+    def stage_triggers(self, due_date, tz, calendar) -> tuple:
         """(trigger instant in UTC, step) of every stage step for a due date in a zone, sorted by time.
 
         Invoices share due dates and zones, so this is computed once per pair, not per invoice. In UTC,
         as the decision core keeps instants: it compares them with no call to the zone."""
-        key = (due_date, tz.key)
+        key = (due_date, tz.key, calendar.country)
         found = self._triggers.get(key)
         if found is None:
-            found = tuple(sorted(((self.step_trigger(step, due_date, tz).astimezone(dt.timezone.utc), step)
+            found = tuple(sorted(((self.step_trigger(step, due_date, tz, calendar).astimezone(dt.timezone.utc), step)
                                   for stage in self.stages for step in stage.steps), key=lambda t: (t[0], t[1].id)))
             self._triggers[key] = found
         return found
 
-    def step_trigger(self, step: StepRt, anchor, tz):
+    def step_trigger(self, step: StepRt, anchor, tz, calendar):
         channel = step.channels[0] if step.channels else None
-        return self.calendar.trigger_instant(anchor + dt.timedelta(days=step.days), step.time, channel, tz)
+        return calendar.trigger_instant(anchor + dt.timedelta(days=step.days), step.time, channel, tz)
 
     def variant(self, experiment: str, unit_id: str) -> str:
         """Stable assignment: the same unit always lands in the same bucket (sha256, not Python's hash)."""

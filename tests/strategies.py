@@ -80,6 +80,8 @@ def policies(draw):
         data["calendar"] = {"country": draw(st.sampled_from(["PE", "US", "CO"])),
                             "extra_holidays": draw(st.lists(st.sampled_from(["2026-12-24", "2026-12-31"]), unique=True)),
                             "weekend": draw(st.lists(st.sampled_from(["sat", "sun", "fri"]), unique=True, min_size=1))}
+        if draw(st.booleans()):
+            data["calendar"]["holidays_by"] = draw(st.sampled_from(["policy", "customer"]))
     windows = {"default": {draw(DAY_SPECS): draw(HOURS.filter(lambda h: h != "closed"))}}  # so that plans compile
     for channel in draw(st.lists(st.sampled_from(["email", "sms"]), unique=True)):
         days = draw(st.lists(DAY_SPECS, unique=True, max_size=1))

@@ -26,7 +26,7 @@ REAL = ROOT.parent / "shared" / "data" / "real" / "WA_Fn-UseC_-Accounts-Receivab
 runner = CliRunner()
 
 POLICY = """
-calendar: {{ country: {country} }}
+calendar: {{ country: {country}, holidays_by: {holidays_by} }}
 caps:
   - {{ channel: any, max: {any_max}, per: 7d }}
   - {{ channel: sms, max: 1, per: 1d }}
@@ -58,12 +58,14 @@ ZONES = ["America/Lima", "America/New_York", "Europe/Madrid", "America/Santiago"
 @st.composite
 def scenario(draw):
     options = dict(country=draw(st.sampled_from(["PE", "US", "ES"])), any_max=draw(st.integers(1, 4)),
+                   holidays_by=draw(st.sampled_from(["policy", "customer"])),
                    on_cap=draw(st.sampled_from(["defer", "skip"])), catch_up=draw(st.sampled_from(["latest", "all", "none"])),
                    group_by=draw(st.sampled_from(["customer", "invoice"])))
     people = []
     for i in range(draw(st.integers(1, 4))):
         state = customer(f"c{i}", timezone=draw(st.sampled_from(ZONES)), do_not_contact=draw(st.booleans()) and i == 0,
-                         phone=draw(st.sampled_from(["+51987654321", None, "123"])))
+                         phone=draw(st.sampled_from(["+51987654321", None, "123"])),
+                         country=draw(st.sampled_from(["PE", "US", "ES", "IN", None])))
         for j in range(draw(st.integers(1, 3))):
             due = dt.date(2026, 3, 1) + dt.timedelta(days=draw(st.integers(0, 60)))
             invoice(state, f"c{i}-f{j}", due.isoformat(), str(draw(st.integers(1, 5000))))
@@ -86,9 +88,13 @@ def test_simulation_invariants(tmp_path_factory, case):
     sent = [d for d in result.decisions if d.status == "sent" and d.channel not in NOT_CONTACTS]
     for d in sent:
         tz = ZoneInfo(ids[d.customer_id].customer.timezone)
-        # never outside the channel's window in local time, never on a closed holiday
-        assert rt.calendar.is_open(d.channel, d.at, tz), (d.at, d.channel)
-        assert not rt.calendar.is_holiday(d.at.astimezone(tz).date())
+        # never outside the channel's window in local time, never on a closed holiday: the policy's, or
+        # with `holidays_by: customer` those of the customer's country
+        calendar = rt.calendar_for(ids[d.customer_id].customer.country)
+        assert calendar.is_open(d.channel, d.at, tz), (d.at, d.channel)
+        assert not calendar.is_holiday(d.at.astimezone(tz).date())
+        if options["holidays_by"] == "policy":
+            assert calendar is rt.calendar
         # do-not-contact is absolute
         assert d.customer_id not in dnc
     # no cap is ever exceeded in any rolling window: of days on the customer's clock (naive local times
@@ -116,7 +122,7 @@ def _fresh(people):
     out = []
     for p in people:
         state = customer(p.customer.id, timezone=p.customer.timezone, do_not_contact=p.customer.do_not_contact,
-                         phone=p.customer.phone)
+                         phone=p.customer.phone, country=p.customer.country)
         for inv in p.invoices.values():
             invoice(state, inv.id, inv.due_date.isoformat(), str(inv.amount))
         out.append(state)
