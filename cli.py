@@ -531,7 +531,7 @@ def run(policy: PolicyArg, db: DbOpt = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and print; write and send nothing.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary (for cron).")] = False) -> None:
     """One tick: everything due up to now, exactly once. For cron."""
-    from .engine.runner import Runner, gone_steps
+    from .engine.runner import Runner, TickBeforeLast, gone_steps
 
     moment = _parse_now(now)
     _check_store_url(db)
@@ -546,6 +546,9 @@ def run(policy: PolicyArg, db: DbOpt = None,
                            "a step is known by its id, so a step moved or renamed under a new id goes again to the "
                            "invoices that got the old one (keep the id to move a step)", err=True)
             summary = Runner(store, plan, adapters, pay_link=adapters.pay_link).tick(moment, dry_run=dry_run)
+    except TickBeforeLast as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE)
     finally:
         adapters.close()
     if not quiet:

@@ -42,7 +42,7 @@ try:
 except ImportError:  # Windows: the tick's process id tells, on one machine
     fcntl = None
 
-from sqlalchemy import bindparam, or_, select, text, tuple_, update
+from sqlalchemy import bindparam, func, or_, select, text, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
 from ..adapters.base import thawed
@@ -68,6 +68,23 @@ HEARTBEAT_S = 1.0
 class TickLost(RuntimeError):
     """A PostgreSQL tick whose advisory lock went with its session (dropped by the server, a pooler, the
     network): other ticks now take it for dead and deliver its `sending` rows, so it must send no more."""
+
+
+class TickBeforeLast(ValueError):
+    """A tick asked to run at a moment before the store's last tick. The store already holds what was
+    decided later, and a customer touched by an import since would be decided at the earlier moment:
+    messages meant for back then (a reminder before the due date) would go out now."""
+
+    def __init__(self, now: dt.datetime, last: dt.datetime):
+        super().__init__(f"--now {now.isoformat()} is before the store's last tick, at {last.isoformat()}: a tick "
+                         "cannot go back in time (to see what would have happened then, use collect simulate, or "
+                         "collect explain --now)")
+
+
+def _not_before_last(conn: Connection, now: dt.datetime) -> None:
+    last = conn.execute(select(func.max(s.ticks.c.now))).scalar()
+    if last is not None and now < last:
+        raise TickBeforeLast(now, last)
 
 
 def plan_changed(conn: Connection, plan_hash: str) -> bool:
@@ -374,6 +391,7 @@ class Runner:
         self._now, self._started = now, self._clock()  # the tick's timeline, for `_overdue`
         started = dt.datetime.now(dt.timezone.utc)
         with self.engine.begin() as conn:
+            _not_before_last(conn, now)
             changed = plan_changed(conn, self.rt.plan_hash)
             tick_id = conn.execute(s.ticks.insert().values(
                 now=now, started_at=started, plan_hash=self.rt.plan_hash, host=socket.gethostname(),
@@ -764,6 +782,7 @@ class Runner:
 
         build = message_builder(self.rt, self.pay_link, self.channels.refusals(), self.channels.redact)
         with self.engine.connect() as conn:
+            _not_before_last(conn, now)  # what the tick would do: refuse
             query = select(s.customers.c.id).order_by(s.customers.c.id)
             if not plan_changed(conn, self.rt.plan_hash):  # else everyone is decided again, as the tick would
                 query = query.where(_due(now))
