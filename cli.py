@@ -427,6 +427,7 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(metavar="KIND", help="What t
     fields = dict(plan["fields"]) if plan else {}
     try:
         colmap = load_map(map) if map else ColumnMap()
+        _readable(csv_file)  # a mistyped name is said before the store is opened, and created
         with _store_failure("the import, nothing imported"):
             done = import_file(_store(db), kind.value, csv_file, fields=fields, colmap=colmap, default_tz=timezone,
                                default_currency=currency)
@@ -451,6 +452,16 @@ def import_cmd(kind: Annotated[Kind, typer.Argument(metavar="KIND", help="What t
             typer.echo(f"{csv_file}: warning: columns {', '.join(extra)} were kept as text {where} attributes; "
                        f"import with --policy POLICY to read the fields it declares (customer.* fields go to "
                        f"the customer, with their types)", err=True)
+
+
+def _readable(path: Path) -> None:
+    from .engine.portfolio import CsvError, Problem
+
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:  # the words the reader would use, without a store created for nothing
+        raise CsvError([Problem(str(path), 1, None, f"cannot read the file: {exc}")]) from None
 
 
 def _parse_now(now: str | None):

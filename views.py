@@ -606,8 +606,8 @@ def mixed_currencies(currencies) -> str | None:
     if len(currencies) < 2:
         return None
     return (f"the invoices are in {len(currencies)} currencies ({', '.join(sorted(currencies))}) and their amounts "
-            "are added as they are, without exchange rates: the money KPIs and the aging mix them; run each "
-            "currency's invoices apart for figures in one currency")
+            "are added as they are, without exchange rates: the money KPIs and the aging mix them; for figures in "
+            "one currency, keep each currency's invoices apart (a portfolio, or a store, of its own)")
 
 
 def report_sections(data: dict) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -635,7 +635,9 @@ def report_sections(data: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                     "n/a" if c["cost_per_contact"] is None else _unit_cost(c["cost_per_contact"])]
                    if priced else [])
                 for channel, c in data["contacts"].items()]
-    return [
+    # the warning first: it says how to read every money figure below it
+    warning = [("Warning", [""], [[mixed]])] if (mixed := mixed_currencies(data["currencies"])) else []
+    return warning + [
         (f"KPIs, period {period['first_day']} .. {period['last_day']} ({period['days']} days)",
          ["KPI", "value", "from"], kpis),
         ("Aging (open balance)", list(data["aging"]), [[_money(v) for v in data["aging"].values()]]),
@@ -643,7 +645,7 @@ def report_sections(data: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                                   "failure rate"] + (["cost", "per contact"] if priced else []), contacts),
         ("Deferrals by reason", ["", "count"], [[k, str(v)] for k, v in sorted(data["deferrals"].items())]),
         ("Agent tasks by queue", ["", "count"], [[k, str(v)] for k, v in sorted(data["tasks_by_queue"].items())]),
-    ] + ([("Warning", [""], [[mixed]])] if (mixed := mixed_currencies(data["currencies"])) else [])
+    ]
 
 
 def _report_title(data: dict) -> str:

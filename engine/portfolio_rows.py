@@ -356,12 +356,14 @@ class _Known(dict):
         self.missing = missing  # what an unknown reference is told, after its id
 
 
-def read_one(kind: str, path, *, fields: dict[str, str], colmap: ColumnMap, known_invoices=(), known_customers=()):
+def read_one(kind: str, path, *, fields: dict[str, str], colmap: ColumnMap, known_invoices=(), known_customers=(),
+             against_store=None):
     """One file of one kind (for `collect import`): customers, payments, promises or disputes.
 
     References are checked against the ids already in the store: `known_invoices` their ids, or better a
-    mapping of each to its customer's id (a promise's customer must own its invoice). Raises CsvError
-    with every problem."""
+    mapping of each to its customer's id (a promise's customer must own its invoice). `against_store`:
+    the problems of the good rows with what the store holds (a function of them), reported with the
+    others. Raises CsvError with every problem."""
     problems: list[Problem] = []
     table = Table(Path(path), colmap, problems)
     book = Portfolio()
@@ -379,6 +381,9 @@ def read_one(kind: str, path, *, fields: dict[str, str], colmap: ColumnMap, know
         else:
             {"payments": _payments, "promises": _promises, "disputes": _disputes}[kind](table, book)
             result = {"payments": book.payments, "promises": book.promises, "disputes": book.disputes}[kind]
+    if against_store is not None and result:
+        problems += against_store(result)
+        problems.sort(key=lambda p: p.row)
     problems[:0] = unmatched_value_columns(colmap, [table])  # first: a map's mistake may cause row errors
     if problems:
         raise CsvError(problems)

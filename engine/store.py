@@ -262,7 +262,9 @@ def engine_url(url: str | None = None) -> str:
     try:
         kind = make_url(url)
     except (ArgumentError, ValueError) as exc:
-        raise StoreUrlError(f"{shown_url(given)} is not a database URL: {exc}") from exc
+        # a bare file name (`--db collect.db`) is the usual slip: say the URL it would be
+        hint = f"; for a SQLite file, give sqlite:///{given}" if re.fullmatch(r"[\w./~-]+", given) else ""
+        raise StoreUrlError(f"{shown_url(given)} is not a database URL: {exc}{hint}") from exc
     if kind.drivername not in SUPPORTED:
         # another database (mysql://), or another driver: SQLAlchemy would ask for a module to install
         raise StoreUrlError(f"{shown_url(given)} is not a database URL collect can use ({kind.drivername}): "

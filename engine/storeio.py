@@ -10,6 +10,7 @@ import datetime as dt
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -222,8 +223,9 @@ def _import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str
             new, stored = _import_events(conn, path, colmap, zone)
             return Imported(kind, new, stored)
         known_customers = {r.id for r in conn.execute(select(s.customers.c.id))}
+        conflicts = partial(_payment_conflicts, conn, path, colmap.shown("payment_id")) if kind == "payments" else None
         found = read_one(kind, path, fields=fields, colmap=colmap, known_invoices=owners,
-                         known_customers=known_customers)
+                         known_customers=known_customers, against_store=conflicts)
         if kind == "customers":
             stored, customers = _merge_customers(conn, found)
             return Imported(kind, len(found) - stored, stored, customers)
@@ -234,7 +236,6 @@ def _import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str
                      "attrs": p.attrs}
                     for p in found]
             known = _stored(conn, s.payments, s.payments.c.payment_id, [r["payment_id"] for r in rows])
-            _same_payments(path, found, {r.payment_id: r for r in known}, colmap.shown("payment_id"))
             stored = len(known) + _restated(conn, rows, {r.payment_id for r in known})
             new -= stored
             _insert_new(conn, s.payments, rows, ["payment_id"])  # a payment seen before is ignored
@@ -258,16 +259,16 @@ def _import_file(engine: Engine, kind: str, path: Path, *, fields: dict[str, str
         return Imported(kind, new, stored)
 
 
-def _same_payments(path: Path, found, stored: dict, header: str) -> None:
+def _payment_conflicts(conn: Connection, path: Path, header: str, found) -> list[Problem]:
     """A stored payment id is ignored in a file, as the same payment imported again; another invoice or
     amount under it is a row error: an id names one payment, and that one would be lost unnoticed.
     `header`: the file's name of the payment_id column."""
-    problems = [Problem(str(path), p.line, header, f"payment '{p.payment_id}' is stored already, for "
-                        f"invoice '{known.invoice_id}' and amount {known.amount}: a payment id names one payment")
-                for p in found if (known := stored.get(p.payment_id)) is not None
-                and (known.invoice_id, known.amount) != (p.invoice_id, p.amount)]
-    if problems:
-        raise CsvError(problems)
+    stored = {r.payment_id: r for r in _stored(conn, s.payments, s.payments.c.payment_id,
+                                                [p.payment_id for p in found])}
+    return [Problem(str(path), p.line, header, f"payment '{p.payment_id}' is stored already, for "
+                    f"invoice '{known.invoice_id}' and amount {known.amount}: a payment id names one payment")
+            for p in found if (known := stored.get(p.payment_id)) is not None
+            and (known.invoice_id, known.amount) != (p.invoice_id, p.amount)]
 
 
 def _restated(conn: Connection, rows: list[dict], known: set[str]) -> int:
@@ -491,7 +492,8 @@ def _event_rows(conn: Connection, table: Table, channels: set[str], zone) -> lis
         contact_id, cid = cells.text("contact_id"), cells.text("customer_id")
         contact = contacts.get(contact_id) if contact_id else None
         if kind and kind not in EVENT_TYPES:
-            cells.problem("type", f"unknown event type '{kind}' (expected {', '.join(EVENT_TYPES)})")
+            hint = suggest(kind, EVENT_TYPES)
+            cells.problem("type", f"unknown event type '{kind}' ({hint or 'expected ' + ', '.join(EVENT_TYPES)})")
         if channel and channel not in channels:
             hint = suggest(channel, channels)
             cells.problem("channel", f"unknown channel '{channel}'" + (f" ({hint})" if hint else ""))

@@ -192,6 +192,7 @@ def read_only(folder: Path):
 @pytest.mark.parametrize("url, why", [
     ("foo://x", "collect can use (foo): give sqlite:///FILE or postgresql://USER@HOST/DATABASE"),
     ("not a url", ": Could not parse SQLAlchemy URL"),
+    ("collect.db", ": Could not parse SQLAlchemy URL from given URL string; for a SQLite file, give sqlite:///collect.db"),
     # databases and drivers the store does not use: not a module to install (No module named 'MySQLdb')
     ("mysql://u@h/collect", "collect can use (mysql): give sqlite:///FILE or postgresql://USER@HOST/DATABASE"),
     ("postgresql+asyncpg://u@h/db", "collect can use (postgresql+asyncpg)"),

@@ -52,6 +52,7 @@ def test_report_lists_the_currencies_and_warns(tmp_path, monkeypatch):
     table = collect("report", "--date", "2026-03-31")
     assert table.exit_code == 0, table.output
     assert "warning: the invoices are in 2 currencies (PEN, USD)" in " ".join(table.output.split())
+    assert table.output.index("2 currencies") < table.output.index("KPIs, period")  # read before the figures
     html = collect("report", "--date", "2026-03-31", "--format", "html").output
     assert "2 currencies (PEN, USD)" in html
     assert "kpi,currencies,PEN;USD" in collect("report", "--date", "2026-03-31", "--format", "csv").output.splitlines()

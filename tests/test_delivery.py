@@ -366,10 +366,13 @@ def test_events_with_unknown_channels_customers_or_contacts_are_refused_whole(se
     with pytest.raises(CsvError) as info:
         _events(engine, tmp_path, "at,channel,type,customer_id,contact_id\n2026-11-16T10:00,fax,read,C1,\n"
                                   "2026-11-16T10:00,sms,read,C9,\n2026-11-16T10:00,sms,read,,nope\n"
-                                  "2026-11-16T10:00,whatsap,delivered,C1,\n")
+                                  "2026-11-16T10:00,whatsap,delivered,C1,\n2026-11-16T10:00,sms,delivred,C1,\n"
+                                  "2026-11-16T10:00,sms,seen,C1,\n")
     assert [(p.row, p.column) for p in info.value.problems] == [(2, "channel"), (3, "customer_id"), (4, "contact_id"),
-                                                                 (5, "channel")]
-    assert "did you mean 'whatsapp'" in str(info.value.problems[-1])
+                                                                 (5, "channel"), (6, "type"), (7, "type")]
+    assert "did you mean 'whatsapp'" in str(info.value.problems[3])
+    assert info.value.problems[4].reason == "unknown event type 'delivred' (did you mean 'delivered'?)"
+    assert info.value.problems[5].reason.startswith("unknown event type 'seen' (expected delivered, ")
     with engine.connect() as conn:
         assert conn.execute(select(s.provider_events)).all() == []
 

@@ -235,3 +235,14 @@ def test_a_conversation_on_a_channel_no_one_answers_on_is_refused(cli):
     assert result.stderr.splitlines() == [
         "eventos.csv:2: column channel: a conversation is with a person: not on 'webhook' (a call is on voice, an "
         "agent's on agent)", "nothing imported: 1 problem(s)"]
+
+
+@pytest.mark.parametrize("name", ["nosuch.csv", "folder"])
+def test_a_file_that_cannot_be_opened_creates_no_store(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    result = CliRunner().invoke(app, ["import", "invoices", name, "--db", f"sqlite:///{tmp_path / 'new.db'}"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{name}:1: cannot read the file: [Errno ")
+    assert "nothing imported: 1 problem(s)" in result.stderr
+    assert not (tmp_path / "new.db").exists()

@@ -99,6 +99,12 @@ def test_a_payment_id_stored_for_another_payment_is_an_error_not_a_payment_lost(
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == ("p2.csv:2: column payment_id: payment 'OP-1' is stored already, for "
                                              "invoice 'I1' and amount 100: a payment id names one payment")
+    # reported with the file's other problems, in row order, not only once they are fixed
+    both = cli("payments", "p3.csv", "payment_id,invoice_id,amount,paid_at\nOP-2,I2,1,2026-11-40\nOP-1,I2,500,2026-11-22\n")
+    assert both.exit_code == 1
+    assert [line.split(":")[1] for line in both.stderr.splitlines()[:2]] == ["2", "3"]
+    assert "not a date" in both.stderr.splitlines()[0] and "is stored already" in both.stderr.splitlines()[1]
+    assert "nothing imported: 2 problem(s)" in both.stderr
 
 
 def test_an_invoice_given_to_another_customer_takes_its_promises_along(cli):
