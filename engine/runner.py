@@ -237,14 +237,21 @@ def _tick_lock(path: Path | None):
 
 
 def _sweep_lock_files(engine: Engine, own: int) -> None:
-    """Remove the lock files of dead ticks, once their `sending` rows are taken over (after recovery): a
-    free lock is a dead tick, as a live one holds its lock from before the file has its name."""
+    """Remove the lock files of dead ticks (after recovery): a free lock is a dead tick, as a live one
+    holds its lock from before the file has its name. The store records first that the tick is over:
+    the file is what told, and a tick that died while taking over a dead tick's rows leaves some of them
+    to that tick still, which a later tick must see is dead without the file."""
     path = _lock_path(engine, own)
     if path is None:
         return
     for other in path.parent.glob(f"{path.name.rsplit('.tick-', 1)[0]}.tick-*.lock"):
-        if other != path:
-            _lock_held(other)  # removes it when free
+        tick = other.name.rsplit(".tick-", 1)[1].removesuffix(".lock")
+        if other == path or not tick.isdigit() or _lock_held(other) is not False:
+            continue
+        with engine.begin() as conn:
+            conn.execute(update(s.ticks).where(s.ticks.c.id == int(tick), s.ticks.c.finished_at.is_(None))
+                         .values(finished_at=dt.datetime.now(dt.timezone.utc)))
+        other.unlink(missing_ok=True)
 
 
 def _lock_held(path: Path | None) -> bool | None:
@@ -260,8 +267,7 @@ def _lock_held(path: Path | None) -> bool | None:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
-        path.unlink(missing_ok=True)  # the tick died holding it: nobody will remove it else
-        return False
+        return False  # the tick died holding it: the file stays, to tell so, until _sweep_lock_files
 
 
 def _due(now: dt.datetime):

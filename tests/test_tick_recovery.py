@@ -158,3 +158,31 @@ def test_the_lock_files_of_dead_ticks_are_swept_once_their_rows_are_taken_over(s
         fcntl.flock(held, fcntl.LOCK_EX)
         Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 11, 0, tzinfo=LIMA))
         assert sorted(p.name for p in tmp_path.glob("*.lock")) == [live.name]
+
+
+def test_a_tick_that_dies_while_taking_over_a_dead_tick_s_rows_leaves_the_rest_to_the_next(sqlite_store, tmp_path,
+                                                                                             monkeypatch):
+    """Rows are taken over a chunk at a time, each delivered before the next is taken. A tick killed
+    after its first chunk leaves the dead tick's other rows to that tick still: its lock file must still
+    tell it is dead (it was removed when it was first found dead, and the rows waited for ever)."""
+    engine, plan, channels, provider = waiting_rows(sqlite_store, tmp_path, 3)
+    dead = orphan(engine, tmp_path)
+    monkeypatch.setattr(runner_module, "RECOVER_CHUNK", 1)
+    recover_rows = Runner._recover_rows
+
+    def killed_after_one_chunk(self, rows, now, summary):
+        recover_rows(self, rows, now, summary)
+        raise KeyboardInterrupt  # as SIGKILL would: no later chunk
+    monkeypatch.setattr(Runner, "_recover_rows", killed_after_one_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 11, 0, tzinfo=LIMA))
+    assert len(provider.placed) == 1
+    with engine.connect() as conn:
+        assert list(conn.execute(select(s.contacts.c.tick_id).where(s.contacts.c.status == "sending")).scalars()) \
+            == [dead, dead]
+    monkeypatch.setattr(Runner, "_recover_rows", recover_rows)
+    Runner(engine, plan, channels).tick(dt.datetime(2026, 11, 3, 12, 0, tzinfo=LIMA))
+    assert len({m.key for m in provider.placed}) == 3  # each once
+    with engine.connect() as conn:
+        assert conn.execute(select(s.ticks.c.finished_at).where(s.ticks.c.id == dead)).scalar() is not None
+    assert list(tmp_path.glob("*.lock")) == []  # swept once the store says the dead tick is over
