@@ -647,7 +647,8 @@ class Table:
             hint = ": is a quote opened in this row never closed?" if "field limit" in str(exc) else ""
             problems.append(Problem(self.file, start, None, f"cannot read the file: {exc}{hint}"))
             return
-        if rows and reader.line_num > rows[-1][0] and _unclosed(source, rows[-1][0], delimiter):
+        # asked of the last row even on one line: a file cut short inside a quoted cell ("b@exam) ends there
+        if rows and _unclosed(source, rows[-1][0], delimiter):
             problems.append(Problem(self.file, rows[-1][0], None, "a quote (\") opened in the row that starts on "
                                     "this line is never closed, so every line after it would be read as one "
                                     "cell (close it; a quote inside a quoted cell is written twice: \"\")"))

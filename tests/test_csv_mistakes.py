@@ -61,6 +61,17 @@ def test_an_unclosed_quote_is_an_error_not_rows_dropped(tmp_path):
     assert stored("invoices") == 0
 
 
+@pytest.mark.parametrize("tail", ['"b@exam', '"b@exam\n'])
+def test_a_file_cut_short_inside_a_quoted_cell_of_its_last_row_is_an_error(tmp_path, tail):
+    """Before, the cut value was imported as it was (b@exam) when the quote opened on the last line."""
+    text = 'invoice_id,customer_id,amount,due_date,email\nI1,C1,100,2026-11-20,"a@ex.com"\nI2,C2,100,2026-11-20,' + tail
+    result = imported(tmp_path, "invoices", text)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == SAID.replace("p.csv:2", "invoices.csv:3")
+    assert stored("invoices") == 0
+    assert simulate(tmp_path, {"p.csv": text}).exit_code == 1
+
+
 def test_a_quoted_cell_over_several_lines_is_still_read(tmp_path):
     """A closed quote around a line break, last row included, is a cell like any other."""
     text = HEAD + 'I1,C1,100,2026-11-20,"Acme\nNorte"\nI2,C2,200,2026-11-20,"Beta\nSur"\n'
