@@ -514,7 +514,8 @@ class Decider:
 
     def _never_lawful(self, channel: str) -> str:
         """Why the channel can never be used lawfully ("" if it can): its window and the hours of the
-        profiles that apply never meet within the calendar's horizon. Once per channel, zone, calendar and profiles."""
+        profiles that apply never meet within the calendar's horizon. Once per channel, zone, calendar and
+        profiles."""
         memo, mine = self.state.memo, ("never lawful", channel)  # the customer's zone and profiles are fixed
         if mine in memo:
             return memo[mine]
@@ -803,13 +804,15 @@ def decide(rt: Runtime, state: CustomerState, now: dt.datetime) -> Outcome:
     return Decider(rt, state, now).run()
 
 
-def withdrawn(rt: Runtime, state: CustomerState, now: dt.datetime, invoice_ids, channel: str) -> str | None:
+def withdrawn(rt: Runtime, state: CustomerState, now: dt.datetime, invoice_ids, channel: str,
+              step_id: str | None = None) -> str | None:
     """Why a contact decided at an earlier tick but not delivered yet (waiting for a provider retry, or
     left by a crash before the call) must not go out now: since the decision the customer became
     do-not-contact, opted out of the channel or withdrew consent (absolute, SPEC 4.6), entered a legal
     state in which a compliance profile stops contact, or every invoice it is about was paid or written
-    off. None: it may still go. Agent tasks and webhooks are our own systems, not contacts with the
-    customer, and always go."""
+    off, or, for a stage's step, has left the stage or is paused (a due-date reminder retried after the
+    due date, a dunning message after a dispute opened), as a deferred contact would be. None: it may
+    still go. Agent tasks and webhooks are our own systems, not contacts with the customer, and always go."""
     if channel in NOT_CONTACTS:
         return None
     if state.customer.do_not_contact:
@@ -825,7 +828,33 @@ def withdrawn(rt: Runtime, state: CustomerState, now: dt.datetime, invoice_ids, 
     invoices = [state.invoices[i] for i in invoice_ids if i in state.invoices]
     if invoices and all(stopped(rt, state, i, now) for i in invoices):
         return "invoices paid or closed"
+    step = rt.steps.get(step_id) if step_id else None
+    if step is not None and invoices and step.owner not in rt.events:
+        return _no_longer_in_stage(rt, state, now, step, invoices)
     return None
+
+
+# why a late contact is withdrawn when its invoices left its stage or are paused: no fault of its channel,
+# and its step is closed (runner._withdraw)
+CADENCE_REASONS = ("stage ended", "paused: disputed", "paused: promise to pay")
+
+
+def _no_longer_in_stage(rt: Runtime, state: CustomerState, now: dt.datetime, step: StepRt, invoices) -> str | None:
+    """Why none of the invoices of a stage step's contact is in its stage and cadence any more: the
+    first invoice's reason (stage ended, or the pause), or None when one still is."""
+    decider = Decider(rt, state, now)
+    reasons = []
+    for invoice in invoices:
+        ctx = Context(decider.facts, invoice)
+        pause = pause_of(rt, state, invoice, ctx, decider.now)
+        stage = _first_stage(rt.stages, ctx)
+        if pause is not None:
+            reasons.append("paused: disputed" if pause == "disputed" else "paused: promise to pay")
+        elif stage is None or stage.name != step.owner:
+            reasons.append("stage ended")
+        else:
+            return None
+    return reasons[0]
 
 
 def held_now(rt: Runtime, state: CustomerState, now: dt.datetime, invoice_ids, channel: str,

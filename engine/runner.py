@@ -48,7 +48,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..adapters.base import thawed
 from . import store as s
 from .channels import EXAMPLE_PAY_LINK
-from .decide import Decision, Outcome, decide, held_now, recorded, to_float
+from .decide import CADENCE_REASONS, Decision, Outcome, decide, held_now, recorded, to_float
 from .decide import withdrawn as decide_withdrawn
 from .delivery import (NOT_PROVIDERS, REOPENED, RETRY_NOTE, Delivery, deliver_all, failure_lines, keep_messages,
                        record, render_lines, reopen)
@@ -696,7 +696,7 @@ class Runner:
         for row in sorted(rows, key=lambda r: (r.customer_id, r.at, r.key)):
             state = states[row.customer_id]
             ids = row.invoice_ids.split(";")
-            why = decide_withdrawn(self.rt, state, now, ids, row.channel)
+            why = decide_withdrawn(self.rt, state, now, ids, row.channel, row.step)
             # the message is built as of now, when it goes: its dates, WhatsApp's 24-hour window; but for a
             # receiver that drops a key it has had (a webhook's Idempotency-Key), as of the decision, so that
             # a repeated delivery is the same body (one that differs under the same key is refused for good),
@@ -766,16 +766,23 @@ class Runner:
     def _withdraw(self, rows: list, now: dt.datetime, summary: TickSummary) -> None:
         """Contacts that must no longer go out are `skipped`, and their steps are open again with the
         channel marked failed, so the decision core decides them anew: it falls back to the next channel,
-        closes them as do_not_contact, or leaves a paid invoice alone."""
+        closes them as do_not_contact, or leaves a paid invoice alone. A contact whose invoices left its
+        stage or are paused closes its step instead: its message no longer applies, and the same channel
+        cannot carry the step again (its contact key is taken), while no fault of that channel's should
+        send the step on another."""
         updated = dt.datetime.now(dt.timezone.utc)
         with self.engine.begin() as conn:
             withdrawn = [(row, why) for row, why in rows if conn.execute(  # rows this tick still owns
                 update(s.contacts).where(s.contacts.c.key == row.key, s.contacts.c.tick_id == self.tick_id).values(
                     status="skipped", reason=f"withdrawn before delivery: {why}", tick_id=None,
                     next_attempt_at=None, updated_at=updated).returning(s.contacts.c.key)).first()]
-            if withdrawn:
-                reopen(conn, [(row.customer_id, _steps_of(row, self.rt), row.channel, f"withdrawn: {why}")
-                              for row, why in withdrawn], now)
+            closed = [k for row, why in withdrawn if why in CADENCE_REASONS for k in _steps_of(row, self.rt)]
+            if closed:
+                conn.execute(update(s.steps).where(s.steps.c.key.in_(closed)).values(state="done", status="skipped"))
+            failed = [(row.customer_id, _steps_of(row, self.rt), row.channel, f"withdrawn: {why}")
+                      for row, why in withdrawn if why not in CADENCE_REASONS]
+            if failed:
+                reopen(conn, failed, now)
         summary.statuses["withdrawn"] += len(withdrawn)
 
     def _dry_run(self, now: dt.datetime, summary: TickSummary) -> TickSummary:

@@ -282,3 +282,58 @@ def test_a_webhook_retried_after_a_503_goes_out_it_has_no_template_to_look_up(db
         provider.now = dt.datetime(2026, 11, 3, hour, 0, tzinfo=NY)
         runner.tick(provider.now)
     assert (contact(engine).status, provider.placed) == ("sent", [dt.datetime(2026, 11, 3, 11, 0, tzinfo=NY)])
+
+
+TWO_STAGES = """\
+    policy: stages
+    timezone: America/Lima
+    windows: { default: { mon-sun: "08:00-20:00" }, holidays: open }
+    templates: { m: { sms: "Hola" } }
+    stages:
+      pre:
+        when: invoice.days_past_due <= 0
+        steps:
+          - { id: remind, at: due 10:00, send: sms, template: m }
+      late:
+        when: invoice.days_past_due > 0
+        steps:
+          - { id: late-5, at: due+5d 10:00, send: sms, template: m }
+    """
+
+
+def _rows(engine):
+    with engine.connect() as conn:
+        return sorted((r.step, r.status, r.reason) for r in conn.execute(select(s.contacts)))
+
+
+def test_a_due_date_reminder_retried_after_the_due_date_is_withdrawn_not_sent(db_url, tmp_path):
+    """language.md, Leaving a stage: a reminder of the due date must not reach the customer once the
+    invoice is overdue; a retry after an outage is held to that as a deferral is."""
+    engine, plan, channels, provider, tick = sms_store(db_url, tmp_path, TWO_STAGES, "A,C1,100,2026-11-02,+51987654321\n")
+    tick(2, 10)  # decided on the due date; the provider is down
+    provider.down = None
+    tick(3, 10)  # the retry comes the next day: the invoice is past due
+    assert provider.placed == []
+    assert _rows(engine) == [("remind", "skipped", "withdrawn before delivery: stage ended")]
+    with engine.connect() as conn:
+        step = conn.execute(select(s.steps).where(s.steps.c.key == "remind|A")).one()
+    assert (step.state, step.status, step.failed or {}) == ("done", "skipped", {})  # closed, no channel failed
+    tick(7, 10)  # the later stage goes on as usual
+    assert [m.metadata["step"] for m in provider.placed] == ["late-5"]
+
+
+def test_a_retry_after_a_dispute_opened_is_withdrawn_and_the_cadence_goes_on_after_it(db_url, tmp_path):
+    engine, plan, channels, provider, tick = sms_store(db_url, tmp_path, TWO_STAGES, "A,C1,100,2026-11-01,+51987654321\n")
+    tick(6, 10)  # late-5 decided; the provider is down
+    disputes = tmp_path / "d.csv"
+    disputes.write_text("invoice_id,opened_at\nA,2026-11-06T10:30:00-05:00\n")
+    import_file(engine, "disputes", disputes, fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    provider.down = None
+    tick(6, 11)
+    assert provider.placed == []
+    assert _rows(engine) == [("late-5", "skipped", "withdrawn before delivery: paused: disputed")]
+    disputes.write_text("invoice_id,opened_at,resolved_at\nA,2026-11-06T10:30:00-05:00,2026-11-07T09:00:00-05:00\n")
+    import_file(engine, "disputes", disputes, fields={}, colmap=ColumnMap(), default_tz="America/Lima")
+    tick(7, 10)  # the dispute is over: the withdrawn step is not sent again, on this channel or another
+    assert provider.placed == []
+    assert _rows(engine) == [("late-5", "skipped", "withdrawn before delivery: paused: disputed")]
