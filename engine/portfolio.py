@@ -634,7 +634,10 @@ class Table:
             problems.append(Problem(self.file, line, None, f"the file is not UTF-8 text (byte 0x{data[at]:02x}): "
                                     "save it as UTF-8 (in Excel: CSV UTF-8)"))
             return
-        # the csv reader, not str.splitlines, finds the rows: a quoted cell may hold a line break
+        # the csv reader, not str.splitlines, finds the rows: a quoted cell may hold a line break. Its limit on
+        # a cell (128 KiB) would stop the whole file at a long one with no column named; the file is in memory
+        # already, and the columns' own limits say which cell is too long (an unclosed quote: `_unclosed`)
+        csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
         source = io.StringIO(text, newline="")
         delimiter = self.delimiter = cmap.delimiter or _sniff(source.readline().rstrip("\r\n"))
         source.seek(0)
@@ -644,8 +647,7 @@ class Table:
                 rows.append((start, row))
                 start = reader.line_num + 1
         except csv.Error as exc:
-            hint = ": is a quote opened in this row never closed?" if "field limit" in str(exc) else ""
-            problems.append(Problem(self.file, start, None, f"cannot read the file: {exc}{hint}"))
+            problems.append(Problem(self.file, start, None, f"cannot read the file: {exc}"))
             return
         # asked of the last row even on one line: a file cut short inside a quoted cell ("b@exam) ends there
         if rows and _unclosed(source, rows[-1][0], delimiter):
