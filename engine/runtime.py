@@ -99,7 +99,8 @@ class Runtime:
                           for c in doc["caps"])
         self.longest_cap_s = max((c.per_s for c in self.caps), default=0)
         self._caps_on: dict[str, tuple[CapRt, ...]] = {}
-        self.lawless: dict = {}  # (channel, zone, holidays' country, profiles) -> never lawful within the window: Decider._never_lawful
+        # (channel, zone, holidays' country, profiles) -> never lawful within the window: Decider._never_lawful
+        self.lawless: dict = {}
         self.experiments = {name: sorted(e["variants"].items()) for name, e in doc["experiments"].items()}
         self.experiment_units = {name: e["unit"] for name, e in doc["experiments"].items()}
         cal = doc["calendar"]
@@ -163,8 +164,8 @@ class Runtime:
     def stage_triggers(self, due_date, tz, calendar) -> tuple:
         """(trigger instant in UTC, step) of every stage step for a due date in a zone, sorted by time.
 
-        Invoices share due dates and zones, so this is computed once per pair, not per invoice. In UTC,
-        as the decision core keeps instants: it compares them with no call to the zone."""
+        Invoices share due dates, zones and calendars, so this is computed once for each, not per invoice.
+        In UTC, as the decision core keeps instants: it compares them with no call to the zone."""
         key = (due_date, tz.key, calendar.country)
         found = self._triggers.get(key)
         if found is None:
